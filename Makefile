@@ -1,0 +1,49 @@
+# kpng: `make run` runs the system on the embedded example, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+RUN_ARGS ?=
+
+.PHONY: all venv system-deps run test lint typecheck unit bench bench-scale clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# nftables (the `nft` tool) is needed by the dataplane tests; install it when we can.
+system-deps:
+	@bash tools/system-deps.sh
+
+run: venv
+	$(PY) -m kpng_devrun $(RUN_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check libs services tools tests
+	$(VENV)/bin/ruff format --check libs services tools tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest -q -m "not integration and not netns and not kube"
+
+test: venv system-deps lint typecheck
+	$(PY) -m pytest -q
+
+bench: venv system-deps
+	$(PY) -m kpng_bench
+
+bench-scale: venv
+	$(PY) -m kpng_bench.scale
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
