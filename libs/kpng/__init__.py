@@ -1,0 +1,8 @@
+"""kpng: the core library of a Kubernetes service proxy built over a NATS bus.
+
+The pure core (no I/O): :mod:`kpng.model`, :mod:`kpng.parse`, :mod:`kpng.cluster`,
+:mod:`kpng.views`, :mod:`kpng.diff`, :mod:`kpng.codec`. The bus protocol and the client
+third parties use: :mod:`kpng.bus`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,475 @@
+"""The wire format of bus contract v1: msgpack maps with a schema version.
+
+Encoders are deterministic; operations are encoded once and reused in every message that
+carries them (:func:`encode_op`, then :func:`pack_delta` around the bytes). Decoders ignore
+unknown fields and raise :class:`MalformedMessage`, naming the field, for anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import msgpack
+
+from kpng.diff import (
+    DeleteEndpoint,
+    DeleteNode,
+    DeleteService,
+    Op,
+    SetEndpoint,
+    SetNode,
+    SetService,
+)
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    Node,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    ViewEndpoint,
+)
+
+SCHEMA_VERSION = 1
+Scope = Literal["node", "global"]
+T = TypeVar("T")
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a valid v1 message; ``field`` says where."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+# -- values -> plain data ------------------------------------------------------------------
+def service_to_wire(s: Service) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ns": s.namespace,
+        "name": s.name,
+        "type": s.type.value,
+        "cluster_ips": list(s.cluster_ips),
+        "ports": [
+            {
+                "name": p.name,
+                "proto": p.protocol.value,
+                "port": p.port,
+                "target": p.target_port,
+                "node_port": p.node_port,
+            }
+            for p in s.ports
+        ],
+    }
+    optional: dict[str, Any] = {
+        "external_ips": list(s.external_ips),
+        "lb_ips": list(s.load_balancer_ips),
+        "lb_source_ranges": list(s.load_balancer_source_ranges),
+        "affinity_timeout": s.affinity_timeout,
+        "itp": s.internal_traffic_policy.value if s.internal_traffic_policy != "Cluster" else "",
+        "etp": s.external_traffic_policy.value if s.external_traffic_policy != "Cluster" else "",
+        "hc_node_port": s.health_check_node_port,
+        "traffic_distribution": s.traffic_distribution,
+        "topology_mode": s.topology_mode,
+    }
+    d.update((k, v) for k, v in optional.items() if v)
+    return d
+
+
+def _ports_to_wire(ports: Sequence[EndpointPort]) -> list[list[Any]]:
+    return [[p.name, p.protocol.value, p.port] for p in ports]
+
+
+def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ip": e.ip,
+        "ports": _ports_to_wire(e.ports),
+        "node": e.node,
+        "zone": e.zone,
+        "ready": e.ready,
+        "serving": e.serving,
+        "terminating": e.terminating,
+    }
+    if isinstance(e, ViewEndpoint):
+        d["internal"] = e.internal
+        d["external"] = e.external
+    else:
+        if e.zone_hints:
+            d["zone_hints"] = sorted(e.zone_hints)
+        if e.node_hints:
+            d["node_hints"] = sorted(e.node_hints)
+    return d
+
+
+def node_to_wire(n: Node) -> dict[str, Any]:
+    return {"name": n.name, "addresses": list(n.addresses), "zone": n.zone, "region": n.region}
+
+
+def op_to_wire(op: Op[Any]) -> dict[str, Any]:
+    match op:
+        case SetService(service):
+            return {"op": "svc", "svc": service_to_wire(service)}
+        case DeleteService(key):
+            return {"op": "-svc", "key": key}
+        case SetEndpoint(key, endpoint):
+            return {"op": "ep", "key": key, "ep": endpoint_to_wire(endpoint)}
+        case DeleteEndpoint(key, ip):
+            return {"op": "-ep", "key": key, "ip": ip}
+        case SetNode(node):
+            return {"op": "node", "node": node_to_wire(node)}
+        case DeleteNode(name):
+            return {"op": "-node", "name": name}
+    raise TypeError(f"not an operation: {op!r}")
+
+
+# -- plain data -> values ------------------------------------------------------------------
+@dataclass(slots=True)
+class _Reader:
+    """Typed field access on one decoded map; errors carry the path."""
+
+    data: Mapping[Any, Any]
+    path: str
+
+    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        value = self.data.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (
+            value is None
+            or not isinstance(value, kind)
+            or (kind is int and isinstance(value, bool))
+        ):
+            where = f"{self.path}.{key}" if self.path else key
+            got = "missing" if key not in self.data else f"expected {kind.__name__}, got {value!r}"
+            raise MalformedMessage(where, got)
+        return value
+
+    def optional_float(self, key: str) -> float | None:
+        if self.data.get(key) is None:
+            return None
+        return self.get(key, float)
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict), f"{self.path}.{key}" if self.path else key)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        items = self.get(key, list, [])
+        if not all(isinstance(i, str) for i in items):
+            raise MalformedMessage(f"{self.path}.{key}", "expected a list of strings")
+        return tuple(items)
+
+    def enum(self, key: str, cls: Callable[[str], T], default: str | None = None) -> T:
+        raw = self.get(key, str, default)
+        try:
+            return cls(raw or (default or ""))
+        except ValueError:
+            raise MalformedMessage(f"{self.path}.{key}", f"unknown value {raw!r}") from None
+
+
+def service_from_wire(r: _Reader) -> Service:
+    ports = []
+    for i, raw in enumerate(r.get("ports", list)):
+        if not isinstance(raw, dict):
+            raise MalformedMessage(f"{r.path}.ports[{i}]", "expected a map")
+        p = _Reader(raw, f"{r.path}.ports[{i}]")
+        target = raw.get("target")
+        if not isinstance(target, int | str) or isinstance(target, bool):
+            raise MalformedMessage(f"{p.path}.target", f"expected int or str, got {target!r}")
+        ports.append(
+            ServicePort(
+                name=p.get("name", str, ""),
+                protocol=p.enum("proto", Protocol),
+                port=p.get("port", int),
+                target_port=target,
+                node_port=p.get("node_port", int, 0),
+            )
+        )
+    return Service(
+        namespace=r.get("ns", str),
+        name=r.get("name", str),
+        type=r.enum("type", ServiceType),
+        cluster_ips=r.strings("cluster_ips"),
+        ports=tuple(ports),
+        external_ips=r.strings("external_ips"),
+        load_balancer_ips=r.strings("lb_ips"),
+        load_balancer_source_ranges=r.strings("lb_source_ranges"),
+        affinity_timeout=r.get("affinity_timeout", int, 0),
+        internal_traffic_policy=r.enum("itp", TrafficPolicy, "Cluster"),
+        external_traffic_policy=r.enum("etp", TrafficPolicy, "Cluster"),
+        health_check_node_port=r.get("hc_node_port", int, 0),
+        traffic_distribution=r.get("traffic_distribution", str, ""),
+        topology_mode=r.get("topology_mode", str, ""),
+    )
+
+
+def _ports_from_wire(r: _Reader) -> tuple[EndpointPort, ...]:
+    ports = []
+    for i, raw in enumerate(r.get("ports", list, [])):
+        if (
+            not isinstance(raw, list)
+            or len(raw) < 3
+            or not isinstance(raw[0], str)
+            or not isinstance(raw[2], int)
+        ):
+            raise MalformedMessage(f"{r.path}.ports[{i}]", "expected [name, protocol, port]")
+        try:
+            ports.append(EndpointPort(raw[0], Protocol(raw[1]), raw[2]))
+        except ValueError:
+            raise MalformedMessage(f"{r.path}.ports[{i}]", f"bad protocol {raw[1]!r}") from None
+    return tuple(ports)
+
+
+def endpoint_from_wire(r: _Reader, scope: Scope) -> Endpoint | ViewEndpoint:
+    common: dict[str, Any] = {
+        "ip": r.get("ip", str),
+        "ports": _ports_from_wire(r),
+        "node": r.get("node", str, ""),
+        "zone": r.get("zone", str, ""),
+        "ready": r.get("ready", bool),
+        "serving": r.get("serving", bool),
+        "terminating": r.get("terminating", bool),
+    }
+    if scope == "node":
+        return ViewEndpoint(
+            **common, internal=r.get("internal", bool), external=r.get("external", bool)
+        )
+    return Endpoint(
+        **common,
+        zone_hints=frozenset(r.strings("zone_hints")),
+        node_hints=frozenset(r.strings("node_hints")),
+    )
+
+
+def node_from_wire(r: _Reader) -> Node:
+    return Node(
+        name=r.get("name", str),
+        addresses=r.strings("addresses"),
+        zone=r.get("zone", str, ""),
+        region=r.get("region", str, ""),
+    )
+
+
+def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any]:
+    if not isinstance(raw, dict):
+        raise MalformedMessage(path, "expected a map")
+    r = _Reader(raw, path)
+    kind = r.get("op", str)
+    if kind == "svc":
+        return SetService(service_from_wire(r.child("svc")))
+    if kind == "-svc":
+        return DeleteService(r.get("key", str))
+    if kind == "ep":
+        return SetEndpoint(r.get("key", str), endpoint_from_wire(r.child("ep"), scope))
+    if kind == "-ep":
+        return DeleteEndpoint(r.get("key", str), r.get("ip", str))
+    if kind == "node":
+        return SetNode(node_from_wire(r.child("node")))
+    if kind == "-node":
+        return DeleteNode(r.get("name", str))
+    raise MalformedMessage(f"{path}.op", f"unknown operation {kind!r}")
+
+
+# -- messages ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Delta:
+    epoch: str
+    seq: int
+    time: float
+    trigger_time: float | None
+    ops: tuple[Op[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    epoch: str
+    seq: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    epoch: str
+    seq: int
+    chunk: int
+    chunks: int
+    ops: tuple[Op[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What an agent reports on ``<prefix>.v1.node.<node>.status``."""
+
+    node: str
+    epoch: str
+    seq: int
+    backend: str
+    healthy: bool
+    time: float
+    version: str = ""
+    last_sync: float | None = None
+    sync_duration: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def packb(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def encode_op(op: Op[Any]) -> bytes:
+    return packb(op_to_wire(op))
+
+
+def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes]) -> bytes:
+    parts = [_packer.pack_map_header(len(header) + 1)]
+    for key, value in header.items():
+        parts.append(packb(key))
+        parts.append(packb(value))
+    parts.append(packb("ops"))
+    parts.append(_packer.pack_array_header(len(ops)))
+    parts.extend(ops)
+    return b"".join(parts)
+
+
+def pack_delta(
+    epoch: str, seq: int, time: float, trigger_time: float | None, ops: Sequence[bytes]
+) -> bytes:
+    """A delta message around operations already encoded by :func:`encode_op`."""
+    header = {"v": SCHEMA_VERSION, "kind": "delta", "epoch": epoch, "seq": seq, "time": time}
+    if trigger_time is not None:
+        header["trigger"] = trigger_time
+    return _pack_with_ops(header, ops)
+
+
+def pack_snapshot_chunk(
+    epoch: str, seq: int, chunk: int, chunks: int, ops: Sequence[bytes]
+) -> bytes:
+    header = {
+        "v": SCHEMA_VERSION,
+        "kind": "snapshot",
+        "epoch": epoch,
+        "seq": seq,
+        "chunk": chunk,
+        "chunks": chunks,
+    }
+    return _pack_with_ops(header, ops)
+
+
+def encode(message: Message) -> bytes:
+    """Encode any message (deltas and snapshots by value; see :func:`pack_delta`)."""
+    match message:
+        case Delta(epoch, seq, time, trigger, ops):
+            return pack_delta(epoch, seq, time, trigger, [encode_op(o) for o in ops])
+        case SnapshotChunk(epoch, seq, chunk, chunks, ops):
+            return pack_snapshot_chunk(epoch, seq, chunk, chunks, [encode_op(o) for o in ops])
+        case Tick(epoch, seq, time):
+            return packb({"v": 1, "kind": "tick", "epoch": epoch, "seq": seq, "time": time})
+        case SnapshotRequest():
+            return packb({"v": SCHEMA_VERSION, "kind": "snapshot-request"})
+        case ErrorReply(reason):
+            return packb({"v": SCHEMA_VERSION, "kind": "error", "reason": reason})
+        case Status():
+            return packb(_status_to_wire(message))
+    raise TypeError(f"not a message: {message!r}")
+
+
+def _status_to_wire(s: Status) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "status",
+        "node": s.node,
+        "epoch": s.epoch,
+        "seq": s.seq,
+        "backend": s.backend,
+        "healthy": s.healthy,
+        "time": s.time,
+        "version": s.version,
+        "last_sync": s.last_sync,
+        "sync_duration": s.sync_duration,
+        "counts": dict(s.counts),
+        "errors": list(s.errors),
+    }
+
+
+def decode(data: bytes, scope: Scope = "node") -> Message:
+    """Decode one message. Raises :class:`MalformedMessage` for anything but valid v1."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise MalformedMessage("", f"not msgpack: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MalformedMessage("", f"expected a map, got {type(raw).__name__}")
+    r = _Reader(raw, "")
+    version = r.get("v", int)
+    if version != SCHEMA_VERSION:
+        raise MalformedMessage("v", f"unsupported schema version {version}")
+    kind = r.get("kind", str)
+    if kind == "delta":
+        return Delta(
+            r.get("epoch", str),
+            r.get("seq", int),
+            r.get("time", float),
+            r.optional_float("trigger"),
+            _ops(r, scope),
+        )
+    if kind == "tick":
+        return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float))
+    if kind == "snapshot":
+        return _snapshot(r, scope)
+    if kind == "snapshot-request":
+        return SnapshotRequest()
+    if kind == "error":
+        return ErrorReply(r.get("reason", str))
+    if kind == "status":
+        return _status(r)
+    raise MalformedMessage("kind", f"unknown message kind {kind!r}")
+
+
+def _ops(r: _Reader, scope: Scope) -> tuple[Op[Any], ...]:
+    return tuple(op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(r.get("ops", list)))
+
+
+def _snapshot(r: _Reader, scope: Scope) -> SnapshotChunk:
+    chunk, chunks = r.get("chunk", int), r.get("chunks", int)
+    if not 0 <= chunk < chunks:
+        raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
+    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, _ops(r, scope))
+
+
+def _status(r: _Reader) -> Status:
+    counts = r.get("counts", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items()):
+        raise MalformedMessage("counts", "expected a map of names to integers")
+    return Status(
+        node=r.get("node", str),
+        epoch=r.get("epoch", str, ""),
+        seq=r.get("seq", int, 0),
+        backend=r.get("backend", str, ""),
+        healthy=r.get("healthy", bool),
+        time=r.get("time", float),
+        version=r.get("version", str, ""),
+        last_sync=r.optional_float("last_sync"),
+        sync_duration=r.optional_float("sync_duration"),
+        counts=dict(counts),
+        errors=r.strings("errors"),
+    )

@@ -1,0 +1,161 @@
+"""Views as tables, the operations between two of them, and applying operations.
+
+A view is what one consumer knows: services, their endpoints (by IP) and nodes. The node
+view of the bus holds :class:`~kpng.model.ViewEndpoint`, the global view holds
+:class:`~kpng.model.Endpoint`. ``apply(diff(a, b), a) == b`` for any two views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from kpng.model import Endpoint, Node, Service, ViewEndpoint
+
+E = TypeVar("E", Endpoint, ViewEndpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class SetService:
+    service: Service
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteService:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetEndpoint(Generic[E]):
+    service: str
+    endpoint: E
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEndpoint:
+    service: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetNode:
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteNode:
+    name: str
+
+
+Op = SetService | DeleteService | SetEndpoint[E] | DeleteEndpoint | SetNode | DeleteNode
+
+
+class InconsistentOp(ValueError):
+    """An operation that does not fit the view it is applied to (the stream lost something)."""
+
+
+@dataclass(slots=True)
+class View(Generic[E]):
+    """Services by key, their endpoints by IP, nodes by name. Treat as immutable."""
+
+    services: dict[str, Service] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, E]] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def endpoints_of(self, key: str) -> Mapping[str, E]:
+        return self.endpoints.get(key, {})
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "services": len(self.services),
+            "endpoints": sum(len(eps) for eps in self.endpoints.values()),
+            "nodes": len(self.nodes),
+        }
+
+
+def diff_service(
+    key: str,
+    old: Service | None,
+    old_endpoints: Mapping[str, E],
+    new: Service | None,
+    new_endpoints: Mapping[str, E],
+) -> list[Op[E]]:
+    """The operations that turn one service's old state into its new state."""
+    if new is None:
+        return [DeleteService(key)] if old is not None else []
+    ops: list[Op[E]] = []
+    if old != new:
+        ops.append(SetService(new))
+    if old is None:
+        old_endpoints = {}
+    for ip in old_endpoints:
+        if ip not in new_endpoints:
+            ops.append(DeleteEndpoint(key, ip))
+    for ip, endpoint in new_endpoints.items():
+        if old_endpoints.get(ip) != endpoint:
+            ops.append(SetEndpoint(key, endpoint))
+    return ops
+
+
+def diff_nodes(old: Mapping[str, Node], new: Mapping[str, Node]) -> list[Op[E]]:
+    ops: list[Op[E]] = [DeleteNode(name) for name in old if name not in new]
+    ops.extend(SetNode(node) for name, node in new.items() if old.get(name) != node)
+    return ops
+
+
+def diff(a: View[E], b: View[E]) -> list[Op[E]]:
+    """The operations that turn view ``a`` into view ``b``."""
+    ops: list[Op[E]] = []
+    for key in a.services.keys() | b.services.keys():
+        ops.extend(
+            diff_service(
+                key,
+                a.services.get(key),
+                a.endpoints_of(key),
+                b.services.get(key),
+                b.endpoints_of(key),
+            )
+        )
+    ops.extend(diff_nodes(a.nodes, b.nodes))
+    return ops
+
+
+def apply(ops: Iterable[Op[E]], view: View[E]) -> View[E]:
+    """A new view: ``view`` with ``ops`` applied in order. ``view`` is left as it was.
+
+    Raises :class:`InconsistentOp` for an endpoint of a service the view does not have.
+    """
+    services = dict(view.services)
+    endpoints = dict(view.endpoints)
+    nodes = dict(view.nodes)
+    copied: set[str] = set()
+
+    def own(key: str) -> dict[str, E]:
+        if key not in services:
+            raise InconsistentOp(f"endpoint for unknown service {key}")
+        if key not in copied:
+            endpoints[key] = dict(endpoints.get(key, {}))
+            copied.add(key)
+        return endpoints[key]
+
+    for op in ops:
+        match op:
+            case SetService(service):
+                services[service.key] = service
+            case DeleteService(key):
+                services.pop(key, None)
+                endpoints.pop(key, None)
+                copied.discard(key)
+            case SetEndpoint(key, endpoint):
+                own(key)[endpoint.ip] = endpoint
+            case DeleteEndpoint(key, ip):
+                own(key).pop(ip, None)
+            case SetNode(node):
+                nodes[node.name] = node
+            case DeleteNode(name):
+                nodes.pop(name, None)
+    for key in copied:
+        if key in endpoints and not endpoints[key]:
+            del endpoints[key]
+    return View(services, endpoints, nodes)

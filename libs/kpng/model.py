@@ -1,0 +1,162 @@
+"""The Kubernetes objects a service proxy needs, as plain immutable values.
+
+Nothing here knows about YAML, the Kubernetes API or the bus: :mod:`kpng.parse` builds
+these values from Kubernetes objects and :mod:`kpng.codec` puts them on the wire.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+LABEL_SERVICE_NAME = "kubernetes.io/service-name"
+LABEL_SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
+LABEL_HEADLESS = "service.kubernetes.io/headless"
+LABEL_ZONE = "topology.kubernetes.io/zone"
+LABEL_REGION = "topology.kubernetes.io/region"
+ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
+ANNOTATION_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"
+ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+DEFAULT_AFFINITY_TIMEOUT = 10800
+
+
+class Protocol(StrEnum):
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+
+
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class TrafficPolicy(StrEnum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One port of a service. ``target_port`` is a number or the name of an endpoint port."""
+
+    name: str
+    protocol: Protocol
+    port: int
+    target_port: int | str
+    node_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A proxied service (never headless nor ExternalName: those are dropped at parse time)."""
+
+    namespace: str
+    name: str
+    type: ServiceType
+    cluster_ips: tuple[str, ...]
+    ports: tuple[ServicePort, ...]
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    affinity_timeout: int = 0
+    internal_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+    health_check_node_port: int = 0
+    traffic_distribution: str = ""
+    topology_mode: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def externally_accessible(self) -> bool:
+        """True when the service takes traffic from outside: NodePort, LB or external IPs."""
+        return (
+            self.type is not ServiceType.CLUSTER_IP
+            or bool(self.external_ips)
+            or bool(self.load_balancer_ips)
+        )
+
+    @property
+    def topology_enabled(self) -> bool:
+        """Whether topology hints may be used (trafficDistribution or topology-mode gating)."""
+        if self.traffic_distribution in ("PreferClose", "PreferSameZone", "PreferSameNode"):
+            return True
+        return self.topology_mode.lower() == "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    name: str
+    protocol: Protocol
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One endpoint address of a service, merged from its EndpointSlices."""
+
+    ip: str
+    ports: tuple[EndpointPort, ...]
+    node: str = ""
+    zone: str = ""
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    zone_hints: frozenset[str] = frozenset()
+    node_hints: frozenset[str] = frozenset()
+
+    @property
+    def usable(self) -> bool:
+        """Ready, or serving while terminating (the fallback set). Others are never used."""
+        return self.ready or (self.serving and self.terminating)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service: str
+    address_type: str
+    endpoints: tuple[Endpoint, ...]
+    trigger_time: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def service_key(self) -> str:
+        return f"{self.namespace}/{self.service}"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    addresses: tuple[str, ...] = ()
+    zone: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ViewEndpoint:
+    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic."""
+
+    ip: str
+    ports: tuple[EndpointPort, ...]
+    node: str = ""
+    zone: str = ""
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    internal: bool = False
+    external: bool = False
+
+
+def ip_family(ip: str) -> int:
+    """4 or 6; raises ValueError for something that is not an IP address."""
+    return ipaddress.ip_address(ip).version
