@@ -171,14 +171,27 @@ def view_variant(
 ) -> Hashable:
     """A key such that two nodes with the same key have the same :func:`service_view`.
 
-    Most services look the same on every node (key ``None``); Local policies make the view
-    depend on the node, topology hints on the node or on its zone. The watcher computes and
-    encodes one view per distinct key.
+    Most services look the same on every node (key ``None``). A node that holds one of the
+    service's endpoints under a Local policy, or that an endpoint's node hint names, may see
+    its own view (key ``("node", name)``); any other node of a service with topology hints
+    sees its zone's view (key ``("zone", zone)``). The watcher computes and encodes one view
+    per distinct key: the nodes of :func:`special_nodes` one by one, the rest per zone.
     """
-    local = node if uses_local_endpoints(service) else None
-    mode = topology_mode(service, endpoints, node, zone) if uses_cluster_endpoints(service) else ""
-    if mode == TOPOLOGY_NODE:
-        return (local, node)
-    if mode == TOPOLOGY_ZONE:
-        return (local, "zone", zone)
-    return None if local is None else (local,)
+    if node and uses_local_endpoints(service) and any(e.node == node for e in endpoints):
+        return ("node", node)
+    if service.topology_enabled and uses_cluster_endpoints(service):
+        if node and any(node in e.node_hints for e in endpoints):
+            return ("node", node)
+        return ("zone", zone)
+    return None
+
+
+def special_nodes(service: Service, endpoints: tuple[Endpoint, ...]) -> set[str]:
+    """The nodes whose :func:`view_variant` for this service may be their own."""
+    nodes: set[str] = set()
+    if uses_local_endpoints(service):
+        nodes.update(e.node for e in endpoints if e.node)
+    if service.topology_enabled and uses_cluster_endpoints(service):
+        for e in endpoints:
+            nodes.update(e.node_hints)
+    return nodes
