@@ -95,15 +95,22 @@ class ClusterState:
             changes.note_trigger(now)
         return changes
 
-    def replace(self, objects: Iterable[Object], now: float | None = None) -> Changes:
-        """Make the state exactly ``objects``; only real differences count as changes."""
+    def replace(
+        self,
+        objects: Iterable[Object],
+        now: float | None = None,
+        kinds: Iterable[str] = ("Service", "EndpointSlice", "Node"),
+    ) -> Changes:
+        """Make the objects of ``kinds`` exactly ``objects``; only real differences count
+        as changes (a relist that returns what we have changes nothing)."""
         wanted: dict[tuple[str, str], Object] = {}
         for obj in objects:
             wanted[(type(obj).__name__, _key(obj))] = obj
         changes = Changes()
-        current = [("Service", k) for k in self.services]
-        current += [("EndpointSlice", k) for k in self.slices]
-        current += [("Node", k) for k in self.nodes]
+        kinds = set(kinds)
+        current = [("Service", k) for k in self.services if "Service" in kinds]
+        current += [("EndpointSlice", k) for k in self.slices if "EndpointSlice" in kinds]
+        current += [("Node", k) for k in self.nodes if "Node" in kinds]
         for kind, key in current:
             if (kind, key) not in wanted:
                 changes.merge(self.delete(kind, key, now))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kpng.model import (
@@ -375,14 +375,19 @@ def _timestamp(f: _Fields, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.timestamp()
+        return _utc(value).timestamp()
     text = f.string(value, f"metadata.annotations[{ANNOTATION_TRIGGER_TIME}]")
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return _utc(datetime.fromisoformat(text.replace("Z", "+00:00"))).timestamp()
     except ValueError:
         raise f.fail(
             f"metadata.annotations[{ANNOTATION_TRIGGER_TIME}]", f"{text!r} is not RFC 3339"
         ) from None
+
+
+def _utc(when: datetime) -> datetime:
+    """A time without an offset is UTC (never the host's local time)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def parse_node(obj: Mapping[str, Any]) -> Node:

@@ -1,0 +1,255 @@
+"""The client third parties use: a node's view (or the global view) as an async iterator.
+
+    async for event in NodeViewClient(bus, "node-a1"):
+        event.kind    # "snapshot" (event.view is the whole view) or "delta" (event.ops applied)
+        event.view    # the view after this event
+        event.epoch, event.seq
+
+Subscribes first, then fetches a snapshot, then applies deltas in order. Gaps, epoch
+changes, reconnects, slow-consumer drops and ticks ahead of the applied seq trigger a
+resync inside; while the watcher is away, nothing is yielded and the last view stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Generic
+
+from kpng.bus.connection import Bus, BusError, Subscription
+from kpng.bus.consumer import Applied, Consumer, Resync
+from kpng.codec import (
+    Delta,
+    ErrorReply,
+    MalformedMessage,
+    Scope,
+    SnapshotChunk,
+    SnapshotRequest,
+    Tick,
+    decode,
+    encode,
+)
+from kpng.diff import E, View
+from kpng.model import Endpoint, ViewEndpoint
+
+log = logging.getLogger(__name__)
+ViewEvent = Applied
+
+
+@dataclass(slots=True)
+class ClientStats:
+    snapshots: int = 0
+    deltas: int = 0
+    resyncs: int = 0
+    malformed: int = 0
+    snapshot_failures: int = 0
+    last_resync_reason: str = ""
+
+
+class SnapshotUnavailable(BusError):
+    pass
+
+
+class ViewClient(Generic[E]):
+    """Consumer of one (delta subject, snapshot subject) pair."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        delta_subject: str,
+        snapshot_subject: str,
+        scope: Scope,
+        *,
+        snapshot_timeout: float = 5.0,
+        max_backoff: float = 5.0,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.bus = bus
+        self.delta_subject = delta_subject
+        self.snapshot_subject = snapshot_subject
+        self.scope: Scope = scope
+        self.snapshot_timeout = snapshot_timeout
+        self.max_backoff = max_backoff
+        self.stats = ClientStats()
+        self.consumer: Consumer[E] = Consumer()
+        self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
+        self._sub: Subscription | None = None
+
+    @property
+    def view(self) -> View[E]:
+        return self.consumer.view
+
+    def __aiter__(self) -> AsyncIterator[Applied[E]]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[Applied[E]]:
+        await self._subscribe()
+        try:
+            while True:
+                if not self.consumer.synced:
+                    for event in await self._resync():
+                        yield event
+                    continue
+                item = await self._queue.get()
+                for event in self._handle(item):
+                    yield event
+        finally:
+            await self._unsubscribe()
+
+    # -- subscription ------------------------------------------------------------------------
+    async def _subscribe(self) -> None:
+        self._sub = await self.bus.subscribe(self.delta_subject, self._on_message)
+        self.bus.listeners.reconnected.append(self._on_reconnected)
+        self.bus.listeners.slow_consumer.append(self._on_slow_consumer)
+
+    async def _unsubscribe(self) -> None:
+        for listeners, cb in (
+            (self.bus.listeners.reconnected, self._on_reconnected),
+            (self.bus.listeners.slow_consumer, self._on_slow_consumer),
+        ):
+            if cb in listeners:
+                listeners.remove(cb)  # type: ignore[arg-type]
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    def _on_message(self, data: bytes, subject: str, reply: str) -> None:
+        self._put(data)
+
+    def _on_reconnected(self) -> None:
+        self._put(Resync("reconnected to NATS"))
+
+    def _on_slow_consumer(self, sid: int) -> None:
+        if self._sub is not None and sid == self._sub.sid:
+            self._put(Resync("slow consumer: NATS dropped messages"))
+
+    def _put(self, item: bytes | Resync) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._drain_queue()
+            self._queue.put_nowait(Resync("client queue overflow"))
+
+    def _drain_queue(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    # -- messages ----------------------------------------------------------------------------
+    def _handle(self, item: bytes | Resync) -> list[Applied[E]]:
+        if isinstance(item, Resync):
+            self._note_resync(item.reason)
+            self.consumer.start_resync()
+            return []
+        try:
+            message = decode(item, self.scope)
+        except MalformedMessage as exc:
+            self.stats.malformed += 1
+            log.warning("malformed message on %s dropped: %s", self.delta_subject, exc)
+            return []
+        if isinstance(message, Delta):
+            results = self.consumer.on_delta(message)
+        elif isinstance(message, Tick):
+            results = self.consumer.on_tick(message)
+        else:
+            self.stats.malformed += 1
+            log.warning("unexpected %s on %s dropped", type(message).__name__, self.delta_subject)
+            return []
+        return self._results(results)
+
+    def _results(self, results: list[Applied[E] | Resync]) -> list[Applied[E]]:
+        events: list[Applied[E]] = []
+        for result in results:
+            if isinstance(result, Resync):
+                self._note_resync(result.reason)
+            else:
+                if result.kind == "delta":
+                    self.stats.deltas += 1
+                events.append(result)
+        return events
+
+    def _note_resync(self, reason: str) -> None:
+        self.stats.resyncs += 1
+        self.stats.last_resync_reason = reason
+        log.info("resync of %s: %s", self.delta_subject, reason)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    async def _resync(self) -> list[Applied[E]]:
+        self.consumer.start_resync()
+        delay = 0.1
+        while True:
+            try:
+                chunks = await self.fetch_snapshot()
+                break
+            except SnapshotUnavailable as exc:
+                self.stats.snapshot_failures += 1
+                log.info(
+                    "snapshot of %s unavailable (%s); retry in %.1fs",
+                    self.snapshot_subject,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.max_backoff)
+        while not self._queue.empty():  # deltas that came while we waited: buffered
+            item = self._queue.get_nowait()
+            if isinstance(item, Resync):
+                continue  # the snapshot we are about to apply supersedes it
+            self._handle(item)
+        self.stats.snapshots += 1
+        return self._results(self.consumer.on_snapshot(chunks))
+
+    async def fetch_snapshot(self) -> list[SnapshotChunk]:
+        """Request the snapshot and gather its chunks; raises SnapshotUnavailable."""
+        inbox = self.bus.new_inbox()
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+        sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
+        try:
+            await self.bus.publish(self.snapshot_subject, encode(SnapshotRequest()), reply=inbox)
+            return await asyncio.wait_for(self._gather(replies), self.snapshot_timeout)
+        except TimeoutError:
+            raise SnapshotUnavailable("no complete reply in time") from None
+        except BusError as exc:
+            raise SnapshotUnavailable(str(exc)) from exc
+        finally:
+            await sub.unsubscribe()
+
+    async def _gather(self, replies: asyncio.Queue[bytes]) -> list[SnapshotChunk]:
+        chunks: dict[int, SnapshotChunk] = {}
+        while True:
+            data = await replies.get()
+            if not data:  # NATS's "no responders" status: no watcher is answering
+                raise SnapshotUnavailable("no watcher answered")
+            try:
+                message = decode(data, self.scope)
+            except MalformedMessage as exc:
+                self.stats.malformed += 1
+                raise SnapshotUnavailable(f"malformed snapshot reply: {exc}") from None
+            if isinstance(message, ErrorReply):
+                raise SnapshotUnavailable(message.reason)
+            if not isinstance(message, SnapshotChunk):
+                raise SnapshotUnavailable(f"unexpected {type(message).__name__} reply")
+            chunks[message.chunk] = message
+            if len(chunks) == message.chunks:
+                return [chunks[i] for i in sorted(chunks)]
+
+
+class NodeViewClient(ViewClient[ViewEndpoint]):
+    """One node's view: what that node must program."""
+
+    def __init__(self, bus: Bus, node: str, **options: Any) -> None:
+        super().__init__(
+            bus, bus.subjects.node_delta(node), bus.subjects.node_snapshot(node), "node", **options
+        )
+        self.node = node
+
+
+class GlobalViewClient(ViewClient[Endpoint]):
+    """The unfiltered cluster model (all services, endpoints with hints, nodes)."""
+
+    def __init__(self, bus: Bus, **options: Any) -> None:
+        super().__init__(
+            bus, bus.subjects.global_delta, bus.subjects.global_snapshot, "global", **options
+        )

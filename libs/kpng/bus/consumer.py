@@ -1,0 +1,105 @@
+"""The consumer algorithm of bus contract v1, as a pure state machine.
+
+Subscribe first, then ask for a snapshot; buffered deltas with ``seq <= snapshot.seq`` are
+dropped and the rest applied in order. A gap, an epoch change, a tick ahead of what was
+applied, or an operation that does not fit the view means something was lost: resync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal
+
+from kpng.codec import Delta, SnapshotChunk, Tick
+from kpng.diff import E, InconsistentOp, Op, View, apply
+
+
+@dataclass(frozen=True, slots=True)
+class Applied(Generic[E]):
+    """A new view: from a snapshot (``ops`` is then the whole view) or from one delta."""
+
+    kind: Literal["snapshot", "delta"]
+    epoch: str
+    seq: int
+    view: View[E]
+    ops: tuple[Op[E], ...]
+    time: float | None = None
+    trigger_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    reason: str
+
+
+@dataclass(slots=True)
+class Consumer(Generic[E]):
+    """Tracks (epoch, seq) and the view; says when to resync. Starts out needing a snapshot."""
+
+    view: View[E] = field(default_factory=View)
+    epoch: str = ""
+    seq: int = -1
+    synced: bool = False
+    _buffer: list[Delta] = field(default_factory=list)
+
+    def start_resync(self) -> None:
+        """Forget the stream position (not the view: it stays programmed) and buffer deltas."""
+        self.synced = False
+        self._buffer.clear()
+
+    def on_snapshot(self, chunks: Sequence[SnapshotChunk]) -> list[Applied[E] | Resync]:
+        first = chunks[0]
+        if any(
+            (c.epoch, c.seq, c.chunks) != (first.epoch, first.seq, first.chunks) for c in chunks
+        ):
+            return [Resync("snapshot chunks of different versions")]
+        ops: list[Op[Any]] = [op for c in sorted(chunks, key=lambda c: c.chunk) for op in c.ops]
+        try:
+            view: View[E] = apply(ops, View())
+        except InconsistentOp as exc:
+            return [Resync(f"bad snapshot: {exc}")]
+        self.view, self.epoch, self.seq, self.synced = view, first.epoch, first.seq, True
+        out: list[Applied[E] | Resync] = [
+            Applied("snapshot", self.epoch, self.seq, view, tuple(ops))
+        ]
+        buffered, self._buffer = self._buffer, []
+        for delta in buffered:
+            if delta.epoch != self.epoch:
+                continue  # from before the snapshot; a newer epoch shows itself by its ticks
+            out.extend(self.on_delta(delta))
+            if not self.synced:
+                break
+        return out
+
+    def on_delta(self, delta: Delta) -> list[Applied[E] | Resync]:
+        if not self.synced:
+            self._buffer.append(delta)
+            return []
+        if delta.epoch != self.epoch:
+            return [self._lost(f"epoch changed from {self.epoch} to {delta.epoch}")]
+        if delta.seq <= self.seq:
+            return []
+        if delta.seq != self.seq + 1:
+            return [self._lost(f"gap: expected seq {self.seq + 1}, got {delta.seq}")]
+        try:
+            view: View[E] = apply(delta.ops, self.view)
+        except InconsistentOp as exc:
+            return [self._lost(f"delta {delta.seq} does not fit the view: {exc}")]
+        self.view, self.seq = view, delta.seq
+        return [
+            Applied("delta", self.epoch, self.seq, view, delta.ops, delta.time, delta.trigger_time)
+        ]
+
+    def on_tick(self, tick: Tick) -> list[Applied[E] | Resync]:
+        if not self.synced:
+            return []
+        if tick.epoch != self.epoch:
+            return [self._lost(f"epoch changed from {self.epoch} to {tick.epoch}")]
+        if tick.seq > self.seq:
+            return [self._lost(f"tick at seq {tick.seq}, applied only {self.seq}")]
+        return []
+
+    def _lost(self, reason: str) -> Resync:
+        self.start_resync()
+        return Resync(reason)

@@ -1,0 +1,62 @@
+"""Subject names of bus contract v1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "kpng"
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """All subjects under one prefix (default ``kpng``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in " *>\t\r\n"):
+            raise ValueError(f"invalid subject prefix {self.prefix!r}")
+
+    @staticmethod
+    def token(node: str) -> str:
+        """A node name as one subject token (``.`` becomes ``_``, which node names never hold)."""
+        if not node or any(c in node for c in " *>\t\r\n"):
+            raise ValueError(f"invalid node name {node!r}")
+        return node.replace(".", "_")
+
+    def node_delta(self, node: str) -> str:
+        return f"{self.prefix}.v1.node.{self.token(node)}.delta"
+
+    def node_snapshot(self, node: str) -> str:
+        return f"{self.prefix}.v1.node.{self.token(node)}.snapshot"
+
+    def node_status(self, node: str) -> str:
+        return f"{self.prefix}.v1.node.{self.token(node)}.status"
+
+    @property
+    def all_status(self) -> str:
+        return f"{self.prefix}.v1.node.*.status"
+
+    @property
+    def all_deltas(self) -> str:
+        return f"{self.prefix}.v1.node.*.delta"
+
+    @property
+    def all_snapshots(self) -> str:
+        return f"{self.prefix}.v1.node.*.snapshot"
+
+    @property
+    def global_delta(self) -> str:
+        return f"{self.prefix}.v1.global.delta"
+
+    @property
+    def global_snapshot(self) -> str:
+        return f"{self.prefix}.v1.global.snapshot"
+
+    def node_of(self, subject: str) -> str:
+        """The node token of a ``<prefix>.v1.node.<node>.<kind>`` subject."""
+        parts = subject.split(".")
+        base = len(self.prefix.split("."))
+        if len(parts) != base + 4 or parts[base : base + 2] != ["v1", "node"]:
+            raise ValueError(f"not a node subject: {subject!r}")
+        return parts[base + 2]

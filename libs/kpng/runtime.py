@@ -1,0 +1,62 @@
+"""What every kpng service does the same way: logging, signals, argument errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats",
+        default="nats://127.0.0.1:4222",
+        help="NATS server URL(s), comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--prefix", default="kpng", help="bus subject prefix (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: %(default)s)",
+    )
+
+
+def run(main: Callable[[], Awaitable[None]]) -> int:
+    """Run ``main`` until it returns or SIGINT/SIGTERM arrives; exit code 0 on a signal."""
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            logging.getLogger("kpng").info("stopped by signal")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(guarded())
+    return 0
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value

@@ -1,0 +1,1 @@
+"""kpng-agent: programs one node's dataplane from its view on the bus."""

@@ -1,0 +1,131 @@
+"""The agent's loop: node view events from the bus client into the backend, and status out.
+
+A failed apply is retried with backoff as a full sync of the latest view, and shows in the
+status until it succeeds. While the watcher is away the backend keeps what it programmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kpng import __version__
+from kpng.backend import Backend
+from kpng.bus.client import NodeViewClient
+from kpng.bus.connection import Bus, BusError
+from kpng.bus.consumer import Applied
+from kpng.codec import Status, encode
+from kpng.model import ViewEndpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AgentState:
+    epoch: str = ""
+    seq: int = -1
+    last_sync: float | None = None
+    sync_duration: float | None = None
+    errors: list[str] = field(default_factory=list)
+    pending: Applied[ViewEndpoint] | None = None  # the latest event not yet programmed
+    programmed: int = 0
+    failures: int = 0
+
+
+class Agent:
+    def __init__(
+        self,
+        bus: Bus,
+        node: str,
+        backend: Backend,
+        status_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.node = node
+        self.backend = backend
+        self.status_interval = status_interval
+        self.clock = clock
+        self.client = NodeViewClient(bus, node)
+        self.state = AgentState()
+        self._retry = asyncio.Event()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._consume())
+            tasks.create_task(self._retry_loop())
+            tasks.create_task(self._status_loop())
+
+    async def _consume(self) -> None:
+        async for event in self.client:
+            full = event.kind == "snapshot" or self.state.pending is not None
+            self.state.pending = event
+            if not self._retry.is_set():
+                await self._program(event, full)
+
+    async def _program(self, event: Applied[ViewEndpoint], full: bool) -> bool:
+        started = time.perf_counter()
+        try:
+            await self.backend.program(event, full)
+        except Exception as exc:  # a backend failure must never stop the agent
+            self.state.failures += 1
+            self.state.errors = [f"{type(exc).__name__}: {exc}"]
+            log.error("programming seq %d failed (%s); will retry", event.seq, exc)
+            self._retry.set()
+            await self.publish_status()
+            return False
+        self.state.pending = None
+        self.state.epoch, self.state.seq = event.epoch, event.seq
+        self.state.last_sync = self.clock()
+        self.state.sync_duration = time.perf_counter() - started
+        self.state.programmed += 1
+        self.state.errors = []
+        log.debug("applied %s epoch %s seq %d", event.kind, event.epoch, event.seq)
+        await self.publish_status()
+        return True
+
+    async def _retry_loop(self) -> None:
+        delay = 0.5
+        while True:
+            await self._retry.wait()
+            await asyncio.sleep(delay)
+            pending = self.state.pending
+            if pending is None or await self._program(pending, full=True):
+                self._retry.clear()
+                delay = 0.5
+            else:
+                delay = min(delay * 2, 30.0)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.status_interval)
+            await self.publish_status()
+
+    def status(self) -> Status:
+        counts = self.client.view.counts()
+        return Status(
+            node=self.node,
+            epoch=self.state.epoch,
+            seq=self.state.seq,
+            backend=self.backend.name,
+            healthy=not self.state.errors and self.client.consumer.synced,
+            time=self.clock(),
+            version=__version__,
+            last_sync=self.state.last_sync,
+            sync_duration=self.state.sync_duration,
+            counts={
+                **counts,
+                "resyncs": self.client.stats.resyncs,
+                "malformed": self.client.stats.malformed,
+            },
+            errors=tuple(self.state.errors),
+        )
+
+    async def publish_status(self) -> None:
+        try:
+            await self.bus.publish(self.bus.subjects.node_status(self.node), encode(self.status()))
+        except BusError as exc:
+            log.warning("status not published: %s", exc)

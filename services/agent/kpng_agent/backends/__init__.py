@@ -1,0 +1,1 @@
+"""Dataplane backends of the agent."""

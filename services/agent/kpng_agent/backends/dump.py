@@ -1,0 +1,39 @@
+"""The dump backend: writes the node's view as JSON after each applied batch, atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from kpng.bus.consumer import Applied
+from kpng.model import ViewEndpoint
+from kpng.viewjson import view_to_json
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DumpBackend:
+    name = "dump"
+
+    def __init__(self, node: str, path: str | Path) -> None:
+        self.node = node
+        self.path = Path(path)
+
+    async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
+        document = view_to_json(self.node, event.epoch, event.seq, event.view)
+        write_atomically(self.path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+    async def close(self) -> None:
+        return None

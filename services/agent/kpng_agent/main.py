@@ -1,0 +1,68 @@
+"""kpng-agent: programs this node's dataplane from its view on the bus."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kpng.backend import Backend
+from kpng.bus.connection import BusError, connect
+from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
+
+from kpng_agent.agent import Agent
+from kpng_agent.backends.dump import DumpBackend
+
+log = logging.getLogger("kpng_agent")
+BACKENDS = ("dump",)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kpng-agent", description="Program one node's dataplane from its view on the bus."
+    )
+    p.add_argument("--node", required=True, help="the name of this node (as in its Node object)")
+    p.add_argument("--backend", default="dump", choices=BACKENDS, help="dataplane backend")
+    p.add_argument("--dump-file", help="with --backend dump: where to write the view as JSON")
+    p.add_argument(
+        "--status-interval",
+        type=positive_float,
+        default=5.0,
+        help="seconds between periodic status reports (default: %(default)s)",
+    )
+    add_common_arguments(p)
+    return p
+
+
+def make_backend(args: argparse.Namespace, p: argparse.ArgumentParser) -> Backend:
+    if args.backend == "dump":
+        if not args.dump_file:
+            p.error("--backend dump needs --dump-file PATH")
+        return DumpBackend(args.node, args.dump_file)
+    p.error(f"unknown backend {args.backend!r}")
+    raise AssertionError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    backend = make_backend(args, p)
+
+    async def serve() -> None:
+        bus = await connect(args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix)
+        try:
+            await Agent(bus, args.node, backend, args.status_interval).run()
+        finally:
+            await backend.close()
+            await bus.close()
+
+    try:
+        return run(serve)
+    except BusError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""kpng-observer: cluster and per-node state, programming status, over HTTP."""

@@ -1,0 +1,97 @@
+"""kpng-observer: cluster state, node programming status and node views over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import uvicorn
+from kpng.bus.client import NodeViewClient, SnapshotUnavailable
+from kpng.bus.connection import Bus, BusError, connect
+from kpng.bus.consumer import Consumer
+from kpng.diff import View
+from kpng.model import ViewEndpoint
+from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
+
+from kpng_observer.api import create_app
+from kpng_observer.feed import Feed
+from kpng_observer.state import ObserverState
+
+log = logging.getLogger("kpng_observer")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kpng-observer", description="Serve cluster and per-node kpng state over HTTP."
+    )
+    p.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8080),
+        help="HOST:PORT to serve on (default: 127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--silent-after",
+        type=positive_float,
+        default=15.0,
+        help="seconds without status after which a node counts as silent (default: %(default)s)",
+    )
+    add_common_arguments(p)
+    return p
+
+
+async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpoint]]:
+    client = NodeViewClient(bus, node, snapshot_timeout=3.0)
+    try:
+        chunks = await client.fetch_snapshot()
+    except SnapshotUnavailable as exc:
+        raise LookupError(str(exc)) from None
+    consumer: Consumer[ViewEndpoint] = Consumer()
+    consumer.on_snapshot(chunks)
+    return consumer.epoch, consumer.seq, consumer.view
+
+
+async def serve(args: argparse.Namespace) -> None:
+    bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix)
+    state = ObserverState()
+    feed = Feed(bus, state)
+    await feed.start()
+    app = create_app(
+        state,
+        lambda node: fetch_node_view(bus, node),
+        lambda: bus.connected,
+        silent_after=args.silent_after,
+    )
+    host, port = args.listen
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    log.info("observer listening on http://%s:%d", host, port)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(feed.follow_global())
+            tasks.create_task(server.serve())
+    finally:
+        await bus.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return run(lambda: serve(args))
+    except BusError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

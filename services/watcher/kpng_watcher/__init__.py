@@ -1,0 +1,1 @@
+"""kpng-watcher: watches a cluster source and publishes node views to NATS."""

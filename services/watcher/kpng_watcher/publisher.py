@@ -1,0 +1,172 @@
+"""The watcher's loop: source events in, coalesced node-scoped deltas out.
+
+Nothing is published before the source's initial load; then changes are gathered for at
+most the coalescing window and published as one batch per node; snapshots are answered at
+any time from the state as last published; idle ticks carry every node's current seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kpng.bus.connection import Bus, BusError
+from kpng.cluster import Changes, ClusterState
+from kpng.codec import ErrorReply, MalformedMessage, SnapshotRequest, decode, encode
+from kpng.fanout import Fanout, Outgoing
+from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSettings:
+    coalesce: float = 0.1
+    tick_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    batches: int = 0
+    malformed_requests: int = 0
+    publish_errors: int = 0
+    last_publish_duration: float = 0.0
+
+
+class Publisher:
+    def __init__(
+        self,
+        bus: Bus,
+        source: Source,
+        settings: PublisherSettings = PublisherSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.source = source
+        self.settings = settings
+        self.clock = clock
+        self.state = ClusterState()
+        self.epoch = secrets.token_hex(8)
+        self.fanout = Fanout(self.epoch, bus.max_payload)
+        self.synced = False
+        self.stats = PublisherStats()
+        self._pending = Changes()
+        self._dirty = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        subjects = self.bus.subjects
+        await self.bus.subscribe(subjects.all_snapshots, self._on_snapshot_request)
+        await self.bus.subscribe(subjects.global_snapshot, self._on_snapshot_request)
+        log.info("watcher epoch %s: waiting for the initial load", self.epoch)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._consume())
+            tasks.create_task(self._flush_loop())
+            tasks.create_task(self._tick_loop())
+
+    # -- source ------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        async for event in self.source.events():
+            self.handle(event)
+
+    def handle(self, event: SourceEvent) -> None:
+        now = self.clock()
+        if isinstance(event, Synced):
+            if not self.synced:
+                self.fanout.load(self.state)
+                self._pending = Changes()
+                self.synced = True
+                self.ready.set()
+                counts = (len(self.state.services), len(self.state.slices), len(self.state.nodes))
+                log.info("initial load complete: %d services, %d slices, %d nodes", *counts)
+            return
+        if isinstance(event, Replace):
+            changes = self.state.replace(event.objects, now, event.kinds)
+        elif isinstance(event, Upsert):
+            changes = self.state.upsert(event.obj, now)
+        else:
+            assert isinstance(event, Delete)
+            changes = self.state.delete(event.kind, event.key, now)
+        if changes and self.synced:
+            self._pending.merge(changes)
+            self._dirty.set()
+
+    # -- publishing --------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self.settings.coalesce)
+            self._dirty.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, Changes()
+        if not pending:
+            return
+        started = time.perf_counter()
+        out = self.fanout.publish(self.state, pending, self.clock())
+        await self._send(out)
+        self.stats.batches += 1
+        self.stats.last_publish_duration = time.perf_counter() - started
+        log.debug(
+            "published %d services, %d nodes changed in %d messages (%.1f ms)",
+            len(pending.services),
+            len(pending.nodes),
+            len(out),
+            self.stats.last_publish_duration * 1000,
+        )
+
+    async def _send(self, out: list[Outgoing]) -> None:
+        subjects = self.bus.subjects
+        for message in out:
+            subject = subjects.global_delta if message.node is None else None
+            subject = subject or subjects.node_delta(message.node or "")
+            try:
+                await self.bus.publish(subject, message.data)
+            except BusError as exc:
+                self.stats.publish_errors += 1
+                log.error("%s (agents will resync on the gap)", exc)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_interval)
+            if self.synced:
+                await self._send(self.fanout.ticks(self.clock()))
+
+    # -- snapshots ---------------------------------------------------------------------------
+    async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
+        if not reply:
+            self.stats.malformed_requests += 1
+            log.warning("snapshot request on %s without a reply subject dropped", subject)
+            return
+        try:
+            if data and not isinstance(decode(data), SnapshotRequest):
+                raise MalformedMessage("kind", "expected snapshot-request")
+        except MalformedMessage as exc:
+            self.stats.malformed_requests += 1
+            log.warning("malformed snapshot request on %s: %s", subject, exc)
+            await self._reply(reply, [encode(ErrorReply(f"malformed request: {exc}"))])
+            return
+        if not self.synced:
+            await self._reply(reply, [encode(ErrorReply("watcher initial load not complete"))])
+            return
+        if subject == self.bus.subjects.global_snapshot:
+            chunks = self.fanout.global_snapshot()
+        else:
+            node = self.bus.subjects.node_of(subject).replace("_", ".")
+            if self.fanout.serve(node):
+                log.info("serving node %s (asked for a snapshot)", node)
+            chunks = self.fanout.snapshot(node)
+        await self._reply(reply, chunks)
+
+    async def _reply(self, reply: str, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            try:
+                await self.bus.publish(reply, chunk)
+            except BusError as exc:
+                log.error("snapshot reply: %s", exc)
+                return
