@@ -114,7 +114,9 @@ def _carry_over(spec: JsonObject, old_spec: JsonObject) -> None:
         spec["clusterIP"] = old_spec["clusterIP"]
         spec.setdefault("clusterIPs", old_spec.get("clusterIPs"))
     if spec.get("type") in _NODE_PORT_TYPES:
-        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in old_spec.get("ports", [])}
+        old_ports = {
+            (p.get("port"), p.get("protocol", "TCP")): p for p in old_spec.get("ports", [])
+        }
         for port in spec.get("ports") or []:
             old = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
             if not port.get("nodePort") and old and old.get("nodePort"):

@@ -62,7 +62,11 @@ def not_found(resource: str, name: str, group: str = "") -> ApiError:
 def already_exists(resource: str, name: str, group: str = "") -> ApiError:
     qualified = f"{resource}.{group}" if group else resource
     return ApiError(
-        409, f'{qualified} "{name}" already exists', reason="AlreadyExists", kind=resource, name=name
+        409,
+        f'{qualified} "{name}" already exists',
+        reason="AlreadyExists",
+        kind=resource,
+        name=name,
     )
 
 
