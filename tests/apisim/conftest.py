@@ -19,6 +19,7 @@ if importlib.util.find_spec("kpng_apisim") is None:  # editable install older th
 from kpng_apisim import ApiSimulator
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+HAVE_KUBECTL = Path(KUBECTL).exists()
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ class Kubectl:
 
 @pytest.fixture
 def kubectl(sim: ApiSimulator, tmp_path: Path) -> Kubectl:
-    if not Path(KUBECTL).exists():
+    if not HAVE_KUBECTL:
         pytest.skip("kubectl is not installed")
     return Kubectl(sim.kubeconfig_path, tmp_path / "kube-cache")
 
