@@ -61,7 +61,9 @@ async def test_create_get_and_defaults(kubectl: Kubectl) -> None:
     assert spec["clusterIP"].startswith("10.96.")
     assert spec["ports"] == [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
     listing = await kubectl("get", "svc")
-    assert "web" in listing.out
+    header, row = listing.out.splitlines()
+    assert header.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert row.split()[:5] == ["web", "ClusterIP", spec["clusterIP"], "<none>", "80/TCP"]
     again = await kubectl("create", "-f", "-", stdin=SERVICE_YAML, check=False)
     assert again.rc != 0
     assert "AlreadyExists" in again.err or "already exists" in again.err

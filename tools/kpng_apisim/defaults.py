@@ -31,6 +31,10 @@ class ServiceAllocator:
     _next_port: int = 0
     _journal: list[str | int] = field(default_factory=list)
 
+    def begin(self) -> None:
+        """Start recording allocations, so that ``rollback`` can give them back."""
+        self._journal.clear()
+
     def rollback(self) -> None:
         """Give back what was handed out since the journal was last cleared."""
         for value in self._journal:
@@ -158,13 +162,13 @@ def default_service(svc: JsonObject, old: JsonObject | None, alloc: ServiceAlloc
 
     All or nothing: on error, whatever this call allocated is given back.
     """
-    alloc._journal.clear()
+    alloc.begin()
     try:
         _default_service(svc, old, alloc)
     except Exception:
         alloc.rollback()
         raise
-    alloc._journal.clear()
+    alloc.begin()
 
 
 def _default_service(svc: JsonObject, old: JsonObject | None, alloc: ServiceAllocator) -> None:

@@ -19,6 +19,7 @@ from kpng_apisim.lists import list_page
 from kpng_apisim.patches import APPLY, apply_patch
 from kpng_apisim.paths import ListParams, Target, parse_list_params, parse_resource_path, parse_rv
 from kpng_apisim.store import Store
+from kpng_apisim.tables import table, wants_table
 from kpng_apisim.watch import WatchOptions, error_line, stream_events
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class ApiApp:
         if target.legacy_watch:
             raise ApiError(405, "watch of a single object: use a fieldSelector")
         if method == "GET":
-            return self._get(target)
+            return self._get(target, wants_table(request.headers.get("accept", "")))
         if method == "PUT":
             return await self._update(request, target)
         if method == "PATCH":
@@ -113,7 +114,10 @@ class ApiApp:
             return self._watch(target, params)
         if method == "GET":
             self.requests["list", target.rt.plural] += 1
-            return json_response(list_page(self.store, target, params))
+            page = list_page(self.store, target, params)
+            if wants_table(request.headers.get("accept", "")):
+                return json_response(table(target.rt, page["items"], page["metadata"]))
+            return json_response(page)
         if method == "POST":
             return await self._create(request, target)
         if method == "DELETE":
@@ -138,10 +142,14 @@ class ApiApp:
         stream = stream_events(self.store, sub, target.rt, opts)
         return StreamingResponse(stream, media_type="application/json")
 
-    def _get(self, target: Target) -> Response:
+    def _get(self, target: Target, as_table: bool) -> Response:
         self.requests["get", target.rt.plural] += 1
         assert target.name is not None
-        return json_response(self.store.get(target.rt.plural, target.name, target.namespace))
+        obj = self.store.get(target.rt.plural, target.name, target.namespace)
+        if as_table and target.subresource is None:
+            meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            return json_response(table(target.rt, [obj], meta))
+        return json_response(obj)
 
     async def _create(self, request: Request, target: Target) -> Response:
         self.requests["create", target.rt.plural] += 1
@@ -188,7 +196,9 @@ class ApiApp:
         assert target.name is not None
         raw = await request.body()
         options = await _body(request) if raw.strip() else {}
-        pre = options.get("preconditions") or {}
+        pre = options.get("preconditions") if isinstance(options, dict) else None
+        if not isinstance(pre, dict):
+            pre = {}
         obj = self.store.delete(
             target.rt.plural,
             target.name,

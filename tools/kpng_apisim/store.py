@@ -90,14 +90,14 @@ class Store:
         self._allocator_config = allocator or AllocatorConfig()
         self._max_history = max_history
         self._subs: set[Subscription] = set()
+        self._rv = 0
         self.reset()
 
     def reset(self) -> None:
         """Forget every object and all history (the RV keeps growing, as after a restore)."""
         self._objects: dict[str, dict[Key, JsonObject]] = {r.plural: {} for r in ALL_RESOURCES}
         self._history: deque[Event] = deque()
-        self._rv: int = getattr(self, "_rv", 0)
-        self._compacted: int = self._rv
+        self._compacted = self._rv
         self.allocator = ServiceAllocator(self._allocator_config)
         for name in ("default", "kube-system", "kube-public"):
             self.create("namespaces", {"metadata": {"name": name}})
