@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""A minimal third-party consumer of the kpng bus: follows one node's view and prints events.
+
+    python examples/consumer.py --nats nats://127.0.0.1:4222 --node node-a1 --max-events 5
+
+Each line is one event: its kind (snapshot or delta), epoch, seq, and how many services the
+view holds after it. Uses only the public ``kpng.bus`` API (see docs/bus.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from kpng.bus import NodeViewClient, connect
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Print the events of one node's view.")
+    p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS server URL(s)")
+    p.add_argument("--node", required=True, help="node name whose view to follow")
+    p.add_argument("--prefix", default="kpng", help="bus subject prefix (default: kpng)")
+    p.add_argument(
+        "--max-events", type=int, default=0, help="stop after N events (default: run forever)"
+    )
+    return p.parse_args(argv)
+
+
+async def consume(args: argparse.Namespace) -> int:
+    count = 0
+    async with await connect(args.nats, name="kpng-example-consumer", prefix=args.prefix) as bus:
+        client = NodeViewClient(bus, args.node)
+        async with contextlib.aclosing(client.events()) as events:  # unsubscribes on break
+            async for event in events:
+                print(
+                    f"kind={event.kind} epoch={event.epoch} seq={event.seq} "
+                    f"services={len(event.view.services)}",
+                    flush=True,
+                )
+                count += 1
+                if args.max_events and count >= args.max_events:
+                    break
+    return 0
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    task = asyncio.ensure_future(consume(args))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await task
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(main_async(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
