@@ -144,10 +144,12 @@ class _Reader:
             or not isinstance(value, kind)
             or (kind is int and isinstance(value, bool))
         ):
-            where = f"{self.path}.{key}" if self.path else key
             got = "missing" if key not in self.data else f"expected {kind.__name__}, got {value!r}"
-            raise MalformedMessage(where, got)
+            raise MalformedMessage(self.where(key), got)
         return value
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
 
     def optional_float(self, key: str) -> float | None:
         if self.data.get(key) is None:
@@ -155,12 +157,12 @@ class _Reader:
         return self.get(key, float)
 
     def child(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), f"{self.path}.{key}" if self.path else key)
+        return _Reader(self.get(key, dict), self.where(key))
 
     def strings(self, key: str) -> tuple[str, ...]:
         items = self.get(key, list, [])
         if not all(isinstance(i, str) for i in items):
-            raise MalformedMessage(f"{self.path}.{key}", "expected a list of strings")
+            raise MalformedMessage(self.where(key), "expected a list of strings")
         return tuple(items)
 
     def enum(self, key: str, cls: Callable[[str], T], default: str | None = None) -> T:
@@ -168,7 +170,7 @@ class _Reader:
         try:
             return cls(raw or (default or ""))
         except ValueError:
-            raise MalformedMessage(f"{self.path}.{key}", f"unknown value {raw!r}") from None
+            raise MalformedMessage(self.where(key), f"unknown value {raw!r}") from None
 
 
 def service_from_wire(r: _Reader) -> Service:
@@ -215,6 +217,7 @@ def _ports_from_wire(r: _Reader) -> tuple[EndpointPort, ...]:
             or len(raw) < 3
             or not isinstance(raw[0], str)
             or not isinstance(raw[2], int)
+            or isinstance(raw[2], bool)
         ):
             raise MalformedMessage(f"{r.path}.ports[{i}]", "expected [name, protocol, port]")
         try:
@@ -254,7 +257,7 @@ def node_from_wire(r: _Reader) -> Node:
     )
 
 
-def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any]:
+def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any] | None:
     if not isinstance(raw, dict):
         raise MalformedMessage(path, "expected a map")
     r = _Reader(raw, path)
@@ -271,7 +274,7 @@ def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any]:
         return SetNode(node_from_wire(r.child("node")))
     if kind == "-node":
         return DeleteNode(r.get("name", str))
-    raise MalformedMessage(f"{path}.op", f"unknown operation {kind!r}")
+    return None  # an operation kind from a later minor version: ignored, like unknown fields
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -383,7 +386,9 @@ def encode(message: Message) -> bytes:
         case SnapshotChunk(epoch, seq, chunk, chunks, ops):
             return pack_snapshot_chunk(epoch, seq, chunk, chunks, [encode_op(o) for o in ops])
         case Tick(epoch, seq, time):
-            return packb({"v": 1, "kind": "tick", "epoch": epoch, "seq": seq, "time": time})
+            return packb(
+                {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
+            )
         case SnapshotRequest():
             return packb({"v": SCHEMA_VERSION, "kind": "snapshot-request"})
         case ErrorReply(reason):
@@ -446,7 +451,8 @@ def decode(data: bytes, scope: Scope = "node") -> Message:
 
 
 def _ops(r: _Reader, scope: Scope) -> tuple[Op[Any], ...]:
-    return tuple(op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(r.get("ops", list)))
+    ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(r.get("ops", list)))
+    return tuple(op for op in ops if op is not None)
 
 
 def _snapshot(r: _Reader, scope: Scope) -> SnapshotChunk:
@@ -463,7 +469,7 @@ def _status(r: _Reader) -> Status:
     return Status(
         node=r.get("node", str),
         epoch=r.get("epoch", str, ""),
-        seq=r.get("seq", int, 0),
+        seq=r.get("seq", int, -1),
         backend=r.get("backend", str, ""),
         healthy=r.get("healthy", bool),
         time=r.get("time", float),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kpng.cluster import Changes, ClusterState, ServiceState
-from kpng.codec import encode_op, pack_delta, pack_snapshot_chunk, packb
+from kpng.codec import Tick, encode, encode_op, pack_delta, pack_snapshot_chunk
 from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_nodes, diff_service
 from kpng.model import Endpoint, Node, ViewEndpoint
 from kpng.views import service_view, special_nodes, view_variant
@@ -236,13 +236,9 @@ class Fanout:
 
     def ticks(self, now: float) -> list[Outgoing]:
         """Idle ticks carrying each node's current seq (so a lost last delta is noticed)."""
-        out = [Outgoing(node, _tick(self.epoch, seq, now)) for node, seq in self.seq.items()]
-        out.append(Outgoing(None, _tick(self.epoch, self.global_seq, now)))
+        out = [Outgoing(node, encode(Tick(self.epoch, seq, now))) for node, seq in self.seq.items()]
+        out.append(Outgoing(None, encode(Tick(self.epoch, self.global_seq, now))))
         return out
-
-
-def _tick(epoch: str, seq: int, now: float) -> bytes:
-    return packb({"v": 1, "kind": "tick", "epoch": epoch, "seq": seq, "time": now})
 
 
 def _view_of(state: ServiceState, node: str, zone: str) -> dict[str, ViewEndpoint]:

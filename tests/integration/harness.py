@@ -148,6 +148,24 @@ class Deployment:
         self.agents[node_name] = child
         return child
 
+    def start_observer(self) -> str:
+        """Start the observer on a free port; returns its base URL once it answers."""
+        port = free_port()
+        self.group.start(
+            "observer",
+            [
+                venv_bin("kpng-observer"),
+                "--nats",
+                self.url,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--silent-after",
+                "3",
+            ],
+        )
+        wait_for_port("127.0.0.1", port, timeout=20)
+        return f"http://127.0.0.1:{port}"
+
     def dump_path(self, node_name: str) -> Path:
         return self.workdir / "dumps" / f"{node_name}.json"
 

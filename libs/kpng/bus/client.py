@@ -92,6 +92,8 @@ class ViewClient(Generic[E]):
                 if not self.consumer.synced:
                     for event in await self._resync():
                         yield event
+                    if not self.consumer.synced:  # a snapshot that did not apply: back off
+                        await asyncio.sleep(self.max_backoff * random.uniform(0.5, 1.0))
                     continue
                 item = await self._queue.get()
                 for event in self._handle(item):
