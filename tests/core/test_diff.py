@@ -1,0 +1,187 @@
+"""kpng.diff: operations between two views; ``apply(diff(a, b), a) == b``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from kpng.diff import (
+    DeleteEndpoint,
+    DeleteNode,
+    DeleteService,
+    InconsistentOp,
+    SetEndpoint,
+    SetNode,
+    SetService,
+    View,
+    apply,
+    diff,
+    diff_nodes,
+    diff_service,
+)
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    Node,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+    ViewEndpoint,
+)
+
+from .strategies import global_views, node_views
+
+WEB = Service(
+    "shop", "web", ServiceType.CLUSTER_IP, ("10.96.0.10",), (ServicePort("", Protocol.TCP, 80, 80),)
+)
+WEB2 = Service(
+    "shop", "web", ServiceType.NODE_PORT, ("10.96.0.10",), (ServicePort("", Protocol.TCP, 80, 80),)
+)
+HTTP = (EndpointPort("", Protocol.TCP, 80),)
+E1 = ViewEndpoint("10.244.1.5", HTTP, internal=True)
+E1_OFF = ViewEndpoint("10.244.1.5", HTTP, internal=False)
+E2 = ViewEndpoint("10.244.2.5", HTTP, internal=True)
+NODE = Node("node-a1", ("192.168.1.11",), "zone-a")
+
+
+def view(
+    services: dict[str, Service] | None = None,
+    endpoints: dict[str, dict[str, ViewEndpoint]] | None = None,
+    nodes: dict[str, Node] | None = None,
+) -> View[ViewEndpoint]:
+    return View(services or {}, endpoints or {}, nodes or {})
+
+
+def test_diff_of_equal_views_is_empty() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1}}, {NODE.name: NODE})
+    assert diff(a, copy.deepcopy(a)) == []
+    assert diff(view(), view()) == []
+
+
+def test_diff_new_service_sets_it_before_its_endpoints() -> None:
+    b = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1, E2.ip: E2}})
+    ops = diff(view(), b)
+    assert ops[0] == SetService(WEB)
+    assert set(map(repr, ops[1:])) == {
+        repr(SetEndpoint("shop/web", E1)),
+        repr(SetEndpoint("shop/web", E2)),
+    }
+
+
+def test_diff_deleted_service_is_one_operation() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1, E2.ip: E2}})
+    assert diff(a, view()) == [DeleteService("shop/web")]
+
+
+def test_diff_changed_endpoint_and_service() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1, E2.ip: E2}})
+    b = view({"shop/web": WEB2}, {"shop/web": {E1.ip: E1_OFF}})
+    assert diff(a, b) == [
+        SetService(WEB2),
+        DeleteEndpoint("shop/web", E2.ip),
+        SetEndpoint("shop/web", E1_OFF),
+    ]
+
+
+def test_diff_service_directly() -> None:
+    assert diff_service("shop/web", None, {}, None, {}) == []
+    assert diff_service("shop/web", WEB, {E1.ip: E1}, WEB, {E1.ip: E1}) == []
+    # Old endpoints of a service that did not exist are ignored.
+    assert diff_service("shop/web", None, {E1.ip: E1}, WEB, {E1.ip: E1}) == [
+        SetService(WEB),
+        SetEndpoint("shop/web", E1),
+    ]
+
+
+def test_diff_nodes() -> None:
+    moved = Node("node-a1", ("192.168.1.12",), "zone-a")
+    other = Node("node-b1")
+    ops: list[Any] = diff_nodes({NODE.name: NODE, other.name: other}, {NODE.name: moved})
+    assert ops == [DeleteNode("node-b1"), SetNode(moved)]
+
+
+def test_apply_leaves_the_input_alone() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1}}, {NODE.name: NODE})
+    before = copy.deepcopy(a)
+    b = apply([SetEndpoint("shop/web", E2), DeleteNode(NODE.name)], a)
+    assert a == before
+    assert b.endpoints_of("shop/web") == {E1.ip: E1, E2.ip: E2}
+    assert b.nodes == {}
+
+
+def test_apply_removes_emptied_endpoint_tables() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1}})
+    b = apply([DeleteEndpoint("shop/web", E1.ip)], a)
+    assert b == view({"shop/web": WEB})
+    assert "shop/web" not in b.endpoints
+
+
+def test_apply_delete_then_recreate_starts_empty() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1}})
+    b = apply([DeleteService("shop/web"), SetService(WEB2), SetEndpoint("shop/web", E2)], a)
+    assert b == view({"shop/web": WEB2}, {"shop/web": {E2.ip: E2}})
+
+
+def test_apply_deletes_of_absent_things_are_no_ops() -> None:
+    a = view({"shop/web": WEB})
+    ops: list[Any] = [
+        DeleteService("shop/api"),
+        DeleteNode("node-z"),
+        DeleteEndpoint("shop/web", "10.0.0.1"),
+    ]
+    assert apply(ops, a) == a
+
+
+def test_apply_endpoint_of_unknown_service_is_inconsistent() -> None:
+    with pytest.raises(InconsistentOp, match="shop/api"):
+        apply([SetEndpoint("shop/api", E1)], view())
+    with pytest.raises(InconsistentOp):
+        apply([DeleteEndpoint("shop/api", E1.ip)], view())
+    with pytest.raises(InconsistentOp):
+        apply([DeleteService("shop/web"), SetEndpoint("shop/web", E1)], view({"shop/web": WEB}))
+
+
+def test_view_counts_and_endpoints_of() -> None:
+    a = view({"shop/web": WEB}, {"shop/web": {E1.ip: E1, E2.ip: E2}}, {NODE.name: NODE})
+    assert a.counts() == {"services": 1, "endpoints": 2, "nodes": 1}
+    assert a.endpoints_of("shop/api") == {}
+
+
+def _check_invariant(v: View[Any]) -> None:
+    assert set(v.endpoints) <= set(v.services)
+    assert all(v.endpoints.values())
+    for table in v.endpoints.values():
+        assert all(ip == e.ip for ip, e in table.items())
+
+
+@settings(max_examples=100, deadline=None)
+@given(node_views(), node_views())
+def test_apply_diff_node_views(a: View[ViewEndpoint], b: View[ViewEndpoint]) -> None:
+    before = copy.deepcopy(a)
+    result = apply(diff(a, b), a)
+    assert result == b
+    assert a == before
+    _check_invariant(result)
+    assert diff(b, b) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(global_views(), global_views())
+def test_apply_diff_global_views(a: View[Endpoint], b: View[Endpoint]) -> None:
+    result = apply(diff(a, b), a)
+    assert result == b
+    _check_invariant(result)
+    # Diffs compose: a -> b -> a gets back where it started.
+    assert apply(diff(b, a), result) == a
+
+
+@settings(max_examples=50, deadline=None)
+@given(node_views(), node_views(), node_views())
+def test_apply_diff_chains(
+    a: View[ViewEndpoint], b: View[ViewEndpoint], c: View[ViewEndpoint]
+) -> None:
+    assert apply(diff(b, c), apply(diff(a, b), a)) == c
+    assert apply([*diff(a, b), *diff(b, c)], a) == c
