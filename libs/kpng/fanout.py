@@ -61,14 +61,34 @@ class Fanout:
         self._published: dict[str, ServiceState] = {}
         self._nodes: dict[str, Node] = {}
         self._snapshot_cache: dict[str, dict[Hashable, list[bytes]]] = {}
+        self._last_seen: dict[str, float] = {}
+        self._retired: dict[str, int] = {}
 
     # -- which nodes -------------------------------------------------------------------------
-    def serve(self, node: str) -> bool:
-        """Start publishing ``node``'s view (at seq 0); False if it was served already."""
+    def serve(self, node: str, now: float = 0.0) -> bool:
+        """Publish ``node``'s view from now on; False if it was served already.
+
+        A new node starts at seq 0. A node served again after :meth:`retire_idle` continues
+        one past its last seq, so that a consumer still holding the old view sees a gap.
+        """
+        self._last_seen[node] = max(now, self._last_seen.get(node, 0.0))
         if node in self.seq:
             return False
-        self.seq[node] = 0
+        self.seq[node] = self._retired.pop(node, -1) + 1
         return True
+
+    def retire_idle(self, now: float, idle: float, keep: Iterable[str]) -> list[str]:
+        """Stop publishing to nodes not in ``keep`` (the Node objects) that nobody has asked
+        for, nor reported status for, in ``idle`` seconds; returns their names."""
+        keep = set(keep)
+        idle_nodes = [
+            node
+            for node in self.seq
+            if node not in keep and now - self._last_seen.get(node, 0.0) > idle
+        ]
+        for node in idle_nodes:
+            self._retired[node] = self.seq.pop(node)
+        return idle_nodes
 
     def zone(self, node: str) -> str:
         known = self._nodes.get(node)
@@ -197,9 +217,9 @@ class Fanout:
             yield part
 
     # -- snapshots and ticks -----------------------------------------------------------------
-    def snapshot(self, node: str) -> list[bytes]:
+    def snapshot(self, node: str, now: float = 0.0) -> list[bytes]:
         """The node's whole view at its current seq, as chunks under the max payload."""
-        self.serve(node)
+        self.serve(node, now)
         self.stats.snapshots += 1
         zone = self.zone(node)
         ops: list[bytes] = []

@@ -138,3 +138,24 @@ def test_node_independent_change_is_encoded_once() -> None:
     # one endpoint op for all nodes, one for the global view (it carries hints)
     assert fanout.stats.encodings - before == 2
     assert max(len(o.data) for o in out) < 300
+
+
+def test_idle_nodes_without_node_object_are_retired_and_come_back_with_a_gap() -> None:
+    cluster = ClusterState()
+    cluster.replace([Node("n1")])
+    fanout = Fanout("e1")
+    fanout.load(cluster)
+    fanout.snapshot("ghost", now=10.0)
+    assert set(fanout.seq) == {"n1", "ghost"}
+    svc = make_service(1, False, False, False)
+    fanout.publish(cluster, cluster.upsert(svc), 11.0)
+    assert fanout.seq["ghost"] == 1
+    assert fanout.retire_idle(now=100.0, idle=600.0, keep=cluster.nodes) == []
+    assert fanout.retire_idle(now=700.0, idle=600.0, keep=cluster.nodes) == ["ghost"]
+    assert {o.node for o in fanout.ticks(700.0)} == {"n1", None}
+    fanout.publish(cluster, cluster.upsert(make_service(2, False, False, False)), 701.0)
+    assert fanout.serve("ghost", 702.0)
+    # seq 2 was never published to it: a consumer still at seq 1 sees the gap and resyncs
+    assert fanout.seq["ghost"] == 2
+    _, view = _from_snapshot(fanout.snapshot("ghost", 702.0))
+    assert set(view.services) == {"default/s1", "default/s2"}

@@ -85,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         where = start_all(args, group)
         width = max(len(k) for k in where)
         print("kpng is running:")
-        for name, place in where.items():
-            print(f"  {name:<{width}}  {place}")
+        for (name, place), child in zip(where.items(), group.children.values(), strict=True):
+            pid = child.process.pid if child.process else "?"
+            print(f"  {name:<{width}}  {place}  [pid {pid}]")
         print(f"logs in {args.workdir / 'logs'}/; try: curl http://{args.listen}/api/v1/nodes")
-        print("Ctrl-C stops everything.")
+        print("Ctrl-C stops everything.", flush=True)
         try:
             while all(c.running for c in group.children.values()):
                 time.sleep(0.5)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 class PublisherSettings:
     coalesce: float = 0.1
     tick_interval: float = 1.0
+    # a node with no Node object is served while it asks for snapshots or reports status
+    idle_node_timeout: float = 600.0
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class Publisher:
         subjects = self.bus.subjects
         await self.bus.subscribe(subjects.all_snapshots, self._on_snapshot_request)
         await self.bus.subscribe(subjects.global_snapshot, self._on_snapshot_request)
+        await self.bus.subscribe(subjects.all_status, self._on_status)
         log.info("watcher epoch %s: waiting for the initial load", self.epoch)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._consume())
@@ -135,7 +138,18 @@ class Publisher:
         while True:
             await asyncio.sleep(self.settings.tick_interval)
             if self.synced:
-                await self._send(self.fanout.ticks(self.clock()))
+                now = self.clock()
+                idle = self.settings.idle_node_timeout
+                for node in self.fanout.retire_idle(now, idle, self.state.nodes):
+                    log.info("no longer serving node %s: no Node object, idle %.0fs", node, idle)
+                await self._send(self.fanout.ticks(now))
+
+    def _on_status(self, data: bytes, subject: str, reply: str) -> None:
+        """An agent reporting in keeps its node served (even without a Node object)."""
+        if self.synced:
+            node = self.bus.subjects.node_of(subject).replace("_", ".")
+            if self.fanout.serve(node, self.clock()):
+                log.info("serving node %s again (its agent reports status)", node)
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
@@ -158,9 +172,9 @@ class Publisher:
             chunks = self.fanout.global_snapshot()
         else:
             node = self.bus.subjects.node_of(subject).replace("_", ".")
-            if self.fanout.serve(node):
+            if self.fanout.serve(node, self.clock()):
                 log.info("serving node %s (asked for a snapshot)", node)
-            chunks = self.fanout.snapshot(node)
+            chunks = self.fanout.snapshot(node, self.clock())
         await self._reply(reply, chunks)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
