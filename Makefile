@@ -45,7 +45,7 @@ bench: venv system-deps
 	$(PY) -m kpng_bench
 
 bench-scale: venv
-	$(PY) -m kpng_bench.scale
+	$(PY) -m kpng_scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
