@@ -153,31 +153,41 @@ def _labels(f: _Fields, meta: Any, field: str = "labels") -> Mapping[str, Any]:
     return f.mapping(f.mapping(meta, "metadata").get(field), f"metadata.{field}")
 
 
-def _ignored_by_label(labels: Mapping[str, Any]) -> str:
-    if LABEL_SERVICE_PROXY_NAME in labels:
+def _ignored_by_label(labels: Mapping[str, Any], proxy_name: str = "") -> str:
+    """Why a proxy ignores an object with these labels ("" if it does not).
+
+    By default any service-proxy-name label means another proxy serves the object; a proxy
+    started with a name (``proxy_name``) serves exactly the objects labelled with it.
+    """
+    if proxy_name and labels.get(LABEL_SERVICE_PROXY_NAME) != proxy_name:
+        return f"not labelled {LABEL_SERVICE_PROXY_NAME}={proxy_name}"
+    if not proxy_name and LABEL_SERVICE_PROXY_NAME in labels:
         return f"labelled {LABEL_SERVICE_PROXY_NAME}"
     if LABEL_HEADLESS in labels:
         return f"labelled {LABEL_HEADLESS}"
     return ""
 
 
-def parse_object(obj: Any) -> Parsed:
-    """Parse one Service, EndpointSlice or Node; raises InvalidObject."""
+def parse_object(obj: Any, proxy_name: str = "") -> Parsed:
+    """Parse one Service, EndpointSlice or Node; raises InvalidObject.
+
+    ``proxy_name``: serve only the objects labelled ``service-proxy-name=<proxy_name>``
+    (by default, only the objects without that label)."""
     if not isinstance(obj, Mapping):
         raise InvalidObject("?", "?", "", f"expected a Kubernetes object, got {type(obj).__name__}")
     kind = obj.get("kind")
     if kind == "Service":
-        return parse_service(obj)
+        return parse_service(obj, proxy_name)
     if kind == "EndpointSlice":
-        return parse_endpoint_slice(obj)
+        return parse_endpoint_slice(obj, proxy_name)
     if kind == "Node":
         return parse_node(obj)
     raise InvalidObject(str(kind), "?", "kind", f"not one of {', '.join(KINDS)}")
 
 
-def parse_service(obj: Mapping[str, Any]) -> Service | Ignored:
+def parse_service(obj: Mapping[str, Any], proxy_name: str = "") -> Service | Ignored:
     namespace, name, f = _meta(obj, "Service", namespaced=True)
-    reason = _ignored_by_label(_labels(f, obj["metadata"]))
+    reason = _ignored_by_label(_labels(f, obj["metadata"]), proxy_name)
     spec = f.mapping(obj.get("spec"), "spec")
     type_value = spec.get("type")
     if reason or type_value == "ExternalName":
@@ -298,11 +308,13 @@ def _affinity_timeout(f: _Fields, spec: Mapping[str, Any]) -> int:
     )
 
 
-def parse_endpoint_slice(obj: Mapping[str, Any]) -> EndpointSlice | Ignored:
+def parse_endpoint_slice(obj: Mapping[str, Any], proxy_name: str = "") -> EndpointSlice | Ignored:
     namespace, name, f = _meta(obj, "EndpointSlice", namespaced=True)
     labels = _labels(f, obj["metadata"])
     service = f.string(labels.get(LABEL_SERVICE_NAME), f"metadata.labels[{LABEL_SERVICE_NAME}]")
-    reason = _ignored_by_label(labels) or ("" if service else f"no {LABEL_SERVICE_NAME} label")
+    reason = _ignored_by_label(labels, proxy_name) or (
+        "" if service else f"no {LABEL_SERVICE_NAME} label"
+    )
     address_type = f.string(obj.get("addressType"), "addressType")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise f.fail("addressType", f"{address_type!r} is not one of IPv4, IPv6, FQDN")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from kpng.bus.connection import BusError, connect
@@ -11,6 +12,7 @@ from kpng.runtime import add_common_arguments, positive_float, run, setup_loggin
 from kpng.source import Source
 
 from kpng_watcher.file_source import FileSource
+from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger("kpng_watcher")
@@ -27,6 +29,13 @@ def parser() -> argparse.ArgumentParser:
         help="file:PATH (Kubernetes objects as YAML; reloaded on change) or kube",
     )
     p.add_argument("--kubeconfig", help="with --source kube: kubeconfig (default: in-cluster)")
+    p.add_argument(
+        "--service-proxy-name",
+        default="",
+        metavar="NAME",
+        help="with --source kube: serve only the services labelled "
+        "service.kubernetes.io/service-proxy-name=NAME (default: only unlabelled ones)",
+    )
     p.add_argument(
         "--coalesce-ms",
         type=positive_float,
@@ -45,9 +54,15 @@ def parser() -> argparse.ArgumentParser:
 
 def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
     kind, _, rest = args.source.partition(":")
+    if kind == "kube" and not rest:
+        if args.kubeconfig is not None and not os.path.isfile(args.kubeconfig):
+            p.error(f"--kubeconfig {args.kubeconfig!r}: no such file")
+        return KubeSource(KubeSettings(args.kubeconfig, args.service_proxy_name))
+    if args.kubeconfig is not None or args.service_proxy_name:
+        p.error("--kubeconfig and --service-proxy-name need --source kube")
     if kind == "file" and rest:
         return FileSource(rest)
-    p.error(f"--source {args.source!r}: expected file:PATH")
+    p.error(f"--source {args.source!r}: expected file:PATH or kube")
     raise AssertionError  # p.error exits
 
 
@@ -61,15 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     settings = PublisherSettings(coalesce=args.coalesce_ms / 1000, tick_interval=args.tick_interval)
 
     async def serve() -> None:
-        bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix)
+        kube = source if isinstance(source, KubeSource) else None
+        if kube is not None:
+            await kube.connect()  # a bad kubeconfig fails here, clearly, before anything runs
         try:
-            await Publisher(bus, source, settings).run()
+            bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix)
+            try:
+                await Publisher(bus, source, settings).run()
+            finally:
+                await bus.close()
         finally:
-            await bus.close()
+            if kube is not None:
+                await kube.close()
 
     try:
         return run(serve)
-    except BusError as exc:
+    except (BusError, KubeConfigError) as exc:
         log.error("%s", exc)
         return 1
 
