@@ -461,7 +461,7 @@ def test_fuzz_plausible_messages(kind: str, fields: dict[str, Any]) -> None:
     _decode_or_malformed(msgpack.packb({**fields, "v": SCHEMA_VERSION, "kind": kind}))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from(EXAMPLES),
     st.data(),

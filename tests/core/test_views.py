@@ -509,7 +509,7 @@ def test_view_variant_per_node_for_node_hints() -> None:
     assert special_nodes(service, endpoints) == {"node-a1", "node-b1"}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(services(), endpoint_lists())
 def test_view_variant_is_sound(service: Service, endpoints: tuple[Endpoint, ...]) -> None:
     """Two nodes with the same key get the same view, so the watcher may share it."""
