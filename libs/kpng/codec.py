@@ -328,6 +328,8 @@ class Status:
     sync_duration: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    # recent network programming latencies, newest last: (applied at, seconds since trigger)
+    latency: tuple[tuple[float, float], ...] = ()
 
 
 Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
@@ -413,6 +415,7 @@ def _status_to_wire(s: Status) -> dict[str, Any]:
         "sync_duration": s.sync_duration,
         "counts": dict(s.counts),
         "errors": list(s.errors),
+        "latency": [[applied, seconds] for applied, seconds in s.latency],
     }
 
 
@@ -478,4 +481,19 @@ def _status(r: _Reader) -> Status:
         sync_duration=r.optional_float("sync_duration"),
         counts=dict(counts),
         errors=r.strings("errors"),
+        latency=_latency(r),
     )
+
+
+def _latency(r: _Reader) -> tuple[tuple[float, float], ...]:
+    """Optional ``latency``: ``[[applied_at, seconds], ...]`` (absent in older agents)."""
+    samples = []
+    for i, raw in enumerate(r.get("latency", list, [])):
+        if (
+            not isinstance(raw, list)
+            or len(raw) < 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw[:2])
+        ):
+            raise MalformedMessage(f"latency[{i}]", "expected [applied_at, seconds]")
+        samples.append((float(raw[0]), float(raw[1])))
+    return tuple(samples)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class AgentState:
     pending: Applied[ViewEndpoint] | None = None  # the latest event not yet programmed
     programmed: int = 0
     failures: int = 0
+    # (applied at, seconds from the delta's trigger to applied), reported in the status
+    latency: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=32))
 
 
 class Agent:
@@ -80,6 +83,10 @@ class Agent:
         self.state.pending = None
         self.state.epoch, self.state.seq = event.epoch, event.seq
         self.state.last_sync = self.clock()
+        if event.trigger_time is not None:
+            self.state.latency.append(
+                (self.state.last_sync, self.state.last_sync - event.trigger_time)
+            )
         self.state.sync_duration = time.perf_counter() - started
         self.state.programmed += 1
         self.state.errors = []
@@ -122,6 +129,7 @@ class Agent:
                 "malformed": self.client.stats.malformed,
             },
             errors=tuple(self.state.errors),
+            latency=tuple(self.state.latency),
         )
 
     async def publish_status(self) -> None:
