@@ -40,7 +40,7 @@ NAMESPACES = ("default", "kube-system")
 SERVICE_NAMES = ("web", "dns", "api")
 
 # Wire strings: no lone surrogates (they cannot be UTF-8 encoded at all).
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+text = st.text(st.characters(codec="utf-8"), max_size=12)
 names = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10)
 node_names = st.sampled_from(NODES)
 zones = st.sampled_from(ZONES)

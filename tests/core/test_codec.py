@@ -14,6 +14,7 @@ from kpng.codec import (
     Delta,
     ErrorReply,
     MalformedMessage,
+    Scope,
     SnapshotChunk,
     SnapshotRequest,
     Status,
@@ -131,6 +132,7 @@ def test_scope_decides_the_endpoint_type() -> None:
     global_op = decode(encode(Delta("e", 1, 1.0, None, NODE_OPS[3:4])), "global")
     assert isinstance(global_op, Delta)
     (op,) = global_op.ops
+    assert isinstance(op, SetEndpoint)
     assert isinstance(op.endpoint, Endpoint)
 
 
@@ -412,9 +414,10 @@ def test_malformed_message_is_a_value_error_naming_the_field() -> None:
 
 # -- fuzzing --------------------------------------------------------------------------------
 def _decode_or_malformed(data: bytes) -> None:
-    for scope in ("node", "global"):
+    scopes: tuple[Scope, ...] = ("node", "global")
+    for scope in scopes:
         with contextlib.suppress(MalformedMessage):
-            decode(data, scope)  # type: ignore[arg-type]
+            decode(data, scope)
 
 
 @settings(max_examples=200, deadline=None)

@@ -602,7 +602,7 @@ def test_service_invalid_annotation_type() -> None:
     assert "service.kubernetes.io/topology-mode" in error.field
 
 
-SLICE_ERRORS = [
+SLICE_ERRORS: list[tuple[str, Any, str, str]] = [
     ("addressType", "IPv5", "addressType", "IPv5"),
     ("addressType", None, "addressType", "not one of"),
     ("ports.0.port", 0, "ports[0].port", "out of range"),

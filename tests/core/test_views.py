@@ -60,11 +60,11 @@ def ep(ip: str, node: str = "", **changes: Any) -> Endpoint:
     return Endpoint(ip=ip, ports=HTTP, node=node, zone=zone_of(node), **changes)
 
 
-READY = {"ready": True, "serving": True, "terminating": False}
-TERMINATING = {"ready": False, "serving": True, "terminating": True}
-UNREADY = {"ready": False, "serving": False, "terminating": False}
-DYING = {"ready": False, "serving": False, "terminating": True}
-NOT_READY_SERVING = {"ready": False, "serving": True, "terminating": False}
+READY: dict[str, Any] = {"ready": True, "serving": True, "terminating": False}
+TERMINATING: dict[str, Any] = {"ready": False, "serving": True, "terminating": True}
+UNREADY: dict[str, Any] = {"ready": False, "serving": False, "terminating": False}
+DYING: dict[str, Any] = {"ready": False, "serving": False, "terminating": True}
+NOT_READY_SERVING: dict[str, Any] = {"ready": False, "serving": True, "terminating": False}
 
 
 def marks(
@@ -423,8 +423,8 @@ def test_topology_applies_to_the_cluster_policy_side_only() -> None:
     }
     # iTP Local, eTP Cluster with hints: the reverse.
     service = nodeport(traffic_distribution="PreferClose", internal_traffic_policy=LOCAL)
-    endpoints = (*endpoints, hinted("10.244.2.6", "node-b2", "zone-b"))
-    assert marks(service, endpoints, "node-b2") == {
+    more = (*endpoints, hinted("10.244.2.6", "node-b2", "zone-b"))
+    assert marks(service, more, "node-b2") == {
         "10.244.1.5": (False, False),
         "10.244.2.5": (False, True),
         "10.244.2.6": (True, True),
