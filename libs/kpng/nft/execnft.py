@@ -1,0 +1,58 @@
+"""The adapter to the ``nft`` command: the only module that runs it.
+
+Transactions go to ``nft -f -`` as one script (one atomic netlink batch). A table is read
+back with ``nft -j list table`` once, when the agent starts or resyncs, never per update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kpng.nft.jsonread import ruleset_from_json
+from kpng.nft.objects import NftError, Table
+from kpng.nft.transaction import Nftables, Ruleset, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class NftCommand:
+    argv: Sequence[str] = ("nft",)
+
+    async def _run(self, args: Sequence[str], stdin: str = "") -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(stdin.encode())
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async def run(self, tx: Transaction) -> None:
+        if not tx.ops:
+            return
+        rc, _, err = await self._run(["-f", "-"], tx.script())
+        if rc != 0:
+            raise NftError(f"nft failed on {tx.table.ref} ({len(tx)} ops): {err.strip()[:2000]}")
+
+    async def read(self, table: Table) -> Ruleset | None:
+        rc, out, err = await self._run(["-j", "list", "table", table.family, table.name])
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise NftError(f"nft list table {table.ref}: {err.strip()}")
+        return ruleset_from_json(table, json.loads(out))
+
+    async def delete_table(self, table: Table) -> bool:
+        """Remove a table if it is there; True when it was."""
+        rc, _, err = await self._run(["delete", "table", table.family, table.name])
+        if rc != 0 and "No such file or directory" not in err:
+            raise NftError(f"nft delete table {table.ref}: {err.strip()}")
+        return rc == 0
+
+
+def _check_protocol(n: NftCommand) -> Nftables:
+    return n

@@ -1,0 +1,66 @@
+"""From node views to transactions, for one family: the pure half of the nftables backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService, View
+from kpng.model import ViewEndpoint
+from kpng.nft.objects import Object
+from kpng.nft.render import render_service
+from kpng.nft.skeleton import Config
+from kpng.nft.state import Ids, Programmed, full_sync, static_objects, target_keys, transaction
+from kpng.nft.transaction import Ruleset, Transaction
+
+
+def touched_services(ops: Iterable[Op[ViewEndpoint]]) -> set[str]:
+    keys: set[str] = set()
+    for op in ops:
+        match op:
+            case SetService(service):
+                keys.add(service.key)
+            case DeleteService(key) | SetEndpoint(key, _) | DeleteEndpoint(key, _):
+                keys.add(key)
+    return keys
+
+
+@dataclass(slots=True)
+class Planner:
+    config: Config
+    ids: Ids = field(default_factory=Ids)
+    programmed: Programmed | None = None
+
+    def plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
+        """Everything the view needs, as a diff against what the live table holds."""
+        if live is not None and self.programmed is None:
+            self.ids = Ids.adopt(live.elements.values())
+        programmed = Programmed(self.config)
+        programmed.set_service("", tuple(static_objects(self.config)))
+        keep: set[str] = set()
+        for key, svc in view.services.items():
+            objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+            programmed.set_service(key, objs)
+            keep.update(target_keys(objs))
+        self.ids.release([k for k in self.ids.by_key if k not in keep])
+        self.programmed = programmed
+        return full_sync(self.config.nft_table, programmed.desired(), live)
+
+    def plan_ops(self, view: View[ViewEndpoint], ops: Iterable[Op[ViewEndpoint]]) -> Transaction:
+        """Only what the touched services changed. Needs a :meth:`plan_full` first."""
+        if self.programmed is None:
+            raise RuntimeError("incremental plan before the first full sync")
+        added: list[Object] = []
+        removed: list[Object] = []
+        for key in sorted(touched_services(ops)):
+            svc = view.services.get(key)
+            objs: tuple[Object, ...] = ()
+            if svc is not None:
+                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+            old_targets = target_keys(self.programmed.by_service.get(key, ()))
+            a, r = self.programmed.set_service(key, objs)
+            added += a
+            removed += r
+            gone = set(old_targets) - set(target_keys(objs))
+            self.ids.release(gone)
+        return transaction(self.config.nft_table, added, removed)

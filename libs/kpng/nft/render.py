@@ -1,0 +1,194 @@
+"""A service as nftables objects: the elements, and the few chains and maps, it needs.
+
+Pure: a service and its node-view endpoints in, a tuple of objects out. Target ids come
+from ``id_of`` (see :class:`kpng.nft.state.Ids`). Objects shared by several services (the
+``pick_<N>`` chains, hairpin pairs) come out of each, and the caller counts references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint, ip_family
+from kpng.nft.objects import Chain, Element, Object, Set
+from kpng.nft.skeleton import (
+    CLUSTER,
+    DROP,
+    ID_MASK,
+    LOCAL_EXT,
+    MASQ,
+    PROTOCOLS,
+    REJECT,
+    Config,
+    cidr_token,
+    pick_chain,
+)
+from kpng.nft.transaction import digest_element
+
+IdOf = Callable[[str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One endpoint set of a service port: where its internal or external traffic goes."""
+
+    key: str  # "namespace/name|port|PROTO|i" or "...|e"
+    id: int
+    backends: tuple[tuple[str, int], ...]  # (ip, port), sorted
+
+
+def render_service(
+    svc: Service, endpoints: Mapping[str, ViewEndpoint], c: Config, id_of: IdOf
+) -> tuple[Object, ...]:
+    eps = [e for e in endpoints.values() if ip_family(e.ip) == c.family]
+    out: list[Object] = []
+    for sp in svc.ports:
+        out.extend(_render_port(svc, sp, eps, c, id_of))
+    out.extend(Element("hairpin", (e.ip, e.ip)) for e in eps if c.node and e.node == c.node)
+    return tuple(out)
+
+
+def backends(sp: ServicePort, eps: Iterable[ViewEndpoint], use: str) -> tuple[tuple[str, int], ...]:
+    """The (ip, port) pairs of endpoints flagged ``use`` ("internal"/"external") for a port."""
+    out = set()
+    for e in eps:
+        if not getattr(e, use):
+            continue
+        port = endpoint_port(sp, e)
+        if port:
+            out.add((e.ip, port))
+    return tuple(sorted(out))
+
+
+def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
+    for p in e.ports:
+        if p.protocol == sp.protocol and (p.name == sp.name or len(e.ports) == 1):
+            return p.port
+    return sp.target_port if isinstance(sp.target_port, int) else 0
+
+
+def _render_port(
+    svc: Service, sp: ServicePort, eps: list[ViewEndpoint], c: Config, id_of: IdOf
+) -> list[Object]:
+    proto, port = sp.protocol.lower(), str(sp.port)
+    base = f"{svc.key}|{sp.name}|{sp.protocol}"
+    internal = _target(f"{base}|i", backends(sp, eps, "internal"), id_of)
+    has_any = any(endpoint_port(sp, e) for e in eps)
+    out = _target_objects(svc, internal, c)
+    local = svc.internal_traffic_policy is TrafficPolicy.LOCAL
+    none = DROP if local and has_any else REJECT
+    for ip in _family(svc.cluster_ips, c):
+        out.append(Element("cluster_ips", (ip,)))
+        out.append(_dispatch_ip((ip, proto, port), internal, internal.id | CLUSTER, none))
+    if svc.externally_accessible:
+        out.extend(_render_external(svc, sp, eps, c, id_of, internal, has_any))
+    return out
+
+
+def _render_external(
+    svc: Service,
+    sp: ServicePort,
+    eps: list[ViewEndpoint],
+    c: Config,
+    id_of: IdOf,
+    internal: Target,
+    has_any: bool,
+) -> list[Object]:
+    proto, port = sp.protocol.lower(), str(sp.port)
+    ext = _target(f"{svc.key}|{sp.name}|{sp.protocol}|e", backends(sp, eps, "external"), id_of)
+    out = _target_objects(svc, ext, c)
+    local = svc.external_traffic_policy is TrafficPolicy.LOCAL
+    mark = ext.id | (LOCAL_EXT if local else MASQ)
+    none = DROP if local and has_any else REJECT
+    if local:
+        out.append(Element("shortcuts", (str(ext.id),), (str(internal.id | CLUSTER),)))
+    # an eTP Local target without local endpoints still dispatches, for the short-circuit
+    dispatch = bool(ext.backends) or (local and bool(internal.backends))
+    key: tuple[str, ...]
+    for ip in _family(svc.external_ips + svc.load_balancer_ips, c):
+        key = (ip, proto, port)
+        if dispatch:
+            out.append(Element("service_ips", key, (str(mark),)))
+        if not ext.backends:
+            out.append(Element("no_endpoint_ips", key, (none,)))
+    for lb in _family(svc.load_balancer_ips, c):
+        out.extend(_firewall(svc, (lb, proto, port), c))
+    if sp.node_port:
+        key = (proto, str(sp.node_port))
+        if dispatch:
+            out.append(Element("service_nodeports", key, (str(mark),)))
+        if not ext.backends:
+            out.append(Element("no_endpoint_nodeports", key, (none,)))
+    return out
+
+
+def _dispatch_ip(key: tuple[str, ...], t: Target, mark: int, none: str) -> Element:
+    if t.backends:
+        return Element("service_ips", key, (str(mark),))
+    return Element("no_endpoint_ips", key, (none,))
+
+
+def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf) -> Target:
+    tid = id_of(key)
+    if not 0 < tid <= ID_MASK:
+        raise ValueError(f"target id {tid} out of range for {key}")
+    return Target(key, tid, bk)
+
+
+def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
+    n = len(t.backends)
+    comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
+    out: list[Object] = [
+        Element("endpoints", (str(t.id), str(k)), (ip, str(port)))
+        for k, (ip, port) in enumerate(t.backends)
+    ]
+    verdict = f"goto pick_{n}" if n else "return"
+    if n:
+        out += [pick := pick_chain(c, n), digest_element(pick)]
+        if svc.affinity_timeout:
+            aff = _affinity(t, c, svc.affinity_timeout)
+            out += aff
+            verdict = f"goto aff_{t.id}"
+    out.append(Element("pick", (str(t.id),), (verdict,), comment))
+    return out
+
+
+def _affinity(t: Target, c: Config, timeout: int) -> list[Object]:
+    """A dynamic map client -> endpoint per target; renamed (so emptied) when endpoints change."""
+    f, n = c.nft_family, len(t.backends)
+    tag = hashlib.sha1(repr((t.backends, timeout)).encode()).hexdigest()[:8]
+    name = f"affmap_{t.id}_{tag}"
+    lookup = Chain(
+        f"aff_{t.id}",
+        (f"meta l4proto {PROTOCOLS} dnat {f} to {f} saddr map @{name}", f"goto pick_{n}"),
+    )
+    record = Chain(f"affupd_{t.id}", (f"update @{name} {{ {f} saddr : {f} daddr . th dport }}",))
+    clients = Set(
+        name, c.addr_type, f"{c.addr_type} . inet_service", ("dynamic", "timeout"), timeout
+    )
+    return [
+        clients,
+        digest_element(clients),
+        lookup,
+        record,
+        digest_element(lookup),
+        digest_element(record),
+        Element("aff_update", (str(t.id),), (f"jump affupd_{t.id}",)),
+    ]
+
+
+def _family(ips: Iterable[str], c: Config) -> list[str]:
+    return [ip for ip in ips if ip_family(ip) == c.family]
+
+
+def _firewall(svc: Service, key: tuple[str, ...], c: Config) -> list[Object]:
+    if not svc.load_balancer_source_ranges:
+        return []
+    out: list[Object] = [Element("firewall_ips", key)]
+    for cidr in svc.load_balancer_source_ranges:
+        if ipaddress.ip_network(cidr.strip(), strict=False).version == c.family:
+            out.append(Element("firewall_allow", (*key, cidr_token(cidr))))
+    return out

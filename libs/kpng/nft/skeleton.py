@@ -1,0 +1,177 @@
+"""The static part of a kpng table: its sets, maps and fixed chains, from the configuration.
+
+Packet path (one family; ``A`` is the address type):
+
+* nat prerouting/output jump to ``dispatch``: ``meta mark`` is set from ``service_ips``
+  (daddr . proto . dport, for cluster, external and load-balancer IPs) or, for local
+  addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). The mark holds
+  a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
+  node are swapped for the service's internal target (``shortcuts``). The masquerade bit is
+  set by the flags; then ``pick`` sends the target to ``pick_<N>``, which DNATs through
+  ``endpoints`` keyed by (target . ``numgen random mod N``), or to an affinity chain.
+* filter input/forward/output: new connections still addressed to a service (nothing was
+  DNATed) hit ``no_endpoint_ips``/``no_endpoint_nodeports`` (reject, or drop for Local
+  policies), and any other port of a cluster IP is rejected.
+* filter prerouting (before DNAT): load-balancer source ranges.
+* nat postrouting: affinity records, then masquerade for the mark bit and for hairpin.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from kpng.nft.objects import Chain, Element, Hook, Set, Table
+
+ID_MASK = 0x00FFFFFF
+MASQ = 0x40000000
+CLUSTER = 0x20000000  # cluster-IP traffic: masquerade unless from the pod network
+LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circuit pods/node
+REJECT = "goto reject_chain"
+DROP = "drop"
+PROTOCOLS = "{ tcp, udp, sctp }"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    family: int = 4
+    table: str = "kpng"
+    node: str = ""
+    pod_cidrs: tuple[str, ...] = ()
+    nodeport_cidrs: tuple[str, ...] = ()
+    masquerade_all: bool = False
+
+    @property
+    def nft_family(self) -> str:
+        return "ip" if self.family == 4 else "ip6"
+
+    @property
+    def addr_type(self) -> str:
+        return "ipv4_addr" if self.family == 4 else "ipv6_addr"
+
+    @property
+    def nft_table(self) -> Table:
+        return Table(self.nft_family, self.table)
+
+
+def sets(c: Config) -> tuple[Set, ...]:
+    a, key = c.addr_type, f"{c.addr_type} . inet_proto . inet_service"
+    return (
+        Set("service_ips", key, "mark"),
+        Set("service_nodeports", "inet_proto . inet_service", "mark"),
+        Set("shortcuts", "mark", "mark"),
+        Set("pick", "mark", "verdict"),
+        Set(
+            "endpoints",
+            "typeof meta mark . numgen random mod 1",
+            f"{c.nft_family} daddr . th dport",
+        ),
+        Set("no_endpoint_ips", key, "verdict"),
+        Set("no_endpoint_nodeports", "inet_proto . inet_service", "verdict"),
+        Set("cluster_ips", a),
+        Set("pod_cidrs", a, flags=("interval",)),
+        Set("nodeport_addrs", a, flags=("interval",)),
+        Set("hairpin", f"{a} . {a}"),
+        Set("firewall_ips", key),
+        Set("firewall_allow", f"{key} . {a}", flags=("interval",)),
+        Set("aff_update", "mark", "verdict"),
+        Set("chain_digests", "mark"),
+    )
+
+
+def cidr_token(cidr: str) -> str:
+    """A CIDR as nft lists it back: normalised, and a bare address for a single host."""
+    net = ipaddress.ip_network(cidr.strip(), strict=False)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def config_elements(c: Config) -> tuple[Element, ...]:
+    out = [Element("pod_cidrs", (cidr_token(cidr),)) for cidr in c.pod_cidrs]
+    out += [Element("nodeport_addrs", (cidr_token(cidr),)) for cidr in c.nodeport_cidrs]
+    return tuple(out)
+
+
+def chains(c: Config) -> tuple[Chain, ...]:
+    f = c.nft_family
+    check = ("ct state new jump endpoints_check",)
+    return (
+        Chain("nat_prerouting", ("jump dispatch",), Hook("nat", "prerouting", -100)),
+        Chain("nat_output", ("jump dispatch",), Hook("nat", "output", -100)),
+        Chain("nat_postrouting", _postrouting(f), Hook("nat", "postrouting", 100)),
+        Chain("dispatch", _dispatch(c)),
+        Chain("local_ext", _local_ext(c)),
+        Chain(
+            "local_ext_node",
+            (
+                f"meta mark set meta mark & {ID_MASK:#x} map @shortcuts",
+                f"meta mark set meta mark | {MASQ:#x}",
+            ),
+        ),
+        Chain("filter_prerouting", _firewall(f), Hook("filter", "prerouting", -110)),
+        Chain("filter_input", check, Hook("filter", "input", -10)),
+        Chain("filter_forward", check, Hook("filter", "forward", -10)),
+        Chain("filter_output", check, Hook("filter", "output", -10)),
+        Chain("endpoints_check", _endpoints_check(f)),
+        Chain("reject_chain", ("reject",)),
+    )
+
+
+def _postrouting(f: str) -> tuple[str, ...]:
+    return (
+        f"meta mark & {ID_MASK:#x} vmap @aff_update",
+        f"meta mark & {MASQ:#x} != 0x0 masquerade fully-random",
+        f"ct status dnat {f} saddr . {f} daddr @hairpin masquerade fully-random",
+    )
+
+
+def _dispatch(c: Config) -> tuple[str, ...]:
+    f = c.nft_family
+    rules = [
+        f"meta mark set {f} daddr . meta l4proto . th dport map @service_ips",
+        f"meta mark & {ID_MASK:#x} == 0x0 fib daddr type local {f} daddr @nodeport_addrs"
+        " meta mark set meta l4proto . th dport map @service_nodeports",
+        f"meta mark & {LOCAL_EXT:#x} != 0x0 jump local_ext",
+    ]
+    if c.pod_cidrs:
+        rules.append(
+            f"meta mark & {CLUSTER:#x} != 0x0 {f} saddr != @pod_cidrs"
+            f" meta mark set meta mark | {MASQ:#x}"
+        )
+    if c.masquerade_all:
+        rules.append(f"meta mark & {ID_MASK:#x} != 0x0 meta mark set meta mark | {MASQ:#x}")
+    rules.append(f"meta mark & {ID_MASK:#x} vmap @pick")
+    return tuple(rules)
+
+
+def _local_ext(c: Config) -> tuple[str, ...]:
+    rules = ["fib saddr type local goto local_ext_node"]
+    if c.pod_cidrs:
+        rules.append(
+            f"{c.nft_family} saddr @pod_cidrs meta mark set meta mark & {ID_MASK:#x} map @shortcuts"
+        )
+    return tuple(rules)
+
+
+def _firewall(f: str) -> tuple[str, ...]:
+    key = f"{f} daddr . meta l4proto . th dport"
+    return (f"ct state new {key} @firewall_ips {key} . {f} saddr != @firewall_allow drop",)
+
+
+def _endpoints_check(f: str) -> tuple[str, ...]:
+    return (
+        f"{f} daddr . meta l4proto . th dport vmap @no_endpoint_ips",
+        f"fib daddr type local {f} daddr @nodeport_addrs"
+        " meta l4proto . th dport vmap @no_endpoint_nodeports",
+        f"{f} daddr @cluster_ips goto reject_chain",
+    )
+
+
+def pick_chain(c: Config, n: int) -> Chain:
+    f = c.nft_family
+    return Chain(
+        f"pick_{n}",
+        (
+            f"meta l4proto {PROTOCOLS} dnat {f} to meta mark & {ID_MASK:#x}"
+            f" . numgen random mod {n} map @endpoints",
+        ),
+    )

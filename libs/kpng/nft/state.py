@@ -1,0 +1,166 @@
+"""What is programmed, as reference-counted objects, and the transactions that change it.
+
+:class:`Programmed` keeps, per service, the objects it contributed and, over all services,
+how many contribute each object. Changing one service yields a transaction with only the
+objects whose count went to or from zero: the cost of an update follows the change, not
+the table. A full sync diffs the whole desired table against what a table holds (read back
+once), so a restarted agent that finds its table as it wants it writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kpng.nft.objects import Chain, Element, Key, Object, Set, Table
+from kpng.nft.skeleton import Config, chains, config_elements, sets
+from kpng.nft.transaction import Ruleset, Transaction, digest, digest_element
+
+
+@dataclass(slots=True)
+class Ids:
+    """Target ids: small, stable while a target lives, reused after it goes."""
+
+    by_key: dict[str, int] = field(default_factory=dict)
+    free: list[int] = field(default_factory=list)
+    next: int = 1
+
+    def __call__(self, key: str) -> int:
+        tid = self.by_key.get(key)
+        if tid is None:
+            tid = self.free.pop() if self.free else self._bump()
+            self.by_key[key] = tid
+        return tid
+
+    def _bump(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+    def release(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            tid = self.by_key.pop(key, None)
+            if tid is not None:
+                self.free.append(tid)
+
+    @classmethod
+    def adopt(cls, elements: Iterable[Element]) -> Ids:
+        """Recover the ids of a live table from its ``pick`` elements (comment = target key)."""
+        ids = cls()
+        for e in elements:
+            if e.set == "pick" and e.comment:
+                ids.by_key[e.comment] = int(e.key[0])
+        used = set(ids.by_key.values())
+        ids.next = max(used, default=0) + 1
+        ids.free = sorted(set(range(1, ids.next)) - used, reverse=True)
+        return ids
+
+
+def static_objects(c: Config) -> list[Object]:
+    out: list[Object] = [*config_elements(c)]
+    for s in sets(c):
+        out += [s, digest_element(s)]
+    for chain in chains(c):
+        out += [chain, digest_element(chain)]
+    return out
+
+
+def target_keys(objs: Iterable[Object]) -> list[str]:
+    return [o.comment for o in objs if isinstance(o, Element) and o.set == "pick"]
+
+
+@dataclass(slots=True)
+class Programmed:
+    config: Config
+    counts: Counter[Object] = field(default_factory=Counter)
+    by_service: dict[str, tuple[Object, ...]] = field(default_factory=dict)
+
+    @property
+    def table(self) -> Table:
+        return self.config.nft_table
+
+    def desired(self) -> set[Object]:
+        return set(self.counts)
+
+    def set_service(self, key: str, objs: tuple[Object, ...]) -> tuple[list[Object], list[Object]]:
+        """Record a service's new objects; return (added, removed) objects."""
+        old = self.by_service.pop(key, ())
+        if objs:
+            self.by_service[key] = objs
+        return self._count(objs, +1), self._count(old, -1)
+
+    def _count(self, objs: Iterable[Object], sign: int) -> list[Object]:
+        changed = []
+        for o in objs:
+            n = self.counts[o] + sign
+            if n <= 0:
+                del self.counts[o]
+            else:
+                self.counts[o] = n
+            if n == (1 if sign > 0 else 0):
+                changed.append(o)
+        return changed
+
+
+def _order(o: Object) -> int:
+    return 0 if isinstance(o, Set) else 1 if isinstance(o, Chain) else 2
+
+
+def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]) -> Transaction:
+    """Deletes of elements, adds of sets and chains, deletes of chains and sets, adds of
+    elements: references hold at the end, and a changed element is replaced in one batch."""
+    adds = sorted(added, key=_order)
+    dels = sorted(removed, key=_order, reverse=True)
+    tx = Transaction(table)
+    for o in dels:
+        if isinstance(o, Element):
+            tx.delete(o)
+    for o in adds:
+        if not isinstance(o, Element):
+            tx.add(o)
+    added_names = {o.name for o in adds if isinstance(o, Chain | Set)}
+    for o in dels:
+        if not isinstance(o, Element) and o.name not in added_names:
+            tx.delete(o)
+    for o in adds:
+        if isinstance(o, Element):
+            tx.add(o)
+    return tx
+
+
+def full_sync(table: Table, desired: set[Object], live: Ruleset | None) -> Transaction:
+    """The transaction that makes the live table equal to ``desired``, touching only what
+    differs. A table whose sets are defined differently (another version) is recreated."""
+    if live is None or _sets_differ(desired, live):
+        tx = Transaction(table)
+        if live is not None:
+            tx.delete(table)
+        tx.add(table)
+        tx.ops.extend(transaction(table, desired, ()).ops)
+        return tx
+    want: dict[tuple[str, Key], Element] = {}
+    added: list[Object] = []
+    for o in desired:
+        if isinstance(o, Element):
+            want[(o.set, o.key)] = o
+            if live.elements.get((o.set, o.key)) != o:
+                added.append(o)
+        elif isinstance(o, Set):
+            if o.name not in live.sets:
+                added.append(o)
+        elif live.chains.get(o.name) != digest(o):
+            added.append(o)
+    removed: list[Object] = [e for k, e in live.elements.items() if want.get(k) != e]
+    names = {o.name for o in desired if isinstance(o, Chain | Set)}
+    removed += [Chain(n) for n in live.chains if n not in names]
+    removed += [
+        Set(n, "mark", "verdict" if n in live.maps else "") for n in live.sets if n not in names
+    ]
+    return transaction(table, added, removed)
+
+
+def _sets_differ(desired: set[Object], live: Ruleset) -> bool:
+    return any(
+        isinstance(o, Set) and o.name in live.sets and live.sets[o.name] != digest(o)
+        for o in desired
+    )

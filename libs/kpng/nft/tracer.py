@@ -1,0 +1,137 @@
+"""A packet tracer over a kpng table held by :class:`~kpng.nft.fake.FakeNftables`.
+
+It follows a new connection's first packet through the skeleton's chains (see
+:mod:`kpng.nft.skeleton`) using the table's actual maps and sets: firewall, dispatch,
+short-circuit, masquerade flags, endpoint choice (every endpoint ``numgen`` may pick),
+the filter checks and hairpin. Tests trace kube-proxy's behaviours without root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+
+from kpng.nft.fake import FakeNftables
+from kpng.nft.objects import Element, Key
+from kpng.nft.skeleton import CLUSTER, ID_MASK, LOCAL_EXT, MASQ, Config
+
+Origin = Literal["pod", "node", "outside"]
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    src: str
+    dst: str
+    proto: str  # "tcp", "udp", "sctp"
+    dport: int
+    origin: Origin = "outside"
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    verdict: Literal["dnat", "reject", "drop", "accept"]
+    endpoints: frozenset[tuple[str, int]] = frozenset()
+    masquerade: bool = False
+    affinity: bool = False
+    hairpin: bool = False  # masqueraded if the endpoint chosen is the client itself
+
+    @property
+    def endpoint_ips(self) -> frozenset[str]:
+        return frozenset(ip for ip, _ in self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracer:
+    nft: FakeNftables
+    config: Config
+    local_addresses: tuple[str, ...]  # what ``fib daddr type local`` answers yes for
+
+    def _elements(self) -> dict[tuple[str, Key], Element]:
+        return self.nft.state(self.config.nft_table).elements
+
+    def _get(self, name: str, *key: str) -> tuple[str, ...] | None:
+        e = self._elements().get((name, key))
+        if e is None:
+            return None
+        return e.value if e.value is not None else ()
+
+    def _in(self, name: str, *addrs: str) -> bool:
+        """Membership in an interval set, or with an interval as the last key part."""
+        for e in self._elements().values():
+            if e.set == name and e.key[:-1] == addrs[:-1]:
+                last = ipaddress.ip_network(e.key[-1], strict=False)
+                if ipaddress.ip_address(addrs[-1]) in last:
+                    return True
+        return False
+
+    def trace(self, p: Packet) -> Trace:
+        key = (p.dst, p.proto, str(p.dport))
+        if self._get("firewall_ips", *key) is not None and not self._in(
+            "firewall_allow", *key, p.src
+        ):
+            return Trace("drop")
+        mark = self._dispatch(p, key)
+        tid = mark & ID_MASK
+        verdict = self._get("pick", str(tid)) if tid else None
+        if verdict and verdict[0] != "return":
+            eps = self._endpoints(tid, verdict[0])
+            hairpin = self._get("hairpin", p.src, p.src) is not None
+            return Trace(
+                "dnat",
+                frozenset(eps),
+                bool(mark & MASQ),
+                verdict[0].startswith("goto aff_"),
+                hairpin and any(ip == p.src for ip, _ in eps),
+            )
+        return self._filter(p, key)
+
+    def _dispatch(self, p: Packet, key: tuple[str, ...]) -> int:
+        value = self._get("service_ips", *key)
+        local = p.dst in self.local_addresses
+        if value is None and local and self._in("nodeport_addrs", p.dst):
+            value = self._get("service_nodeports", p.proto, str(p.dport))
+        mark = int(value[0]) if value else 0
+        if mark & LOCAL_EXT:
+            mark = self._short_circuit(p, mark)
+        if mark & CLUSTER and self.config.pod_cidrs and not self._in("pod_cidrs", p.src):
+            mark |= MASQ
+        if mark & ID_MASK and self.config.masquerade_all:
+            mark |= MASQ
+        return mark
+
+    def _short_circuit(self, p: Packet, mark: int) -> int:
+        internal = self._get("shortcuts", str(mark & ID_MASK))
+        if internal is None:
+            return mark
+        if p.origin == "node" or p.src in self.local_addresses:
+            return int(internal[0]) | MASQ
+        if self.config.pod_cidrs and self._in("pod_cidrs", p.src):
+            return int(internal[0])
+        return mark
+
+    def _endpoints(self, tid: int, verdict: str) -> list[tuple[str, int]]:
+        if verdict.startswith("goto aff_"):
+            verdict = self._chain_last_rule(verdict.split()[1])
+        n = int(verdict.removeprefix("goto pick_"))
+        out = []
+        for k in range(n):
+            value = self._get("endpoints", str(tid), str(k))
+            if value is None:
+                raise AssertionError(f"target {tid} has no endpoint {k} of {n}")
+            out.append((value[0], int(value[1])))
+        return out
+
+    def _chain_last_rule(self, name: str) -> str:
+        return self.nft.state(self.config.nft_table).chains[name].rules[-1]
+
+    def _filter(self, p: Packet, key: tuple[str, ...]) -> Trace:
+        verdict = self._get("no_endpoint_ips", *key)
+        local = p.dst in self.local_addresses
+        if verdict is None and local and self._in("nodeport_addrs", p.dst):
+            verdict = self._get("no_endpoint_nodeports", p.proto, str(p.dport))
+        if verdict is None and self._get("cluster_ips", p.dst) is not None:
+            verdict = ("goto reject_chain",)
+        if verdict is None:
+            return Trace("accept")
+        return Trace("drop" if verdict[0] == "drop" else "reject")

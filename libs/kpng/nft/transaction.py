@@ -1,0 +1,118 @@
+"""A transaction: typed operations on one table, validated as they are added, run all at once.
+
+After knftables: callers collect operations, an :class:`Nftables` implementation runs them
+atomically (``nft -f`` runs one script as one netlink batch) or not at all.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from kpng.nft.objects import Chain, Element, Key, NftError, Set, Table
+
+Verb = Literal["add", "delete", "flush"]
+DIGESTS = "chain_digests"  # a set whose element comments record each chain's digest
+
+
+def digest(obj: Chain | Set) -> str:
+    return str(zlib.crc32(obj.text.encode() + obj.name.encode()))
+
+
+def digest_element(obj: Chain | Set) -> Element:
+    """Records what a chain or set was created as, since nft cannot list that back as written."""
+    return Element(
+        DIGESTS, (digest(obj),), comment=obj.name if isinstance(obj, Chain) else f"set:{obj.name}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    verb: Verb
+    obj: Table | Chain | Set | Element
+
+
+@dataclass(slots=True)
+class Transaction:
+    table: Table
+    ops: list[Op] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def add(self, obj: Table | Chain | Set | Element) -> None:
+        if isinstance(obj, Table) and obj != self.table:
+            raise NftError(f"table {obj.ref} in a transaction on {self.table.ref}")
+        self.ops.append(Op("add", obj))
+
+    def delete(self, obj: Table | Chain | Set | Element) -> None:
+        self.ops.append(Op("delete", obj))
+
+    def flush(self, obj: Chain | Set) -> None:
+        self.ops.append(Op("flush", obj))
+
+    def script(self) -> str:
+        """The transaction as an ``nft -f`` script. Added chains are declared first, so
+        rules may jump to chains added later in the same transaction."""
+        declare = [
+            next(iter(_chain_lines(self.table.ref, "add", op.obj)))
+            for op in self.ops
+            if op.verb == "add" and isinstance(op.obj, Chain)
+        ]
+        first = [op for op in self.ops if isinstance(op.obj, Table)]
+        rest = [op for op in self.ops if not isinstance(op.obj, Table)]
+        lines = [line for op in first for line in _lines(self.table, op)]
+        lines += declare + [line for op in rest for line in _lines(self.table, op)]
+        return "".join(f"{line}\n" for line in lines)
+
+
+def _lines(table: Table, op: Op) -> Iterable[str]:
+    t, obj = table.ref, op.obj
+    if isinstance(obj, Table):
+        yield f"{op.verb} table {t}"
+    elif isinstance(obj, Chain):
+        yield from _chain_lines(t, op.verb, obj)
+    elif isinstance(obj, Set):
+        kind = "map" if obj.is_map else "set"
+        body = f" {{ {obj.text} }}" if op.verb == "add" else ""
+        yield f"{op.verb} {kind} {t} {obj.name}{body}"
+    elif op.verb == "add":
+        yield f"add element {t} {obj.set} {{ {obj.text} }}"
+    else:
+        yield f"delete element {t} {obj.set} {{ {' . '.join(obj.key)} }}"
+
+
+def _chain_lines(t: str, verb: Verb, chain: Chain) -> Iterable[str]:
+    if verb != "add":
+        yield f"{verb} chain {t} {chain.name}"
+        return
+    body = f" {{ {chain.hook.text} }}" if chain.hook else ""
+    yield f"add chain {t} {chain.name}{body}"
+    yield f"flush chain {t} {chain.name}"
+    for rule in chain.rules:
+        yield f"add rule {t} {chain.name} {rule}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """What a table holds: chains and sets by name (as digests; ``""`` when unknown), which
+    sets are maps, and elements by (set, key)."""
+
+    table: Table
+    chains: Mapping[str, str]
+    sets: Mapping[str, str]
+    maps: frozenset[str]
+    elements: Mapping[tuple[str, Key], Element]
+
+
+class Nftables(Protocol):
+    """The seam to the dataplane: run a transaction atomically; read a table back."""
+
+    async def run(self, tx: Transaction) -> None: ...
+
+    async def read(self, table: Table) -> Ruleset | None: ...

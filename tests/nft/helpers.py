@@ -1,0 +1,83 @@
+"""Building node views and tracing them through the fake nftables."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kpng.diff import View
+from kpng.model import (
+    EndpointPort,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    ViewEndpoint,
+)
+from kpng.nft.fake import FakeNftables
+from kpng.nft.planner import Planner
+from kpng.nft.skeleton import Config
+from kpng.nft.tracer import Packet, Trace, Tracer
+
+NODE = "node-a"
+NODE_IP = "192.168.0.10"
+POD_CIDR = "10.244.0.0/16"
+CONFIG = Config(node=NODE, pod_cidrs=(POD_CIDR,), nodeport_cidrs=(f"{NODE_IP}/32",))
+
+
+def svc(name: str, ip: str = "10.96.0.10", port: int = 80, **kw: Any) -> Service:
+    ports = kw.pop(
+        "ports",
+        (ServicePort("http", Protocol(kw.pop("protocol", "TCP")), port, 8080, kw.pop("np", 0)),),
+    )
+    stype = kw.pop(
+        "type", ServiceType.NODE_PORT if any(p.node_port for p in ports) else "ClusterIP"
+    )
+    return Service("default", name, ServiceType(stype), (ip,), tuple(ports), **kw)
+
+
+def ep(
+    ip: str,
+    node: str = "node-b",
+    internal: bool = True,
+    external: bool = True,
+    ports: tuple[EndpointPort, ...] = (),
+) -> ViewEndpoint:
+    ports = ports or (EndpointPort("http", Protocol.TCP, 8080),)
+    return ViewEndpoint(ip, ports, node=node, internal=internal, external=external)
+
+
+def view(*pairs: tuple[Service, list[ViewEndpoint]]) -> View[ViewEndpoint]:
+    v: View[ViewEndpoint] = View()
+    for s, eps in pairs:
+        v.services[s.key] = s
+        if eps:
+            v.endpoints[s.key] = {e.ip: e for e in eps}
+    return v
+
+
+class Harness:
+    def __init__(self, config: Config = CONFIG) -> None:
+        self.config = config
+        self.nft = FakeNftables()
+        self.planner = Planner(config)
+        self.view: View[ViewEndpoint] = View()
+
+    def full(self, v: View[ViewEndpoint]) -> int:
+        async def go() -> int:
+            tx = self.planner.plan_full(v, await self.nft.read(self.config.nft_table))
+            await self.nft.run(tx)
+            return len(tx)
+
+        self.view = v
+        return asyncio.run(go())
+
+    def trace(
+        self, src: str, dst: str, dport: int, proto: str = "tcp", origin: str = "outside"
+    ) -> Trace:
+        tracer = Tracer(self.nft, self.config, (NODE_IP,))
+        return tracer.trace(Packet(src, dst, proto, dport, origin))  # type: ignore[arg-type]
+
+
+__all__ = ["TrafficPolicy"]

@@ -1,0 +1,101 @@
+"""Incremental plans follow the change; full syncs of an equal table write nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from kpng.diff import apply, diff
+from kpng.nft.fake import FakeNftables
+from kpng.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.nft.planner import Planner
+from kpng.nft.transaction import Transaction
+
+from tests.nft.helpers import CONFIG, Harness, ep, svc, view
+
+POD = "10.244.1.5"
+
+
+def many(n: int, eps: int = 3):  # type: ignore[no-untyped-def]
+    return view(
+        *(
+            (
+                svc(f"s{i}", ip=f"10.96.{i // 250}.{i % 250 + 1}"),
+                [ep(f"10.244.{i // 250}.{k + 1}") for k in range(eps)],
+            )
+            for i in range(n)
+        )
+    )
+
+
+def step(h: Harness, new):  # type: ignore[no-untyped-def]
+    async def go() -> int:
+        tx = h.planner.plan_ops(new, diff(h.view, new))
+        await h.nft.run(tx)
+        return len(tx)
+
+    n = asyncio.run(go())
+    h.view = new
+    return n
+
+
+def test_one_endpoint_change_is_a_few_element_ops() -> None:
+    h = Harness()
+    v = many(50)
+    h.full(v)
+    key = "default/s7"
+    new = apply(diff(v, v), v)
+    new.endpoints = {**v.endpoints, key: {**v.endpoints[key], "10.244.0.99": ep("10.244.0.99")}}
+    ops = step(h, new)
+    assert 0 < ops <= 8
+    assert h.trace(POD, "10.96.0.8", 80).endpoint_ips >= {"10.244.0.99"}
+
+
+def test_incremental_equals_full() -> None:
+    a, b = Harness(), Harness()
+    v1, v2 = many(20), many(25, eps=2)
+    del v2.services["default/s3"], v2.endpoints["default/s3"]
+    a.full(v1)
+    step(a, v2)
+    b.full(v2)
+    t = CONFIG.nft_table
+    assert a.nft.dump(t).count("element") == b.nft.dump(t).count("element")
+    for i in (0, 3, 24):
+        p = (POD, f"10.96.0.{i + 1}", 80)
+        assert a.trace(*p) == b.trace(*p)
+
+
+def test_full_sync_of_an_equal_table_writes_nothing() -> None:
+    h = Harness()
+    h.full(many(30))
+    restarted = Planner(CONFIG)
+
+    async def go() -> Transaction:
+        return restarted.plan_full(many(30), await h.nft.read(CONFIG.nft_table))
+
+    assert len(asyncio.run(go())) == 0
+
+
+def test_removing_everything_leaves_the_skeleton() -> None:
+    h = Harness()
+    h.full(many(5))
+    h.full(view())
+    dump = h.nft.dump(CONFIG.nft_table)
+    assert "element endpoints" not in dump and "pick_3" not in dump
+
+
+def test_fake_is_atomic_and_checks_references() -> None:
+    nft = FakeNftables()
+    t = Table("ip", "x")
+    tx = Transaction(t)
+    tx.add(t)
+    tx.add(Set("m", "mark", "verdict"))
+    tx.add(Element("m", ("1",), ("goto nowhere",)))
+    with pytest.raises(NftError, match="missing chain"):
+        asyncio.run(nft.run(tx))
+    assert asyncio.run(nft.read(t)) is None
+    tx = Transaction(t)
+    tx.add(t)
+    tx.add(Chain("c", ("ip saddr @gone drop",)))
+    with pytest.raises(NftError, match="missing set"):
+        asyncio.run(nft.run(tx))

@@ -1,0 +1,188 @@
+"""kube-proxy's behaviours, traced through rendered rules (no root needed)."""
+
+from __future__ import annotations
+
+from kpng.model import EndpointPort, Protocol, ServicePort, TrafficPolicy
+
+from tests.nft.helpers import NODE, NODE_IP, Harness, ep, svc, view
+
+POD = "10.244.1.5"
+OUTSIDE = "172.16.0.9"
+
+
+def test_cluster_ip_dnats_to_every_endpoint_and_keeps_pod_source() -> None:
+    h = Harness()
+    h.full(view((svc("a"), [ep("10.244.2.1"), ep("10.244.3.1")])))
+    t = h.trace(POD, "10.96.0.10", 80)
+    assert t.verdict == "dnat"
+    assert t.endpoints == {("10.244.2.1", 8080), ("10.244.3.1", 8080)}
+    assert not t.masquerade
+
+
+def test_cluster_ip_from_off_pod_network_is_masqueraded() -> None:
+    h = Harness()
+    h.full(view((svc("a"), [ep("10.244.2.1")])))
+    assert h.trace(NODE_IP, "10.96.0.10", 80, origin="node").masquerade
+    assert h.trace(OUTSIDE, "10.96.0.10", 80).masquerade
+
+
+def test_each_protocol_is_separate() -> None:
+    h = Harness()
+    h.full(view((svc("a"), [ep("10.244.2.1")])))
+    assert h.trace(POD, "10.96.0.10", 80, proto="udp").verdict == "reject"
+    assert h.trace(POD, "10.96.0.10", 80, proto="sctp").verdict == "reject"
+
+
+def test_multiport_and_named_target_ports() -> None:
+    ports = (
+        ServicePort("http", Protocol.TCP, 80, "web"),
+        ServicePort("dns", Protocol.UDP, 53, "dns"),
+        ServicePort("sig", Protocol.SCTP, 9000, 9000),
+    )
+    eports = (
+        EndpointPort("http", Protocol.TCP, 8080),
+        EndpointPort("dns", Protocol.UDP, 5353),
+        EndpointPort("sig", Protocol.SCTP, 9001),
+    )
+    h = Harness()
+    h.full(view((svc("a", ports=ports), [ep("10.244.2.1", ports=eports)])))
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
+    assert h.trace(POD, "10.96.0.10", 53, "udp").endpoints == {("10.244.2.1", 5353)}
+    assert h.trace(POD, "10.96.0.10", 9000, "sctp").endpoints == {("10.244.2.1", 9001)}
+
+
+def test_no_endpoints_rejects_and_undefined_port_rejects() -> None:
+    h = Harness()
+    h.full(view((svc("a", np=30080, external_ips=("172.16.1.1",)), [])))
+    assert h.trace(POD, "10.96.0.10", 80).verdict == "reject"
+    assert h.trace(OUTSIDE, NODE_IP, 30080).verdict == "reject"
+    assert h.trace(OUTSIDE, "172.16.1.1", 80).verdict == "reject"
+    assert h.trace(POD, "10.96.0.10", 81).verdict == "reject"
+    assert h.trace(POD, "10.244.9.9", 81).verdict == "accept"
+
+
+def test_nodeport_on_node_addresses_only_and_masqueraded() -> None:
+    h = Harness()
+    h.full(view((svc("a", np=30080), [ep("10.244.2.1")])))
+    t = h.trace(OUTSIDE, NODE_IP, 30080)
+    assert t.verdict == "dnat" and t.masquerade
+    assert h.trace(OUTSIDE, "127.0.0.1", 30080).verdict == "accept"
+    assert h.trace(OUTSIDE, NODE_IP, 30081).verdict == "accept"
+
+
+def test_external_and_lb_ips_with_cluster_policy_masquerade() -> None:
+    h = Harness()
+    s = svc(
+        "a", type="LoadBalancer", external_ips=("172.16.1.1",), load_balancer_ips=("172.16.2.2",)
+    )
+    h.full(view((s, [ep("10.244.2.1")])))
+    for ip in ("172.16.1.1", "172.16.2.2"):
+        t = h.trace(OUTSIDE, ip, 80)
+        assert (t.verdict, t.masquerade) == ("dnat", True)
+
+
+def etp_local() -> Harness:
+    h = Harness()
+    s = svc(
+        "a",
+        np=30080,
+        load_balancer_ips=("172.16.2.2",),
+        type="LoadBalancer",
+        external_traffic_policy=TrafficPolicy.LOCAL,
+    )
+    local = ep("10.244.1.7", node=NODE, internal=True, external=True)
+    remote = ep("10.244.2.1", internal=True, external=False)
+    h.full(view((s, [local, remote])))
+    return h
+
+
+def test_etp_local_keeps_source_and_uses_local_endpoints_only() -> None:
+    t = etp_local().trace(OUTSIDE, NODE_IP, 30080)
+    assert t.endpoints == {("10.244.1.7", 8080)} and not t.masquerade
+
+
+def test_etp_local_without_local_endpoints_drops_outside_traffic() -> None:
+    h = Harness()
+    s = svc("a", np=30080, external_traffic_policy=TrafficPolicy.LOCAL)
+    h.full(view((s, [ep("10.244.2.1", internal=True, external=False)])))
+    assert h.trace(OUTSIDE, NODE_IP, 30080).verdict == "drop"
+    # pods and the node itself short-circuit to the cluster-wide endpoints
+    t = h.trace(POD, NODE_IP, 30080, origin="pod")
+    assert t.endpoints == {("10.244.2.1", 8080)} and not t.masquerade
+    t = h.trace(NODE_IP, NODE_IP, 30080, origin="node")
+    assert t.endpoints == {("10.244.2.1", 8080)} and t.masquerade
+
+
+def test_etp_local_short_circuits_lb_ip_for_pods() -> None:
+    t = etp_local().trace(POD, "172.16.2.2", 80, origin="pod")
+    assert t.endpoint_ips == {"10.244.1.7", "10.244.2.1"}
+
+
+def test_itp_local_without_local_endpoints_drops() -> None:
+    h = Harness()
+    s = svc("a", internal_traffic_policy=TrafficPolicy.LOCAL)
+    h.full(view((s, [ep("10.244.2.1", internal=False, external=False)])))
+    assert h.trace(POD, "10.96.0.10", 80).verdict == "drop"
+
+
+def test_hairpin_is_masqueraded() -> None:
+    h = Harness()
+    h.full(view((svc("a"), [ep("10.244.1.7", node=NODE)])))
+    t = h.trace("10.244.1.7", "10.96.0.10", 80, origin="pod")
+    assert t.hairpin and not t.masquerade
+
+
+def test_masquerade_all() -> None:
+    from dataclasses import replace
+
+    from tests.nft.helpers import CONFIG
+
+    h = Harness(replace(CONFIG, masquerade_all=True))
+    h.full(view((svc("a"), [ep("10.244.2.1")])))
+    assert h.trace(POD, "10.96.0.10", 80).masquerade
+
+
+def test_lb_source_ranges_apply_to_lb_ips_only() -> None:
+    h = Harness()
+    s = svc(
+        "a",
+        np=30080,
+        type="LoadBalancer",
+        load_balancer_ips=("172.16.2.2",),
+        external_ips=("172.16.1.1",),
+        load_balancer_source_ranges=(" 172.16.0.0/24 ",),
+    )
+    h.full(view((s, [ep("10.244.2.1")])))
+    assert h.trace("172.16.0.9", "172.16.2.2", 80).verdict == "dnat"
+    assert h.trace("172.16.5.9", "172.16.2.2", 80).verdict == "drop"
+    assert h.trace("172.16.5.9", "172.16.1.1", 80).verdict == "dnat"
+    assert h.trace("172.16.5.9", NODE_IP, 30080).verdict == "dnat"
+
+
+def test_session_affinity_uses_a_per_target_chain() -> None:
+    h = Harness()
+    h.full(view((svc("a", affinity_timeout=30), [ep("10.244.2.1"), ep("10.244.3.1")])))
+    t = h.trace(POD, "10.96.0.10", 80)
+    assert t.affinity and t.endpoint_ips == {"10.244.2.1", "10.244.3.1"}
+    aff = [s for s in h.nft.state(h.config.nft_table).sets.values() if s.timeout]
+    assert [s.timeout for s in aff] == [30]
+
+
+def test_dual_stack_each_family_its_own_endpoints() -> None:
+    from dataclasses import replace
+
+    from tests.nft.helpers import CONFIG
+
+    s = svc("a")
+    s = type(s)(
+        **{
+            **{f: getattr(s, f) for f in s.__dataclass_fields__},
+            "cluster_ips": ("10.96.0.10", "fd00::10"),
+        }
+    )
+    h6 = Harness(replace(CONFIG, family=6, pod_cidrs=("fd10::/64",), nodeport_cidrs=()))
+    h6.full(view((s, [ep("10.244.2.1"), ep("fd10::5")])))
+    assert h6.trace("fd10::9", "fd00::10", 80).endpoints == {("fd10::5", 8080)}
+    h4 = Harness()
+    h4.full(view((s, [ep("10.244.2.1"), ep("fd10::5")])))
+    assert h4.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
