@@ -173,15 +173,15 @@ def view_variant(
 
     Most services look the same on every node (key ``None``). A node that holds one of the
     service's endpoints under a Local policy, or that an endpoint's node hint names, may see
-    its own view (key ``("node", name)``); any other node of a service with topology hints
+    its own view (key ``("node", name, zone)``: the zone still matters to its Cluster traffic); any other node of a service with topology hints
     sees its zone's view (key ``("zone", zone)``). The watcher computes and encodes one view
     per distinct key: the nodes of :func:`special_nodes` one by one, the rest per zone.
     """
     if node and uses_local_endpoints(service) and any(e.node == node for e in endpoints):
-        return ("node", node)
+        return ("node", node, zone)
     if service.topology_enabled and uses_cluster_endpoints(service):
         if node and any(node in e.node_hints for e in endpoints):
-            return ("node", node)
+            return ("node", node, zone)
         return ("zone", zone)
     return None
 

@@ -480,9 +480,9 @@ def test_view_variant_local_policy_nodes_without_endpoints_share_a_view() -> Non
     service = nodeport(external_traffic_policy=LOCAL)
     keys = {n: view_variant(service, endpoints, n, zone_of(n)) for n in NODES}
     assert keys == {
-        "node-a1": ("node", "node-a1"),
+        "node-a1": ("node", "node-a1", "zone-a"),
         "node-a2": None,
-        "node-b1": ("node", "node-b1"),
+        "node-b1": ("node", "node-b1", "zone-b"),
         "node-b2": None,
         "node-c1": None,
     }
@@ -504,7 +504,7 @@ def test_view_variant_per_node_for_node_hints() -> None:
         hinted("10.244.2.5", "node-b1", "zone-b", "node-b1"),
     )
     service = nodeport(traffic_distribution="PreferSameNode")
-    assert view_variant(service, endpoints, "node-a1", "zone-a") == ("node", "node-a1")
+    assert view_variant(service, endpoints, "node-a1", "zone-a") == ("node", "node-a1", "zone-a")
     assert view_variant(service, endpoints, "node-a2", "zone-a") == ("zone", "zone-a")
     assert special_nodes(service, endpoints) == {"node-a1", "node-b1"}
 
