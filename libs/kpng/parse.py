@@ -367,7 +367,7 @@ def _endpoint(
         node=f.string(e.get("nodeName"), f"{path}.nodeName"),
         zone=f.string(e.get("zone"), f"{path}.zone"),
         ready=ready,
-        serving=f.boolean(conditions.get("serving"), f"{path}.conditions.serving", ready),
+        serving=f.boolean(conditions.get("serving"), f"{path}.conditions.serving", True),
         terminating=f.boolean(
             conditions.get("terminating"), f"{path}.conditions.terminating", False
         ),

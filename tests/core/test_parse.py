@@ -385,7 +385,8 @@ def test_slice_keys() -> None:
         (None, (True, True, False)),
         ({}, (True, True, False)),
         ({"ready": None, "serving": None, "terminating": None}, (True, True, False)),
-        ({"ready": False}, (False, False, False)),
+        ({"ready": False}, (False, True, False)),
+        ({"ready": False, "terminating": True}, (False, True, True)),
         ({"ready": True}, (True, True, False)),
         ({"ready": False, "serving": True}, (False, True, False)),
         ({"ready": False, "serving": True, "terminating": True}, (False, True, True)),
@@ -396,7 +397,7 @@ def test_slice_keys() -> None:
 def test_slice_conditions(
     conditions: dict[str, Any] | None, expected: tuple[bool, bool, bool]
 ) -> None:
-    """Nil conditions mean ready; serving defaults to ready; terminating to false."""
+    """Nil ready and serving mean true, nil terminating false (as kube-proxy reads them)."""
     endpoint: dict[str, Any] = {"addresses": ["10.244.1.5"]}
     if conditions is not None:
         endpoint["conditions"] = conditions
