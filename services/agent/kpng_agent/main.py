@@ -12,9 +12,10 @@ from kpng.runtime import add_common_arguments, positive_float, run, setup_loggin
 
 from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
+from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
 
 log = logging.getLogger("kpng_agent")
-BACKENDS = ("dump",)
+BACKENDS = ("dump", "nftables")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node", required=True, help="the name of this node (as in its Node object)")
     p.add_argument("--backend", default="dump", choices=BACKENDS, help="dataplane backend")
     p.add_argument("--dump-file", help="with --backend dump: where to write the view as JSON")
+    add_nftables_arguments(p)
     p.add_argument(
         "--status-interval",
         type=positive_float,
@@ -39,11 +41,16 @@ def make_backend(args: argparse.Namespace, p: argparse.ArgumentParser) -> Backen
         if not args.dump_file:
             p.error("--backend dump needs --dump-file PATH")
         return DumpBackend(args.node, args.dump_file)
+    if args.backend == "nftables":
+        return nftables_backend(args)
     p.error(f"unknown backend {args.backend!r}")
     raise AssertionError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cleanup"]:
+        return cleanup(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     setup_logging(args.log_level)

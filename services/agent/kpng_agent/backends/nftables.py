@@ -1,0 +1,114 @@
+"""The nftables backend: programs the node view into one kpng table per family.
+
+A snapshot, a retry or a change of this node's addresses is a full sync: the live table
+is read once and only what differs is written (a restarted agent that finds its table as
+it wants it writes nothing). Every other delta touches only the services it names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from kpng.bus.consumer import Applied
+from kpng.diff import View
+from kpng.model import ViewEndpoint
+from kpng.nft.planner import Planner
+from kpng.nft.skeleton import Config
+from kpng.nft.transaction import Nftables
+
+log = logging.getLogger(__name__)
+PRIMARY = "primary"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    node: str
+    table: str = "kpng"
+    cluster_cidrs: tuple[str, ...] = ()
+    nodeport_addresses: tuple[str, ...] = (PRIMARY,)
+    masquerade_all: bool = False
+    families: tuple[int, ...] = (4, 6)
+
+
+def nodeport_cidrs(
+    s: Settings, view: View[ViewEndpoint], family: int, local: Callable[[], Sequence[str]]
+) -> tuple[str, ...]:
+    """``--nodeport-addresses`` for one family: the CIDRs given, or with ``primary`` the
+    node's addresses from its Node object (else the addresses found on the node)."""
+    out: list[str] = []
+    for item in s.nodeport_addresses:
+        if item != PRIMARY:
+            if ipaddress.ip_network(item, strict=False).version == family:
+                out.append(item)
+            continue
+        node = view.nodes.get(s.node)
+        found = list(node.addresses) if node and node.addresses else list(local())
+        out += [ip for ip in found if ipaddress.ip_address(ip).version == family][:1]
+    return tuple(out)
+
+
+def config_for(
+    s: Settings, view: View[ViewEndpoint], family: int, local: Callable[[], Sequence[str]]
+) -> Config:
+    return Config(
+        family=family,
+        table=s.table,
+        node=s.node,
+        pod_cidrs=tuple(
+            c for c in s.cluster_cidrs if ipaddress.ip_network(c, strict=False).version == family
+        ),
+        nodeport_cidrs=nodeport_cidrs(s, view, family, local),
+        masquerade_all=s.masquerade_all,
+    )
+
+
+class NftablesBackend:
+    name = "nftables"
+
+    def __init__(
+        self, settings: Settings, nft: Nftables, local_addresses: Callable[[], Sequence[str]]
+    ) -> None:
+        self.settings = settings
+        self.nft = nft
+        self.local_addresses = local_addresses
+        self.planners: dict[int, Planner] = {}
+        self.last_ops = 0  # operations written by the last program()
+
+    async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
+        started = time.perf_counter()
+        self.last_ops = 0
+        for family in self.settings.families:
+            self.last_ops += await self._program_family(event, full, family)
+        log.info(
+            "programmed %s seq %d: %d ops in %.1f ms",
+            "full" if full else event.kind,
+            event.seq,
+            self.last_ops,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def _program_family(self, event: Applied[ViewEndpoint], full: bool, family: int) -> int:
+        config = config_for(self.settings, event.view, family, self.local_addresses)
+        planner = self.planners.get(family)
+        if planner is None or planner.config != config:
+            full = True
+            planner = Planner(config) if planner is None else replace(planner, config=config)
+            self.planners[family] = planner
+        if full or planner.programmed is None:
+            live = await self.nft.read(config.nft_table)
+            tx = planner.plan_full(event.view, live)
+        else:
+            tx = planner.plan_ops(event.view, event.ops)
+        try:
+            await self.nft.run(tx)
+        except Exception:
+            planner.programmed = None  # the next sync reads the table back
+            raise
+        return len(tx)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,68 @@
+"""kube-proxy style flags of the nftables backend, and ``kpng-agent cleanup``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+
+from kpng.nft.execnft import NftCommand
+from kpng.nft.objects import Table
+
+from kpng_agent.backends.nftables import PRIMARY, NftablesBackend, Settings
+from kpng_agent.netlink import local_addresses
+
+log = logging.getLogger("kpng_agent")
+
+
+def cidrs(text: str) -> tuple[str, ...]:
+    out = tuple(x.strip() for x in text.split(",") if x.strip())
+    for x in out:
+        if x != PRIMARY:
+            try:
+                ipaddress.ip_network(x, strict=False)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{x!r} is not a CIDR") from None
+    return out
+
+
+def add_nftables_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("nftables backend")
+    g.add_argument("--table-name", default="kpng", help="nftables table name (default: kpng)")
+    g.add_argument(
+        "--cluster-cidr", type=cidrs, default=(), help="pod network CIDRs, comma-separated"
+    )
+    g.add_argument(
+        "--nodeport-addresses",
+        type=cidrs,
+        default=(PRIMARY,),
+        help="CIDRs for NodePorts, or 'primary' (the node's addresses; default)",
+    )
+    g.add_argument("--masquerade-all", action="store_true", help="SNAT all service traffic")
+
+
+def nftables_backend(args: argparse.Namespace) -> NftablesBackend:
+    settings = Settings(
+        node=args.node,
+        table=args.table_name,
+        cluster_cidrs=args.cluster_cidr,
+        nodeport_addresses=args.nodeport_addresses,
+        masquerade_all=args.masquerade_all,
+    )
+    return NftablesBackend(settings, NftCommand(), local_addresses)
+
+
+def cleanup(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="kpng-agent cleanup", description="Remove kpng's tables.")
+    p.add_argument("--table-name", default="kpng")
+    args = p.parse_args(argv)
+
+    async def go() -> None:
+        nft = NftCommand()
+        for family in ("ip", "ip6"):
+            if await nft.delete_table(Table(family, args.table_name)):
+                log.warning("removed table %s %s", family, args.table_name)
+
+    asyncio.run(go())
+    return 0

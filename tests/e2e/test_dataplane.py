@@ -1,0 +1,129 @@
+"""The nftables backend with real nftables and real traffic in network namespaces."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from kpng.bus.consumer import Applied
+from kpng.diff import View, diff
+from kpng.model import EndpointPort, Node, Protocol, TrafficPolicy, ViewEndpoint
+from kpng.nft.execnft import NftCommand
+from kpng_agent.backends.nftables import NftablesBackend, Settings
+
+from tests.e2e.netns import Cluster, sh
+from tests.nft.helpers import ep, svc, view
+
+pytestmark = pytest.mark.netns
+NODE = "node-a"
+A, B = "10.244.1.2", "10.244.1.3"
+
+
+class Driver:
+    def __init__(self, c: Cluster) -> None:
+        self.c = c
+        self.view: View[ViewEndpoint] = View()
+        self.seq = 0
+        self.backend = self.new_backend()
+
+    def new_backend(self) -> NftablesBackend:
+        settings = Settings(NODE, cluster_cidrs=("10.244.0.0/16",), families=(4,))
+        return NftablesBackend(settings, NftCommand(self.c.nft_argv()), lambda: [self.c.node_ip])
+
+    def program(self, new: View[ViewEndpoint], full: bool = False) -> int:
+        new.nodes[NODE] = Node(NODE, (self.c.node_ip,))
+        ops = tuple(diff(self.view, new))
+        self.seq += 1
+        kind = "snapshot" if full else "delta"
+        event = Applied(kind, "e1", self.seq, new, ops)  # type: ignore[arg-type]
+        asyncio.run(self.backend.program(event, full))
+        self.view = new
+        return self.backend.last_ops
+
+
+@pytest.fixture
+def d(cluster: Cluster) -> Driver:
+    cluster.pod("pod-a", A)
+    cluster.pod("pod-b", B)
+    return Driver(cluster)
+
+
+def pod_b(d: Driver) -> str:
+    return d.c.namespaces[3]
+
+
+def local(ip: str) -> ViewEndpoint:
+    return ep(ip, node=NODE)
+
+
+def test_cluster_ip_keeps_pod_source_and_masquerades_the_node(d: Driver) -> None:
+    d.program(view((svc("web"), [local(A)])), full=True)
+    assert d.c.request(pod_b(d), "10.96.0.10", 80) == f"pod-a {B}"
+    assert d.c.request(d.c.client, "10.96.0.10", 80) == "pod-a 10.244.1.1"
+    assert d.c.request(d.c.node, "10.96.0.10", 80).split()[0] == "pod-a"
+
+
+def test_hairpin_is_masqueraded(d: Driver) -> None:
+    d.program(view((svc("web"), [local(A)])), full=True)
+    assert d.c.request(d.c.namespaces[2], "10.96.0.10", 80) == "pod-a 10.244.1.1"
+
+
+def test_udp_cluster_ip(d: Driver) -> None:
+    s = svc("dns", port=53, protocol="UDP")
+    udp = ep(A, node=NODE, ports=(EndpointPort("http", Protocol.UDP, 8080),))
+    d.program(view((s, [udp])), full=True)
+    assert d.c.request(pod_b(d), "10.96.0.10", 53, "udp") == f"pod-a {B}"
+    assert d.c.request(pod_b(d), "10.96.0.10", 53, "tcp") == "refused"
+
+
+def test_nodeport_and_udp_and_incremental_endpoint_add(d: Driver) -> None:
+    s = svc("web", np=30080)
+    d.program(view((s, [local(A)])), full=True)
+    assert d.c.request(d.c.client, d.c.node_ip, 30080).split()[0] == "pod-a"
+    assert d.program(view((s, [local(B)]))) <= 12
+    assert d.c.request(d.c.client, d.c.node_ip, 30080).split()[0] == "pod-b"
+
+
+def test_no_endpoints_is_refused_at_once(d: Driver) -> None:
+    d.program(view((svc("web", np=30080), [])), full=True)
+    for ns, ip, port in (
+        (pod_b(d), "10.96.0.10", 80),
+        (d.c.client, d.c.node_ip, 30080),
+        (pod_b(d), "10.96.0.10", 81),
+    ):
+        started = time.monotonic()
+        assert d.c.request(ns, ip, port) == "refused"
+        assert time.monotonic() - started < 1.5
+
+
+def test_etp_local_keeps_the_client_source(d: Driver) -> None:
+    s = svc("web", np=30080, external_traffic_policy=TrafficPolicy.LOCAL)
+    d.program(view((s, [local(A)])), full=True)
+    assert d.c.request(d.c.client, d.c.node_ip, 30080) == f"pod-a {d.c.client_ip}"
+    s2 = svc("web", np=30080)
+    d.program(view((s2, [local(A)])))
+    assert d.c.request(d.c.client, d.c.node_ip, 30080) != f"pod-a {d.c.client_ip}"
+
+
+def test_session_affinity_keeps_one_backend(d: Driver) -> None:
+    d.program(view((svc("web", affinity_timeout=60), [local(A), local(B)])), full=True)
+    answers = {d.c.request(d.c.client, "10.96.0.10", 80).split()[0] for _ in range(20)}
+    assert len(answers) == 1
+
+
+def test_restarted_backend_adopts_without_writing(d: Driver) -> None:
+    v = view((svc("web", np=30080), [local(A), local(B)]), (svc("x", ip="10.96.0.11"), []))
+    d.program(v, full=True)
+    d.backend = d.new_backend()
+    d.view = View()
+    assert d.program(v, full=True) == 0
+
+
+def test_cleanup_removes_only_kpng_tables(d: Driver) -> None:
+    d.program(view((svc("web"), [local(A)])), full=True)
+    sh("nft", "add", "table", "ip", "other", ns=d.c.node)
+    sh(str(Path(".venv/bin/kpng-agent").resolve()), "cleanup", ns=d.c.node)
+    tables = sh("nft", "list", "tables", ns=d.c.node)
+    assert "other" in tables and "kpng" not in tables
