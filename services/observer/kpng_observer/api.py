@@ -1,63 +1,221 @@
-"""The observer's HTTP API (FastAPI; OpenAPI at /docs)."""
+"""The observer's HTTP API (FastAPI; OpenAPI at /openapi.json, browsable at /docs), its
+event stream, its metrics and the dashboard's static files."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from kpng import __version__
 from kpng.diff import View
-from kpng.model import ViewEndpoint
+from kpng.explain import Explanation, Network, Packet, explain, parse_cidrs
+from kpng.metrics import render
+from kpng.model import Protocol, ServiceType, ViewEndpoint
 from kpng.viewjson import view_to_json
+from prometheus_client import CollectorRegistry
 
+from kpng_observer.auth import require_token
+from kpng_observer.events import parse_last_event_id, sse_stream
 from kpng_observer.state import ObserverState
 
 NodeViewFetcher = Callable[[str], Awaitable[tuple[str, int, View[ViewEndpoint]]]]
+STATIC = Path(__file__).parent / "static"
+JSON = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    token: str | None = None
+    cluster_cidrs: tuple[Network, ...] = ()
+    latency_window: float = 300.0
+    sse_keepalive: float = 15.0
 
 
 def create_app(
     state: ObserverState,
     fetch_node_view: NodeViewFetcher,
     connected: Callable[[], bool],
-    silent_after: float = 15.0,
+    registry: CollectorRegistry | None = None,
+    settings: Settings = Settings(),
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    app = FastAPI(title="kpng observer", version=__version__)
+    app = FastAPI(
+        title="kpng observer",
+        version=__version__,
+        description="Cluster-wide programming status, network-programming latency, "
+        "packet explanations and an event stream for kpng. See docs/observer.md.",
+    )
+    _health(app, state, connected)
+    protected = [Depends(require_token(settings.token))]
+    api = APIRouter(prefix="/api/v1", dependencies=protected)
+    _services(api, state)
+    _nodes(api, state, fetch_node_view, settings, clock)
+    _stream(api, state, settings, clock)
+    app.include_router(api)
+    if registry is not None:
+        _metrics(app, registry, protected)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/livez", tags=["health"])
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def _health(app: FastAPI, state: ObserverState, connected: Callable[[], bool]) -> None:
+    @app.get("/livez", tags=["health"], summary="The process is up")
     def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], summary="Connected and holding the global view")
     def readyz() -> JSONResponse:
         ready = connected() and state.snapshot_received
         body = {"ready": ready, "connected": connected(), "snapshot": state.snapshot_received}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/api/v1/services", tags=["services"])
-    def services(namespace: str | None = None) -> list[dict[str, Any]]:
-        return state.services_json(namespace)
 
-    @app.get("/api/v1/services/{namespace}/{name}", tags=["services"])
-    def service(namespace: str, name: str) -> dict[str, Any]:
+def _metrics(app: FastAPI, registry: CollectorRegistry, protected: list[Any]) -> None:
+    @app.get("/metrics", tags=["metrics"], dependencies=protected, summary="Prometheus text")
+    def metrics() -> Response:
+        body, content_type = render(registry)
+        return Response(body, media_type=content_type)
+
+
+def _services(api: APIRouter, state: ObserverState) -> None:
+    @api.get("/services", tags=["services"], summary="Services of the global view")
+    def services(
+        namespace: str | None = None,
+        type: Annotated[ServiceType | None, Query(description="ClusterIP, NodePort...")] = None,
+        name: Annotated[str | None, Query(description="substring of the name")] = None,
+    ) -> list[JSON]:
+        """Services with their endpoints and endpoint counts. Filters: namespace, type, name.
+        (Labels are not in kpng's model, so there is no label filter.)"""
+        return state.services_json(namespace, type.value if type else None, name)
+
+    def known(namespace: str, name: str) -> str:
         key = f"{namespace}/{name}"
         if key not in state.view.services:
             raise HTTPException(404, f"service {key} not found")
-        return state.service_json(key)
+        return key
 
-    @app.get("/api/v1/nodes", tags=["nodes"])
-    def nodes() -> list[dict[str, Any]]:
-        return state.nodes_json(clock(), silent_after)
+    @api.get("/services/{namespace}/{name}", tags=["services"], summary="One service")
+    def service(namespace: str, name: str) -> JSON:
+        return state.service_json(known(namespace, name))
 
-    @app.get("/api/v1/nodes/{node}/view", tags=["nodes"])
-    async def node_view(node: str) -> dict[str, Any]:
+    @api.get(
+        "/services/{namespace}/{name}/programming",
+        tags=["services"],
+        summary="Which nodes have programmed the service's latest version",
+    )
+    def programming(namespace: str, name: str) -> JSON:
+        """Per node: ``requiredSeq``, the seq of the node delta that last changed this service
+        (or, if none since the observer started, the first seq it saw), the agent's applied
+        position, and ``programmed`` (null when the observer cannot tell yet)."""
+        key = known(namespace, name)
+        nodes = state.programming.service_state(key, state.applied_positions())
+        done = [n["node"] for n in nodes if n["programmed"]]
+        return {"service": key, "programmedOn": done, "nodes": nodes}
+
+
+def _nodes(
+    api: APIRouter,
+    state: ObserverState,
+    fetch_node_view: NodeViewFetcher,
+    settings: Settings,
+    clock: Callable[[], float],
+) -> None:
+    @api.get("/nodes", tags=["nodes"], summary="Every node: state, lag, applied status")
+    def nodes() -> list[JSON]:
+        """``state`` is ok, lagging (behind what was published for longer than the lag
+        threshold), failed (errors or unhealthy), silent (no status within --silent-after) or
+        unknown. ``lag`` says since when and by how many seqs a node is behind."""
+        return state.nodes_json(clock())
+
+    @api.get("/nodes/{node}", tags=["nodes"], summary="One node")
+    def one_node(node: str) -> JSON:
+        if node not in state.nodes and node not in state.view.nodes:
+            raise HTTPException(404, f"node {node} not known")
+        return state.node_json(node, clock())
+
+    async def view_of(node: str) -> tuple[str, int, View[ViewEndpoint]]:
         try:
-            epoch, seq, view = await fetch_node_view(node)
+            return await fetch_node_view(node)
         except LookupError as exc:
             raise HTTPException(503, f"view of node {node} unavailable: {exc}") from None
+
+    @api.get("/nodes/{node}/view", tags=["nodes"], summary="The node's view, from the watcher")
+    async def node_view(node: str) -> JSON:
+        epoch, seq, view = await view_of(node)
         return view_to_json(node, epoch, seq, view)
 
-    return app
+    @api.get("/nodes/{node}/explain", tags=["nodes"], summary="Where a packet would go")
+    async def explain_packet(
+        node: str,
+        destination: Annotated[str, Query(description="destination IP address")],
+        port: Annotated[int, Query(ge=1, le=65535)],
+        protocol: Protocol = Protocol.TCP,
+        source: Annotated[str | None, Query(description="source IP address")] = None,
+        cluster_cidr: Annotated[
+            str | None,
+            Query(alias="clusterCIDR", description="pod network CIDRs, comma-separated"),
+        ] = None,
+    ) -> JSON:
+        """Which endpoints a packet to ``destination:port/protocol`` arriving on ``node``
+        could reach, whether it is masqueraded, or whether it is rejected or dropped, and why.
+        Without ``clusterCIDR`` the observer's ``--cluster-cidr`` is used."""
+        try:
+            cidrs = parse_cidrs(cluster_cidr) if cluster_cidr else settings.cluster_cidrs
+            packet = Packet(destination, protocol, port, source)
+            epoch, seq, view = await view_of(node)
+            result = explain(view, node, packet, cidrs)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"node": node, "epoch": epoch, "seq": seq, **explanation_json(result)}
+
+    @api.get("/latency", tags=["latency"], summary="Network-programming latency percentiles")
+    def latency(
+        window: Annotated[float | None, Query(gt=0, description="seconds")] = None,
+    ) -> JSON:
+        """p50, p90, p99 and max of (agent applied - Kubernetes change) over the last
+        ``window`` seconds (default: --latency-window), cluster-wide and per node."""
+        return state.latency.summary(clock(), window or settings.latency_window)
+
+
+def _stream(
+    api: APIRouter, state: ObserverState, settings: Settings, clock: Callable[[], float]
+) -> None:
+    @api.get(
+        "/events",
+        tags=["events"],
+        summary="Server-Sent Events: global deltas, status changes, node state changes",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[int | None, Query(description="like Last-Event-ID")] = None,
+    ) -> StreamingResponse:
+        """Event types: ``snapshot``, ``delta`` (global view), ``status`` (a node's applied
+        position, health or errors changed), ``node`` (a node's state changed), ``reset``
+        (events were missed: refetch). Resume with the ``Last-Event-ID`` header."""
+        last = parse_last_event_id(last_event_id)
+        stream = sse_stream(
+            state.events, last if last is not None else after, settings.sse_keepalive
+        )
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+def explanation_json(result: Explanation) -> JSON:
+    out = dataclasses.asdict(result)
+    out["targets"] = [dataclasses.asdict(t) for t in result.targets]
+    out["reasons"] = list(result.reasons)
+    out["affinityTimeout"] = out.pop("affinity_timeout")
+    return out

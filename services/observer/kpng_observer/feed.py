@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from kpng.bus.client import GlobalViewClient
 from kpng.bus.connection import Bus
 from kpng.codec import Delta, MalformedMessage, Status, Tick, decode
 
+from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.state import ObserverState
 
 log = logging.getLogger(__name__)
@@ -17,12 +19,17 @@ log = logging.getLogger(__name__)
 
 class Feed:
     def __init__(
-        self, bus: Bus, state: ObserverState, clock: Callable[[], float] = time.time
+        self,
+        bus: Bus,
+        state: ObserverState,
+        metrics: ObserverMetrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bus = bus
         self.state = state
         self.clock = clock
         self.client = GlobalViewClient(bus)
+        self.metrics = metrics or ObserverMetrics(state, lambda: self.client.stats, clock)
 
     async def start(self) -> None:
         await self.bus.subscribe(self.bus.subjects.all_status, self._on_status)
@@ -30,29 +37,38 @@ class Feed:
 
     async def follow_global(self) -> None:
         async for event in self.client:
-            self.state.view = event.view
-            self.state.epoch, self.state.seq = event.epoch, event.seq
-            self.state.snapshot_received = True
+            self.state.note_global(event, self.clock())
+
+    async def sweep(self, interval: float = 0.5) -> None:
+        """Notice silent nodes even when nothing arrives."""
+        while True:
+            await asyncio.sleep(interval)
+            self.state.sweep(self.clock())
 
     def _node(self, subject: str) -> str:
         return self.bus.subjects.node_of(subject).replace("_", ".")
 
-    def _on_status(self, data: bytes, subject: str, reply: str) -> None:
+    def _decode(self, data: bytes, subject: str, what: str) -> object | None:
         try:
-            message = decode(data)
+            return decode(data)
         except MalformedMessage as exc:
             self.state.malformed += 1
-            log.warning("malformed status on %s: %s", subject, exc)
-            return
+            self.metrics.bus.malformed.labels(what).inc()
+            log.warning("malformed %s on %s: %s", what, subject, exc)
+            return None
+
+    def _on_status(self, data: bytes, subject: str, reply: str) -> None:
+        self.metrics.bus.received("status", len(data))
+        message = self._decode(data, subject, "status")
         if isinstance(message, Status):
-            self.state.note_status(message, self.clock())
+            new = self.state.note_status(message, self.clock())
+            self.metrics.observe_latency(message.node, new)
 
     def _on_delta(self, data: bytes, subject: str, reply: str) -> None:
-        try:
-            message = decode(data)
-        except MalformedMessage as exc:
-            self.state.malformed += 1
-            log.warning("malformed message on %s: %s", subject, exc)
-            return
-        if isinstance(message, Delta | Tick):
+        message = self._decode(data, subject, "node delta")
+        if isinstance(message, Delta):
+            self.metrics.bus.received("delta", len(data))
+            self.state.note_node_delta(self._node(subject), message, self.clock())
+        elif isinstance(message, Tick):
+            self.metrics.bus.received("tick", len(data))
             self.state.note_published(self._node(subject), message.epoch, message.seq, self.clock())

@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import uvicorn
 from kpng.bus.client import NodeViewClient, SnapshotUnavailable
 from kpng.bus.connection import Bus, BusError, connect
 from kpng.bus.consumer import Consumer
 from kpng.diff import View
+from kpng.explain import Network, parse_cidrs
 from kpng.model import ViewEndpoint
 from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
 
-from kpng_observer.api import create_app
+from kpng_observer.api import Settings, create_app
+from kpng_observer.auth import check_listen, read_token
 from kpng_observer.feed import Feed
 from kpng_observer.state import ObserverState
 
@@ -45,8 +48,41 @@ def parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds without status after which a node counts as silent (default: %(default)s)",
     )
+    p.add_argument(
+        "--lag-after",
+        type=positive_float,
+        default=1.0,
+        help="seconds behind the published seq after which a node counts as lagging "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--latency-window",
+        type=positive_float,
+        default=300.0,
+        help="default window of the latency percentiles, seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cluster-cidr",
+        type=cidrs,
+        default=(),
+        help="pod network CIDR(s), comma-separated: lets explain tell pod sources (masquerade)",
+    )
+    p.add_argument("--token", help="bearer token required by /api and /metrics")
+    p.add_argument("--token-file", type=Path, help="read the bearer token from this file")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow serving the API without a token on a non-loopback address",
+    )
     add_common_arguments(p)
     return p
+
+
+def cidrs(text: str) -> tuple[Network, ...]:
+    try:
+        return parse_cidrs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpoint]]:
@@ -60,16 +96,18 @@ async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpo
     return consumer.epoch, consumer.seq, consumer.view
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, token: str | None) -> None:
     bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix)
-    state = ObserverState()
+    state = ObserverState(silent_after=args.silent_after, lag_after=args.lag_after)
     feed = Feed(bus, state)
     await feed.start()
+    settings = Settings(token, args.cluster_cidr, args.latency_window)
     app = create_app(
         state,
         lambda node: fetch_node_view(bus, node),
         lambda: bus.connected,
-        silent_after=args.silent_after,
+        feed.metrics.registry,
+        settings,
     )
     host, port = args.listen
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
@@ -78,6 +116,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(feed.follow_global())
+            tasks.create_task(feed.sweep())
             tasks.create_task(server.serve())
     finally:
         await bus.close()
@@ -87,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
-        return run(lambda: serve(args))
+        token = read_token(args.token, args.token_file)
+        check_listen(args.listen[0], token, args.insecure)
+    except (OSError, ValueError) as exc:  # InsecureListen is a ValueError
+        log.error("%s", exc)
+        return 2
+    if token is None and not args.insecure:
+        log.info("API open without a token (loopback only)")
+    elif token is None:
+        log.warning("API open without a token on %s (--insecure)", args.listen[0])
+    try:
+        return run(lambda: serve(args, token))
     except BusError as exc:
         log.error("%s", exc)
         return 1

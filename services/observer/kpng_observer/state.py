@@ -1,13 +1,21 @@
-"""What the observer knows: the global view, each node's published and applied position."""
+"""What the observer knows: the global view, each node's published and applied position,
+latency samples, which node delta last changed each service, and the event log."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from kpng.codec import Status, endpoint_to_wire, service_to_wire
+from kpng.bus.consumer import Applied
+from kpng.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.diff import View
 from kpng.model import Endpoint
+
+from kpng_observer.events import EventLog
+from kpng_observer.latency import LatencyWindow
+from kpng_observer.programming import ProgrammingTracker, service_keys
+
+NodeState = Literal["ok", "lagging", "failed", "silent", "unknown"]
 
 
 @dataclass(slots=True)
@@ -18,49 +26,98 @@ class NodeProgress:
     published_at: float | None = None
     status: Status | None = None
     status_received_at: float | None = None
+    behind_since: float | None = None
 
-    def to_json(self, now: float, silent_after: float) -> dict[str, Any]:
+    @property
+    def behind(self) -> bool:
+        """The watcher published something this node's agent has not applied (yet)."""
+        if not self.published_epoch:
+            return False
         status = self.status
-        applied_seq = status.seq if status is not None else None
-        applied_epoch = status.epoch if status is not None else None
-        in_sync = (
-            status is not None
-            and applied_epoch == self.published_epoch
-            and applied_seq == self.published_seq
+        return status is None or (status.epoch, status.seq) != (
+            self.published_epoch,
+            self.published_seq,
         )
-        silent = self.status_received_at is None or now - self.status_received_at > silent_after
+
+    def update_lag(self, now: float) -> None:
+        if not self.behind:
+            self.behind_since = None
+        elif self.behind_since is None:
+            self.behind_since = now
+
+    def silent(self, now: float, silent_after: float) -> bool:
+        received = self.status_received_at
+        return received is None or now - received > silent_after
+
+    def state(self, now: float, silent_after: float, lag_after: float) -> NodeState:
+        if self.status is None and self.published_at is None:
+            return "unknown"
+        if self.silent(now, silent_after):
+            return "silent"
+        assert self.status is not None
+        if self.status.errors or not self.status.healthy:
+            return "failed"
+        if self.behind_since is not None and now - self.behind_since >= lag_after:
+            return "lagging"
+        return "ok"
+
+    def lag_json(self, now: float) -> dict[str, Any] | None:
+        if self.behind_since is None:
+            return None
+        status = self.status
+        seqs = None
+        if status is not None and status.epoch == self.published_epoch:
+            seqs = self.published_seq - status.seq
+        return {
+            "seqs": seqs,
+            "since": self.behind_since,
+            "seconds": round(now - self.behind_since, 3),
+        }
+
+    def to_json(self, now: float, silent_after: float, lag_after: float) -> dict[str, Any]:
+        status = self.status
         return {
             "name": self.name,
+            "state": self.state(now, silent_after, lag_after),
             "published": {"epoch": self.published_epoch, "seq": self.published_seq},
-            "applied": None
-            if status is None
-            else {
-                "epoch": status.epoch,
-                "seq": status.seq,
-                "backend": status.backend,
-                "healthy": status.healthy,
-                "lastSync": status.last_sync,
-                "syncDuration": status.sync_duration,
-                "counts": status.counts,
-                "errors": list(status.errors),
-                "version": status.version,
-            },
-            "inSync": in_sync,
-            "silent": silent,
+            "applied": None if status is None else _status_json(status),
+            "inSync": status is not None and not self.behind,
+            "lag": self.lag_json(now),
+            "silent": self.silent(now, silent_after),
             "lastStatusAge": None
             if self.status_received_at is None
             else round(now - self.status_received_at, 3),
         }
 
 
+def _status_json(status: Status) -> dict[str, Any]:
+    return {
+        "epoch": status.epoch,
+        "seq": status.seq,
+        "backend": status.backend,
+        "healthy": status.healthy,
+        "lastSync": status.last_sync,
+        "syncDuration": status.sync_duration,
+        "counts": status.counts,
+        "errors": list(status.errors),
+        "version": status.version,
+    }
+
+
 @dataclass(slots=True)
 class ObserverState:
+    silent_after: float = 15.0
+    lag_after: float = 1.0
     view: View[Endpoint] = field(default_factory=View)
     epoch: str = ""
     seq: int = -1
     snapshot_received: bool = False
     nodes: dict[str, NodeProgress] = field(default_factory=dict)
     malformed: int = 0
+    latency: LatencyWindow = field(default_factory=LatencyWindow)
+    programming: ProgrammingTracker = field(default_factory=ProgrammingTracker)
+    events: EventLog = field(default_factory=EventLog)
+    node_states: dict[str, NodeState] = field(default_factory=dict)
 
     def node(self, name: str) -> NodeProgress:
         progress = self.nodes.get(name)
@@ -68,36 +125,112 @@ class ObserverState:
             progress = self.nodes[name] = NodeProgress(name)
         return progress
 
+    # -- inputs ------------------------------------------------------------------------------
+    def note_global(self, event: Applied[Endpoint], now: float) -> None:
+        self.view, self.epoch, self.seq = event.view, event.epoch, event.seq
+        self.snapshot_received = True
+        if event.kind == "snapshot":
+            data: dict[str, Any] = {"epoch": event.epoch, "seq": event.seq, **event.view.counts()}
+            self.events.append("snapshot", now, data)
+            return
+        keys = sorted(service_keys(event.ops))
+        data = {
+            "epoch": event.epoch,
+            "seq": event.seq,
+            "published": event.time,
+            "trigger": event.trigger_time,
+            "ops": len(event.ops),
+            "services": keys[:50],
+            "nodesChanged": any(type(op).__name__.endswith("Node") for op in event.ops),
+        }
+        self.events.append("delta", now, data)
+
     def note_published(self, name: str, epoch: str, seq: int, now: float) -> None:
         progress = self.node(name)
         if epoch != progress.published_epoch or seq > progress.published_seq:
             progress.published_epoch, progress.published_seq = epoch, seq
             progress.published_at = now
+        progress.update_lag(now)
+        self.programming.note_tick(name, epoch, seq)
+        self._transition(progress, now)
 
-    def note_status(self, status: Status, now: float) -> None:
+    def note_node_delta(self, name: str, delta: Delta, now: float) -> None:
+        self.programming.note_delta(name, delta.epoch, delta.seq, delta.ops)
+        self.note_published(name, delta.epoch, delta.seq, now)
+
+    def note_status(self, status: Status, now: float) -> list[float]:
+        """Record a status; returns the latency samples it brought that were not seen yet."""
         progress = self.node(status.node)
+        previous = progress.status
         progress.status, progress.status_received_at = status, now
+        progress.update_lag(now)
+        new = self.latency.add(status.node, status.latency, now)
+        if previous is None or _summary(previous) != _summary(status):
+            self.events.append("status", now, {"node": status.node, **_summary(status)})
+        self._transition(progress, now)
+        return new
 
-    def services_json(self, namespace: str | None = None) -> list[dict[str, Any]]:
+    def sweep(self, now: float) -> None:
+        """Notice nodes going silent (nothing else happens when a node stops talking)."""
+        for progress in list(self.nodes.values()):
+            self._transition(progress, now)
+
+    def _transition(self, progress: NodeProgress, now: float) -> None:
+        state = progress.state(now, self.silent_after, self.lag_after)
+        previous = self.node_states.get(progress.name)
+        if state != previous:
+            self.node_states[progress.name] = state
+            data = {"node": progress.name, "state": state, "previous": previous}
+            self.events.append("node", now, data)
+
+    # -- outputs -----------------------------------------------------------------------------
+    def services_json(
+        self, namespace: str | None = None, type_: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
             self.service_json(key)
             for key, service in sorted(self.view.services.items())
-            if namespace is None or service.namespace == namespace
+            if (namespace is None or service.namespace == namespace)
+            and (type_ is None or service.type.value == type_)
+            and (name is None or name in service.name)
         ]
 
     def service_json(self, key: str) -> dict[str, Any]:
         entry = service_to_wire(self.view.services[key])
         endpoints = self.view.endpoints_of(key)
         entry["endpoints"] = [endpoint_to_wire(endpoints[ip]) for ip in sorted(endpoints)]
+        entry["endpointCounts"] = {
+            "total": len(endpoints),
+            "ready": sum(1 for e in endpoints.values() if e.ready),
+            "usable": sum(1 for e in endpoints.values() if e.usable),
+        }
         return entry
 
-    def nodes_json(self, now: float, silent_after: float) -> list[dict[str, Any]]:
-        names = set(self.nodes) | set(self.view.nodes)
-        out = []
-        for name in sorted(names):
-            entry = self.node(name).to_json(now, silent_after)
-            known = self.view.nodes.get(name)
-            entry["zone"] = known.zone if known is not None else ""
-            entry["addresses"] = list(known.addresses) if known is not None else []
-            out.append(entry)
-        return out
+    def applied_positions(self) -> dict[str, tuple[str, int] | None]:
+        return {
+            name: (p.status.epoch, p.status.seq) if p.status is not None else None
+            for name, p in self.nodes.items()
+        }
+
+    def nodes_json(self, now: float) -> list[dict[str, Any]]:
+        return [
+            self.node_json(name, now) for name in sorted(set(self.nodes) | set(self.view.nodes))
+        ]
+
+    def node_json(self, name: str, now: float) -> dict[str, Any]:
+        entry = self.node(name).to_json(now, self.silent_after, self.lag_after)
+        known = self.view.nodes.get(name)
+        entry["zone"] = known.zone if known is not None else ""
+        entry["addresses"] = list(known.addresses) if known is not None else []
+        entry["inCluster"] = known is not None
+        return entry
+
+
+def _summary(status: Status) -> dict[str, Any]:
+    return {
+        "epoch": status.epoch,
+        "seq": status.seq,
+        "healthy": status.healthy,
+        "errors": list(status.errors),
+        "backend": status.backend,
+    }

@@ -1,0 +1,189 @@
+"""Prometheus metrics shared by kpng's services: ``kpng_*`` names for the bus and the fan-out,
+kube-proxy's names for what an agent programs.
+
+Every metric lives in a :class:`~prometheus_client.CollectorRegistry` the caller owns (never
+the global registry), so tests and several components in one process do not collide.
+
+    registry = CollectorRegistry()
+    bus = BusMetrics(registry)
+    bus.received("delta", len(data))
+    body, content_type = render(registry)
+
+Counters that services already keep in plain dataclasses (the client's ``ClientStats``, the
+fan-out's ``FanoutStats``) are exported at scrape time by :class:`StatsCollector` instead of
+being counted twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# 1 ms x 2^0..14, as kube-proxy's sync_proxy_rules_duration_seconds
+SYNC_BUCKETS = tuple(0.001 * 2**i for i in range(15))
+# network programming: from milliseconds (kpng's target) to kube-proxy's minutes
+LATENCY_BUCKETS = (*(0.001 * 2**i for i in range(16)), 60.0, 120.0, 300.0)
+
+
+class BusMetrics:
+    """Messages and bytes through the bus, by direction and message kind, and the failures
+    a bus endpoint counts: malformed messages, resyncs, snapshot requests."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["direction", "kind"]
+        self.messages = Counter(
+            "kpng_bus_messages_total",
+            "Bus messages by direction and kind",
+            labels,
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "kpng_bus_bytes_total",
+            "Bus payload bytes by direction and kind",
+            labels,
+            registry=registry,
+        )
+        self.malformed = Counter(
+            "kpng_bus_malformed_messages_total",
+            "Messages rejected by the decoder",
+            ["subject"],
+            registry=registry,
+        )
+        self.resyncs = Counter(
+            "kpng_bus_resyncs_total",
+            "View resyncs (gap, epoch change, reconnect...)",
+            ["view"],
+            registry=registry,
+        )
+        self.snapshot_requests = Counter(
+            "kpng_bus_snapshot_requests_total",
+            "Snapshot requests sent or served",
+            ["direction"],
+            registry=registry,
+        )
+
+    def received(self, kind: str, size: int) -> None:
+        self.messages.labels("in", kind).inc()
+        self.bytes.labels("in", kind).inc(size)
+
+    def sent(self, kind: str, size: int) -> None:
+        self.messages.labels("out", kind).inc()
+        self.bytes.labels("out", kind).inc(size)
+
+
+class FanoutMetrics:
+    """The watcher's fan-out: batches, how many changes a batch coalesced, encodings."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.batches = Counter(
+            "kpng_fanout_batches_total", "Coalesced batches published", registry=registry
+        )
+        self.coalesced = Histogram(
+            "kpng_fanout_coalesced_changes",
+            "Source changes coalesced into one batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+            registry=registry,
+        )
+        self.publish_duration = Histogram(
+            "kpng_fanout_publish_duration_seconds",
+            "Time to compute, encode and publish one batch",
+            buckets=SYNC_BUCKETS,
+            registry=registry,
+        )
+
+    def batch(self, changes: int, seconds: float) -> None:
+        self.batches.inc()
+        self.coalesced.observe(changes)
+        self.publish_duration.observe(seconds)
+
+
+class ProxyMetrics:
+    """kube-proxy's metric names that dashboards already know, for the agent."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sync_duration = Histogram(
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "Time to program the dataplane",
+            buckets=SYNC_BUCKETS,
+            registry=registry,
+        )
+        self.network_programming = Histogram(
+            "kubeproxy_network_programming_duration_seconds",
+            "From the Kubernetes change (trigger time) to the rules being applied",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.last_sync = Gauge(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "When the dataplane was last programmed",
+            registry=registry,
+        )
+        self.sync_failures = Counter(
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+            "Failed programmings",
+            registry=registry,
+        )
+
+    def synced(self, now: float, seconds: float, trigger_time: float | None) -> None:
+        self.sync_duration.observe(seconds)
+        self.last_sync.set(now)
+        if trigger_time is not None and now >= trigger_time:
+            self.network_programming.observe(now - trigger_time)
+
+
+class StatsCollector(Collector):
+    """Exports a stats dataclass at scrape time: each numeric field ``f`` of ``read()`` becomes
+    ``<prefix>_<f>_total`` (a counter) or, if listed in ``gauges``, ``<prefix>_<f>``."""
+
+    def __init__(
+        self,
+        prefix: str,
+        read: Callable[[], Any],
+        labels: Mapping[str, str] | None = None,
+        gauges: frozenset[str] = frozenset(),
+    ) -> None:
+        self.prefix = prefix
+        self.read = read
+        self.labels = dict(labels or {})
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.read()
+        names = getattr(stats, "__dataclass_fields__", {})
+        keys, values = list(self.labels), list(self.labels.values())
+        for name in names:
+            value = getattr(stats, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            family: CounterMetricFamily | GaugeMetricFamily
+            if name in self.gauges:
+                family = GaugeMetricFamily(f"{self.prefix}_{name}", name, labels=keys)
+            else:
+                family = CounterMetricFamily(f"{self.prefix}_{name}", name, labels=keys)
+            family.add_metric(values, value)
+            yield family
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The registry in Prometheus text format, and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``/metrics`` on ``host:port`` from a daemon thread (for services without an HTTP
+    server of their own, e.g. behind ``--metrics-bind-address``). Call ``server.shutdown()``."""
+    return start_http_server(port, addr=host, registry=registry)

@@ -1,0 +1,76 @@
+"""The observer's ``/metrics``: its bus traffic, its global-view client, and the cluster as
+it sees it (node states, lag, status age, network-programming latency per node)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from kpng.bus.client import ClientStats
+from kpng.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kpng_observer.state import ObserverState
+
+STATES = ("ok", "lagging", "failed", "silent", "unknown")
+
+
+class ClusterCollector(Collector):
+    def __init__(self, state: ObserverState, clock: Callable[[], float]) -> None:
+        self.state = state
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        nodes = GaugeMetricFamily("kpng_observer_nodes", "Nodes by state", labels=["state"])
+        lag = GaugeMetricFamily(
+            "kpng_observer_node_lag_seconds", "How long a node has been behind", labels=["node"]
+        )
+        age = GaugeMetricFamily(
+            "kpng_observer_node_status_age_seconds", "Age of a node's last status", labels=["node"]
+        )
+        applied = GaugeMetricFamily(
+            "kpng_observer_node_applied_seq", "Seq a node's agent applied", labels=["node"]
+        )
+        counts = dict.fromkeys(STATES, 0)
+        for name, progress in sorted(self.state.nodes.items()):
+            counts[progress.state(now, self.state.silent_after, self.state.lag_after)] += 1
+            behind = progress.behind_since
+            lag.add_metric([name], 0.0 if behind is None else now - behind)
+            if progress.status_received_at is not None:
+                age.add_metric([name], now - progress.status_received_at)
+            if progress.status is not None:
+                applied.add_metric([name], progress.status.seq)
+        for state, count in counts.items():
+            nodes.add_metric([state], count)
+        events = GaugeMetricFamily("kpng_observer_last_event_id", "Id of the latest event")
+        events.add_metric([], self.state.events.last_id)
+        services = GaugeMetricFamily("kpng_observer_services", "Services in the global view")
+        services.add_metric([], len(self.state.view.services))
+        yield from (nodes, lag, age, applied, events, services)
+
+
+class ObserverMetrics:
+    def __init__(
+        self,
+        state: ObserverState,
+        client_stats: Callable[[], ClientStats],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.bus = BusMetrics(self.registry)
+        self.latency = Histogram(
+            "kpng_network_programming_duration_seconds",
+            "From the Kubernetes change to a node's agent applying it, as agents report it",
+            ["node"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(StatsCollector("kpng_client", client_stats, {"view": "global"}))
+        self.registry.register(ClusterCollector(state, clock))
+
+    def observe_latency(self, node: str, samples: list[float]) -> None:
+        for seconds in samples:
+            self.latency.labels(node).observe(seconds)

@@ -1,0 +1,187 @@
+"""explain(): kube-proxy's rules read off a node view, case by case."""
+
+from __future__ import annotations
+
+import pytest
+from kpng.explain import Explanation, Packet, explain, parse_cidrs
+from kpng.model import Protocol
+
+from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
+
+PODS = parse_cidrs(CLUSTER_CIDR)
+TCP, UDP = Protocol.TCP, Protocol.UDP
+
+
+def run(
+    node: str, dst: str, port: int, src: str | None = None, proto: Protocol = TCP, pods: bool = True
+) -> Explanation:
+    return explain(node_view(node), node, Packet(dst, proto, port, src), PODS if pods else ())
+
+
+def ips(result: Explanation) -> list[str]:
+    return [f"{t.ip}:{t.port}" for t in result.targets]
+
+
+def test_cluster_ip_spreads_over_internal_endpoints_with_named_target_port() -> None:
+    result = run("node-a2", "10.96.10.1", 80, src="10.244.2.5")
+    assert (result.verdict, result.match, result.service, result.port) == (
+        "forward",
+        "clusterIP",
+        "demo/web",
+        "http",
+    )
+    assert ips(result) == ["10.244.1.20:8080", "10.244.3.20:8080"]  # the unready one never
+    assert result.masquerade is False  # pod to cluster IP keeps the pod's source
+    assert result.affinity_timeout == 600
+    assert any("session affinity" in r for r in result.reasons)
+
+
+def test_cluster_ip_from_outside_the_pod_network_is_masqueraded() -> None:
+    assert run("node-a2", "10.96.10.1", 80, src="192.168.1.12").masquerade is True
+
+
+def test_cluster_ip_masquerade_unknown_without_source_or_cluster_cidr() -> None:
+    assert run("node-a2", "10.96.10.1", 80).masquerade is None
+    assert run("node-a2", "10.96.10.1", 80, src="192.168.9.9", pods=False).masquerade is None
+
+
+def test_unknown_port_on_a_cluster_ip_is_rejected() -> None:
+    result = run("node-a1", "10.96.10.1", 81)
+    assert (result.verdict, result.service, result.port) == ("reject", "demo/web", None)
+
+
+def test_wrong_protocol_on_a_cluster_ip_is_rejected() -> None:
+    assert run("node-a1", "10.96.10.1", 80, proto=UDP).verdict == "reject"
+
+
+def test_service_without_endpoints_is_rejected_on_its_cluster_ip() -> None:
+    result = run("node-a1", "10.96.10.9", 80)
+    assert (result.verdict, result.service) == ("reject", "demo/empty")
+    assert "no usable endpoint" in " ".join(result.reasons)
+
+
+def test_itp_local_uses_only_local_endpoints() -> None:
+    result = run("node-a1", "10.96.10.3", 6379, src="10.244.1.7")
+    assert (result.verdict, ips(result)) == ("forward", ["10.244.1.40:6379"])
+    assert all(t.local for t in result.targets)
+
+
+def test_itp_local_without_local_endpoint_drops() -> None:
+    result = run("node-a2", "10.96.10.3", 6379)
+    assert result.verdict == "drop"
+    assert "Local" in " ".join(result.reasons)
+
+
+def test_node_port_with_cluster_policy_is_masqueraded() -> None:
+    result = run("node-a2", NODES["node-a2"], 30080, src="172.16.0.1")
+    assert (result.verdict, result.match, result.service) == ("forward", "nodePort", "demo/web")
+    assert ips(result) == ["10.244.1.20:8080", "10.244.3.20:8080"]
+    assert result.masquerade is True
+
+
+def test_node_port_of_another_node_address_passes() -> None:
+    assert run("node-a2", NODES["node-a1"], 30080).verdict == "pass"
+
+
+def test_unknown_node_port_passes_and_says_so() -> None:
+    result = run("node-a1", NODES["node-a1"], 31999)
+    assert result.verdict == "pass"
+    assert "no service has this node port" in " ".join(result.reasons)
+
+
+def test_health_check_node_port_is_named() -> None:
+    result = run("node-a1", NODES["node-a1"], 32100)
+    assert result.verdict == "pass" and "health check" in " ".join(result.reasons)
+
+
+def test_etp_local_node_port_keeps_source_on_a_node_with_local_endpoint() -> None:
+    result = run("node-a1", NODES["node-a1"], 30443, src="172.16.0.1")
+    assert (result.verdict, ips(result), result.masquerade) == (
+        "forward",
+        ["10.244.1.30:8443"],
+        False,
+    )
+
+
+def test_etp_local_without_local_endpoint_drops() -> None:
+    result = run("node-a2", NODES["node-a2"], 30443, src="172.16.0.1")
+    assert result.verdict == "drop"
+
+
+def test_etp_local_falls_back_to_a_terminating_local_endpoint() -> None:
+    result = run("node-b1", NODES["node-b1"], 30443, src="172.16.0.1")
+    assert (result.verdict, ips(result)) == ("forward", ["10.244.3.30:8443"])
+    assert result.targets[0].terminating
+    assert "terminating" in " ".join(result.reasons)
+
+
+def test_etp_local_from_a_pod_short_circuits_to_cluster_endpoints_without_snat() -> None:
+    result = run("node-a2", "203.0.113.10", 443, src="10.244.2.9")
+    assert (result.verdict, result.match, ips(result)) == (
+        "forward",
+        "externalIP",
+        ["10.244.1.30:8443"],
+    )
+    assert result.masquerade is False
+
+
+def test_etp_local_from_the_node_itself_short_circuits_with_snat() -> None:
+    result = run("node-a2", NODES["node-a2"], 30443, src=NODES["node-a2"])
+    assert (result.verdict, ips(result), result.masquerade) == (
+        "forward",
+        ["10.244.1.30:8443"],
+        True,
+    )
+
+
+def test_lb_ip_source_outside_ranges_is_dropped() -> None:
+    result = run("node-a1", "198.51.100.10", 443, src="172.16.0.1")
+    assert (result.verdict, result.match) == ("drop", "loadBalancerIP")
+    assert "loadBalancerSourceRanges" in " ".join(result.reasons)
+
+
+def test_lb_ip_source_inside_ranges_goes_to_local_endpoints() -> None:
+    result = run("node-a1", "198.51.100.10", 443, src="10.1.2.3", pods=False)
+    assert (result.verdict, ips(result), result.masquerade) == (
+        "forward",
+        ["10.244.1.30:8443"],
+        False,
+    )
+
+
+def test_source_ranges_do_not_apply_to_external_ips() -> None:
+    result = run("node-a1", "203.0.113.10", 443, src="172.16.0.1")
+    assert result.verdict == "forward"
+
+
+def test_external_ip_on_an_unknown_port_passes() -> None:
+    assert run("node-a1", "203.0.113.10", 80).verdict == "pass"
+
+
+def test_hairpin_is_masqueraded() -> None:
+    result = run("node-a1", "10.96.10.3", 6379, src="10.244.1.40")
+    assert result.masquerade is True
+    assert "hairpin" in " ".join(result.reasons)
+
+
+def test_not_a_service_address_passes() -> None:
+    result = run("node-a1", "8.8.8.8", 53, proto=UDP)
+    assert result.verdict == "pass" and result.service is None
+
+
+def test_unknown_node_has_no_node_ports() -> None:
+    result = explain(node_view("node-x"), "node-x", Packet("192.168.1.11", TCP, 30080))
+    assert result.verdict == "pass"
+    assert "no Node object" in " ".join(result.reasons)
+
+
+@pytest.mark.parametrize("bad", ["10.96.10", "not-an-ip"])
+def test_bad_addresses_raise_value_error(bad: str) -> None:
+    with pytest.raises(ValueError):
+        run("node-a1", bad, 80)
+    with pytest.raises(ValueError):
+        run("node-a1", "10.96.10.1", 80, src=bad)
+
+
+def test_parse_cidrs_normalises_padding_and_host_bits() -> None:
+    assert [str(n) for n in parse_cidrs(" 10.0.0.1/8 , fd00::/64")] == ["10.0.0.0/8", "fd00::/64"]
