@@ -114,13 +114,18 @@ class Deployment:
         self.group.start("nats-server", nats_server_argv(self.nats_port, config))
         wait_for_port("127.0.0.1", self.nats_port)
 
-    def start_watcher(self, name: str = "watcher") -> Child:
+    def start_watcher(
+        self, name: str = "watcher", source: str = "", extra_args: tuple[str, ...] = ()
+    ) -> Child:
+        """The watcher on ``source`` (default: ``file:`` the cluster file), e.g.
+        ``source="kube", extra_args=("--kubeconfig", path)``."""
         return self.group.start(
             name,
             [
                 venv_bin("kpng-watcher"),
                 "--source",
-                f"file:{self.cluster_file}",
+                source or f"file:{self.cluster_file}",
+                *extra_args,
                 "--nats",
                 self.url,
                 "--tick-interval",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kpng_apisim import ApiSimulator
+from kpng_devrun.procs import ProcessGroup
 
 from tests.apisim.conftest import HAVE_KUBECTL, Kubectl
+from tests.integration.harness import Deployment
+
+from .deploy import DeltaLog, KubeDeployment
 
 
 @pytest.fixture
@@ -29,11 +31,20 @@ def kubectl(sim: ApiSimulator, tmp_path: Path) -> Kubectl:
     return Kubectl(sim.kubeconfig_path, tmp_path / "kube-cache")
 
 
-async def eventually(what: str, check: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll ``check`` (without blocking the loop the simulator runs in) until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+@pytest.fixture
+async def kube(sim: ApiSimulator, tmp_path: Path) -> AsyncIterator[KubeDeployment]:
+    """Processes against ``sim``, stopped (even on failure) before the simulator stops."""
+    group = ProcessGroup(tmp_path / "logs")
+    try:
+        yield KubeDeployment(sim, Deployment(tmp_path, group))
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+async def delta_log() -> AsyncIterator[DeltaLog]:
+    log = DeltaLog()
+    try:
+        yield log
+    finally:
+        await log.close()

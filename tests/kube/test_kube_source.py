@@ -14,7 +14,7 @@ from kpng_apisim import ApiSimulator
 from kpng_watcher.kube_source import KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
 
-from .conftest import eventually
+from .deploy import eventually
 from .objects import PROXY_NAME_LABEL, endpoint_slice, node, service
 
 pytestmark = pytest.mark.kube

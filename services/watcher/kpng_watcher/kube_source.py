@@ -74,7 +74,10 @@ class ListWatch:
         self.selector = selector
 
     async def list_page(self, limit: int, continue_token: str) -> Page:
-        kwargs: dict[str, Any] = {"limit": limit}
+        kwargs: dict[str, Any] = {
+            "limit": limit,
+            "_request_timeout": aiohttp.ClientTimeout(total=120, connect=10),
+        }
         if continue_token:
             kwargs["_continue"] = continue_token
         body = await self._request(kwargs, read=True)
@@ -85,13 +88,17 @@ class ListWatch:
             continue_token=str(meta.get("continue") or ""),
         )
 
-    async def watch(self, resource_version: str, timeout: int) -> AsyncGenerator[RawObject, None]:
+    async def watch(
+        self, resource_version: str, timeout: int, idle_timeout: float
+    ) -> AsyncGenerator[RawObject, None]:
         kwargs: dict[str, Any] = {
             "watch": True,
             "resource_version": resource_version,
             "allow_watch_bookmarks": True,
             "timeout_seconds": timeout,
-            "_request_timeout": aiohttp.ClientTimeout(total=timeout + 30),
+            "_request_timeout": aiohttp.ClientTimeout(
+                total=timeout + 30, connect=10, sock_read=idle_timeout
+            ),
         }
         response = await self._request(kwargs, read=False)
         try:

@@ -46,8 +46,11 @@ class ResourceApi(Protocol):
 
     async def list_page(self, limit: int, continue_token: str) -> Page: ...
 
-    def watch(self, resource_version: str, timeout: int) -> AsyncGenerator[RawObject, None]:
-        """Raw watch events (``{"type", "object"}``) until the server ends the stream."""
+    def watch(
+        self, resource_version: str, timeout: int, idle_timeout: float
+    ) -> AsyncGenerator[RawObject, None]:
+        """Raw watch events (``{"type", "object"}``) until the server ends the stream;
+        raises ApiUnavailable when nothing arrives for ``idle_timeout`` seconds."""
         ...
 
 
@@ -57,6 +60,9 @@ class WatchSettings:
     watch_timeout: int = 300  # seconds, as kube's reflectors (5 to 10 minutes, jittered)
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    # A watch that brings nothing, not even a bookmark, for this long is presumed dead
+    # (a half-open connection, a server that accepted and hung) and is started again.
+    idle_timeout: float = 120.0
 
 
 @dataclass(slots=True)
@@ -182,7 +188,10 @@ class Reflector:
         delivered anything (then a new watch starts at once, without a relist)."""
         WatchStats.bump(self.watch_stats.watches, self.kind)
         progressed = False
-        stream = self.api.watch(self.resource_version, self.settings.watch_timeout)
+        settings = self.settings
+        stream = self.api.watch(
+            self.resource_version, settings.watch_timeout, settings.idle_timeout
+        )
         async with contextlib.aclosing(stream):
             async for event in stream:
                 await self.handle(event)

@@ -13,6 +13,7 @@ from kpng.source import Source
 
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
+from kpng_watcher.kube_watch import WatchSettings
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger("kpng_watcher")
@@ -37,6 +38,14 @@ def parser() -> argparse.ArgumentParser:
         "service.kubernetes.io/service-proxy-name=NAME (default: only unlabelled ones)",
     )
     p.add_argument(
+        "--watch-idle-timeout",
+        type=positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --source kube: restart a watch that brought nothing, not even a bookmark, "
+        "for this long (default: %(default)s)",
+    )
+    p.add_argument(
         "--coalesce-ms",
         type=positive_float,
         default=100.0,
@@ -57,7 +66,10 @@ def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
     if kind == "kube" and not rest:
         if args.kubeconfig is not None and not os.path.isfile(args.kubeconfig):
             p.error(f"--kubeconfig {args.kubeconfig!r}: no such file")
-        return KubeSource(KubeSettings(args.kubeconfig, args.service_proxy_name))
+        if args.watch_idle_timeout <= 0:
+            p.error("--watch-idle-timeout must be positive")
+        watch = WatchSettings(idle_timeout=args.watch_idle_timeout)
+        return KubeSource(KubeSettings(args.kubeconfig, args.service_proxy_name, watch))
     if args.kubeconfig is not None or args.service_proxy_name:
         p.error("--kubeconfig and --service-proxy-name need --source kube")
     if kind == "file" and rest:
