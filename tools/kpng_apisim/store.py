@@ -97,7 +97,9 @@ class Store:
         """Forget every object and all history (the RV keeps growing, as after a restore)."""
         self._objects: dict[str, dict[Key, JsonObject]] = {r.plural: {} for r in ALL_RESOURCES}
         self._history: deque[Event] = deque()
-        self._compacted = self._rv
+        # Even a client that saw the last write must relist: the objects just dropped
+        # never produce DELETED events, so resuming a watch from any old RV would miss them.
+        self._compacted = self._rv + 1
         self.allocator = ServiceAllocator(self._allocator_config)
         for name in ("default", "kube-system", "kube-public"):
             self.create("namespaces", {"metadata": {"name": name}})
