@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint, ip_family
+from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
 from kpng.nft.objects import Chain, Element, Object, Set
 from kpng.nft.skeleton import (
     CLUSTER,
@@ -43,7 +43,7 @@ class Target:
 def render_service(
     svc: Service, endpoints: Mapping[str, ViewEndpoint], c: Config, id_of: IdOf
 ) -> tuple[Object, ...]:
-    eps = [e for e in endpoints.values() if ip_family(e.ip) == c.family]
+    eps = [e for e in endpoints.values() if _fam(e.ip) == c.family]
     out: list[Object] = []
     for sp in svc.ports:
         out.extend(_render_port(svc, sp, eps, c, id_of))
@@ -180,8 +180,13 @@ def _affinity(t: Target, c: Config, timeout: int) -> list[Object]:
     ]
 
 
+def _fam(ip: str) -> int:
+    """The family of a valid address, cheaply (``ipaddress`` dominated large syncs)."""
+    return 6 if ":" in ip else 4
+
+
 def _family(ips: Iterable[str], c: Config) -> list[str]:
-    return [ip for ip in ips if ip_family(ip) == c.family]
+    return [ip for ip in ips if _fam(ip) == c.family]
 
 
 def _firewall(svc: Service, key: tuple[str, ...], c: Config) -> list[Object]:

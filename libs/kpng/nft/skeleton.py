@@ -64,7 +64,7 @@ def sets(c: Config) -> tuple[Set, ...]:
         Set(
             "endpoints",
             "typeof meta mark . numgen random mod 1",
-            f"{c.nft_family} daddr . th dport",
+            f"{c.nft_family} daddr . tcp dport",
         ),
         Set("no_endpoint_ips", key, "verdict"),
         Set("no_endpoint_nodeports", "inet_proto . inet_service", "verdict"),
@@ -167,11 +167,14 @@ def _endpoints_check(f: str) -> tuple[str, ...]:
 
 
 def pick_chain(c: Config, n: int) -> Chain:
+    """DNAT to one of a target's ``n`` endpoints. One rule per protocol: nft 1.0.6 cannot
+    add a rule with ``meta l4proto { ... }`` and a ``th`` typeof map to a loaded table."""
     f = c.nft_family
     return Chain(
         f"pick_{n}",
-        (
-            f"meta l4proto {PROTOCOLS} dnat {f} to meta mark & {ID_MASK:#x}"
-            f" . numgen random mod {n} map @endpoints",
+        tuple(
+            f"meta l4proto {proto} dnat {f} to meta mark & {ID_MASK:#x}"
+            f" . numgen random mod {n} map @endpoints"
+            for proto in ("tcp", "udp", "sctp")
         ),
     )

@@ -102,8 +102,11 @@ class Programmed:
         return changed
 
 
-def _order(o: Object) -> int:
-    return 0 if isinstance(o, Set) else 1 if isinstance(o, Chain) else 2
+def _order(o: Object) -> tuple[int, str]:
+    """Sets, then chains, then elements grouped by set (one nft command per run)."""
+    if isinstance(o, Element):
+        return (2, o.set)
+    return (0 if isinstance(o, Set) else 1, "")
 
 
 def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]) -> Transaction:

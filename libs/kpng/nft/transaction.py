@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from kpng.nft.objects import Chain, Element, Key, NftError, Set, Table
 
@@ -28,8 +28,7 @@ def digest_element(obj: Chain | Set) -> Element:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     verb: Verb
     obj: Table | Chain | Set | Element
 
@@ -67,7 +66,7 @@ class Transaction:
         first = [op for op in self.ops if isinstance(op.obj, Table)]
         rest = [op for op in self.ops if not isinstance(op.obj, Table)]
         lines = [line for op in first for line in _lines(self.table, op)]
-        lines += declare + [line for op in rest for line in _lines(self.table, op)]
+        lines += declare + _batched(self.table, rest)
         return "".join(f"{line}\n" for line in lines)
 
 
@@ -85,6 +84,31 @@ def _lines(table: Table, op: Op) -> Iterable[str]:
         yield f"add element {t} {obj.set} {{ {obj.text} }}"
     else:
         yield f"delete element {t} {obj.set} {{ {' . '.join(obj.key)} }}"
+
+
+def _batched(table: Table, ops: list[Op]) -> list[str]:
+    """Lines for ``ops``, with runs of element operations on one set in one command."""
+    out: list[str] = []
+    run: list[str] = []
+    head = ""
+    for op in ops:
+        obj = op.obj
+        if isinstance(obj, Element):
+            text = obj.text if op.verb == "add" else " . ".join(obj.key)
+            h = f"{op.verb} element {table.ref} {obj.set}"
+            if h != head and run:
+                out.append(f"{head} {{ {', '.join(run)} }}")
+                run = []
+            head = h
+            run.append(text)
+            continue
+        if run:
+            out.append(f"{head} {{ {', '.join(run)} }}")
+            run, head = [], ""
+        out.extend(_lines(table, op))
+    if run:
+        out.append(f"{head} {{ {', '.join(run)} }}")
+    return out
 
 
 def _chain_lines(t: str, verb: Verb, chain: Chain) -> Iterable[str]:

@@ -1,0 +1,1 @@
+"""kpng_bench: dataplane benchmarks in a throwaway network namespace (``make bench``)."""

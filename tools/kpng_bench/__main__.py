@@ -1,0 +1,174 @@
+"""``python -m kpng_bench``: full sync, one change, restart and RSS of the nftables backend,
+against kube-proxy's ruleset shape, inside a network namespace made for the run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kpng.diff import DeleteEndpoint, SetEndpoint, View
+from kpng.model import ViewEndpoint
+from kpng.nft.execnft import NftCommand
+from kpng.nft.planner import Planner
+from kpng.nft.skeleton import Config
+
+from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
+
+
+@contextmanager
+def namespace() -> Iterator[str]:
+    name = f"kpng-{os.getpid()}-bench"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def config() -> Config:
+    return Config(node=NODE, pod_cidrs=("10.244.0.0/16",), nodeport_cidrs=(f"{NODE_IP}/32",))
+
+
+async def full_sync(nft: NftCommand, v: View[ViewEndpoint]) -> tuple[Planner, dict[str, float]]:
+    planner = Planner(config())
+    t0 = time.perf_counter()
+    live = await nft.read(config().nft_table)
+    tx = planner.plan_full(v, live)
+    t1 = time.perf_counter()
+    await nft.run(tx)
+    t2 = time.perf_counter()
+    return planner, {"seconds": t2 - t0, "plan": t1 - t0, "apply": t2 - t1, "ops": len(tx)}
+
+
+async def one_change(nft: NftCommand, planner: Planner, v: View[ViewEndpoint], n: int) -> float:
+    """Median of ``n`` single endpoint additions/removals on a loaded table."""
+    times = []
+    key = next(iter(v.services))
+    for r in range(n):
+        e = endpoint(10**6 + r // 2, 0, 1)
+        op = SetEndpoint(key, e) if r % 2 == 0 else DeleteEndpoint(key, e.ip)
+        eps = dict(v.endpoints[key])
+        if r % 2 == 0:
+            eps[e.ip] = e
+        else:
+            eps.pop(e.ip)
+        v.endpoints[key] = eps
+        t0 = time.perf_counter()
+        await nft.run(planner.plan_ops(v, [op]))  # type: ignore[list-item]
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> float | None:
+    text = kube_proxy_shape(v, "kubeproxy")
+    t0 = time.perf_counter()
+    try:
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+            input=text.encode(),
+            check=True,
+            timeout=cap,
+            capture_output=True,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "kubeproxy"],
+            capture_output=True,
+            check=False,
+        )
+    return time.perf_counter() - t0
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def size_run(ns: str, services: int, cap: float) -> dict[str, Any]:
+    nft = NftCommand(("ip", "netns", "exec", ns, "nft"))
+    await nft.delete_table(config().nft_table)
+    v = node_view(services, 10)
+    planner, full = await full_sync(nft, v)
+    change = await one_change(nft, planner, v, 21)
+    _, restart = await full_sync(nft, v)
+    out = {
+        "services": services,
+        "endpoints": services * 10,
+        "full_sync": full,
+        "one_change_median_s": change,
+        "restart": restart,
+        "rss_mb": rss_mb(),
+        "kube_proxy_shape_s": baseline(ns, v, cap),
+    }
+    await nft.delete_table(config().nft_table)
+    return out
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            "services x 10 eps",
+            "full sync",
+            "1 change (median)",
+            "restart (ops)",
+            "RSS MB",
+            "kube-proxy shape",
+            "ratio",
+        )
+    ]
+    for r in results:
+        base = r["kube_proxy_shape_s"]
+        full = r["full_sync"]["seconds"]
+        rows.append(
+            (
+                str(r["services"]),
+                f"{full:.2f} s",
+                f"{r['one_change_median_s'] * 1000:.1f} ms",
+                f"{r['restart']['seconds']:.2f} s ({r['restart']['ops']})",
+                f"{r['rss_mb']:.0f}",
+                "did not finish" if base is None else f"{base:.2f} s",
+                ">cap" if base is None else f"{base / full:.1f}x",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="kpng_bench")
+    p.add_argument("--sizes", default="100,1000,10000")
+    p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
+    p.add_argument("--out", default="kpng-bench.json")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("kpng_bench needs root (it runs nft in a network namespace it creates)")
+        return 1
+    results = []
+    with namespace() as ns:
+        for size in (int(s) for s in args.sizes.split(",")):
+            results.append(asyncio.run(size_run(ns, size, args.cap)))
+            print(f"done {size}", file=sys.stderr, flush=True)
+    print(table(results))
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
