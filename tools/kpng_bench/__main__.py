@@ -64,7 +64,7 @@ async def one_change(nft: NftCommand, planner: Planner, v: View[ViewEndpoint], n
             eps.pop(e.ip)
         v.endpoints[key] = eps
         t0 = time.perf_counter()
-        await nft.run(planner.plan_ops(v, [op]))  # type: ignore[list-item]
+        await nft.run(planner.plan_ops(v, [op]))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
