@@ -36,7 +36,10 @@ class FanoutStats:
     encodings: int = 0
     messages: int = 0
     bytes: int = 0
+    node_messages: int = 0  # deltas on node subjects (messages and bytes count the global too)
+    node_bytes: int = 0
     snapshots: int = 0
+    snapshot_bytes: int = 0
     snapshot_cache_hits: int = 0
 
 
@@ -122,6 +125,8 @@ class Fanout:
                 out.append(
                     Outgoing(node, pack_delta(self.epoch, self.seq[node], now, trigger, part))
                 )
+        self.stats.node_messages += len(out)
+        self.stats.node_bytes += sum(len(o.data) for o in out)
         for part in self._split(batch.global_ops):
             self.global_seq += 1
             out.append(Outgoing(None, pack_delta(self.epoch, self.global_seq, now, trigger, part)))
@@ -238,7 +243,9 @@ class Fanout:
             ops.extend(encoded)
         if node in self._nodes:
             ops.append(encode_op(SetNode(self._nodes[node])))
-        return self._chunks(self.seq[node], ops)
+        chunks = self._chunks(self.seq[node], ops)
+        self.stats.snapshot_bytes += sum(len(c) for c in chunks)
+        return chunks
 
     def global_snapshot(self) -> list[bytes]:
         ops: list[bytes] = []

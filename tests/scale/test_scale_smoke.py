@@ -1,0 +1,54 @@
+"""The scale benchmark at a tiny size: every figure is reported and every agent converges.
+
+Behaviour only: the timings of a 20-node run on a busy machine say nothing, so none is
+checked against a limit here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FIELDS = {
+    "params": {"nodes", "services", "endpoints", "rate", "duration"},
+    "latency": {"batches", "complete_batches", "p50_s", "p99_s", "max_s", "mean_per_agent_s"},
+    "initial": {"seconds", "watcher_cpu_s", "snapshot_requests", "snapshot_bytes_per_node"},
+    "storm": {"seconds", "watcher_cpu_s", "watcher_snapshot_seconds", "snapshot_requests"},
+    "watcher": {"cpu_percent_churn", "cpu_percent_storm", "rss_bytes", "peak_rss_bytes"},
+    "per_change_per_node": {"messages", "bytes"},
+    "encodings": {"per_change", "per_distinct_op", "probe_encodings", "probe_distinct_ops"},
+    "publish": {"watcher_msgs_per_s", "raw_msgs_per_s", "efficiency"},
+    "agents": {"total", "converged"},
+    "targets": {
+        "p99_latency_s",
+        "snapshot_storm_s",
+        "watcher_peak_rss_bytes",
+        "bytes_per_change_per_node",
+        "encodings_per_distinct_op",
+    },
+}
+
+
+def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    argv = [sys.executable, "-m", "kpng_scale", "-n", "20", "-s", "50", "-d", "5"]
+    argv += ["-r", "50", "--processes", "2", "--json", str(out), "--workdir", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    for section, fields in FIELDS.items():
+        assert fields <= set(result[section]), (section, fields - set(result[section]))
+    assert result["agents"] == {"total": 20, "converged": 20}
+    assert result["crashed_processes"] == []
+    assert result["changes"] > 0
+    assert result["latency"]["complete_batches"] == result["latency"]["batches"] > 0
+    assert result["storm"]["snapshot_requests"] >= 20
+    # node-independent services: each distinct operation encoded once, not once per node
+    assert result["encodings"]["per_distinct_op"] == 1.0
+    assert "lat" in done.stdout.lower() and "target" in done.stdout

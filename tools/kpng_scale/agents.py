@@ -1,0 +1,141 @@
+"""Simulated agents: many real NodeViewClients with a null backend in one process.
+
+``python -m kpng_scale.agents --nats URL --first I --count K`` follows the views of nodes
+I..I+K-1 over one NATS connection. Each delta event is "applied" when the client yields it
+(the null backend programs nothing); the process records, per change batch (identified by
+its trigger time), how many agents applied it and when the last one did. ``storm``
+restarts every client at once (each fetches a snapshot again); ``status`` and ``report``
+answer the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from kpng.bus import NodeViewClient
+from kpng.bus.connection import Bus, connect
+from kpng.runtime import run, setup_logging
+
+from kpng_scale import control
+from kpng_scale.synth import node_name
+
+
+@dataclass(slots=True)
+class SimAgent:
+    node: str
+    task: asyncio.Task[None] | None = None
+    client: NodeViewClient | None = None
+    epoch: str = ""
+    seq: int = -1
+    services: int = 0
+    snapshots: int = 0
+    snapshot_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Per batch trigger time: [agents that applied it, last apply time, sum of latencies]."""
+
+    batches: dict[float, list[float]] = field(default_factory=dict)
+
+    def note(self, trigger: float, applied: float) -> None:
+        entry = self.batches.get(trigger)
+        if entry is None:
+            self.batches[trigger] = [1, applied, applied - trigger]
+        else:
+            entry[0] += 1
+            entry[1] = max(entry[1], applied)
+            entry[2] += applied - trigger
+
+
+class Agents:
+    def __init__(self, bus: Bus, nodes: list[str], snapshot_timeout: float) -> None:
+        self.bus = bus
+        self.agents = [SimAgent(n) for n in nodes]
+        self.snapshot_timeout = snapshot_timeout
+        self.recorder = Recorder()
+        self.storm_at = 0.0
+
+    def start(self) -> None:
+        for agent in self.agents:
+            agent.task = asyncio.create_task(self._follow(agent))
+
+    async def stop(self) -> None:
+        tasks = [a.task for a in self.agents if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self, agent: SimAgent) -> None:
+        client = NodeViewClient(self.bus, agent.node, snapshot_timeout=self.snapshot_timeout)
+        agent.client = client
+        async for event in client:
+            now = time.time()
+            if event.kind == "snapshot":
+                agent.snapshots += 1
+                agent.snapshot_at = now
+            elif event.trigger_time is not None:
+                self.recorder.note(event.trigger_time, now)
+            agent.epoch, agent.seq = event.epoch, event.seq
+            agent.services = len(event.view.services)
+
+    async def storm(self, body: control.Json) -> control.Json:
+        """Every client starts over at once: subscribe, fetch a snapshot, follow."""
+        await self.stop()
+        self.storm_at = time.time()
+        for agent in self.agents:
+            agent.seq, agent.snapshot_at = -1, 0.0
+        self.start()
+        return {"storm_at": self.storm_at}
+
+    async def status(self, body: control.Json) -> control.Json:
+        clients = [a.client for a in self.agents if a.client is not None]
+        return {
+            "agents": len(self.agents),
+            "synced": sum(1 for a in self.agents if a.seq >= 0),
+            "seqs": {a.node: [a.epoch, a.seq] for a in self.agents},
+            "services": {a.node: a.services for a in self.agents},
+            "last_snapshot_at": max((a.snapshot_at for a in self.agents), default=0.0),
+            "resyncs": sum(c.stats.resyncs for c in clients),
+            "snapshot_failures": sum(c.stats.snapshot_failures for c in clients),
+            "usage": control.process_usage(),
+        }
+
+    async def report(self, body: control.Json) -> control.Json:
+        return {"batches": [[t, *v] for t, v in self.recorder.batches.items()]}
+
+
+async def serve(args: argparse.Namespace) -> None:
+    nodes = [node_name(i) for i in range(args.first, args.first + args.count)]
+    bus = await connect(args.nats, name=f"kpng-scale-agents-{args.first}")
+    agents = Agents(bus, nodes, args.snapshot_timeout)
+    try:
+        for command in ("status", "report", "storm"):
+            await control.serve(bus, f"{control.AGENTS}.{command}", getattr(agents, command))
+        agents.start()
+        await asyncio.Event().wait()
+    finally:
+        await agents.stop()
+        await bus.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="kpng_scale.agents")
+    p.add_argument("--nats", required=True)
+    p.add_argument("--first", type=int, required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--snapshot-timeout", type=float, default=5.0)
+    p.add_argument("--log-level", default="warning")
+    args = p.parse_args()
+    setup_logging(args.log_level)
+    return run(lambda: serve(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

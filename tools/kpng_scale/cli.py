@@ -1,0 +1,97 @@
+"""``python -m kpng_scale``: run the scale benchmark, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from kpng_scale.run import Settings, measure
+
+DEFAULT_JSON = Path("artifacts/scale.json")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kpng_scale",
+        description="kpng at scale: the real watcher, NATS and N simulated agents, measured.",
+    )
+    d = Settings()
+    p.add_argument("-n", "--nodes", type=int, default=d.nodes, help="N (default %(default)s)")
+    p.add_argument("-s", "--services", type=int, default=d.services, help="S (%(default)s)")
+    p.add_argument("-e", "--endpoints", type=int, default=d.endpoints, help="E (%(default)s)")
+    p.add_argument("-r", "--rate", type=float, default=d.rate, help="changes/s (%(default)s)")
+    p.add_argument("-d", "--duration", type=float, default=d.duration, help="churn seconds")
+    p.add_argument("--processes", type=int, default=d.processes, help="agent processes")
+    p.add_argument("--coalesce-ms", type=float, default=d.coalesce_ms)
+    p.add_argument("--snapshot-timeout", type=float, default=d.snapshot_timeout)
+    p.add_argument("--sync-timeout", type=float, default=d.sync_timeout)
+    p.add_argument("--workdir", type=Path, help="process logs (default: a temporary directory)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="(default %(default)s)")
+    return p
+
+
+def table(result: dict[str, Any]) -> str:
+    lat, storm, init = result["latency"], result["storm"], result["initial"]
+    w, per, pub = result["watcher"], result["per_change_per_node"], result["publish"]
+    p = result["params"]
+    rows = [
+        ("size", f"N={p['nodes']} S={p['services']} E={p['endpoints']} R={p['rate']:g}/s"),
+        ("changes / batches", f"{result['changes']} / {w['batches']}"),
+        (
+            "latency p50 / p99 / max (all N applied)",
+            f"{lat['p50_s']:.3f} / {lat['p99_s']:.3f} / {lat['max_s']:.3f} s",
+        ),
+        ("batches complete on all agents", f"{lat['complete_batches']} / {lat['batches']}"),
+        ("initial sync (all agents)", f"{init['seconds']:.1f} s"),
+        ("snapshot storm to convergence", f"{storm['seconds']:.1f} s"),
+        ("storm: watcher time answering", f"{storm['watcher_snapshot_seconds']:.1f} s"),
+        ("snapshot size per node", f"{storm['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
+        (
+            "watcher CPU churn / storm",
+            f"{w['cpu_percent_churn']:.0f}% / {w['cpu_percent_storm']:.0f}%",
+        ),
+        (
+            "watcher RSS now / peak",
+            f"{w['rss_bytes'] / 1e6:.0f} / {w['peak_rss_bytes'] / 1e6:.0f} MB",
+        ),
+        ("per change per node", f"{per['messages']:.3f} msgs, {per['bytes']:.0f} bytes"),
+        ("encodings per change", f"{result['encodings']['per_change']:.1f}"),
+        ("encodings per distinct op (probe)", f"{result['encodings']['per_distinct_op']:.2f}"),
+        (
+            "publish rate watcher / raw nats-py",
+            f"{pub['watcher_msgs_per_s']:.0f} / {pub['raw_msgs_per_s']:.0f} msg/s"
+            f" ({pub['efficiency']:.2f})",
+        ),
+        ("agents converged", f"{result['agents']['converged']} / {result['agents']['total']}"),
+    ]
+    rows += [
+        (f"target {name}", f"{'ok' if t['ok'] else 'MISSED'} ({t['value']:.4g} vs {t['limit']:g})")
+        for name, t in result["targets"].items()
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings(
+        nodes=args.nodes,
+        services=args.services,
+        endpoints=args.endpoints,
+        rate=args.rate,
+        duration=args.duration,
+        processes=args.processes,
+        coalesce_ms=args.coalesce_ms,
+        snapshot_timeout=args.snapshot_timeout,
+        sync_timeout=args.sync_timeout,
+        workdir=args.workdir,
+    )
+    result = asyncio.run(measure(settings))
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nJSON: {args.json}")
+    return 0 if result["agents"]["converged"] == result["agents"]["total"] else 1

@@ -1,0 +1,67 @@
+"""The benchmark's own control messages: JSON requests and replies over the same NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kpng.bus.connection import Bus, Subscription
+
+log = logging.getLogger(__name__)
+WATCHER = "kpngscale.ctl.watcher"
+AGENTS = "kpngscale.ctl.agents"
+Json = dict[str, Any]
+Handler = Callable[[Json], Awaitable[Json]]
+
+
+async def request(
+    bus: Bus, subject: str, body: Json | None = None, replies: int = 1, timeout: float = 30.0
+) -> list[Json]:
+    """Ask ``subject`` and gather ``replies`` answers (raises TimeoutError if fewer come)."""
+    inbox = bus.new_inbox()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    sub = await bus.subscribe(inbox, lambda data, s, r: queue.put_nowait(data))
+    try:
+        await bus.publish(subject, json.dumps(body or {}).encode(), reply=inbox)
+        out: list[Json] = []
+        async with asyncio.timeout(timeout):
+            while len(out) < replies:
+                data = await queue.get()
+                if data:  # an empty payload is NATS's "no responders": keep waiting
+                    answer = json.loads(data)
+                    if "error" in answer:
+                        raise RuntimeError(f"{subject}: {answer['error']}")
+                    out.append(answer)
+        return out
+    finally:
+        await sub.unsubscribe()
+
+
+async def serve(bus: Bus, subject: str, handler: Handler) -> Subscription:
+    async def on_request(data: bytes, subj: str, reply: str) -> None:
+        try:
+            result = await handler(json.loads(data or b"{}"))
+        except Exception as exc:  # the benchmark must hear of it rather than time out
+            log.exception("control request on %s failed", subj)
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        if reply:
+            await bus.publish(reply, json.dumps(result).encode())
+
+    return await bus.subscribe(subject, on_request)
+
+
+def process_usage() -> Json:
+    """CPU seconds so far, current and peak resident memory of this process (bytes)."""
+    with open("/proc/self/statm") as f:
+        rss_pages = int(f.read().split()[1])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+    }

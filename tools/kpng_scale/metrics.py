@@ -1,0 +1,137 @@
+"""From what the processes reported to the figures of the benchmark, and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kpng_scale.run import Settings
+
+Json = dict[str, Any]
+TARGETS = {  # name: (where in the result, limit, "max" or "eq")
+    "p99_latency_s": (("latency", "p99_s"), 1.0, "max"),
+    "snapshot_storm_s": (("storm", "seconds"), 10.0, "max"),
+    "watcher_peak_rss_bytes": (("watcher", "peak_rss_bytes"), 1e9, "max"),
+    "bytes_per_change_per_node": (("per_change_per_node", "bytes"), 300.0, "max"),
+    "encodings_per_distinct_op": (("encodings", "per_distinct_op"), 1.0, "eq"),
+}
+
+
+@dataclass(slots=True)
+class Phase:
+    started: float
+    ended: float
+    before: Json
+    after: Json
+    statuses: list[Json]
+    reports: list[Json] = field(default_factory=list)
+
+    def delta(self, *path: str) -> float:
+        a: Any = self.after
+        b: Any = self.before
+        for key in path:
+            a, b = a[key], b[key]
+        return float(a - b)
+
+    def cpu_percent(self) -> float:
+        return 100 * self.delta("usage", "cpu_s") / max(self.ended - self.started, 1e-9)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def latency(phase: Phase, nodes: int) -> Json:
+    """Per change batch (trigger time): when the last of the N agents applied it."""
+    merged: dict[float, list[float]] = {}
+    for report in phase.reports:
+        for trigger, count, last, total in report["batches"]:
+            if not phase.started <= trigger <= phase.ended:
+                continue
+            entry = merged.setdefault(trigger, [0, 0.0, 0.0])
+            entry[0] += count
+            entry[1] = max(entry[1], last)
+            entry[2] += total
+    complete = [v[1] - t for t, v in merged.items() if v[0] >= nodes]
+    applied = sum(v[0] for v in merged.values())
+    return {
+        "batches": len(merged),
+        "complete_batches": len(complete),
+        "p50_s": percentile(complete, 0.5),
+        "p99_s": percentile(complete, 0.99),
+        "max_s": max(complete, default=float("nan")),
+        "mean_per_agent_s": sum(v[2] for v in merged.values()) / max(applied, 1),
+    }
+
+
+def sync_phase(phase: Phase) -> Json:
+    last = max(s["last_snapshot_at"] for s in phase.statuses)
+    return {
+        "seconds": last - phase.started,
+        "watcher_cpu_s": phase.delta("usage", "cpu_s"),
+        "watcher_snapshot_seconds": phase.delta("snapshot_seconds"),
+        "snapshot_requests": int(phase.delta("snapshot_requests")),
+        "snapshot_bytes_per_node": phase.delta("fanout", "snapshot_bytes")
+        / max(phase.delta("snapshot_requests"), 1),
+        "agent_resyncs": sum(s["resyncs"] for s in phase.statuses),
+        "snapshot_failures": sum(s["snapshot_failures"] for s in phase.statuses),
+    }
+
+
+def summarize(
+    s: Settings, phases: dict[str, Phase], probe: Json, raw: Json, converged: int
+) -> Json:
+    churn = phases["churn"]
+    changes = max(churn.delta("changes"), 1)
+    watcher_rate = churn.delta("flush_messages") / max(churn.delta("flush_seconds"), 1e-9)
+    raw_rate = raw["messages"] / max(raw["seconds"], 1e-9)
+    peak = max(p.after["usage"]["peak_rss_bytes"] for p in phases.values())
+    params = {k: v for k, v in asdict(s).items() if k != "workdir"}
+    result: Json = {
+        "params": params,
+        "changes": int(changes),
+        "latency": latency(churn, s.nodes),
+        "initial": sync_phase(phases["initial"]),
+        "storm": sync_phase(phases["storm"]),
+        "watcher": {
+            "cpu_percent_churn": churn.cpu_percent(),
+            "cpu_percent_storm": phases["storm"].cpu_percent(),
+            "rss_bytes": phases["storm"].after["usage"]["rss_bytes"],
+            "peak_rss_bytes": peak,
+            "batches": int(churn.delta("batches")),
+        },
+        "per_change_per_node": {
+            "messages": churn.delta("fanout", "node_messages") / changes / s.nodes,
+            "bytes": churn.delta("fanout", "node_bytes") / changes / s.nodes,
+        },
+        "encodings": {
+            "per_change": churn.delta("fanout", "encodings") / changes,
+            "probe_encodings": probe["encodings"],
+            "probe_distinct_ops": probe["distinct_ops"],
+            "per_distinct_op": probe["encodings"] / max(probe["distinct_ops"], 1),
+        },
+        "publish": {
+            "watcher_msgs_per_s": watcher_rate,
+            "raw_msgs_per_s": raw_rate,
+            "raw_messages": raw["messages"],
+            "efficiency": watcher_rate / raw_rate,
+        },
+        "agents": {"total": s.nodes, "converged": converged},
+    }
+    result["targets"] = check_targets(result)
+    return result
+
+
+def check_targets(result: Json) -> Json:
+    out: Json = {}
+    for name, (path, limit, kind) in TARGETS.items():
+        value: Any = result
+        for key in path:
+            value = value[key]
+        ok = abs(value - limit) < 1e-9 if kind == "eq" else value <= limit
+        out[name] = {"value": value, "limit": limit, "ok": bool(ok)}
+    return out

@@ -1,0 +1,177 @@
+"""The benchmark run: nats-server, the watcher and agent processes, then the phases.
+
+Phases: initial sync (every agent fetches its snapshot), churn at R changes/s for the
+duration, settle (every agent at the watcher's seq), an encoding probe, the raw nats-py
+publish comparison, and a snapshot storm (every agent restarts its client at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kpng.bus.connection import Bus, connect
+from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+
+from kpng_scale import control
+from kpng_scale.metrics import Phase, summarize
+
+# simulated agents share a connection per process, so the server must hold more for it
+NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    nodes: int = 1000
+    services: int = 10_000
+    endpoints: int = 10
+    rate: float = 100.0
+    duration: float = 30.0
+    processes: int = 3
+    coalesce_ms: float = 100.0
+    snapshot_timeout: float = 60.0
+    sync_timeout: float = 300.0
+    probe_changes: int = 20
+    workdir: Path | None = None
+
+
+def _argv(module: str, *args: object) -> list[str]:
+    return [sys.executable, "-m", module, *(str(a) for a in args)]
+
+
+def start_processes(group: ProcessGroup, s: Settings, port: int) -> str:
+    url = f"nats://127.0.0.1:{port}"
+    group.workdir.mkdir(parents=True, exist_ok=True)
+    config = group.workdir / "nats.conf"
+    config.write_text(NATS_CONFIG)
+    group.start("nats-server", nats_server_argv(port, config))
+    wait_for_port("127.0.0.1", port)
+    group.start(
+        "watcher",
+        _argv(
+            "kpng_scale.watcher",
+            *("--nats", url, "--nodes", s.nodes, "--services", s.services),
+            *("--endpoints", s.endpoints, "--coalesce-ms", s.coalesce_ms),
+        ),
+    )
+    return url
+
+
+def start_agents(group: ProcessGroup, s: Settings, url: str) -> int:
+    procs = max(1, min(s.processes, s.nodes))
+    per = -(-s.nodes // procs)
+    started = 0
+    for first in range(0, s.nodes, per):
+        count = min(per, s.nodes - first)
+        group.start(
+            f"agents-{first}",
+            _argv(
+                "kpng_scale.agents",
+                *("--nats", url, "--first", first, "--count", count),
+                *("--snapshot-timeout", s.snapshot_timeout),
+            ),
+        )
+        started += 1
+    return started
+
+
+async def wait_watcher(bus: Bus, timeout: float) -> control.Json:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            [stats] = await control.request(bus, f"{control.WATCHER}.stats", timeout=2.0)
+            if stats["synced"]:
+                return stats
+        except TimeoutError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the watcher did not load the cluster in time")
+        await asyncio.sleep(0.2)
+
+
+async def wait_converged(bus: Bus, procs: int, s: Settings, timeout: float) -> list[control.Json]:
+    """Poll until every agent is at the watcher's seq for its node (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    statuses: list[control.Json] = []
+    while time.monotonic() < deadline:
+        try:
+            [watcher] = await control.request(
+                bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=30
+            )
+            statuses = await control.request(
+                bus, f"{control.AGENTS}.status", replies=procs, timeout=10
+            )
+        except TimeoutError:  # agent processes still starting, or too busy to answer
+            continue
+        if converged(watcher, statuses, s) == s.nodes:
+            return statuses
+        await asyncio.sleep(0.25)
+    if not statuses:
+        raise TimeoutError("the agent processes did not answer")
+    return statuses
+
+
+def converged(watcher: control.Json, statuses: list[control.Json], s: Settings) -> int:
+    seqs: dict[str, int] = watcher["seqs"]
+    count = 0
+    for status in statuses:
+        for node, (_epoch, seq) in status["seqs"].items():
+            if seq >= 0 and seq == seqs.get(node) and status["services"][node] == s.services:
+                count += 1
+    return count
+
+
+async def phases(bus: Bus, procs: int, s: Settings, started: float) -> control.Json:
+    async def stats() -> list[control.Json]:
+        return await control.request(bus, f"{control.WATCHER}.stats", timeout=60)
+
+    out: dict[str, Phase] = {}
+    before = (await stats())[0]
+    statuses = await wait_converged(bus, procs, s, s.sync_timeout)
+    out["initial"] = Phase(started, time.time(), before, (await stats())[0], statuses)
+    before = (await stats())[0]
+    [churn] = await control.request(
+        bus,
+        f"{control.WATCHER}.churn",
+        {"rate": s.rate, "duration": s.duration},
+        timeout=s.duration + 120,
+    )
+    after = (await stats())[0]
+    statuses = await wait_converged(bus, procs, s, 60.0)
+    reports = await control.request(bus, f"{control.AGENTS}.report", replies=procs, timeout=60)
+    out["churn"] = Phase(churn["started"], churn["ended"], before, after, statuses, reports)
+    [probe] = await control.request(
+        bus, f"{control.WATCHER}.probe", {"changes": s.probe_changes}, timeout=120
+    )
+    [raw] = await control.request(bus, f"{control.WATCHER}.rawbench", timeout=120)
+    await wait_converged(bus, procs, s, 60.0)
+    before = (await stats())[0]
+    storms = await control.request(bus, f"{control.AGENTS}.storm", replies=procs, timeout=120)
+    storm_at = min(r["storm_at"] for r in storms)
+    statuses = await wait_converged(bus, procs, s, s.sync_timeout)
+    out["storm"] = Phase(storm_at, time.time(), before, (await stats())[0], statuses)
+    [watcher] = await control.request(bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=60)
+    return summarize(s, out, probe, raw, converged(watcher, statuses, s))
+
+
+async def measure(s: Settings) -> control.Json:
+    workdir = s.workdir or Path(tempfile.mkdtemp(prefix="kpng-scale-"))
+    with ProcessGroup(workdir) as group:
+        port = free_port()
+        url = start_processes(group, s, port)
+        bus = await connect(url, name="kpng-scale", retry_forever=False)
+        try:
+            await wait_watcher(bus, s.sync_timeout)
+            started = time.time()
+            procs = start_agents(group, s, url)
+            result = await phases(bus, procs, s, started)
+        finally:
+            await bus.close()
+        failed = [c.name for c in group.children.values() if not c.running]
+        result["crashed_processes"] = failed
+        result["workdir"] = str(workdir)
+    return result

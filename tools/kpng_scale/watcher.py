@@ -1,0 +1,192 @@
+"""The watcher process of the benchmark: the real Publisher, fed by a synthetic source.
+
+``python -m kpng_scale.watcher --nats URL --nodes N --services S --endpoints E`` loads the
+synthetic cluster as the initial list, then waits for control requests: ``churn`` feeds
+endpoint changes at a rate through the source (the Publisher's own consume loop handles
+them), ``stats`` reports CPU, memory and fan-out figures, ``rawbench`` republishes the
+delta messages it sent with bare nats-py publishes to compare rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from kpng.bus.connection import Bus, connect
+from kpng.codec import Delta, decode
+from kpng.fanout import Outgoing
+from kpng.runtime import run, setup_logging
+from kpng.source import Replace, SourceEvent, SourceStats, Synced, Upsert
+from kpng_watcher.publisher import Publisher, PublisherSettings
+
+from kpng_scale import control
+from kpng_scale.synth import Cluster, Spec
+
+log = logging.getLogger("kpng_scale.watcher")
+KEEP_BATCHES = 50
+
+
+class FeedSource:
+    """The initial list, then whatever the benchmark puts in the queue."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.stats = SourceStats()
+        self.cluster = cluster
+        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+
+    async def events(self) -> AsyncIterator[SourceEvent]:
+        yield Replace(self.cluster.objects())
+        yield Synced()
+        while True:
+            yield await self.queue.get()
+
+
+class MeasuredPublisher(Publisher):
+    """The real Publisher, timing its flushes and snapshot replies."""
+
+    def __init__(self, bus: Bus, source: FeedSource, settings: PublisherSettings) -> None:
+        super().__init__(bus, source, settings)
+        self.flush_seconds = 0.0
+        self.flush_messages = 0
+        self.snapshot_seconds = 0.0
+        self.snapshot_requests = 0
+        self.sent: list[list[Outgoing]] = []
+        self._flushing = False
+        self.flushed = asyncio.Event()
+
+    async def flush(self) -> None:
+        started, self._flushing = time.perf_counter(), True
+        try:
+            await super().flush()
+        finally:
+            self._flushing = False
+            self.flush_seconds += time.perf_counter() - started
+            self.flushed.set()
+
+    async def _send(self, out: list[Outgoing]) -> None:
+        if self._flushing:
+            self.flush_messages += len(out)
+            self.sent = [*self.sent[-KEEP_BATCHES + 1 :], out]
+        await super()._send(out)
+
+    async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
+        started = time.perf_counter()
+        await super()._on_snapshot_request(data, subject, reply)
+        self.snapshot_seconds += time.perf_counter() - started
+        self.snapshot_requests += 1
+
+
+class Controller:
+    def __init__(self, bus: Bus, publisher: MeasuredPublisher, source: FeedSource) -> None:
+        self.bus, self.publisher, self.source = bus, publisher, source
+        self.changes = 0
+
+    async def stats(self, body: control.Json) -> control.Json:
+        p = self.publisher
+        return {
+            "synced": p.synced,
+            "usage": control.process_usage(),
+            "fanout": asdict(p.fanout.stats),
+            "batches": p.stats.batches,
+            "publish_errors": p.stats.publish_errors,
+            "flush_seconds": p.flush_seconds,
+            "flush_messages": p.flush_messages,
+            "snapshot_seconds": p.snapshot_seconds,
+            "snapshot_requests": p.snapshot_requests,
+            "changes": self.changes,
+            "seqs": dict(p.fanout.seq) if body.get("seqs") else {},
+        }
+
+    async def churn(self, body: control.Json) -> control.Json:
+        rate, duration = float(body["rate"]), float(body["duration"])
+        started = time.time()
+        done = 0
+        while (now := time.time()) < started + duration:
+            due = int((now - started) * rate)
+            while done < due:
+                self.source.queue.put_nowait(Upsert(self.source.cluster.change(time.time())))
+                done += 1
+            await asyncio.sleep(0.002)
+        self.changes += done
+        return {"changes": done, "started": started, "ended": time.time()}
+
+    async def probe(self, body: control.Json) -> control.Json:
+        """Single changes to node-independent services, one batch each: how many encodings
+        per operation (1.0: each distinct operation encoded once, whatever the node count)."""
+        p, stats = self.publisher, self.publisher.fanout.stats
+        encodings = ops = 0
+        for _ in range(int(body.get("changes", 20))):
+            before_batches, before_encodings = p.stats.batches, stats.encodings
+            self.source.queue.put_nowait(Upsert(self.source.cluster.change(time.time(), True)))
+            while p.stats.batches == before_batches:
+                p.flushed.clear()
+                await p.flushed.wait()
+            encodings += stats.encodings - before_encodings
+            ops += sum(_distinct_ops(batch) for batch in p.sent[-1:])
+        return {"encodings": encodings, "distinct_ops": ops}
+
+    async def rawbench(self, body: control.Json) -> control.Json:
+        """The delta messages last sent, published again with nothing but nats-py."""
+        subjects = self.bus.subjects
+        messages = [
+            (subjects.global_delta if o.node is None else subjects.node_delta(o.node), o.data)
+            for batch in self.publisher.sent
+            for o in batch
+        ]
+        nc = self.bus.nc
+        started = time.perf_counter()
+        for subject, data in messages:
+            await nc.publish(subject, data)
+        elapsed = time.perf_counter() - started
+        await nc.flush()
+        return {"messages": len(messages), "seconds": elapsed}
+
+
+def _distinct_ops(batch: list[Outgoing]) -> int:
+    """Operations in a batch's global message plus in one node's message."""
+    counts = {o.node is None: len(_ops(o)) for o in batch}
+    return sum(counts.values())
+
+
+def _ops(out: Outgoing) -> list[object]:
+    message = decode(out.data, "global" if out.node is None else "node")
+    return list(message.ops) if isinstance(message, Delta) else []
+
+
+async def serve(args: argparse.Namespace) -> None:
+    spec = Spec(args.nodes, args.services, args.endpoints, args.seed)
+    source = FeedSource(Cluster(spec))
+    bus = await connect(args.nats, name="kpng-scale-watcher")
+    try:
+        settings = PublisherSettings(coalesce=args.coalesce_ms / 1000)
+        publisher = MeasuredPublisher(bus, source, settings)
+        controller = Controller(bus, publisher, source)
+        await control.serve(bus, f"{control.WATCHER}.stats", controller.stats)
+        await control.serve(bus, f"{control.WATCHER}.churn", controller.churn)
+        await control.serve(bus, f"{control.WATCHER}.rawbench", controller.rawbench)
+        await control.serve(bus, f"{control.WATCHER}.probe", controller.probe)
+        await publisher.run()
+    finally:
+        await bus.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="kpng_scale.watcher")
+    p.add_argument("--nats", required=True)
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--services", type=int, required=True)
+    p.add_argument("--endpoints", type=int, required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--coalesce-ms", type=float, default=100.0)
+    p.add_argument("--log-level", default="warning")
+    args = p.parse_args()
+    setup_logging(args.log_level)
+    return run(lambda: serve(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
