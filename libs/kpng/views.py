@@ -173,7 +173,8 @@ def view_variant(
 
     Most services look the same on every node (key ``None``). A node that holds one of the
     service's endpoints under a Local policy, or that an endpoint's node hint names, may see
-    its own view (key ``("node", name, zone)``: the zone still matters to its Cluster traffic); any other node of a service with topology hints
+    its own view (key ``("node", name, zone)``: its zone still matters to Cluster
+    traffic); any other node of a service with topology hints
     sees its zone's view (key ``("zone", zone)``). The watcher computes and encodes one view
     per distinct key: the nodes of :func:`special_nodes` one by one, the rest per zone.
     """

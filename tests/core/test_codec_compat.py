@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import msgpack
-
-from kpng.codec import Delta, DeleteService, Status, decode
+from kpng.codec import DeleteService, Delta, Status, decode
 
 
 def test_unknown_operation_kinds_are_skipped_and_the_rest_applies() -> None:
