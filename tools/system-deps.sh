@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# the observer's dashboard test drives a headless Chromium through the DevTools protocol
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: missing ${need[*]}; install them as root (apt-get install ${need[*]})" >&2

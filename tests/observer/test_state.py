@@ -46,9 +46,10 @@ def test_silent_failed_and_unknown() -> None:
     state = ObserverState(silent_after=3)
     state.note_status(status("ok", 1, 0.0), now=0.0)
     state.note_status(status("bad", 1, 0.0, healthy=False, errors=("nft: boom",)), now=0.0)
+    state.note_status(status("new", -1, 0.0, healthy=False), now=0.0)
     state.note_published("never", "e1", 0, now=0.0)
-    assert states(state, 1.0) == {"ok": "ok", "bad": "failed", "never": "silent"}
-    assert states(state, 3.5)["ok"] == "silent"
+    assert states(state, 1.0) == {"ok": "ok", "bad": "failed", "new": "syncing", "never": "unknown"}
+    assert states(state, 3.5) == dict.fromkeys(["ok", "bad", "new", "never"], "silent")
 
 
 def test_state_changes_are_events_and_sweep_notices_silence() -> None:

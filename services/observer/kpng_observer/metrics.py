@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from kpng_observer.state import ObserverState
 
-STATES = ("ok", "lagging", "failed", "silent", "unknown")
+STATES = ("ok", "syncing", "lagging", "failed", "silent", "unknown")
 
 
 class ClusterCollector(Collector):

@@ -15,7 +15,7 @@ from kpng_observer.events import EventLog
 from kpng_observer.latency import LatencyWindow
 from kpng_observer.programming import ProgrammingTracker, service_keys
 
-NodeState = Literal["ok", "lagging", "failed", "silent", "unknown"]
+NodeState = Literal["ok", "syncing", "lagging", "failed", "silent", "unknown"]
 
 
 @dataclass(slots=True)
@@ -27,6 +27,7 @@ class NodeProgress:
     status: Status | None = None
     status_received_at: float | None = None
     behind_since: float | None = None
+    first_seen: float | None = None
 
     @property
     def behind(self) -> bool:
@@ -46,17 +47,20 @@ class NodeProgress:
             self.behind_since = now
 
     def silent(self, now: float, silent_after: float) -> bool:
-        received = self.status_received_at
-        return received is None or now - received > silent_after
+        last = self.status_received_at or self.first_seen
+        return last is None or now - last > silent_after
 
     def state(self, now: float, silent_after: float, lag_after: float) -> NodeState:
         if self.status is None and self.published_at is None:
             return "unknown"
         if self.silent(now, silent_after):
             return "silent"
-        assert self.status is not None
-        if self.status.errors or not self.status.healthy:
+        if self.status is None:
+            return "unknown"  # published to, no status yet, not silent for long enough
+        if self.status.errors:
             return "failed"
+        if not self.status.healthy:
+            return "syncing"  # no error: its view is being (re)synced
         if self.behind_since is not None and now - self.behind_since >= lag_after:
             return "lagging"
         return "ok"
@@ -119,10 +123,10 @@ class ObserverState:
     events: EventLog = field(default_factory=EventLog)
     node_states: dict[str, NodeState] = field(default_factory=dict)
 
-    def node(self, name: str) -> NodeProgress:
+    def node(self, name: str, now: float | None = None) -> NodeProgress:
         progress = self.nodes.get(name)
         if progress is None:
-            progress = self.nodes[name] = NodeProgress(name)
+            progress = self.nodes[name] = NodeProgress(name, first_seen=now)
         return progress
 
     # -- inputs ------------------------------------------------------------------------------
@@ -146,7 +150,7 @@ class ObserverState:
         self.events.append("delta", now, data)
 
     def note_published(self, name: str, epoch: str, seq: int, now: float) -> None:
-        progress = self.node(name)
+        progress = self.node(name, now)
         if epoch != progress.published_epoch or seq > progress.published_seq:
             progress.published_epoch, progress.published_seq = epoch, seq
             progress.published_at = now
@@ -160,7 +164,7 @@ class ObserverState:
 
     def note_status(self, status: Status, now: float) -> list[float]:
         """Record a status; returns the latency samples it brought that were not seen yet."""
-        progress = self.node(status.node)
+        progress = self.node(status.node, now)
         previous = progress.status
         progress.status, progress.status_received_at = status, now
         progress.update_lag(now)

@@ -1,0 +1,88 @@
+"""The dashboard in headless Chromium: loads, shows the cluster, follows changes live."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kpng.cluster import ClusterState
+from kpng.parse import Ignored, parse_object
+
+from tests.integration.harness import Deployment, wait_until
+from tests.observer.browser import Browser
+from tests.observer.cluster import objects, service, slice_
+from tests.observer.conftest import start_cluster
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "cluster.yaml"
+ARTIFACT = ROOT / "artifacts" / "observer-dashboard.png"
+NODES_JS = "[...document.querySelectorAll('#nodes tbody tr')].map(r => r.dataset.node)"
+SERVICES_JS = "[...document.querySelectorAll('#services tbody tr')].map(r => r.dataset.service)"
+STATES_JS = "[...document.querySelectorAll('#nodes tbody .pill')].map(p => p.textContent)"
+EVENTS_JS = "document.getElementById('events').innerText"
+
+
+def example_objects() -> list[dict[str, Any]]:
+    """examples/cluster.yaml when present, else the observer tests' own cluster."""
+    if EXAMPLE.exists():
+        return [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if isinstance(d, dict)]
+    return objects()
+
+
+def expected(objs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    state = ClusterState()
+    parsed = [parse_object(o) for o in objs]
+    state.replace(p for p in parsed if not isinstance(p, Ignored))
+    view = state.global_view()
+    return sorted(view.nodes), sorted(view.services)
+
+
+@pytest.fixture
+def browser(deployment: Deployment) -> Iterator[Browser]:
+    page = Browser(deployment.group, deployment.workdir / "chromium-profile")
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def test_dashboard_shows_the_cluster_and_follows_changes(
+    deployment: Deployment, browser: Browser
+) -> None:
+    objs = example_objects()
+    nodes, services = expected(objs)
+    base = start_cluster(deployment, objs, nodes)
+    browser.navigate(base + "/")
+    wait_until("the dashboard's nodes", lambda: browser.evaluate(NODES_JS) == nodes, timeout=15)
+    wait_until("its services", lambda: browser.evaluate(SERVICES_JS) == services, timeout=15)
+    wait_until("every node ok", lambda: set(browser.evaluate(STATES_JS)) == {"ok"}, timeout=15)
+    browser.evaluate("window.notReloaded = true")
+
+    changed = copy.deepcopy(objs)
+    changed.append(service("demo", "fresh", "10.96.10.77", [{"name": "http", "port": 80}]))
+    changed.append(
+        slice_("demo", "fresh", [{"name": "http", "port": 80, "protocol": "TCP"}],
+               [("10.244.1.77", nodes[0], "ready")])
+    )  # fmt: skip
+    deployment.write_cluster(changed)
+    wait_until(
+        "demo/fresh on the page",
+        lambda: "demo/fresh" in browser.evaluate(SERVICES_JS),
+        timeout=4,  # under the page's 5 s fallback refresh: the event stream did it
+    )
+    assert "demo/fresh" in browser.evaluate(EVENTS_JS)
+    assert browser.evaluate("window.notReloaded") is True
+    wait_until(
+        "every node ok again", lambda: set(browser.evaluate(STATES_JS)) == {"ok"}, timeout=15
+    )
+    wait_until(
+        "latency shown",
+        lambda: browser.evaluate("document.getElementById('samples').textContent") != "0",
+    )
+    path = browser.screenshot(ARTIFACT)
+    print(f"dashboard screenshot: {path}")
