@@ -55,7 +55,8 @@ def create_app(
     protected = [Depends(require_token(settings.token))]
     api = APIRouter(prefix="/api/v1", dependencies=protected)
     _services(api, state)
-    _nodes(api, state, fetch_node_view, settings, clock)
+    _nodes(api, state, fetch_node_view, clock)
+    _explain(api, state, fetch_node_view, settings, clock)
     _stream(api, state, settings, clock)
     app.include_router(api)
     if registry is not None:
@@ -128,7 +129,6 @@ def _nodes(
     api: APIRouter,
     state: ObserverState,
     fetch_node_view: NodeViewFetcher,
-    settings: Settings,
     clock: Callable[[], float],
 ) -> None:
     @api.get("/nodes", tags=["nodes"], summary="Every node: state, lag, applied status")
@@ -144,17 +144,19 @@ def _nodes(
             raise HTTPException(404, f"node {node} not known")
         return state.node_json(node, clock())
 
-    async def view_of(node: str) -> tuple[str, int, View[ViewEndpoint]]:
-        try:
-            return await fetch_node_view(node)
-        except LookupError as exc:
-            raise HTTPException(503, f"view of node {node} unavailable: {exc}") from None
-
     @api.get("/nodes/{node}/view", tags=["nodes"], summary="The node's view, from the watcher")
     async def node_view(node: str) -> JSON:
-        epoch, seq, view = await view_of(node)
+        epoch, seq, view = await _view_of(fetch_node_view, node)
         return view_to_json(node, epoch, seq, view)
 
+
+def _explain(
+    api: APIRouter,
+    state: ObserverState,
+    fetch_node_view: NodeViewFetcher,
+    settings: Settings,
+    clock: Callable[[], float],
+) -> None:
     @api.get("/nodes/{node}/explain", tags=["nodes"], summary="Where a packet would go")
     async def explain_packet(
         node: str,
@@ -173,7 +175,7 @@ def _nodes(
         try:
             cidrs = parse_cidrs(cluster_cidr) if cluster_cidr else settings.cluster_cidrs
             packet = Packet(destination, protocol, port, source)
-            epoch, seq, view = await view_of(node)
+            epoch, seq, view = await _view_of(fetch_node_view, node)
             result = explain(view, node, packet, cidrs)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
@@ -211,6 +213,15 @@ def _stream(
         )
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _view_of(
+    fetch_node_view: NodeViewFetcher, node: str
+) -> tuple[str, int, View[ViewEndpoint]]:
+    try:
+        return await fetch_node_view(node)
+    except LookupError as exc:
+        raise HTTPException(503, f"view of node {node} unavailable: {exc}") from None
 
 
 def explanation_json(result: Explanation) -> JSON:
