@@ -185,7 +185,7 @@ class Deployment:
         dump = self.dump(node_name)
         return dump is not None and strip(dump) == expected_view(self.cluster_file, node_name)
 
-    def wait_converged(self, *nodes: str, timeout: float = 10.0) -> None:
+    def wait_converged(self, *nodes: str, timeout: float = 20.0) -> None:
         for name in nodes:
             wait_until(
                 f"{name}'s dump to equal its view", lambda n=name: self.converged(n), timeout

@@ -124,3 +124,19 @@ def test_snapshot_larger_than_max_payload_arrives_in_chunks(deployment: Deployme
             await bus.close()
 
     assert asyncio.run(fetch()) > 1
+
+
+def test_nats_restart_agents_reconnect_and_resync(deployment: Deployment) -> None:
+    deployment.write_cluster(cluster())
+    deployment.start_nats()
+    deployment.start_watcher()
+    deployment.start_agent("n1")
+    deployment.wait_converged("n1")
+
+    deployment.group.children["nats-server"].stop()
+    deployment.write_cluster(cluster("10.244.1.55"))  # changed while the bus is down
+    time.sleep(1.5)
+    deployment.start_nats()  # same port
+    deployment.wait_converged("n1", timeout=40)
+    agent_log = deployment.agents["n1"].log()
+    assert "reconnected" in agent_log or "resync" in agent_log
