@@ -80,7 +80,7 @@ class KubeDeployment:
             self.sim, node_name, self.proxy_name
         )
 
-    async def wait_converged(self, *nodes: str, timeout: float = 10.0) -> None:
+    async def wait_converged(self, *nodes: str, timeout: float = 20.0) -> None:
         for name in nodes:
             what = f"{name}'s dump to equal its view"
             await eventually(what, partial(self.converged, name), timeout)

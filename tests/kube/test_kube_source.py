@@ -136,6 +136,7 @@ async def test_cut_watch_resumes_from_its_resource_version(
     sim: ApiSimulator, recorder: Recorder
 ) -> None:
     await eventually("synced", lambda: recorder.synced)
+    await eventually("3 watches", lambda: sim.store.watch_count == 3)
     assert sim.cut_watches() == 3
     sim.store.create("services", service("during-cut"))
     await eventually("service", lambda: "default/during-cut" in recorder.state.services)

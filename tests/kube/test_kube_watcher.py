@@ -73,6 +73,7 @@ async def test_cut_watch_resumes_without_loss_or_relist(
     sim.store.create("services", service("web", "10.96.0.10"))
     kube.start("n1")
     await kube.wait_converged("n1")
+    await eventually("3 watches", lambda: sim.store.watch_count == 3)
     assert sim.cut_watches() == 3
     await kubectl("apply", "-f", "-", stdin=manifest(endpoint_slice("web", [("10.244.1.1", "n1")])))
     await kubectl("apply", "-f", "-", stdin=manifest(service("api", "10.96.0.12")))
