@@ -15,7 +15,7 @@ from kpng.bus.consumer import Consumer
 from kpng.diff import View
 from kpng.explain import Network, parse_cidrs
 from kpng.model import ViewEndpoint
-from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
+from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
 
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
@@ -25,20 +25,13 @@ from kpng_observer.state import ObserverState
 log = logging.getLogger("kpng_observer")
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kpng-observer", description="Serve cluster and per-node kpng state over HTTP."
     )
     p.add_argument(
         "--listen",
-        type=parse_listen,
+        type=host_port,
         default=("127.0.0.1", 8080),
         help="HOST:PORT to serve on (default: 127.0.0.1:8080)",
     )

@@ -8,8 +8,11 @@ import os
 import sys
 
 from kpng.bus.connection import BusError, connect
-from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
+from kpng.metrics import LabelledGaugeCollector, StatsCollector
+from kpng.metrics import serve as serve_metrics
+from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
+from prometheus_client import CollectorRegistry
 
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
@@ -57,8 +60,37 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between idle ticks carrying each node's seq (default: %(default)s)",
     )
+    p.add_argument(
+        "--metrics-bind-address",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+    )
     add_common_arguments(p)
     return p
+
+
+def metrics_registry(publisher: Publisher, source: Source) -> CollectorRegistry:
+    """``kpng_watcher_*`` counters, read from the publisher's and the source's stats."""
+    registry = CollectorRegistry()
+    registry.register(StatsCollector("kpng_watcher_fanout", lambda: publisher.fanout.stats))
+    registry.register(
+        StatsCollector(
+            "kpng_watcher_publisher",
+            lambda: publisher.stats,
+            gauges=frozenset({"last_publish_duration"}),
+        )
+    )
+    registry.register(StatsCollector("kpng_watcher_source", lambda: source.stats))
+    registry.register(
+        LabelledGaugeCollector(
+            "kpng_watcher_invalid_objects_total",
+            "Objects skipped as invalid, by kind",
+            "kind",
+            lambda: source.stats.invalid_objects,
+        )
+    )
+    return registry
 
 
 def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
@@ -93,9 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             await kube.connect()  # a bad kubeconfig fails here, clearly, before anything runs
         try:
             bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix)
+            publisher = Publisher(bus, source, settings)
+            server = None
+            if args.metrics_bind_address is not None:
+                host, port = args.metrics_bind_address
+                server, _ = serve_metrics(metrics_registry(publisher, source), host, port)
+                log.info("metrics on http://%s:%d/metrics", host, server.server_port)
             try:
-                await Publisher(bus, source, settings).run()
+                await publisher.run()
             finally:
+                if server is not None:
+                    server.shutdown()
                 await bus.close()
         finally:
             if kube is not None:
