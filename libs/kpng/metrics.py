@@ -137,12 +137,54 @@ class ProxyMetrics:
             "Failed programmings",
             registry=registry,
         )
+        self.sync_full_duration = Histogram(
+            "kubeproxy_sync_full_proxy_rules_duration_seconds",
+            "Time to program the whole view (snapshot, retry, resync)",
+            buckets=SYNC_BUCKETS,
+            registry=registry,
+        )
+        self.sync_partial_duration = Histogram(
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+            "Time to program one delta",
+            buckets=SYNC_BUCKETS,
+            registry=registry,
+        )
+        self.last_queued = Gauge(
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "When the last change to program arrived",
+            registry=registry,
+        )
+        self.endpoint_changes = Counter(
+            "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+            "Endpoint changes programmed",
+            registry=registry,
+        )
+        self.service_changes = Counter(
+            "kubeproxy_sync_proxy_rules_service_changes_total",
+            "Service changes programmed",
+            registry=registry,
+        )
+        self.conntrack_deleted = Counter(
+            "kubeproxy_conntrack_reconciler_deleted_entries_total",
+            "Stale UDP conntrack entries deleted after a sync",
+            registry=registry,
+        )
 
     def synced(self, now: float, seconds: float, trigger_time: float | None) -> None:
         self.sync_duration.observe(seconds)
         self.last_sync.set(now)
         if trigger_time is not None and now >= trigger_time:
             self.network_programming.observe(now - trigger_time)
+
+    def queued(self, now: float) -> None:
+        self.last_queued.set(now)
+
+    def changes(self, services: int, endpoints: int) -> None:
+        self.service_changes.inc(services)
+        self.endpoint_changes.inc(endpoints)
+
+    def full_or_partial(self, full: bool, seconds: float) -> None:
+        (self.sync_full_duration if full else self.sync_partial_duration).observe(seconds)
 
 
 class StatsCollector(Collector):
@@ -176,6 +218,23 @@ class StatsCollector(Collector):
                 family = CounterMetricFamily(f"{self.prefix}_{name}", name, labels=keys)
             family.add_metric(values, value)
             yield family
+
+
+class LabelledGaugeCollector(Collector):
+    """A gauge computed at scrape time, one sample per label value of ``read()`` (e.g.
+    kube-proxy's ``sync_proxy_rules_no_local_endpoints_total{traffic_policy}``), so that
+    nothing is computed per sync."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self.name, self.documentation, self.label, self.read = name, documentation, label, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, sample in sorted(self.read().items()):
+            family.add_metric([value], sample)
+        yield family
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:

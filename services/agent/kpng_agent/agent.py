@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kpng import __version__
 from kpng.backend import Backend
@@ -19,9 +20,31 @@ from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import Bus, BusError
 from kpng.bus.consumer import Applied
 from kpng.codec import Status, encode
+from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
+from kpng.health import ProxyHealth, no_local_endpoints
+from kpng.metrics import LabelledGaugeCollector, ProxyMetrics
 from kpng.model import ViewEndpoint
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
+
+
+class SyncHook(Protocol):
+    """Work after each successful sync (conntrack cleanup, healthCheckNodePort servers).
+    A hook's failure is logged; it never fails the sync."""
+
+    async def synced(self, event: Applied[ViewEndpoint], full: bool) -> None: ...
+
+
+def count_changes(ops: Iterable[Op[ViewEndpoint]]) -> tuple[int, int]:
+    """(service changes, endpoint changes) of a batch."""
+    services = endpoints = 0
+    for op in ops:
+        if isinstance(op, SetService | DeleteService):
+            services += 1
+        elif isinstance(op, SetEndpoint | DeleteEndpoint):
+            endpoints += 1
+    return services, endpoints
 
 
 @dataclass(slots=True)
@@ -46,6 +69,9 @@ class Agent:
         backend: Backend,
         status_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
+        sync_period: float = 30.0,
+        hooks: Sequence[SyncHook] = (),
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.bus = bus
         self.node = node
@@ -55,6 +81,19 @@ class Agent:
         self.client = NodeViewClient(bus, node)
         self.state = AgentState()
         self._retry = asyncio.Event()
+        self.sync_period = sync_period
+        self.health = ProxyHealth(timeout=2 * sync_period)
+        self.hooks = list(hooks)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = ProxyMetrics(self.registry)
+        self.registry.register(
+            LabelledGaugeCollector(
+                "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+                "Services with a Local traffic policy and no endpoint on this node",
+                "traffic_policy",
+                lambda: no_local_endpoints(self.client.view, node),
+            )
+        )
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -66,6 +105,9 @@ class Agent:
         async for event in self.client:
             full = event.kind == "snapshot" or self.state.pending is not None
             self.state.pending = event
+            now = self.clock()
+            self.health.queued(now)
+            self.metrics.queued(now)
             if not self._retry.is_set():
                 await self._program(event, full)
 
@@ -75,6 +117,7 @@ class Agent:
             await self.backend.program(event, full)
         except Exception as exc:  # a backend failure must never stop the agent
             self.state.failures += 1
+            self.metrics.sync_failures.inc()
             self.state.errors = [f"{type(exc).__name__}: {exc}"]
             log.error("programming seq %d failed (%s); will retry", event.seq, exc)
             self._retry.set()
@@ -90,9 +133,27 @@ class Agent:
         self.state.sync_duration = time.perf_counter() - started
         self.state.programmed += 1
         self.state.errors = []
+        self._record(event, full)
+        await self._run_hooks(event, full)
         log.debug("applied %s epoch %s seq %d", event.kind, event.epoch, event.seq)
         await self.publish_status()
         return True
+
+    def _record(self, event: Applied[ViewEndpoint], full: bool) -> None:
+        now = self.state.last_sync or self.clock()
+        self.health.updated(now)
+        self.health.saw_view(event.view, self.node)
+        seconds = self.state.sync_duration or 0.0
+        self.metrics.synced(now, seconds, event.trigger_time)
+        self.metrics.full_or_partial(full, seconds)
+        self.metrics.changes(*count_changes(event.ops))
+
+    async def _run_hooks(self, event: Applied[ViewEndpoint], full: bool) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.synced(event, full)
+            except Exception as exc:  # a hook must never fail the sync
+                log.error("after seq %d, %s failed: %s", event.seq, type(hook).__name__, exc)
 
     async def _retry_loop(self) -> None:
         delay = 0.5
@@ -104,7 +165,7 @@ class Agent:
                 self._retry.clear()
                 delay = 0.5
             else:
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, max(self.sync_period, 0.5))
 
     async def _status_loop(self) -> None:
         while True:
@@ -118,7 +179,9 @@ class Agent:
             epoch=self.state.epoch,
             seq=self.state.seq,
             backend=self.backend.name,
-            healthy=not self.state.errors and self.client.consumer.synced,
+            healthy=not self.state.errors
+            and self.client.consumer.synced
+            and self.health.healthy(self.clock()),
             time=self.clock(),
             version=__version__,
             last_sync=self.state.last_sync,

@@ -12,6 +12,7 @@ from kpng.runtime import add_common_arguments, positive_float, run, setup_loggin
 
 from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
+from kpng_agent.endpoints import add_health_arguments, hooks_for, serving
 from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
 
 log = logging.getLogger("kpng_agent")
@@ -26,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="dump", choices=BACKENDS, help="dataplane backend")
     p.add_argument("--dump-file", help="with --backend dump: where to write the view as JSON")
     add_nftables_arguments(p)
+    add_health_arguments(p)
     p.add_argument(
         "--status-interval",
         type=positive_float,
@@ -58,15 +60,20 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         bus = await connect(args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix)
+        agent = Agent(bus, args.node, backend, args.status_interval, sync_period=args.sync_period)
+        hooks, close_hooks = hooks_for(args, agent)
+        agent.hooks.extend(hooks)
         try:
-            await Agent(bus, args.node, backend, args.status_interval).run()
+            async with serving(args, agent):
+                await agent.run()
         finally:
+            await close_hooks()
             await backend.close()
             await bus.close()
 
     try:
         return run(serve)
-    except BusError as exc:
+    except (BusError, OSError) as exc:
         log.error("%s", exc)
         return 1
 

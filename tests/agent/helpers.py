@@ -1,0 +1,75 @@
+"""Node views and events for agent tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpng.bus.consumer import Applied
+from kpng.diff import Op, View, diff
+from kpng.model import (
+    EndpointPort,
+    Node,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    ViewEndpoint,
+)
+
+NODE = "node-a"
+
+
+def lb(name: str = "shop", hc: int = 32100, **kw: Any) -> Service:
+    return Service(
+        "demo",
+        name,
+        ServiceType.LOAD_BALANCER,
+        ("10.96.0.20",),
+        (ServicePort("http", Protocol.TCP, 80, 8080, 30080),),
+        load_balancer_ips=("198.51.100.10",),
+        external_traffic_policy=kw.pop("etp", TrafficPolicy.LOCAL),
+        health_check_node_port=hc,
+        **kw,
+    )
+
+
+def udp(name: str = "dns", ip: str = "10.96.0.10", np: int = 0, **kw: Any) -> Service:
+    stype = ServiceType.NODE_PORT if np else ServiceType.CLUSTER_IP
+    ports = (ServicePort("dns", Protocol.UDP, 53, 5353, np),)
+    return Service("default", name, stype, (ip,), ports, **kw)
+
+
+def ep(ip: str, node: str = NODE, ready: bool = True, **kw: Any) -> ViewEndpoint:
+    ports = (EndpointPort("dns", Protocol.UDP, 5353), EndpointPort("http", Protocol.TCP, 8080))
+    return ViewEndpoint(
+        ip,
+        ports,
+        node=node,
+        ready=ready,
+        serving=True,
+        terminating=not ready,
+        internal=kw.pop("internal", True),
+        external=kw.pop("external", True),
+    )
+
+
+def view(*pairs: tuple[Service, list[ViewEndpoint]], node: bool = True) -> View[ViewEndpoint]:
+    v: View[ViewEndpoint] = View()
+    for s, eps in pairs:
+        v.services[s.key] = s
+        if eps:
+            v.endpoints[s.key] = {e.ip: e for e in eps}
+    if node:
+        v.nodes[NODE] = Node(NODE, ("192.168.0.10",))
+    return v
+
+
+def event(
+    new: View[ViewEndpoint], old: View[ViewEndpoint] | None = None, seq: int = 1
+) -> Applied[ViewEndpoint]:
+    """A snapshot of ``new`` (no ``old``), or the delta from ``old`` to ``new``."""
+    if old is None:
+        return Applied("snapshot", "e1", seq, new, ())
+    ops: tuple[Op[ViewEndpoint], ...] = tuple(diff(old, new))
+    return Applied("delta", "e1", seq, new, ops)

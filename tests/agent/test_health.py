@@ -1,0 +1,139 @@
+"""kube-proxy's health semantics (pure) and the agent's HTTP servers on real sockets."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from kpng.health import (
+    WEIGHT_HEADER,
+    ProxyHealth,
+    health_services,
+    healthz,
+    no_local_endpoints,
+    service_health,
+)
+from kpng.model import TrafficPolicy
+from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
+from kpng_agent.httpserve import HttpServer, split_address
+from kpng_devrun.procs import free_port
+from prometheus_client import CollectorRegistry
+
+from tests.agent.helpers import NODE, ep, event, lb, udp, view
+
+
+def test_healthy_until_an_update_waits_longer_than_the_timeout() -> None:
+    h = ProxyHealth(timeout=60)
+    assert h.healthy(1000)
+    h.queued(1000)
+    h.queued(1050)  # the oldest pending update counts
+    assert h.healthy(1060)
+    assert not h.healthy(1061)
+    h.updated(1062)
+    assert h.healthy(5000)
+
+
+def test_healthz_json_and_livez_ignores_the_node() -> None:
+    h = ProxyHealth(timeout=60)
+    h.saw_view(view(), NODE)
+    h.updated(0)
+    r = healthz(h, 10)
+    body = json.loads(r.body)
+    assert r.status == 200 and body["healthy"] is True
+    assert body["lastUpdated"] == "1970-01-01T00:00:00Z"
+    assert body["currentTime"] == "1970-01-01T00:00:10Z"
+    h.saw_view(view(node=False), NODE)  # the Node object went away: being deleted
+    assert healthz(h, 10).status == 503
+    assert json.loads(healthz(h, 10).body)["nodeEligible"] is False
+    assert healthz(h, 10, check_node=False).status == 200
+
+
+def test_a_view_without_any_node_object_keeps_the_node_eligible() -> None:
+    h = ProxyHealth(timeout=60)
+    h.saw_view(view(node=False), NODE)
+    assert h.node_eligible
+
+
+def test_health_services_count_local_ready_endpoints_only() -> None:
+    v = view(
+        (lb("shop"), [ep("10.244.0.2"), ep("10.244.0.3", ready=False), ep("10.244.1.2", "b")]),
+        (lb("cluster", hc=32101, etp=TrafficPolicy.CLUSTER), [ep("10.244.0.4")]),
+        (lb("empty", hc=32102), []),
+        (lb("terminating", hc=32103), [ep("10.244.0.5", ready=False)]),
+    )
+    found = health_services(v, NODE)
+    assert sorted(found) == [32100, 32102, 32103]
+    assert found[32100].local_endpoints == 1
+    assert found[32103].local_endpoints == 0  # only terminating counts 0
+    r = service_health(found[32103], True)
+    assert r.status == 503 and dict(r.headers)[WEIGHT_HEADER] == "0"
+    ok = service_health(found[32100], True)
+    assert ok.status == 200 and json.loads(ok.body) == {
+        "service": {"namespace": "demo", "name": "shop"},
+        "localEndpoints": 1,
+        "serviceProxyHealthy": True,
+    }
+    assert service_health(found[32100], False).status == 503
+
+
+def test_no_local_endpoints_per_traffic_policy() -> None:
+    remote = [ep("10.244.1.2", "node-b", internal=False, external=False)]
+    v = view(
+        (lb("shop"), remote),
+        (udp("cache", internal_traffic_policy=TrafficPolicy.LOCAL), remote),
+        (udp("here", ip="10.96.0.11", internal_traffic_policy=TrafficPolicy.LOCAL), [ep("x")]),
+    )
+    assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 1}
+
+
+def test_split_address() -> None:
+    assert split_address("0.0.0.0:10256", 1) == ("0.0.0.0", 10256)
+    assert split_address(":99", 1) == ("0.0.0.0", 99)
+    assert split_address("[::1]:99", 1) == ("::1", 99)
+    assert split_address("127.0.0.1", 7) == ("127.0.0.1", 7)
+
+
+async def test_proxy_and_metrics_servers_answer_over_http() -> None:
+    h = ProxyHealth(timeout=60)
+    registry = CollectorRegistry()
+    servers = [
+        HttpServer("127.0.0.1", 0, proxy_handler(h, lambda: 100.0)),
+        HttpServer("127.0.0.1", 0, metrics_handler(registry, "nftables")),
+    ]
+    for s in servers:
+        await s.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            base, metrics = (f"http://127.0.0.1:{s.port}" for s in servers)
+            assert (await client.get(f"{base}/healthz")).json()["healthy"] is True
+            assert (await client.get(f"{base}/livez")).status_code == 200
+            assert (await client.get(f"{base}/nope")).status_code == 404
+            assert (await client.post(f"{base}/healthz")).status_code == 405
+            assert (await client.get(f"{metrics}/proxyMode")).text == "nftables"
+            assert (await client.get(f"{metrics}/metrics")).status_code == 200
+    finally:
+        for s in servers:
+            await s.close()
+
+
+async def test_health_check_servers_open_and_close_with_services() -> None:
+    h = ProxyHealth(timeout=60)
+    port = free_port()
+    servers = HealthCheckServers(NODE, h, "127.0.0.1", clock=lambda: 0.0)
+    first = view((lb(hc=port), [ep("10.244.0.2")]))
+    try:
+        await servers.synced(event(first), True)
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{port}/")
+            assert r.status_code == 200 and r.headers[WEIGHT_HEADER] == "1"
+            second = view((lb(hc=port), [ep("10.244.0.2", ready=False)]))
+            await servers.synced(event(second, first, 2), False)
+            r = await client.get(f"http://127.0.0.1:{port}/")
+            assert r.status_code == 503 and r.json()["localEndpoints"] == 0
+            await servers.synced(event(view(), second, 3), False)
+            assert servers.servers == {}
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        await servers.close()
