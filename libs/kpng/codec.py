@@ -345,29 +345,42 @@ def encode_op(op: Op[Any]) -> bytes:
     return packb(op_to_wire(op))
 
 
-def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes]) -> bytes:
-    parts = [_packer.pack_map_header(len(header) + 1)]
-    for key, value in header.items():
-        parts.append(packb(key))
-        parts.append(packb(value))
-    parts.append(packb("ops"))
-    parts.append(_packer.pack_array_header(len(ops)))
+def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes], count: int | None) -> bytes:
+    """The header map with an ``ops`` array around encoded operations. ``ops`` may hold runs
+    of several operations joined together; ``count`` is then the number of operations."""
+    packed = packb(header)
+    if len(header) < 15:  # a fixmap: one more entry is one more in the first byte
+        parts = [bytes((packed[0] + 1,)), packed[1:]]
+    else:
+        parts = [_packer.pack_map_header(len(header) + 1)]
+        parts.extend(packb(key) + packb(value) for key, value in header.items())
+    parts.append(_OPS_KEY)
+    parts.append(_packer.pack_array_header(len(ops) if count is None else count))
     parts.extend(ops)
     return b"".join(parts)
 
 
+_OPS_KEY = packb("ops")
+
+
 def pack_delta(
-    epoch: str, seq: int, time: float, trigger_time: float | None, ops: Sequence[bytes]
+    epoch: str,
+    seq: int,
+    time: float,
+    trigger_time: float | None,
+    ops: Sequence[bytes],
+    count: int | None = None,
 ) -> bytes:
-    """A delta message around operations already encoded by :func:`encode_op`."""
+    """A delta message around operations already encoded by :func:`encode_op` (or runs of
+    them joined, ``count`` operations in all)."""
     header = {"v": SCHEMA_VERSION, "kind": "delta", "epoch": epoch, "seq": seq, "time": time}
     if trigger_time is not None:
         header["trigger"] = trigger_time
-    return _pack_with_ops(header, ops)
+    return _pack_with_ops(header, ops, count)
 
 
 def pack_snapshot_chunk(
-    epoch: str, seq: int, chunk: int, chunks: int, ops: Sequence[bytes]
+    epoch: str, seq: int, chunk: int, chunks: int, ops: Sequence[bytes], count: int | None = None
 ) -> bytes:
     header = {
         "v": SCHEMA_VERSION,
@@ -377,7 +390,7 @@ def pack_snapshot_chunk(
         "chunk": chunk,
         "chunks": chunks,
     }
-    return _pack_with_ops(header, ops)
+    return _pack_with_ops(header, ops, count)
 
 
 def encode(message: Message) -> bytes:
@@ -419,12 +432,44 @@ def _status_to_wire(s: Status) -> dict[str, Any]:
     }
 
 
-def decode(data: bytes, scope: Scope = "node") -> Message:
-    """Decode one message. Raises :class:`MalformedMessage` for anything but valid v1."""
-    try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise MalformedMessage("", f"not msgpack: {exc}") from None
+class OpCache:
+    """Decoded operations by their encoded bytes, for many consumers in one process (a
+    snapshot storm of simulated agents decodes each distinct operation once). Operations
+    are immutable, so sharing them is safe; the cache empties itself when full."""
+
+    def __init__(self, max_items: int = 2_000_000) -> None:
+        self.max_items = max_items
+        self.hits = 0
+        self._ops: dict[tuple[bytes, Scope], Op[Any] | None] = {}
+
+    def op(self, data: bytes, path: str, scope: Scope) -> Op[Any] | None:
+        key = (data, scope)
+        try:
+            op = self._ops[key]
+            self.hits += 1
+            return op
+        except KeyError:
+            pass
+        op = op_from_wire(msgpack.unpackb(data, raw=False, strict_map_key=False), path, scope)
+        if len(self._ops) >= self.max_items:
+            self._ops.clear()
+        self._ops[key] = op
+        return op
+
+
+def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) -> Message:
+    """Decode one message. Raises :class:`MalformedMessage` for anything but valid v1.
+
+    With ``op_cache``, operations already seen are not decoded again."""
+    raw: Any = None
+    if op_cache is not None:
+        raw = _split_ops(data)
+    if raw is None:
+        op_cache = None
+        try:
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types for garbage
+            raise MalformedMessage("", f"not msgpack: {exc}") from None
     if not isinstance(raw, dict):
         raise MalformedMessage("", f"expected a map, got {type(raw).__name__}")
     r = _Reader(raw, "")
@@ -438,12 +483,12 @@ def decode(data: bytes, scope: Scope = "node") -> Message:
             r.get("seq", int),
             r.get("time", float),
             r.optional_float("trigger"),
-            _ops(r, scope),
+            _ops(r, scope, op_cache),
         )
     if kind == "tick":
         return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float))
     if kind == "snapshot":
-        return _snapshot(r, scope)
+        return _snapshot(r, scope, op_cache)
     if kind == "snapshot-request":
         return SnapshotRequest()
     if kind == "error":
@@ -453,16 +498,46 @@ def decode(data: bytes, scope: Scope = "node") -> Message:
     raise MalformedMessage("kind", f"unknown message kind {kind!r}")
 
 
-def _ops(r: _Reader, scope: Scope) -> tuple[Op[Any], ...]:
-    ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(r.get("ops", list)))
+def _split_ops(data: bytes) -> dict[Any, Any] | None:
+    """The message map with ``ops`` as a list of each operation's bytes; None when the
+    message is not that simple (the plain decoder then says what is wrong)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) + 1)
+    unpacker.feed(data)
+    try:
+        out: dict[Any, Any] = {}
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key != "ops":
+                out[key] = unpacker.unpack()
+                continue
+            ops = []
+            for _ in range(unpacker.read_array_header()):
+                start = unpacker.tell()
+                unpacker.skip()
+                ops.append(data[start : unpacker.tell()])
+            out[key] = ops
+        if unpacker.tell() != len(data):
+            return None
+    except Exception:  # anything odd: the plain decoder reports it
+        return None
+    return out
+
+
+def _ops(r: _Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any], ...]:
+    items = r.get("ops", list)
+    if cache is None:
+        ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(items))
+    else:
+        ops = (cache.op(o, f"ops[{i}]", scope) for i, o in enumerate(items))
     return tuple(op for op in ops if op is not None)
 
 
-def _snapshot(r: _Reader, scope: Scope) -> SnapshotChunk:
+def _snapshot(r: _Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
     chunk, chunks = r.get("chunk", int), r.get("chunks", int)
     if not 0 <= chunk < chunks:
         raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
-    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, _ops(r, scope))
+    ops = _ops(r, scope, cache)
+    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops)
 
 
 def _status(r: _Reader) -> Status:

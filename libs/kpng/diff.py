@@ -7,7 +7,7 @@ view of the bus holds :class:`~kpng.model.ViewEndpoint`, the global view holds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -159,3 +159,40 @@ def apply(ops: Iterable[Op[E]], view: View[E]) -> View[E]:
         if key in endpoints and not endpoints[key]:
             del endpoints[key]
     return View(services, endpoints, nodes)
+
+
+def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
+    """Like :func:`apply`, but changes ``view`` itself (and returns it): the cost is that of
+    the operations, not of the view. All or nothing: an operation that does not fit raises
+    :class:`InconsistentOp` before anything is changed."""
+    present: dict[str, bool] = {}
+    for op in ops:
+        if isinstance(op, SetService):
+            present[op.service.key] = True
+        elif isinstance(op, DeleteService):
+            present[op.key] = False
+        elif isinstance(op, SetEndpoint | DeleteEndpoint):
+            known = present.get(op.service)
+            if not (known or (known is None and op.service in view.services)):
+                raise InconsistentOp(f"endpoint for unknown service {op.service}")
+    touched: set[str] = set()
+    services, endpoints, nodes = view.services, view.endpoints, view.nodes
+    for op in ops:
+        if isinstance(op, SetEndpoint):
+            endpoints.setdefault(op.service, {})[op.endpoint.ip] = op.endpoint
+        elif isinstance(op, DeleteEndpoint):
+            endpoints.get(op.service, {}).pop(op.ip, None)
+            touched.add(op.service)
+        elif isinstance(op, SetService):
+            services[op.service.key] = op.service
+        elif isinstance(op, DeleteService):
+            services.pop(op.key, None)
+            endpoints.pop(op.key, None)
+        elif isinstance(op, SetNode):
+            nodes[op.node.name] = op.node
+        else:
+            nodes.pop(op.name, None)
+    for key in touched:
+        if key in endpoints and not endpoints[key]:
+            del endpoints[key]
+    return view

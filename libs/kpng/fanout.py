@@ -9,6 +9,7 @@ distinct list of operations is encoded once and shared by every node's message.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
 _ENVELOPE = 160  # bytes reserved for a message's header fields around its operations
+_BUCKETS = 1024  # snapshot blocks: a few services each at 10k services
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +47,29 @@ class FanoutStats:
 
 @dataclass(slots=True)
 class _Batch:
-    """Operations per node being gathered for one publish."""
+    """Operations being gathered for one publish.
+
+    Most nodes get the operations of their zone (``by_zone``, one shared list per zone and
+    service); a node that is special to a service (``skip``) gets its own operations for it
+    in ``per_node`` instead, beside its Node operations."""
 
     per_node: dict[str, list[bytes]] = field(default_factory=dict)
+    skip: dict[str, set[str]] = field(default_factory=dict)
+    by_zone: dict[str, list[tuple[str, list[bytes]]]] = field(default_factory=dict)
     global_ops: list[bytes] = field(default_factory=list)
     encoded: dict[tuple[Op[Any], ...], list[bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Encoded operations of some services, also joined (for snapshots)."""
+
+    ops: list[bytes]
+    blob: bytes
+
+    @classmethod
+    def of(cls, ops: list[bytes]) -> _Block:
+        return cls(ops, b"".join(ops))
 
 
 class Fanout:
@@ -64,6 +84,13 @@ class Fanout:
         self._published: dict[str, ServiceState] = {}
         self._nodes: dict[str, Node] = {}
         self._snapshot_cache: dict[str, dict[Hashable, list[bytes]]] = {}
+        # snapshots: services in buckets, each bucket's operations joined per zone, and
+        # which services each node is special to (those buckets it gets built for itself)
+        self._buckets: dict[int, dict[str, None]] = {}
+        self._blocks: dict[int, dict[str, _Block]] = {}
+        self._specials: dict[str, set[str]] = {}
+        self._special_of: dict[str, set[str]] = {}
+        self._global_chunks: list[bytes] | None = None
         self._last_seen: dict[str, float] = {}
         self._retired: dict[str, int] = {}
 
@@ -104,7 +131,8 @@ class Fanout:
             self.serve(name)
             self._nodes[name] = node
         for key in cluster.services:
-            self._published[key] = cluster.service_state(key)
+            self._published[key] = state = cluster.service_state(key)
+            self._track(key, state)
 
     # -- deltas ------------------------------------------------------------------------------
     def publish(self, cluster: ClusterState, changes: Changes, now: float) -> list[Outgoing]:
@@ -115,16 +143,16 @@ class Fanout:
         batch = _Batch()
         for name in sorted(changes.nodes):
             self._node_changed(batch, name, cluster.nodes.get(name))
+        zones: dict[str, list[str]] = {}
+        for node in self.seq:
+            zones.setdefault(self.zone(node), []).append(node)
         for key in sorted(changes.services):
-            self._service_changed(batch, key, cluster.service_state(key))
+            self._service_changed(batch, key, cluster.service_state(key), zones)
+        self._global_chunks = None
         trigger = changes.trigger_time
         out: list[Outgoing] = []
-        for node, ops in batch.per_node.items():
-            for part in self._split(ops):
-                self.seq[node] += 1
-                out.append(
-                    Outgoing(node, pack_delta(self.epoch, self.seq[node], now, trigger, part))
-                )
+        for members in zones.values():
+            out.extend(self._zone_messages(batch, members, now, trigger))
         self.stats.node_messages += len(out)
         self.stats.node_bytes += sum(len(o.data) for o in out)
         for part in self._split(batch.global_ops):
@@ -133,6 +161,31 @@ class Fanout:
         self.stats.messages += len(out)
         self.stats.bytes += sum(len(o.data) for o in out)
         return out
+
+    def _zone_messages(
+        self, batch: _Batch, members: list[str], now: float, trigger: float | None
+    ) -> Iterator[Outgoing]:
+        """The deltas of a zone's nodes: one shared list of operations, packed once into
+        runs; a node with operations of its own gets them, and the shared ones it is not
+        special to."""
+        segments = batch.by_zone.get(self.zone(members[0]), [])
+        shared: list[tuple[int, bytes]] | None = None
+        for node in members:
+            skip = batch.skip.get(node)
+            if skip is None and node not in batch.per_node:
+                if shared is None:
+                    shared = _runs(self._split([op for _, ops in segments for op in ops]))
+                runs = shared
+            else:
+                ops = list(batch.per_node.get(node, ()))
+                for key, encoded in segments:
+                    if skip is None or key not in skip:
+                        ops.extend(encoded)
+                runs = _runs(self._split(ops))
+            for count, blob in runs:
+                self.seq[node] += 1
+                data = pack_delta(self.epoch, self.seq[node], now, trigger, (blob,), count)
+                yield Outgoing(node, data)
 
     def _encode(self, batch: _Batch, ops: list[Op[Any]]) -> list[bytes]:
         key = tuple(ops)
@@ -143,13 +196,15 @@ class Fanout:
             batch.encoded[key] = encoded
         return encoded
 
-    def _service_changed(self, batch: _Batch, key: str, new: ServiceState) -> None:
+    def _service_changed(
+        self, batch: _Batch, key: str, new: ServiceState, zones: dict[str, list[str]]
+    ) -> None:
         old = self._published.get(key, _EMPTY)
         if new.service is None:
             self._published.pop(key, None)
         else:
             self._published[key] = new
-        self._snapshot_cache.pop(key, None)
+        self._track(key, new)
         global_ops: list[Op[Endpoint]] = diff_service(
             key,
             old.service,
@@ -162,20 +217,41 @@ class Fanout:
         for state in (old, new):
             if state.service is not None:
                 special |= special_nodes(state.service, state.endpoints)
-        by_variant: dict[Hashable, list[bytes]] = {}
-        by_zone: dict[str, Hashable] = {}
-        for node in self.seq:
-            zone = self.zone(node)
-            if node in special:
-                variant: Hashable = ("node", node)
-            elif (variant := by_zone.get(zone)) is None:
-                variant = by_zone[zone] = self._variant(old, new, node, zone)
-            encoded = by_variant.get(variant)
-            if encoded is None:
+        for node in special:
+            if node in self.seq:
+                zone = self.zone(node)
                 encoded = self._encode(batch, _node_service_ops(key, old, new, node, zone))
-                by_variant[variant] = encoded
-            if encoded:
-                batch.per_node.setdefault(node, []).extend(encoded)
+                batch.skip.setdefault(node, set()).add(key)
+                if encoded:
+                    batch.per_node.setdefault(node, []).extend(encoded)
+        by_variant: dict[Hashable, list[bytes]] = {}
+        for zone in zones:  # every other node: its view of the service depends on its zone
+            variant = self._variant(old, new, "", zone)
+            if variant not in by_variant:
+                ops = _node_service_ops(key, old, new, "", zone)
+                by_variant[variant] = self._encode(batch, ops)
+            if by_variant[variant]:
+                batch.by_zone.setdefault(zone, []).append((key, by_variant[variant]))
+
+    def _track(self, key: str, state: ServiceState) -> None:
+        """Forget the cached encodings of a service; note its bucket and special nodes."""
+        bucket = _bucket(key)
+        self._snapshot_cache.pop(key, None)
+        self._blocks.pop(bucket, None)
+        for node in self._special_of.pop(key, ()):
+            keys = self._specials[node]
+            keys.discard(key)
+            if not keys:
+                del self._specials[node]
+        if state.service is None:
+            self._buckets.get(bucket, {}).pop(key, None)
+            return
+        self._buckets.setdefault(bucket, {})[key] = None
+        nodes = special_nodes(state.service, state.endpoints)
+        if nodes:
+            self._special_of[key] = nodes
+            for node in nodes:
+                self._specials.setdefault(node, set()).add(key)
 
     @staticmethod
     def _variant(old: ServiceState, new: ServiceState, node: str, zone: str) -> Hashable:
@@ -223,49 +299,102 @@ class Fanout:
 
     # -- snapshots and ticks -----------------------------------------------------------------
     def snapshot(self, node: str, now: float = 0.0) -> list[bytes]:
-        """The node's whole view at its current seq, as chunks under the max payload."""
+        """The node's whole view at its current seq, as chunks under the max payload.
+
+        Built from per-bucket blocks of services joined once per zone; only the buckets
+        holding a service the node is special to are built for the node itself."""
         self.serve(node, now)
         self.stats.snapshots += 1
         zone = self.zone(node)
+        dirty = {_bucket(key) for key in self._specials.get(node, ())}
+        blocks = [
+            self._block(keys, node, zone) if b in dirty else self._zone_block(b, keys, zone)
+            for b, keys in self._buckets.items()
+        ]
+        if node in self._nodes:
+            blocks.append(_Block.of([encode_op(SetNode(self._nodes[node]))]))
+        chunks = self._chunks(self.seq[node], blocks)
+        self.stats.snapshot_bytes += sum(len(c) for c in chunks)
+        return chunks
+
+    def _zone_block(self, bucket: int, keys: dict[str, None], zone: str) -> _Block:
+        cached = self._blocks.setdefault(bucket, {})
+        block = cached.get(zone)
+        if block is None:
+            block = cached[zone] = self._block(keys, "", zone)
+        else:
+            self.stats.snapshot_cache_hits += len(keys)
+        return block
+
+    def _block(self, keys: Iterable[str], node: str, zone: str) -> _Block:
+        """The services' operations as ``node`` in ``zone`` sees them ("": any node special
+        to none of them), encoded once per (service, variant)."""
         ops: list[bytes] = []
-        for key, state in self._published.items():
+        for key in keys:
+            state = self._published[key]
             assert state.service is not None
             variant = view_variant(state.service, state.endpoints, node, zone)
             cached = self._snapshot_cache.setdefault(key, {})
             encoded = cached.get(variant)
             if encoded is None:
                 view = service_view(state.service, state.endpoints, node, zone)
-                encoded = _encode_service(state, view)
+                encoded = cached[variant] = _encode_service(state, view)
                 self.stats.encodings += len(encoded)
-                cached[variant] = encoded
-            else:
-                self.stats.snapshot_cache_hits += 1
             ops.extend(encoded)
-        if node in self._nodes:
-            ops.append(encode_op(SetNode(self._nodes[node])))
-        chunks = self._chunks(self.seq[node], ops)
-        self.stats.snapshot_bytes += sum(len(c) for c in chunks)
-        return chunks
+        return _Block.of(ops)
 
     def global_snapshot(self) -> list[bytes]:
-        ops: list[bytes] = []
-        for state in self._published.values():
-            ops.extend(_encode_service(state, state.endpoints))
-        ops.extend(encode_op(SetNode(n)) for n in self._nodes.values())
-        return self._chunks(self.global_seq, ops)
+        if self._global_chunks is None:
+            ops: list[bytes] = []
+            for state in self._published.values():
+                ops.extend(_encode_service(state, state.endpoints))
+            ops.extend(encode_op(SetNode(n)) for n in self._nodes.values())
+            self._global_chunks = self._chunks(self.global_seq, [_Block.of(ops)])
+        return self._global_chunks
 
-    def _chunks(self, seq: int, ops: list[bytes]) -> list[bytes]:
-        parts = list(self._split(ops)) or [[]]
+    def _chunks(self, seq: int, blocks: list[_Block]) -> list[bytes]:
+        """Blocks packed greedily into chunks (as :meth:`_split` packs their operations)."""
+        limit = max(self.max_payload - _ENVELOPE, 1)
+        runs: list[tuple[int, list[bytes]]] = []
+        parts: list[bytes] = []
+        count = size = 0
+        for block in blocks:
+            if size + len(block.blob) <= limit:
+                parts.append(block.blob)
+                count, size = count + len(block.ops), size + len(block.blob)
+                continue
+            for op in block.ops:
+                if count and size + len(op) > limit:
+                    runs.append((count, parts))
+                    parts, count, size = [], 0, 0
+                parts.append(op)
+                count, size = count + 1, size + len(op)
+        if count or not runs:
+            runs.append((count, parts))
         return [
-            pack_snapshot_chunk(self.epoch, seq, i, len(parts), part)
-            for i, part in enumerate(parts)
+            pack_snapshot_chunk(self.epoch, seq, i, len(runs), part, n)
+            for i, (n, part) in enumerate(runs)
         ]
 
     def ticks(self, now: float) -> list[Outgoing]:
         """Idle ticks carrying each node's current seq (so a lost last delta is noticed)."""
-        out = [Outgoing(node, encode(Tick(self.epoch, seq, now))) for node, seq in self.seq.items()]
+        encoded: dict[int, bytes] = {}  # most nodes are at the same seq
+        out = []
+        for node, seq in self.seq.items():
+            data = encoded.get(seq)
+            if data is None:
+                data = encoded[seq] = encode(Tick(self.epoch, seq, now))
+            out.append(Outgoing(node, data))
         out.append(Outgoing(None, encode(Tick(self.epoch, self.global_seq, now))))
         return out
+
+
+def _bucket(key: str) -> int:
+    return zlib.crc32(key.encode()) % _BUCKETS
+
+
+def _runs(parts: Iterable[list[bytes]]) -> list[tuple[int, bytes]]:
+    return [(len(part), b"".join(part)) for part in parts]
 
 
 def _view_of(state: ServiceState, node: str, zone: str) -> dict[str, ViewEndpoint]:

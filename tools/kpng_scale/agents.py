@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 from kpng.bus import NodeViewClient
 from kpng.bus.connection import Bus, connect
+from kpng.codec import OpCache
 from kpng.runtime import run, setup_logging
 
 from kpng_scale import control
+from kpng_scale.control import profiled
 from kpng_scale.synth import node_name
 
 
@@ -58,6 +60,7 @@ class Agents:
         self.agents = [SimAgent(n) for n in nodes]
         self.snapshot_timeout = snapshot_timeout
         self.recorder = Recorder()
+        self.op_cache = OpCache()  # agents of one process decode each distinct op once
         self.storm_at = 0.0
 
     def start(self) -> None:
@@ -73,7 +76,9 @@ class Agents:
                 await task
 
     async def _follow(self, agent: SimAgent) -> None:
-        client = NodeViewClient(self.bus, agent.node, snapshot_timeout=self.snapshot_timeout)
+        client = NodeViewClient(
+            self.bus, agent.node, snapshot_timeout=self.snapshot_timeout, op_cache=self.op_cache
+        )
         agent.client = client
         async for event in client:
             now = time.time()
@@ -134,7 +139,7 @@ def main() -> int:
     p.add_argument("--log-level", default="warning")
     args = p.parse_args()
     setup_logging(args.log_level)
-    return run(lambda: serve(args))
+    return profiled(lambda: run(lambda: serve(args)))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,17 @@ def process_usage() -> Json:
         "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
         "peak_rss_bytes": usage.ru_maxrss * 1024,
     }
+
+
+def profiled(main: Callable[[], int]) -> int:
+    """Run ``main`` under cProfile when KPNG_SCALE_PROFILE names a directory (for us)."""
+    where = os.environ.get("KPNG_SCALE_PROFILE")
+    if not where:
+        return main()
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(main)
+    finally:
+        profile.dump_stats(os.path.join(where, f"{os.getpid()}.prof"))

@@ -24,6 +24,7 @@ from kpng.source import Replace, SourceEvent, SourceStats, Synced, Upsert
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
 from kpng_scale import control
+from kpng_scale.control import profiled
 from kpng_scale.synth import Cluster, Spec
 
 log = logging.getLogger("kpng_scale.watcher")
@@ -185,7 +186,7 @@ def main() -> int:
     p.add_argument("--log-level", default="warning")
     args = p.parse_args()
     setup_logging(args.log_level)
-    return run(lambda: serve(args))
+    return profiled(lambda: run(lambda: serve(args)))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from kpng.codec import (
     Delta,
     ErrorReply,
     MalformedMessage,
+    OpCache,
     Scope,
     SnapshotChunk,
     SnapshotRequest,
@@ -66,6 +67,7 @@ class ViewClient(Generic[E]):
         snapshot_timeout: float = 5.0,
         max_backoff: float = 5.0,
         max_queue: int = 100_000,
+        op_cache: OpCache | None = None,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -73,6 +75,7 @@ class ViewClient(Generic[E]):
         self.scope: Scope = scope
         self.snapshot_timeout = snapshot_timeout
         self.max_backoff = max_backoff
+        self.op_cache = op_cache  # shared by the clients of a process that runs many
         self.stats = ClientStats()
         self.consumer: Consumer[E] = Consumer()
         self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
@@ -146,7 +149,7 @@ class ViewClient(Generic[E]):
             self.consumer.start_resync()
             return []
         try:
-            message = decode(item, self.scope)
+            message = decode(item, self.scope, self.op_cache)
         except MalformedMessage as exc:
             self.stats.malformed += 1
             log.warning("malformed message on %s dropped: %s", self.delta_subject, exc)
@@ -225,7 +228,7 @@ class ViewClient(Generic[E]):
             if not data:  # NATS's "no responders" status: no watcher is answering
                 raise SnapshotUnavailable("no watcher answered")
             try:
-                message = decode(data, self.scope)
+                message = decode(data, self.scope, self.op_cache)
             except MalformedMessage as exc:
                 self.stats.malformed += 1
                 raise SnapshotUnavailable(f"malformed snapshot reply: {exc}") from None

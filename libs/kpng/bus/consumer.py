@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
 
 from kpng.codec import Delta, SnapshotChunk, Tick
-from kpng.diff import E, InconsistentOp, Op, View, apply
+from kpng.diff import E, InconsistentOp, Op, View, apply_in_place
 
 
 @dataclass(frozen=True, slots=True)
 class Applied(Generic[E]):
-    """A new view: from a snapshot (``ops`` is then the whole view) or from one delta."""
+    """A new view: from a snapshot (``ops`` is then the whole view) or from one delta.
+
+    ``view`` is the consumer's view, which later deltas update in place (so that applying
+    a delta costs what its operations cost, not what the view costs): it is the view as of
+    this event until the next event is taken; copy it to keep it longer."""
 
     kind: Literal["snapshot", "delta"]
     epoch: str
@@ -56,7 +60,7 @@ class Consumer(Generic[E]):
             return [Resync("snapshot chunks of different versions")]
         ops: list[Op[Any]] = [op for c in sorted(chunks, key=lambda c: c.chunk) for op in c.ops]
         try:
-            view: View[E] = apply(ops, View())
+            view: View[E] = apply_in_place(ops, View())
         except InconsistentOp as exc:
             return [Resync(f"bad snapshot: {exc}")]
         self.view, self.epoch, self.seq, self.synced = view, first.epoch, first.seq, True
@@ -83,10 +87,10 @@ class Consumer(Generic[E]):
         if delta.seq != self.seq + 1:
             return [self._lost(f"gap: expected seq {self.seq + 1}, got {delta.seq}")]
         try:
-            view: View[E] = apply(delta.ops, self.view)
+            view: View[E] = apply_in_place(delta.ops, self.view)
         except InconsistentOp as exc:
             return [self._lost(f"delta {delta.seq} does not fit the view: {exc}")]
-        self.view, self.seq = view, delta.seq
+        self.seq = delta.seq
         return [
             Applied("delta", self.epoch, self.seq, view, delta.ops, delta.time, delta.trigger_time)
         ]
