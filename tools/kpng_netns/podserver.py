@@ -1,0 +1,53 @@
+"""A pod's server: answers TCP and UDP on each given port with "<name> <client ip>" (in
+HTTP when a TCP client starts with a GET line, e.g. curl; else after its first line).
+
+    ip netns exec POD python3 podserver.py NAME PORT [PORT...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import cast
+
+
+class Udp(asyncio.DatagramProtocol):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(f"{self.name} {addr[0]}".encode(), addr)
+
+
+async def main(name: str, ports: list[int]) -> None:
+    async def tcp(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        answer = f"{name} {w.get_extra_info('peername')[0]}"
+        try:
+            first = await asyncio.wait_for(r.readline(), 2)
+        except (TimeoutError, OSError):
+            first = b""
+        if first.startswith((b"GET ", b"HEAD ")):  # curl: answer in HTTP
+            body = answer + "\n"
+            w.write(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+        else:
+            w.write(answer.encode())
+        try:
+            await w.drain()
+        finally:
+            w.close()
+
+    servers = [await asyncio.start_server(tcp, "0.0.0.0", p) for p in ports]
+    loop = asyncio.get_running_loop()
+    for p in ports:
+        await loop.create_datagram_endpoint(lambda: Udp(name), local_addr=("0.0.0.0", p))
+    print("ready", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], [int(p) for p in sys.argv[2:]]))

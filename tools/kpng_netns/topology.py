@@ -1,0 +1,137 @@
+"""What a namespace cluster is made of, pure: nodes (address, pod CIDR, zone), pods (node,
+address, ports), the underlay, and the Node objects the watcher reads.
+
+:func:`small` is the test cluster; :func:`from_cluster_objects` places the pods of a
+cluster YAML file (its endpoints whose address lies in their node's pod CIDR).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str
+    ip: str
+    pod_cidr: str
+    zone: str = "zone-a"
+
+    @property
+    def gateway(self) -> str:
+        """The node's address on its pod bridge: the first host of the pod CIDR."""
+        return str(next(ipaddress.ip_network(self.pod_cidr).hosts()))
+
+    def object(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {"topology.kubernetes.io/zone": self.zone},
+            },
+            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
+            "status": {"addresses": [{"type": "InternalIP", "address": self.ip}]},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    name: str
+    node: str
+    ip: str
+    ports: tuple[int, ...] = (8080,)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    nodes: tuple[NodeSpec, ...]
+    pods: tuple[PodSpec, ...]
+    underlay: str  # CIDR of the underlay bridge
+    infra_ip: str  # NATS and the watcher
+    client_ip: str  # the outside client
+
+    def node(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+    def pod(self, name: str) -> PodSpec:
+        return next(p for p in self.pods if p.name == name)
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.underlay).prefixlen
+
+
+def underlay_for(node_ips: Iterable[str]) -> tuple[str, str, str]:
+    """(underlay CIDR, infra IP, client IP): the smallest network (/24 at most) holding every
+    node address, and its two highest free addresses."""
+    ips = [ipaddress.ip_address(ip) for ip in node_ips]
+    prefix = 24
+    net = ipaddress.ip_network(f"{ips[0]}/{prefix}", strict=False)
+    while not all(ip in net for ip in ips):
+        prefix -= 1
+        net = ipaddress.ip_network(f"{ips[0]}/{prefix}", strict=False)
+    free = [str(h) for h in reversed(list(net.hosts())[-8:]) if h not in ips]
+    return str(net), free[0], free[1]
+
+
+def small(nodes: int = 2, pods_per_node: int = 2, port: int = 8080) -> Topology:
+    """``node-1``..``node-N`` on 192.168.77.0/24, pods ``pod-<n>-<i>`` at 10.244.n.(1+i)."""
+    specs = tuple(
+        NodeSpec(f"node-{n}", f"192.168.77.{10 + n}", f"10.244.{n}.0/24", f"zone-{n}")
+        for n in range(1, nodes + 1)
+    )
+    pods = tuple(
+        PodSpec(f"pod-{n}-{i}", f"node-{n}", f"10.244.{n}.{1 + i}", (port,))
+        for n in range(1, nodes + 1)
+        for i in range(1, pods_per_node + 1)
+    )
+    underlay, infra, client = underlay_for(s.ip for s in specs)
+    return Topology(specs, pods, underlay, infra, client)
+
+
+def _node_spec(obj: Mapping[str, Any], index: int) -> NodeSpec | None:
+    addresses = obj.get("status", {}).get("addresses", [])
+    ip = next((a["address"] for a in addresses if a.get("type") == "InternalIP"), None)
+    if ip is None or ipaddress.ip_address(ip).version != 4:
+        return None
+    cidr = obj.get("spec", {}).get("podCIDR") or f"10.244.{index}.0/24"
+    zone = obj["metadata"].get("labels", {}).get("topology.kubernetes.io/zone", "")
+    return NodeSpec(obj["metadata"]["name"], ip, cidr, zone)
+
+
+def _pods(objects: list[Mapping[str, Any]], nodes: Mapping[str, NodeSpec]) -> tuple[PodSpec, ...]:
+    found: dict[str, PodSpec] = {}
+    for obj in objects:
+        if obj.get("kind") != "EndpointSlice" or obj.get("addressType") != "IPv4":
+            continue
+        ports = tuple(int(p["port"]) for p in obj.get("ports") or [] if "port" in p)
+        for e in obj.get("endpoints") or []:
+            node = nodes.get(e.get("nodeName", ""))
+            for ip in e.get("addresses", []):
+                if node is None or ipaddress.ip_address(ip) not in ipaddress.ip_network(
+                    node.pod_cidr
+                ):
+                    continue
+                old = found.get(ip)
+                name = (e.get("targetRef") or {}).get("name") or f"{obj['metadata']['name']}-{ip}"
+                merged = tuple(sorted({*ports, *(old.ports if old else ())}))
+                found[ip] = PodSpec(old.name if old else name, node.name, ip, merged)
+    return tuple(sorted(found.values(), key=lambda p: ipaddress.ip_address(p.ip)))
+
+
+def from_cluster_objects(objects: list[Mapping[str, Any]]) -> Topology:
+    """The nodes of a cluster file (IPv4 InternalIP) and the pods its endpoints place on them."""
+    nodes: dict[str, NodeSpec] = {}
+    for obj in objects:
+        if obj.get("kind") == "Node":
+            spec = _node_spec(obj, len(nodes) + 1)
+            if spec is not None:
+                nodes[spec.name] = spec
+    if not nodes:
+        raise ValueError("no Node with an IPv4 InternalIP address")
+    underlay, infra, client = underlay_for(n.ip for n in nodes.values())
+    return Topology(tuple(nodes.values()), _pods(objects, nodes), underlay, infra, client)
