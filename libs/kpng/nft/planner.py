@@ -10,7 +10,15 @@ from kpng.model import ViewEndpoint
 from kpng.nft.objects import Object
 from kpng.nft.render import render_service
 from kpng.nft.skeleton import Config
-from kpng.nft.state import Ids, Programmed, full_sync, static_objects, target_keys, transaction
+from kpng.nft.state import (
+    Ids,
+    Programmed,
+    full_sync,
+    no_gc,
+    static_objects,
+    target_keys,
+    transaction,
+)
 from kpng.nft.transaction import Ruleset, Transaction
 
 
@@ -33,16 +41,23 @@ class Planner:
 
     def plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
         """Everything the view needs, as a diff against what the live table holds."""
+        with no_gc():
+            return self._plan_full(view, live)
+
+    def _plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
         if live is not None and self.programmed is None:
             self.ids = Ids.adopt(live.elements.values())
-        programmed = Programmed(self.config)
-        programmed.set_service("", tuple(static_objects(self.config)))
+        by_service = {"": tuple(static_objects(self.config))}
         keep: set[str] = set()
-        for key, svc in view.services.items():
-            objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
-            programmed.set_service(key, objs)
-            keep.update(target_keys(objs))
+        self.ids.seen = keep
+        try:
+            for key, svc in view.services.items():
+                by_service[key] = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+        finally:
+            self.ids.seen = None
         self.ids.release([k for k in self.ids.by_key if k not in keep])
+        programmed = Programmed(self.config)
+        programmed.set_all(by_service)
         self.programmed = programmed
         return full_sync(self.config.nft_table, programmed.desired(), live)
 

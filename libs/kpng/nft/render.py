@@ -7,6 +7,7 @@ from ``id_of`` (see :class:`kpng.nft.state.Ids`). Objects shared by several serv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +21,7 @@ from kpng.nft.skeleton import (
     ID_MASK,
     LOCAL_EXT,
     MASQ,
+    PICK_STATIC,
     PROTOCOLS,
     REJECT,
     Config,
@@ -141,19 +143,36 @@ def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf) -> Target:
 def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
+    tid = str(t.id)
     out: list[Object] = [
-        Element("endpoints", (str(t.id), str(k)), (ip, str(port)))
+        Element("endpoints", (tid, _num(k)), (ip, _num(port)))
         for k, (ip, port) in enumerate(t.backends)
     ]
     verdict = f"goto pick_{n}" if n else "return"
     if n:
-        out += [pick := pick_chain(c, n), digest_element(pick)]
+        if n > PICK_STATIC:
+            out += _pick_objects(c, n)
         if svc.affinity_timeout:
             aff = _affinity(t, c, svc.affinity_timeout)
             out += aff
             verdict = f"goto aff_{t.id}"
-    out.append(Element("pick", (str(t.id),), (verdict,), comment))
+    out.append(Element("pick", (tid,), (verdict,), comment))
     return out
+
+
+_NUMS = tuple(str(i) for i in range(65536))
+
+
+def _num(i: int) -> str:
+    """``str(i)`` for ports and indexes, shared rather than allocated per element."""
+    return _NUMS[i] if 0 <= i < 65536 else str(i)
+
+
+@functools.lru_cache(maxsize=256)
+def _pick_objects(c: Config, n: int) -> tuple[Chain, Element]:
+    """A ``pick_<n>`` chain beyond the skeleton's static ones, and its digest."""
+    pick = pick_chain(c, n)
+    return pick, digest_element(pick)
 
 
 def _affinity(t: Target, c: Config, timeout: int) -> list[Object]:

@@ -30,6 +30,7 @@ LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circui
 REJECT = "goto reject_chain"
 DROP = "drop"
 PROTOCOLS = "{ tcp, udp, sctp }"
+PICK_STATIC = 32  # pick_1..pick_32 are part of the skeleton: endpoint changes never add chains
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ def chains(c: Config) -> tuple[Chain, ...]:
         Chain("filter_output", check, Hook("filter", "output", -10)),
         Chain("endpoints_check", _endpoints_check(f)),
         Chain("reject_chain", ("reject",)),
+        *(pick_chain(c, n) for n in range(1, PICK_STATIC + 1)),
     )
 
 

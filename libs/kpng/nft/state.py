@@ -9,13 +9,30 @@ once), so a restarted agent that finds its table as it wants it writes nothing.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
-from kpng.nft.objects import Chain, Element, Key, Object, Set, Table
+from kpng.nft.objects import Chain, Element, Object, Set, Table
 from kpng.nft.skeleton import Config, chains, config_elements, sets
 from kpng.nft.transaction import Ruleset, Transaction, digest, digest_element
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic collector while building or reading ~10^5 acyclic tuples: its
+    repeated passes over a growing heap cost more than the work itself (2-3x at 10k)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @dataclass(slots=True)
@@ -25,12 +42,15 @@ class Ids:
     by_key: dict[str, int] = field(default_factory=dict)
     free: list[int] = field(default_factory=list)
     next: int = 1
+    seen: set[str] | None = None  # while set, the keys asked for (a full sync keeps only those)
 
     def __call__(self, key: str) -> int:
         tid = self.by_key.get(key)
         if tid is None:
             tid = self.free.pop() if self.free else self._bump()
             self.by_key[key] = tid
+        if self.seen is not None:
+            self.seen.add(key)
         return tid
 
     def _bump(self) -> int:
@@ -60,8 +80,8 @@ def static_objects(c: Config) -> list[Object]:
     out: list[Object] = [*config_elements(c)]
     for s in sets(c):
         out += [s, digest_element(s)]
-    for chain in chains(c):
-        out += [chain, digest_element(chain)]
+    for ch in chains(c):
+        out += [ch, digest_element(ch)]
     return out
 
 
@@ -79,8 +99,13 @@ class Programmed:
     def table(self) -> Table:
         return self.config.nft_table
 
-    def desired(self) -> set[Object]:
-        return set(self.counts)
+    def desired(self) -> Collection[Object]:
+        return self.counts.keys()
+
+    def set_all(self, by_service: dict[str, tuple[Object, ...]]) -> None:
+        """Record every service's objects at once (a full sync): counted in C."""
+        self.by_service = {k: objs for k, objs in by_service.items() if objs}
+        self.counts = Counter(chain.from_iterable(self.by_service.values()))
 
     def set_service(self, key: str, objs: tuple[Object, ...]) -> tuple[list[Object], list[Object]]:
         """Record a service's new objects; return (added, removed) objects."""
@@ -102,59 +127,60 @@ class Programmed:
         return changed
 
 
-def _order(o: Object) -> tuple[int, str]:
-    """Sets, then chains, then elements grouped by set (one nft command per run)."""
-    if isinstance(o, Element):
-        return (2, o.set)
-    return (0 if isinstance(o, Set) else 1, "")
+def _split(objs: Iterable[Object]) -> tuple[list[Element], list[Chain | Set]]:
+    objs = objs if isinstance(objs, list | tuple) else list(objs)
+    elements = [o for o in objs if isinstance(o, Element)]
+    return elements, [o for o in objs if not isinstance(o, Element)]
+
+
+def _kind(o: Chain | Set) -> int:
+    return 0 if isinstance(o, Set) else 1
+
+
+# an element's set name: sorted by it, runs of one set make one command or message
+_SET: Callable[[Element], str] = itemgetter(0)
 
 
 def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]) -> Transaction:
-    """Deletes of elements, adds of sets and chains, deletes of chains and sets, adds of
+    """Deletes of elements, adds of sets (then chains), deletes of chains (then sets), adds of
     elements: references hold at the end, and a changed element is replaced in one batch."""
-    adds = sorted(added, key=_order)
-    dels = sorted(removed, key=_order, reverse=True)
+    add_el, add_other = _split(added)
+    del_el, del_other = _split(removed)
+    del_el.sort(key=_SET)
+    add_el.sort(key=_SET)
+    add_other.sort(key=_kind)
+    del_other.sort(key=_kind, reverse=True)
+    added_names = {o.name for o in add_other}
     tx = Transaction(table)
-    for o in dels:
-        if isinstance(o, Element):
-            tx.delete(o)
-    for o in adds:
-        if not isinstance(o, Element):
-            tx.add(o)
-    added_names = {o.name for o in adds if isinstance(o, Chain | Set)}
-    for o in dels:
-        if not isinstance(o, Element) and o.name not in added_names:
-            tx.delete(o)
-    for o in adds:
-        if isinstance(o, Element):
-            tx.add(o)
+    tx.extend("delete", del_el)
+    tx.extend("add", add_other)
+    tx.extend("delete", [o for o in del_other if o.name not in added_names])
+    tx.extend("add", add_el)
     return tx
 
 
-def full_sync(table: Table, desired: set[Object], live: Ruleset | None) -> Transaction:
+def full_sync(table: Table, desired: Collection[Object], live: Ruleset | None) -> Transaction:
     """The transaction that makes the live table equal to ``desired``, touching only what
     differs. A table whose sets are defined differently (another version) is recreated."""
-    if live is None or _sets_differ(desired, live):
+    elements, others = _split(desired)
+    if live is None or _sets_differ(others, live):
         tx = Transaction(table)
         if live is not None:
             tx.delete(table)
         tx.add(table)
         tx.ops.extend(transaction(table, desired, ()).ops)
         return tx
-    want: dict[tuple[str, Key], Element] = {}
-    added: list[Object] = []
-    for o in desired:
-        if isinstance(o, Element):
-            want[(o.set, o.key)] = o
-            if live.elements.get((o.set, o.key)) != o:
-                added.append(o)
-        elif isinstance(o, Set):
+    have = live.elements
+    want = {(e[0], e[1]): e for e in elements}
+    added: list[Object] = [e for k, e in want.items() if have.get(k) != e]
+    for o in others:
+        if isinstance(o, Set):
             if o.name not in live.sets:
                 added.append(o)
         elif live.chains.get(o.name) != digest(o):
             added.append(o)
-    removed: list[Object] = [e for k, e in live.elements.items() if want.get(k) != e]
-    names = {o.name for o in desired if isinstance(o, Chain | Set)}
+    removed: list[Object] = [e for k, e in have.items() if want.get(k) != e]
+    names = {o.name for o in others}
     removed += [Chain(n) for n in live.chains if n not in names]
     removed += [
         Set(n, "mark", "verdict" if n in live.maps else "") for n in live.sets if n not in names
@@ -162,8 +188,8 @@ def full_sync(table: Table, desired: set[Object], live: Ruleset | None) -> Trans
     return transaction(table, added, removed)
 
 
-def _sets_differ(desired: set[Object], live: Ruleset) -> bool:
+def _sets_differ(others: list[Chain | Set], live: Ruleset) -> bool:
     return any(
         isinstance(o, Set) and o.name in live.sets and live.sets[o.name] != digest(o)
-        for o in desired
+        for o in others
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Literal, NamedTuple, Protocol
 
-from kpng.nft.objects import Chain, Element, Key, NftError, Set, Table
+from kpng.nft.objects import Chain, Element, Key, NftError, Set, Table, check_element
 
 Verb = Literal["add", "delete", "flush"]
 DIGESTS = "chain_digests"  # a set whose element comments record each chain's digest
@@ -47,7 +48,19 @@ class Transaction:
     def add(self, obj: Table | Chain | Set | Element) -> None:
         if isinstance(obj, Table) and obj != self.table:
             raise NftError(f"table {obj.ref} in a transaction on {self.table.ref}")
+        if type(obj) is Element:
+            check_element(obj)
         self.ops.append(Op("add", obj))
+
+    def extend(self, verb: Verb, objs: Iterable[Chain | Set | Element]) -> None:
+        """Many operations of one verb, in order; elements are checked as by :meth:`add`.
+        The planner's bulk path (a full sync adds ~170k elements at 10k services)."""
+        objs = list(objs)
+        if verb == "add":
+            for o in objs:
+                if type(o) is Element:
+                    check_element(o)
+        self.ops.extend(map(Op._make, zip(repeat(verb), objs)))
 
     def delete(self, obj: Table | Chain | Set | Element) -> None:
         self.ops.append(Op("delete", obj))
