@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,12 @@ class Driver:
 
 
 @pytest.fixture
-def d(cluster: Cluster) -> Driver:
+def d(cluster: Cluster) -> Iterator[Driver]:
     cluster.pod("pod-a", A)
     cluster.pod("pod-b", B)
-    return Driver(cluster)
+    driver = Driver(cluster)
+    yield driver
+    asyncio.run(driver.backend.close())
 
 
 def pod_b(d: Driver) -> str:
@@ -116,6 +119,7 @@ def test_session_affinity_keeps_one_backend(d: Driver) -> None:
 def test_restarted_backend_adopts_without_writing(d: Driver) -> None:
     v = view((svc("web", np=30080), [local(A), local(B)]), (svc("x", ip="10.96.0.11"), []))
     d.program(v, full=True)
+    asyncio.run(d.backend.close())
     d.backend = d.new_backend()
     d.view = View()
     assert d.program(v, full=True) == 0

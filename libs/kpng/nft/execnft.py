@@ -20,7 +20,14 @@ from kpng.nft.transaction import Nftables, Ruleset, Transaction
 class NftCommand:
     argv: Sequence[str] = ("nft",)
 
-    async def _run(self, args: Sequence[str], stdin: str = "") -> tuple[int, str, str]:
+    @property
+    def netns(self) -> str:
+        """The namespace of an ``ip netns exec <name> nft`` command (else "")."""
+        a = tuple(self.argv)
+        return a[3] if len(a) > 4 and a[:3] == ("ip", "netns", "exec") else ""
+
+    async def exec(self, args: Sequence[str], stdin: str = "") -> tuple[int, str, str]:
+        """Run nft with ``args``: (exit code, stdout, stderr)."""
         proc = await asyncio.create_subprocess_exec(
             *self.argv,
             *args,
@@ -34,12 +41,12 @@ class NftCommand:
     async def run(self, tx: Transaction) -> None:
         if not tx.ops:
             return
-        rc, _, err = await self._run(["-f", "-"], tx.script())
+        rc, _, err = await self.exec(["-f", "-"], tx.script())
         if rc != 0:
             raise NftError(f"nft failed on {tx.table.ref} ({len(tx)} ops): {err.strip()[:2000]}")
 
     async def read(self, table: Table) -> Ruleset | None:
-        rc, out, err = await self._run(["-j", "list", "table", table.family, table.name])
+        rc, out, err = await self.exec(["-j", "list", "table", table.family, table.name])
         if rc != 0:
             if "No such file or directory" in err:
                 return None
@@ -48,7 +55,7 @@ class NftCommand:
 
     async def delete_table(self, table: Table) -> bool:
         """Remove a table if it is there; True when it was."""
-        rc, _, err = await self._run(["delete", "table", table.family, table.name])
+        rc, _, err = await self.exec(["delete", "table", table.family, table.name])
         if rc != 0 and "No such file or directory" not in err:
             raise NftError(f"nft delete table {table.ref}: {err.strip()}")
         return rc == 0

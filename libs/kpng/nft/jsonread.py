@@ -8,39 +8,59 @@ Chains are known by the digests kpng records in ``chain_digests``.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from typing import Any
 
 from kpng.nft.objects import Element, Key, Set, Table
 from kpng.nft.transaction import DIGESTS, Ruleset
 
 
-def ruleset_from_json(table: Table, doc: dict[str, Any]) -> Ruleset:
-    sets: dict[str, Set] = {}
-    maps: set[str] = set()
-    elements: dict[tuple[str, Key], Element] = {}
-    chain_names: list[str] = []
+@dataclass(slots=True)
+class Listing:
+    """What an ``nft -j list`` document holds: chain names, set definitions, elements."""
+
+    chains: list[str] = field(default_factory=list)
+    sets: dict[str, Set] = field(default_factory=dict)
+    maps: set[str] = field(default_factory=set)
+    elements: dict[tuple[str, Key], Element] = field(default_factory=dict)
+
+    def ruleset(self, table: Table) -> Ruleset:
+        """Chains and sets known by the digests recorded in ``chain_digests``."""
+        digests = {e.comment: e.key[0] for e in self.elements.values() if e.set == DIGESTS}
+        chains = {name: digests.get(name, "") for name in self.chains}
+        set_digests = {name: digests.get(f"set:{name}", "") for name in self.sets}
+        return Ruleset(table, chains, set_digests, frozenset(self.maps), self.elements)
+
+
+def listing(doc: dict[str, Any], into: Listing | None = None) -> Listing:
+    """Parse a document. Elements of dynamic sets (filled by the kernel, such as affinity
+    records) are left out: kpng neither compares nor deletes them."""
+    out = into if into is not None else Listing()
     for item in doc.get("nftables", []):
         if "chain" in item:
-            chain_names.append(item["chain"]["name"])
+            out.chains.append(item["chain"]["name"])
         for kind in ("set", "map"):
             if kind in item:
                 s = _set(item[kind])
-                sets[s.name] = s
+                out.sets[s.name] = s
                 if kind == "map":
-                    maps.add(s.name)
+                    out.maps.add(s.name)
+                if "dynamic" in item[kind].get("flags", ()):
+                    continue
                 for raw in item[kind].get("elem", []):
                     e = _element(s, raw)
-                    elements[(e.set, e.key)] = e
-    digests = {e.comment: e.key[0] for e in elements.values() if e.set == DIGESTS}
-    chains = {name: digests.get(name, "") for name in chain_names}
-    set_digests = {name: digests.get(f"set:{name}", "") for name in sets}
-    return Ruleset(table, chains, set_digests, frozenset(maps), elements)
+                    out.elements[(e.set, e.key)] = e
+    return out
+
+
+def ruleset_from_json(table: Table, doc: dict[str, Any]) -> Ruleset:
+    return listing(doc).ruleset(table)
 
 
 def _set(j: dict[str, Any]) -> Set:
-    """Only the name matters for comparison of kpng's own sets, which nft reports in its
-    own spelling; the definition is compared by name and flags through ``_definition``."""
-    flags = tuple(f for f in j.get("flags", []) if f != "dynamic")
+    """A set as nft spells it (``mark . integer``, not the ``typeof`` it was made with):
+    enough for its netlink layout; definitions are compared through digests."""
+    flags = tuple(j.get("flags", []))
     return Set(j["name"], _definition(j), _data(j), flags, int(j.get("timeout", 0)))
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from kpng.bus.consumer import Applied
 from kpng.diff import View
 from kpng.model import ViewEndpoint
+from kpng.nft.execnft import NftCommand
+from kpng.nft.nlnft import NetlinkNftables
 from kpng.nft.planner import Planner
 from kpng.nft.skeleton import Config
 from kpng.nft.transaction import Nftables
@@ -32,6 +34,7 @@ class Settings:
     nodeport_addresses: tuple[str, ...] = (PRIMARY,)
     masquerade_all: bool = False
     families: tuple[int, ...] = (4, 6)
+    netlink: bool = True  # elements over netlink (nft only for the skeleton)
 
 
 def nodeport_cidrs(
@@ -66,6 +69,12 @@ def config_for(
     )
 
 
+def with_netlink(nft: Nftables) -> Nftables:
+    """An ``nft`` command gets the netlink element path in the same namespace; any other
+    implementation (a fake) is used as it is."""
+    return NetlinkNftables(nft) if isinstance(nft, NftCommand) else nft
+
+
 class NftablesBackend:
     name = "nftables"
 
@@ -73,7 +82,7 @@ class NftablesBackend:
         self, settings: Settings, nft: Nftables, local_addresses: Callable[[], Sequence[str]]
     ) -> None:
         self.settings = settings
-        self.nft = nft
+        self.nft = with_netlink(nft) if settings.netlink else nft
         self.local_addresses = local_addresses
         self.planners: dict[int, Planner] = {}
         self.last_ops = 0  # operations written by the last program()
@@ -111,4 +120,5 @@ class NftablesBackend:
         return len(tx)
 
     async def close(self) -> None:
-        return None
+        if isinstance(self.nft, NetlinkNftables):
+            self.nft.close()

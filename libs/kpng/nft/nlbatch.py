@@ -1,0 +1,203 @@
+"""nfnetlink batches of set-element messages, and the kernel's answers to them. Pure.
+
+A batch is ``NFNL_MSG_BATCH_BEGIN``, ``NFT_MSG_DELSETELEM``/``NFT_MSG_NEWSETELEM`` messages
+(each for one set, with as many elements as fit a 64 KiB nested attribute, each asking for an
+ack) and ``NFNL_MSG_BATCH_END``: the kernel applies it all or nothing. Every message's element
+offsets are kept, so an error that points at an attribute (extended acks) names the element.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kpng.nft.nlcodec import (
+    NLA_F_NESTED,
+    Layout,
+    attrs,
+    decode_element,
+    nla,
+)
+from kpng.nft.objects import Element, NftError, Table
+
+NFNL_SUBSYS_NFTABLES = 10
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP = 1, 2, 4, 0x400, 0x300
+NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS = 1, 2
+NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+FAMILIES = {"ip": 2, "ip6": 10}
+MAX_ELEMENTS_BYTES = 60_000  # a nested attribute's length is 16 bits
+HEADER = struct.Struct("=IHHII")
+
+
+def _nfgen(family: int, res_id: int = 0) -> bytes:
+    return struct.pack("=BB", family, 0) + struct.pack(">H", res_id)
+
+
+@dataclass(slots=True)
+class Message:
+    seq: int
+    verb: str
+    set: str
+    elements: list[Element]
+    offsets: list[int]  # of each element's attribute, from the start of the message
+
+
+@dataclass(slots=True)
+class Batch:
+    """The bytes to send (one ``sendmsg``), and what each message carried."""
+
+    parts: list[bytes] = field(default_factory=list)
+    messages: dict[int, Message] = field(default_factory=dict)
+    elements: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def element_at(self, seq: int, offset: int) -> Element | None:
+        m = self.messages.get(seq)
+        if m is None:
+            return None
+        found = None
+        for e, at in zip(m.elements, m.offsets, strict=True):
+            if at > offset:
+                break
+            found = e
+        return found
+
+
+Run = tuple[str, Layout, list[Element]]  # ("add" | "delete", the set's layout, elements)
+
+
+def build(table: Table, runs: Iterable[Run], seq: int = 1) -> Batch:
+    """One batch: each run in order, split into messages of at most 64 KiB of elements."""
+    family = FAMILIES[table.family]
+    b = Batch()
+    b.parts.append(_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 16 + 4))
+    b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
+    seq += 1
+    head_attrs = nla(NFTA_SET_ELEM_LIST_TABLE, table.name.encode() + b"\0")
+    for verb, lay, elements in runs:
+        set_attrs = head_attrs + nla(NFTA_SET_ELEM_LIST_SET, lay.name.encode() + b"\0")
+        for chunk in _chunks(lay, elements, verb == "add"):
+            b.parts.append(_message(verb, family, seq, (lay.name, set_attrs), chunk, b))
+            seq += 1
+    b.parts.append(_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 16 + 4))
+    b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
+    return b
+
+
+def _header(kind: int, flags: int, seq: int, length: int) -> bytes:
+    return HEADER.pack(length, kind, flags, seq, 0)
+
+
+def _chunks(
+    lay: Layout, elements: list[Element], full: bool
+) -> Iterator[list[tuple[Element, bytes]]]:
+    chunk: list[tuple[Element, bytes]] = []
+    size = 0
+    for e in elements:
+        raw = lay.encode(e, full)
+        if size + len(raw) > MAX_ELEMENTS_BYTES and chunk:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((e, raw))
+        size += len(raw)
+    if chunk:
+        yield chunk
+
+
+def _message(
+    verb: str,
+    family: int,
+    seq: int,
+    target: tuple[str, bytes],
+    chunk: list[tuple[Element, bytes]],
+    b: Batch,
+) -> bytes:
+    set_name, set_attrs = target
+    kind = NFT_MSG_NEWSETELEM if verb == "add" else NFT_MSG_DELSETELEM
+    flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if verb == "add" else 0)
+    body = b"".join(raw for _, raw in chunk)
+    at = 16 + 4 + len(set_attrs) + 4
+    offsets = []
+    for _, raw in chunk:
+        offsets.append(at)
+        at += len(raw)
+    elements_hdr = struct.pack("=HH", 4 + len(body), NLA_F_NESTED | NFTA_SET_ELEM_LIST_ELEMENTS)
+    payload = _nfgen(family) + set_attrs + elements_hdr + body
+    b.messages[seq] = Message(seq, verb, set_name, [e for e, _ in chunk], offsets)
+    b.elements += len(chunk)
+    return _header(NFNL_SUBSYS_NFTABLES << 8 | kind, flags, seq, 16 + len(payload)) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One ``NLMSG_ERROR`` (``error`` 0 is an ack)."""
+
+    seq: int
+    error: int
+    message: str = ""
+    offset: int = -1
+
+
+def answers(buf: bytes) -> Iterator[Answer]:
+    """The acks and errors in a buffer received after a batch."""
+    at = 0
+    while at + 16 <= len(buf):
+        length, kind, flags, seq, _ = HEADER.unpack_from(buf, at)
+        if length < 16:
+            return
+        if kind == NLMSG_ERROR:
+            yield _answer(buf, at, at + length, flags, seq)
+        at += (length + 3) & ~3
+
+
+def _answer(buf: bytes, start: int, end: int, flags: int, seq: int) -> Answer:
+    (error,) = struct.unpack_from("=i", buf, start + 16)
+    inner_len = HEADER.unpack_from(buf, start + 20)[0]
+    tlv_at = start + 20 + (16 if flags & NLM_F_CAPPED else (inner_len + 3) & ~3)
+    message, offset = "", -1
+    if flags & NLM_F_ACK_TLVS:
+        for kind, a, b in attrs(buf, tlv_at, end):
+            if kind == NLMSGERR_ATTR_MSG:
+                message = buf[a:b].rstrip(b"\0").decode(errors="replace")
+            elif kind == NLMSGERR_ATTR_OFFS:
+                offset = struct.unpack_from("=I", buf, a)[0]
+    return Answer(seq, -error, message, offset)
+
+
+def dump_request(table: Table, set_name: str, seq: int) -> bytes:
+    payload = (
+        _nfgen(FAMILIES[table.family])
+        + nla(NFTA_SET_ELEM_LIST_TABLE, table.name.encode() + b"\0")
+        + nla(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0")
+    )
+    kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETSETELEM
+    return _header(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 16 + len(payload)) + payload
+
+
+def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:
+    """Elements of a dump's messages into ``out``; True once the dump is done."""
+    at = 0
+    while at + 16 <= len(buf):
+        length, kind, _, _, _ = HEADER.unpack_from(buf, at)
+        if length < 16:
+            raise NftError("truncated netlink message")
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            (error,) = struct.unpack_from("=i", buf, at + 16)
+            if error:
+                raise NftError(f"dump of set {lay.name}: errno {-error}")
+        else:
+            for k, a, b in attrs(buf, at + 20, at + length):
+                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
+                    out.extend(decode_element(lay, buf, x, y) for _, x, y in attrs(buf, a, b))
+        at += (length + 3) & ~3
+    return False

@@ -1,0 +1,174 @@
+"""Nftables over netlink for elements, over ``nft`` for the rest: the fast dataplane adapter.
+
+A transaction is cut in three, each step leaving every reference valid:
+
+1. ``nft -f`` (only when there is any): the table, sets and chains added or rewritten, and
+   elements of sets netlink does not write here (intervals);
+2. one netlink batch (all or nothing): element deletes, then element adds;
+3. ``nft -f`` (only when there is any): chains and sets deleted.
+
+Element-only transactions, the common case (endpoint and service changes), are one batch and
+never start ``nft``. A full sync from empty is one small script for the skeleton and one
+batch. Reading a table back lists its definitions with ``nft -j -t`` (no elements), dumps
+the elements of each set over netlink and lists interval sets with ``nft -j``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+from kpng.nft.execnft import NftCommand
+from kpng.nft.jsonread import Listing, listing
+from kpng.nft.nlbatch import Run, build
+from kpng.nft.nlcodec import Layout, layout
+from kpng.nft.nlsocket import NetlinkSocket
+from kpng.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.nft.state import no_gc
+from kpng.nft.transaction import Nftables, Op, Ruleset, Transaction
+
+log = logging.getLogger(__name__)
+THREAD_ABOVE = 2000  # elements: bigger batches are sent from a worker thread
+
+
+@dataclass(slots=True)
+class Steps:
+    before: Transaction
+    runs: list[Run]
+    after: Transaction
+
+
+def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
+    """The three steps of a transaction (see the module's docstring)."""
+    before, after = Transaction(tx.table), Transaction(tx.table)
+    runs: list[Run] = []
+    adds: list[Run] = []
+    for op in tx.ops:
+        obj = op.obj
+        if type(obj) is Element:
+            lay = layouts.get(obj.set)
+            if lay is None:
+                before.ops.append(op)
+                continue
+            todo = runs if op.verb == "delete" else adds
+            if todo and todo[-1][1] is lay and todo[-1][0] == op.verb:
+                todo[-1][2].append(obj)
+            else:
+                todo.append((op.verb, lay, [obj]))
+        elif op.verb == "delete" and isinstance(obj, Chain | Set):
+            after.ops.append(op)
+        else:
+            before.ops.append(op)
+    return Steps(before, runs + adds, after)
+
+
+@dataclass(slots=True)
+class NetlinkNftables:
+    """An :class:`~kpng.nft.transaction.Nftables` for one network namespace."""
+
+    nft: NftCommand = field(default_factory=NftCommand)
+    sock: NetlinkSocket | None = None
+    layouts: dict[Table, dict[str, Layout | None]] = field(default_factory=dict)
+    batches: int = 0
+    elements: int = 0
+    errors: int = 0  # batches the kernel refused
+
+    def _sock(self) -> NetlinkSocket:
+        if self.sock is None:
+            self.sock = NetlinkSocket(self.nft.netns)
+        return self.sock
+
+    async def run(self, tx: Transaction) -> None:
+        if not tx.ops:
+            return
+        known = self._learn(tx)
+        with no_gc():
+            steps = split(tx, known)
+        if steps.before.ops:
+            await self.nft.run(steps.before)
+        if steps.runs:
+            await self._send(tx.table, steps.runs)
+        if steps.after.ops:
+            await self.nft.run(steps.after)
+
+    def _learn(self, tx: Transaction) -> dict[str, Layout | None]:
+        """Layouts of the sets this transaction adds; a table deleted forgets its own."""
+        known = self.layouts.setdefault(tx.table, {})
+        for op in tx.ops:
+            if isinstance(op.obj, Table) and op.verb == "delete":
+                known.clear()
+            elif isinstance(op.obj, Set):
+                if op.verb == "add":
+                    known[op.obj.name] = layout(op.obj)
+                else:
+                    known.pop(op.obj.name, None)
+        return known
+
+    async def _send(self, table: Table, runs: list[Run]) -> None:
+        sock = self._sock()
+        count = sum(len(r[2]) for r in runs)
+
+        def go() -> None:
+            with no_gc():
+                batch = build(table, runs, sock.seq)
+            sock.send(batch)
+
+        try:
+            if count > THREAD_ABOVE:
+                await asyncio.to_thread(go)
+            else:
+                go()
+        except NftError:
+            self.errors += 1
+            raise
+        self.batches += 1
+        self.elements += count
+
+    async def read(self, table: Table) -> Ruleset | None:
+        rc, out, err = await self.nft.exec(["-j", "-t", "list", "table", table.family, table.name])
+        if rc != 0:
+            if "No such file or directory" in err:
+                self.layouts.pop(table, None)
+                return None
+            raise NftError(f"nft list table {table.ref}: {err.strip()}")
+        found = listing(json.loads(out))
+        known = {name: layout(s) for name, s in found.sets.items()}
+        self.layouts[table] = known
+        intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
+        docs = await asyncio.gather(*(self._list_set(table, name) for name in intervals))
+        for doc in docs:
+            listing(doc, found)
+        await asyncio.to_thread(self._dump_all, table, known, found)
+        return found.ruleset(table)
+
+    async def _list_set(self, table: Table, name: str) -> dict[str, object]:
+        rc, out, err = await self.nft.exec(["-j", "list", "set", table.family, table.name, name])
+        if rc != 0:
+            raise NftError(f"nft list set {table.ref} {name}: {err.strip()}")
+        doc: dict[str, object] = json.loads(out)
+        return doc
+
+    def _dump_all(self, table: Table, known: dict[str, Layout | None], into: Listing) -> None:
+        sock = self._sock()
+        with no_gc():
+            for lay in known.values():
+                if lay is not None:
+                    for e in sock.dump(table, lay):
+                        into.elements[(e[0], e[1])] = e
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _dynamic(s: Set) -> bool:
+    return "dynamic" in s.flags or s.timeout > 0
+
+
+def _check_protocol(n: NetlinkNftables) -> Nftables:
+    return n
+
+
+__all__ = ["NetlinkNftables", "Op", "Steps", "no_gc", "split"]
