@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.cluster import E2E
 from tests.e2e.netns import Cluster, remove_leftovers
 
 
@@ -20,3 +21,16 @@ def cluster() -> Iterator[Cluster]:
     finally:
         c.close()
         remove_leftovers()
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """A 2-node namespace cluster running kpng over NATS (shared by a module's tests)."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.fail("the netns tests need root and nft (run them with -m 'not netns' otherwise)")
+    e2e = E2E(tmp_path_factory.mktemp("netns-cluster"))
+    try:
+        e2e.start()
+        yield e2e
+    finally:
+        e2e.close()

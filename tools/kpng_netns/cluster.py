@@ -81,6 +81,9 @@ class NetnsCluster:
         self._underlay(ns, f"unode{i}", node.ip)
         prefixlen = node.pod_cidr.split("/")[1]
         netns.bridge(ns, "cbr0", f"{node.gateway}/{prefixlen}")
+        # as on a real network, a default route (to infra, which forwards nothing): traffic
+        # to a service IP is routed, so that nftables' forward hook sees it
+        sh("ip", "route", "add", "default", "via", self.topology.infra_ip, ns=ns)
         for other in self.topology.nodes:
             if other is not node:
                 sh("ip", "route", "add", other.pod_cidr, "via", other.ip, ns=ns)
