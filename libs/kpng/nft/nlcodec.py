@@ -89,17 +89,44 @@ def _field_codec(name: str, concat: bool) -> Codec:
     raise NftError(f"no netlink encoding for {name!r}")
 
 
+Conv = tuple[str, Callable[[str], object], Callable[[object], str]]
+
+
+def _v6(b: object) -> str:
+    return str(ipaddress.IPv6Address(bytes(b)))  # type: ignore[call-overload]
+
+
+def _conv(name: str, concat: bool) -> Conv:
+    """(struct code, token -> value, value -> token) of one field, native byte order."""
+    if name == "ipv4_addr":
+        return "4s", socket.inet_aton, socket.inet_ntoa  # type: ignore[return-value]
+    if name == "ipv6_addr":
+        return "16s", lambda t: socket.inet_pton(socket.AF_INET6, t), _v6
+    if name in ("mark", "integer"):
+        return "I", int, str
+    proto_name: Callable[[object], str] = PROTO_NAMES.__getitem__  # type: ignore[assignment]
+    if name == "inet_service":
+        htons = socket.htons
+        return ("H2x" if concat else "H"), lambda t: htons(int(t)), lambda v: str(htons(int(v)))
+    if name == "inet_proto":
+        return ("B3x" if concat else "B"), PROTOS.__getitem__, proto_name
+    raise NftError(f"no netlink encoding for {name!r}")
+
+
 class Fields:
     """The encoding of a key or of a map's data: fixed-size fields, concatenated."""
 
-    __slots__ = ("codecs", "names", "prefix", "size")
+    __slots__ = ("bare", "codecs", "convs", "fmt", "names", "prefix", "size")
 
     def __init__(self, names: tuple[str, ...], kind: int) -> None:
         self.names = names
         self.codecs = tuple(_field_codec(n, len(names) > 1) for n in names)
+        self.convs = tuple(_conv(n, len(names) > 1) for n in names)
         self.size = sum(c[2] for c in self.codecs)
+        self.fmt = "".join(c[0] for c in self.convs) + "x" * (-self.size & 3)
         # the nest (key or data) and its NFTA_DATA_VALUE header: constant for a fixed size
         self.prefix = nest(kind, nla(NFTA_DATA_VALUE, b"\0" * self.size))[:8]
+        self.bare = nla(kind, nla(NFTA_DATA_VALUE, b"\0" * self.size))[:8]  # as dumps say it
 
     def encode(self, tokens: Key) -> bytes:
         """The whole attribute: nest, value header, value, padding."""
@@ -129,15 +156,61 @@ def _fields(spec: str, kind: int) -> Fields:
 
 
 class Layout:
-    """How the elements of one set are encoded; :func:`layout` makes one from a set."""
+    """How the elements of one set are encoded; :func:`layout` makes one from a set.
 
-    __slots__ = ("data", "key", "name", "verdict")
+    Elements without a verdict or a comment (the bulk: endpoints, service IPs) are packed and
+    unpacked with one ``struct`` for the whole attribute; the rest attribute by attribute."""
+
+    __slots__ = ("data", "key", "name", "verdict", "whole", "whole_key")
 
     def __init__(self, name: str, key: Fields, data: Fields | None, verdict: bool) -> None:
         self.name, self.key, self.data, self.verdict = name, key, data, verdict
+        self.whole_key = struct.Struct("=HH8s" + key.fmt)
+        self.whole = self.whole_key
+        if data is not None:
+            self.whole = struct.Struct("=HH8s" + key.fmt + "8s" + data.fmt)
 
     def encode(self, e: Element, full: bool = True) -> bytes:
         """An element as an ``NFTA_LIST_ELEM``; ``full=False`` for a delete (key only)."""
+        plain = not e.comment and not self.verdict and len(e.key) == len(self.key.convs)
+        if plain and (not full or (e.value is None) == (self.data is None)):
+            value = e.value if full else None
+            try:
+                return self._pack(e.key, value)
+            except (KeyError, ValueError, OSError, struct.error, TypeError):
+                pass  # the generic path says what is wrong
+        return self._encode(e, full)
+
+    def _pack(self, key: Key, value: Key | None) -> bytes:
+        kv = [c[1](t) for c, t in zip(self.key.convs, key, strict=True)]
+        if value is None:
+            st = self.whole_key
+            return st.pack(st.size, 0x8001, self.key.prefix, *kv)
+        if self.data is None or len(value) != len(self.data.convs):
+            raise ValueError("no data")
+        dv = [c[1](t) for c, t in zip(self.data.convs, value, strict=True)]
+        st = self.whole
+        return st.pack(st.size, 0x8001, self.key.prefix, *kv, self.data.prefix, *dv)
+
+    def unpack(self, buf: bytes, start: int, end: int) -> Element | None:
+        """The element at ``buf[start-4:end]`` if it has the plain layout, else None."""
+        st = self.whole if self.data is not None else self.whole_key
+        if end - start + 4 != st.size or self.verdict:
+            return None
+        vals = st.unpack_from(buf, start - 4)
+        nk = len(self.key.convs)
+        if vals[2] != self.key.bare and vals[2] != self.key.prefix:
+            return None
+        key = tuple([c[2](v) for c, v in zip(self.key.convs, vals[3 : 3 + nk], strict=True)])
+        if self.data is None:
+            return Element(self.name, key)
+        if vals[3 + nk] != self.data.bare and vals[3 + nk] != self.data.prefix:
+            return None
+        data = vals[4 + nk :]
+        value = tuple([c[2](v) for c, v in zip(self.data.convs, data, strict=True)])
+        return Element(self.name, key, value)
+
+    def _encode(self, e: Element, full: bool) -> bytes:
         body = self.key.encode(e.key)
         if full:
             if (e.value is None) == (self.verdict or self.data is not None):
@@ -205,6 +278,9 @@ def attrs(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
 
 def decode_element(lay: Layout, buf: bytes, start: int, end: int) -> Element:
     """One ``NFTA_LIST_ELEM`` payload of a dump."""
+    plain = lay.unpack(buf, start, end)
+    if plain is not None:
+        return plain
     key: Key = ()
     value: Key | None = None
     comment = ""

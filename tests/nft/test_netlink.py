@@ -1,0 +1,159 @@
+"""The netlink element encoder, batches and answers, byte for byte (no root needed)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from kpng.nft.nlbatch import (
+    NFNL_MSG_BATCH_BEGIN,
+    NFNL_MSG_BATCH_END,
+    NLM_F_ACK_TLVS,
+    NLM_F_CAPPED,
+    NLMSG_ERROR,
+    Answer,
+    answers,
+    build,
+    dump_elements,
+)
+from kpng.nft.nlcodec import Layout, decode_element, layout
+from kpng.nft.nlnft import split
+from kpng.nft.nlsocket import _error
+from kpng.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.nft.skeleton import sets
+from kpng.nft.transaction import Transaction
+
+from tests.nft.helpers import CONFIG
+
+TABLE = Table("ip", "kpng")
+LAYOUTS = {s.name: layout(s) for s in sets(CONFIG)}
+
+
+def lay(name: str) -> Layout:
+    found = LAYOUTS[name]
+    assert found is not None
+    return found
+
+
+def roundtrip(e: Element) -> Element:
+    raw = lay(e.set).encode(e)
+    assert struct.unpack_from("=HH", raw) == (len(raw), 0x8001)  # nested NFTA_LIST_ELEM
+    return decode_element(lay(e.set), raw, 4, len(raw))
+
+
+def test_endpoint_key_is_two_host_order_registers_and_data_addr_and_padded_port() -> None:
+    e = Element("endpoints", ("7", "2"), ("10.0.0.1", "8080"))
+    raw = lay("endpoints").encode(e)
+    key = struct.pack("=HHHH", 16, 0x8001, 12, 1) + struct.pack("=II", 7, 2)
+    data = struct.pack("=HHHH", 16, 0x8002, 12, 1) + bytes([10, 0, 0, 1, 0x1F, 0x90, 0, 0])
+    assert raw == struct.pack("=HH", 4 + len(key) + len(data), 0x8001) + key + data
+    assert roundtrip(e) == e
+
+
+def test_service_key_concatenates_addr_proto_and_port_in_4_byte_registers() -> None:
+    e = Element("service_ips", ("10.96.0.10", "udp", "53"), ("536870913",))
+    raw = lay("service_ips").encode(e)
+    assert raw[12:24] == bytes([10, 96, 0, 10, 17, 0, 0, 0, 0, 53, 0, 0])
+    assert raw[-4:] == struct.pack("=I", 536870913)  # mark: host order
+    assert roundtrip(e) == e
+
+
+def test_verdict_is_nested_code_and_chain_and_comment_is_a_udata_tlv() -> None:
+    e = Element("pick", ("3",), ("goto pick_2",), "default/web|http|TCP|i")
+    raw = lay("pick").encode(e)
+    verdict = struct.pack(">i", -4)  # NFT_GOTO
+    assert verdict + b"\x0b\x00\x02\x00pick_2\x00" in raw
+    comment = b"default/web|http|TCP|i\x00"
+    assert bytes((0, len(comment))) + comment in raw
+    assert roundtrip(e) == e
+    for v in ("return", "drop", "jump affupd_4"):
+        assert roundtrip(Element("pick", ("3",), (v,))) == Element("pick", ("3",), (v,))
+
+
+def test_sets_without_data_and_deletes_carry_only_the_key() -> None:
+    e = Element("hairpin", ("10.244.1.2", "10.244.1.2"))
+    assert roundtrip(e) == e
+    d = lay("pick").encode(Element("pick", ("3",), ("goto pick_2",), "x"), full=False)
+    assert len(d) == 4 + 12 and d[-4:] == struct.pack("=I", 3)
+
+
+def test_interval_and_dynamic_sets_are_left_to_nft() -> None:
+    assert LAYOUTS["pod_cidrs"] is None and LAYOUTS["firewall_allow"] is None
+    aff = Set("affmap_1_x", "ipv4_addr", "ipv4_addr . inet_service", ("dynamic",), 9)
+    assert layout(aff) is None
+
+
+def test_elements_that_do_not_fit_are_refused_by_name() -> None:
+    with pytest.raises(NftError, match="does not fit"):
+        lay("endpoints").encode(Element("endpoints", ("1",), ("10.0.0.1", "80")))
+    with pytest.raises(NftError, match="does not fit pick"):
+        lay("pick").encode(Element("pick", ("1",)))
+    with pytest.raises(NftError, match="bad verdict"):
+        lay("pick").encode(Element("pick", ("1",), ("goto",)))
+
+
+def test_a_batch_is_begin_messages_end_with_acks_asked_and_big_runs_split() -> None:
+    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(3000)]
+    old = Element("pick", ("9",), ("return",))
+    b = build(TABLE, [("delete", lay("pick"), [old]), ("add", lay("endpoints"), eps)], seq=100)
+    data = b"".join(b.parts)
+    kinds, at = [], 0
+    while at < len(data):
+        length, kind, flags, seq, _ = struct.unpack_from("=IHHII", data, at)
+        kinds.append((kind, flags & 4, seq))
+        at += length
+    assert kinds[0] == (NFNL_MSG_BATCH_BEGIN, 0, 100)
+    assert kinds[-1][0] == NFNL_MSG_BATCH_END
+    assert kinds[1] == (10 << 8 | 14, 4, 101)  # DELSETELEM, with NLM_F_ACK
+    assert all(k == 10 << 8 | 12 and ack for k, ack, _ in kinds[2:-1])  # NEWSETELEM
+    assert len(kinds) > 4  # 3000 elements do not fit one 64 KiB attribute
+    assert b.elements == 3001 and sorted(b.messages) == list(range(101, 101 + len(kinds) - 2))
+
+
+def error_answer(seq: int, errno: int, offset: int) -> bytes:
+    tlvs = struct.pack("=HHI", 8, 2, offset) + struct.pack("=HH", 8, 1) + b"dup\x00"
+    inner = struct.pack("=IHHII", 999, 10 << 8 | 12, 5, seq, 0)
+    body = struct.pack("=i", -errno) + inner + tlvs
+    flags = NLM_F_CAPPED | NLM_F_ACK_TLVS
+    return struct.pack("=IHHII", 16 + len(body), NLMSG_ERROR, flags, seq, 0) + body
+
+
+def test_a_kernel_error_names_the_element_it_points_at() -> None:
+    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
+    b = build(TABLE, [("add", lay("endpoints"), eps)], seq=1)
+    m = b.messages[2]
+    ack = struct.pack("=IHHII", 36, NLMSG_ERROR, NLM_F_CAPPED, 3, 0) + bytes(20)
+    got = list(answers(error_answer(2, 17, m.offsets[1] + 8) + ack))
+    assert got[0] == Answer(2, 17, "dup", m.offsets[1] + 8) and got[1].error == 0
+    err = _error(b, got[0], 1)
+    assert "add element 2 . 0 : 10.0.0.1 . 80 in set endpoints" in str(err)
+    assert "File exists" in str(err) and "nothing applied" in str(err)
+
+
+def test_a_dump_decodes_every_element_until_done() -> None:
+    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
+    b = build(TABLE, [("add", lay("endpoints"), eps)], seq=1)
+    msg = b.parts[2]
+    out: list[Element] = []
+    assert not dump_elements(lay("endpoints"), msg, out)
+    assert dump_elements(lay("endpoints"), struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4), out)
+    assert out == eps
+
+
+def test_split_puts_elements_in_one_batch_between_creates_and_deletes() -> None:
+    tx = Transaction(TABLE)
+    tx.delete(Element("pick", ("1",), ("goto pick_40",)))
+    tx.add(Chain("pick_41", ("drop",)))
+    tx.add(Element("pod_cidrs", ("10.0.0.0/8",)))
+    tx.delete(Chain("pick_40"))
+    tx.add(Element("pick", ("1",), ("goto pick_41",)))
+    steps = split(tx, dict(LAYOUTS))
+    assert [(op.verb, type(op.obj).__name__) for op in steps.before] == [
+        ("add", "Chain"),
+        ("add", "Element"),
+    ]
+    assert [(verb, lay.name, len(es)) for verb, lay, es in steps.runs] == [
+        ("delete", "pick", 1),
+        ("add", "pick", 1),
+    ]
+    assert [op.verb for op in steps.after] == ["delete"]
