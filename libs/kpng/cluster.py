@@ -40,10 +40,17 @@ Object = Service | EndpointSlice | Node
 
 @dataclass(frozen=True, slots=True)
 class ServiceState:
-    """One service as the views need it: the spec (None if unknown) and merged endpoints."""
+    """One service as the views need it: the spec as node views carry it (None if unknown),
+    merged endpoints, and the spec with its labels, for the global view."""
 
     service: Service | None
     endpoints: tuple[Endpoint, ...]
+    labelled: Service | None = None
+
+    @property
+    def spec(self) -> Service | None:
+        """The service as the global view carries it (with labels)."""
+        return self.labelled if self.labelled is not None else self.service
 
 
 class ClusterState:
@@ -137,7 +144,9 @@ class ClusterState:
 
     def service_state(self, key: str) -> ServiceState:
         service = self.services.get(key)
-        return ServiceState(service, self.endpoints(key) if service is not None else ())
+        if service is None:
+            return ServiceState(None, ())
+        return ServiceState(service.without_labels(), self.endpoints(key), service)
 
     def zone_of(self, node: str) -> str:
         known = self.nodes.get(node)
@@ -148,7 +157,7 @@ class ClusterState:
         zone = self.zone_of(node)
         view: View[ViewEndpoint] = View()
         for key, service in self.services.items():
-            view.services[key] = service
+            view.services[key] = service.without_labels()
             endpoints = service_view(service, self.endpoints(key), node, zone)
             if endpoints:
                 view.endpoints[key] = {e.ip: e for e in endpoints}

@@ -76,6 +76,7 @@ def service_to_wire(s: Service) -> dict[str, Any]:
         "hc_node_port": s.health_check_node_port,
         "traffic_distribution": s.traffic_distribution,
         "topology_mode": s.topology_mode,
+        "labels": dict(s.labels),
     }
     d.update((k, v) for k, v in optional.items() if v)
     return d
@@ -206,7 +207,15 @@ def service_from_wire(r: _Reader) -> Service:
         health_check_node_port=r.get("hc_node_port", int, 0),
         traffic_distribution=r.get("traffic_distribution", str, ""),
         topology_mode=r.get("topology_mode", str, ""),
+        labels=_labels_from_wire(r),
     )
+
+
+def _labels_from_wire(r: _Reader) -> tuple[tuple[str, str], ...]:
+    labels = r.get("labels", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise MalformedMessage(f"{r.path}.labels", "expected a map of strings to strings")
+    return tuple(sorted(labels.items()))
 
 
 def _ports_from_wire(r: _Reader) -> tuple[EndpointPort, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 from kpng.cluster import Changes, ClusterState, ServiceState
 from kpng.codec import Tick, encode, encode_op, pack_delta, pack_snapshot_chunk
 from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_nodes, diff_service
-from kpng.model import Endpoint, Node, ViewEndpoint
+from kpng.model import Endpoint, Node, Service, ViewEndpoint
 from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
@@ -207,9 +207,9 @@ class Fanout:
         self._track(key, new)
         global_ops: list[Op[Endpoint]] = diff_service(
             key,
-            old.service,
+            old.spec,
             {e.ip: e for e in old.endpoints},
-            new.service,
+            new.spec,
             {e.ip: e for e in new.endpoints},
         )
         batch.global_ops.extend(self._encode(batch, list(global_ops)))
@@ -347,7 +347,7 @@ class Fanout:
         if self._global_chunks is None:
             ops: list[bytes] = []
             for state in self._published.values():
-                ops.extend(_encode_service(state, state.endpoints))
+                ops.extend(_encode_service(state, state.endpoints, state.spec))
             ops.extend(encode_op(SetNode(n)) for n in self._nodes.values())
             self._global_chunks = self._chunks(self.global_seq, [_Block.of(ops)])
         return self._global_chunks
@@ -420,9 +420,14 @@ def _node_service_ops_zones(
 
 
 def _encode_service(
-    state: ServiceState, endpoints: Iterable[Endpoint | ViewEndpoint]
+    state: ServiceState,
+    endpoints: Iterable[Endpoint | ViewEndpoint],
+    service: Service | None = None,
 ) -> list[bytes]:
-    assert state.service is not None
-    out = [encode_op(SetService(state.service))]
-    out.extend(encode_op(SetEndpoint(state.service.key, e)) for e in endpoints)
+    """The operations that add one service and its endpoints (``service``: the spec to send,
+    by default the node views' one)."""
+    spec = service or state.service
+    assert spec is not None
+    out = [encode_op(SetService(spec))]
+    out.extend(encode_op(SetEndpoint(spec.key, e)) for e in endpoints)
     return out

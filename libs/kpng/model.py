@@ -7,7 +7,7 @@ these values from Kubernetes objects and :mod:`kpng.codec` puts them on the wire
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
@@ -67,10 +67,16 @@ class Service:
     health_check_node_port: int = 0
     traffic_distribution: str = ""
     topology_mode: str = ""
+    # metadata.labels, sorted; only the global view carries them (node views never need them)
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def without_labels(self) -> Service:
+        """The service as node views carry it: a label change is no change to a node."""
+        return replace(self, labels=()) if self.labels else self
 
     @property
     def externally_accessible(self) -> bool:

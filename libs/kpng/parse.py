@@ -187,7 +187,8 @@ def parse_object(obj: Any, proxy_name: str = "") -> Parsed:
 
 def parse_service(obj: Mapping[str, Any], proxy_name: str = "") -> Service | Ignored:
     namespace, name, f = _meta(obj, "Service", namespaced=True)
-    reason = _ignored_by_label(_labels(f, obj["metadata"]), proxy_name)
+    labels = _labels(f, obj["metadata"])
+    reason = _ignored_by_label(labels, proxy_name)
     spec = f.mapping(obj.get("spec"), "spec")
     type_value = spec.get("type")
     if reason or type_value == "ExternalName":
@@ -238,6 +239,7 @@ def parse_service(obj: Mapping[str, Any], proxy_name: str = "") -> Service | Ign
         ),
         traffic_distribution=f.string(spec.get("trafficDistribution"), "spec.trafficDistribution"),
         topology_mode=f.string(topology_mode, f"metadata.annotations[{ANNOTATION_TOPOLOGY_MODE}]"),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
     )
 
 

@@ -26,7 +26,7 @@ NODES = ("n1", "n2", "n3", "n4")
 PORT = (EndpointPort("http", Protocol.TCP, 8080),)
 
 
-def make_service(i: int, itp: bool, etp: bool, topo: bool) -> Service:
+def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Service:
     return Service(
         namespace="default",
         name=f"s{i}",
@@ -36,6 +36,7 @@ def make_service(i: int, itp: bool, etp: bool, topo: bool) -> Service:
         internal_traffic_policy=TrafficPolicy.LOCAL if itp else TrafficPolicy.CLUSTER,
         external_traffic_policy=TrafficPolicy.LOCAL if etp else TrafficPolicy.CLUSTER,
         traffic_distribution="PreferClose" if topo else "",
+        labels=(("tier", tier),) if tier else (),
     )
 
 
@@ -159,3 +160,16 @@ def test_idle_nodes_without_node_object_are_retired_and_come_back_with_a_gap() -
     assert fanout.seq["ghost"] == 2
     _, view = _from_snapshot(fanout.snapshot("ghost", 702.0))
     assert set(view.services) == {"default/s1", "default/s2"}
+
+
+def test_a_label_change_reaches_only_the_global_view() -> None:
+    cluster = ClusterState()
+    cluster.replace([Node("n1"), make_service(1, False, False, False, "web")])
+    fanout = Fanout("e1")
+    fanout.load(cluster)
+    _, global_view = _from_snapshot(fanout.global_snapshot(), "global")
+    assert global_view.services["default/s1"].labels == (("tier", "web"),)
+    _, node_view = _from_snapshot(fanout.snapshot("n1"))
+    assert node_view.services["default/s1"].labels == ()
+    out = fanout.publish(cluster, cluster.upsert(make_service(1, False, False, False, "db")), 1.0)
+    assert [o.node for o in out] == [None]
