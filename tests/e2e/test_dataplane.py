@@ -12,6 +12,8 @@ from kpng.bus.consumer import Applied
 from kpng.diff import View, diff
 from kpng.model import EndpointPort, Node, Protocol, TrafficPolicy, ViewEndpoint
 from kpng.nft.execnft import NftCommand
+from kpng.nft.nlnft import NetlinkNftables
+from kpng.nft.objects import NftError, Table
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 
 from tests.e2e.netns import Cluster, sh
@@ -131,3 +133,34 @@ def test_cleanup_removes_only_kpng_tables(d: Driver) -> None:
     sh(str(Path(".venv/bin/kpng-agent").resolve()), "cleanup", ns=d.c.node)
     tables = sh("nft", "list", "tables", ns=d.c.node)
     assert "other" in tables and "kpng" not in tables
+
+
+def test_netlink_elements_are_what_nft_lists_and_carry_traffic(d: Driver) -> None:
+    v = view((svc("web", np=30080), [local(A), local(B)]), (svc("x", ip="10.96.0.11"), []))
+    d.program(v, full=True)
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables) and nl.batches >= 1
+    table = Table("ip", "kpng")
+    by_nft = asyncio.run(NftCommand(d.c.nft_argv()).read(table))
+    by_netlink = asyncio.run(nl.read(table))
+    assert by_nft is not None and by_netlink is not None
+    assert by_nft.elements == by_netlink.elements
+    assert ("endpoints", ("1", "1")) in by_nft.elements
+    assert d.c.request(d.c.client, d.c.node_ip, 30080).split()[0] in ("pod-a", "pod-b")
+    sh("nft", "add", "element", "ip", "kpng", "cluster_ips", "{ 10.96.9.9 }", ns=d.c.node)
+    again = asyncio.run(nl.read(table))
+    assert again is not None and ("cluster_ips", ("10.96.9.9",)) in again.elements
+
+
+def test_a_refused_batch_names_the_element_and_a_full_sync_repairs(d: Driver) -> None:
+    d.program(view((svc("web"), [local(A)]), (svc("x", ip="10.96.0.11"), [local(B)])), full=True)
+    sh("nft", "delete", "element", "ip", "kpng", "cluster_ips", "{ 10.96.0.11 }", ns=d.c.node)
+    with pytest.raises(NftError, match=r"delete element 10\.96\.0\.11 in set cluster_ips"):
+        d.program(view((svc("web"), [local(A)])))
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables) and nl.errors == 1
+    assert d.c.request(pod_b(d), "10.96.0.10", 80).split()[0] == "pod-a"  # nothing applied
+    assert d.program(view((svc("web"), [local(B)])), full=True) > 0  # the agent's retry
+    assert d.c.request(pod_b(d), "10.96.0.10", 80).split()[0] == "pod-b"
+    live = asyncio.run(nl.read(Table("ip", "kpng")))
+    assert live is not None and ("service_ips", ("10.96.0.11", "tcp", "80")) not in live.elements

@@ -19,8 +19,10 @@ from typing import Any
 from kpng.diff import DeleteEndpoint, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng.nft.execnft import NftCommand
+from kpng.nft.nlnft import NetlinkNftables
 from kpng.nft.planner import Planner
 from kpng.nft.skeleton import Config
+from kpng.nft.transaction import Nftables
 
 from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
 
@@ -39,18 +41,25 @@ def config() -> Config:
     return Config(node=NODE, pod_cidrs=("10.244.0.0/16",), nodeport_cidrs=(f"{NODE_IP}/32",))
 
 
-async def full_sync(nft: NftCommand, v: View[ViewEndpoint]) -> tuple[Planner, dict[str, float]]:
+async def full_sync(nft: Nftables, v: View[ViewEndpoint]) -> tuple[Planner, dict[str, float]]:
     planner = Planner(config())
     t0 = time.perf_counter()
     live = await nft.read(config().nft_table)
+    tr = time.perf_counter()
     tx = planner.plan_full(v, live)
     t1 = time.perf_counter()
     await nft.run(tx)
     t2 = time.perf_counter()
-    return planner, {"seconds": t2 - t0, "plan": t1 - t0, "apply": t2 - t1, "ops": len(tx)}
+    return planner, {
+        "seconds": t2 - t0,
+        "read": tr - t0,
+        "plan": t1 - tr,
+        "apply": t2 - t1,
+        "ops": len(tx),
+    }
 
 
-async def one_change(nft: NftCommand, planner: Planner, v: View[ViewEndpoint], n: int) -> float:
+async def one_change(nft: Nftables, planner: Planner, v: View[ViewEndpoint], n: int) -> float:
     """Median of ``n`` single endpoint additions/removals on a loaded table."""
     times = []
     key = next(iter(v.services))
@@ -98,14 +107,16 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def size_run(ns: str, services: int, cap: float) -> dict[str, Any]:
-    nft = NftCommand(("ip", "netns", "exec", ns, "nft"))
-    await nft.delete_table(config().nft_table)
+async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, Any]:
+    cmd = NftCommand(("ip", "netns", "exec", ns, "nft"))
+    nft: Nftables = NetlinkNftables(cmd) if path == "netlink" else cmd
+    await cmd.delete_table(config().nft_table)
     v = node_view(services, 10)
     planner, full = await full_sync(nft, v)
     change = await one_change(nft, planner, v, 21)
     _, restart = await full_sync(nft, v)
     out = {
+        "path": path,
         "services": services,
         "endpoints": services * 10,
         "full_sync": full,
@@ -114,7 +125,9 @@ async def size_run(ns: str, services: int, cap: float) -> dict[str, Any]:
         "rss_mb": rss_mb(),
         "kube_proxy_shape_s": baseline(ns, v, cap),
     }
-    await nft.delete_table(config().nft_table)
+    await cmd.delete_table(config().nft_table)
+    if isinstance(nft, NetlinkNftables):
+        nft.close()
     return out
 
 
@@ -122,7 +135,7 @@ def table(results: list[dict[str, Any]]) -> str:
     rows = [
         (
             "services x 10 eps",
-            "full sync",
+            "full sync (read+plan+apply)",
             "1 change (median)",
             "restart (ops)",
             "RSS MB",
@@ -136,7 +149,8 @@ def table(results: list[dict[str, Any]]) -> str:
         rows.append(
             (
                 str(r["services"]),
-                f"{full:.2f} s",
+                f"{full:.2f} s ({r['full_sync']['read']:.2f}+{r['full_sync']['plan']:.2f}"
+                f"+{r['full_sync']['apply']:.2f})",
                 f"{r['one_change_median_s'] * 1000:.1f} ms",
                 f"{r['restart']['seconds']:.2f} s ({r['restart']['ops']})",
                 f"{r['rss_mb']:.0f}",
@@ -155,6 +169,9 @@ def main() -> int:
     p.add_argument("--sizes", default="100,1000,10000")
     p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
     p.add_argument("--out", default="kpng-bench.json")
+    p.add_argument(
+        "--path", choices=("netlink", "text"), default="netlink", help="element path to measure"
+    )
     args = p.parse_args()
     if os.geteuid() != 0:
         print("kpng_bench needs root (it runs nft in a network namespace it creates)")
@@ -162,8 +179,10 @@ def main() -> int:
     results = []
     with namespace() as ns:
         for size in (int(s) for s in args.sizes.split(",")):
-            results.append(asyncio.run(size_run(ns, size, args.cap)))
+            results.append(asyncio.run(size_run(ns, size, args.cap, args.path)))
             print(f"done {size}", file=sys.stderr, flush=True)
+    load = os.getloadavg()[0]
+    print(f"element path: {args.path}; load average {load:.1f} on {os.cpu_count()} CPUs")
     print(table(results))
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"results written to {args.out}")
