@@ -32,7 +32,7 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name, "team": ns}},
         "spec": {"clusterIP": ip, "ports": ports, **spec},
         "status": status,
     }

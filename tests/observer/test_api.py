@@ -58,6 +58,17 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+async def test_services_filter_by_label_selector(http: httpx.AsyncClient) -> None:
+    everything = (await http.get("/api/v1/services")).json()
+    web = (await http.get("/api/v1/services", params={"label": "app=web"})).json()
+    assert [s["name"] for s in web] == ["web"] and web[0]["labels"]["app"] == "web"
+    not_web = (await http.get("/api/v1/services", params={"label": "app!=web"})).json()
+    assert len(not_web) == len(everything) - 1
+    assert (await http.get("/api/v1/services", params={"label": "nolabel"})).json() == []
+    bad = await http.get("/api/v1/services", params={"label": "a=(b"})
+    assert bad.status_code == 400 and "label" in bad.json()["detail"]
+
+
 async def test_services_filter_by_namespace_type_and_name(http: httpx.AsyncClient) -> None:
     names = [s["name"] for s in (await http.get("/api/v1/services")).json()]
     assert names == ["cache", "empty", "shop", "web"]

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from kpng import __version__
 from kpng.diff import View
 from kpng.explain import Explanation, Network, Packet, explain, parse_cidrs
+from kpng.labels import InvalidSelector, parse_label_selector
 from kpng.metrics import render
 from kpng.model import Protocol, ServiceType, ViewEndpoint
 from kpng.viewjson import view_to_json
@@ -95,10 +96,17 @@ def _services(api: APIRouter, state: ObserverState) -> None:
         namespace: str | None = None,
         type: Annotated[ServiceType | None, Query(description="ClusterIP, NodePort...")] = None,
         name: Annotated[str | None, Query(description="substring of the name")] = None,
+        label: Annotated[
+            str | None, Query(description="label selector, as kubectl's -l: app=web,tier!=db")
+        ] = None,
     ) -> list[JSON]:
-        """Services with their endpoints and endpoint counts. Filters: namespace, type, name.
-        (Labels are not in kpng's model, so there is no label filter.)"""
-        return state.services_json(namespace, type.value if type else None, name)
+        """Services with their endpoints and endpoint counts. Filters: namespace, type, name
+        and a Kubernetes label selector."""
+        try:
+            selector = parse_label_selector(label)
+        except InvalidSelector as exc:
+            raise HTTPException(400, f"label: {exc}") from None
+        return state.services_json(namespace, type.value if type else None, name, selector)
 
     def known(namespace: str, name: str) -> str:
         key = f"{namespace}/{name}"

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from kpng.bus.consumer import Applied
 from kpng.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.diff import View
+from kpng.labels import LabelSelector
 from kpng.model import Endpoint
 
 from kpng_observer.events import EventLog
@@ -189,7 +190,11 @@ class ObserverState:
 
     # -- outputs -----------------------------------------------------------------------------
     def services_json(
-        self, namespace: str | None = None, type_: str | None = None, name: str | None = None
+        self,
+        namespace: str | None = None,
+        type_: str | None = None,
+        name: str | None = None,
+        labels: LabelSelector | None = None,
     ) -> list[dict[str, Any]]:
         return [
             self.service_json(key)
@@ -197,6 +202,7 @@ class ObserverState:
             if (namespace is None or service.namespace == namespace)
             and (type_ is None or service.type.value == type_)
             and (name is None or name in service.name)
+            and (labels is None or labels.matches(dict(service.labels)))
         ]
 
     def service_json(self, key: str) -> dict[str, Any]:
