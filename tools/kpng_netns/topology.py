@@ -8,7 +8,7 @@ cluster YAML file (its endpoints whose address lies in their node's pod CIDR).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,9 @@ def _node_spec(obj: Mapping[str, Any], index: int) -> NodeSpec | None:
     return NodeSpec(obj["metadata"]["name"], ip, cidr, zone)
 
 
-def _pods(objects: list[Mapping[str, Any]], nodes: Mapping[str, NodeSpec]) -> tuple[PodSpec, ...]:
+def _pods(
+    objects: Sequence[Mapping[str, Any]], nodes: Mapping[str, NodeSpec]
+) -> tuple[PodSpec, ...]:
     found: dict[str, PodSpec] = {}
     for obj in objects:
         if obj.get("kind") != "EndpointSlice" or obj.get("addressType") != "IPv4":
@@ -123,7 +125,7 @@ def _pods(objects: list[Mapping[str, Any]], nodes: Mapping[str, NodeSpec]) -> tu
     return tuple(sorted(found.values(), key=lambda p: ipaddress.ip_address(p.ip)))
 
 
-def from_cluster_objects(objects: list[Mapping[str, Any]]) -> Topology:
+def from_cluster_objects(objects: Sequence[Mapping[str, Any]]) -> Topology:
     """The nodes of a cluster file (IPv4 InternalIP) and the pods its endpoints place on them."""
     nodes: dict[str, NodeSpec] = {}
     for obj in objects:
