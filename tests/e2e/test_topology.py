@@ -1,0 +1,35 @@
+"""The namespace cluster's topology, pure: no root needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from kpng_netns.topology import from_cluster_objects, small, underlay_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
+
+
+def test_underlay_holds_every_node_and_two_free_addresses() -> None:
+    assert underlay_for(["192.168.1.11", "192.168.2.11"]) == (
+        "192.168.0.0/22",
+        "192.168.3.254",
+        "192.168.3.253",
+    )
+
+
+def test_small_cluster() -> None:
+    t = small(nodes=2, pods_per_node=2)
+    assert [n.gateway for n in t.nodes] == ["10.244.1.1", "10.244.2.1"]
+    assert [p.ip for p in t.pods] == ["10.244.1.2", "10.244.1.3", "10.244.2.2", "10.244.2.3"]
+    assert t.infra_ip not in {n.ip for n in t.nodes} | {t.client_ip}
+
+
+def test_the_example_places_its_endpoints_on_their_nodes() -> None:
+    t = from_cluster_objects(list(yaml.safe_load_all(EXAMPLE.read_text())))
+    assert [n.name for n in t.nodes] == ["node-a1", "node-a2", "node-b1"]
+    dns = t.pod("coredns-5d78c9869d-8xk2q")
+    assert (dns.node, dns.ip, dns.ports) == ("node-a1", "10.244.1.10", (53, 9153))
+    assert all(
+        p.ip.startswith(f"10.244.{p.node[-1] if p.node != 'node-b1' else 3}.") for p in t.pods
+    )
