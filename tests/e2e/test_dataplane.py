@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from kpng.bus.consumer import Applied
 from kpng.diff import View, diff
 from kpng.model import EndpointPort, Node, Protocol, TrafficPolicy, ViewEndpoint
 from kpng.nft.execnft import NftCommand
+from kpng.nft.jsonread import listing
 from kpng.nft.nlnft import NetlinkNftables
-from kpng.nft.objects import NftError, Table
+from kpng.nft.objects import NftError, Set, Table
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 
 from tests.e2e.netns import Cluster, sh
@@ -145,7 +148,12 @@ def test_netlink_elements_are_what_nft_lists_and_carry_traffic(d: Driver) -> Non
     by_netlink = asyncio.run(nl.read(table))
     assert by_nft is not None and by_netlink is not None
     assert by_nft.elements == by_netlink.elements
-    assert ("endpoints", ("1", "1")) in by_nft.elements
+    assert (by_nft.chains, by_nft.sets, by_nft.maps) == (
+        by_netlink.chains,
+        by_netlink.sets,
+        by_netlink.maps,
+    )
+    assert ("endpoints_1", ("1", "1")) in by_nft.elements  # target 1: shard 1
     assert d.c.request(d.c.client, d.c.node_ip, 30080).split()[0] in ("pod-a", "pod-b")
     sh("nft", "add", "element", "ip", "kpng", "cluster_ips", "{ 10.96.9.9 }", ns=d.c.node)
     again = asyncio.run(nl.read(table))
@@ -164,3 +172,28 @@ def test_a_refused_batch_names_the_element_and_a_full_sync_repairs(d: Driver) ->
     assert d.c.request(pod_b(d), "10.96.0.10", 80).split()[0] == "pod-b"
     live = asyncio.run(nl.read(Table("ip", "kpng")))
     assert live is not None and ("service_ips", ("10.96.0.11", "tcp", "80")) not in live.elements
+
+
+def test_netlink_set_definitions_are_what_nft_lists(d: Driver) -> None:
+    d.program(view((svc("web", affinity_timeout=60), [local(A), local(B)])), full=True)
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables)
+    table = Table("ip", "kpng")
+    out = sh("nft", "-j", "list", "table", "ip", "kpng", ns=d.c.node)
+    by_nft = listing(json.loads(out))
+    by_netlink = nl._definitions(table)
+    assert by_netlink is not None and any(n.startswith("affmap_") for n in by_netlink.sets)
+    # the kernel flags the affinity map dynamic (NFT_SET_EVAL); nft 1.0.6's JSON omits it
+    aff = next(s for n, s in by_netlink.sets.items() if n.startswith("affmap_"))
+    assert aff.flags == ("dynamic", "timeout") and aff.timeout == 60
+    assert {n: _static(s) for n, s in by_netlink.sets.items()} == {
+        n: _static(s) for n, s in by_nft.sets.items()
+    }
+    assert by_netlink.maps == by_nft.maps
+    assert sorted(by_netlink.chains) == sorted(by_nft.chains)
+    assert nl._definitions(Table("ip", "absent")) is None
+    assert asyncio.run(nl.read(Table("ip", "absent"))) is None
+
+
+def _static(s: Set) -> Set:
+    return replace(s, flags=tuple(f for f in s.flags if f != "dynamic"))

@@ -10,14 +10,31 @@ from kpng.nft.nlbatch import (
     NFNL_MSG_BATCH_END,
     NLM_F_ACK_TLVS,
     NLM_F_CAPPED,
+    NLMSG_DONE,
     NLMSG_ERROR,
     Answer,
     answers,
     build,
     dump_elements,
 )
-from kpng.nft.nlcodec import Layout, decode_element, layout
+from kpng.nft.nlcodec import Layout, decode_element, layout, nla
 from kpng.nft.nlnft import split
+from kpng.nft.nlread import (
+    NFT_DATA_VERDICT,
+    NFT_SET_EVAL,
+    NFT_SET_MAP,
+    NFT_SET_TIMEOUT,
+    NFTA_SET_DATA_TYPE,
+    NFTA_SET_FLAGS,
+    NFTA_SET_KEY_TYPE,
+    NFTA_SET_NAME,
+    NFTA_SET_TABLE,
+    NFTA_SET_TIMEOUT,
+    DumpError,
+    messages,
+    set_definition,
+    type_name,
+)
 from kpng.nft.nlsocket import _error
 from kpng.nft.objects import Chain, Element, NftError, Set, Table
 from kpng.nft.skeleton import sets
@@ -42,8 +59,8 @@ def roundtrip(e: Element) -> Element:
 
 
 def test_endpoint_key_is_two_host_order_registers_and_data_addr_and_padded_port() -> None:
-    e = Element("endpoints", ("7", "2"), ("10.0.0.1", "8080"))
-    raw = lay("endpoints").encode(e)
+    e = Element("endpoints_0", ("7", "2"), ("10.0.0.1", "8080"))
+    raw = lay("endpoints_0").encode(e)
     key = struct.pack("=HHHH", 16, 0x8001, 12, 1) + struct.pack("=II", 7, 2)
     data = struct.pack("=HHHH", 16, 0x8002, 12, 1) + bytes([10, 0, 0, 1, 0x1F, 0x90, 0, 0])
     assert raw == struct.pack("=HH", 4 + len(key) + len(data), 0x8001) + key + data
@@ -85,7 +102,7 @@ def test_interval_and_dynamic_sets_are_left_to_nft() -> None:
 
 def test_elements_that_do_not_fit_are_refused_by_name() -> None:
     with pytest.raises(NftError, match="does not fit"):
-        lay("endpoints").encode(Element("endpoints", ("1",), ("10.0.0.1", "80")))
+        lay("endpoints_0").encode(Element("endpoints_0", ("1",), ("10.0.0.1", "80")))
     with pytest.raises(NftError, match="does not fit pick"):
         lay("pick").encode(Element("pick", ("1",)))
     with pytest.raises(NftError, match="bad verdict"):
@@ -93,9 +110,9 @@ def test_elements_that_do_not_fit_are_refused_by_name() -> None:
 
 
 def test_a_batch_is_begin_messages_end_with_acks_asked_and_big_runs_split() -> None:
-    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(3000)]
+    eps = [Element("endpoints_0", (str(i), "0"), ("10.0.0.1", "80")) for i in range(3000)]
     old = Element("pick", ("9",), ("return",))
-    b = build(TABLE, [("delete", lay("pick"), [old]), ("add", lay("endpoints"), eps)], seq=100)
+    b = build(TABLE, [("delete", lay("pick"), [old]), ("add", lay("endpoints_0"), eps)], seq=100)
     data = b"".join(b.parts)
     kinds, at = [], 0
     while at < len(data):
@@ -119,8 +136,8 @@ def error_answer(seq: int, errno: int, offset: int) -> bytes:
 
 
 def test_a_kernel_error_names_the_element_it_points_at() -> None:
-    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
-    b = build(TABLE, [("add", lay("endpoints"), eps)], seq=1)
+    eps = [Element("endpoints_0", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
+    b = build(TABLE, [("add", lay("endpoints_0"), eps)], seq=1)
     m = b.messages[2]
     ack = struct.pack("=IHHII", 36, NLMSG_ERROR, NLM_F_CAPPED, 3, 0) + bytes(20)
     got = list(answers(error_answer(2, 17, m.offsets[1] + 8) + ack))
@@ -131,12 +148,12 @@ def test_a_kernel_error_names_the_element_it_points_at() -> None:
 
 
 def test_a_dump_decodes_every_element_until_done() -> None:
-    eps = [Element("endpoints", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
-    b = build(TABLE, [("add", lay("endpoints"), eps)], seq=1)
+    eps = [Element("endpoints_0", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 4)]
+    b = build(TABLE, [("add", lay("endpoints_0"), eps)], seq=1)
     msg = b.parts[2]
     out: list[Element] = []
-    assert not dump_elements(lay("endpoints"), msg, out)
-    assert dump_elements(lay("endpoints"), struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4), out)
+    assert not dump_elements(lay("endpoints_0"), msg, out)
+    assert dump_elements(lay("endpoints_0"), struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4), out)
     assert out == eps
 
 
@@ -157,3 +174,34 @@ def test_split_puts_elements_in_one_batch_between_creates_and_deletes() -> None:
         ("add", "pick", 1),
     ]
     assert [op.verb for op in steps.after] == ["delete"]
+
+
+def test_set_definitions_decode_concatenated_types_flags_and_timeouts() -> None:
+    assert type_name(((7 << 6) | 12) << 6 | 13) == "ipv4_addr . inet_proto . inet_service"
+    assert type_name(19 << 6 | 4) == "mark . integer"
+    attrs_ = (
+        nla(NFTA_SET_TABLE, b"kpng\0")
+        + nla(NFTA_SET_NAME, b"aff\0")
+        + nla(NFTA_SET_FLAGS, struct.pack(">I", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL))
+        + nla(NFTA_SET_KEY_TYPE, struct.pack(">I", 7))
+        + nla(NFTA_SET_DATA_TYPE, struct.pack(">I", 7 << 6 | 13))
+        + nla(NFTA_SET_TIMEOUT, struct.pack(">Q", 60_000))
+    )
+    s = set_definition(TABLE, attrs_, 0, len(attrs_))
+    assert s == Set("aff", "ipv4_addr", "ipv4_addr . inet_service", ("dynamic", "timeout"), 60)
+    assert set_definition(Table("ip", "other"), attrs_, 0, len(attrs_)) is None
+    verdicts = attrs_[: len(attrs_) - 12 - 8] + nla(
+        NFTA_SET_DATA_TYPE, struct.pack(">I", NFT_DATA_VERDICT)
+    )
+    v = set_definition(TABLE, verdicts, 0, len(verdicts))
+    assert v is not None and v.data == "verdict"
+
+
+def test_dump_messages_end_at_done_and_raise_on_errors() -> None:
+    msg = struct.pack("=IHHII", 28, 10 << 8 | 3, 2, 1, 0) + bytes(4) + nla(3, b"c\0")
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
+    assert [k for k, _, _ in messages(msg + done)] == [10 << 8 | 3, NLMSG_DONE]
+    err = struct.pack("=IHHIIi", 36, NLMSG_ERROR, 0, 1, 0, -2) + bytes(16)
+    with pytest.raises(DumpError) as e:
+        list(messages(err))
+    assert e.value.errno == 2

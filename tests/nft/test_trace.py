@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from kpng.model import EndpointPort, Protocol, ServicePort, TrafficPolicy
+from kpng.nft.skeleton import SHARDS
 
-from tests.nft.helpers import NODE, NODE_IP, Harness, ep, svc, view
+from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"
 OUTSIDE = "172.16.0.9"
@@ -186,3 +188,24 @@ def test_dual_stack_each_family_its_own_endpoints() -> None:
     h4 = Harness()
     h4.full(view((s, [ep("10.244.2.1"), ep("fd10::5")])))
     assert h4.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
+
+
+def test_endpoints_are_split_by_target_id_and_each_target_picks_from_its_own_map() -> None:
+    h = Harness()
+    services = [
+        (svc(f"s{i}", ip=f"10.96.1.{i}"), [ep(f"10.244.2.{i}"), ep(f"10.244.3.{i}")])
+        for i in range(1, 41)
+    ]
+    h.full(view(*services))
+    state = h.nft.state(CONFIG.nft_table)
+    used = {e.set for e in state.elements.values() if e.set.startswith("endpoints_")}
+    assert used == {f"endpoints_{i}" for i in range(SHARDS)}
+    for i in range(1, 41):
+        t = h.trace(POD, f"10.96.1.{i}", 80)
+        assert t.endpoints == {(f"10.244.2.{i}", 8080), (f"10.244.3.{i}", 8080)}
+    # an endpoint moved to another target's map is not reachable through the pick chain
+    moved = next(e for e in state.elements.values() if e.set == "endpoints_1")
+    del state.elements[(moved.set, moved.key)]
+    state.elements[("endpoints_2", moved.key)] = moved._replace(set="endpoints_2")
+    with pytest.raises(AssertionError, match="has no endpoint"):
+        h.trace(POD, "10.96.1.1", 80)

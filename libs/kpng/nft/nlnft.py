@@ -9,13 +9,14 @@ A transaction is cut in three, each step leaving every reference valid:
 
 Element-only transactions, the common case (endpoint and service changes), are one batch and
 never start ``nft``. A full sync from empty is one small script for the skeleton and one
-batch. Reading a table back lists its definitions with ``nft -j -t`` (no elements), dumps
-the elements of each set over netlink and lists interval sets with ``nft -j``.
+batch. Reading a table back dumps its chains and set definitions, then the elements of each
+set, over netlink, and lists interval sets with ``nft -j list set``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +25,14 @@ from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import Listing, listing
 from kpng.nft.nlbatch import Run, build
 from kpng.nft.nlcodec import Layout, layout
+from kpng.nft.nlread import (
+    NFT_MSG_GETCHAIN,
+    NFT_MSG_GETSET,
+    DumpError,
+    chain_name,
+    dump_request,
+    set_definition,
+)
 from kpng.nft.nlsocket import NetlinkSocket
 from kpng.nft.objects import Chain, Element, NftError, Set, Table
 from kpng.nft.state import no_gc
@@ -127,13 +136,10 @@ class NetlinkNftables:
         self.elements += count
 
     async def read(self, table: Table) -> Ruleset | None:
-        rc, out, err = await self.nft.exec(["-j", "-t", "list", "table", table.family, table.name])
-        if rc != 0:
-            if "No such file or directory" in err:
-                self.layouts.pop(table, None)
-                return None
-            raise NftError(f"nft list table {table.ref}: {err.strip()}")
-        found = listing(json.loads(out))
+        found = await asyncio.to_thread(self._definitions, table)
+        if found is None:
+            self.layouts.pop(table, None)
+            return None
         known = {name: layout(s) for name, s in found.sets.items()}
         self.layouts[table] = known
         intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
@@ -142,6 +148,31 @@ class NetlinkNftables:
             listing(doc, found)
         await asyncio.to_thread(self._dump_all, table, known, found)
         return found.ruleset(table)
+
+    def _definitions(self, table: Table) -> Listing | None:
+        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
+        in nft 1.0.6); None when the table does not exist."""
+        sock = self._sock()
+        try:
+            sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
+        except DumpError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        found = Listing()
+        for _, buf, a, b in sets:
+            s = set_definition(table, buf, a, b)
+            if s is not None:
+                found.sets[s.name] = s
+                if s.data:
+                    found.maps.add(s.name)
+        for _, buf, a, b in sock.dump_messages(
+            lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq)
+        ):
+            name = chain_name(table, buf, a, b)
+            if name is not None:
+                found.chains.append(name)
+        return found
 
     async def _list_set(self, table: Table, name: str) -> dict[str, object]:
         rc, out, err = await self.nft.exec(["-j", "list", "set", table.family, table.name, name])

@@ -12,10 +12,14 @@ import errno
 import os
 import socket
 import threading
+from collections.abc import Callable
 
-from kpng.nft.nlbatch import Answer, Batch, answers, dump_elements, dump_request
+from kpng.nft.nlbatch import NLMSG_DONE, Answer, Batch, answers, dump_elements, dump_request
 from kpng.nft.nlcodec import Layout
+from kpng.nft.nlread import messages
 from kpng.nft.objects import Element, NftError, Table
+
+Message = tuple[int, bytes, int, int]  # (type, buffer, attributes start, end)
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -132,6 +136,19 @@ class NetlinkSocket:
         while not dump_elements(lay, self._recv(), out):
             pass
         return out
+
+    def dump_messages(self, request: Callable[[int], bytes]) -> list[Message]:
+        """The messages of a dump (the request is made for a sequence number)."""
+        seq = self.seq
+        self.seq += 1
+        self.sock.sendto(request(seq), (0, 0))
+        out: list[Message] = []
+        while True:
+            buf = self._recv()
+            for kind, start, end in messages(buf):
+                if kind == NLMSG_DONE:
+                    return out
+                out.append((kind, buf, start, end))
 
 
 def _error(batch: Batch, first: Answer, count: int) -> NftError:

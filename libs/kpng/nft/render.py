@@ -24,9 +24,11 @@ from kpng.nft.skeleton import (
     PICK_STATIC,
     PROTOCOLS,
     REJECT,
+    SHARDS,
     Config,
     cidr_token,
     pick_chain,
+    shard,
 )
 from kpng.nft.transaction import digest_element
 
@@ -143,15 +145,15 @@ def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf) -> Target:
 def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
-    tid = str(t.id)
+    tid, i = str(t.id), shard(t.id)
+    eps = _ENDPOINTS[i]
     out: list[Object] = [
-        Element("endpoints", (tid, _num(k)), (ip, _num(port)))
-        for k, (ip, port) in enumerate(t.backends)
+        Element(eps, (tid, _num(k)), (ip, _num(port))) for k, (ip, port) in enumerate(t.backends)
     ]
-    verdict = f"goto pick_{n}" if n else "return"
+    verdict = f"goto pick_{n}_{i}" if n else "return"
     if n:
         if n > PICK_STATIC:
-            out += _pick_objects(c, n)
+            out += _pick_objects(c, n, i)
         if svc.affinity_timeout:
             aff = _affinity(t, c, svc.affinity_timeout)
             out += aff
@@ -161,6 +163,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
 
 
 _NUMS = tuple(str(i) for i in range(65536))
+_ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
 
 
 def _num(i: int) -> str:
@@ -168,10 +171,10 @@ def _num(i: int) -> str:
     return _NUMS[i] if 0 <= i < 65536 else str(i)
 
 
-@functools.lru_cache(maxsize=256)
-def _pick_objects(c: Config, n: int) -> tuple[Chain, Element]:
-    """A ``pick_<n>`` chain beyond the skeleton's static ones, and its digest."""
-    pick = pick_chain(c, n)
+@functools.lru_cache(maxsize=1024)
+def _pick_objects(c: Config, n: int, i: int) -> tuple[Chain, Element]:
+    """A ``pick_<n>_<i>`` chain beyond the skeleton's static ones, and its digest."""
+    pick = pick_chain(c, n, i)
     return pick, digest_element(pick)
 
 
@@ -182,7 +185,10 @@ def _affinity(t: Target, c: Config, timeout: int) -> list[Object]:
     name = f"affmap_{t.id}_{tag}"
     lookup = Chain(
         f"aff_{t.id}",
-        (f"meta l4proto {PROTOCOLS} dnat {f} to {f} saddr map @{name}", f"goto pick_{n}"),
+        (
+            f"meta l4proto {PROTOCOLS} dnat {f} to {f} saddr map @{name}",
+            f"goto pick_{n}_{shard(t.id)}",
+        ),
     )
     record = Chain(f"affupd_{t.id}", (f"update @{name} {{ {f} saddr : {f} daddr . th dport }}",))
     clients = Set(

@@ -7,8 +7,9 @@ Packet path (one family; ``A`` is the address type):
   addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). The mark holds
   a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
   node are swapped for the service's internal target (``shortcuts``). The masquerade bit is
-  set by the flags; then ``pick`` sends the target to ``pick_<N>``, which DNATs through
-  ``endpoints`` keyed by (target . ``numgen random mod N``), or to an affinity chain.
+  set by the flags; then ``pick`` sends the target to ``pick_<N>_<S>``, which DNATs through
+  ``endpoints_<S>`` keyed by (target . ``numgen random mod N``), or to an affinity chain.
+  ``S`` is the target id's shard (:func:`shard`).
 * filter input/forward/output: new connections still addressed to a service (nothing was
   DNATed) hit ``no_endpoint_ips``/``no_endpoint_nodeports`` (reject, or drop for Local
   policies), and any other port of a cluster IP is rejected.
@@ -30,7 +31,13 @@ LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circui
 REJECT = "goto reject_chain"
 DROP = "drop"
 PROTOCOLS = "{ tcp, udp, sctp }"
-PICK_STATIC = 32  # pick_1..pick_32 are part of the skeleton: endpoint changes never add chains
+PICK_STATIC = 32  # pick_1_*..pick_32_* are part of the skeleton: endpoint changes add no chains
+SHARDS = 16  # endpoint maps: a set dump re-walks the set per 32 KB, so it is quadratic in size
+
+
+def shard(tid: int) -> int:
+    """The endpoints map (``endpoints_<shard>``) and ``pick_<N>_<shard>`` of a target."""
+    return tid % SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +69,13 @@ def sets(c: Config) -> tuple[Set, ...]:
         Set("service_nodeports", "inet_proto . inet_service", "mark"),
         Set("shortcuts", "mark", "mark"),
         Set("pick", "mark", "verdict"),
-        Set(
-            "endpoints",
-            "typeof meta mark . numgen random mod 1",
-            f"{c.nft_family} daddr . tcp dport",
+        *(
+            Set(
+                f"endpoints_{i}",
+                "typeof meta mark . numgen random mod 1",
+                f"{c.nft_family} daddr . tcp dport",
+            )
+            for i in range(SHARDS)
         ),
         Set("no_endpoint_ips", key, "verdict"),
         Set("no_endpoint_nodeports", "inet_proto . inet_service", "verdict"),
@@ -114,7 +124,7 @@ def chains(c: Config) -> tuple[Chain, ...]:
         Chain("filter_output", check, Hook("filter", "output", -10)),
         Chain("endpoints_check", _endpoints_check(f)),
         Chain("reject_chain", ("reject",)),
-        *(pick_chain(c, n) for n in range(1, PICK_STATIC + 1)),
+        *(pick_chain(c, n, i) for n in range(1, PICK_STATIC + 1) for i in range(SHARDS)),
     )
 
 
@@ -168,15 +178,16 @@ def _endpoints_check(f: str) -> tuple[str, ...]:
     )
 
 
-def pick_chain(c: Config, n: int) -> Chain:
-    """DNAT to one of a target's ``n`` endpoints. One rule per protocol: nft 1.0.6 cannot
-    add a rule with ``meta l4proto { ... }`` and a ``th`` typeof map to a loaded table."""
+def pick_chain(c: Config, n: int, i: int) -> Chain:
+    """DNAT to one of the ``n`` endpoints of a target of shard ``i``. One rule per protocol:
+    nft 1.0.6 cannot add a rule with ``meta l4proto { ... }`` and a ``th`` typeof map to a
+    loaded table."""
     f = c.nft_family
     return Chain(
-        f"pick_{n}",
+        f"pick_{n}_{i}",
         tuple(
             f"meta l4proto {proto} dnat {f} to meta mark & {ID_MASK:#x}"
-            f" . numgen random mod {n} map @endpoints"
+            f" . numgen random mod {n} map @endpoints_{i}"
             for proto in ("tcp", "udp", "sctp")
         ),
     )

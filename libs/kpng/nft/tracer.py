@@ -9,6 +9,7 @@ the filter checks and hairpin. Tests trace kube-proxy's behaviours without root.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +18,9 @@ from kpng.nft.objects import Element, Key
 from kpng.nft.skeleton import CLUSTER, ID_MASK, LOCAL_EXT, MASQ, Config
 
 Origin = Literal["pod", "node", "outside"]
+
+
+_PICK = re.compile(r"mod (\d+) map @(\w+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +117,23 @@ class Tracer:
     def _endpoints(self, tid: int, verdict: str) -> list[tuple[str, int]]:
         if verdict.startswith("goto aff_"):
             verdict = self._chain_last_rule(verdict.split()[1])
-        n = int(verdict.removeprefix("goto pick_"))
+        n, name = self._pick(verdict.removeprefix("goto "))
         out = []
         for k in range(n):
-            value = self._get("endpoints", str(tid), str(k))
+            value = self._get(name, str(tid), str(k))
             if value is None:
                 raise AssertionError(f"target {tid} has no endpoint {k} of {n}")
             out.append((value[0], int(value[1])))
         return out
+
+    def _pick(self, chain: str) -> tuple[int, str]:
+        """``numgen random mod N`` and the endpoints map of a pick chain, from its rules."""
+        rules = self.nft.state(self.config.nft_table).chains[chain].rules
+        found = {m.groups() if (m := _PICK.search(r)) else None for r in rules}
+        if len(found) != 1 or None in found:
+            raise AssertionError(f"{chain}: unexpected rules {rules}")
+        n, name = found.pop() or ("", "")
+        return int(n), name
 
     def _chain_last_rule(self, name: str) -> str:
         return self.nft.state(self.config.nft_table).chains[name].rules[-1]
