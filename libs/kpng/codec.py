@@ -305,16 +305,24 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotChunk:
+    """A chunk of a full snapshot (``base`` -1), or of a catch-up reply: ``ops`` then move a
+    view at seq ``base`` to ``seq``."""
+
     epoch: str
     seq: int
     chunk: int
     chunks: int
     ops: tuple[Op[Any], ...]
+    base: int = -1
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
-    pass
+    """``seq`` >= 0: the consumer holds a trusted view at (``epoch``, ``seq``) and may be
+    answered with only what it missed (a catch-up); -1: a full snapshot."""
+
+    epoch: str = ""
+    seq: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,8 +397,15 @@ def pack_delta(
 
 
 def pack_snapshot_chunk(
-    epoch: str, seq: int, chunk: int, chunks: int, ops: Sequence[bytes], count: int | None = None
+    epoch: str,
+    seq: int,
+    chunk: int,
+    chunks: int,
+    ops: Sequence[bytes],
+    count: int | None = None,
+    base: int = -1,
 ) -> bytes:
+    """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply."""
     header = {
         "v": SCHEMA_VERSION,
         "kind": "snapshot",
@@ -399,6 +414,8 @@ def pack_snapshot_chunk(
         "chunk": chunk,
         "chunks": chunks,
     }
+    if base >= 0:
+        header["base"] = base
     return _pack_with_ops(header, ops, count)
 
 
@@ -407,14 +424,18 @@ def encode(message: Message) -> bytes:
     match message:
         case Delta(epoch, seq, time, trigger, ops):
             return pack_delta(epoch, seq, time, trigger, [encode_op(o) for o in ops])
-        case SnapshotChunk(epoch, seq, chunk, chunks, ops):
-            return pack_snapshot_chunk(epoch, seq, chunk, chunks, [encode_op(o) for o in ops])
+        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base):
+            encoded = [encode_op(o) for o in ops]
+            return pack_snapshot_chunk(epoch, seq, chunk, chunks, encoded, base=base)
         case Tick(epoch, seq, time):
             return packb(
                 {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
             )
-        case SnapshotRequest():
-            return packb({"v": SCHEMA_VERSION, "kind": "snapshot-request"})
+        case SnapshotRequest(epoch, seq):
+            request: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "snapshot-request"}
+            if seq >= 0:
+                request.update(epoch=epoch, seq=seq)
+            return packb(request)
         case ErrorReply(reason):
             return packb({"v": SCHEMA_VERSION, "kind": "error", "reason": reason})
         case Status():
@@ -499,7 +520,9 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
     if kind == "snapshot":
         return _snapshot(r, scope, op_cache)
     if kind == "snapshot-request":
-        return SnapshotRequest()
+        if r.data.get("seq") is None:
+            return SnapshotRequest()
+        return SnapshotRequest(r.get("epoch", str), r.get("seq", int))
     if kind == "error":
         return ErrorReply(r.get("reason", str))
     if kind == "status":
@@ -546,7 +569,8 @@ def _snapshot(r: _Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
     if not 0 <= chunk < chunks:
         raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
     ops = _ops(r, scope, cache)
-    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops)
+    base = -1 if r.data.get("base") is None else r.get("base", int)
+    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base)
 
 
 def _status(r: _Reader) -> Status:

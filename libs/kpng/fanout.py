@@ -10,6 +10,7 @@ distinct list of operations is encoded once and shared by every node's message.
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ class FanoutStats:
     snapshots: int = 0
     snapshot_bytes: int = 0
     snapshot_cache_hits: int = 0
+    catchups: int = 0  # snapshot requests answered with only the missed deltas
+    catchup_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -72,12 +75,48 @@ class _Block:
         return cls(ops, b"".join(ops))
 
 
-class Fanout:
-    """Per-node sequence numbers, the state as last published, and the message builder."""
+class _History:
+    """The runs of operations a node's deltas carried, newest last, as (seq, count, run),
+    bounded by count and bytes. Runs are the same bytes objects every node of a zone was
+    sent, so a history costs a reference per delta, not a copy."""
 
-    def __init__(self, epoch: str, max_payload: int = 1024 * 1024) -> None:
+    __slots__ = ("runs", "size")
+
+    def __init__(self) -> None:
+        self.runs: deque[tuple[int, int, bytes]] = deque()
+        self.size = 0
+
+    def add(self, seq: int, count: int, run: bytes, max_runs: int, max_bytes: int) -> None:
+        self.runs.append((seq, count, run))
+        self.size += len(run)
+        while self.runs and (len(self.runs) > max_runs or self.size > max_bytes):
+            self.size -= len(self.runs.popleft()[2])
+
+    def since(self, seq: int) -> list[tuple[int, bytes]] | None:
+        """The runs of every delta after ``seq``; None if the history does not reach back."""
+        if not self.runs or self.runs[0][0] > seq + 1:
+            return None
+        return [(count, run) for s, count, run in self.runs if s > seq]
+
+
+class Fanout:
+    """Per-node sequence numbers, the state as last published, and the message builder.
+
+    Keeps, per node, a bounded history of the deltas it published (``history`` messages,
+    ``history_bytes`` bytes of operations) to answer catch-up requests."""
+
+    def __init__(
+        self,
+        epoch: str,
+        max_payload: int = 1024 * 1024,
+        history: int = 256,
+        history_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self.epoch = epoch
         self.max_payload = max_payload
+        self.history = history
+        self.history_bytes = history_bytes
+        self._history: dict[str, _History] = {}
         self.seq: dict[str, int] = {}
         self.global_seq = 0
         self.stats = FanoutStats()
@@ -118,6 +157,7 @@ class Fanout:
         ]
         for node in idle_nodes:
             self._retired[node] = self.seq.pop(node)
+            self._history.pop(node, None)  # its view moves on unseen: no catch-up across
         return idle_nodes
 
     def zone(self, node: str) -> str:
@@ -182,9 +222,14 @@ class Fanout:
                     if skip is None or key not in skip:
                         ops.extend(encoded)
                 runs = _runs(self._split(ops))
+            history = self._history.get(node) if self.history > 0 else None
+            if history is None and self.history > 0:
+                history = self._history[node] = _History()
             for count, blob in runs:
                 self.seq[node] += 1
                 data = pack_delta(self.epoch, self.seq[node], now, trigger, (blob,), count)
+                if history is not None:
+                    history.add(self.seq[node], count, blob, self.history, self.history_bytes)
                 yield Outgoing(node, data)
 
     def _encode(self, batch: _Batch, ops: list[Op[Any]]) -> list[bytes]:
@@ -315,6 +360,45 @@ class Fanout:
             blocks.append(_Block.of([encode_op(SetNode(self._nodes[node]))]))
         chunks = self._chunks(self.seq[node], blocks)
         self.stats.snapshot_bytes += sum(len(c) for c in chunks)
+        return chunks
+
+    def catch_up(self, node: str, epoch: str, since: int, now: float = 0.0) -> list[bytes] | None:
+        """What a consumer holding ``node``'s view at (``epoch``, ``since``) missed, as
+        snapshot chunks based on ``since`` (none missed: one empty chunk); None when only a
+        full snapshot will do: another epoch, a node not served until now (or served again
+        after being retired), or a history that does not reach back to ``since``."""
+        if self.serve(node, now) or epoch != self.epoch or not 0 <= since <= self.seq[node]:
+            return None
+        seq = self.seq[node]
+        runs: list[tuple[int, bytes]] | None = []
+        if since < seq:
+            history = self._history.get(node)
+            runs = history.since(since) if history is not None else None
+        if runs is None:
+            return None
+        chunks = self._run_chunks(runs)
+        out = [
+            pack_snapshot_chunk(self.epoch, seq, i, len(chunks), parts, n, base=since)
+            for i, (n, parts) in enumerate(chunks)
+        ]
+        self.stats.catchups += 1
+        self.stats.catchup_bytes += sum(len(c) for c in out)
+        return out
+
+    def _run_chunks(self, runs: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
+        """Runs (each fits one message: it was one delta) packed greedily into chunks."""
+        limit = max(self.max_payload - _ENVELOPE, 1)
+        chunks: list[tuple[int, list[bytes]]] = []
+        parts: list[bytes] = []
+        count = size = 0
+        for n, run in runs:
+            if parts and size + len(run) > limit:
+                chunks.append((count, parts))
+                parts, count, size = [], 0, 0
+            parts.append(run)
+            count, size = count + n, size + len(run)
+        if parts or not chunks:
+            chunks.append((count, parts))
         return chunks
 
     def _zone_block(self, bucket: int, keys: dict[str, None], zone: str) -> _Block:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.cluster import ClusterState
 from kpng.codec import Delta, Scope, SnapshotChunk, decode
-from kpng.diff import View, apply
+from kpng.diff import SetEndpoint, SetService, View, apply
 from kpng.fanout import Fanout
 from kpng.model import (
     Endpoint,
@@ -173,3 +175,157 @@ def test_a_label_change_reaches_only_the_global_view() -> None:
     assert node_view.services["default/s1"].labels == ()
     out = fanout.publish(cluster, cluster.upsert(make_service(1, False, False, False, "db")), 1.0)
     assert [o.node for o in out] == [None]
+
+
+# -- catch-up -------------------------------------------------------------------------------
+def _chunks(data: list[bytes]) -> list[SnapshotChunk]:
+    decoded = [decode(c) for c in data]
+    assert all(isinstance(c, SnapshotChunk) for c in decoded)
+    return [c for c in decoded if isinstance(c, SnapshotChunk)]
+
+
+def _publish(fanout: Fanout, cluster: ClusterState, batch: list[Any]) -> None:
+    changes = cluster.replace([], kinds=())
+    for kind, *args in batch:
+        if kind == "upsert":
+            changes.merge(cluster.upsert(args[0], 1.0))
+        else:
+            changes.merge(cluster.delete(args[0], _delete_key(args[0], args[1] % 3)))
+    fanout.publish(cluster, changes, 2.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    initial=st.lists(st.one_of(service, endpoint_slice, node), max_size=6),
+    batches=st.lists(st.lists(change, min_size=1, max_size=4), max_size=8),
+    history=st.integers(0, 4),
+    max_payload=st.sampled_from((400, 1024 * 1024)),
+    data=st.data(),
+)
+def test_snapshot_at_a_plus_catch_up_to_b_is_the_view_at_b(
+    initial: list[Any],
+    batches: list[list[Any]],
+    history: int,
+    max_payload: int,
+    data: st.DataObject,
+) -> None:
+    cluster = ClusterState()
+    cluster.replace(initial)
+    fanout = Fanout("e1", max_payload, history=history)
+    fanout.load(cluster)
+    cut = data.draw(st.integers(0, len(batches)), label="consumer stops after batch")
+    for batch in batches[:cut]:
+        _publish(fanout, cluster, batch)
+    held = {name: _from_snapshot(fanout.snapshot(name)) for name in NODES}
+    for batch in batches[cut:]:
+        _publish(fanout, cluster, batch)
+    for name in NODES:
+        a, view = held[name]
+        b = fanout.seq[name]
+        reply = fanout.catch_up(name, "e1", a)
+        if b - a > history and b > a:  # the history does not reach back that far: full
+            assert reply is None
+            continue
+        assert reply is not None, (a, b, history)
+        chunks = _chunks(reply)
+        assert all(c.base == a and c.seq == b for c in chunks)
+        assert all(len(c) <= max_payload for c in reply if len(reply) > 1)
+        consumer: Consumer[Any] = Consumer(view, "e1", a, synced=False, trusted=True)
+        [event] = consumer.on_snapshot(chunks)
+        assert isinstance(event, Applied) and event.kind == "delta" and event.seq == b
+        assert consumer.view == cluster.node_view(name), name
+        assert (consumer.epoch, consumer.seq, consumer.synced) == ("e1", b, True)
+        assert fanout.catch_up(name, "e2", a) is None  # another epoch: full
+
+
+def test_catch_up_is_refused_after_retire_and_bounded_by_bytes() -> None:
+    cluster = ClusterState()
+    cluster.replace([Node("n1")])
+    fanout = Fanout("e1", history=100, history_bytes=300)  # a run is ~126 bytes
+    fanout.load(cluster)
+    fanout.snapshot("ghost", now=10.0)
+    for i in range(1, 4):
+        fanout.publish(cluster, cluster.upsert(make_service(i, False, False, False)), 11.0)
+    assert fanout.seq["n1"] == 3
+    assert fanout.catch_up("n1", "e1", 2) is not None
+    assert fanout.catch_up("n1", "e1", 0) is None  # 3 runs exceed 300 bytes
+    [empty] = _chunks(fanout.catch_up("n1", "e1", 3) or [])
+    assert (empty.base, empty.seq, empty.ops) == (3, 3, ())
+    assert fanout.catch_up("n1", "e1", 4) is None  # ahead of the watcher: full
+    assert fanout.catch_up("n1", "e1", -1) is None
+    assert fanout.retire_idle(now=700.0, idle=600.0, keep=cluster.nodes) == ["ghost"]
+    assert fanout.catch_up("ghost", "e1", 3) is None  # served again: its view moved unseen
+    assert fanout.seq["ghost"] == 4
+    assert fanout.stats.catchups == 2
+
+
+def _catch_up_chunk(base: int, seq: int, ops: tuple[Any, ...] = ()) -> SnapshotChunk:
+    return SnapshotChunk("e1", seq, 0, 1, ops, base)
+
+
+SVC = make_service(1, False, False, False)
+EP = SetEndpoint(SVC.key, Endpoint("10.244.0.1", PORT, node="n1"))
+
+
+def _synced_consumer() -> Consumer[Any]:
+    consumer: Consumer[Any] = Consumer()
+    assert consumer.since() is None  # no view yet: full snapshot
+    [event] = consumer.on_snapshot([SnapshotChunk("e1", 5, 0, 1, (SetService(SVC),))])
+    assert isinstance(event, Applied) and event.kind == "snapshot"
+    assert consumer.since() == ("e1", 5)
+    return consumer
+
+
+def test_consumer_applies_a_catch_up_at_its_seq_as_a_delta_then_buffered_deltas() -> None:
+    consumer = _synced_consumer()
+    consumer.start_resync()
+    assert consumer.since() == ("e1", 5)
+    consumer.on_delta(Delta("e1", 7, 1.0, 0.5, ()))  # buffered while the reply is on its way
+    consumer.on_delta(Delta("e1", 8, 1.0, 0.5, ()))
+    events = consumer.on_snapshot([_catch_up_chunk(5, 7, (EP,))])
+    assert [(e.kind, e.seq) for e in events if isinstance(e, Applied)] == [
+        ("delta", 7),
+        ("delta", 8),
+    ]
+    assert isinstance(events[0], Applied) and events[0].ops == (EP,)
+    assert "10.244.0.1" in consumer.view.endpoints_of(SVC.key)
+    assert (consumer.seq, consumer.synced, consumer.since()) == (8, True, ("e1", 8))
+
+
+def test_consumer_up_to_date_gets_an_empty_delta() -> None:
+    consumer = _synced_consumer()
+    consumer.start_resync()
+    [event] = consumer.on_snapshot([_catch_up_chunk(5, 5)])
+    assert isinstance(event, Applied) and (event.kind, event.seq, event.ops) == ("delta", 5, ())
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        SnapshotChunk("e1", 7, 0, 1, (), 4),  # based on a seq we are not at
+        SnapshotChunk("e2", 7, 0, 1, (), 5),  # another epoch
+        SnapshotChunk("e1", 7, 0, 1, (SetEndpoint("default/none", EP.endpoint),), 5),  # no fit
+    ],
+)
+def test_consumer_refuses_a_catch_up_that_does_not_fit_and_asks_for_a_full_snapshot(
+    chunk: SnapshotChunk,
+) -> None:
+    consumer = _synced_consumer()
+    consumer.start_resync()
+    [result] = consumer.on_snapshot([chunk])
+    assert isinstance(result, Resync)
+    assert (consumer.synced, consumer.since(), consumer.seq) == (False, None, 5)
+    assert set(consumer.view.services) == {SVC.key}  # the view stays as it was
+
+
+def test_consumer_distrusts_its_view_after_an_op_that_does_not_fit() -> None:
+    consumer = _synced_consumer()
+    [result] = consumer.on_delta(
+        Delta("e1", 6, 1.0, None, (SetEndpoint("default/x", EP.endpoint),))
+    )
+    assert isinstance(result, Resync)
+    assert consumer.since() is None
+    [bad] = consumer.on_snapshot([SnapshotChunk("e1", 9, 0, 1, (EP,), -1)])  # no svc op: bad
+    assert isinstance(bad, Resync) and consumer.since() is None
+    [ok] = consumer.on_snapshot([SnapshotChunk("e1", 9, 0, 1, (SetService(SVC), EP))])
+    assert isinstance(ok, Applied) and consumer.since() == ("e1", 9)

@@ -42,7 +42,8 @@ ViewEvent = Applied
 
 @dataclass(slots=True)
 class ClientStats:
-    snapshots: int = 0
+    snapshots: int = 0  # full snapshots received
+    catchups: int = 0  # catch-up replies (only the missed deltas) received
     deltas: int = 0
     resyncs: int = 0
     malformed: int = 0
@@ -68,6 +69,7 @@ class ViewClient(Generic[E]):
         max_backoff: float = 5.0,
         max_queue: int = 100_000,
         op_cache: OpCache | None = None,
+        catch_up: bool = True,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -76,6 +78,7 @@ class ViewClient(Generic[E]):
         self.snapshot_timeout = snapshot_timeout
         self.max_backoff = max_backoff
         self.op_cache = op_cache  # shared by the clients of a process that runs many
+        self.catch_up = catch_up  # resync from a trusted view with only what it missed
         self.stats = ClientStats()
         self.consumer: Consumer[E] = Consumer()
         self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
@@ -123,6 +126,10 @@ class ViewClient(Generic[E]):
 
     def _on_message(self, data: bytes, subject: str, reply: str) -> None:
         self._put(data)
+
+    def request_resync(self, reason: str) -> None:
+        """Resync as a reconnect would (a catch-up if the view is trusted)."""
+        self._put(Resync(reason))
 
     def _on_reconnected(self) -> None:
         self._put(Resync("reconnected to NATS"))
@@ -185,8 +192,9 @@ class ViewClient(Generic[E]):
         self.consumer.start_resync()
         delay = 0.1
         while True:
+            since = self.consumer.since() if self.catch_up else None
             try:
-                chunks = await self.fetch_snapshot()
+                chunks = await self.fetch_snapshot(since)
                 break
             except SnapshotUnavailable as exc:
                 self.stats.snapshot_failures += 1
@@ -203,16 +211,32 @@ class ViewClient(Generic[E]):
             if isinstance(item, Resync):
                 continue  # the snapshot we are about to apply supersedes it
             self._handle(item)
-        self.stats.snapshots += 1
+        first, ops = chunks[0], sum(len(c.ops) for c in chunks)
+        if first.base >= 0:
+            self.stats.catchups += 1
+            log.info(
+                "%s: catch-up from seq %d to %d, %d ops",
+                self.delta_subject,
+                first.base,
+                first.seq,
+                ops,
+            )
+        else:
+            self.stats.snapshots += 1
+            log.info("%s: full snapshot at seq %d, %d ops", self.delta_subject, first.seq, ops)
         return self._results(self.consumer.on_snapshot(chunks))
 
-    async def fetch_snapshot(self) -> list[SnapshotChunk]:
-        """Request the snapshot and gather its chunks; raises SnapshotUnavailable."""
+    async def fetch_snapshot(self, since: tuple[str, int] | None = None) -> list[SnapshotChunk]:
+        """Request the snapshot and gather its chunks; raises SnapshotUnavailable.
+
+        ``since``: (epoch, seq) of a view this client trusts; the watcher may then answer
+        with only the operations missed since (chunks with ``base`` == seq)."""
         inbox = self.bus.new_inbox()
         replies: asyncio.Queue[bytes] = asyncio.Queue()
         sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
         try:
-            await self.bus.publish(self.snapshot_subject, encode(SnapshotRequest()), reply=inbox)
+            request = SnapshotRequest(*since) if since is not None else SnapshotRequest()
+            await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
             return await asyncio.wait_for(self._gather(replies), self.snapshot_timeout)
         except TimeoutError:
             raise SnapshotUnavailable("no complete reply in time") from None

@@ -3,6 +3,11 @@
 Subscribe first, then ask for a snapshot; buffered deltas with ``seq <= snapshot.seq`` are
 dropped and the rest applied in order. A gap, an epoch change, a tick ahead of what was
 applied, or an operation that does not fit the view means something was lost: resync.
+
+A resync of a consumer whose view is trusted asks for a catch-up from its (epoch, seq)
+(:meth:`Consumer.since`); a reply based on that seq is applied on top of the view, like a
+delta. A view is not trusted before the first snapshot, after an operation that did not
+fit it, or after a bad or mismatched reply: then only a full snapshot will do.
 """
 
 from __future__ import annotations
@@ -45,7 +50,12 @@ class Consumer(Generic[E]):
     epoch: str = ""
     seq: int = -1
     synced: bool = False
+    trusted: bool = False  # the view is exactly the watcher's at (epoch, seq)
     _buffer: list[Delta] = field(default_factory=list)
+
+    def since(self) -> tuple[str, int] | None:
+        """Where a catch-up may start: (epoch, seq) of a trusted view, else None (full)."""
+        return (self.epoch, self.seq) if self.trusted and self.seq >= 0 else None
 
     def start_resync(self) -> None:
         """Forget the stream position (not the view: it stays programmed) and buffer deltas."""
@@ -53,20 +63,40 @@ class Consumer(Generic[E]):
         self._buffer.clear()
 
     def on_snapshot(self, chunks: Sequence[SnapshotChunk]) -> list[Applied[E] | Resync]:
+        """A full snapshot, or a catch-up (``base`` >= 0), yielded as a "delta" event whose
+        ops are the missed operations (none when already up to date)."""
         first = chunks[0]
-        if any(
-            (c.epoch, c.seq, c.chunks) != (first.epoch, first.seq, first.chunks) for c in chunks
-        ):
+        version = (first.epoch, first.seq, first.chunks, first.base)
+        if any((c.epoch, c.seq, c.chunks, c.base) != version for c in chunks):
+            self.trusted = False
             return [Resync("snapshot chunks of different versions")]
         ops: list[Op[Any]] = [op for c in sorted(chunks, key=lambda c: c.chunk) for op in c.ops]
+        if first.base >= 0:
+            return self._catch_up(first, ops)
         try:
             view: View[E] = apply_in_place(ops, View())
         except InconsistentOp as exc:
+            self.trusted = False
             return [Resync(f"bad snapshot: {exc}")]
-        self.view, self.epoch, self.seq, self.synced = view, first.epoch, first.seq, True
-        out: list[Applied[E] | Resync] = [
-            Applied("snapshot", self.epoch, self.seq, view, tuple(ops))
-        ]
+        self.view, self.epoch, self.seq = view, first.epoch, first.seq
+        self.synced = self.trusted = True
+        return self._drain([Applied("snapshot", self.epoch, self.seq, view, tuple(ops))])
+
+    def _catch_up(self, first: SnapshotChunk, ops: list[Op[Any]]) -> list[Applied[E] | Resync]:
+        if not self.trusted or (self.epoch, self.seq) != (first.epoch, first.base):
+            at = f"{self.epoch}/{self.seq}" if self.trusted else "an untrusted view"
+            self.trusted = False
+            return [Resync(f"catch-up from {first.epoch}/{first.base} does not fit {at}")]
+        try:
+            apply_in_place(ops, self.view)
+        except InconsistentOp as exc:
+            self.trusted = False
+            return [Resync(f"catch-up does not fit the view: {exc}")]
+        self.seq, self.synced = first.seq, True
+        return self._drain([Applied("delta", self.epoch, self.seq, self.view, tuple(ops))])
+
+    def _drain(self, out: list[Applied[E] | Resync]) -> list[Applied[E] | Resync]:
+        """Apply the deltas buffered while the snapshot was on its way."""
         buffered, self._buffer = self._buffer, []
         for delta in buffered:
             if delta.epoch != self.epoch:
@@ -89,6 +119,7 @@ class Consumer(Generic[E]):
         try:
             view: View[E] = apply_in_place(delta.ops, self.view)
         except InconsistentOp as exc:
+            self.trusted = False
             return [self._lost(f"delta {delta.seq} does not fit the view: {exc}")]
         self.seq = delta.seq
         return [

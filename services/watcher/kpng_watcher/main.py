@@ -61,6 +61,14 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between idle ticks carrying each node's seq (default: %(default)s)",
     )
     p.add_argument(
+        "--history",
+        type=int,
+        default=256,
+        metavar="BATCHES",
+        help="per node, answer a resyncing agent with only the deltas it missed if they are "
+        "among the last BATCHES published (0: always a full snapshot; default: %(default)s)",
+    )
+    p.add_argument(
         "--metrics-bind-address",
         type=host_port,
         metavar="HOST:PORT",
@@ -117,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     source = make_source(args, p)
     if args.tick_interval <= 0:
         p.error("--tick-interval must be positive")
-    settings = PublisherSettings(coalesce=args.coalesce_ms / 1000, tick_interval=args.tick_interval)
+    settings = PublisherSettings(
+        coalesce=args.coalesce_ms / 1000, tick_interval=args.tick_interval, history=args.history
+    )
 
     async def serve() -> None:
         kube = source if isinstance(source, KubeSource) else None

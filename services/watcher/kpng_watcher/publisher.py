@@ -29,6 +29,9 @@ class PublisherSettings:
     tick_interval: float = 1.0
     # a node with no Node object is served while it asks for snapshots or reports status
     idle_node_timeout: float = 600.0
+    # catch-up: per node, the last `history` deltas (at most `history_bytes` of operations)
+    history: int = 256
+    history_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -53,7 +56,7 @@ class Publisher:
         self.clock = clock
         self.state = ClusterState()
         self.epoch = secrets.token_hex(8)
-        self.fanout = Fanout(self.epoch, bus.max_payload)
+        self.fanout = Fanout(self.epoch, bus.max_payload, settings.history, settings.history_bytes)
         self.synced = False
         self.stats = PublisherStats()
         self._pending = Changes()
@@ -157,9 +160,12 @@ class Publisher:
             self.stats.malformed_requests += 1
             log.warning("snapshot request on %s without a reply subject dropped", subject)
             return
+        request = SnapshotRequest()
         try:
-            if data and not isinstance(decode(data), SnapshotRequest):
+            message = decode(data) if data else request
+            if not isinstance(message, SnapshotRequest):
                 raise MalformedMessage("kind", "expected snapshot-request")
+            request = message
         except MalformedMessage as exc:
             self.stats.malformed_requests += 1
             log.warning("malformed snapshot request on %s: %s", subject, exc)
@@ -171,11 +177,21 @@ class Publisher:
         if subject == self.bus.subjects.global_snapshot:
             chunks = self.fanout.global_snapshot()
         else:
-            node = self.bus.subjects.node_of(subject).replace("_", ".")
-            if self.fanout.serve(node, self.clock()):
-                log.info("serving node %s (asked for a snapshot)", node)
-            chunks = self.fanout.snapshot(node, self.clock())
+            chunks = self._node_snapshot(subject, request)
         await self._reply(reply, chunks)
+
+    def _node_snapshot(self, subject: str, request: SnapshotRequest) -> list[bytes]:
+        """A catch-up when the consumer has a view the history reaches back to, else full."""
+        node = self.bus.subjects.node_of(subject).replace("_", ".")
+        now = self.clock()
+        if request.seq >= 0 and node in self.fanout.seq:
+            chunks = self.fanout.catch_up(node, request.epoch, request.seq, now)
+            if chunks is not None:
+                return chunks
+            log.debug("node %s: no catch-up from %s/%d", node, request.epoch, request.seq)
+        if self.fanout.serve(node, now):
+            log.info("serving node %s (asked for a snapshot)", node)
+        return self.fanout.snapshot(node, now)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
         for chunk in chunks:

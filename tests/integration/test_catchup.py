@@ -1,0 +1,96 @@
+"""Catch-up resync over a real nats-server: agents that keep a trusted view get only what
+they missed (no full snapshot), and a history that does not reach back means a full one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import pytest
+from kpng.bus.client import NodeViewClient
+from kpng.bus.connection import connect
+from kpng_watcher.file_source import FileSource
+from kpng_watcher.publisher import Publisher, PublisherSettings
+
+from tests.integration.harness import Deployment, node, service, slice_
+
+pytestmark = pytest.mark.integration
+FULL = re.compile(r"full snapshot at seq")
+CATCH_UP = re.compile(r"catch-up from seq (\d+) to (\d+), (\d+) ops")
+
+
+def cluster(*ips: str) -> list[dict[str, Any]]:
+    return [
+        node("n1", "z1", "192.168.0.1"),
+        node("n2", "z2", "192.168.0.2"),
+        service("web", "10.96.0.10"),
+        service("local", "10.96.0.11", 81, type="NodePort", externalTrafficPolicy="Local"),
+        slice_("web", [(ip, "n1") for ip in ips]),
+        slice_("local", [(ip, "n2") for ip in ips]),
+    ]
+
+
+def test_nats_restart_agents_catch_up_without_a_full_snapshot(deployment: Deployment) -> None:
+    deployment.write_cluster(cluster("10.244.1.1"))
+    deployment.start_nats()
+    deployment.start_watcher()
+    for name in ("n1", "n2"):
+        deployment.start_agent(name)
+    deployment.wait_converged("n1", "n2")
+    deployment.write_cluster(cluster("10.244.1.1", "10.244.1.2"))  # seq moves on
+    deployment.wait_converged("n1", "n2")
+
+    deployment.group.children["nats-server"].stop()
+    deployment.write_cluster(cluster("10.244.1.2", "10.244.1.3"))  # changed while down
+    time.sleep(1.5)
+    deployment.start_nats()  # same port: watcher and agents reconnect
+    deployment.wait_converged("n1", "n2", timeout=40)
+    for name in ("n1", "n2"):
+        log = deployment.agents[name].log()
+        assert len(FULL.findall(log)) == 1, log  # the first sync only
+        catch_ups = CATCH_UP.findall(log)
+        assert catch_ups, log
+        assert all(int(b) >= int(a) for a, b, _ in catch_ups)
+        assert "reconnected" in log
+
+
+async def test_history_too_short_means_a_full_snapshot(deployment: Deployment) -> None:
+    deployment.write_cluster(cluster("10.244.1.1"))
+    deployment.start_nats()
+    watcher_bus = await connect(deployment.url, retry_forever=False)
+    client_bus = await connect(deployment.url, retry_forever=False)
+    settings = PublisherSettings(0.01, 0.5, history=2)
+    publisher = Publisher(watcher_bus, FileSource(deployment.cluster_file, 0.05), settings)
+    client = NodeViewClient(client_bus, "n1")
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(publisher.run())
+            await asyncio.wait_for(publisher.ready.wait(), 10)
+            for i in range(3, 7):  # 4 deltas for n1
+                seq = publisher.fanout.seq["n1"]
+                deployment.write_cluster(cluster(*(f"10.244.1.{j}" for j in range(1, i))))
+                await _until(lambda s=seq: publisher.fanout.seq["n1"] > s)
+            seq, epoch = publisher.fanout.seq["n1"], publisher.epoch
+            [recent] = await client.fetch_snapshot((epoch, seq - 2))
+            # the last two deltas: each added an endpoint to both services
+            assert (recent.base, recent.seq, len(recent.ops)) == (seq - 2, seq, 4)
+            [same] = await client.fetch_snapshot((epoch, seq))
+            assert (same.base, same.seq, same.ops) == (seq, seq, ())
+            for since in ((epoch, seq - 3), ("another-epoch", seq), (epoch, seq + 1)):
+                [full] = await client.fetch_snapshot(since)
+                assert (full.base, full.seq) == (-1, seq)
+                assert len(full.ops) == 2 + 2 * 5 + 1  # services, endpoints and the node
+            assert publisher.fanout.stats.catchups == 2
+            watcher.cancel()
+    finally:
+        await client_bus.close()
+        await watcher_bus.close()
+
+
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
