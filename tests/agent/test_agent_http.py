@@ -76,6 +76,8 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     assert "kubeproxy_sync_proxy_rules_duration_seconds" in names
     assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in names
     assert "kubeproxy_sync_proxy_rules_endpoint_changes" in names  # _total is the sample
+    assert {"kpng_agent_bus_snapshots", "kpng_agent_bus_resyncs"} <= names
+    assert "kpng_agent_bus_malformed" in names
 
     d.write_cluster([lb, slice_("shop", [("10.244.0.2", "node-b")])])  # node-a deleted
     wait_until(

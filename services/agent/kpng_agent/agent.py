@@ -22,7 +22,7 @@ from kpng.bus.consumer import Applied
 from kpng.codec import Status, encode
 from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
 from kpng.health import ProxyHealth, no_local_endpoints
-from kpng.metrics import LabelledGaugeCollector, ProxyMetrics
+from kpng.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
 from kpng.model import ViewEndpoint
 from prometheus_client import CollectorRegistry
 
@@ -94,6 +94,8 @@ class Agent:
                 lambda: no_local_endpoints(self.client.view, node),
             )
         )
+        # kpng_agent_bus_*: the bus client's snapshots, deltas, resyncs, malformed messages
+        self.registry.register(StatsCollector("kpng_agent_bus", lambda: self.client.stats))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
