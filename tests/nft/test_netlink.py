@@ -17,6 +17,7 @@ from kpng.nft.nlbatch import (
     build,
     dump_elements,
 )
+from kpng.nft.nlbulk import unpack_all
 from kpng.nft.nlcodec import Layout, decode_element, layout, nla
 from kpng.nft.nlnft import split
 from kpng.nft.nlread import (
@@ -205,3 +206,36 @@ def test_dump_messages_end_at_done_and_raise_on_errors() -> None:
     with pytest.raises(DumpError) as e:
         list(messages(err))
     assert e.value.errno == 2
+
+
+def _nest(raws: list[bytes], nested: bool = False) -> bytes:
+    """Elements as a dump lists them: NFTA_LIST_ELEM without NLA_F_NESTED."""
+    return b"".join(r if nested else r[:2] + struct.pack("=H", 1) + r[4:] for r in raws)
+
+
+def test_whole_messages_of_plain_elements_decode_as_one_by_one() -> None:
+    cases = {
+        "endpoints_3": [
+            Element("endpoints_3", (str(i), str(i % 7)), (f"10.1.{i // 256}.{i % 256}", "8080"))
+            for i in range(300)
+        ],
+        "service_ips": [Element("service_ips", ("10.96.0.1", "udp", "53"), ("536870913",))],
+        "cluster_ips": [Element("cluster_ips", (f"10.96.0.{i}",)) for i in range(1, 9)],
+        "hairpin": [Element("hairpin", ("10.244.1.2", "10.244.1.2"))],
+    }
+    for name, elements in cases.items():
+        for nested in (False, True):
+            buf = _nest([lay(name).encode(e) for e in elements], nested)
+            assert unpack_all(lay(name), buf, 0, len(buf)) == elements
+    assert unpack_all(lay("cluster_ips"), b"", 0, 0) == []
+
+
+def test_elements_that_are_not_plain_are_left_to_the_attribute_walk() -> None:
+    pick = _nest([lay("pick").encode(Element("pick", ("3",), ("goto pick_2_3",), "x"))])
+    assert unpack_all(lay("pick"), pick, 0, len(pick)) is None
+    svc = lay("service_ips")
+    odd = _nest([svc.encode(Element("service_ips", ("10.96.0.1", "tcp", "80"), ("1",)))])
+    odd = odd[:4] + b"\x99" + odd[5:]  # not a key nest: another layout
+    assert unpack_all(svc, odd, 0, len(odd)) is None
+    short = _nest([lay("cluster_ips").encode(Element("cluster_ips", ("10.96.0.1",)))]) + bytes(4)
+    assert unpack_all(lay("cluster_ips"), short, 0, len(short)) is None

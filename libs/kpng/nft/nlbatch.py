@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from kpng.nft.nlbulk import unpack_all
 from kpng.nft.nlcodec import (
     NLA_F_NESTED,
     Layout,
@@ -198,6 +199,9 @@ def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:
         else:
             for k, a, b in attrs(buf, at + 20, at + length):
                 if k == NFTA_SET_ELEM_LIST_ELEMENTS:
-                    out.extend(decode_element(lay, buf, x, y) for _, x, y in attrs(buf, a, b))
+                    bulk = unpack_all(lay, buf, a, b)
+                    if bulk is None:
+                        bulk = [decode_element(lay, buf, x, y) for _, x, y in attrs(buf, a, b)]
+                    out.extend(bulk)
         at += (length + 3) & ~3
     return False

@@ -20,6 +20,7 @@ import errno
 import json
 import logging
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import Listing, listing
@@ -39,6 +40,7 @@ from kpng.nft.state import no_gc
 from kpng.nft.transaction import Nftables, Op, Ruleset, Transaction
 
 log = logging.getLogger(__name__)
+_SET_KEY = itemgetter(0, 1)  # an element's (set, key)
 THREAD_ABOVE = 2000  # elements: bigger batches are sent from a worker thread
 
 
@@ -186,8 +188,8 @@ class NetlinkNftables:
         with no_gc():
             for lay in known.values():
                 if lay is not None:
-                    for e in sock.dump(table, lay):
-                        into.elements[(e[0], e[1])] = e
+                    found = sock.dump(table, lay)
+                    into.elements.update(zip(map(_SET_KEY, found), found, strict=True))
 
     def close(self) -> None:
         if self.sock is not None:

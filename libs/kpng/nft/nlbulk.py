@@ -1,0 +1,68 @@
+"""Whole dump messages of plain elements decoded at once: ``struct.iter_unpack`` over the
+elements nest, then one conversion per column. Pure.
+
+A 10k-service table holds ~150k plain elements (endpoints, service IPs); decoding them one
+attribute walk at a time took ~2.5 s of a restart, the kernel's dumps ~0.1 s. Elements
+that are not plain (verdicts, comments, another size) make the caller fall back to
+:func:`kpng.nft.nlcodec.decode_element`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from typing import Any, cast
+
+from kpng.nft.nlcodec import PROTO_NAMES, Layout
+from kpng.nft.objects import Element
+
+NFTA_LIST_ELEM = 1
+_new = cast(Callable[[Any], Element], functools.partial(tuple.__new__, Element))
+
+
+def _v6(b: bytes) -> str:
+    return str(ipaddress.IPv6Address(b))
+
+
+def _column(name: str, col: tuple[Any, ...]) -> Iterable[str]:
+    """One field of every element, as rendering spells it."""
+    if name in ("mark", "integer"):
+        return map(str, col)
+    if name == "inet_service":
+        return map(str, map(socket.htons, col))
+    if name == "inet_proto":
+        return map(PROTO_NAMES.__getitem__, col)
+    if name == "ipv4_addr":
+        return map(socket.inet_ntoa, col)
+    return map(_v6, col)
+
+
+def unpack_all(lay: Layout, buf: bytes, start: int, end: int) -> list[Element] | None:
+    """The elements in ``buf[start:end]`` (a ``NFTA_SET_ELEM_LIST_ELEMENTS`` payload) if all
+    are plain, else None."""
+    st = lay.whole if lay.data is not None else lay.whole_key
+    if lay.verdict or (end - start) % st.size:
+        return None
+    rows = list(st.iter_unpack(memoryview(buf)[start:end]))
+    if not rows:
+        return []
+    cols = list(zip(*rows, strict=True))
+    nk = len(lay.key.names)
+    prefixes = {lay.key.bare, lay.key.prefix}
+    if set(cols[0]) != {st.size} or set(cols[1]) - {NFTA_LIST_ELEM, 0x8000 | NFTA_LIST_ELEM}:
+        return None
+    if set(cols[2]) - prefixes:
+        return None
+    keys = zip(
+        *(_column(n, c) for n, c in zip(lay.key.names, cols[3 : 3 + nk], strict=True)), strict=True
+    )
+    values: Iterable[tuple[str, ...] | None] = repeat(None)
+    if lay.data is not None:
+        if set(cols[3 + nk]) - {lay.data.bare, lay.data.prefix}:
+            return None
+        data = zip(lay.data.names, cols[4 + nk :], strict=True)
+        values = zip(*(_column(n, c) for n, c in data), strict=True)
+    return list(map(_new, zip(repeat(lay.name), keys, values, repeat(""), strict=False)))
