@@ -20,6 +20,7 @@ FIELDS = {
     "latency": {"batches", "complete_batches", "p50_s", "p99_s", "max_s", "mean_per_agent_s"},
     "initial": {"seconds", "watcher_cpu_s", "snapshot_requests", "snapshot_bytes_per_node"},
     "storm": {"seconds", "watcher_cpu_s", "watcher_snapshot_seconds", "snapshot_requests"},
+    "storm_cold": {"seconds", "snapshot_requests", "full_snapshots", "snapshot_bytes_per_node"},
     "watcher": {"cpu_percent_churn", "cpu_percent_storm", "rss_bytes", "peak_rss_bytes"},
     "per_change_per_node": {"messages", "bytes"},
     "encodings": {"per_change", "per_distinct_op", "probe_encodings", "probe_distinct_ops"},
@@ -28,6 +29,7 @@ FIELDS = {
     "targets": {
         "p99_latency_s",
         "snapshot_storm_s",
+        "snapshot_storm_cold_s",
         "watcher_peak_rss_bytes",
         "bytes_per_change_per_node",
         "encodings_per_distinct_op",
@@ -48,7 +50,10 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert result["crashed_processes"] == []
     assert result["changes"] > 0
     assert result["latency"]["complete_batches"] == result["latency"]["batches"] > 0
-    assert result["storm"]["snapshot_requests"] >= 20
+    # warm storm: every agent resynced with only what it missed, no full snapshot
+    assert result["storm"]["catchups"] >= 20
+    assert result["storm"]["full_snapshots"] == 0
+    assert result["storm_cold"]["full_snapshots"] >= 20
     # node-independent services: each distinct operation encoded once, not once per node
     assert result["encodings"]["per_distinct_op"] == 1.0
     assert "lat" in done.stdout.lower() and "target" in done.stdout

@@ -82,7 +82,7 @@ class Agents:
         agent.client = client
         async for event in client:
             now = time.time()
-            if event.kind == "snapshot":
+            if event.kind == "snapshot" or event.time is None:  # full snapshot or catch-up
                 agent.snapshots += 1
                 agent.snapshot_at = now
             elif event.trigger_time is not None:
@@ -91,7 +91,16 @@ class Agents:
             agent.services = len(event.view.services)
 
     async def storm(self, body: control.Json) -> control.Json:
-        """Every client starts over at once: subscribe, fetch a snapshot, follow."""
+        """Every client resyncs at once. ``warm``: each keeps its view and resyncs as after
+        a reconnect (a catch-up); else (cold) every client starts over without state:
+        subscribe, fetch a full snapshot, follow."""
+        self.storm_at = time.time()
+        if body.get("warm"):
+            for agent in self.agents:
+                agent.seq, agent.snapshot_at = -1, 0.0  # at the watcher's seq again once resynced
+                if agent.client is not None:
+                    agent.client.request_resync("benchmark: warm storm")
+            return {"storm_at": self.storm_at}
         await self.stop()
         self.storm_at = time.time()
         for agent in self.agents:
@@ -108,6 +117,8 @@ class Agents:
             "services": {a.node: a.services for a in self.agents},
             "last_snapshot_at": max((a.snapshot_at for a in self.agents), default=0.0),
             "resyncs": sum(c.stats.resyncs for c in clients),
+            "full_snapshots": sum(c.stats.snapshots for c in clients),
+            "catchups": sum(c.stats.catchups for c in clients),
             "snapshot_failures": sum(c.stats.snapshot_failures for c in clients),
             "usage": control.process_usage(),
         }

@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 def table(result: dict[str, Any]) -> str:
     lat, storm, init = result["latency"], result["storm"], result["initial"]
+    cold = result["storm_cold"]
     w, per, pub = result["watcher"], result["per_change_per_node"], result["publish"]
     p = result["params"]
     rows = [
@@ -46,12 +47,20 @@ def table(result: dict[str, Any]) -> str:
         ),
         ("batches complete on all agents", f"{lat['complete_batches']} / {lat['batches']}"),
         ("initial sync (all agents)", f"{init['seconds']:.1f} s"),
-        ("snapshot storm to convergence", f"{storm['seconds']:.1f} s"),
-        ("storm: watcher time answering", f"{storm['watcher_snapshot_seconds']:.1f} s"),
-        ("snapshot size per node", f"{storm['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
+        ("warm storm (resync with state) to convergence", f"{storm['seconds']:.2f} s"),
         (
-            "watcher CPU churn / storm",
-            f"{w['cpu_percent_churn']:.0f}% / {w['cpu_percent_storm']:.0f}%",
+            "warm storm: catch-ups / full snapshots",
+            f"{storm['catchups']} / {storm['full_snapshots']}"
+            f" ({storm['catchup_bytes_per_node']:.0f} bytes per node)",
+        ),
+        ("warm storm: watcher time answering", f"{storm['watcher_snapshot_seconds']:.2f} s"),
+        ("cold storm (restart, no state) to convergence", f"{cold['seconds']:.1f} s"),
+        ("cold storm: watcher time answering", f"{cold['watcher_snapshot_seconds']:.1f} s"),
+        ("full view per node", f"{cold['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
+        (
+            "watcher CPU churn / warm / cold storm",
+            f"{w['cpu_percent_churn']:.0f}% / {w['cpu_percent_storm']:.0f}%"
+            f" / {w['cpu_percent_storm_cold']:.0f}%",
         ),
         (
             "watcher RSS now / peak",

@@ -2,7 +2,9 @@
 
 Phases: initial sync (every agent fetches its snapshot), churn at R changes/s for the
 duration, settle (every agent at the watcher's seq), an encoding probe, the raw nats-py
-publish comparison, and a snapshot storm (every agent restarts its client at once).
+publish comparison, a warm snapshot storm (every client resyncs at once keeping its view, as
+after a NATS reconnect: catch-ups) and a cold one (every client restarts without state:
+full snapshots).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
 class Settings:
     nodes: int = 1000
     services: int = 10_000
-    endpoints: int = 10
+    endpoints: int = 1  # E=10 (-e 10): a full view is ~18 MB at S=10k; see docs/scale.md
     rate: float = 100.0
     duration: float = 30.0
     processes: int = 3
@@ -148,12 +150,15 @@ async def phases(bus: Bus, procs: int, s: Settings, started: float) -> control.J
         bus, f"{control.WATCHER}.probe", {"changes": s.probe_changes}, timeout=120
     )
     [raw] = await control.request(bus, f"{control.WATCHER}.rawbench", timeout=120)
-    await wait_converged(bus, procs, s, 60.0)
-    before = (await stats())[0]
-    storms = await control.request(bus, f"{control.AGENTS}.storm", replies=procs, timeout=120)
-    storm_at = min(r["storm_at"] for r in storms)
-    statuses = await wait_converged(bus, procs, s, s.sync_timeout)
-    out["storm"] = Phase(storm_at, time.time(), before, (await stats())[0], statuses)
+    for name, warm in (("storm", True), ("storm_cold", False)):
+        await wait_converged(bus, procs, s, 60.0)
+        before = (await stats())[0]
+        storms = await control.request(
+            bus, f"{control.AGENTS}.storm", {"warm": warm}, replies=procs, timeout=120
+        )
+        storm_at = min(r["storm_at"] for r in storms)
+        statuses = await wait_converged(bus, procs, s, s.sync_timeout)
+        out[name] = Phase(storm_at, time.time(), before, (await stats())[0], statuses)
     [watcher] = await control.request(bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=60)
     return summarize(s, out, probe, raw, converged(watcher, statuses, s))
 
