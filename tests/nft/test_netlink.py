@@ -17,7 +17,7 @@ from kpng.nft.nlbatch import (
     build,
     dump_elements,
 )
-from kpng.nft.nlbulk import unpack_all
+from kpng.nft.nlbulk import pack_all, unpack_all
 from kpng.nft.nlcodec import Layout, decode_element, layout, nla
 from kpng.nft.nlnft import split
 from kpng.nft.nlread import (
@@ -239,3 +239,32 @@ def test_elements_that_are_not_plain_are_left_to_the_attribute_walk() -> None:
     assert unpack_all(svc, odd, 0, len(odd)) is None
     short = _nest([lay("cluster_ips").encode(Element("cluster_ips", ("10.96.0.1",)))]) + bytes(4)
     assert unpack_all(lay("cluster_ips"), short, 0, len(short)) is None
+
+
+def test_runs_of_plain_elements_encode_as_one_by_one() -> None:
+    cases = {
+        "endpoints_5": [
+            Element("endpoints_5", (str(i), str(i % 7)), (f"10.1.{i // 256}.{i % 256}", "8080"))
+            for i in range(300)
+        ],
+        "service_ips": [Element("service_ips", ("10.96.0.1", "sctp", "53"), ("536870913",))],
+        "service_nodeports": [Element("service_nodeports", ("udp", "30053"), ("7",))],
+        "cluster_ips": [Element("cluster_ips", (f"10.96.0.{i}",)) for i in range(1, 9)],
+    }
+    for name, elements in cases.items():
+        for full in (True, False):
+            assert pack_all(lay(name), elements, full) == [
+                lay(name).encode(e, full) for e in elements
+            ]
+
+
+def test_runs_that_are_not_plain_are_encoded_one_by_one() -> None:
+    ok = Element("cluster_ips", ("10.96.0.1",))
+    assert pack_all(lay("cluster_ips"), [ok, ok._replace(comment="x")], True) is None
+    assert pack_all(lay("cluster_ips"), [ok, ok._replace(key=("nope",))], True) is None
+    assert pack_all(lay("cluster_ips"), [ok, ok._replace(value=("1",))], True) is None
+    ep = Element("endpoints_0", ("1", "0"), ("10.0.0.1", "80"))
+    assert pack_all(lay("endpoints_0"), [ep, ep._replace(value=None)], True) is None
+    assert pack_all(lay("endpoints_0"), [ep, ep._replace(key=("1",))], True) is None
+    assert pack_all(lay("pick"), [Element("pick", ("1",), ("return",))], True) is None
+    assert pack_all(lay("cluster_ips"), [], True) is None

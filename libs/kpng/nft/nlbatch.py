@@ -11,8 +11,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-from kpng.nft.nlbulk import unpack_all
+from kpng.nft.nlbulk import pack_all, unpack_all
 from kpng.nft.nlcodec import (
     NLA_F_NESTED,
     Layout,
@@ -97,19 +98,28 @@ def _header(kind: int, flags: int, seq: int, length: int) -> bytes:
     return HEADER.pack(length, kind, flags, seq, 0)
 
 
-def _chunks(
-    lay: Layout, elements: list[Element], full: bool
-) -> Iterator[list[tuple[Element, bytes]]]:
-    chunk: list[tuple[Element, bytes]] = []
+Chunk = tuple[list[Element], list[bytes]]  # elements and their encodings
+
+
+def _chunks(lay: Layout, elements: list[Element], full: bool) -> Iterator[Chunk]:
+    """Runs of at most 64 KiB of encoded elements."""
+    raws = pack_all(lay, elements, full)
+    if raws:
+        per = max(1, MAX_ELEMENTS_BYTES // len(raws[0]))
+        for i in range(0, len(raws), per):
+            yield elements[i : i + per], raws[i : i + per]
+        return
+    chunk: Chunk = ([], [])
     size = 0
     for e in elements:
         raw = lay.encode(e, full)
-        if size + len(raw) > MAX_ELEMENTS_BYTES and chunk:
+        if size + len(raw) > MAX_ELEMENTS_BYTES and chunk[0]:
             yield chunk
-            chunk, size = [], 0
-        chunk.append((e, raw))
+            chunk, size = ([], []), 0
+        chunk[0].append(e)
+        chunk[1].append(raw)
         size += len(raw)
-    if chunk:
+    if chunk[0]:
         yield chunk
 
 
@@ -118,22 +128,20 @@ def _message(
     family: int,
     seq: int,
     target: tuple[str, bytes],
-    chunk: list[tuple[Element, bytes]],
+    chunk: Chunk,
     b: Batch,
 ) -> bytes:
     set_name, set_attrs = target
+    elements, raws = chunk
     kind = NFT_MSG_NEWSETELEM if verb == "add" else NFT_MSG_DELSETELEM
     flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if verb == "add" else 0)
-    body = b"".join(raw for _, raw in chunk)
+    body = b"".join(raws)
     at = 16 + 4 + len(set_attrs) + 4
-    offsets = []
-    for _, raw in chunk:
-        offsets.append(at)
-        at += len(raw)
+    offsets = list(accumulate(map(len, raws[:-1]), initial=at))
     elements_hdr = struct.pack("=HH", 4 + len(body), NLA_F_NESTED | NFTA_SET_ELEM_LIST_ELEMENTS)
     payload = _nfgen(family) + set_attrs + elements_hdr + body
-    b.messages[seq] = Message(seq, verb, set_name, [e for e, _ in chunk], offsets)
-    b.elements += len(chunk)
+    b.messages[seq] = Message(seq, verb, set_name, elements, offsets)
+    b.elements += len(elements)
     return _header(NFNL_SUBSYS_NFTABLES << 8 | kind, flags, seq, 16 + len(payload)) + payload
 
 
