@@ -100,3 +100,35 @@ def test_fake_is_atomic_and_checks_references() -> None:
     tx.add(Chain("c", ("ip saddr @gone drop",)))
     with pytest.raises(NftError, match="missing set"):
         asyncio.run(nft.run(tx))
+
+
+def test_endpoint_changes_up_to_15_write_no_jump_or_goto_elements() -> None:
+    """Adding a jump/goto element makes the kernel validate every verdict map of the table
+    (O(services) per change): endpoint counts 1..15 travel in the mark instead."""
+    h = Harness()
+    v = many(20, eps=2)
+    h.full(v)
+    key, seen = "default/s3", []
+    for n in (3, 15, 16, 17, 15, 0, 1):
+        new = apply(diff(v, v), v)
+        new.endpoints = {
+            **v.endpoints,
+            key: {f"10.245.0.{k + 1}": ep(f"10.245.0.{k + 1}") for k in range(n)},
+        }
+        tx = h.planner.plan_ops(new, diff(h.view, new))
+        asyncio.run(h.nft.run(tx))
+        h.view = v = new
+        gotos = [
+            op.obj
+            for op in tx
+            if op.verb == "add"
+            and isinstance(op.obj, Element)
+            and op.obj.value
+            and op.obj.value[0].startswith(("goto", "jump"))
+        ]
+        seen.append(len(gotos))
+        eps = h.trace(POD, "10.96.0.4", 80).endpoint_ips
+        assert eps == {f"10.245.0.{k + 1}" for k in range(n)}
+    # 15 -> 16 and 16 -> 17 rewrite the pick verdict (back to 15 is a "return"); losing every
+    # endpoint adds the no_endpoint_ips "goto reject_chain"
+    assert seen == [0, 0, 1, 1, 0, 1, 0]

@@ -21,6 +21,9 @@ from kpng.nft.skeleton import (
     ID_MASK,
     LOCAL_EXT,
     MASQ,
+    PICK_BITS,
+    PICK_MARK_MAX,
+    PICK_SHIFT,
     PICK_STATIC,
     PROTOCOLS,
     REJECT,
@@ -42,6 +45,14 @@ class Target:
     key: str  # "namespace/name|port|PROTO|i" or "...|e"
     id: int
     backends: tuple[tuple[str, int], ...]  # (ip, port), sorted
+    affinity: bool = False
+
+    @property
+    def mark(self) -> int:
+        """The target id and, for ``pick_static``, its endpoint count."""
+        n = len(self.backends)
+        static = 0 < n <= PICK_MARK_MAX and not self.affinity
+        return self.id | (n << PICK_SHIFT if static else 0)
 
 
 def render_service(
@@ -79,14 +90,14 @@ def _render_port(
 ) -> list[Object]:
     proto, port = sp.protocol.lower(), str(sp.port)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
-    internal = _target(f"{base}|i", backends(sp, eps, "internal"), id_of)
+    internal = _target(f"{base}|i", backends(sp, eps, "internal"), id_of, svc)
     has_any = any(endpoint_port(sp, e) for e in eps)
     out = _target_objects(svc, internal, c)
     local = svc.internal_traffic_policy is TrafficPolicy.LOCAL
     none = DROP if local and has_any else REJECT
     for ip in _family(svc.cluster_ips, c):
         out.append(Element("cluster_ips", (ip,)))
-        out.append(_dispatch_ip((ip, proto, port), internal, internal.id | CLUSTER, none))
+        out.append(_dispatch_ip((ip, proto, port), internal, internal.mark | CLUSTER, none))
     if svc.externally_accessible:
         out.extend(_render_external(svc, sp, eps, c, id_of, internal, has_any))
     return out
@@ -102,13 +113,14 @@ def _render_external(
     has_any: bool,
 ) -> list[Object]:
     proto, port = sp.protocol.lower(), str(sp.port)
-    ext = _target(f"{svc.key}|{sp.name}|{sp.protocol}|e", backends(sp, eps, "external"), id_of)
+    ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
+    ext = _target(ext_key, backends(sp, eps, "external"), id_of, svc)
     out = _target_objects(svc, ext, c)
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
-    mark = ext.id | (LOCAL_EXT if local else MASQ)
+    mark = ext.mark | (LOCAL_EXT if local else MASQ)
     none = DROP if local and has_any else REJECT
     if local:
-        out.append(Element("shortcuts", (str(ext.id),), (str(internal.id | CLUSTER),)))
+        out.append(Element("shortcuts", (str(ext.id),), (str(internal.mark | CLUSTER),)))
     # an eTP Local target without local endpoints still dispatches, for the short-circuit
     dispatch = bool(ext.backends) or (local and bool(internal.backends))
     key: tuple[str, ...]
@@ -135,11 +147,11 @@ def _dispatch_ip(key: tuple[str, ...], t: Target, mark: int, none: str) -> Eleme
     return Element("no_endpoint_ips", key, (none,))
 
 
-def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf) -> Target:
+def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service) -> Target:
     tid = id_of(key)
     if not 0 < tid <= ID_MASK:
         raise ValueError(f"target id {tid} out of range for {key}")
-    return Target(key, tid, bk)
+    return Target(key, tid, bk, bool(svc.affinity_timeout))
 
 
 def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
@@ -150,7 +162,8 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
     out: list[Object] = [
         Element(eps, (tid, _num(k)), (ip, _num(port))) for k, (ip, port) in enumerate(t.backends)
     ]
-    verdict = f"goto pick_{n}_{i}" if n else "return"
+    # on the static path (the mark carries n) the pick element only records the target key
+    verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
     if n:
         if n > PICK_STATIC:
             out += _pick_objects(c, n, i)

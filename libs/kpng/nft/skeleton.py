@@ -7,9 +7,11 @@ Packet path (one family; ``A`` is the address type):
   addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). The mark holds
   a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
   node are swapped for the service's internal target (``shortcuts``). The masquerade bit is
-  set by the flags; then ``pick`` sends the target to ``pick_<N>_<S>``, which DNATs through
-  ``endpoints_<S>`` keyed by (target . ``numgen random mod N``), or to an affinity chain.
-  ``S`` is the target id's shard (:func:`shard`).
+  set by the flags; then ``pick_static`` (by the endpoint count the mark carries, for 1 to
+  15 endpoints without affinity) or ``pick`` (by target id: more endpoints, affinity, none)
+  sends the target to ``pick_<N>_<S>``, which DNATs through ``endpoints_<S>`` keyed by
+  (target . ``numgen random mod N``), or to an affinity chain. ``S`` is the target id's
+  shard (:func:`shard`). Endpoint changes thus rewrite plain elements only.
 * filter input/forward/output: new connections still addressed to a service (nothing was
   DNATed) hit ``no_endpoint_ips``/``no_endpoint_nodeports`` (reject, or drop for Local
   policies), and any other port of a cluster IP is rejected.
@@ -32,6 +34,9 @@ REJECT = "goto reject_chain"
 DROP = "drop"
 PROTOCOLS = "{ tcp, udp, sctp }"
 PICK_STATIC = 32  # pick_1_*..pick_32_* are part of the skeleton: endpoint changes add no chains
+PICK_SHIFT = 24  # mark bits 24-27: a target's endpoint count, when 1..PICK_MARK_MAX
+PICK_BITS = 0x0F000000
+PICK_MARK_MAX = 15
 SHARDS = 16  # endpoint maps: a set dump re-walks the set per 32 KB, so it is quadratic in size
 
 
@@ -69,6 +74,7 @@ def sets(c: Config) -> tuple[Set, ...]:
         Set("service_nodeports", "inet_proto . inet_service", "mark"),
         Set("shortcuts", "mark", "mark"),
         Set("pick", "mark", "verdict"),
+        Set("pick_static", "mark", "verdict"),
         *(
             Set(
                 f"endpoints_{i}",
@@ -96,8 +102,21 @@ def cidr_token(cidr: str) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
+def pick_mark(n: int, i: int) -> int:
+    """The ``pick_static`` key of a target with ``n`` endpoints in shard ``i``."""
+    return n << PICK_SHIFT | i
+
+
 def config_elements(c: Config) -> tuple[Element, ...]:
-    out = [Element("pod_cidrs", (cidr_token(cidr),)) for cidr in c.pod_cidrs]
+    """Elements that follow from the configuration alone. ``pick_static`` is the only verdict
+    map written for every target, and it never changes: adding a jump or goto element makes
+    the kernel validate every verdict map of the table (~3.6 ms at 10k services)."""
+    out = [
+        Element("pick_static", (str(pick_mark(n, i)),), (f"goto pick_{n}_{i}",))
+        for n in range(1, PICK_MARK_MAX + 1)
+        for i in range(SHARDS)
+    ]
+    out += [Element("pod_cidrs", (cidr_token(cidr),)) for cidr in c.pod_cidrs]
     out += [Element("nodeport_addrs", (cidr_token(cidr),)) for cidr in c.nodeport_cidrs]
     return tuple(out)
 
@@ -151,6 +170,8 @@ def _dispatch(c: Config) -> tuple[str, ...]:
         )
     if c.masquerade_all:
         rules.append(f"meta mark & {ID_MASK:#x} != 0x0 meta mark set meta mark | {MASQ:#x}")
+    picked = PICK_BITS | (SHARDS - 1)
+    rules.append(f"meta mark & {PICK_BITS:#x} != 0x0 meta mark & {picked:#x} vmap @pick_static")
     rules.append(f"meta mark & {ID_MASK:#x} vmap @pick")
     return tuple(rules)
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from kpng.nft.fake import FakeNftables
 from kpng.nft.objects import Element, Key
-from kpng.nft.skeleton import CLUSTER, ID_MASK, LOCAL_EXT, MASQ, Config
+from kpng.nft.skeleton import CLUSTER, ID_MASK, LOCAL_EXT, MASQ, PICK_BITS, SHARDS, Config
 
 Origin = Literal["pod", "node", "outside"]
 
@@ -78,6 +78,8 @@ class Tracer:
         mark = self._dispatch(p, key)
         tid = mark & ID_MASK
         verdict = self._get("pick", str(tid)) if tid else None
+        if mark & PICK_BITS:  # dispatch's pick_static rule comes first
+            verdict = self._get("pick_static", str(mark & (PICK_BITS | (SHARDS - 1))))
         if verdict and verdict[0] != "return":
             eps = self._endpoints(tid, verdict[0])
             hairpin = self._get("hairpin", p.src, p.src) is not None
