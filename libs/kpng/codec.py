@@ -465,12 +465,43 @@ def _status_to_wire(s: Status) -> dict[str, Any]:
 class OpCache:
     """Decoded operations by their encoded bytes, for many consumers in one process (a
     snapshot storm of simulated agents decodes each distinct operation once). Operations
-    are immutable, so sharing them is safe; the cache empties itself when full."""
+    are immutable, so sharing them is safe; the cache empties itself when full.
 
-    def __init__(self, max_items: int = 2_000_000) -> None:
+    Whole ``ops`` arrays are cached too (by their bytes): the nodes of a zone are sent the
+    same runs of operations, so a hit costs one hash of the array instead of a walk over
+    its operations."""
+
+    def __init__(self, max_items: int = 2_000_000, max_array_bytes: int = 256 << 20) -> None:
         self.max_items = max_items
+        self.max_array_bytes = max_array_bytes
         self.hits = 0
+        self.array_hits = 0
         self._ops: dict[tuple[bytes, Scope], Op[Any] | None] = {}
+        self._arrays: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
+        self._array_bytes = 0
+
+    def ops(self, array: bytes, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of an encoded ``ops`` array (array header included)."""
+        key = (array, scope)
+        cached = self._arrays.get(key)
+        if cached is not None:
+            self.array_hits += 1
+            return cached
+        unpacker = msgpack.Unpacker(max_buffer_size=len(array) + 1)
+        unpacker.feed(array)
+        items = []
+        for _ in range(unpacker.read_array_header()):
+            start = unpacker.tell()
+            unpacker.skip()
+            items.append(array[start : unpacker.tell()])
+        decoded = (self.op(o, f"ops[{i}]", scope) for i, o in enumerate(items))
+        ops = tuple(op for op in decoded if op is not None)
+        if self._array_bytes + len(array) > self.max_array_bytes:
+            self._arrays.clear()
+            self._array_bytes = 0
+        self._arrays[key] = ops
+        self._array_bytes += len(array)
+        return ops
 
     def op(self, data: bytes, path: str, scope: Scope) -> Op[Any] | None:
         key = (data, scope)
@@ -531,7 +562,7 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
 
 
 def _split_ops(data: bytes) -> dict[Any, Any] | None:
-    """The message map with ``ops`` as a list of each operation's bytes; None when the
+    """The message map with ``ops`` still encoded (:class:`_EncodedOps`); None when the
     message is not that simple (the plain decoder then says what is wrong)."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) + 1)
     unpacker.feed(data)
@@ -542,12 +573,12 @@ def _split_ops(data: bytes) -> dict[Any, Any] | None:
             if key != "ops":
                 out[key] = unpacker.unpack()
                 continue
-            ops = []
-            for _ in range(unpacker.read_array_header()):
-                start = unpacker.tell()
-                unpacker.skip()
-                ops.append(data[start : unpacker.tell()])
-            out[key] = ops
+            start = unpacker.tell()
+            unpacker.skip()
+            first = data[start]
+            if (first & 0xF0) != 0x90 and first not in (0xDC, 0xDD):  # fixarray, array16/32
+                return None  # not an array: the plain decoder reports it
+            out[key] = _EncodedOps(data[start : unpacker.tell()])
         if unpacker.tell() != len(data):
             return None
     except Exception:  # anything odd: the plain decoder reports it
@@ -555,12 +586,19 @@ def _split_ops(data: bytes) -> dict[Any, Any] | None:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _EncodedOps:
+    """A message's ``ops`` array, still encoded (for :class:`OpCache`)."""
+
+    data: bytes
+
+
 def _ops(r: _Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any], ...]:
+    raw = r.data.get("ops")
+    if cache is not None and isinstance(raw, _EncodedOps):
+        return cache.ops(raw.data, scope)
     items = r.get("ops", list)
-    if cache is None:
-        ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(items))
-    else:
-        ops = (cache.op(o, f"ops[{i}]", scope) for i, o in enumerate(items))
+    ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(items))
     return tuple(op for op in ops if op is not None)
 
 

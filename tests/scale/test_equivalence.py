@@ -76,3 +76,14 @@ def test_decode_with_op_cache_is_decode(a: View[Any], b: View[Any], junk: bytes)
         except MalformedMessage as exc:
             cached = str(exc)
         assert cached == plain
+
+
+@settings(max_examples=100, deadline=None)
+@given(view, view)
+def test_a_shared_ops_array_is_decoded_once(a: View[Any], b: View[Any]) -> None:
+    ops = tuple(diff(a, b))
+    cache = OpCache()
+    for seq in (1, 2, 3):  # the same run of operations in several nodes' messages
+        data = encode(Delta("e", seq, 1.0, None, ops))
+        assert decode(data, "global", cache) == decode(data, "global")
+    assert cache.array_hits == 2
