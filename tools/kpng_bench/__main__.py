@@ -114,6 +114,7 @@ async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, A
     v = node_view(services, 10)
     planner, full = await full_sync(nft, v)
     change = await one_change(nft, planner, v, 21)
+    del planner  # a restarted agent starts without one
     _, restart = await full_sync(nft, v)
     out = {
         "path": path,

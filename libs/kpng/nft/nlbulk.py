@@ -19,7 +19,7 @@ from itertools import repeat, starmap
 from typing import Any, cast
 
 from kpng.nft.nlcodec import PROTO_NAMES, PROTOS, Layout
-from kpng.nft.objects import Element
+from kpng.nft.objects import Element, num
 
 NFTA_LIST_ELEM = 1
 _new = cast(Callable[[Any], Element], functools.partial(tuple.__new__, Element))
@@ -32,9 +32,9 @@ def _v6(b: bytes) -> str:
 def _column(name: str, col: tuple[Any, ...]) -> Iterable[str]:
     """One field of every element, as rendering spells it."""
     if name in ("mark", "integer"):
-        return map(str, col)
+        return map(num, col)
     if name == "inet_service":
-        return map(str, map(socket.htons, col))
+        return map(num, map(socket.htons, col))
     if name == "inet_proto":
         return map(PROTO_NAMES.__getitem__, col)
     if name == "ipv4_addr":

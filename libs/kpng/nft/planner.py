@@ -47,6 +47,7 @@ class Planner:
     def _plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
         if live is not None and self.programmed is None:
             self.ids = Ids.adopt(live.elements.values())
+        self.programmed = None  # freed before the new one is built (a resync's peak memory)
         by_service = {"": tuple(static_objects(self.config))}
         keep: set[str] = set()
         self.ids.seen = keep

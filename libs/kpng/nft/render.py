@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
-from kpng.nft.objects import Chain, Element, Object, Set
+from kpng.nft.objects import Chain, Element, Object, Set, num
 from kpng.nft.skeleton import (
     CLUSTER,
     DROP,
@@ -157,10 +157,10 @@ def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service
 def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
-    tid, i = str(t.id), shard(t.id)
+    tid, i = num(t.id), shard(t.id)
     eps = _ENDPOINTS[i]
     out: list[Object] = [
-        Element(eps, (tid, _num(k)), (ip, _num(port))) for k, (ip, port) in enumerate(t.backends)
+        Element(eps, (tid, num(k)), (ip, num(port))) for k, (ip, port) in enumerate(t.backends)
     ]
     # on the static path (the mark carries n) the pick element only records the target key
     verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
@@ -175,13 +175,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
     return out
 
 
-_NUMS = tuple(str(i) for i in range(65536))
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
-
-
-def _num(i: int) -> str:
-    """``str(i)`` for ports and indexes, shared rather than allocated per element."""
-    return _NUMS[i] if 0 <= i < 65536 else str(i)
 
 
 @functools.lru_cache(maxsize=1024)

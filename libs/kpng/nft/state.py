@@ -139,6 +139,7 @@ def _kind(o: Chain | Set) -> int:
 
 # an element's set name: sorted by it, runs of one set make one command or message
 _SET: Callable[[Element], str] = itemgetter(0)
+_SET_KEY = itemgetter(0, 1)
 
 
 def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]) -> Transaction:
@@ -171,7 +172,9 @@ def full_sync(table: Table, desired: Collection[Object], live: Ruleset | None) -
         tx.ops.extend(transaction(table, desired, ()).ops)
         return tx
     have = live.elements
-    want = {(e[0], e[1]): e for e in elements}
+    want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
+    if want == have:  # a restart that finds its table as it wants it: compared in C
+        want = have = {}
     added: list[Object] = [e for k, e in want.items() if have.get(k) != e]
     for o in others:
         if isinstance(o, Set):
