@@ -19,7 +19,11 @@ def get(url: str) -> httpx.Response:
 
 def nodes_in_sync(base: str, names: set[str]) -> bool:
     body: list[dict[str, Any]] = get(f"{base}/api/v1/nodes").json()
-    in_sync = {n["name"] for n in body if n["inSync"] and not n["silent"]}
+    in_sync = {
+        n["name"]
+        for n in body
+        if n["inSync"] and not n["silent"] and n["published"]["seq"] >= 0  # a tick was seen
+    }
     return names <= in_sync
 
 
