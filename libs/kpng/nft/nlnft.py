@@ -24,7 +24,7 @@ from operator import itemgetter
 
 from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import Listing, listing
-from kpng.nft.nlbatch import Run, build
+from kpng.nft.nlbatch import Batch, Run, build
 from kpng.nft.nlcodec import Layout, layout
 from kpng.nft.nlread import (
     NFT_MSG_GETCHAIN,
@@ -97,10 +97,30 @@ class NetlinkNftables:
         known = self._learn(tx)
         with no_gc():
             steps = split(tx, known)
-        if steps.before.ops:
-            await self.nft.run(steps.before)
-        if steps.runs:
-            await self._send(tx.table, steps.runs)
+        count = sum(len(r[2]) for r in steps.runs)
+        if steps.before.ops and count > THREAD_ABOVE:
+            # encode the batch while nft loads the skeleton: another process, another CPU
+            encoded, ran = await asyncio.gather(
+                asyncio.to_thread(self._build, tx.table, steps.runs),
+                self.nft.run(steps.before),
+                return_exceptions=True,
+            )
+            for outcome in (ran, encoded):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert isinstance(encoded, Batch)
+            await self._send(encoded, count)
+        else:
+            if steps.before.ops:
+                await self.nft.run(steps.before)
+            if steps.runs:
+                big = count > THREAD_ABOVE
+                batch = (
+                    await asyncio.to_thread(self._build, tx.table, steps.runs)
+                    if big
+                    else (self._build(tx.table, steps.runs))
+                )
+                await self._send(batch, count)
         if steps.after.ops:
             await self.nft.run(steps.after)
 
@@ -117,20 +137,21 @@ class NetlinkNftables:
                     known.pop(op.obj.name, None)
         return known
 
-    async def _send(self, table: Table, runs: list[Run]) -> None:
-        sock = self._sock()
-        count = sum(len(r[2]) for r in runs)
-
-        def go() -> None:
+    def _build(self, table: Table, runs: list[Run]) -> Batch:
+        try:
             with no_gc():
-                batch = build(table, runs, sock.seq)
-            sock.send(batch)
+                return build(table, runs, self._sock().seq)
+        except NftError:
+            self.errors += 1
+            raise
 
+    async def _send(self, batch: Batch, count: int) -> None:
+        sock = self._sock()
         try:
             if count > THREAD_ABOVE:
-                await asyncio.to_thread(go)
+                await asyncio.to_thread(sock.send, batch)
             else:
-                go()
+                sock.send(batch)
         except NftError:
             self.errors += 1
             raise
