@@ -166,10 +166,13 @@ class NetlinkNftables:
         known = {name: layout(s) for name, s in found.sets.items()}
         self.layouts[table] = known
         intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
-        docs = await asyncio.gather(*(self._list_set(table, name) for name in intervals))
+        dumped = asyncio.ensure_future(asyncio.to_thread(self._dump_all, table, known, found))
+        try:  # meanwhile, nft lists the interval sets
+            docs = await asyncio.gather(*(self._list_set(table, n) for n in intervals))
+        finally:
+            await dumped
         for doc in docs:
             listing(doc, found)
-        await asyncio.to_thread(self._dump_all, table, known, found)
         return found.ruleset(table)
 
     def _definitions(self, table: Table) -> Listing | None:
