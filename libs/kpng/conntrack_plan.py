@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService, View
+from kpng.diff import View
 from kpng.model import Protocol, Service, ViewEndpoint
 
 
@@ -45,19 +45,6 @@ def udp_ports(svc: Service, endpoints: Mapping[str, ViewEndpoint]) -> tuple[UdpP
         for sp in svc.ports
         if sp.protocol is Protocol.UDP
     )
-
-
-def touched(ops: Iterable[Op[ViewEndpoint]]) -> set[str]:
-    """The service keys a delta changes."""
-    keys: set[str] = set()
-    for op in ops:
-        if isinstance(op, SetService):
-            keys.add(op.service.key)
-        elif isinstance(op, DeleteService):
-            keys.add(op.key)
-        elif isinstance(op, SetEndpoint | DeleteEndpoint):
-            keys.add(op.service)
-    return keys
 
 
 @dataclass(frozen=True, slots=True)

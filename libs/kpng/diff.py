@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kpng.model import Endpoint, Node, Service, ViewEndpoint
 
@@ -49,6 +49,18 @@ class DeleteNode:
 
 
 Op = SetService | DeleteService | SetEndpoint[E] | DeleteEndpoint | SetNode | DeleteNode
+
+
+def service_keys(ops: Iterable[Op[Any]]) -> set[str]:
+    """The keys of the services that ``ops`` touch (set, deleted, or with endpoint changes)."""
+    keys: set[str] = set()
+    for op in ops:
+        match op:
+            case SetService(service):
+                keys.add(service.key)
+            case DeleteService(key) | SetEndpoint(key, _) | DeleteEndpoint(key, _):
+                keys.add(key)
+    return keys
 
 
 class InconsistentOp(ValueError):

@@ -9,7 +9,8 @@ import socket
 from typing import Any, Protocol
 
 from kpng.bus.consumer import Applied
-from kpng.conntrack_plan import ConntrackPlan, Index, UdpEntry, touched
+from kpng.conntrack_plan import ConntrackPlan, Index, UdpEntry
+from kpng.diff import service_keys
 from kpng.metrics import ProxyMetrics
 from kpng.model import ViewEndpoint
 
@@ -87,7 +88,7 @@ class ConntrackCleaner:
         self.deleted = 0
 
     async def synced(self, event: Applied[ViewEndpoint], full: bool) -> None:
-        keys = None if full else touched(event.ops)
+        keys = None if full else service_keys(event.ops)
         if not self.plan.update(event.view, keys) and not full:
             return
         deleted = await asyncio.to_thread(clean, self.table, self.plan.index())

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from kpng.bus.consumer import Applied
-from kpng.conntrack_plan import touched
+from kpng.diff import service_keys
 from kpng.health import (
     HealthService,
     ProxyHealth,
@@ -79,7 +79,7 @@ class HealthCheckServers:
         return lambda _path: self.respond(port)
 
     async def synced(self, event: Applied[ViewEndpoint], full: bool) -> None:
-        keys = set(event.view.services) | set(self.by_key) if full else touched(event.ops)
+        keys = set(event.view.services) | set(self.by_key) if full else service_keys(event.ops)
         for key in keys:
             port, hs = health_service(event.view, key, self.node)
             if port:

@@ -13,18 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
-
-
-def service_keys(ops: Iterable[Op[Any]]) -> set[str]:
-    keys: set[str] = set()
-    for op in ops:
-        match op:
-            case SetService(service):
-                keys.add(service.key)
-            case DeleteService(key) | SetEndpoint(key, _) | DeleteEndpoint(key, _):
-                keys.add(key)
-    return keys
+from kpng.diff import Op, service_keys
 
 
 @dataclass(slots=True)

@@ -8,13 +8,13 @@ from typing import Any, Literal
 
 from kpng.bus.consumer import Applied
 from kpng.codec import Delta, Status, endpoint_to_wire, service_to_wire
-from kpng.diff import View
+from kpng.diff import View, service_keys
 from kpng.labels import LabelSelector
 from kpng.model import Endpoint
 
 from kpng_observer.events import EventLog
 from kpng_observer.latency import LatencyWindow
-from kpng_observer.programming import ProgrammingTracker, service_keys
+from kpng_observer.programming import ProgrammingTracker
 
 NodeState = Literal["ok", "syncing", "lagging", "failed", "silent", "unknown"]
 
