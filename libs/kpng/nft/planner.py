@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService, View
+from kpng.diff import Op, View, service_keys
 from kpng.model import ViewEndpoint
 from kpng.nft.objects import Object
 from kpng.nft.render import render_service
@@ -20,17 +20,6 @@ from kpng.nft.state import (
     transaction,
 )
 from kpng.nft.transaction import Ruleset, Transaction
-
-
-def touched_services(ops: Iterable[Op[ViewEndpoint]]) -> set[str]:
-    keys: set[str] = set()
-    for op in ops:
-        match op:
-            case SetService(service):
-                keys.add(service.key)
-            case DeleteService(key) | SetEndpoint(key, _) | DeleteEndpoint(key, _):
-                keys.add(key)
-    return keys
 
 
 @dataclass(slots=True)
@@ -68,7 +57,7 @@ class Planner:
             raise RuntimeError("incremental plan before the first full sync")
         added: list[Object] = []
         removed: list[Object] = []
-        for key in sorted(touched_services(ops)):
+        for key in sorted(service_keys(ops)):
             svc = view.services.get(key)
             objs: tuple[Object, ...] = ()
             if svc is not None:
