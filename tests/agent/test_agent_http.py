@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
 from tests.integration.harness import Deployment, node, service, slice_, wait_until
 
 pytestmark = pytest.mark.integration

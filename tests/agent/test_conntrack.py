@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from kpng.conntrack_plan import ConntrackPlan, UdpEntry
 from kpng.metrics import ProxyMetrics
 from kpng_agent.conntrack import ConntrackCleaner, FakeConntrack
-from prometheus_client import CollectorRegistry
-
 from tests.agent.helpers import ep, event, lb, udp, view
 
 OLD, NEW = "10.244.0.2", "10.244.0.3"

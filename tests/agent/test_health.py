@@ -6,6 +6,8 @@ import json
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+
 from kpng.health import (
     WEIGHT_HEADER,
     ProxyHealth,
@@ -18,8 +20,6 @@ from kpng.model import TrafficPolicy
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 from kpng_devrun.procs import free_port
-from prometheus_client import CollectorRegistry
-
 from tests.agent.helpers import NODE, ep, event, lb, udp, view
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kpng_apisim import ApiSimulator
 from kubernetes_asyncio import client, config
+
+from kpng_apisim import ApiSimulator
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 HAVE_KUBECTL = Path(KUBECTL).exists()

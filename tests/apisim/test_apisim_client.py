@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from kpng_apisim import ApiSimulator
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from kpng_apisim import ApiSimulator
 
 from .conftest import eventually, service
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from kpng_apisim import ApiSimulator
 
 from .conftest import service

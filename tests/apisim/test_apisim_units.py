@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kpng_apisim import ApiError, Store
 from kpng_apisim.patches import json_patch, merge_patch, strategic_merge
 from kpng_apisim.selectors import parse_field_selector, parse_label_selector

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from hypothesis import strategies as st
+
 from kpng.codec import Delta, ErrorReply, SnapshotChunk, SnapshotRequest, Status, Tick
 from kpng.diff import (
     DeleteEndpoint,

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kpng.cluster import Changes, ClusterState
 from kpng.model import (
     Endpoint,

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kpng.codec import (
     SCHEMA_VERSION,
     Delta,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+
 from kpng.codec import (
     DeleteService,
     Delta,

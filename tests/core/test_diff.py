@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+
 from kpng.diff import (
     DeleteEndpoint,
     DeleteNode,

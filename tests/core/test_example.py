@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kpng.cluster import ClusterState
 from kpng.model import EndpointPort, Protocol, Service, ServiceType, TrafficPolicy
 from kpng.parse import KINDS, Ignored, parse_object

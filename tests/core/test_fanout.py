@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.cluster import ClusterState
 from kpng.codec import Delta, Scope, SnapshotChunk, decode

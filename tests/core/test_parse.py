@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from kpng.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     Endpoint,

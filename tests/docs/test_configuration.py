@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from kpng_agent.main import parser as agent_parser
 from kpng_observer.main import parser as observer_parser
 from kpng_watcher.main import parser as watcher_parser

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from kpng_netns.cluster import CLIENT
 from prometheus_client.parser import text_string_to_metric_families
 
+from kpng_netns.cluster import CLIENT
 from tests.e2e.cluster import E2E, endpoints, eventually, service
 
 pytestmark = pytest.mark.netns

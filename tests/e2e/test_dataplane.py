@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from kpng.bus.consumer import Applied
 from kpng.diff import View, diff
 from kpng.model import EndpointPort, Node, Protocol, TrafficPolicy, ViewEndpoint
@@ -18,7 +19,6 @@ from kpng.nft.jsonread import listing
 from kpng.nft.nlnft import NetlinkNftables
 from kpng.nft.objects import NftError, Set, Table
 from kpng_agent.backends.nftables import NftablesBackend, Settings
-
 from tests.e2e.netns import Cluster, sh
 from tests.nft.helpers import ep, svc, view
 

@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import yaml
+
 from kpng_netns.topology import from_cluster_objects, small, underlay_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kpng_devrun.procs import ProcessGroup
 
+from kpng_devrun.procs import ProcessGroup
 from tests.integration.harness import Deployment
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kpng.cluster import ClusterState
 from kpng.viewjson import view_to_json
 from kpng_devrun.procs import (

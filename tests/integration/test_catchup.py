@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import pytest
+
 from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import connect
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-
 from tests.integration.harness import Deployment, node, service, slice_
 
 pytestmark = pytest.mark.integration

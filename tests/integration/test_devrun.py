@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from kpng_devrun.cluster_nodes import nodes_of
 from kpng_devrun.procs import free_port
-
 from tests.integration.harness import expected_view, strip, wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,12 @@ from typing import Any
 
 import msgpack
 import pytest
+
 from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import Bus, connect
 from kpng.codec import Status, decode
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-
 from tests.integration.harness import Deployment, node, service, slice_, wait_until
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+
 from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import connect
-
 from tests.integration.harness import (
     Deployment,
     node,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from kpng_devrun.procs import free_port, wait_for_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from kpng_devrun.procs import free_port, wait_for_port
 from tests.integration.harness import Deployment, node, service, slice_, wait_until
 
 pytestmark = pytest.mark.integration

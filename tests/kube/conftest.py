@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from kpng_apisim import ApiSimulator
 from kpng_devrun.procs import ProcessGroup
-
 from tests.apisim.conftest import HAVE_KUBECTL, Kubectl
 from tests.integration.harness import Deployment
 

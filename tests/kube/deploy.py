@@ -19,7 +19,6 @@ from kpng.diff import DeleteEndpoint, DeleteService
 from kpng.parse import Ignored, InvalidObject, parse_endpoint_slice, parse_node, parse_service
 from kpng.viewjson import view_to_json
 from kpng_apisim import ApiSimulator
-
 from tests.integration.harness import Deployment, strip
 
 

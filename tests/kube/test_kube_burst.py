@@ -7,8 +7,8 @@ import time
 
 import pytest
 import yaml
-from kpng_apisim import ApiSimulator
 
+from kpng_apisim import ApiSimulator
 from tests.apisim.conftest import Kubectl
 
 from .deploy import DeltaLog, KubeDeployment, eventually

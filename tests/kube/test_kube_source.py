@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+
 from kpng.cluster import ClusterState
 from kpng.model import EndpointSlice, Service
 from kpng.source import Delete, Replace, SourceEvent, Synced, Upsert

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import yaml
-from kpng_apisim import ApiSimulator
 
+from kpng_apisim import ApiSimulator
 from tests.apisim.conftest import Kubectl
 
 from .deploy import DeltaLog, KubeDeployment, eventually

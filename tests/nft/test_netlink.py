@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from kpng.nft.nlbatch import (
     NFNL_MSG_BATCH_BEGIN,
     NFNL_MSG_BATCH_END,
@@ -40,7 +41,6 @@ from kpng.nft.nlsocket import _error
 from kpng.nft.objects import Chain, Element, NftError, Set, Table
 from kpng.nft.skeleton import sets
 from kpng.nft.transaction import Transaction
-
 from tests.nft.helpers import CONFIG
 
 TABLE = Table("ip", "kpng")

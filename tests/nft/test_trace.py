@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from kpng.model import EndpointPort, Protocol, ServicePort, TrafficPolicy
 from kpng.nft.skeleton import SHARDS
-
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import websocket
+
 from kpng_devrun.procs import ProcessGroup
 
 FLAGS = [

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
 
+from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
 from tests.integration.harness import Deployment, wait_until
 from tests.observer.cluster import CLUSTER_CIDR, NODES, objects
 

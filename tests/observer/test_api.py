@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from kpng.bus.client import ClientStats
 from kpng.bus.consumer import Applied
 from kpng.cluster import ClusterState
@@ -17,8 +19,6 @@ from kpng.parse import Ignored, parse_object
 from kpng_observer.api import Settings, create_app
 from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.state import ObserverState
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view, objects
 
 NOW = 1000.0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from kpng.explain import Explanation, Packet, explain, parse_cidrs
 from kpng.model import Protocol
-
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
 
 PODS = parse_cidrs(CLUSTER_CIDR)

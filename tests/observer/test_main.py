@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kpng_observer.auth import InsecureListen, check_listen, is_loopback, read_token
 from kpng_observer.main import main, parser
 

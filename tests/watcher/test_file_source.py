@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kpng.model import EndpointSlice, Node, Service
 from kpng.source import Replace, SourceEvent, Synced
 from kpng_watcher.file_source import FileSource
-
 from tests.integration.harness import node, service, slice_
 
 

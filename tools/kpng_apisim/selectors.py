@@ -9,7 +9,6 @@ from typing import Any
 
 from kpng.labels import InvalidSelector, LabelSelector, Requirement
 from kpng.labels import parse_label_selector as _parse_label_selector
-
 from kpng_apisim.errors import ApiError
 
 __all__ = ["LabelSelector", "Requirement", "parse_label_selector"]

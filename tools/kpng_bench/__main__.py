@@ -23,7 +23,6 @@ from kpng.nft.nlnft import NetlinkNftables
 from kpng.nft.planner import Planner
 from kpng.nft.skeleton import Config
 from kpng.nft.transaction import Nftables
-
 from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from kpng_devrun.procs import venv_bin
 from kpng_netns.cluster import NetnsCluster
 from kpng_netns.forward import forward
 from kpng_netns.netns import exec_argv
 from kpng_netns.topology import Topology, from_cluster_objects
-
-from kpng_devrun.procs import venv_bin
 
 OBSERVER_PORT = 8080
 

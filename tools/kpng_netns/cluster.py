@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kpng_devrun.procs import Child, ProcessGroup, venv_bin
 
+from kpng_devrun.procs import Child, ProcessGroup, venv_bin
 from kpng_netns import netns
 from kpng_netns.netns import exec_argv, sh
 from kpng_netns.topology import NodeSpec, PodSpec, Topology

@@ -20,7 +20,6 @@ from kpng.bus import NodeViewClient
 from kpng.bus.connection import Bus, connect
 from kpng.codec import OpCache
 from kpng.runtime import run, setup_logging
-
 from kpng_scale import control
 from kpng_scale.control import profiled
 from kpng_scale.synth import node_name

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from kpng.bus.connection import Bus, connect
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
-
 from kpng_scale import control
 from kpng_scale.metrics import Phase, summarize
 

@@ -21,11 +21,10 @@ from kpng.codec import Delta, decode
 from kpng.fanout import Outgoing
 from kpng.runtime import run, setup_logging
 from kpng.source import Replace, SourceEvent, SourceStats, Synced, Upsert
-from kpng_watcher.publisher import Publisher, PublisherSettings
-
 from kpng_scale import control
 from kpng_scale.control import profiled
 from kpng_scale.synth import Cluster, Spec
+from kpng_watcher.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger("kpng_scale.watcher")
 KEEP_BATCHES = 50

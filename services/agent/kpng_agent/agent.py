@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from kpng import __version__
 from kpng.backend import Backend
 from kpng.bus.client import NodeViewClient
@@ -24,7 +26,6 @@ from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
 from kpng.health import ProxyHealth, no_local_endpoints
 from kpng.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
 from kpng.model import ViewEndpoint
-from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from kpng.runtime import positive_float
-
 from kpng_agent.agent import Agent, SyncHook
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address

@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from kpng.bus.consumer import Applied
 from kpng.diff import service_keys
 from kpng.health import (
@@ -20,8 +22,6 @@ from kpng.health import (
 )
 from kpng.metrics import render
 from kpng.model import ViewEndpoint
-from prometheus_client import CollectorRegistry
-
 from kpng_agent.httpserve import NOT_FOUND, HttpServer
 
 log = logging.getLogger(__name__)

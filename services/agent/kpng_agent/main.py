@@ -9,7 +9,6 @@ import sys
 from kpng.backend import Backend
 from kpng.bus.connection import BusError, connect
 from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
-
 from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
 from kpng_agent.endpoints import add_health_arguments, hooks_for, serving

@@ -9,7 +9,6 @@ import logging
 
 from kpng.nft.execnft import NftCommand
 from kpng.nft.objects import Table
-
 from kpng_agent.backends.nftables import PRIMARY, NftablesBackend, Settings
 from kpng_agent.netlink import local_addresses
 

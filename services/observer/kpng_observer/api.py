@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
 from kpng import __version__
 from kpng.diff import View
 from kpng.explain import Explanation, Network, Packet, explain, parse_cidrs
@@ -19,8 +21,6 @@ from kpng.labels import InvalidSelector, parse_label_selector
 from kpng.metrics import render
 from kpng.model import Protocol, ServiceType, ViewEndpoint
 from kpng.viewjson import view_to_json
-from prometheus_client import CollectorRegistry
-
 from kpng_observer.auth import require_token
 from kpng_observer.events import parse_last_event_id, sse_stream
 from kpng_observer.state import ObserverState

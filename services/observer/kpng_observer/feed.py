@@ -10,7 +10,6 @@ from collections.abc import Callable
 from kpng.bus.client import GlobalViewClient
 from kpng.bus.connection import Bus
 from kpng.codec import Delta, MalformedMessage, Status, Tick, decode
-
 from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.state import ObserverState
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import uvicorn
+
 from kpng.bus.client import NodeViewClient, SnapshotUnavailable
 from kpng.bus.connection import Bus, BusError, connect
 from kpng.bus.consumer import Consumer
@@ -16,7 +17,6 @@ from kpng.diff import View
 from kpng.explain import Network, parse_cidrs
 from kpng.model import ViewEndpoint
 from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
-
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
 from kpng_observer.feed import Feed

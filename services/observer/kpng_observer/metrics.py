@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from kpng.bus.client import ClientStats
-from kpng.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kpng.bus.client import ClientStats
+from kpng.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
 from kpng_observer.state import ObserverState
 
 STATES = ("ok", "syncing", "lagging", "failed", "silent", "unknown")

@@ -11,7 +11,6 @@ from kpng.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.diff import View, service_keys
 from kpng.labels import LabelSelector
 from kpng.model import Endpoint
-
 from kpng_observer.events import EventLog
 from kpng_observer.latency import LatencyWindow
 from kpng_observer.programming import ProgrammingTracker

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kpng.cluster import Object
 from kpng.parse import KINDS, Ignored, InvalidObject, parse_object
 from kpng.source import Replace, SourceEvent, SourceStats, Synced

@@ -24,13 +24,13 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-from kpng.model import LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME
-from kpng.parse import KINDS, Parsed, parse_endpoint_slice, parse_node, parse_service
-from kpng.source import Replace, SourceEvent, SourceStats, Synced
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from kpng.model import LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME
+from kpng.parse import KINDS, Parsed, parse_endpoint_slice, parse_node, parse_service
+from kpng.source import Replace, SourceEvent, SourceStats, Synced
 from kpng_watcher.kube_watch import (
     ApiUnavailable,
     Gone,

@@ -7,13 +7,13 @@ import logging
 import os
 import sys
 
+from prometheus_client import CollectorRegistry
+
 from kpng.bus.connection import BusError, connect
 from kpng.metrics import LabelledGaugeCollector, StatsCollector
 from kpng.metrics import serve as serve_metrics
 from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
-from prometheus_client import CollectorRegistry
-
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
