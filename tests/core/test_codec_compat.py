@@ -5,16 +5,8 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from kpng.codec import (
-    DeleteService,
-    Delta,
-    MalformedMessage,
-    SetService,
-    Status,
-    decode,
-    encode,
-    service_to_wire,
-)
+from kpng.codec import Delta, MalformedMessage, Status, decode, encode, service_to_wire
+from kpng.diff import DeleteService, SetService
 from kpng.model import Service, ServiceType
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CODEC = ROOT / "libs" / "kpng" / "codec.py"
+CODEC = (ROOT / "libs" / "kpng" / "codec.py", ROOT / "libs" / "kpng" / "wire.py")
 BUS_MD = ROOT / "docs" / "bus.md"
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
 CONSUMER = ROOT / "examples" / "consumer.py"
@@ -26,9 +26,9 @@ BIN = Path(sys.executable).parent
 
 def _compared_strings(function: str) -> set[str]:
     """The string literals that ``kind == "..."`` compares with inside a codec function."""
-    tree = ast.parse(CODEC.read_text())
+    trees = [ast.parse(path.read_text()) for path in CODEC]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.FunctionDef) and node.name == function:
             for sub in ast.walk(node):
                 if (
