@@ -37,6 +37,8 @@ class PublisherSettings:
 @dataclass(slots=True)
 class PublisherStats:
     batches: int = 0
+    # services and nodes changed, summed over batches: changes / batches is the coalescing
+    coalesced_changes: int = 0
     malformed_requests: int = 0
     publish_errors: int = 0
     last_publish_duration: float = 0.0
@@ -117,6 +119,7 @@ class Publisher:
         out = self.fanout.publish(self.state, pending, self.clock())
         await self._send(out)
         self.stats.batches += 1
+        self.stats.coalesced_changes += len(pending.services) + len(pending.nodes)
         self.stats.last_publish_duration = time.perf_counter() - started
         log.debug(
             "published %d services, %d nodes changed in %d messages (%.1f ms)",
