@@ -85,32 +85,6 @@ class BusMetrics:
         self.bytes.labels("out", kind).inc(size)
 
 
-class FanoutMetrics:
-    """The watcher's fan-out: batches, how many changes a batch coalesced, encodings."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.batches = Counter(
-            "kpng_fanout_batches_total", "Coalesced batches published", registry=registry
-        )
-        self.coalesced = Histogram(
-            "kpng_fanout_coalesced_changes",
-            "Source changes coalesced into one batch",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
-            registry=registry,
-        )
-        self.publish_duration = Histogram(
-            "kpng_fanout_publish_duration_seconds",
-            "Time to compute, encode and publish one batch",
-            buckets=SYNC_BUCKETS,
-            registry=registry,
-        )
-
-    def batch(self, changes: int, seconds: float) -> None:
-        self.batches.inc()
-        self.coalesced.observe(changes)
-        self.publish_duration.observe(seconds)
-
-
 class ProxyMetrics:
     """kube-proxy's metric names that dashboards already know, for the agent."""
 
