@@ -61,7 +61,7 @@ class Kubectl:
 @pytest.fixture
 def kubectl(sim: ApiSimulator, tmp_path: Path) -> Kubectl:
     if not HAVE_KUBECTL:
-        pytest.skip("kubectl is not installed")
+        pytest.fail("kubectl is not installed: the simulator tests drive the real kubectl")
     return Kubectl(sim.kubeconfig_path, tmp_path / "kube-cache")
 
 

@@ -191,7 +191,7 @@ def _env() -> dict[str, str]:
 def nats_url() -> Iterator[str]:
     binary = BIN / "nats-server"
     if not binary.exists():
-        pytest.skip(f"{binary} is not installed")
+        pytest.fail(f"{binary} is not installed (make venv installs it)")
     port = _free_port()
     proc = subprocess.Popen(
         [str(binary), "-a", "127.0.0.1", "-p", str(port)],
