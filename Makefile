@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 RUN_ARGS ?=
 
-.PHONY: all venv system-deps run test lint typecheck unit bench bench-scale clean
+.PHONY: all venv system-deps test-deps run test lint typecheck unit bench bench-scale clean
 
 all: test
 
@@ -21,11 +21,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# nftables (the `nft` tool) is needed by the dataplane tests; install it when we can.
+# nftables and iproute2 run the dataplane (make run as root, the tests); the tests also drive
+# Chromium. Installed when missing and we are root.
 system-deps:
 	@bash tools/system-deps.sh
 
-run: venv
+test-deps:
+	@bash tools/system-deps.sh --with-browser
+
+run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)
 
 lint: venv
@@ -38,7 +42,7 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest -q -m "not integration and not netns and not kube"
 
-test: venv system-deps lint typecheck
+test: venv test-deps lint typecheck
 	$(PY) -m pytest -q
 
 bench: venv system-deps
