@@ -33,7 +33,7 @@ FLAGS = [
 def chromium_path() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        raise FileNotFoundError("chromium is not installed: run tools/system-deps.sh as root")
+        raise FileNotFoundError("chromium is not installed: make test-deps installs it (as root)")
     return found
 
 
