@@ -8,6 +8,7 @@ offsets are kept, so an error that points at an attribute (extended acks) names 
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,14 @@ NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 
 FAMILIES = {"ip": 2, "ip6": 10}
 MAX_ELEMENTS_BYTES = 60_000  # a nested attribute's length is 16 bits
 HEADER = struct.Struct("=IHHII")
+
+
+class DumpError(NftError):
+    """The kernel refused a dump (``errno`` 2: no such table)."""
+
+    def __init__(self, errno: int) -> None:
+        super().__init__(f"netlink dump: {os.strerror(errno)}")
+        self.errno = errno
 
 
 def _nfgen(family: int, res_id: int = 0) -> bytes:
@@ -191,25 +200,38 @@ def dump_request(table: Table, set_name: str, seq: int) -> bytes:
     return _header(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 16 + len(payload)) + payload
 
 
-def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:
-    """Elements of a dump's messages into ``out``; True once the dump is done."""
+def messages(buf: bytes) -> Iterator[tuple[int, int, int]]:
+    """(netlink type, attributes start, end) of each message; (NLMSG_DONE, 0, 0) at the end.
+    Raises on an error answer."""
     at = 0
     while at + 16 <= len(buf):
         length, kind, _, _, _ = HEADER.unpack_from(buf, at)
         if length < 16:
             raise NftError("truncated netlink message")
         if kind == NLMSG_DONE:
-            return True
+            yield NLMSG_DONE, 0, 0
+            return
         if kind == NLMSG_ERROR:
             (error,) = struct.unpack_from("=i", buf, at + 16)
             if error:
-                raise NftError(f"dump of set {lay.name}: errno {-error}")
+                raise DumpError(-error)
         else:
-            for k, a, b in attrs(buf, at + 20, at + length):
-                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
-                    bulk = unpack_all(lay, buf, a, b)
-                    if bulk is None:
-                        bulk = [decode_element(lay, buf, x, y) for _, x, y in attrs(buf, a, b)]
-                    out.extend(bulk)
+            yield kind, at + 20, at + length  # after nlmsghdr and nfgenmsg
         at += (length + 3) & ~3
+
+
+def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:
+    """Elements of a dump's messages into ``out``; True once the dump is done."""
+    try:
+        for kind, a, b in messages(buf):
+            if kind == NLMSG_DONE:
+                return True
+            for k, x, y in attrs(buf, a, b):
+                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
+                    bulk = unpack_all(lay, buf, x, y)
+                    if bulk is None:
+                        bulk = [decode_element(lay, buf, p, q) for _, p, q in attrs(buf, x, y)]
+                    out.extend(bulk)
+    except DumpError as exc:
+        raise NftError(f"dump of set {lay.name}: {exc}") from None
     return False

@@ -10,13 +10,13 @@ Key and data types are nft's datatype ids, concatenations packed 6 bits per fiel
 
 from __future__ import annotations
 
-import os
 import struct
-from collections.abc import Iterator
 
-from kpng.nft.nlbatch import FAMILIES, HEADER, NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR
+from kpng.nft.nlbatch import FAMILIES, HEADER, NFNL_SUBSYS_NFTABLES
+from kpng.nft.nlbatch import DumpError as DumpError  # re-exported: dumps raise it
+from kpng.nft.nlbatch import messages as messages  # re-exported: the dump readers use it
 from kpng.nft.nlcodec import attrs, nla
-from kpng.nft.objects import NftError, Set, Table
+from kpng.nft.objects import Set, Table
 
 NFT_MSG_GETCHAIN, NFT_MSG_GETSET = 4, 10
 NLM_F_REQUEST, NLM_F_DUMP = 1, 0x300
@@ -38,14 +38,6 @@ TYPE_NAMES = {
 }
 
 
-class DumpError(NftError):
-    """The kernel refused a dump (``errno`` 2: no such table)."""
-
-    def __init__(self, errno: int) -> None:
-        super().__init__(f"netlink dump: {os.strerror(errno)}")
-        self.errno = errno
-
-
 def dump_request(table: Table, kind: int, seq: int) -> bytes:
     """A dump of the chains or sets of one family (sets filtered by table in the kernel)."""
     payload = struct.pack("=BBH", FAMILIES[table.family], 0, 0)
@@ -53,26 +45,6 @@ def dump_request(table: Table, kind: int, seq: int) -> bytes:
         payload += nla(NFTA_SET_TABLE, table.name.encode() + b"\0")
     msg = NFNL_SUBSYS_NFTABLES << 8 | kind
     return HEADER.pack(16 + len(payload), msg, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
-
-
-def messages(buf: bytes) -> Iterator[tuple[int, int, int]]:
-    """(netlink type, attributes start, end) of each message; (NLMSG_DONE, 0, 0) at the end.
-    Raises on an error answer."""
-    at = 0
-    while at + 16 <= len(buf):
-        length, kind, _, _, _ = HEADER.unpack_from(buf, at)
-        if length < 16:
-            raise NftError("truncated netlink message")
-        if kind == NLMSG_DONE:
-            yield NLMSG_DONE, 0, 0
-            return
-        if kind == NLMSG_ERROR:
-            (error,) = struct.unpack_from("=i", buf, at + 16)
-            if error:
-                raise DumpError(-error)
-        else:
-            yield kind, at + 20, at + length  # after nlmsghdr and nfgenmsg
-        at += (length + 3) & ~3
 
 
 def _string(buf: bytes, a: int, b: int) -> str:
