@@ -3,26 +3,14 @@ healthCheckNodePort endpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
+from kpng_devrun.procs import free_port, venv_bin, wait_for_port
 from tests.integration.harness import Deployment, node, service, slice_, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield Deployment(tmp_path, group)
-    finally:
-        group.stop()
 
 
 def get(url: str) -> httpx.Response | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +32,14 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> N
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """:func:`wait_until` for tests that run inside the event loop."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 def node(name: str, zone: str, ip: str) -> dict[str, Any]:

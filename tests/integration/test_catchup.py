@@ -14,7 +14,7 @@ from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import connect
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.integration.harness import Deployment, node, service, slice_
+from tests.integration.harness import Deployment, node, service, slice_, until
 
 pytestmark = pytest.mark.integration
 FULL = re.compile(r"full snapshot at seq")
@@ -71,7 +71,7 @@ async def test_history_too_short_means_a_full_snapshot(deployment: Deployment) -
             for i in range(3, 7):  # 4 deltas for n1
                 seq = publisher.fanout.seq["n1"]
                 deployment.write_cluster(cluster(*(f"10.244.1.{j}" for j in range(1, i))))
-                await _until(lambda s=seq: publisher.fanout.seq["n1"] > s)
+                await until(lambda s=seq: publisher.fanout.seq["n1"] > s)
             seq, epoch = publisher.fanout.seq["n1"], publisher.epoch
             [recent] = await client.fetch_snapshot((epoch, seq - 2))
             # the last two deltas: each added an endpoint to both services
@@ -87,10 +87,3 @@ async def test_history_too_short_means_a_full_snapshot(deployment: Deployment) -
     finally:
         await client_bus.close()
         await watcher_bus.close()
-
-
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)

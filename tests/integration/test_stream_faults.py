@@ -14,7 +14,7 @@ from kpng.bus.connection import Bus, connect
 from kpng.codec import Status, decode
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.integration.harness import Deployment, node, service, slice_, wait_until
+from tests.integration.harness import Deployment, node, service, slice_, until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +58,12 @@ async def test_lost_delta_is_repaired_within_the_tick_interval(deployment: Deplo
     async with asyncio.TaskGroup() as tasks:
         watcher = tasks.create_task(publisher.run())
         follower = tasks.create_task(follow())
-        await _until(lambda: "10.244.1.1" in client.view.endpoints_of("default/web"))
+        await until(lambda: "10.244.1.1" in client.view.endpoints_of("default/web"))
         bus.drop_subject = bus.subjects.node_delta("n1")
         deployment.write_cluster(objects("10.244.1.2"))
-        await _until(lambda: bus.drop_subject == "")  # the delta was lost
+        await until(lambda: bus.drop_subject == "")  # the delta was lost
         lost_at = time.monotonic()
-        await _until(lambda: "10.244.1.2" in client.view.endpoints_of("default/web"), 5)
+        await until(lambda: "10.244.1.2" in client.view.endpoints_of("default/web"), 5)
         repaired_after = time.monotonic() - lost_at
         assert repaired_after < tick + 1.0, repaired_after
         assert client.stats.resyncs == 1
@@ -72,13 +72,6 @@ async def test_lost_delta_is_repaired_within_the_tick_interval(deployment: Deplo
         follower.cancel()
     await client_bus.close()
     await watcher_bus.close()
-
-
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def test_garbage_and_wrong_schema_are_counted_and_change_nothing(
@@ -106,7 +99,7 @@ def test_garbage_and_wrong_schema_are_counted_and_change_nothing(
         await bus.publish(subject, msgpack.packb({"v": 2, "kind": "delta", "seq": 99}))
         await bus.publish(subject, msgpack.packb({"v": 1, "kind": "delta", "seq": "x"}))
         await bus.publish(subject, msgpack.packb([1, 2, 3]))
-        await _until(lambda: bool(statuses) and statuses[-1].counts.get("malformed") == 4)
+        await until(lambda: bool(statuses) and statuses[-1].counts.get("malformed") == 4)
         await bus.close()
         return statuses[-1]
 

@@ -1,26 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 import pytest
 
-from kpng_devrun.procs import ProcessGroup, free_port, venv_bin, wait_for_port
+from kpng_devrun.procs import free_port, venv_bin, wait_for_port
 from tests.integration.harness import Deployment, wait_until
 from tests.observer.cluster import CLUSTER_CIDR, NODES, objects
 
 SILENT_AFTER = 2.0
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
-        yield Deployment(tmp_path, group)
-    finally:
-        group.stop()
 
 
 def start_observer(deployment: Deployment, *extra: str) -> str:
