@@ -19,6 +19,7 @@ from kpng.health import (
 from kpng.model import TrafficPolicy
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
+from kpng_agent.main import parser as agent_parser
 from kpng_devrun.procs import free_port
 from tests.agent.helpers import NODE, ep, event, lb, udp, view
 
@@ -85,6 +86,16 @@ def test_no_local_endpoints_per_traffic_policy() -> None:
         (udp("here", ip="10.96.0.11", internal_traffic_policy=TrafficPolicy.LOCAL), [ep("x")]),
     )
     assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 1}
+
+
+@pytest.mark.parametrize("bad", ["foo:bar", "127.0.0.1:70000", "[::1]:x"])
+def test_a_bad_bind_address_is_refused_at_start(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        agent_parser().parse_args(["--node", "n1", "--healthz-bind-address", bad])
+    assert exit_.value.code == 2
+    assert "--healthz-bind-address" in capsys.readouterr().err
 
 
 def test_split_address() -> None:

@@ -37,11 +37,13 @@ def add_health_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--healthz-bind-address",
+        type=bind_address,
         help="HOST:PORT of /healthz and /livez; empty: off "
         "(default: 0.0.0.0:10256, dump backend: 127.0.0.1 on a free port)",
     )
     g.add_argument(
         "--metrics-bind-address",
+        type=bind_address,
         help="HOST:PORT of /metrics and /proxyMode; empty: off "
         "(default: 127.0.0.1:10249, dump backend: 127.0.0.1 on a free port)",
     )
@@ -56,6 +58,18 @@ def add_health_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="delete stale UDP conntrack entries after each sync (auto: with nftables)",
     )
+
+
+def bind_address(text: str) -> str:
+    """An argparse type: empty (off) or an address :func:`split_address` reads."""
+    if text:
+        try:
+            _, port = split_address(text, 0)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return text
 
 
 def _setting(args: argparse.Namespace, attr: str, key: str) -> str:
