@@ -39,7 +39,7 @@ class NftCommand:
         return proc.returncode or 0, out.decode(), err.decode()
 
     async def run(self, tx: Transaction) -> None:
-        if not tx.ops:
+        if not tx.ops and not tx.packed:
             return
         rc, _, err = await self.exec(["-f", "-"], tx.script())
         if rc != 0:

@@ -114,7 +114,7 @@ def _apply_element(work: _TableState, verb: str, e: Element) -> None:
     s = work.sets.get(e.set)
     if s is None:
         raise NftError(f"element {e.text} for missing set {e.set}")
-    if (e.value is None) == s.is_map:
+    if verb != "delete" and (e.value is None) == s.is_map:  # a delete names the key only
         raise NftError(f"element {e.text} does not fit {e.set}")
     k = (e.set, e.key)
     old = work.elements.get(k)

@@ -11,25 +11,33 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from kpng.nft.nlcodec import Layout, decode_element
 from kpng.nft.objects import Element, Key, Set, Table
 from kpng.nft.transaction import DIGESTS, Ruleset
 
 
 @dataclass(slots=True)
 class Listing:
-    """What an ``nft -j list`` document holds: chain names, set definitions, elements."""
+    """What an ``nft -j list`` document holds: chain names, set definitions, elements (and,
+    read over netlink, raw elements per set)."""
 
     chains: list[str] = field(default_factory=list)
     sets: dict[str, Set] = field(default_factory=dict)
     maps: set[str] = field(default_factory=set)
     elements: dict[tuple[str, Key], Element] = field(default_factory=dict)
+    raw: dict[str, tuple[Layout, list[bytes]]] = field(default_factory=dict)
 
     def ruleset(self, table: Table) -> Ruleset:
         """Chains and sets known by the digests recorded in ``chain_digests``."""
-        digests = {e.comment: e.key[0] for e in self.elements.values() if e.set == DIGESTS}
+        found = [e for e in self.elements.values() if e.set == DIGESTS]
+        if DIGESTS in self.raw:
+            lay, raws = self.raw[DIGESTS]
+            found += [decode_element(lay, r, 4, len(r)) for r in raws]
+        digests = {e.comment: e.key[0] for e in found}
         chains = {name: digests.get(name, "") for name in self.chains}
         set_digests = {name: digests.get(f"set:{name}", "") for name in self.sets}
-        return Ruleset(table, chains, set_digests, frozenset(self.maps), self.elements)
+        maps = frozenset(self.maps)
+        return Ruleset(table, chains, set_digests, maps, self.elements, self.raw)
 
 
 def listing(doc: dict[str, Any], into: Listing | None = None) -> Listing:

@@ -23,6 +23,7 @@ from kpng.nft.nlcodec import (
     nla,
 )
 from kpng.nft.objects import Element, NftError, Table
+from kpng.nft.packed import sent_forms
 
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
@@ -54,8 +55,9 @@ class Message:
     seq: int
     verb: str
     set: str
-    elements: list[Element]
+    elements: list[Element] | list[bytes]  # objects, or packed (decoded if refused)
     offsets: list[int]  # of each element's attribute, from the start of the message
+    layout: Layout | None = None
 
 
 @dataclass(slots=True)
@@ -74,15 +76,19 @@ class Batch:
         m = self.messages.get(seq)
         if m is None:
             return None
-        found = None
+        found: object = None
         for e, at in zip(m.elements, m.offsets, strict=True):
             if at > offset:
                 break
             found = e
-        return found
+        if isinstance(found, bytes) and m.layout is not None:
+            return decode_element(m.layout, found, 5, len(found))
+        return found if isinstance(found, Element) else None
 
 
-Run = tuple[str, Layout, list[Element]]  # ("add" | "delete", the set's layout, elements)
+Run = tuple[str, Layout, list[Element] | list[bytes]]
+"""("add" | "delete", the set's layout, elements as objects, or packed: a set index byte and
+the ``NFTA_LIST_ELEM`` to send, see :mod:`kpng.nft.packed`)."""
 
 
 def build(table: Table, runs: Iterable[Run], seq: int = 1) -> Batch:
@@ -96,7 +102,7 @@ def build(table: Table, runs: Iterable[Run], seq: int = 1) -> Batch:
     for verb, lay, elements in runs:
         set_attrs = head_attrs + nla(NFTA_SET_ELEM_LIST_SET, lay.name.encode() + b"\0")
         for chunk in _chunks(lay, elements, verb == "add"):
-            b.parts.append(_message(verb, family, seq, (lay.name, set_attrs), chunk, b))
+            b.parts.append(_message(verb, family, seq, (lay, set_attrs), chunk, b))
             seq += 1
     b.parts.append(_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
@@ -107,49 +113,80 @@ def _header(kind: int, flags: int, seq: int, length: int) -> bytes:
     return HEADER.pack(length, kind, flags, seq, 0)
 
 
-Chunk = tuple[list[Element], list[bytes]]  # elements and their encodings
+Chunk = tuple[list[Element] | list[bytes], bytes, list[int]]  # elements, encoded, sizes
 
 
-def _chunks(lay: Layout, elements: list[Element], full: bool) -> Iterator[Chunk]:
+def _packed_chunks(elements: list[bytes]) -> Iterator[Chunk]:
+    """Packed elements are sent as they are, without their first byte."""
+    sizes = set(map(len, elements))
+    if len(sizes) == 1:
+        size = sizes.pop()
+        per = max(1, MAX_ELEMENTS_BYTES // (size - 1))
+        for i in range(0, len(elements), per):
+            part = elements[i : i + per]
+            body = bytearray(b"".join(part))
+            del body[::size]
+            yield part, bytes(body), [size - 1] * len(part)
+        return
+    run: list[bytes] = []
+    raws: list[memoryview] = []
+    total = 0
+    for p in elements:
+        if total + len(p) - 1 > MAX_ELEMENTS_BYTES and run:
+            yield run, b"".join(raws), list(map(len, raws))
+            run, raws, total = [], [], 0
+        run.append(p)
+        raws.append(memoryview(p)[1:])
+        total += len(p) - 1
+    if run:
+        yield run, b"".join(raws), list(map(len, raws))
+
+
+def _chunks(lay: Layout, elements: list[Element] | list[bytes], full: bool) -> Iterator[Chunk]:
     """Runs of at most 64 KiB of encoded elements."""
-    raws = pack_all(lay, elements, full)
+    if elements and isinstance(elements[0], bytes):
+        yield from _packed_chunks(elements)
+        return
+    objs: list[Element] = elements  # type: ignore[assignment]
+    raws = pack_all(lay, objs, full)
     if raws:
         per = max(1, MAX_ELEMENTS_BYTES // len(raws[0]))
         for i in range(0, len(raws), per):
-            yield elements[i : i + per], raws[i : i + per]
+            part = raws[i : i + per]
+            yield objs[i : i + per], b"".join(part), list(map(len, part))
         return
-    chunk: Chunk = ([], [])
+    chunk: list[Element] = []
+    encoded: list[bytes] = []
     size = 0
-    for e in elements:
+    for e in objs:
         raw = lay.encode(e, full)
-        if size + len(raw) > MAX_ELEMENTS_BYTES and chunk[0]:
-            yield chunk
-            chunk, size = ([], []), 0
-        chunk[0].append(e)
-        chunk[1].append(raw)
+        if size + len(raw) > MAX_ELEMENTS_BYTES and chunk:
+            yield chunk, b"".join(encoded), list(map(len, encoded))
+            chunk, encoded, size = [], [], 0
+        chunk.append(e)
+        encoded.append(raw)
         size += len(raw)
-    if chunk[0]:
-        yield chunk
+    if chunk:
+        yield chunk, b"".join(encoded), list(map(len, encoded))
 
 
 def _message(
     verb: str,
     family: int,
     seq: int,
-    target: tuple[str, bytes],
+    target: tuple[Layout, bytes],
     chunk: Chunk,
     b: Batch,
 ) -> bytes:
-    set_name, set_attrs = target
-    elements, raws = chunk
+    lay, set_attrs = target
+    elements, body, sizes = chunk
     kind = NFT_MSG_NEWSETELEM if verb == "add" else NFT_MSG_DELSETELEM
     flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if verb == "add" else 0)
-    body = b"".join(raws)
     at = 16 + 4 + len(set_attrs) + 4
-    offsets = list(accumulate(map(len, raws[:-1]), initial=at))
+    offsets = list(accumulate(sizes[:-1], initial=at))
     elements_hdr = struct.pack("=HH", 4 + len(body), NLA_F_NESTED | NFTA_SET_ELEM_LIST_ELEMENTS)
     payload = _nfgen(family) + set_attrs + elements_hdr + body
-    b.messages[seq] = Message(seq, verb, set_name, elements, offsets)
+    b.messages[seq] = Message(seq, verb, lay.name, elements, offsets, lay)
     b.elements += len(elements)
     return _header(NFNL_SUBSYS_NFTABLES << 8 | kind, flags, seq, 16 + len(payload)) + payload
 
@@ -218,6 +255,21 @@ def messages(buf: bytes) -> Iterator[tuple[int, int, int]]:
         else:
             yield kind, at + 20, at + length  # after nlmsghdr and nfgenmsg
         at += (length + 3) & ~3
+
+
+def dump_raw(lay: Layout, buf: bytes, out: list[bytes]) -> bool:
+    """Elements of a dump's messages into ``out``, as sent (see :func:`sent_forms`), not
+    decoded; True once the dump is done."""
+    try:
+        for kind, a, b in messages(buf):
+            if kind == NLMSG_DONE:
+                return True
+            for k, x, y in attrs(buf, a, b):
+                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
+                    out.extend(sent_forms(lay, buf, x, y))
+    except DumpError as exc:
+        raise NftError(f"dump of set {lay.name}: {exc}") from None
+    return False
 
 
 def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:

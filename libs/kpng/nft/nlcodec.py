@@ -265,7 +265,7 @@ def comment_attr(comment: str) -> bytes:
     return nla(NFTA_SET_ELEM_USERDATA, bytes((0, len(raw))) + raw)
 
 
-def attrs(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+def attrs(buf: bytes | bytearray, start: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(type, payload start, payload end) of the attributes in ``buf[start:end]``."""
     unpack = struct.Struct("=HH").unpack_from
     while start + 4 <= end:

@@ -20,7 +20,6 @@ import errno
 import json
 import logging
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import Listing, listing
@@ -40,7 +39,6 @@ from kpng.nft.state import no_gc
 from kpng.nft.transaction import Nftables, Op, Ruleset, Transaction
 
 log = logging.getLogger(__name__)
-_SET_KEY = itemgetter(0, 1)  # an element's (set, key)
 THREAD_ABOVE = 2000  # elements: bigger batches are sent from a worker thread
 
 
@@ -56,7 +54,7 @@ def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
     before, after = Transaction(tx.table), Transaction(tx.table)
     runs: list[Run] = []
     adds: list[Run] = []
-    for op in tx.ops:
+    for op in tx.ops:  # packed runs go after each verb's element runs
         obj = op.obj
         if type(obj) is Element:
             lay = layouts.get(obj.set)
@@ -65,14 +63,16 @@ def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
                 continue
             todo = runs if op.verb == "delete" else adds
             if todo and todo[-1][1] is lay and todo[-1][0] == op.verb:
-                todo[-1][2].append(obj)
+                todo[-1][2].append(obj)  # type: ignore[arg-type]
             else:
                 todo.append((op.verb, lay, [obj]))
         elif op.verb == "delete" and isinstance(obj, Chain | Set):
             after.ops.append(op)
         else:
             before.ops.append(op)
-    return Steps(before, runs + adds, after)
+    packed_dels: list[Run] = [r for r in tx.packed if r[0] == "delete"]
+    packed_adds: list[Run] = [r for r in tx.packed if r[0] != "delete"]
+    return Steps(before, runs + packed_dels + adds + packed_adds, after)
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ class NetlinkNftables:
         return self.sock
 
     async def run(self, tx: Transaction) -> None:
-        if not tx.ops:
+        if not tx.ops and not tx.packed:
             return
         known = self._learn(tx)
         with no_gc():
@@ -212,8 +212,7 @@ class NetlinkNftables:
         with no_gc():
             for lay in known.values():
                 if lay is not None:
-                    found = sock.dump(table, lay)
-                    into.elements.update(zip(map(_SET_KEY, found), found, strict=True))
+                    into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
 
     def close(self) -> None:
         if self.sock is not None:

@@ -14,7 +14,15 @@ import socket
 import threading
 from collections.abc import Callable
 
-from kpng.nft.nlbatch import NLMSG_DONE, Answer, Batch, answers, dump_elements, dump_request
+from kpng.nft.nlbatch import (
+    NLMSG_DONE,
+    Answer,
+    Batch,
+    answers,
+    dump_elements,
+    dump_raw,
+    dump_request,
+)
 from kpng.nft.nlcodec import Layout
 from kpng.nft.nlread import messages
 from kpng.nft.objects import Element, NftError, Table
@@ -134,6 +142,16 @@ class NetlinkSocket:
         self.sock.sendto(dump_request(table, lay.name, seq), (0, 0))
         out: list[Element] = []
         while not dump_elements(lay, self._recv(), out):
+            pass
+        return out
+
+    def dump_raw(self, table: Table, lay: Layout) -> list[bytes]:
+        """Every element of one set as it would be sent (``NFTA_LIST_ELEM``), not decoded."""
+        seq = self.seq
+        self.seq += 1
+        self.sock.sendto(dump_request(table, lay.name, seq), (0, 0))
+        out: list[bytes] = []
+        while not dump_raw(lay, self._recv(), out):
             pass
         return out
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from kpng.diff import Op, View, service_keys
 from kpng.model import ViewEndpoint
-from kpng.nft.objects import Object
+from kpng.nft.packed import Planned, packer
 from kpng.nft.render import render_service
 from kpng.nft.skeleton import Config
 from kpng.nft.state import (
@@ -35,37 +35,41 @@ class Planner:
 
     def _plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
         if live is not None and self.programmed is None:
-            self.ids = Ids.adopt(live.elements.values())
+            self.ids = Ids.adopt(live)
         self.programmed = None  # freed before the new one is built (a resync's peak memory)
-        by_service = {"": tuple(static_objects(self.config))}
+        pk = packer(self.config)
+        by_service = {"": pk.pack_all(static_objects(self.config))}
         keep: set[str] = set()
         self.ids.seen = keep
         try:
             for key, svc in view.services.items():
-                by_service[key] = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+                by_service[key] = pk.pack_all(objs)
         finally:
             self.ids.seen = None
         self.ids.release([k for k in self.ids.by_key if k not in keep])
         programmed = Programmed(self.config)
         programmed.set_all(by_service)
         self.programmed = programmed
-        return full_sync(self.config.nft_table, programmed.desired(), live)
+        return full_sync(self.config.nft_table, programmed.desired(), live, pk)
 
     def plan_ops(self, view: View[ViewEndpoint], ops: Iterable[Op[ViewEndpoint]]) -> Transaction:
         """Only what the touched services changed. Needs a :meth:`plan_full` first."""
         if self.programmed is None:
             raise RuntimeError("incremental plan before the first full sync")
-        added: list[Object] = []
-        removed: list[Object] = []
+        pk = packer(self.config)
+        added: list[Planned] = []
+        removed: list[Planned] = []
         for key in sorted(service_keys(ops)):
             svc = view.services.get(key)
-            objs: tuple[Object, ...] = ()
+            objs: tuple[Planned, ...] = ()
             if svc is not None:
-                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
-            old_targets = target_keys(self.programmed.by_service.get(key, ()))
+                rendered = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+                objs = pk.pack_all(rendered)
+            old_targets = target_keys(self.programmed.by_service.get(key, ()), pk)
             a, r = self.programmed.set_service(key, objs)
             added += a
             removed += r
-            gone = set(old_targets) - set(target_keys(objs))
+            gone = set(old_targets) - set(target_keys(objs, pk))
             self.ids.release(gone)
-        return transaction(self.config.nft_table, added, removed)
+        return transaction(self.config.nft_table, added, removed, pk)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 
+from kpng.nft.nlcodec import decode_element
 from kpng.nft.objects import Chain, Element, Object, Set, Table
+from kpng.nft.packed import Packer, Planned, adopt, element_comment, key_only
 from kpng.nft.skeleton import Config, chains, config_elements, sets
-from kpng.nft.transaction import Ruleset, Transaction, digest, digest_element
+from kpng.nft.transaction import Packed, Ruleset, Transaction, digest, digest_element
 
 
 @contextmanager
@@ -64,12 +66,14 @@ class Ids:
                 self.free.append(tid)
 
     @classmethod
-    def adopt(cls, elements: Iterable[Element]) -> Ids:
+    def adopt(cls, live: Ruleset) -> Ids:
         """Recover the ids of a live table from its ``pick`` elements (comment = target key)."""
         ids = cls()
-        for e in elements:
+        for e in live.decoded.values():
             if e.set == "pick" and e.comment:
                 ids.by_key[e.comment] = int(e.key[0])
+        if "pick" in live.raw:
+            ids.by_key.update(adopt(live.raw["pick"][1]))
         used = set(ids.by_key.values())
         ids.next = max(used, default=0) + 1
         ids.free = sorted(set(range(1, ids.next)) - used, reverse=True)
@@ -85,36 +89,43 @@ def static_objects(c: Config) -> list[Object]:
     return out
 
 
-def target_keys(objs: Iterable[Object]) -> list[str]:
-    return [o.comment for o in objs if isinstance(o, Element) and o.set == "pick"]
+def target_keys(objs: Iterable[Planned], pk: Packer) -> list[str]:
+    pick = pk.index["pick"]
+    out = [o.comment for o in objs if type(o) is Element and o.set == "pick"]
+    return out + [element_comment(o, 1) for o in objs if type(o) is bytes and o[0] == pick]
 
 
 @dataclass(slots=True)
 class Programmed:
+    """Per service, what it contributes (elements packed, see :mod:`kpng.nft.packed`), and
+    how many services contribute each."""
+
     config: Config
-    counts: Counter[Object] = field(default_factory=Counter)
-    by_service: dict[str, tuple[Object, ...]] = field(default_factory=dict)
+    counts: Counter[Planned] = field(default_factory=Counter)
+    by_service: dict[str, tuple[Planned, ...]] = field(default_factory=dict)
 
     @property
     def table(self) -> Table:
         return self.config.nft_table
 
-    def desired(self) -> Collection[Object]:
+    def desired(self) -> Collection[Planned]:
         return self.counts.keys()
 
-    def set_all(self, by_service: dict[str, tuple[Object, ...]]) -> None:
+    def set_all(self, by_service: dict[str, tuple[Planned, ...]]) -> None:
         """Record every service's objects at once (a full sync): counted in C."""
         self.by_service = {k: objs for k, objs in by_service.items() if objs}
         self.counts = Counter(chain.from_iterable(self.by_service.values()))
 
-    def set_service(self, key: str, objs: tuple[Object, ...]) -> tuple[list[Object], list[Object]]:
+    def set_service(
+        self, key: str, objs: tuple[Planned, ...]
+    ) -> tuple[list[Planned], list[Planned]]:
         """Record a service's new objects; return (added, removed) objects."""
         old = self.by_service.pop(key, ())
         if objs:
             self.by_service[key] = objs
         return self._count(objs, +1), self._count(old, -1)
 
-    def _count(self, objs: Iterable[Object], sign: int) -> list[Object]:
+    def _count(self, objs: Iterable[Planned], sign: int) -> list[Planned]:
         changed = []
         for o in objs:
             n = self.counts[o] + sign
@@ -127,10 +138,18 @@ class Programmed:
         return changed
 
 
-def _split(objs: Iterable[Object]) -> tuple[list[Element], list[Chain | Set]]:
-    objs = objs if isinstance(objs, list | tuple) else list(objs)
-    elements = [o for o in objs if isinstance(o, Element)]
-    return elements, [o for o in objs if not isinstance(o, Element)]
+def _split(objs: Iterable[Planned]) -> tuple[list[bytes], list[Element], list[Chain | Set]]:
+    packed: list[bytes] = []
+    elements: list[Element] = []
+    others: list[Chain | Set] = []
+    for o in objs:
+        if type(o) is bytes:
+            packed.append(o)
+        elif type(o) is Element:
+            elements.append(o)
+        else:
+            others.append(o)  # type: ignore[arg-type]
+    return packed, elements, others
 
 
 def _kind(o: Chain | Set) -> int:
@@ -142,11 +161,33 @@ _SET: Callable[[Element], str] = itemgetter(0)
 _SET_KEY = itemgetter(0, 1)
 
 
-def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]) -> Transaction:
+def _by_set(packed: Iterable[bytes]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {}
+    for p in packed:
+        run = out.get(p[0])
+        if run is None:
+            out[p[0]] = run = []
+        run.append(p)
+    return out
+
+
+def _runs(pk: Packer, added: Iterable[bytes], removed: Iterable[bytes]) -> list[Packed]:
+    """Packed deletes (keys only), then adds, one run per set."""
+    out: list[Packed] = []
+    for i, run in sorted(_by_set(removed).items()):
+        out.append(("delete", pk.layouts[pk.names[i]], [p[:1] + key_only(p) for p in run]))
+    for i, run in sorted(_by_set(added).items()):
+        out.append(("add", pk.layouts[pk.names[i]], run))
+    return out
+
+
+def transaction(
+    table: Table, added: Iterable[Planned], removed: Iterable[Planned], pk: Packer
+) -> Transaction:
     """Deletes of elements, adds of sets (then chains), deletes of chains (then sets), adds of
     elements: references hold at the end, and a changed element is replaced in one batch."""
-    add_el, add_other = _split(added)
-    del_el, del_other = _split(removed)
+    add_p, add_el, add_other = _split(added)
+    del_p, del_el, del_other = _split(removed)
     del_el.sort(key=_SET)
     add_el.sort(key=_SET)
     add_other.sort(key=_kind)
@@ -157,38 +198,71 @@ def transaction(table: Table, added: Iterable[Object], removed: Iterable[Object]
     tx.extend("add", add_other)
     tx.extend("delete", [o for o in del_other if o.name not in added_names])
     tx.extend("add", add_el)
+    tx.packed = _runs(pk, add_p, del_p)
     return tx
 
 
-def full_sync(table: Table, desired: Collection[Object], live: Ruleset | None) -> Transaction:
+def full_sync(
+    table: Table, desired: Collection[Planned], live: Ruleset | None, pk: Packer
+) -> Transaction:
     """The transaction that makes the live table equal to ``desired``, touching only what
-    differs. A table whose sets are defined differently (another version) is recreated."""
-    elements, others = _split(desired)
+    differs. A table whose sets are defined differently (another version) is recreated.
+    Packed elements are compared with the raw ones read back, set by set, as bytes."""
+    packed, elements, others = _split(desired)
     if live is None or _sets_differ(others, live):
         tx = Transaction(table)
         if live is not None:
             tx.delete(table)
         tx.add(table)
-        tx.ops.extend(transaction(table, desired, ()).ops)
+        done = transaction(table, [*elements, *others], (), pk)
+        tx.ops.extend(done.ops)
+        tx.packed = _runs(pk, packed, ())
         return tx
-    have = live.elements
+    add_p, del_p, have = _diff_packed(_by_set(packed), live, pk)
     want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
-    if want == have:  # a restart that finds its table as it wants it: compared in C
-        want = have = {}
-    added: list[Object] = [e for k, e in want.items() if have.get(k) != e]
+    added: list[Planned] = [e for k, e in want.items() if have.get(k) != e]
     for o in others:
         if isinstance(o, Set):
             if o.name not in live.sets:
                 added.append(o)
         elif live.chains.get(o.name) != digest(o):
             added.append(o)
-    removed: list[Object] = [e for k, e in have.items() if want.get(k) != e]
+    removed: list[Planned] = [e for k, e in have.items() if want.get(k) != e]
     names = {o.name for o in others}
     removed += [Chain(n) for n in live.chains if n not in names]
     removed += [
         Set(n, "mark", "verdict" if n in live.maps else "") for n in live.sets if n not in names
     ]
-    return transaction(table, added, removed)
+    return transaction(table, [*added, *add_p], [*removed, *del_p], pk)
+
+
+def _diff_packed(
+    want: dict[int, list[bytes]], live: Ruleset, pk: Packer
+) -> tuple[list[bytes], list[bytes], dict[tuple[str, tuple[str, ...]], Element]]:
+    """(packed elements to add, to delete) set by set, and the live elements left as objects
+    (of sets without a packed form)."""
+    have: dict[int, list[bytes]] = {}
+    objects: dict[tuple[str, tuple[str, ...]], Element] = {}
+    for k, e in live.decoded.items():
+        if e.set in pk.index:  # read as objects (nft's listing, a fake): packed to compare
+            have.setdefault(pk.index[e.set], []).append(pk.pack(e))  # type: ignore[arg-type]
+        else:
+            objects[k] = e
+    for name, (lay, raws) in live.raw.items():
+        if name not in pk.index:
+            for e in (decode_element(lay, r, 4, len(r)) for r in raws):
+                objects[(e.set, e.key)] = e
+    added: list[bytes] = []
+    removed: list[bytes] = []
+    for i, name in enumerate(pk.names):
+        h = set(have.pop(i, ()))
+        if name in live.raw:
+            h.update(map(pk.prefixes[i].__add__, live.raw[name][1]))
+        w = set(want.get(i, ()))
+        if w != h:
+            added += w - h
+            removed += h - w
+    return added, removed, objects
 
 
 def _sets_differ(others: list[Chain | Set], live: Ruleset) -> bool:

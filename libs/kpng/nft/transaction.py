@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Literal, NamedTuple, Protocol
 
+from kpng.nft.nlcodec import Layout, decode_element
 from kpng.nft.objects import Chain, Element, Key, NftError, Set, Table, check_element
 
 Verb = Literal["add", "delete", "flush"]
@@ -34,16 +35,38 @@ class Op(NamedTuple):
     obj: Table | Chain | Set | Element
 
 
+Packed = tuple[Verb, Layout, list[bytes]]
+"""A run of packed elements of one set (see :mod:`kpng.nft.packed`): a set index byte, then
+the ``NFTA_LIST_ELEM`` as sent; a delete sends the key only."""
+
+
+def unpacked(run: Packed) -> Iterator[Op]:
+    verb, lay, elements = run
+    for p in elements:
+        yield Op(verb, decode_element(lay, p, 5, len(p)))
+
+
 @dataclass(slots=True)
 class Transaction:
+    """Operations in order, and runs of packed elements: their deletes come before the
+    operations, their adds after (the planner's bulk path)."""
+
     table: Table
     ops: list[Op] = field(default_factory=list)
+    packed: list[Packed] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.ops) + sum(len(r[2]) for r in self.packed)
 
     def __iter__(self) -> Iterator[Op]:
-        return iter(self.ops)
+        """Every operation in the order it applies; packed elements decoded."""
+        for run in self.packed:
+            if run[0] == "delete":
+                yield from unpacked(run)
+        yield from self.ops
+        for run in self.packed:
+            if run[0] != "delete":
+                yield from unpacked(run)
 
     def add(self, obj: Table | Chain | Set | Element) -> None:
         if isinstance(obj, Table) and obj != self.table:
@@ -71,13 +94,14 @@ class Transaction:
     def script(self) -> str:
         """The transaction as an ``nft -f`` script. Added chains are declared first, so
         rules may jump to chains added later in the same transaction."""
+        ops = list(self)
         declare = [
             next(iter(_chain_lines(self.table.ref, "add", op.obj)))
-            for op in self.ops
+            for op in ops
             if op.verb == "add" and isinstance(op.obj, Chain)
         ]
-        first = [op for op in self.ops if isinstance(op.obj, Table)]
-        rest = [op for op in self.ops if not isinstance(op.obj, Table)]
+        first = [op for op in ops if isinstance(op.obj, Table)]
+        rest = [op for op in ops if not isinstance(op.obj, Table)]
         lines = [line for op in first for line in _lines(self.table, op)]
         lines += declare + _batched(self.table, rest)
         return "".join(f"{line}\n" for line in lines)
@@ -138,13 +162,27 @@ def _chain_lines(t: str, verb: Verb, chain: Chain) -> Iterable[str]:
 @dataclass(frozen=True, slots=True)
 class Ruleset:
     """What a table holds: chains and sets by name (as digests; ``""`` when unknown), which
-    sets are maps, and elements by (set, key)."""
+    sets are maps, elements read as objects by (set, key) and, per set read over netlink,
+    its elements as sent (``NFTA_LIST_ELEM``, not decoded) with the set's layout."""
 
     table: Table
     chains: Mapping[str, str]
     sets: Mapping[str, str]
     maps: frozenset[str]
-    elements: Mapping[tuple[str, Key], Element]
+    decoded: Mapping[tuple[str, Key], Element]
+    raw: Mapping[str, tuple[Layout, list[bytes]]] = field(default_factory=dict)
+
+    @property
+    def elements(self) -> Mapping[tuple[str, Key], Element]:
+        """Every element as an object (raw ones decoded now: for tests and tools)."""
+        if not self.raw:
+            return self.decoded
+        out = dict(self.decoded)
+        for lay, elements in self.raw.values():
+            for raw in elements:
+                e = decode_element(lay, raw, 4, len(raw))
+                out[(e.set, e.key)] = e
+        return out
 
 
 class Nftables(Protocol):

@@ -1,0 +1,151 @@
+"""Elements kept as the bytes netlink carries: the planner's compact form. Pure.
+
+A *packed* element is one byte (the index of its set among the skeleton's sets with a netlink
+layout) followed by the element's ``NFTA_LIST_ELEM`` exactly as it is sent (nested flags
+set). A 10k-service plan holds ~155k of them: one ``bytes`` each (~72 bytes) instead of a
+named tuple of token tuples and strings (~260 bytes), hashed and compared in C, written
+without encoding, and compared with a table read back without decoding it.
+
+Elements read back (a dump omits ``NLA_F_NESTED``) are brought to the sent form by
+:func:`sent_form` and :func:`sent_forms`.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import sys
+from collections.abc import Iterable, Iterator
+
+from kpng.nft.nlcodec import (
+    NFTA_LIST_ELEM,
+    NFTA_SET_ELEM_DATA,
+    NFTA_SET_ELEM_KEY,
+    NFTA_SET_ELEM_USERDATA,
+    NLA_F_NESTED,
+    Layout,
+    attrs,
+    decode_element,
+    layout,
+)
+from kpng.nft.objects import Element, NftError, Object
+from kpng.nft.skeleton import Config, sets
+
+Planned = Object | bytes  # what a plan holds: objects, and elements packed
+_HH = struct.Struct("=HH")
+_MARK = struct.Struct("=I")
+_LITTLE = sys.byteorder == "little"
+
+
+class Packer:
+    """The packed form of one configuration's elements."""
+
+    __slots__ = ("index", "layouts", "names", "prefixes")
+
+    def __init__(self, c: Config) -> None:
+        found = [(s.name, layout(s)) for s in sets(c)]
+        self.layouts: dict[str, Layout] = {n: lay for n, lay in found if lay is not None}
+        self.names = tuple(self.layouts)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
+
+    def pack(self, o: Object) -> Planned:
+        """An element of a set with a netlink layout, packed; anything else as it is."""
+        if type(o) is Element:
+            lay = self.layouts.get(o.set)
+            if lay is not None:
+                return self.prefixes[self.index[o.set]] + lay.encode(o)
+        return o
+
+    def pack_all(self, objs: Iterable[Object]) -> tuple[Planned, ...]:
+        return tuple(map(self.pack, objs))
+
+    def layout_of(self, p: bytes) -> Layout:
+        return self.layouts[self.names[p[0]]]
+
+    def unpack(self, p: bytes) -> Element:
+        """A packed element (whole, or its key only) as an :class:`Element`."""
+        return decode_element(self.layout_of(p), p, 5, len(p))
+
+
+def adopt(pick: Iterable[bytes]) -> Iterator[tuple[str, int]]:
+    """(target key, id) of the ``pick`` elements read back (sent form): the key is a mark,
+    the comment the target's key."""
+    for raw in pick:
+        comment = element_comment(raw)
+        if comment:
+            yield comment, _MARK.unpack_from(raw, 12)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def packer(c: Config) -> Packer:
+    return Packer(c)
+
+
+def key_only(p: bytes, at: int = 1) -> bytes:
+    """The ``NFTA_LIST_ELEM`` to delete an element: its key attribute alone (the first)."""
+    (n,) = struct.unpack_from("=H", p, at + 4)
+    n = (n + 3) & ~3
+    return _HH.pack(4 + n, NLA_F_NESTED | NFTA_LIST_ELEM) + p[at + 4 : at + 4 + n]
+
+
+def element_comment(raw: bytes, at: int = 0) -> str:
+    """The comment of the ``NFTA_LIST_ELEM`` at ``at`` (its ``NFTNL_UDATA_SET_ELEM_COMMENT``)."""
+    for kind, a, b in attrs(raw, at + 4, len(raw)):
+        if kind == NFTA_SET_ELEM_USERDATA:
+            while a + 2 <= b:
+                tlv, n = raw[a], raw[a + 1]
+                if tlv == 0:
+                    return raw[a + 2 : a + 2 + n].rstrip(b"\0").decode()
+                a += 2 + n
+    return ""
+
+
+def _flag(buf: bytearray, at: int) -> None:
+    (kind,) = struct.unpack_from("=H", buf, at + 2)
+    struct.pack_into("=H", buf, at + 2, kind | NLA_F_NESTED)
+
+
+def sent_form(lay: Layout, buf: bytes, start: int, end: int) -> bytes:
+    """One dumped element (its payload is ``buf[start:end]``) as it is sent: nested flags on
+    the element, its key and data, and a verdict's nest."""
+    out = bytearray(buf[start - 4 : start - 4 + ((end - start + 7) & ~3)])
+    _flag(out, 0)
+    for kind, a, _ in attrs(out, 4, len(out)):
+        if kind in (NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA):
+            _flag(out, a - 4)
+            if kind == NFTA_SET_ELEM_DATA and lay.verdict:
+                _flag(out, a)
+    return bytes(out)
+
+
+def sent_forms(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
+    """The elements of a dump's ``NFTA_SET_ELEM_LIST_ELEMENTS`` payload, as sent. Plain
+    elements of one size (most) are fixed at once, column by column."""
+    st = lay.whole if lay.data is not None else lay.whole_key
+    size, span = st.size, end - start
+    if not lay.verdict and _LITTLE and span and span % size == 0:
+        n = span // size
+        chunk = bytearray(buf[start:end])
+        heads = (size & 0xFF, size >> 8, NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY)
+        if all(chunk[i::size] == bytes((h,)) * n for i, h in zip((0, 1, 2, 6), heads, strict=True)):
+            high = bytes((NLA_F_NESTED >> 8,)) * n
+            chunk[3::size] = high
+            chunk[7::size] = high
+            if lay.data is not None:
+                at = 8 + 4 + lay.key.size + (-lay.key.size & 3)
+                if chunk[at + 2 :: size] != bytes((NFTA_SET_ELEM_DATA,)) * n:
+                    return _one_by_one(lay, buf, start, end)
+                chunk[at + 3 :: size] = high
+            whole = bytes(chunk)
+            return [whole[i : i + size] for i in range(0, span, size)]
+    return _one_by_one(lay, buf, start, end)
+
+
+def _one_by_one(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
+    out = []
+    for kind, a, b in attrs(buf, start, end):
+        if kind != NFTA_LIST_ELEM:
+            raise NftError(f"unexpected attribute {kind} in a dump of set {lay.name}")
+        out.append(sent_form(lay, buf, a, b))
+    return out
