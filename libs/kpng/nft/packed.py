@@ -13,9 +13,11 @@ Elements read back (a dump omits ``NLA_F_NESTED``) are brought to the sent form 
 from __future__ import annotations
 
 import functools
+import socket
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from kpng.nft.nlcodec import (
     NFTA_LIST_ELEM,
@@ -37,10 +39,26 @@ _MARK = struct.Struct("=I")
 _LITTLE = sys.byteorder == "little"
 
 
+@dataclass(frozen=True, slots=True)
+class Fast:
+    """Packs a plain element of one set from its field values (ints, address bytes) with one
+    ``struct`` call: ``pack(first, size, ELEM, key, *key fields[, data, *data fields])``, the
+    bytes :meth:`Layout.encode` writes, after the set's index."""
+
+    pack: Callable[..., bytes]
+    first: bytes  # the set's index
+    size: int  # of the NFTA_LIST_ELEM
+    key: bytes  # the key's nest and value headers
+    data: bytes  # the data's (maps)
+
+
+ELEM = NLA_F_NESTED | NFTA_LIST_ELEM
+
+
 class Packer:
     """The packed form of one configuration's elements."""
 
-    __slots__ = ("index", "layouts", "names", "prefixes")
+    __slots__ = ("aton", "index", "layouts", "names", "prefixes")
 
     def __init__(self, c: Config) -> None:
         found = [(s.name, layout(s)) for s in sets(c)]
@@ -48,8 +66,18 @@ class Packer:
         self.names = tuple(self.layouts)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
+        v6 = functools.partial(socket.inet_pton, socket.AF_INET6)
+        self.aton: Callable[[str], bytes] = socket.inet_aton if c.family == 4 else v6
 
-    def pack(self, o: Object) -> Planned:
+    @functools.cache  # noqa: B019 (one packer per configuration, kept for the process)
+    def fast(self, name: str) -> Fast:
+        lay = self.layouts[name]
+        st = lay.whole if lay.data is not None else lay.whole_key
+        pack = struct.Struct("=c" + st.format.removeprefix("=")).pack
+        data = lay.data.prefix if lay.data is not None else b""
+        return Fast(pack, self.prefixes[self.index[name]], st.size, lay.key.prefix, data)
+
+    def pack(self, o: Planned) -> Planned:
         """An element of a set with a netlink layout, packed; anything else as it is."""
         if type(o) is Element:
             lay = self.layouts.get(o.set)
@@ -57,7 +85,7 @@ class Packer:
                 return self.prefixes[self.index[o.set]] + lay.encode(o)
         return o
 
-    def pack_all(self, objs: Iterable[Object]) -> tuple[Planned, ...]:
+    def pack_all(self, objs: Iterable[Planned]) -> tuple[Planned, ...]:
         return tuple(map(self.pack, objs))
 
     def layout_of(self, p: bytes) -> Layout:

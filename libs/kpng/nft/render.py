@@ -1,8 +1,10 @@
 """A service as nftables objects: the elements, and the few chains and maps, it needs.
 
-Pure: a service and its node-view endpoints in, a tuple of objects out. Target ids come
-from ``id_of`` (see :class:`kpng.nft.state.Ids`). Objects shared by several services (the
-``pick_<N>`` chains, hairpin pairs) come out of each, and the caller counts references.
+Pure: a service and its node-view endpoints in, a tuple of objects out; the bulk (endpoints,
+service and cluster IPs) comes out packed (see :mod:`kpng.nft.packed`), the rest as objects.
+Target ids come from ``id_of`` (see :class:`kpng.nft.state.Ids`). Objects shared by several
+services (the ``pick_<N>`` chains, hairpin pairs) come out of each, and the caller counts
+references.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
+from kpng.nft.nlcodec import PROTOS
 from kpng.nft.objects import Chain, Element, Object, Set, num
+from kpng.nft.packed import ELEM, Planned, packer
 from kpng.nft.skeleton import (
     CLUSTER,
     DROP,
@@ -57,9 +62,9 @@ class Target:
 
 def render_service(
     svc: Service, endpoints: Mapping[str, ViewEndpoint], c: Config, id_of: IdOf
-) -> tuple[Object, ...]:
+) -> tuple[Planned, ...]:
     eps = [e for e in endpoints.values() if _fam(e.ip) == c.family]
-    out: list[Object] = []
+    out: list[Planned] = []
     for sp in svc.ports:
         out.extend(_render_port(svc, sp, eps, c, id_of))
     out.extend(Element("hairpin", (e.ip, e.ip)) for e in eps if c.node and e.node == c.node)
@@ -87,7 +92,7 @@ def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
 
 def _render_port(
     svc: Service, sp: ServicePort, eps: list[ViewEndpoint], c: Config, id_of: IdOf
-) -> list[Object]:
+) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     internal = _target(f"{base}|i", backends(sp, eps, "internal"), id_of, svc)
@@ -95,9 +100,15 @@ def _render_port(
     out = _target_objects(svc, internal, c)
     local = svc.internal_traffic_policy is TrafficPolicy.LOCAL
     none = DROP if local and has_any else REJECT
+    pk = packer(c)
+    cluster = pk.fast("cluster_ips")
     for ip in _family(svc.cluster_ips, c):
-        out.append(Element("cluster_ips", (ip,)))
-        out.append(_dispatch_ip((ip, proto, port), internal, internal.mark | CLUSTER, none))
+        addr = pk.aton(ip)
+        out.append(cluster.pack(cluster.first, cluster.size, ELEM, cluster.key, addr))
+        if internal.backends:
+            out.append(_service_ip(c, addr, proto, sp.port, internal.mark | CLUSTER))
+        else:
+            out.append(Element("no_endpoint_ips", (ip, proto, port), (none,)))
     if svc.externally_accessible:
         out.extend(_render_external(svc, sp, eps, c, id_of, internal, has_any))
     return out
@@ -111,7 +122,7 @@ def _render_external(
     id_of: IdOf,
     internal: Target,
     has_any: bool,
-) -> list[Object]:
+) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
     ext = _target(ext_key, backends(sp, eps, "external"), id_of, svc)
@@ -127,7 +138,7 @@ def _render_external(
     for ip in _family(svc.external_ips + svc.load_balancer_ips, c):
         key = (ip, proto, port)
         if dispatch:
-            out.append(Element("service_ips", key, (str(mark),)))
+            out.append(_service_ip(c, packer(c).aton(ip), proto, sp.port, mark))
         if not ext.backends:
             out.append(Element("no_endpoint_ips", key, (none,)))
     for lb in _family(svc.load_balancer_ips, c):
@@ -141,10 +152,10 @@ def _render_external(
     return out
 
 
-def _dispatch_ip(key: tuple[str, ...], t: Target, mark: int, none: str) -> Element:
-    if t.backends:
-        return Element("service_ips", key, (str(mark),))
-    return Element("no_endpoint_ips", key, (none,))
+def _service_ip(c: Config, addr: bytes, proto: str, port: int, mark: int) -> bytes:
+    """A ``service_ips`` element, packed: address . protocol . port : mark."""
+    f = packer(c).fast("service_ips")
+    return f.pack(f.first, f.size, ELEM, f.key, addr, PROTOS[proto], _htons(port), f.data, mark)
 
 
 def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service) -> Target:
@@ -154,13 +165,16 @@ def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service
     return Target(key, tid, bk, bool(svc.affinity_timeout))
 
 
-def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
+def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
     tid, i = num(t.id), shard(t.id)
-    eps = _ENDPOINTS[i]
-    out: list[Object] = [
-        Element(eps, (tid, num(k)), (ip, num(port))) for k, (ip, port) in enumerate(t.backends)
+    pk = packer(c)
+    f, aton, ident = pk.fast(_ENDPOINTS[i]), pk.aton, t.id
+    pack, first, size, key, data = f.pack, f.first, f.size, f.key, f.data
+    out: list[Planned] = [
+        pack(first, size, ELEM, key, ident, k, data, aton(ip), _htons(port))
+        for k, (ip, port) in enumerate(t.backends)
     ]
     # on the static path (the mark carries n) the pick element only records the target key
     verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
@@ -176,6 +190,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Object]:
 
 
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
+_htons = socket.htons
 
 
 @functools.lru_cache(maxsize=1024)
