@@ -107,15 +107,15 @@ class NftablesBackend:
             full = True
             planner = Planner(config) if planner is None else replace(planner, config=config)
             self.planners[family] = planner
-        if full or planner.programmed is None:
-            live = await self.nft.read(config.nft_table)
-            tx = planner.plan_full(event.view, live)
-        else:
-            tx = planner.plan_ops(event.view, event.ops)
         try:
+            if full or planner.programmed is None:
+                live = await self.nft.read(config.nft_table)
+                tx = planner.plan_full(event.view, live)
+            else:
+                tx = planner.plan_ops(event.view, event.ops)
             await self.nft.run(tx)
         except Exception:
-            planner.programmed = None  # the next sync reads the table back
+            planner.programmed = None  # a plan may be half recorded: the next sync reads back
             raise
         return len(tx)
 

@@ -1,0 +1,133 @@
+"""The planner's packed elements: what render packs is what the codec encodes, a dump's
+elements come back to the sent form, and a restart compares them without decoding."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from kpng.nft.nlbatch import build, dump_raw
+from kpng.nft.nlcodec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
+from kpng.nft.objects import Element
+from kpng.nft.packed import Packer, adopt, key_only, packer, sent_forms
+from kpng.nft.planner import Planner
+from kpng.nft.transaction import Ruleset
+from tests.nft.helpers import CONFIG, Harness, ep, svc, view
+from tests.nft.test_netlink import TABLE
+
+PK = packer(CONFIG)
+
+
+def _dumped(raw: bytes) -> bytes:
+    """An element as the kernel dumps it: no NLA_F_NESTED on the element, its key and data,
+    nor on a verdict's nest."""
+    out = bytearray(raw)
+    struct.pack_into("=H", out, 2, struct.unpack_from("=H", out, 2)[0] & 0x3FFF)
+    for kind, a, _ in attrs(raw, 4, len(raw)):
+        if kind in (NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA):
+            for at in (a - 4, a):
+                struct.pack_into(
+                    "=H", out, at + 2, struct.unpack_from("=H", out, at + 2)[0] & 0x3FFF
+                )
+    return bytes(out)
+
+
+def _plan(n: int = 40) -> Harness:
+    h = Harness()
+    pairs = [
+        (
+            svc(f"s{i}", ip=f"10.96.0.{i + 1}", np=30000 + i if i % 3 == 0 else 0),
+            [ep(f"10.244.0.{i + 1}")],
+        )
+        for i in range(n)
+    ]
+    pairs.append((svc("lonely", ip="10.96.1.1"), []))
+    pairs.append((svc("sticky", ip="10.96.1.2", affinity_timeout=30), [ep("10.244.9.1")]))
+    h.full(view(*pairs))
+    return h
+
+
+def test_render_packs_what_the_codec_encodes() -> None:
+    h = _plan()
+    assert h.planner.programmed is not None
+    packed = [p for p in h.planner.programmed.counts if isinstance(p, bytes)]
+    sets = {PK.names[p[0]] for p in packed}
+    assert {"endpoints_1", "service_ips", "cluster_ips", "pick", "no_endpoint_ips"} <= sets
+    for p in packed:
+        assert PK.pack(PK.unpack(p)) == p
+
+
+def test_dumped_elements_come_back_to_the_sent_form() -> None:
+    h = _plan()
+    assert h.planner.programmed is not None
+    by_set: dict[str, list[bytes]] = {}
+    for p in h.planner.programmed.counts:
+        if isinstance(p, bytes):
+            by_set.setdefault(PK.names[p[0]], []).append(p[1:])
+    assert len(by_set["pick"]) > 1 and len(by_set["endpoints_1"]) > 1
+    for name, raws in by_set.items():
+        lay = PK.layouts[name]
+        body = b"".join(map(_dumped, raws))
+        assert sent_forms(lay, body, 0, len(body)) == raws, name
+    picks = by_set["pick"]
+    assert dict(adopt(picks)) == {
+        PK.unpack(PK.prefixes[PK.index["pick"]] + r).comment: int(
+            PK.unpack(PK.prefixes[PK.index["pick"]] + r).key[0]
+        )
+        for r in picks
+    }
+
+
+def test_a_dump_of_packed_adds_reads_back_as_sent() -> None:
+    eps = [PK.pack(Element("endpoints_0", (str(i), "0"), ("10.0.0.1", "80"))) for i in range(1, 4)]
+    assert all(isinstance(p, bytes) for p in eps)
+    b = build(TABLE, [("add", PK.layouts["endpoints_0"], eps)], seq=1)  # type: ignore[list-item]
+    body = b.parts[2]
+    elements = b"".join(p[1:] for p in eps)  # type: ignore[index]
+    assert body.endswith(elements)
+    dumped = body[: -len(elements)] + b"".join(_dumped(p[1:]) for p in eps)  # type: ignore[index]
+    out: list[bytes] = []
+    assert not dump_raw(PK.layouts["endpoints_0"], dumped, out)
+    assert out == [p[1:] for p in eps]  # type: ignore[index]
+
+
+def test_a_delete_sends_the_key_only() -> None:
+    p = PK.pack(Element("pick", ("3",), ("goto pick_2_3",), "default/web|http|TCP|i"))
+    assert isinstance(p, bytes)
+    d = p[:1] + key_only(p)
+    assert PK.unpack(d) == Element("pick", ("3",))
+    assert len(d) == 1 + 4 + 12
+
+
+def _raw_ruleset(h: Harness, pk: Packer) -> Ruleset:
+    """The fake's table as netlink reads it: elements of sets with a layout kept raw."""
+    live = asyncio.run(h.nft.read(CONFIG.nft_table))
+    assert live is not None
+    decoded = {k: e for k, e in live.decoded.items() if e.set not in pk.layouts}
+    raw: dict[str, list[bytes]] = {}
+    for e in live.decoded.values():
+        if e.set in pk.layouts:
+            p = pk.pack(e)
+            assert isinstance(p, bytes)
+            raw.setdefault(e.set, []).append(p[1:])
+    raws = {n: (pk.layouts[n], r) for n, r in raw.items()}
+    return Ruleset(live.table, live.chains, live.sets, live.maps, decoded, raws)
+
+
+def test_a_restart_on_raw_elements_writes_nothing_then_only_what_differs() -> None:
+    h = _plan()
+    live = _raw_ruleset(h, PK)
+    assert live.elements == asyncio.run(h.nft.read(CONFIG.nft_table)).elements  # type: ignore[union-attr]
+    restarted = Planner(CONFIG)
+    assert len(restarted.plan_full(h.view, live)) == 0
+    assert restarted.ids.by_key == h.planner.ids.by_key
+    lay, raws = live.raw["cluster_ips"]
+    stale = PK.pack(Element("cluster_ips", ("10.96.7.7",)))
+    assert isinstance(stale, bytes)
+    changed = dict(live.raw)
+    changed["cluster_ips"] = (lay, [*raws, stale[1:]])
+    again = Planner(CONFIG)
+    tx = again.plan_full(
+        h.view, Ruleset(live.table, live.chains, live.sets, live.maps, live.decoded, changed)
+    )
+    assert [(op.verb, op.obj) for op in tx] == [("delete", Element("cluster_ips", ("10.96.7.7",)))]
