@@ -75,6 +75,12 @@ def table(result: dict[str, Any]) -> str:
             f" ({pub['efficiency']:.2f})",
         ),
         ("agents converged", f"{result['agents']['converged']} / {result['agents']['total']}"),
+        (
+            "agent processes: peak RSS, GC pauses >10 ms in churn (max)",
+            f"{result['agents']['peak_rss_bytes'] / 1e6:.0f} MB,"
+            f" {result['agents']['gc_pauses_over_10ms_in_churn']}"
+            f" ({result['agents']['gc_max_pause_in_churn_s']:.2f} s)",
+        ),
     ]
     rows += [
         (f"target {name}", f"{'ok' if t['ok'] else 'MISSED'} ({t['value']:.4g} vs {t['limit']:g})")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
 import resource
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,8 +57,35 @@ async def serve(bus: Bus, subject: str, handler: Handler) -> Subscription:
     return await bus.subscribe(subject, on_request)
 
 
+class GcMeter:
+    """Time spent in the cyclic garbage collector, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.collections = 0
+        self.long: list[tuple[float, float]] = []  # (wall time at the end, pause) >= 10 ms
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.total_s += pause
+        self.max_s = max(self.max_s, pause)
+        self.collections += 1
+        if pause >= 0.01 and len(self.long) < 10_000:
+            self.long.append((time.time(), pause))
+
+
+GC_METER = GcMeter()
+gc.callbacks.append(GC_METER)
+
+
 def process_usage() -> Json:
-    """CPU seconds so far, current and peak resident memory of this process (bytes)."""
+    """CPU seconds so far, current and peak resident memory of this process (bytes), and
+    the garbage collector's pauses (total and longest, seconds)."""
     with open("/proc/self/statm") as f:
         rss_pages = int(f.read().split()[1])
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -64,6 +93,10 @@ def process_usage() -> Json:
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
         "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "gc_s": GC_METER.total_s,
+        "gc_max_pause_s": GC_METER.max_s,
+        "gc_collections": GC_METER.collections,
+        "gc_long_pauses": GC_METER.long,
     }
 
 

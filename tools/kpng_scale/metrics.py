@@ -127,10 +127,28 @@ def summarize(
             "raw_messages": raw["messages"],
             "efficiency": watcher_rate / raw_rate,
         },
-        "agents": {"total": s.nodes, "converged": converged},
+        "agents": {"total": s.nodes, "converged": converged, **agent_usage(phases)},
     }
     result["targets"] = check_targets(result)
     return result
+
+
+def agent_usage(phases: dict[str, Phase]) -> Json:
+    """The simulated agents' processes: peak RSS, and GC pauses during the churn."""
+    churn, final = phases["churn"], phases["storm_cold"].statuses
+    pauses = [
+        pause
+        for st in final
+        for at, pause in st["usage"]["gc_long_pauses"]
+        if churn.started <= at <= churn.ended + 5
+    ]
+    return {
+        "processes": len(final),
+        "peak_rss_bytes": max((st["usage"]["peak_rss_bytes"] for st in final), default=0),
+        "gc_s_total": sum(st["usage"]["gc_s"] for st in final),
+        "gc_pauses_over_10ms_in_churn": len(pauses),
+        "gc_max_pause_in_churn_s": max(pauses, default=0.0),
+    }
 
 
 def check_targets(result: Json) -> Json:
