@@ -17,21 +17,25 @@ from kpng.diff import (
     Op,
 )
 from kpng.wire import (
+    COMPACT_ENDPOINTS,
     SCHEMA_VERSION,
     MalformedMessage,
     Reader,
     Scope,
     endpoint_from_wire,
     endpoint_to_wire,
+    endpoints_to_wire,
     node_from_wire,
     node_to_wire,
     op_from_wire,
     op_to_wire,
+    ops_from_wire,
     service_from_wire,
     service_to_wire,
 )
 
 __all__ = [
+    "COMPACT_ENDPOINTS",
     "SCHEMA_VERSION",
     "Delta",
     "ErrorReply",
@@ -48,10 +52,12 @@ __all__ = [
     "encode_op",
     "endpoint_from_wire",
     "endpoint_to_wire",
+    "endpoints_to_wire",
     "node_from_wire",
     "node_to_wire",
     "op_from_wire",
     "op_to_wire",
+    "ops_from_wire",
     "pack_delta",
     "pack_snapshot_chunk",
     "packb",
@@ -97,6 +103,8 @@ class SnapshotRequest:
 
     epoch: str = ""
     seq: int = -1
+    # optional features the consumer understands (``"eps"``: compact endpoint operations)
+    accept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +213,12 @@ def encode(message: Message) -> bytes:
             return packb(
                 {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
             )
-        case SnapshotRequest(epoch, seq):
+        case SnapshotRequest(epoch, seq, accept):
             request: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "snapshot-request"}
             if seq >= 0:
                 request.update(epoch=epoch, seq=seq)
+            if accept:
+                request["accept"] = list(accept)
             return packb(request)
         case ErrorReply(reason):
             return packb({"v": SCHEMA_VERSION, "kind": "error", "reason": reason})
@@ -250,7 +260,7 @@ class OpCache:
         self.max_array_bytes = max_array_bytes
         self.hits = 0
         self.array_hits = 0
-        self._ops: dict[tuple[bytes, Scope], Op[Any] | None] = {}
+        self._ops: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
         self._arrays: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
         self._array_bytes = 0
 
@@ -268,8 +278,7 @@ class OpCache:
             start = unpacker.tell()
             unpacker.skip()
             items.append(array[start : unpacker.tell()])
-        decoded = (self.op(o, f"ops[{i}]", scope) for i, o in enumerate(items))
-        ops = tuple(op for op in decoded if op is not None)
+        ops = tuple(op for i, o in enumerate(items) for op in self.op(o, f"ops[{i}]", scope))
         if self._array_bytes + len(array) > self.max_array_bytes:
             self._arrays.clear()
             self._array_bytes = 0
@@ -277,19 +286,20 @@ class OpCache:
         self._array_bytes += len(array)
         return ops
 
-    def op(self, data: bytes, path: str, scope: Scope) -> Op[Any] | None:
+    def op(self, data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of one encoded wire operation (several for ``eps``)."""
         key = (data, scope)
         try:
-            op = self._ops[key]
+            ops = self._ops[key]
             self.hits += 1
-            return op
+            return ops
         except KeyError:
             pass
-        op = op_from_wire(msgpack.unpackb(data, raw=False, strict_map_key=False), path, scope)
+        ops = ops_from_wire(msgpack.unpackb(data, raw=False, strict_map_key=False), path, scope)
         if len(self._ops) >= self.max_items:
             self._ops.clear()
-        self._ops[key] = op
-        return op
+        self._ops[key] = ops
+        return ops
 
 
 def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) -> Message:
@@ -325,9 +335,10 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
     if kind == "snapshot":
         return _snapshot(r, scope, op_cache)
     if kind == "snapshot-request":
+        accept = r.strings("accept")
         if r.data.get("seq") is None:
-            return SnapshotRequest()
-        return SnapshotRequest(r.get("epoch", str), r.get("seq", int))
+            return SnapshotRequest(accept=accept)
+        return SnapshotRequest(r.get("epoch", str), r.get("seq", int), accept)
     if kind == "error":
         return ErrorReply(r.get("reason", str))
     if kind == "status":
@@ -372,8 +383,7 @@ def _ops(r: Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any]
     if cache is not None and isinstance(raw, _EncodedOps):
         return cache.ops(raw.data, scope)
     items = r.get("ops", list)
-    ops = (op_from_wire(o, f"ops[{i}]", scope) for i, o in enumerate(items))
-    return tuple(op for op in ops if op is not None)
+    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"ops[{i}]", scope))
 
 
 def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:

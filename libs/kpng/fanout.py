@@ -9,7 +9,6 @@ distinct list of operations is encoded once and shared by every node's message.
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,13 +16,12 @@ from typing import Any
 
 from kpng.cluster import Changes, ClusterState, ServiceState
 from kpng.codec import Tick, encode, encode_op, pack_delta, pack_snapshot_chunk
-from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_nodes, diff_service
-from kpng.model import Endpoint, Node, Service, ViewEndpoint
+from kpng.diff import Op, diff_nodes, diff_service
+from kpng.model import Endpoint, Node, ViewEndpoint
+from kpng.snapshots import ENVELOPE, Snapshots, split
 from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
-_ENVELOPE = 160  # bytes reserved for a message's header fields around its operations
-_BUCKETS = 1024  # snapshot blocks: a few services each at 10k services
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +59,6 @@ class _Batch:
     by_zone: dict[str, list[tuple[str, list[bytes]]]] = field(default_factory=dict)
     global_ops: list[bytes] = field(default_factory=list)
     encoded: dict[tuple[Op[Any], ...], list[bytes]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    """Encoded operations of some services, also joined (for snapshots)."""
-
-    ops: list[bytes]
-    blob: bytes
-
-    @classmethod
-    def of(cls, ops: list[bytes]) -> _Block:
-        return cls(ops, b"".join(ops))
 
 
 class _History:
@@ -122,13 +108,7 @@ class Fanout:
         self.stats = FanoutStats()
         self._published: dict[str, ServiceState] = {}
         self._nodes: dict[str, Node] = {}
-        self._snapshot_cache: dict[str, dict[Hashable, list[bytes]]] = {}
-        # snapshots: services in buckets, each bucket's operations joined per zone, and
-        # which services each node is special to (those buckets it gets built for itself)
-        self._buckets: dict[int, dict[str, None]] = {}
-        self._blocks: dict[int, dict[str, _Block]] = {}
-        self._specials: dict[str, set[str]] = {}
-        self._special_of: dict[str, set[str]] = {}
+        self._snapshots = Snapshots(self._published, self.stats)
         self._global_chunks: list[bytes] | None = None
         self._last_seen: dict[str, float] = {}
         self._retired: dict[str, int] = {}
@@ -172,7 +152,7 @@ class Fanout:
             self._nodes[name] = node
         for key in cluster.services:
             self._published[key] = state = cluster.service_state(key)
-            self._track(key, state)
+            self._snapshots.track(key, state)
 
     # -- deltas ------------------------------------------------------------------------------
     def publish(self, cluster: ClusterState, changes: Changes, now: float) -> list[Outgoing]:
@@ -249,7 +229,7 @@ class Fanout:
             self._published.pop(key, None)
         else:
             self._published[key] = new
-        self._track(key, new)
+        self._snapshots.track(key, new)
         global_ops: list[Op[Endpoint]] = diff_service(
             key,
             old.spec,
@@ -277,26 +257,6 @@ class Fanout:
                 by_variant[variant] = self._encode(batch, ops)
             if by_variant[variant]:
                 batch.by_zone.setdefault(zone, []).append((key, by_variant[variant]))
-
-    def _track(self, key: str, state: ServiceState) -> None:
-        """Forget the cached encodings of a service; note its bucket and special nodes."""
-        bucket = _bucket(key)
-        self._snapshot_cache.pop(key, None)
-        self._blocks.pop(bucket, None)
-        for node in self._special_of.pop(key, ()):
-            keys = self._specials[node]
-            keys.discard(key)
-            if not keys:
-                del self._specials[node]
-        if state.service is None:
-            self._buckets.get(bucket, {}).pop(key, None)
-            return
-        self._buckets.setdefault(bucket, {})[key] = None
-        nodes = special_nodes(state.service, state.endpoints)
-        if nodes:
-            self._special_of[key] = nodes
-            for node in nodes:
-                self._specials.setdefault(node, set()).add(key)
 
     @staticmethod
     def _variant(old: ServiceState, new: ServiceState, node: str, zone: str) -> Hashable:
@@ -330,35 +290,28 @@ class Fanout:
 
     def _split(self, ops: list[bytes]) -> Iterator[list[bytes]]:
         """Operations in runs that fit the server's max payload (never an empty run)."""
-        limit = max(self.max_payload - _ENVELOPE, 1)
-        part: list[bytes] = []
-        size = 0
-        for op in ops:
-            if part and size + len(op) > limit:
-                yield part
-                part, size = [], 0
-            part.append(op)
-            size += len(op)
-        if part:
-            yield part
+        return split(ops, self._limit)
+
+    @property
+    def _limit(self) -> int:
+        return max(self.max_payload - ENVELOPE, 1)
 
     # -- snapshots and ticks -----------------------------------------------------------------
-    def snapshot(self, node: str, now: float = 0.0) -> list[bytes]:
-        """The node's whole view at its current seq, as chunks under the max payload.
-
-        Built from per-bucket blocks of services joined once per zone; only the buckets
-        holding a service the node is special to are built for the node itself."""
+    def snapshot(self, node: str, now: float = 0.0, compact: bool = False) -> list[bytes]:
+        """The node's whole view at its current seq, as chunks under the max payload: its
+        zone's part (the same bytes for every node of the zone), then its own
+        (:mod:`kpng.snapshots`). ``compact``: endpoints as ``eps`` operations."""
         self.serve(node, now)
         self.stats.snapshots += 1
-        zone = self.zone(node)
-        dirty = {_bucket(key) for key in self._specials.get(node, ())}
-        blocks = [
-            self._block(keys, node, zone) if b in dirty else self._zone_block(b, keys, zone)
-            for b, keys in self._buckets.items()
-        ]
-        if node in self._nodes:
-            blocks.append(_Block.of([encode_op(SetNode(self._nodes[node]))]))
-        chunks = self._chunks(self.seq[node], blocks)
+        chunks = self._snapshots.node_chunks(
+            self.epoch,
+            self.seq[node],
+            node,
+            self.zone(node),
+            self._nodes.get(node),
+            compact,
+            self._limit,
+        )
         self.stats.snapshot_bytes += sum(len(c) for c in chunks)
         return chunks
 
@@ -387,7 +340,7 @@ class Fanout:
 
     def _run_chunks(self, runs: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
         """Runs (each fits one message: it was one delta) packed greedily into chunks."""
-        limit = max(self.max_payload - _ENVELOPE, 1)
+        limit = self._limit
         chunks: list[tuple[int, list[bytes]]] = []
         parts: list[bytes] = []
         count = size = 0
@@ -401,64 +354,12 @@ class Fanout:
             chunks.append((count, parts))
         return chunks
 
-    def _zone_block(self, bucket: int, keys: dict[str, None], zone: str) -> _Block:
-        cached = self._blocks.setdefault(bucket, {})
-        block = cached.get(zone)
-        if block is None:
-            block = cached[zone] = self._block(keys, "", zone)
-        else:
-            self.stats.snapshot_cache_hits += len(keys)
-        return block
-
-    def _block(self, keys: Iterable[str], node: str, zone: str) -> _Block:
-        """The services' operations as ``node`` in ``zone`` sees them ("": any node special
-        to none of them), encoded once per (service, variant)."""
-        ops: list[bytes] = []
-        for key in keys:
-            state = self._published[key]
-            assert state.service is not None
-            variant = view_variant(state.service, state.endpoints, node, zone)
-            cached = self._snapshot_cache.setdefault(key, {})
-            encoded = cached.get(variant)
-            if encoded is None:
-                view = service_view(state.service, state.endpoints, node, zone)
-                encoded = cached[variant] = _encode_service(state, view)
-                self.stats.encodings += len(encoded)
-            ops.extend(encoded)
-        return _Block.of(ops)
-
     def global_snapshot(self) -> list[bytes]:
         if self._global_chunks is None:
-            ops: list[bytes] = []
-            for state in self._published.values():
-                ops.extend(_encode_service(state, state.endpoints, state.spec))
-            ops.extend(encode_op(SetNode(n)) for n in self._nodes.values())
-            self._global_chunks = self._chunks(self.global_seq, [_Block.of(ops)])
+            self._global_chunks = self._snapshots.global_chunks(
+                self.epoch, self.global_seq, self._nodes.values(), self._limit
+            )
         return self._global_chunks
-
-    def _chunks(self, seq: int, blocks: list[_Block]) -> list[bytes]:
-        """Blocks packed greedily into chunks (as :meth:`_split` packs their operations)."""
-        limit = max(self.max_payload - _ENVELOPE, 1)
-        runs: list[tuple[int, list[bytes]]] = []
-        parts: list[bytes] = []
-        count = size = 0
-        for block in blocks:
-            if size + len(block.blob) <= limit:
-                parts.append(block.blob)
-                count, size = count + len(block.ops), size + len(block.blob)
-                continue
-            for op in block.ops:
-                if count and size + len(op) > limit:
-                    runs.append((count, parts))
-                    parts, count, size = [], 0, 0
-                parts.append(op)
-                count, size = count + 1, size + len(op)
-        if count or not runs:
-            runs.append((count, parts))
-        return [
-            pack_snapshot_chunk(self.epoch, seq, i, len(runs), part, n)
-            for i, (n, part) in enumerate(runs)
-        ]
 
     def ticks(self, now: float) -> list[Outgoing]:
         """Idle ticks carrying each node's current seq (so a lost last delta is noticed)."""
@@ -471,10 +372,6 @@ class Fanout:
             out.append(Outgoing(node, data))
         out.append(Outgoing(None, encode(Tick(self.epoch, self.global_seq, now))))
         return out
-
-
-def _bucket(key: str) -> int:
-    return zlib.crc32(key.encode()) % _BUCKETS
 
 
 def _runs(parts: Iterable[list[bytes]]) -> list[tuple[int, bytes]]:
@@ -501,17 +398,3 @@ def _node_service_ops_zones(
 ) -> list[Op[ViewEndpoint]]:
     before, after = _view_of(state, node, old_zone), _view_of(state, node, new_zone)
     return diff_service(key, state.service, before, state.service, after)
-
-
-def _encode_service(
-    state: ServiceState,
-    endpoints: Iterable[Endpoint | ViewEndpoint],
-    service: Service | None = None,
-) -> list[bytes]:
-    """The operations that add one service and its endpoints (``service``: the spec to send,
-    by default the node views' one)."""
-    spec = service or state.service
-    assert spec is not None
-    out = [encode_op(SetService(spec))]
-    out.extend(encode_op(SetEndpoint(spec.key, e)) for e in endpoints)
-    return out

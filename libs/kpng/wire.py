@@ -83,6 +83,38 @@ def _ports_to_wire(ports: Sequence[EndpointPort]) -> list[list[Any]]:
     return [[p.name, p.protocol.value, p.port] for p in ports]
 
 
+# flag bits of an endpoint in an "eps" operation
+EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL = 1, 2, 4, 8, 16
+COMPACT_ENDPOINTS = "eps"  # the snapshot-request feature that allows "eps" operations
+_FLAGS = [  # (ready, serving, terminating, internal, external) of each flags value
+    tuple(bool(f & bit) for bit in (EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL))
+    for f in range(32)
+]
+
+
+def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, Any]:
+    """A node view's endpoints of one service as one compact "eps" operation: a table of
+    distinct port lists, then ``[ip, flags, ports index, node, zone]`` per endpoint (node
+    and zone omitted from the end when empty). Sent only to consumers that ask for it."""
+    tables: dict[tuple[EndpointPort, ...], int] = {}
+    rows: list[list[Any]] = []
+    for e in endpoints:
+        flags = (
+            (EP_READY if e.ready else 0)
+            | (EP_SERVING if e.serving else 0)
+            | (EP_TERMINATING if e.terminating else 0)
+            | (EP_INTERNAL if e.internal else 0)
+            | (EP_EXTERNAL if e.external else 0)
+        )
+        row: list[Any] = [e.ip, flags, tables.setdefault(e.ports, len(tables))]
+        if e.zone:
+            row += [e.node, e.zone]
+        elif e.node:
+            row.append(e.node)
+        rows.append(row)
+    return {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+
+
 def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
     d: dict[str, Any] = {
         "ip": e.ip,
@@ -216,8 +248,12 @@ def _labels_from_wire(r: Reader) -> tuple[tuple[str, str], ...]:
 
 
 def _ports_from_wire(r: Reader) -> tuple[EndpointPort, ...]:
+    return _port_list(r.get("ports", list, []), f"{r.path}.ports")
+
+
+def _port_list(items: list[Any], path: str) -> tuple[EndpointPort, ...]:
     ports = []
-    for i, raw in enumerate(r.get("ports", list, [])):
+    for i, raw in enumerate(items):
         if (
             not isinstance(raw, list)
             or len(raw) < 3
@@ -225,12 +261,51 @@ def _ports_from_wire(r: Reader) -> tuple[EndpointPort, ...]:
             or not isinstance(raw[2], int)
             or isinstance(raw[2], bool)
         ):
-            raise MalformedMessage(f"{r.path}.ports[{i}]", "expected [name, protocol, port]")
+            raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, port]")
         try:
             ports.append(EndpointPort(raw[0], Protocol(raw[1]), raw[2]))
         except ValueError:
-            raise MalformedMessage(f"{r.path}.ports[{i}]", f"bad protocol {raw[1]!r}") from None
+            raise MalformedMessage(f"{path}[{i}]", f"bad protocol {raw[1]!r}") from None
     return tuple(ports)
+
+
+def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoint], ...]:
+    """The endpoints of an "eps" operation (node views only), as one SetEndpoint each."""
+    if scope != "node":
+        raise MalformedMessage(r.where("op"), "eps operations belong to node views only")
+    key = r.get("key", str)
+    tables = []
+    for i, raw in enumerate(r.get("ports", list)):
+        if not isinstance(raw, list):
+            raise MalformedMessage(f"{r.where('ports')}[{i}]", "expected a list of ports")
+        tables.append(_port_list(raw, f"{r.where('ports')}[{i}]"))
+    out = []
+    count = len(tables)
+    for i, row in enumerate(r.get("eps", list)):
+        n = len(row) if type(row) is list else 0
+        if n == 5:
+            ip, flags, index, node, zone = row
+        elif n == 4:
+            ip, flags, index, node = row
+            zone = ""
+        elif n == 3:
+            ip, flags, index = row
+            node = zone = ""
+        if not (
+            3 <= n <= 5
+            and type(ip) is str
+            and type(flags) is int
+            and type(index) is int
+            and 0 <= index < count
+            and type(node) is str
+            and type(zone) is str
+        ):
+            raise MalformedMessage(
+                f"{r.where('eps')}[{i}]", "expected [ip, flags, ports index, node?, zone?]"
+            )
+        endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
+        out.append(SetEndpoint(key, endpoint))
+    return tuple(out)
 
 
 def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
@@ -261,6 +336,16 @@ def node_from_wire(r: Reader) -> Node:
         zone=r.get("zone", str, ""),
         region=r.get("region", str, ""),
     )
+
+
+def ops_from_wire(raw: Any, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+    """The operations of one wire operation: one, several (``eps``), or none (an operation
+    kind of a later minor version, ignored like unknown fields)."""
+    kind = raw.get("op") if isinstance(raw, dict) else None
+    if kind == "eps":
+        return endpoints_from_wire(Reader(raw, path), scope)
+    op = op_from_wire(raw, path, scope)
+    return () if op is None else (op,)
 
 
 def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any] | None:

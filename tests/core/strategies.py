@@ -326,6 +326,12 @@ def messages(scope: str) -> st.SearchStrategy[Any]:
             )
         ),
         st.just(SnapshotRequest()),
+        st.builds(
+            SnapshotRequest,
+            epoch=epochs,
+            seq=seqs,
+            accept=st.lists(st.sampled_from(("eps", "later")), max_size=2).map(tuple),
+        ),
         st.builds(ErrorReply, reason=text),
         st.builds(
             Status,

@@ -23,6 +23,7 @@ from kpng.codec import (
     decode,
     encode,
     encode_op,
+    endpoints_to_wire,
     pack_delta,
     pack_snapshot_chunk,
 )
@@ -39,7 +40,7 @@ from kpng.model import (
     ViewEndpoint,
 )
 
-from .strategies import messages, ops, text
+from .strategies import messages, ops, text, view_endpoints
 
 PORTS = (EndpointPort("http", Protocol.TCP, 8080), EndpointPort("dns", Protocol.UDP, 53))
 FULL_SERVICE = Service(
@@ -111,6 +112,7 @@ EXAMPLES: list[Any] = [
         counts={"services": 3, "endpoints": 7},
         errors=("nft: syntax error",),
     ),
+    SnapshotRequest("epoch-1", 7, ("eps",)),
 ]
 
 
@@ -473,5 +475,72 @@ def test_fuzz_plausible_messages(kind: str, fields: dict[str, Any]) -> None:
 def test_fuzz_mutated_real_messages(message: Any, data: st.DataObject) -> None:
     """Real messages with one field (at any depth) replaced by a random structure."""
     raw = _raw(message)
+    path = data.draw(st.sampled_from(_paths(raw)))
+    _decode_or_malformed(msgpack.packb(_replaced(raw, path, data.draw(structures))))
+
+
+# -- compact endpoints ("eps", only to consumers that ask for them) -------------------------
+def _compact_chunk(key: str, endpoints: list[ViewEndpoint]) -> bytes:
+    op = msgpack.packb(endpoints_to_wire(key, endpoints))
+    return pack_snapshot_chunk("epoch-1", 3, 0, 1, [encode_op(SetService(FULL_SERVICE)), op])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(view_endpoints(), max_size=6, unique_by=lambda e: e.ip))
+def test_compact_endpoints_round_trip(endpoints: list[ViewEndpoint]) -> None:
+    chunk = decode(_compact_chunk("shop/web", endpoints), "node")
+    assert isinstance(chunk, SnapshotChunk)
+    assert chunk.ops == (
+        SetService(FULL_SERVICE),
+        *(SetEndpoint("shop/web", e) for e in endpoints),
+    )
+
+
+def test_compact_endpoints_are_a_fraction_of_the_size() -> None:
+    endpoints = [ViewEndpoint(f"10.244.1.{i}", PORTS, f"node-{i}", "zone-a") for i in range(10)]
+    plain = sum(len(encode_op(SetEndpoint("shop/web", e))) for e in endpoints)
+    assert len(msgpack.packb(endpoints_to_wire("shop/web", endpoints))) < plain / 3
+
+
+def test_compact_endpoints_belong_to_node_views_only() -> None:
+    error = malformed(_raw_compact([VIEW_EP]), "global")
+    assert error.field == "ops[1].op"
+
+
+def _raw_compact(endpoints: list[ViewEndpoint]) -> dict[str, Any]:
+    raw: dict[str, Any] = msgpack.unpackb(_compact_chunk("shop/web", endpoints))
+    return raw
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ["10.244.1.5", 3],  # too short
+        ["10.244.1.5", 3, 0, "n", "z", "extra"],
+        ["10.244.1.5", 3, 1, "n"],  # no such ports list
+        ["10.244.1.5", "3", 0],
+        [5, 3, 0],
+        ["10.244.1.5", 3, 0, 7],
+        "10.244.1.5",
+    ],
+)
+def test_malformed_compact_endpoint_rows_are_named(row: Any) -> None:
+    raw = _raw_compact([VIEW_EP, VIEW_EP])
+    raw["ops"][1]["eps"][1] = row
+    assert malformed(raw).field == "ops[1].eps[1]"
+
+
+def test_malformed_compact_port_lists_are_named() -> None:
+    raw = _raw_compact([VIEW_EP])
+    raw["ops"][1]["ports"] = [[["http", "QUIC", 80]]]
+    assert malformed(raw).field == "ops[1].ports[0][0]"
+    raw["ops"][1]["ports"] = ["http"]
+    assert malformed(raw).field == "ops[1].ports[0]"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_compact_snapshots(data: st.DataObject) -> None:
+    raw = _raw_compact([VIEW_EP, ViewEndpoint("10.244.1.6", ())])
     path = data.draw(st.sampled_from(_paths(raw)))
     _decode_or_malformed(msgpack.packb(_replaced(raw, path, data.draw(structures))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,6 +76,7 @@ def _delete_key(kind: str, i: int) -> str:
 
 
 def _from_snapshot(chunks: list[bytes], scope: Scope = "node") -> tuple[int, View[Any]]:
+    """Decoded and applied in order (a node's own part comes after its zone's)."""
     decoded = [decode(c, scope) for c in chunks]
     assert all(isinstance(c, SnapshotChunk) for c in decoded)
     ops = [op for c in decoded if isinstance(c, SnapshotChunk) for op in c.ops]
@@ -100,6 +102,7 @@ def test_snapshot_plus_deltas_equal_every_node_view(
     for name in NODES:
         seq, view = _from_snapshot(fanout.snapshot(name))
         assert view == cluster.node_view(name)
+        assert _from_snapshot(fanout.snapshot(name, compact=True)) == (seq, view)
         views[name] = (seq, view)
     global_seq, global_view = _from_snapshot(fanout.global_snapshot(), "global")
     for batch in batches:
@@ -123,6 +126,7 @@ def test_snapshot_plus_deltas_equal_every_node_view(
         for name in NODES:
             assert views[name][1] == cluster.node_view(name), name
             assert _from_snapshot(fanout.snapshot(name)) == views[name]
+            assert _from_snapshot(fanout.snapshot(name, compact=True)) == views[name]
         assert global_view == cluster.global_view()
 
 
@@ -330,3 +334,72 @@ def test_consumer_distrusts_its_view_after_an_op_that_does_not_fit() -> None:
     assert isinstance(bad, Resync) and consumer.since() is None
     [ok] = consumer.on_snapshot([SnapshotChunk("e1", 9, 0, 1, (SetService(SVC), EP))])
     assert isinstance(ok, Applied) and consumer.since() == ("e1", 9)
+
+
+# -- snapshots a zone shares ----------------------------------------------------------------
+def _ops_arrays(chunks: list[bytes]) -> list[bytes]:
+    """Each chunk's encoded ``ops`` array (what a process following many nodes caches)."""
+    out = []
+    for data in chunks:
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(data)
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            start = unpacker.tell()
+            unpacker.skip()
+            if key == "ops":
+                out.append(data[start : unpacker.tell()])
+    return out
+
+
+def _zone_cluster() -> ClusterState:
+    nodes = [Node(f"n{i}", zone="z1" if i < 3 else "z2") for i in range(1, 5)]
+    services = [make_service(i, itp=i == 1, etp=False, topo=i == 2) for i in range(1, 4)]
+    slices = [
+        EndpointSlice(
+            "default",
+            f"s{i}-a",
+            f"s{i}",
+            "IPv4",
+            tuple(
+                Endpoint(
+                    f"10.244.{i}.{n}",
+                    PORT,
+                    node=f"n{n}",
+                    zone="z1" if n < 3 else "z2",
+                    zone_hints=frozenset({"z1" if n < 3 else "z2"}),
+                )
+                for n in range(1, 5)
+            ),
+        )
+        for i in range(1, 4)
+    ]
+    cluster = ClusterState()
+    cluster.replace([*nodes, *services, *slices])
+    return cluster
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_nodes_of_a_zone_share_their_zone_part_byte_for_byte(compact: bool) -> None:
+    cluster = _zone_cluster()
+    fanout = Fanout("e1", max_payload=600)
+    fanout.load(cluster)
+    parts = {n: _ops_arrays(fanout.snapshot(n, compact=compact)) for n in ("n1", "n2", "n3")}
+    # n1 and n2 (zone z1) are each special to s1 (iTP Local, an endpoint on each): their
+    # last chunk is their own; every chunk before it is the same bytes
+    shared = parts["n1"][:-1]
+    assert len(shared) >= 2 and parts["n2"][:-1] == shared
+    assert parts["n1"][-1] != parts["n2"][-1]
+    assert parts["n3"][:-1] != shared  # zone z2 sees other endpoints of s2 (hints)
+    for name in ("n1", "n2", "n3", "n4"):
+        _, view = _from_snapshot(fanout.snapshot(name, compact=compact))
+        assert view == cluster.node_view(name)
+
+
+def test_a_compact_snapshot_is_smaller_and_sends_endpoints_as_eps() -> None:
+    cluster = _zone_cluster()
+    fanout = Fanout("e1")
+    fanout.load(cluster)
+    plain, compact = fanout.snapshot("n4"), fanout.snapshot("n4", compact=True)
+    assert b"eps" in compact[0] and b"eps" not in plain[0]
+    assert sum(map(len, compact)) < 0.7 * sum(map(len, plain))

@@ -45,7 +45,7 @@ def _compared_strings(function: str) -> set[str]:
 
 
 MESSAGE_KINDS = _compared_strings("decode")
-OP_KINDS = _compared_strings("op_from_wire")
+OP_KINDS = _compared_strings("op_from_wire") | _compared_strings("ops_from_wire")
 
 
 def _strings(tree: Any) -> Iterator[str]:
@@ -82,7 +82,7 @@ def _consts(tree: Any, field: str) -> set[str]:
 
 def test_codec_kinds_were_found() -> None:
     assert {"delta", "tick", "snapshot", "snapshot-request", "error", "status"} <= MESSAGE_KINDS
-    assert {"svc", "-svc", "ep", "-ep", "node", "-node"} <= OP_KINDS
+    assert {"svc", "-svc", "ep", "-ep", "node", "-node", "eps"} <= OP_KINDS
 
 
 def test_asyncapi_is_valid_yaml_with_every_kind() -> None:

@@ -8,10 +8,12 @@ import re
 import time
 from typing import Any
 
+import msgpack
 import pytest
 
 from kpng.bus.client import NodeViewClient
 from kpng.bus.connection import connect
+from kpng.codec import SnapshotRequest, encode
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
 from tests.integration.harness import Deployment, node, service, slice_, until
@@ -83,6 +85,54 @@ async def test_history_too_short_means_a_full_snapshot(deployment: Deployment) -
                 assert (full.base, full.seq) == (-1, seq)
                 assert len(full.ops) == 2 + 2 * 5 + 1  # services, endpoints and the node
             assert publisher.fanout.stats.catchups == 2
+            watcher.cancel()
+    finally:
+        await client_bus.close()
+        await watcher_bus.close()
+
+
+async def _raw_snapshot(bus: Any, subject: str, request: SnapshotRequest) -> list[dict[str, Any]]:
+    inbox = bus.new_inbox()
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    sub = await bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
+    try:
+        await bus.publish(subject, encode(request), reply=inbox)
+        first = msgpack.unpackb(await asyncio.wait_for(replies.get(), 10))
+        chunks = [first]
+        while len(chunks) < first["chunks"]:
+            chunks.append(msgpack.unpackb(await asyncio.wait_for(replies.get(), 10)))
+        return chunks
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_compact_endpoints_only_for_consumers_that_accept_them(
+    deployment: Deployment,
+) -> None:
+    deployment.write_cluster(cluster("10.244.1.1", "10.244.1.2"))
+    deployment.start_nats()
+    watcher_bus = await connect(deployment.url, retry_forever=False)
+    client_bus = await connect(deployment.url, retry_forever=False)
+    publisher = Publisher(
+        watcher_bus, FileSource(deployment.cluster_file, 0.05), PublisherSettings(0.01, 0.5)
+    )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(publisher.run())
+            await asyncio.wait_for(publisher.ready.wait(), 10)
+            subject = client_bus.subjects.node_snapshot("n1")
+            kinds = {}
+            for accept in ((), ("eps",)):
+                chunks = await _raw_snapshot(client_bus, subject, SnapshotRequest(accept=accept))
+                kinds[accept] = {op["op"] for c in chunks for op in c["ops"]}
+            assert "eps" not in kinds[()] and "ep" in kinds[()]  # a v1 consumer as before
+            assert "eps" in kinds[("eps",)] and "ep" not in kinds[("eps",)]
+            # the client asks for them, and its view is the node's view either way
+            client = NodeViewClient(client_bus, "n1")
+            async for event in client:
+                assert event.view == publisher.state.node_view("n1")
+                assert len(event.view.endpoints["default/web"]) == 2
+                break
             watcher.cancel()
     finally:
         await client_bus.close()

@@ -22,6 +22,7 @@ from typing import Any, Generic
 from kpng.bus.connection import Bus, BusError, Subscription
 from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.codec import (
+    COMPACT_ENDPOINTS,
     Delta,
     ErrorReply,
     MalformedMessage,
@@ -34,6 +35,7 @@ from kpng.codec import (
     encode,
 )
 from kpng.diff import E, View
+from kpng.gcpause import no_gc
 from kpng.model import Endpoint, ViewEndpoint
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,8 @@ class ViewClient(Generic[E]):
         else:
             self.stats.snapshots += 1
             log.info("%s: full snapshot at seq %d, %d ops", self.delta_subject, first.seq, ops)
-        return self._results(self.consumer.on_snapshot(chunks))
+        with no_gc():
+            return self._results(self.consumer.on_snapshot(chunks))
 
     async def fetch_snapshot(self, since: tuple[str, int] | None = None) -> list[SnapshotChunk]:
         """Request the snapshot and gather its chunks; raises SnapshotUnavailable.
@@ -235,7 +238,9 @@ class ViewClient(Generic[E]):
         replies: asyncio.Queue[bytes] = asyncio.Queue()
         sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
         try:
-            request = SnapshotRequest(*since) if since is not None else SnapshotRequest()
+            accept = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
+            epoch, seq = since if since is not None else ("", -1)
+            request = SnapshotRequest(epoch, seq, accept)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
             return await asyncio.wait_for(self._gather(replies), self.snapshot_timeout)
         except TimeoutError:
@@ -252,7 +257,8 @@ class ViewClient(Generic[E]):
             if not data:  # NATS's "no responders" status: no watcher is answering
                 raise SnapshotUnavailable("no watcher answered")
             try:
-                message = decode(data, self.scope, self.op_cache)
+                with no_gc():  # a chunk holds up to ~10^5 objects (kpng.gcpause)
+                    message = decode(data, self.scope, self.op_cache)
             except MalformedMessage as exc:
                 self.stats.malformed += 1
                 raise SnapshotUnavailable(f"malformed snapshot reply: {exc}") from None

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from kpng.bus.connection import Bus, BusError
 from kpng.cluster import Changes, ClusterState
-from kpng.codec import ErrorReply, MalformedMessage, SnapshotRequest, decode, encode
+from kpng.codec import (
+    COMPACT_ENDPOINTS,
+    ErrorReply,
+    MalformedMessage,
+    SnapshotRequest,
+    decode,
+    encode,
+)
 from kpng.fanout import Fanout, Outgoing
 from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
 
@@ -194,7 +201,8 @@ class Publisher:
             log.debug("node %s: no catch-up from %s/%d", node, request.epoch, request.seq)
         if self.fanout.serve(node, now):
             log.info("serving node %s (asked for a snapshot)", node)
-        return self.fanout.snapshot(node, now)
+        compact = COMPACT_ENDPOINTS in request.accept
+        return self.fanout.snapshot(node, now, compact=compact)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
         for chunk in chunks:

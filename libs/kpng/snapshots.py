@@ -1,0 +1,224 @@
+"""Node snapshots assembled from encoded blocks that a zone's nodes share.
+
+A node's snapshot is its zone's part, the same bytes for every node of the zone (every
+service as a node special to none of them sees it), then the node's own part: for each
+service the node is special to (Local policy with endpoints there, or named by a node
+hint), the operations that turn the zone's view of it into the node's, and the node
+itself. Consumers apply a snapshot's operations in order, so the result is the node's view.
+
+The zone part is built from per-bucket blocks of services, each encoded once per (zone,
+encoding) and kept until a service of its bucket changes; its chunks are packed the same
+way for every node, so a process that follows many nodes decodes them once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kpng.cluster import ServiceState
+from kpng.codec import encode_op, endpoints_to_wire, pack_snapshot_chunk, packb
+from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_service
+from kpng.model import Endpoint, Node, Service, ViewEndpoint
+from kpng.views import service_view, special_nodes, view_variant
+
+if TYPE_CHECKING:
+    from kpng.fanout import FanoutStats
+
+ENVELOPE = 160  # bytes reserved for a message's header fields around its operations
+_BUCKETS = 1024  # a few services per block at 10k services
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Encoded operations of some services, also joined."""
+
+    ops: list[bytes]
+    blob: bytes
+
+    @classmethod
+    def of(cls, ops: list[bytes]) -> Block:
+        return cls(ops, b"".join(ops))
+
+
+Run = tuple[int, bytes]  # (operations, their encodings joined)
+
+
+class Snapshots:
+    """The encoded state of every published service, for snapshots; ``published`` is the
+    fan-out's own map of services as last published (read, never changed here)."""
+
+    def __init__(self, published: dict[str, ServiceState], stats: FanoutStats) -> None:
+        self._published = published
+        self.stats = stats
+        self._encoded: dict[str, dict[Hashable, list[bytes]]] = {}  # key: variant: ops
+        self._buckets: dict[int, dict[str, None]] = {}
+        self._blocks: dict[int, dict[tuple[str, bool], Block]] = {}
+        self._zone_runs: dict[tuple[str, bool, int], list[Run]] = {}
+        self._specials: dict[str, set[str]] = {}  # node: services it is special to
+        self._special_of: dict[str, set[str]] = {}
+
+    def track(self, key: str, state: ServiceState) -> None:
+        """Forget the encodings of a changed service; note its bucket and special nodes."""
+        bucket = _bucket(key)
+        self._encoded.pop(key, None)
+        self._blocks.pop(bucket, None)
+        self._zone_runs.clear()
+        for node in self._special_of.pop(key, ()):
+            keys = self._specials[node]
+            keys.discard(key)
+            if not keys:
+                del self._specials[node]
+        if state.service is None:
+            self._buckets.get(bucket, {}).pop(key, None)
+            return
+        self._buckets.setdefault(bucket, {})[key] = None
+        nodes = special_nodes(state.service, state.endpoints)
+        if nodes:
+            self._special_of[key] = nodes
+            for node in nodes:
+                self._specials.setdefault(node, set()).add(key)
+
+    def node_chunks(
+        self,
+        epoch: str,
+        seq: int,
+        name: str,
+        zone: str,
+        node: Node | None,
+        compact: bool,
+        limit: int,
+    ) -> list[bytes]:
+        """``name``'s whole view at ``seq`` as chunks of at most ``limit`` bytes of
+        operations; ``compact``: endpoints as one ``eps`` operation per service."""
+        runs = list(self._zone_part(zone, compact, limit))
+        own: list[bytes] = []
+        for key in sorted(self._specials.get(name, ())):
+            own.extend(self._override(key, name, zone))
+        if node is not None:
+            own.append(encode_op(SetNode(node)))
+        size = sum(map(len, own))
+        if len(runs) == 1 and len(runs[0][1]) + size <= limit:  # a small view: one message
+            runs = [(runs[0][0] + len(own), runs[0][1] + b"".join(own))]
+        else:
+            runs.extend((len(part), b"".join(part)) for part in split(own, limit))
+        if not runs:
+            runs.append((0, b""))
+        return [
+            pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count)
+            for i, (count, blob) in enumerate(runs)
+        ]
+
+    def global_chunks(self, epoch: str, seq: int, nodes: Iterable[Node], limit: int) -> list[bytes]:
+        ops: list[bytes] = []
+        for state in self._published.values():
+            ops.extend(encode_service(state.spec, state.endpoints))
+        ops.extend(encode_op(SetNode(n)) for n in nodes)
+        runs = [(len(part), b"".join(part)) for part in split(ops, limit)] or [(0, b"")]
+        return [
+            pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count)
+            for i, (count, blob) in enumerate(runs)
+        ]
+
+    def _zone_part(self, zone: str, compact: bool, limit: int) -> list[Run]:
+        """The zone's part, packed once until a service changes (blocks whole while they
+        fit, else operation by operation)."""
+        cached = self._zone_runs.get((zone, compact, limit))
+        if cached is not None:
+            self.stats.snapshot_cache_hits += 1
+            return cached
+        runs: list[Run] = []
+        parts: list[bytes] = []
+        count = size = 0
+        for bucket, keys in self._buckets.items():
+            block = self._zone_block(bucket, keys, zone, compact)
+            if size + len(block.blob) <= limit:
+                parts.append(block.blob)
+                count, size = count + len(block.ops), size + len(block.blob)
+                continue
+            for op in block.ops:
+                if count and size + len(op) > limit:
+                    runs.append((count, b"".join(parts)))
+                    parts, count, size = [], 0, 0
+                parts.append(op)
+                count, size = count + 1, size + len(op)
+        if count:
+            runs.append((count, b"".join(parts)))
+        self._zone_runs[(zone, compact, limit)] = runs
+        return runs
+
+    def _zone_block(self, bucket: int, keys: dict[str, None], zone: str, compact: bool) -> Block:
+        cached = self._blocks.setdefault(bucket, {})
+        block = cached.get((zone, compact))
+        if block is None:
+            ops: list[bytes] = []
+            for key in keys:
+                ops.extend(self._service(key, zone, compact))
+            block = cached[(zone, compact)] = Block.of(ops)
+        return block
+
+    def _service(self, key: str, zone: str, compact: bool) -> list[bytes]:
+        """A service as a node of ``zone`` special to it not sees it, encoded once per
+        variant (most services look the same from every zone: encoded once)."""
+        state = self._published[key]
+        assert state.service is not None
+        variant = (view_variant(state.service, state.endpoints, "", zone), compact)
+        cached = self._encoded.setdefault(key, {})
+        encoded = cached.get(variant)
+        if encoded is None:
+            view = service_view(state.service, state.endpoints, "", zone)
+            encoded = cached[variant] = encode_service(state.service, view, compact)
+            self.stats.encodings += len(encoded)
+        return encoded
+
+    def _override(self, key: str, name: str, zone: str) -> list[bytes]:
+        """What turns the zone's view of a service into the view of ``name``, special to it."""
+        state = self._published[key]
+        assert state.service is not None
+        generic = service_view(state.service, state.endpoints, "", zone)
+        own = service_view(state.service, state.endpoints, name, zone)
+        ops: list[Op[ViewEndpoint]] = diff_service(
+            key,
+            state.service,
+            {e.ip: e for e in generic},
+            state.service,
+            {e.ip: e for e in own},
+        )
+        return [encode_op(op) for op in ops]
+
+
+def encode_service(
+    spec: Service | None, endpoints: Iterable[Endpoint | ViewEndpoint], compact: bool = False
+) -> list[bytes]:
+    """The operations that add one service and its endpoints; ``compact``: the endpoints of
+    a node view as one ``eps`` operation."""
+    assert spec is not None
+    out = [encode_op(SetService(spec))]
+    if not compact:
+        out.extend(encode_op(SetEndpoint(spec.key, e)) for e in endpoints)
+        return out
+    node_endpoints = [e for e in endpoints if isinstance(e, ViewEndpoint)]
+    if node_endpoints:
+        out.append(packb(endpoints_to_wire(spec.key, node_endpoints)))
+    return out
+
+
+def split(ops: list[bytes], limit: int) -> Iterator[list[bytes]]:
+    """Operations in runs of at most ``limit`` bytes (a larger operation alone; never an
+    empty run)."""
+    part: list[bytes] = []
+    size = 0
+    for op in ops:
+        if part and size + len(op) > limit:
+            yield part
+            part, size = [], 0
+        part.append(op)
+        size += len(op)
+    if part:
+        yield part
+
+
+def _bucket(key: str) -> int:
+    return zlib.crc32(key.encode()) % _BUCKETS
