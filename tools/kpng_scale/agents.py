@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -84,6 +85,8 @@ class Agents:
             if event.kind == "snapshot" or event.time is None:  # full snapshot or catch-up
                 agent.snapshots += 1
                 agent.snapshot_at = now
+                if event.kind == "snapshot":
+                    gc.freeze()  # as the agent does after a full sync
             elif event.trigger_time is not None:
                 self.recorder.note(event.trigger_time, now)
             agent.epoch, agent.seq = event.epoch, event.seq
