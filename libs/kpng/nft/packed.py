@@ -27,8 +27,10 @@ from kpng.nft.nlcodec import (
     NLA_F_NESTED,
     Layout,
     attrs,
+    comment_attr,
     decode_element,
     layout,
+    verdict_attr,
 )
 from kpng.nft.objects import Element, NftError, Object
 from kpng.nft.skeleton import Config, sets
@@ -77,6 +79,12 @@ class Packer:
         data = lay.data.prefix if lay.data is not None else b""
         return Fast(pack, self.prefixes[self.index[name]], st.size, lay.key.prefix, data)
 
+    def pick(self, tid: int, verdict: str, comment: str) -> bytes:
+        """A ``pick`` element (target id : verdict, the target's key as comment), packed."""
+        f = self.fast("pick")
+        body = f.key + _MARK.pack(tid) + verdict_attr(verdict) + comment_attr(comment)
+        return f.first + _HH.pack(4 + len(body), ELEM) + body
+
     def pack(self, o: Planned) -> Planned:
         """An element of a set with a netlink layout, packed; anything else as it is."""
         if type(o) is Element:
@@ -106,8 +114,21 @@ def adopt(pick: Iterable[bytes]) -> Iterator[tuple[str, int]]:
 
 
 @functools.lru_cache(maxsize=16)
-def packer(c: Config) -> Packer:
+def _packer(c: Config) -> Packer:
     return Packer(c)
+
+
+_last: list[tuple[Config, Packer]] = []
+
+
+def packer(c: Config) -> Packer:
+    """The packer of a configuration (the same object as last time without hashing it)."""
+    last = _last[-1] if _last else None
+    if last is not None and last[0] is c:
+        return last[1]
+    pk = _packer(c)
+    _last[:] = [(c, pk)]
+    return pk
 
 
 def key_only(p: bytes, at: int = 1) -> bytes:

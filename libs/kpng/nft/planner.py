@@ -43,8 +43,7 @@ class Planner:
         self.ids.seen = keep
         try:
             for key, svc in view.services.items():
-                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
-                by_service[key] = pk.pack_all(objs)
+                by_service[key] = render_service(svc, view.endpoints_of(key), self.config, self.ids)
         finally:
             self.ids.seen = None
         self.ids.release([k for k in self.ids.by_key if k not in keep])
@@ -64,8 +63,7 @@ class Planner:
             svc = view.services.get(key)
             objs: tuple[Planned, ...] = ()
             if svc is not None:
-                rendered = render_service(svc, view.endpoints_of(key), self.config, self.ids)
-                objs = pk.pack_all(rendered)
+                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
             old_targets = target_keys(self.programmed.by_service.get(key, ()), pk)
             a, r = self.programmed.set_service(key, objs)
             added += a

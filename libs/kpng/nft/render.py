@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
 from kpng.nft.nlcodec import PROTOS
-from kpng.nft.objects import Chain, Element, Object, Set, num
+from kpng.nft.objects import Chain, Element, Object, Set
 from kpng.nft.packed import ELEM, Planned, packer
 from kpng.nft.skeleton import (
     CLUSTER,
@@ -68,19 +68,20 @@ def render_service(
     for sp in svc.ports:
         out.extend(_render_port(svc, sp, eps, c, id_of))
     out.extend(Element("hairpin", (e.ip, e.ip)) for e in eps if c.node and e.node == c.node)
-    return tuple(out)
+    pack = packer(c).pack
+    return tuple([o if o.__class__ is bytes else pack(o) for o in out])
 
 
-def backends(sp: ServicePort, eps: Iterable[ViewEndpoint], use: str) -> tuple[tuple[str, int], ...]:
+Ported = list[tuple[ViewEndpoint, int]]  # endpoints with their port for one service port
+
+
+def backends(ported: Ported, use: str) -> tuple[tuple[str, int], ...]:
     """The (ip, port) pairs of endpoints flagged ``use`` ("internal"/"external") for a port."""
-    out = set()
-    for e in eps:
-        if not getattr(e, use):
-            continue
-        port = endpoint_port(sp, e)
-        if port:
-            out.add((e.ip, port))
-    return tuple(sorted(out))
+    if use == "internal":
+        found = {(e.ip, port) for e, port in ported if port and e.internal}
+    else:
+        found = {(e.ip, port) for e, port in ported if port and e.external}
+    return tuple(sorted(found))
 
 
 def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
@@ -95,8 +96,9 @@ def _render_port(
 ) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
-    internal = _target(f"{base}|i", backends(sp, eps, "internal"), id_of, svc)
-    has_any = any(endpoint_port(sp, e) for e in eps)
+    ported = [(e, endpoint_port(sp, e)) for e in eps]
+    internal = _target(f"{base}|i", backends(ported, "internal"), id_of, svc)
+    has_any = any(port for _, port in ported)
     out = _target_objects(svc, internal, c)
     local = svc.internal_traffic_policy is TrafficPolicy.LOCAL
     none = DROP if local and has_any else REJECT
@@ -110,14 +112,14 @@ def _render_port(
         else:
             out.append(Element("no_endpoint_ips", (ip, proto, port), (none,)))
     if svc.externally_accessible:
-        out.extend(_render_external(svc, sp, eps, c, id_of, internal, has_any))
+        out.extend(_render_external(svc, sp, ported, c, id_of, internal, has_any))
     return out
 
 
 def _render_external(
     svc: Service,
     sp: ServicePort,
-    eps: list[ViewEndpoint],
+    ported: Ported,
     c: Config,
     id_of: IdOf,
     internal: Target,
@@ -125,7 +127,7 @@ def _render_external(
 ) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
-    ext = _target(ext_key, backends(sp, eps, "external"), id_of, svc)
+    ext = _target(ext_key, backends(ported, "external"), id_of, svc)
     out = _target_objects(svc, ext, c)
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
     mark = ext.mark | (LOCAL_EXT if local else MASQ)
@@ -168,7 +170,7 @@ def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service
 def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
-    tid, i = num(t.id), shard(t.id)
+    i = shard(t.id)
     pk = packer(c)
     f, aton, ident = pk.fast(_ENDPOINTS[i]), pk.aton, t.id
     pack, first, size, key, data = f.pack, f.first, f.size, f.key, f.data
@@ -185,7 +187,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
             aff = _affinity(t, c, svc.affinity_timeout)
             out += aff
             verdict = f"goto aff_{t.id}"
-    out.append(Element("pick", (tid,), (verdict,), comment))
+    out.append(pk.pick(t.id, verdict, comment))
     return out
 
 

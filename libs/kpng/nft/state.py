@@ -18,7 +18,7 @@ from itertools import chain
 from operator import itemgetter
 
 from kpng.nft.nlcodec import decode_element
-from kpng.nft.objects import Chain, Element, Object, Set, Table
+from kpng.nft.objects import Chain, Element, Key, Object, Set, Table
 from kpng.nft.packed import Packer, Planned, adopt, element_comment, key_only
 from kpng.nft.skeleton import Config, chains, config_elements, sets
 from kpng.nft.transaction import Packed, Ruleset, Transaction, digest, digest_element
@@ -138,14 +138,20 @@ class Programmed:
         return changed
 
 
-def _split(objs: Iterable[Planned]) -> tuple[list[bytes], list[Element], list[Chain | Set]]:
-    packed: list[bytes] = []
+def _split(
+    objs: Iterable[Planned],
+) -> tuple[dict[int, list[bytes]], list[Element], list[Chain | Set]]:
+    """Packed elements by set index, other elements, chains and sets: one pass."""
+    packed: dict[int, list[bytes]] = {}
     elements: list[Element] = []
     others: list[Chain | Set] = []
     for o in objs:
-        if type(o) is bytes:
-            packed.append(o)
-        elif type(o) is Element:
+        if o.__class__ is bytes:
+            run = packed.get(o[0])
+            if run is None:
+                packed[o[0]] = run = []
+            run.append(o)
+        elif o.__class__ is Element:
             elements.append(o)
         else:
             others.append(o)  # type: ignore[arg-type]
@@ -161,22 +167,14 @@ _SET: Callable[[Element], str] = itemgetter(0)
 _SET_KEY = itemgetter(0, 1)
 
 
-def _by_set(packed: Iterable[bytes]) -> dict[int, list[bytes]]:
-    out: dict[int, list[bytes]] = {}
-    for p in packed:
-        run = out.get(p[0])
-        if run is None:
-            out[p[0]] = run = []
-        run.append(p)
-    return out
-
-
-def _runs(pk: Packer, added: Iterable[bytes], removed: Iterable[bytes]) -> list[Packed]:
+def _runs(
+    pk: Packer, added: dict[int, list[bytes]], removed: dict[int, list[bytes]]
+) -> list[Packed]:
     """Packed deletes (keys only), then adds, one run per set."""
     out: list[Packed] = []
-    for i, run in sorted(_by_set(removed).items()):
+    for i, run in sorted(removed.items()):
         out.append(("delete", pk.layouts[pk.names[i]], [p[:1] + key_only(p) for p in run]))
-    for i, run in sorted(_by_set(added).items()):
+    for i, run in sorted(added.items()):
         out.append(("add", pk.layouts[pk.names[i]], run))
     return out
 
@@ -216,9 +214,9 @@ def full_sync(
         tx.add(table)
         done = transaction(table, [*elements, *others], (), pk)
         tx.ops.extend(done.ops)
-        tx.packed = _runs(pk, packed, ())
+        tx.packed = _runs(pk, packed, {})
         return tx
-    add_p, del_p, have = _diff_packed(_by_set(packed), live, pk)
+    add_p, del_p, have = _diff_packed(packed, live, pk)
     want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
     added: list[Planned] = [e for k, e in want.items() if have.get(k) != e]
     for o in others:
@@ -233,16 +231,18 @@ def full_sync(
     removed += [
         Set(n, "mark", "verdict" if n in live.maps else "") for n in live.sets if n not in names
     ]
-    return transaction(table, [*added, *add_p], [*removed, *del_p], pk)
+    tx = transaction(table, added, removed, pk)
+    tx.packed = _runs(pk, add_p, del_p)
+    return tx
 
 
 def _diff_packed(
     want: dict[int, list[bytes]], live: Ruleset, pk: Packer
-) -> tuple[list[bytes], list[bytes], dict[tuple[str, tuple[str, ...]], Element]]:
+) -> tuple[dict[int, list[bytes]], dict[int, list[bytes]], dict[tuple[str, Key], Element]]:
     """(packed elements to add, to delete) set by set, and the live elements left as objects
     (of sets without a packed form)."""
     have: dict[int, list[bytes]] = {}
-    objects: dict[tuple[str, tuple[str, ...]], Element] = {}
+    objects: dict[tuple[str, Key], Element] = {}
     for k, e in live.decoded.items():
         if e.set in pk.index:  # read as objects (nft's listing, a fake): packed to compare
             have.setdefault(pk.index[e.set], []).append(pk.pack(e))  # type: ignore[arg-type]
@@ -252,16 +252,15 @@ def _diff_packed(
         if name not in pk.index:
             for e in (decode_element(lay, r, 4, len(r)) for r in raws):
                 objects[(e.set, e.key)] = e
-    added: list[bytes] = []
-    removed: list[bytes] = []
+    added: dict[int, list[bytes]] = {}
+    removed: dict[int, list[bytes]] = {}
     for i, name in enumerate(pk.names):
         h = set(have.pop(i, ()))
         if name in live.raw:
             h.update(map(pk.prefixes[i].__add__, live.raw[name][1]))
         w = set(want.get(i, ()))
         if w != h:
-            added += w - h
-            removed += h - w
+            added[i], removed[i] = sorted(w - h), sorted(h - w)
     return added, removed, objects
 
 
