@@ -13,9 +13,7 @@ from typing import Any
 
 import msgpack
 
-from kpng.diff import (
-    Op,
-)
+from kpng.diff import Op, SharedOps
 from kpng.wire import (
     COMPACT_ENDPOINTS,
     SCHEMA_VERSION,
@@ -278,7 +276,7 @@ class OpCache:
             start = unpacker.tell()
             unpacker.skip()
             items.append(array[start : unpacker.tell()])
-        ops = tuple(op for i, o in enumerate(items) for op in self.op(o, f"ops[{i}]", scope))
+        ops = SharedOps(op for i, o in enumerate(items) for op in self.op(o, f"ops[{i}]", scope))
         if self._array_bytes + len(array) > self.max_array_bytes:
             self._arrays.clear()
             self._array_bytes = 0

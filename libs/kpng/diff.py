@@ -208,3 +208,73 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
         if key in endpoints and not endpoints[key]:
             del endpoints[key]
     return view
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """A run of set operations (no deletes) by table, the later replacing the earlier;
+    ``needs``: services its endpoints belong to that it does not set itself."""
+
+    services: dict[str, Service]
+    endpoints: dict[str, dict[str, Any]]
+    nodes: dict[str, Node]
+    needs: frozenset[str]
+
+
+class SharedOps(tuple[Op[Any], ...]):
+    """Decoded operations that several consumers of one process share (the same bytes
+    decoded once by :class:`kpng.codec.OpCache`): their :class:`Grouping` is computed once
+    too, so that each consumer applies a snapshot chunk at the cost of copying it."""
+
+    grouping: Grouping | None
+
+    def grouped(self) -> Grouping | None:
+        try:
+            return self.grouping
+        except AttributeError:
+            self.grouping = group_sets(self)
+            return self.grouping
+
+
+def group_sets(ops: Iterable[Op[Any]]) -> Grouping | None:
+    """``ops`` grouped by table; None if any is not a set operation."""
+    services: dict[str, Service] = {}
+    endpoints: dict[str, dict[str, Any]] = {}
+    nodes: dict[str, Node] = {}
+    needs: set[str] = set()
+    for op in ops:
+        if isinstance(op, SetEndpoint):
+            if op.service not in services:
+                needs.add(op.service)
+            endpoints.setdefault(op.service, {})[op.endpoint.ip] = op.endpoint
+        elif isinstance(op, SetService):
+            services[op.service.key] = op.service
+        elif isinstance(op, SetNode):
+            nodes[op.node.name] = op.node
+        else:
+            return None
+    return Grouping(services, endpoints, nodes, frozenset(needs))
+
+
+def apply_snapshot(parts: Iterable[Sequence[Op[E]]]) -> View[E]:
+    """A new view from a snapshot's runs of operations, applied in order (as
+    :func:`apply_in_place` on an empty view would). A run of set operations only is applied
+    by merging its grouping (cached for :class:`SharedOps`); any other run op by op."""
+    view: View[E] = View()
+    for ops in parts:
+        grouping = ops.grouped() if isinstance(ops, SharedOps) else group_sets(ops)
+        if grouping is None:
+            apply_in_place(ops, view)
+            continue
+        missing = [k for k in grouping.needs if k not in view.services]
+        if missing:
+            raise InconsistentOp(f"endpoint for unknown service {missing[0]}")
+        view.services.update(grouping.services)
+        for key, eps in grouping.endpoints.items():
+            have = view.endpoints.get(key)
+            if have is None:
+                view.endpoints[key] = dict(eps)  # the view's own: later deltas change it
+            else:
+                have.update(eps)
+        view.nodes.update(grouping.nodes)
+    return view

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpng.diff import (
     DeleteEndpoint,
@@ -16,8 +18,10 @@ from kpng.diff import (
     SetEndpoint,
     SetNode,
     SetService,
+    SharedOps,
     View,
     apply,
+    apply_snapshot,
     diff,
     diff_nodes,
     diff_service,
@@ -186,3 +190,42 @@ def test_apply_diff_chains(
 ) -> None:
     assert apply(diff(b, c), apply(diff(a, b), a)) == c
     assert apply([*diff(a, b), *diff(b, c)], a) == c
+
+
+# -- snapshots applied run by run (grouped set operations) --------------------------------
+def _runs(ops: list[Any], cuts: list[int]) -> list[list[Any]]:
+    bounds = sorted({min(c, len(ops)) for c in cuts} | {0, len(ops)})
+    return [ops[i:j] for i, j in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(node_views(), node_views(), st.lists(st.integers(0, 60), max_size=4), st.booleans())
+def test_apply_snapshot_is_apply_in_order(
+    a: View[ViewEndpoint], b: View[ViewEndpoint], cuts: list[int], shared: bool
+) -> None:
+    """A snapshot of a, then b's diff (deletes included), cut into runs anywhere."""
+    empty: View[ViewEndpoint] = View()
+    ops = [*diff(empty, a), *diff(a, b)]
+    runs: list[Any] = _runs(ops, cuts)
+    if shared:
+        runs = [SharedOps(run) for run in runs]
+    assert apply_snapshot(runs) == b
+    if shared:  # a second consumer of the same decoded runs gets a view of its own
+        again = apply_snapshot(runs)
+        assert again == b
+        for key, eps in again.endpoints.items():
+            assert eps is not apply_snapshot(runs).endpoints[key]
+
+
+def test_apply_snapshot_refuses_an_endpoint_before_its_service() -> None:
+    svc = Service("d", "s", ServiceType.CLUSTER_IP, ("10.96.0.1",), ())
+    ep = ViewEndpoint("10.244.0.1", ())
+    bad: list[list[Any]] = [
+        [[SetEndpoint("d/s", ep), SetService(svc)]],
+        [SharedOps([SetEndpoint("d/s", ep)]), [SetService(svc)]],
+    ]
+    for runs in bad:
+        with pytest.raises(InconsistentOp, match="d/s"):
+            apply_snapshot(runs)
+    view = apply_snapshot([[SetService(svc)], SharedOps([SetEndpoint("d/s", ep)])])
+    assert view.endpoints == {"d/s": {"10.244.0.1": ep}}

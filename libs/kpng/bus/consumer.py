@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
 
 from kpng.codec import Delta, SnapshotChunk, Tick
-from kpng.diff import E, InconsistentOp, Op, View, apply_in_place
+from kpng.diff import E, InconsistentOp, Op, View, apply_in_place, apply_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +70,12 @@ class Consumer(Generic[E]):
         if any((c.epoch, c.seq, c.chunks, c.base) != version for c in chunks):
             self.trusted = False
             return [Resync("snapshot chunks of different versions")]
-        ops: list[Op[Any]] = [op for c in sorted(chunks, key=lambda c: c.chunk) for op in c.ops]
+        parts = [c.ops for c in sorted(chunks, key=lambda c: c.chunk)]
+        ops: list[Op[Any]] = [op for part in parts for op in part]
         if first.base >= 0:
             return self._catch_up(first, ops)
         try:
-            view: View[E] = apply_in_place(ops, View())
+            view: View[E] = apply_snapshot(parts)
         except InconsistentOp as exc:
             self.trusted = False
             return [Resync(f"bad snapshot: {exc}")]
