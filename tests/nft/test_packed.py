@@ -131,3 +131,14 @@ def test_a_restart_on_raw_elements_writes_nothing_then_only_what_differs() -> No
         h.view, Ruleset(live.table, live.chains, live.sets, live.maps, live.decoded, changed)
     )
     assert [(op.verb, op.obj) for op in tx] == [("delete", Element("cluster_ips", ("10.96.7.7",)))]
+
+
+def test_a_table_of_an_earlier_layout_is_recreated_even_if_its_elements_do_not_pack() -> None:
+    h = _plan(3)
+    cidr = Element("cluster_ips", ("10.96.0.0/12",))  # cluster_ips was an interval set
+    live = Ruleset(
+        CONFIG.nft_table, {}, {"cluster_ips": ""}, frozenset(), {("cluster_ips", cidr.key): cidr}
+    )
+    tx = Planner(CONFIG).plan_full(h.view, live)
+    first = next(iter(tx))
+    assert (first.verb, first.obj) == ("delete", CONFIG.nft_table)

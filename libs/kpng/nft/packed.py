@@ -106,11 +106,21 @@ class Packer:
 
 def adopt(pick: Iterable[bytes]) -> Iterator[tuple[str, int]]:
     """(target key, id) of the ``pick`` elements read back (sent form): the key is a mark,
-    the comment the target's key."""
+    the comment the target's key. Usually the comment follows the key (16 bytes) and the
+    verdict: found without walking the attributes."""
     for raw in pick:
-        comment = element_comment(raw)
+        (n,) = _H.unpack_from(raw, 16)
+        at = 16 + ((n + 3) & ~3)
+        if raw[at + 2 : at + 5] == _COMMENT_AT and at + 6 + raw[at + 5] <= len(raw):
+            comment = raw[at + 6 : at + 6 + raw[at + 5]].rstrip(b"\0").decode()
+        else:
+            comment = element_comment(raw)
         if comment:
             yield comment, _MARK.unpack_from(raw, 12)[0]
+
+
+_H = struct.Struct("=H")
+_COMMENT_AT = bytes((NFTA_SET_ELEM_USERDATA, 0, 0))  # attribute type, then the comment's TLV
 
 
 @functools.lru_cache(maxsize=16)

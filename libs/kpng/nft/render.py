@@ -67,9 +67,10 @@ def render_service(
     out: list[Planned] = []
     for sp in svc.ports:
         out.extend(_render_port(svc, sp, eps, c, id_of))
-    out.extend(Element("hairpin", (e.ip, e.ip)) for e in eps if c.node and e.node == c.node)
-    pack = packer(c).pack
-    return tuple([o if o.__class__ is bytes else pack(o) for o in out])
+    if c.node:
+        pack = packer(c).pack
+        out.extend(pack(Element("hairpin", (e.ip, e.ip))) for e in eps if e.node == c.node)
+    return tuple(out)
 
 
 Ported = list[tuple[ViewEndpoint, int]]  # endpoints with their port for one service port
@@ -110,7 +111,7 @@ def _render_port(
         if internal.backends:
             out.append(_service_ip(c, addr, proto, sp.port, internal.mark | CLUSTER))
         else:
-            out.append(Element("no_endpoint_ips", (ip, proto, port), (none,)))
+            out.append(pk.pack(Element("no_endpoint_ips", (ip, proto, port), (none,))))
     if svc.externally_accessible:
         out.extend(_render_external(svc, sp, ported, c, id_of, internal, has_any))
     return out
@@ -132,8 +133,9 @@ def _render_external(
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
     mark = ext.mark | (LOCAL_EXT if local else MASQ)
     none = DROP if local and has_any else REJECT
+    pack = packer(c).pack
     if local:
-        out.append(Element("shortcuts", (str(ext.id),), (str(internal.mark | CLUSTER),)))
+        out.append(pack(Element("shortcuts", (str(ext.id),), (str(internal.mark | CLUSTER),))))
     # an eTP Local target without local endpoints still dispatches, for the short-circuit
     dispatch = bool(ext.backends) or (local and bool(internal.backends))
     key: tuple[str, ...]
@@ -142,15 +144,15 @@ def _render_external(
         if dispatch:
             out.append(_service_ip(c, packer(c).aton(ip), proto, sp.port, mark))
         if not ext.backends:
-            out.append(Element("no_endpoint_ips", key, (none,)))
+            out.append(pack(Element("no_endpoint_ips", key, (none,))))
     for lb in _family(svc.load_balancer_ips, c):
-        out.extend(_firewall(svc, (lb, proto, port), c))
+        out.extend(map(pack, _firewall(svc, (lb, proto, port), c)))
     if sp.node_port:
         key = (proto, str(sp.node_port))
         if dispatch:
-            out.append(Element("service_nodeports", key, (str(mark),)))
+            out.append(pack(Element("service_nodeports", key, (str(mark),))))
         if not ext.backends:
-            out.append(Element("no_endpoint_nodeports", key, (none,)))
+            out.append(pack(Element("no_endpoint_nodeports", key, (none,))))
     return out
 
 
@@ -182,10 +184,9 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
     verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
     if n:
         if n > PICK_STATIC:
-            out += _pick_objects(c, n, i)
+            out += [pk.pack(o) for o in _pick_objects(c, n, i)]
         if svc.affinity_timeout:
-            aff = _affinity(t, c, svc.affinity_timeout)
-            out += aff
+            out += map(pk.pack, _affinity(t, c, svc.affinity_timeout))
             verdict = f"goto aff_{t.id}"
     out.append(pk.pick(t.id, verdict, comment))
     return out

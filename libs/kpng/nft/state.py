@@ -10,15 +10,17 @@ once), so a restarted agent that finds its table as it wants it writes nothing.
 from __future__ import annotations
 
 import gc
+import struct
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 
 from kpng.nft.nlcodec import decode_element
-from kpng.nft.objects import Chain, Element, Key, Object, Set, Table
+from kpng.nft.objects import Chain, Element, Key, NftError, Object, Set, Table
 from kpng.nft.packed import Packer, Planned, adopt, element_comment, key_only
 from kpng.nft.skeleton import Config, chains, config_elements, sets
 from kpng.nft.transaction import Packed, Ruleset, Transaction, digest, digest_element
@@ -108,7 +110,7 @@ class Programmed:
     def table(self) -> Table:
         return self.config.nft_table
 
-    def desired(self) -> Collection[Planned]:
+    def desired(self) -> AbstractSet[Planned]:
         return self.counts.keys()
 
     def set_all(self, by_service: dict[str, tuple[Planned, ...]]) -> None:
@@ -201,31 +203,29 @@ def transaction(
 
 
 def full_sync(
-    table: Table, desired: Collection[Planned], live: Ruleset | None, pk: Packer
+    table: Table, desired: AbstractSet[Planned], live: Ruleset | None, pk: Packer
 ) -> Transaction:
     """The transaction that makes the live table equal to ``desired``, touching only what
     differs. A table whose sets are defined differently (another version) is recreated.
-    Packed elements are compared with the raw ones read back, set by set, as bytes."""
-    packed, elements, others = _split(desired)
-    if live is None or _sets_differ(others, live):
-        tx = Transaction(table)
-        if live is not None:
-            tx.delete(table)
-        tx.add(table)
-        done = transaction(table, [*elements, *others], (), pk)
-        tx.ops.extend(done.ops)
-        tx.packed = _runs(pk, packed, {})
-        return tx
-    add_p, del_p, have = _diff_packed(packed, live, pk)
+    Packed elements are compared with the raw ones read back as sets of bytes (in C): a
+    table equal to the plan costs no Python per element."""
+    if live is None:
+        return _recreate(table, desired, False, pk)
+    have, have_objects = _live_packed(live, pk)
+    add_p, elements, others = _split(desired - have)  # every object, and the packed missing
+    if _sets_differ(others, live):
+        return _recreate(table, desired, True, pk)
+    del_p = _split(have.difference(desired))[0]
+    del have
     want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
-    added: list[Planned] = [e for k, e in want.items() if have.get(k) != e]
+    added: list[Planned] = [e for k, e in want.items() if have_objects.get(k) != e]
     for o in others:
         if isinstance(o, Set):
             if o.name not in live.sets:
                 added.append(o)
         elif live.chains.get(o.name) != digest(o):
             added.append(o)
-    removed: list[Planned] = [e for k, e in have.items() if want.get(k) != e]
+    removed: list[Planned] = [e for k, e in have_objects.items() if want.get(k) != e]
     names = {o.name for o in others}
     removed += [Chain(n) for n in live.chains if n not in names]
     removed += [
@@ -236,32 +236,44 @@ def full_sync(
     return tx
 
 
-def _diff_packed(
-    want: dict[int, list[bytes]], live: Ruleset, pk: Packer
-) -> tuple[dict[int, list[bytes]], dict[int, list[bytes]], dict[tuple[str, Key], Element]]:
-    """(packed elements to add, to delete) set by set, and the live elements left as objects
-    (of sets without a packed form)."""
-    have: dict[int, list[bytes]] = {}
+def _recreate(table: Table, desired: AbstractSet[Planned], drop: bool, pk: Packer) -> Transaction:
+    packed, elements, others = _split(desired)
+    tx = Transaction(table)
+    if drop:
+        tx.delete(table)
+    tx.add(table)
+    tx.ops.extend(transaction(table, [*elements, *others], (), pk).ops)
+    tx.packed = _runs(pk, packed, {})
+    return tx
+
+
+def _live_packed(live: Ruleset, pk: Packer) -> tuple[set[bytes], dict[tuple[str, Key], Element]]:
+    """The live elements of sets with a packed form, packed (raw ones need only their set's
+    index in front), and the others as objects."""
+    have: set[bytes] = set()
     objects: dict[tuple[str, Key], Element] = {}
     for k, e in live.decoded.items():
-        if e.set in pk.index:  # read as objects (nft's listing, a fake): packed to compare
-            have.setdefault(pk.index[e.set], []).append(pk.pack(e))  # type: ignore[arg-type]
+        p = _packed(pk, e) if e.set in pk.index else e  # read as objects (nft's listing, a fake)
+        if isinstance(p, bytes):
+            have.add(p)
         else:
             objects[k] = e
     for name, (lay, raws) in live.raw.items():
-        if name not in pk.index:
+        if name in pk.index:
+            have.update(map(pk.prefixes[pk.index[name]].__add__, raws))
+        else:
             for e in (decode_element(lay, r, 4, len(r)) for r in raws):
                 objects[(e.set, e.key)] = e
-    added: dict[int, list[bytes]] = {}
-    removed: dict[int, list[bytes]] = {}
-    for i, name in enumerate(pk.names):
-        h = set(have.pop(i, ()))
-        if name in live.raw:
-            h.update(map(pk.prefixes[i].__add__, live.raw[name][1]))
-        w = set(want.get(i, ()))
-        if w != h:
-            added[i], removed[i] = sorted(w - h), sorted(h - w)
-    return added, removed, objects
+    return have, objects
+
+
+def _packed(pk: Packer, e: Element) -> Planned:
+    """A live element packed, or as it is if it does not fit (a set defined otherwise by an
+    earlier layout: the table is then recreated, see :func:`_sets_differ`)."""
+    try:
+        return pk.pack(e)
+    except (NftError, OSError, ValueError, KeyError, TypeError, struct.error):
+        return e
 
 
 def _sets_differ(others: list[Chain | Set], live: Ruleset) -> bool:
