@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kpng_netns.cluster import NetnsCluster
+from kpng_netns.cluster import CLIENT, NetnsCluster
 from kpng_netns.netns import sh
 from kpng_netns.topology import PodSpec, small
 
@@ -23,6 +23,9 @@ except urllib.error.HTTPError as e:
     status, body, headers = e.code, e.read(), dict(e.headers)
 import json; print(json.dumps({"status": status, "body": body.decode(), "headers": headers}))
 """
+
+
+BARRIER_IP = "10.96.0.250"
 
 
 def service(name: str, ip: str, port: int = 80, proto: str = "TCP", **spec: Any) -> dict[str, Any]:
@@ -39,7 +42,26 @@ def service(name: str, ip: str, port: int = 80, proto: str = "TCP", **spec: Any)
     }
 
 
-def endpoints(name: str, pods: Sequence[PodSpec], proto: str = "TCP") -> dict[str, Any]:
+def endpoint(
+    pod: PodSpec,
+    ready: bool = True,
+    serving: bool | None = None,
+    terminating: bool = False,
+    zones: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One entry of an EndpointSlice: conditions (serving defaults to ready), zone hints."""
+    serving = ready if serving is None else serving
+    conditions = {"ready": ready, "serving": serving, "terminating": terminating}
+    e: dict[str, Any] = {"addresses": [pod.ip], "nodeName": pod.node, "conditions": conditions}
+    if zones:
+        e["hints"] = {"forZones": [{"name": z} for z in zones]}
+    return e
+
+
+def endpoints(
+    name: str, pods: Sequence[PodSpec | dict[str, Any]], proto: str = "TCP"
+) -> dict[str, Any]:
+    """The EndpointSlice of service ``name``: ready pods, or entries made by :func:`endpoint`."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -50,9 +72,7 @@ def endpoints(name: str, pods: Sequence[PodSpec], proto: str = "TCP") -> dict[st
         },
         "addressType": "IPv4",
         "ports": [{"name": "p", "port": 8080, "protocol": proto}],
-        "endpoints": [
-            {"addresses": [p.ip], "nodeName": p.node, "conditions": {"ready": True}} for p in pods
-        ],
+        "endpoints": [p if isinstance(p, dict) else endpoint(p) for p in pods],
     }
 
 
@@ -75,6 +95,7 @@ class E2E:
     def __init__(self, workdir: Path) -> None:
         self.topology = small(nodes=2, pods_per_node=2)
         self.c = NetnsCluster(self.topology, workdir)
+        self.revision = 0
 
     def start(self) -> None:
         self.c.build()
@@ -92,11 +113,39 @@ class E2E:
     def apply(self, *objects: dict[str, Any]) -> None:
         self.c.write_cluster(objects)
 
+    def apply_and_wait(self, *objects: dict[str, Any]) -> None:
+        """:meth:`apply`, then wait until every node's agent has programmed it: a barrier
+        service, on a port new to this revision, answers a pod on each node (the watcher
+        publishes one read of the file at once, and agents apply it in order)."""
+        self.revision += 1
+        port = 1000 + self.revision
+        target = self.topology.pods[0]
+        barrier = service("barrier", BARRIER_IP, port)
+        self.apply(*objects, barrier, endpoints("barrier", [target]))
+        for node in self.topology.nodes:
+            src = [p for p in self.topology.pods if p.node == node.name][-1]
+            eventually(
+                f"revision {self.revision} on {node.name}",
+                lambda src=src: self.from_pod(src.name, BARRIER_IP, port),
+                lambda answer: answer.startswith(target.name),
+            )
+
     def from_pod(self, pod: str, ip: str, port: int, proto: str = "tcp", sport: int = 0) -> str:
         return self.c.request(self.c.pod_ns(pod), ip, port, proto, sport)
 
     def from_client(self, ip: str, port: int, proto: str = "tcp") -> str:
         return self.c.request(self.c.client, ip, port, proto)
+
+    def answers(self, ns: str, ip: str, port: int, count: int, proto: str = "tcp") -> list[str]:
+        """``count`` requests from ``ns`` (one process): their answers."""
+        argv = [sys.executable, str(CLIENT), "repeat", proto, ip, str(port), str(count)]
+        return sh(*argv, ns=ns, timeout=60).splitlines()
+
+    def echo(self, ns: str, ip: str, port: int, size: int) -> str:
+        """Send ``size`` random bytes from ``ns`` to a pod server's echo mode: "<answer> ok
+        <size>" when they all came back unchanged."""
+        argv = [sys.executable, str(CLIENT), "echo", "tcp", ip, str(port), str(size)]
+        return sh(*argv, ns=ns, timeout=60).strip()
 
     def http(self, ns: str, url: str) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(sh(sys.executable, "-c", HTTP_GET, url, ns=ns))

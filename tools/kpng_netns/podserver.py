@@ -1,5 +1,7 @@
 """A pod's server: answers TCP and UDP on each given port with "<name> <client ip>" (in
 HTTP when a TCP client starts with a GET line, e.g. curl; else after its first line).
+A TCP client whose first line is ``ECHO <n>`` gets that answer and a newline, then the
+``n`` bytes it sends next, echoed (large transfers through a service).
 
     ip netns exec POD python3 podserver.py NAME PORT [PORT...]
 """
@@ -31,7 +33,17 @@ async def main(name: str, ports: list[int]) -> None:
             first = await asyncio.wait_for(r.readline(), 2)
         except (TimeoutError, OSError):
             first = b""
-        if first.startswith((b"GET ", b"HEAD ")):  # curl: answer in HTTP
+        if first.startswith(b"ECHO "):
+            size = int(first.split()[1])
+            w.write(answer.encode() + b"\n")
+            try:
+                while size > 0 and (chunk := await r.read(min(size, 1 << 16))):
+                    size -= len(chunk)
+                    w.write(chunk)
+                    await w.drain()
+            except OSError:
+                pass
+        elif first.startswith((b"GET ", b"HEAD ")):  # curl: answer in HTTP
             body = answer + "\n"
             w.write(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
         else:
