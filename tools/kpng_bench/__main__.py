@@ -99,9 +99,11 @@ def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> float | None:
     return time.perf_counter() - t0
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmHWM``: its peak), which holds the view and the
+    planner as an agent does."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -123,6 +125,7 @@ async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, A
         "one_change_median_s": change,
         "restart": restart,
         "rss_mb": rss_mb(),
+        "rss_peak_mb": rss_mb("VmHWM"),
         "kube_proxy_shape_s": baseline(ns, v, cap),
     }
     await cmd.delete_table(config().nft_table)
@@ -137,7 +140,7 @@ def table(results: list[dict[str, Any]]) -> str:
             "services x 10 eps",
             "full sync (read+plan+apply)",
             "1 change (median)",
-            "restart (ops)",
+            "restart (read+plan, ops)",
             "RSS MB",
             "kube-proxy shape",
             "ratio",
@@ -152,7 +155,8 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{full:.2f} s ({r['full_sync']['read']:.2f}+{r['full_sync']['plan']:.2f}"
                 f"+{r['full_sync']['apply']:.2f})",
                 f"{r['one_change_median_s'] * 1000:.1f} ms",
-                f"{r['restart']['seconds']:.2f} s ({r['restart']['ops']})",
+                f"{r['restart']['seconds']:.2f} s ({r['restart']['read']:.2f}"
+                f"+{r['restart']['plan']:.2f}, {r['restart']['ops']})",
                 f"{r['rss_mb']:.0f}",
                 "did not finish" if base is None else f"{base:.2f} s",
                 ">cap" if base is None else f"{base / full:.1f}x",

@@ -207,25 +207,21 @@ def full_sync(
 ) -> Transaction:
     """The transaction that makes the live table equal to ``desired``, touching only what
     differs. A table whose sets are defined differently (another version) is recreated.
-    Packed elements are compared with the raw ones read back as sets of bytes (in C): a
-    table equal to the plan costs no Python per element."""
-    if live is None:
-        return _recreate(table, desired, False, pk)
-    have, have_objects = _live_packed(live, pk)
-    add_p, elements, others = _split(desired - have)  # every object, and the packed missing
-    if _sets_differ(others, live):
-        return _recreate(table, desired, True, pk)
-    del_p = _split(have.difference(desired))[0]
-    del have
+    Packed elements are compared with the raw ones read back set by set, as sets of bytes
+    (in C): a set equal to the plan costs no Python per element."""
+    packed, elements, others = _split(desired)
+    if live is None or _sets_differ(others, live):
+        return _recreate(table, (packed, elements, others), live is not None, pk)
+    add_p, del_p, have = _diff_packed(packed, live, pk)
     want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
-    added: list[Planned] = [e for k, e in want.items() if have_objects.get(k) != e]
+    added: list[Planned] = [e for k, e in want.items() if have.get(k) != e]
     for o in others:
         if isinstance(o, Set):
             if o.name not in live.sets:
                 added.append(o)
         elif live.chains.get(o.name) != digest(o):
             added.append(o)
-    removed: list[Planned] = [e for k, e in have_objects.items() if want.get(k) != e]
+    removed: list[Planned] = [e for k, e in have.items() if want.get(k) != e]
     names = {o.name for o in others}
     removed += [Chain(n) for n in live.chains if n not in names]
     removed += [
@@ -236,8 +232,11 @@ def full_sync(
     return tx
 
 
-def _recreate(table: Table, desired: AbstractSet[Planned], drop: bool, pk: Packer) -> Transaction:
-    packed, elements, others = _split(desired)
+Split = tuple[dict[int, list[bytes]], list[Element], list[Chain | Set]]
+
+
+def _recreate(table: Table, split: Split, drop: bool, pk: Packer) -> Transaction:
+    packed, elements, others = split
     tx = Transaction(table)
     if drop:
         tx.delete(table)
@@ -247,24 +246,36 @@ def _recreate(table: Table, desired: AbstractSet[Planned], drop: bool, pk: Packe
     return tx
 
 
-def _live_packed(live: Ruleset, pk: Packer) -> tuple[set[bytes], dict[tuple[str, Key], Element]]:
-    """The live elements of sets with a packed form, packed (raw ones need only their set's
-    index in front), and the others as objects."""
-    have: set[bytes] = set()
+def _diff_packed(
+    want: dict[int, list[bytes]], live: Ruleset, pk: Packer
+) -> tuple[dict[int, list[bytes]], dict[int, list[bytes]], dict[tuple[str, Key], Element]]:
+    """(packed elements to add, to delete) by set, and the live elements of sets without a
+    packed form, as objects. Raw live elements need only their set's index in front; one set
+    at a time, so the copies stay small."""
+    read: dict[int, list[bytes]] = {}
     objects: dict[tuple[str, Key], Element] = {}
     for k, e in live.decoded.items():
         p = _packed(pk, e) if e.set in pk.index else e  # read as objects (nft's listing, a fake)
         if isinstance(p, bytes):
-            have.add(p)
+            read.setdefault(p[0], []).append(p)
         else:
             objects[k] = e
     for name, (lay, raws) in live.raw.items():
-        if name in pk.index:
-            have.update(map(pk.prefixes[pk.index[name]].__add__, raws))
-        else:
+        if name not in pk.index:
             for e in (decode_element(lay, r, 4, len(r)) for r in raws):
                 objects[(e.set, e.key)] = e
-    return have, objects
+    added: dict[int, list[bytes]] = {}
+    removed: dict[int, list[bytes]] = {}
+    for i, name in enumerate(pk.names):
+        w = want.get(i, [])
+        have = set(read.get(i, ()))
+        if name in live.raw:
+            have.update(map(pk.prefixes[i].__add__, live.raw[name][1]))
+        if len(have) == len(w) and have.issuperset(w):  # w holds no duplicates
+            continue
+        ws = set(w)
+        added[i], removed[i] = sorted(ws - have), sorted(have - ws)
+    return added, removed, objects
 
 
 def _packed(pk: Packer, e: Element) -> Planned:
