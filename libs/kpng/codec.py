@@ -7,6 +7,7 @@ unknown fields and raise :class:`MalformedMessage`, naming the field, for anythi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,6 +263,10 @@ class OpCache:
         self._arrays: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
         self._array_bytes = 0
 
+    def known(self, array: bytes) -> bool:
+        """Whether ``array`` was decoded already (for some scope)."""
+        return (array, "node") in self._arrays or (array, "global") in self._arrays
+
     def ops(self, array: bytes, scope: Scope) -> tuple[Op[Any], ...]:
         """The operations of an encoded ``ops`` array (array header included)."""
         key = (array, scope)
@@ -306,7 +311,7 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
     With ``op_cache``, operations already seen are not decoded again."""
     raw: Any = None
     if op_cache is not None:
-        raw = _split_ops(data)
+        raw = _split_ops(data, op_cache)
     if raw is None:
         op_cache = None
         try:
@@ -344,23 +349,31 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
     raise MalformedMessage("kind", f"unknown message kind {kind!r}")
 
 
-def _split_ops(data: bytes) -> dict[Any, Any] | None:
+def _split_ops(data: bytes, cache: OpCache) -> dict[Any, Any] | None:
     """The message map with ``ops`` still encoded (:class:`_EncodedOps`); None when the
-    message is not that simple (the plain decoder then says what is wrong)."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) + 1)
-    unpacker.feed(data)
+    message is not that simple (the plain decoder then says what is wrong).
+
+    ``ops`` last (as kpng's watcher sends it) and already in ``cache``: its bytes are known
+    to be a valid array, so they are not walked again (a snapshot chunk is ~1 MB)."""
+    unpacker = msgpack.Unpacker(  # reads from the message as needed, no up-front copy
+        io.BytesIO(data), raw=False, strict_map_key=False, read_size=4096
+    )
     try:
         out: dict[Any, Any] = {}
-        for _ in range(unpacker.read_map_header()):
+        entries = unpacker.read_map_header()
+        for i in range(entries):
             key = unpacker.unpack()
             if key != "ops":
                 out[key] = unpacker.unpack()
                 continue
             start = unpacker.tell()
-            unpacker.skip()
             first = data[start]
             if (first & 0xF0) != 0x90 and first not in (0xDC, 0xDD):  # fixarray, array16/32
                 return None  # not an array: the plain decoder reports it
+            if i == entries - 1 and cache.known(rest := data[start:]):
+                out[key] = _EncodedOps(rest)
+                return out
+            unpacker.skip()
             out[key] = _EncodedOps(data[start : unpacker.tell()])
         if unpacker.tell() != len(data):
             return None

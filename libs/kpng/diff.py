@@ -74,6 +74,8 @@ class View(Generic[E]):
     services: dict[str, Service] = field(default_factory=dict)
     endpoints: dict[str, dict[str, E]] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
+    # keys whose endpoint table other views share: copied before this view changes it
+    shared: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def endpoints_of(self, key: str) -> Mapping[str, E]:
         return self.endpoints.get(key, {})
@@ -170,7 +172,7 @@ def apply(ops: Iterable[Op[E]], view: View[E]) -> View[E]:
     for key in copied:
         if key in endpoints and not endpoints[key]:
             del endpoints[key]
-    return View(services, endpoints, nodes)
+    return View(services, endpoints, nodes, {k for k in endpoints if k not in copied})
 
 
 def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
@@ -188,18 +190,27 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
             if not (known or (known is None and op.service in view.services)):
                 raise InconsistentOp(f"endpoint for unknown service {op.service}")
     touched: set[str] = set()
-    services, endpoints, nodes = view.services, view.endpoints, view.nodes
+    services, endpoints, nodes, shared = view.services, view.endpoints, view.nodes, view.shared
     for op in ops:
-        if isinstance(op, SetEndpoint):
-            endpoints.setdefault(op.service, {})[op.endpoint.ip] = op.endpoint
-        elif isinstance(op, DeleteEndpoint):
-            endpoints.get(op.service, {}).pop(op.ip, None)
-            touched.add(op.service)
+        if isinstance(op, SetEndpoint | DeleteEndpoint):
+            key = op.service
+            table = endpoints.get(key)
+            if table is None:
+                table = endpoints[key] = {}
+            elif key in shared:
+                table = endpoints[key] = dict(table)
+                shared.discard(key)
+            if isinstance(op, SetEndpoint):
+                table[op.endpoint.ip] = op.endpoint
+            else:
+                table.pop(op.ip, None)
+                touched.add(key)
         elif isinstance(op, SetService):
             services[op.service.key] = op.service
         elif isinstance(op, DeleteService):
             services.pop(op.key, None)
             endpoints.pop(op.key, None)
+            shared.discard(op.key)
         elif isinstance(op, SetNode):
             nodes[op.node.name] = op.node
         else:
@@ -270,11 +281,17 @@ def apply_snapshot(parts: Iterable[Sequence[Op[E]]]) -> View[E]:
         if missing:
             raise InconsistentOp(f"endpoint for unknown service {missing[0]}")
         view.services.update(grouping.services)
-        for key, eps in grouping.endpoints.items():
-            have = view.endpoints.get(key)
-            if have is None:
-                view.endpoints[key] = dict(eps)  # the view's own: later deltas change it
-            else:
-                have.update(eps)
+        tables = grouping.endpoints
+        overlap = tables.keys() & view.endpoints.keys() if view.endpoints else set()
+        fresh = {k: t for k, t in tables.items() if k not in overlap} if overlap else tables
+        view.endpoints.update(fresh)
+        if isinstance(ops, SharedOps):  # its tables are other views' too: copy on write
+            view.shared.update(fresh)
+        for key in overlap:  # a service whose endpoints began in an earlier run
+            have = view.endpoints[key]
+            if key in view.shared:
+                have = view.endpoints[key] = dict(have)
+                view.shared.discard(key)
+            have.update(tables[key])
         view.nodes.update(grouping.nodes)
     return view

@@ -21,6 +21,7 @@ from kpng.diff import (
     SharedOps,
     View,
     apply,
+    apply_in_place,
     apply_snapshot,
     diff,
     diff_nodes,
@@ -210,11 +211,12 @@ def test_apply_snapshot_is_apply_in_order(
     if shared:
         runs = [SharedOps(run) for run in runs]
     assert apply_snapshot(runs) == b
-    if shared:  # a second consumer of the same decoded runs gets a view of its own
-        again = apply_snapshot(runs)
-        assert again == b
-        for key, eps in again.endpoints.items():
-            assert eps is not apply_snapshot(runs).endpoints[key]
+    if shared:  # consumers of the same decoded runs share tables until they change them
+        first, second = apply_snapshot(runs), apply_snapshot(runs)
+        apply_in_place(diff(b, a), first)
+        assert (first, second, apply_snapshot(runs)) == (a, b, b)
+        apply_in_place(diff(b, a), second)
+        assert second == a
 
 
 def test_apply_snapshot_refuses_an_endpoint_before_its_service() -> None:
@@ -229,3 +231,13 @@ def test_apply_snapshot_refuses_an_endpoint_before_its_service() -> None:
             apply_snapshot(runs)
     view = apply_snapshot([[SetService(svc)], SharedOps([SetEndpoint("d/s", ep)])])
     assert view.endpoints == {"d/s": {"10.244.0.1": ep}}
+
+
+@given(node_views(), node_views(), node_views())
+def test_apply_returns_a_view_that_changes_in_place_without_touching_its_input(
+    a: View[ViewEndpoint], b: View[ViewEndpoint], c: View[ViewEndpoint]
+) -> None:
+    before = copy.deepcopy(a)
+    new = apply(diff(a, b), a)  # shares the tables it did not change with a
+    apply_in_place(diff(b, c), new)
+    assert (new, a) == (c, before)

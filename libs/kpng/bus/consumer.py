@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Generic, Literal
 
 from kpng.codec import Delta, SnapshotChunk, Tick
@@ -71,7 +72,7 @@ class Consumer(Generic[E]):
             self.trusted = False
             return [Resync("snapshot chunks of different versions")]
         parts = [c.ops for c in sorted(chunks, key=lambda c: c.chunk)]
-        ops: list[Op[Any]] = [op for part in parts for op in part]
+        ops: tuple[Op[Any], ...] = tuple(chain.from_iterable(parts))
         if first.base >= 0:
             return self._catch_up(first, ops)
         try:
@@ -81,9 +82,11 @@ class Consumer(Generic[E]):
             return [Resync(f"bad snapshot: {exc}")]
         self.view, self.epoch, self.seq = view, first.epoch, first.seq
         self.synced = self.trusted = True
-        return self._drain([Applied("snapshot", self.epoch, self.seq, view, tuple(ops))])
+        return self._drain([Applied("snapshot", self.epoch, self.seq, view, ops)])
 
-    def _catch_up(self, first: SnapshotChunk, ops: list[Op[Any]]) -> list[Applied[E] | Resync]:
+    def _catch_up(
+        self, first: SnapshotChunk, ops: tuple[Op[Any], ...]
+    ) -> list[Applied[E] | Resync]:
         if not self.trusted or (self.epoch, self.seq) != (first.epoch, first.base):
             at = f"{self.epoch}/{self.seq}" if self.trusted else "an untrusted view"
             self.trusted = False
@@ -94,7 +97,7 @@ class Consumer(Generic[E]):
             self.trusted = False
             return [Resync(f"catch-up does not fit the view: {exc}")]
         self.seq, self.synced = first.seq, True
-        return self._drain([Applied("delta", self.epoch, self.seq, self.view, tuple(ops))])
+        return self._drain([Applied("delta", self.epoch, self.seq, self.view, ops)])
 
     def _drain(self, out: list[Applied[E] | Resync]) -> list[Applied[E] | Resync]:
         """Apply the deltas buffered while the snapshot was on its way."""
