@@ -26,6 +26,7 @@ FIELDS = {
     "encodings": {"per_change", "per_distinct_op", "probe_encodings", "probe_distinct_ops"},
     "publish": {"watcher_msgs_per_s", "raw_msgs_per_s", "efficiency"},
     "agents": {"total", "converged"},
+    "storm_cold_delivery": {"seconds", "bytes", "replies", "gbit_per_s"},
     "targets": {
         "p99_latency_s",
         "snapshot_storm_s",
@@ -56,6 +57,10 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert result["storm"]["catchups"] >= 20
     assert result["storm"]["full_snapshots"] == 0
     assert result["storm_cold"]["full_snapshots"] >= 20
+    # the watcher's side of a cold storm: every node's full view, counted by a raw reader
+    delivery = result["storm_cold_delivery"]
+    per_node = result["storm_cold"]["snapshot_bytes_per_node"]
+    assert delivery["replies"] >= 20 and delivery["bytes"] >= 20 * per_node * 0.5
     # node-independent services: each distinct operation encoded once, not once per node
     assert result["encodings"]["per_distinct_op"] == 1.0
     assert "lat" in done.stdout.lower() and "target" in done.stdout

@@ -56,6 +56,12 @@ def table(result: dict[str, Any]) -> str:
         ("warm storm: watcher time answering", f"{storm['watcher_snapshot_seconds']:.2f} s"),
         ("cold storm (restart, no state) to convergence", f"{cold['seconds']:.1f} s"),
         ("cold storm: watcher time answering", f"{cold['watcher_snapshot_seconds']:.1f} s"),
+        (
+            "cold storm, watcher side: N full views to one raw reader",
+            f"{result['storm_cold_delivery']['seconds']:.1f} s"
+            f" ({result['storm_cold_delivery']['bytes'] / 1e9:.2f} GB,"
+            f" {result['storm_cold_delivery']['gbit_per_s']:.1f} Gbit/s)",
+        ),
         ("full view per node", f"{cold['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
         (
             "watcher CPU churn / warm / cold storm",

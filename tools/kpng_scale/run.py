@@ -4,7 +4,8 @@ Phases: initial sync (every agent fetches its snapshot), churn at R changes/s fo
 duration, settle (every agent at the watcher's seq), an encoding probe, the raw nats-py
 publish comparison, a warm snapshot storm (every client resyncs at once keeping its view, as
 after a NATS reconnect: catch-ups) and a cold one (every client restarts without state:
-full snapshots).
+full snapshots), then the same cold storm seen from the watcher's side only (every full
+snapshot requested at once by one raw reader that counts the replies, see ``drain``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 from kpng.bus.connection import Bus, connect
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from kpng_scale import control
+from kpng_scale.drain import drain
 from kpng_scale.metrics import Phase, summarize
+from kpng_scale.synth import node_name
 
 # simulated agents share a connection per process, so the server must hold more for it
 NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
@@ -29,10 +32,10 @@ NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
 class Settings:
     nodes: int = 1000
     services: int = 10_000
-    endpoints: int = 1  # E=10 (-e 10): a full view is ~18 MB at S=10k; see docs/scale.md
+    endpoints: int = 10
     rate: float = 100.0
     duration: float = 30.0
-    processes: int = 3
+    processes: int = 6  # ~170 agents per NATS connection: its pending buffer holds their views
     coalesce_ms: float = 100.0
     snapshot_timeout: float = 60.0
     sync_timeout: float = 300.0
@@ -126,7 +129,7 @@ def converged(watcher: control.Json, statuses: list[control.Json], s: Settings) 
     return count
 
 
-async def phases(bus: Bus, procs: int, s: Settings, started: float) -> control.Json:
+async def phases(bus: Bus, url: str, procs: int, s: Settings, started: float) -> control.Json:
     async def stats() -> list[control.Json]:
         return await control.request(bus, f"{control.WATCHER}.stats", timeout=60)
 
@@ -159,7 +162,16 @@ async def phases(bus: Bus, procs: int, s: Settings, started: float) -> control.J
         statuses = await wait_converged(bus, procs, s, s.sync_timeout)
         out[name] = Phase(storm_at, time.time(), before, (await stats())[0], statuses)
     [watcher] = await control.request(bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=60)
-    return summarize(s, out, probe, raw, converged(watcher, statuses, s))
+    result = summarize(s, out, probe, raw, converged(watcher, statuses, s))
+    nodes = [node_name(i) for i in range(s.nodes)]
+    drained = await asyncio.to_thread(drain, url, nodes, timeout=s.sync_timeout)
+    result["storm_cold_delivery"] = {
+        "seconds": drained.seconds,
+        "bytes": drained.bytes,
+        "replies": drained.replies,
+        "gbit_per_s": drained.bytes * 8 / 1e9 / max(drained.seconds, 1e-9),
+    }
+    return result
 
 
 async def measure(s: Settings) -> control.Json:
@@ -172,7 +184,7 @@ async def measure(s: Settings) -> control.Json:
             await wait_watcher(bus, s.sync_timeout)
             started = time.time()
             procs = start_agents(group, s, url)
-            result = await phases(bus, procs, s, started)
+            result = await phases(bus, url, procs, s, started)
         finally:
             await bus.close()
         failed = [c.name for c in group.children.values() if not c.running]
