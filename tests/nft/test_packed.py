@@ -142,3 +142,17 @@ def test_a_table_of_an_earlier_layout_is_recreated_even_if_its_elements_do_not_p
     tx = Planner(CONFIG).plan_full(h.view, live)
     first = next(iter(tx))
     assert (first.verb, first.obj) == ("delete", CONFIG.nft_table)
+
+
+def test_a_base_chain_made_otherwise_recreates_the_table() -> None:
+    """The kernel changes no hook priority in place (EOPNOTSUPP), and an ``add chain`` keeps a
+    policy: a base chain whose digest differs (or is missing) means another layout."""
+    h = _plan(3)
+    live = asyncio.run(h.nft.read(CONFIG.nft_table))
+    assert live is not None
+    assert len(Planner(CONFIG).plan_full(h.view, live)) == 0
+    for chain, recreated in (("filter_output", True), ("dispatch", False)):
+        chains = {**live.chains, chain: ""}
+        other = Ruleset(live.table, chains, live.sets, live.maps, live.decoded, live.raw)
+        first = next(iter(Planner(CONFIG).plan_full(h.view, other)))
+        assert ((first.verb, first.obj) == ("delete", CONFIG.nft_table)) == recreated

@@ -210,7 +210,7 @@ def full_sync(
     Packed elements are compared with the raw ones read back set by set, as sets of bytes
     (in C): a set equal to the plan costs no Python per element."""
     packed, elements, others = _split(desired)
-    if live is None or _sets_differ(others, live):
+    if live is None or _layout_differs(others, live):
         return _recreate(table, (packed, elements, others), live is not None, pk)
     add_p, del_p, have = _diff_packed(packed, live, pk)
     want = dict(zip(map(_SET_KEY, elements), elements, strict=True))
@@ -280,15 +280,22 @@ def _diff_packed(
 
 def _packed(pk: Packer, e: Element) -> Planned:
     """A live element packed, or as it is if it does not fit (a set defined otherwise by an
-    earlier layout: the table is then recreated, see :func:`_sets_differ`)."""
+    earlier layout: the table is then recreated, see :func:`_layout_differs`)."""
     try:
         return pk.pack(e)
     except (NftError, OSError, ValueError, KeyError, TypeError, struct.error):
         return e
 
 
-def _sets_differ(others: list[Chain | Set], live: Ruleset) -> bool:
-    return any(
-        isinstance(o, Set) and o.name in live.sets and live.sets[o.name] != digest(o)
-        for o in others
-    )
+def _layout_differs(others: list[Chain | Set], live: Ruleset) -> bool:
+    """A live set, or base chain, made otherwise than planned (or without a digest): the
+    kernel changes neither in place (a set's type, a hook's priority; an ``add chain`` does
+    not reset a policy), so the table is recreated."""
+    for o in others:
+        if isinstance(o, Set):
+            found = live.sets.get(o.name)
+        else:
+            found = live.chains.get(o.name) if o.hook is not None else None
+        if found is not None and found != digest(o):
+            return True
+    return False
