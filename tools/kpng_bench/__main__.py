@@ -1,5 +1,7 @@
-"""``python -m kpng_bench``: full sync, one change, restart and RSS of the nftables backend,
-against kube-proxy's ruleset shape, inside a network namespace made for the run."""
+"""``python -m kpng_bench``: full sync, one change, restart and RSS of the agent's nftables
+backend (both families, as ``kpng-agent`` runs it), against kube-proxy's ruleset shape, inside
+a network namespace made for the run. The process holds what an agent holds: the node view,
+the backend's plans, the agent's modules."""
 
 from __future__ import annotations
 
@@ -13,16 +15,18 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kpng.diff import DeleteEndpoint, SetEndpoint, View
+from kpng.bus.consumer import Applied
+from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng.nft.execnft import NftCommand
 from kpng.nft.nlnft import NetlinkNftables
-from kpng.nft.planner import Planner
-from kpng.nft.skeleton import Config
-from kpng.nft.transaction import Nftables
+from kpng.nft.objects import Table
+from kpng.nft.transaction import Nftables, Ruleset, Transaction
+from kpng_agent.backends.nftables import NftablesBackend, Settings
 from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
 
 
@@ -36,35 +40,81 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def config() -> Config:
-    return Config(node=NODE, pod_cidrs=("10.244.0.0/16",), nodeport_cidrs=(f"{NODE_IP}/32",))
+@dataclass(slots=True)
+class Timed:
+    """The backend's nftables, timing reads and runs (planning is the rest)."""
+
+    inner: Nftables
+    read_s: float = 0.0
+    run_s: float = 0.0
+
+    async def read(self, table: Table) -> Ruleset | None:
+        t0 = time.perf_counter()
+        try:
+            return await self.inner.read(table)
+        finally:
+            self.read_s += time.perf_counter() - t0
+
+    async def run(self, tx: Transaction) -> None:
+        t0 = time.perf_counter()
+        try:
+            await self.inner.run(tx)
+        finally:
+            self.run_s += time.perf_counter() - t0
 
 
-async def full_sync(nft: Nftables, v: View[ViewEndpoint]) -> tuple[Planner, dict[str, float]]:
-    planner = Planner(config())
+def backend(ns: str, path: str) -> tuple[NftablesBackend, Timed]:
+    settings = Settings(
+        node=NODE,
+        cluster_cidrs=("10.244.0.0/16",),
+        nodeport_addresses=(f"{NODE_IP}/32",),
+        netlink=path == "netlink",
+    )
+    b = NftablesBackend(settings, NftCommand(("ip", "netns", "exec", ns, "nft")), lambda: [NODE_IP])
+    timed = Timed(b.nft)
+    b.nft = timed
+    return b, timed
+
+
+def close(b: NftablesBackend, timed: Timed) -> None:
+    if isinstance(timed.inner, NetlinkNftables):
+        timed.inner.close()
+
+
+def event(
+    v: View[ViewEndpoint], seq: int, ops: tuple[Op[ViewEndpoint], ...] = ()
+) -> Applied[ViewEndpoint]:
+    return Applied("snapshot" if not ops else "delta", "bench", seq, v, ops)
+
+
+async def full_sync(
+    ns: str, path: str, v: View[ViewEndpoint]
+) -> tuple[NftablesBackend, Timed, dict[str, float]]:
+    b, timed = backend(ns, path)
     t0 = time.perf_counter()
-    live = await nft.read(config().nft_table)
-    tr = time.perf_counter()
-    tx = planner.plan_full(v, live)
-    t1 = time.perf_counter()
-    await nft.run(tx)
-    t2 = time.perf_counter()
-    return planner, {
-        "seconds": t2 - t0,
-        "read": tr - t0,
-        "plan": t1 - tr,
-        "apply": t2 - t1,
-        "ops": len(tx),
-    }
+    await b.program(event(v, 1), full=True)
+    took = time.perf_counter() - t0
+    plan = took - timed.read_s - timed.run_s
+    return (
+        b,
+        timed,
+        {
+            "seconds": took,
+            "read": timed.read_s,
+            "plan": plan,
+            "apply": timed.run_s,
+            "ops": b.last_ops,
+        },
+    )
 
 
-async def one_change(nft: Nftables, planner: Planner, v: View[ViewEndpoint], n: int) -> float:
+async def one_change(b: NftablesBackend, v: View[ViewEndpoint], n: int) -> float:
     """Median of ``n`` single endpoint additions/removals on a loaded table."""
     times = []
     key = next(iter(v.services))
     for r in range(n):
         e = endpoint(10**6 + r // 2, 0, 1)
-        op = SetEndpoint(key, e) if r % 2 == 0 else DeleteEndpoint(key, e.ip)
+        op: Op[ViewEndpoint] = SetEndpoint(key, e) if r % 2 == 0 else DeleteEndpoint(key, e.ip)
         eps = dict(v.endpoints[key])
         if r % 2 == 0:
             eps[e.ip] = e
@@ -72,7 +122,7 @@ async def one_change(nft: Nftables, planner: Planner, v: View[ViewEndpoint], n: 
             eps.pop(e.ip)
         v.endpoints[key] = eps
         t0 = time.perf_counter()
-        await nft.run(planner.plan_ops(v, [op]))
+        await b.program(event(v, 2 + r, (op,)), full=False)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -110,13 +160,14 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, Any]:
     cmd = NftCommand(("ip", "netns", "exec", ns, "nft"))
-    nft: Nftables = NetlinkNftables(cmd) if path == "netlink" else cmd
-    await cmd.delete_table(config().nft_table)
+    for family in ("ip", "ip6"):
+        await cmd.delete_table(Table(family, "kpng"))
     v = node_view(services, 10)
-    planner, full = await full_sync(nft, v)
-    change = await one_change(nft, planner, v, 21)
-    del planner  # a restarted agent starts without one
-    _, restart = await full_sync(nft, v)
+    b, timed, full = await full_sync(ns, path, v)
+    change = await one_change(b, v, 21)
+    close(b, timed)
+    del b, timed  # a restarted agent starts without a plan
+    b, timed, restart = await full_sync(ns, path, v)
     out = {
         "path": path,
         "services": services,
@@ -126,11 +177,12 @@ async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, A
         "restart": restart,
         "rss_mb": rss_mb(),
         "rss_peak_mb": rss_mb("VmHWM"),
-        "kube_proxy_shape_s": baseline(ns, v, cap),
     }
-    await cmd.delete_table(config().nft_table)
-    if isinstance(nft, NetlinkNftables):
-        nft.close()
+    close(b, timed)
+    del b, timed
+    out["kube_proxy_shape_s"] = baseline(ns, v, cap)
+    for family in ("ip", "ip6"):
+        await cmd.delete_table(Table(family, "kpng"))
     return out
 
 

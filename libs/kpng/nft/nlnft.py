@@ -19,6 +19,7 @@ import asyncio
 import errno
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from kpng.nft.execnft import NftCommand
@@ -85,8 +86,12 @@ class NetlinkNftables:
     batches: int = 0
     elements: int = 0
     errors: int = 0  # batches the kernel refused
+    # the socket's users (dumps; a batch's sequence numbers, send and answers) one at a time:
+    # the families of one agent are programmed concurrently, from threads
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _sock(self) -> NetlinkSocket:
+        """The socket; call with :attr:`lock` held."""
         if self.sock is None:
             self.sock = NetlinkSocket(self.nft.netns)
         return self.sock
@@ -140,18 +145,25 @@ class NetlinkNftables:
     def _build(self, table: Table, runs: list[Run]) -> Batch:
         try:
             with no_gc():
-                return build(table, runs, self._sock().seq)
+                with self.lock:  # sequence numbers reserved for this batch
+                    sock = self._sock()
+                    seq = sock.seq
+                    sock.seq += 1 << 16
+                return build(table, runs, seq)
         except NftError:
             self.errors += 1
             raise
 
+    def _send_locked(self, batch: Batch) -> None:
+        with self.lock:
+            self._sock().send(batch)
+
     async def _send(self, batch: Batch, count: int) -> None:
-        sock = self._sock()
         try:
             if count > THREAD_ABOVE:
-                await asyncio.to_thread(sock.send, batch)
+                await asyncio.to_thread(self._send_locked, batch)
             else:
-                sock.send(batch)
+                self._send_locked(batch)
         except NftError:
             self.errors += 1
             raise
@@ -178,13 +190,15 @@ class NetlinkNftables:
     def _definitions(self, table: Table) -> Listing | None:
         """Chain names and set definitions over netlink (``nft -j -t`` lists every element
         in nft 1.0.6); None when the table does not exist."""
-        sock = self._sock()
-        try:
-            sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
-        except DumpError as e:
-            if e.errno == errno.ENOENT:
-                return None
-            raise
+        with self.lock:
+            sock = self._sock()
+            try:
+                sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
+            except DumpError as e:
+                if e.errno == errno.ENOENT:
+                    return None
+                raise
+            chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
         found = Listing()
         for _, buf, a, b in sets:
             s = set_definition(table, buf, a, b)
@@ -192,9 +206,7 @@ class NetlinkNftables:
                 found.sets[s.name] = s
                 if s.data:
                     found.maps.add(s.name)
-        for _, buf, a, b in sock.dump_messages(
-            lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq)
-        ):
+        for _, buf, a, b in chains:
             name = chain_name(table, buf, a, b)
             if name is not None:
                 found.chains.append(name)
@@ -208,8 +220,8 @@ class NetlinkNftables:
         return doc
 
     def _dump_all(self, table: Table, known: dict[str, Layout | None], into: Listing) -> None:
-        sock = self._sock()
-        with no_gc():
+        with no_gc(), self.lock:
+            sock = self._sock()
             for lay in known.values():
                 if lay is not None:
                     into.raw[lay.name] = (lay, sock.dump_raw(table, lay))

@@ -7,6 +7,7 @@ it wants it writes nothing). Every other delta touches only the services it name
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -89,9 +90,16 @@ class NftablesBackend:
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
         started = time.perf_counter()
-        self.last_ops = 0
-        for family in self.settings.families:
-            self.last_ops += await self._program_family(event, full, family)
+        # concurrently: one family's nft (the skeleton of a new table) runs while the other
+        # is planned; the netlink socket serialises its own users
+        done = await asyncio.gather(
+            *(self._program_family(event, full, f) for f in self.settings.families),
+            return_exceptions=True,
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self.last_ops = sum(n for n in done if isinstance(n, int))
         log.info(
             "programmed %s seq %d: %d ops in %.1f ms",
             "full" if full else event.kind,
