@@ -72,7 +72,13 @@ def test_terminating_endpoints_serve_until_a_ready_one_appears(kube: E2E) -> Non
     terminating = {"ready": False, "serving": True, "terminating": True}
     gone = {"ready": False, "serving": False, "terminating": True}
     svc = service("term", "10.96.2.2", nodePort=30092)
-    local = service("term-local", "10.96.2.12", nodePort=30102, externalTrafficPolicy="Local")
+    local = service(
+        "term-local",
+        "10.96.2.12",
+        nodePort=30102,
+        externalTrafficPolicy="Local",
+        internalTrafficPolicy="Local",
+    )
     kube.apply(
         svc,
         endpoints(
@@ -90,12 +96,15 @@ def test_terminating_endpoints_serve_until_a_ready_one_appears(kube: E2E) -> Non
         b.name,
         c.name,
     }
-    # eTP Local on node-2: its only serving endpoint terminates; the ready one is on node-1
-    answer = eventually(
-        "local terminating endpoint",
-        lambda: kube.from_client(kube.node_ip("node-2"), 30102),
+    # Local policies on node-2: its only serving endpoint terminates; the ready one is on
+    # node-1. iTP (a pod on node-2 to the cluster IP), then eTP (NodePort from outside)
+    inside = eventually(
+        "iTP Local: the local terminating endpoint",
+        lambda: sample(kube, kube.c.pod_ns("pod-2-2"), "10.96.2.12", 80),
         lambda got: got.startswith("pod-"),
     )
+    assert inside.split() == [b.name] * ROUNDS
+    answer = kube.from_client(kube.node_ip("node-2"), 30102)
     assert answer == f"{b.name} {kube.topology.client_ip}"
     assert sample(kube, kube.c.client, kube.node_ip("node-2"), 30102).split() == [b.name] * ROUNDS
 
