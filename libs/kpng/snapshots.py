@@ -174,8 +174,18 @@ class Snapshots:
         return encoded
 
     def _override(self, key: str, name: str, zone: str) -> list[bytes]:
-        """What turns the zone's view of a service into the view of ``name``, special to it."""
+        """What turns the zone's view of a service into the view of ``name``, special to it
+        (kept, like the zone's encodings, until the service changes)."""
         state = self._published[key]
+        assert state.service is not None
+        cached = self._encoded.setdefault(key, {})
+        variant = ("own", name, zone)
+        encoded = cached.get(variant)
+        if encoded is None:
+            encoded = cached[variant] = self._own_ops(key, state, name, zone)
+        return encoded
+
+    def _own_ops(self, key: str, state: ServiceState, name: str, zone: str) -> list[bytes]:
         assert state.service is not None
         generic = service_view(state.service, state.endpoints, "", zone)
         own = service_view(state.service, state.endpoints, name, zone)
