@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from dataclasses import replace
 
 from kpng.nft.nlbatch import build, dump_raw
 from kpng.nft.nlcodec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
@@ -156,3 +157,15 @@ def test_a_base_chain_made_otherwise_recreates_the_table() -> None:
         other = Ruleset(live.table, chains, live.sets, live.maps, live.decoded, live.raw)
         first = next(iter(Planner(CONFIG).plan_full(h.view, other)))
         assert ((first.verb, first.obj) == ("delete", CONFIG.nft_table)) == recreated
+
+
+def test_a_service_without_addresses_of_a_family_is_not_in_its_table() -> None:
+    """A single-stack service is the other family's (no pick elements, no target ids); a
+    node port is served by both families' node addresses."""
+    v6 = replace(CONFIG, family=6, pod_cidrs=(), nodeport_cidrs=())
+    h = Harness(v6)
+    h.full(view((svc("v4"), [ep("10.244.0.1")]), (svc("np", np=30001), [ep("10.244.0.2")])))
+    assert h.planner.programmed is not None
+    assert "default/v4" not in h.planner.programmed.by_service
+    assert "default/np" in h.planner.programmed.by_service
+    assert not any(k.startswith("default/v4|") for k in h.planner.ids.by_key)

@@ -63,6 +63,9 @@ class Target:
 def render_service(
     svc: Service, endpoints: Mapping[str, ViewEndpoint], c: Config, id_of: IdOf
 ) -> tuple[Planned, ...]:
+    ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
+    if not any(_fam(ip) == c.family for ip in ips) and not any(p.node_port for p in svc.ports):
+        return ()  # nothing of this family reaches it (the other family's table serves it)
     eps = [e for e in endpoints.values() if _fam(e.ip) == c.family]
     out: list[Planned] = []
     for sp in svc.ports:
