@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.cluster import ClusterState
-from kpng.codec import Delta, Scope, SnapshotChunk, decode
+from kpng.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.diff import SetEndpoint, SetService, View, apply
-from kpng.fanout import Fanout
+from kpng.fanout import Fanout, Outgoing
 from kpng.model import (
     Endpoint,
     EndpointPort,
@@ -403,3 +403,32 @@ def test_a_compact_snapshot_is_smaller_and_sends_endpoints_as_eps() -> None:
     plain, compact = fanout.snapshot("n4"), fanout.snapshot("n4", compact=True)
     assert b"eps" in compact[0] and b"eps" not in plain[0]
     assert sum(map(len, compact)) < 0.7 * sum(map(len, plain))
+
+
+def _nodes(out: list[Outgoing]) -> set[str | None]:
+    return {o.node for o in out}
+
+
+def test_ticks_follow_the_last_delta_of_a_burst_and_a_full_round_reaches_everyone() -> None:
+    """The global subject gets its tick every time (one message); nodes only when due."""
+    cluster = ClusterState()
+    cluster.replace([Node("n1"), Node("n2")])
+    fanout = Fanout("e1")
+    fanout.load(cluster)
+    assert _nodes(fanout.ticks(1.0, quiet=1.0, full=True)) == {"n1", "n2", None}
+    assert _nodes(fanout.ticks(2.0, quiet=1.0, full=False)) == {None}  # nothing new since
+    fanout.publish(cluster, cluster.upsert(make_service(1, False, False, False)), 10.0)
+    fanout.publish(cluster, cluster.upsert(Node("n1", zone="z1")), 10.5)  # n1's own view
+    assert fanout.seq == {"n1": 2, "n2": 1}
+    assert _nodes(fanout.ticks(10.9, quiet=1.0, full=False)) == {None}  # bursts may go on
+    first = [o for o in fanout.ticks(11.2, quiet=1.0, full=False) if o.node]
+    assert _nodes(first) == {"n2"}  # quiet since 10.0; n1 only since 10.5
+    later = [o for o in fanout.ticks(11.6, quiet=1.0, full=False) if o.node]
+    assert _nodes(later) == {"n1"}
+    ticks = {o.node: decode(o.data) for o in [*first, *later]}
+    assert {n: (t.epoch, t.seq) for n, t in ticks.items() if isinstance(t, Tick)} == {
+        "n1": ("e1", 2),
+        "n2": ("e1", 1),
+    }
+    assert _nodes(fanout.ticks(20.0, quiet=1.0, full=False)) == {None}
+    assert _nodes(fanout.ticks(40.0, quiet=1.0, full=True)) == {"n1", "n2", None}

@@ -58,7 +58,15 @@ def parser() -> argparse.ArgumentParser:
         "--tick-interval",
         type=positive_float,
         default=1.0,
-        help="seconds between idle ticks carrying each node's seq (default: %(default)s)",
+        help="a node that went quiet after a delta gets a tick with its seq within this many "
+        "seconds, so a lost last delta is noticed (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tick-refresh",
+        type=positive_float,
+        default=30.0,
+        help="seconds between ticks to every served node, changed or not: the epoch's "
+        "heartbeat (default: %(default)s)",
     )
     p.add_argument(
         "--history",
@@ -126,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tick_interval <= 0:
         p.error("--tick-interval must be positive")
     settings = PublisherSettings(
-        coalesce=args.coalesce_ms / 1000, tick_interval=args.tick_interval, history=args.history
+        coalesce=args.coalesce_ms / 1000,
+        tick_interval=args.tick_interval,
+        tick_refresh=args.tick_refresh,
+        history=args.history,
     )
 
     async def serve() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 class PublisherSettings:
     coalesce: float = 0.1
     tick_interval: float = 1.0
+    tick_refresh: float = 30.0  # every node gets a tick at least this often
     # a node with no Node object is served while it asks for snapshots or reports status
     idle_node_timeout: float = 600.0
     # catch-up: per node, the last `history` deltas (at most `history_bytes` of operations)
@@ -148,6 +150,9 @@ class Publisher:
                 log.error("%s (agents will resync on the gap)", exc)
 
     async def _tick_loop(self) -> None:
+        """Every tick interval, ticks to the nodes that went quiet after a delta; every
+        ``tick_refresh`` seconds (and first), to every node: the epoch's heartbeat."""
+        last_full = -math.inf
         while True:
             await asyncio.sleep(self.settings.tick_interval)
             if self.synced:
@@ -155,7 +160,9 @@ class Publisher:
                 idle = self.settings.idle_node_timeout
                 for node in self.fanout.retire_idle(now, idle, self.state.nodes):
                     log.info("no longer serving node %s: no Node object, idle %.0fs", node, idle)
-                await self._send(self.fanout.ticks(now))
+                full = now - last_full >= self.settings.tick_refresh
+                last_full = now if full else last_full
+                await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
     def _on_status(self, data: bytes, subject: str, reply: str) -> None:
         """An agent reporting in keeps its node served (even without a Node object)."""
