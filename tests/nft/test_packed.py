@@ -9,6 +9,8 @@ from dataclasses import replace
 
 from kpng.nft.nlbatch import build, dump_raw
 from kpng.nft.nlcodec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
+from kpng.nft.nlnft import SEQ_WRAP, NetlinkNftables
+from kpng.nft.nlsocket import NetlinkSocket
 from kpng.nft.objects import Element
 from kpng.nft.packed import Packer, adopt, key_only, packer, sent_forms
 from kpng.nft.planner import Planner
@@ -169,3 +171,13 @@ def test_a_service_without_addresses_of_a_family_is_not_in_its_table() -> None:
     assert "default/v4" not in h.planner.programmed.by_service
     assert "default/np" in h.planner.programmed.by_service
     assert not any(k.startswith("default/v4|") for k in h.planner.ids.by_key)
+
+
+def test_batch_sequence_numbers_wrap_before_32_bits() -> None:
+    nl = NetlinkNftables(sock=NetlinkSocket())  # the socket opens on first use: none here
+    assert nl.sock is not None
+    nl.sock.seq = SEQ_WRAP - 5
+    run = [("add", PK.layouts["cluster_ips"], [PK.pack(Element("cluster_ips", ("10.96.0.1",)))])]
+    for _ in range(3):
+        nl._build(TABLE, run)  # type: ignore[arg-type]
+    assert 0 < nl.sock.seq < SEQ_WRAP

@@ -41,6 +41,8 @@ from kpng.nft.transaction import Nftables, Op, Ruleset, Transaction
 
 log = logging.getLogger(__name__)
 THREAD_ABOVE = 2000  # elements: bigger batches are sent from a worker thread
+SEQ_BLOCK = 1 << 16  # sequence numbers reserved per batch (a batch of 10k services: ~200)
+SEQ_WRAP = 1 << 31  # a seq stays below 2**32 with a block and a send's messages on top
 
 
 @dataclass(slots=True)
@@ -145,10 +147,10 @@ class NetlinkNftables:
     def _build(self, table: Table, runs: list[Run]) -> Batch:
         try:
             with no_gc():
-                with self.lock:  # sequence numbers reserved for this batch
+                with self.lock:  # sequence numbers reserved for this batch (u32, wrapped)
                     sock = self._sock()
                     seq = sock.seq
-                    sock.seq += 1 << 16
+                    sock.seq = (seq + SEQ_BLOCK) % SEQ_WRAP
                 return build(table, runs, seq)
         except NftError:
             self.errors += 1
