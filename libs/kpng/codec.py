@@ -47,6 +47,7 @@ __all__ = [
     "Status",
     "Tick",
     "decode",
+    "delta_head",
     "encode",
     "encode_op",
     "endpoint_from_wire",
@@ -146,6 +147,11 @@ def encode_op(op: Op[Any]) -> bytes:
 def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes], count: int | None) -> bytes:
     """The header map with an ``ops`` array around encoded operations. ``ops`` may hold runs
     of several operations joined together; ``count`` is then the number of operations."""
+    return b"".join((_head_with_ops(header, len(ops) if count is None else count), *ops))
+
+
+def _head_with_ops(header: Mapping[str, Any], count: int) -> bytes:
+    """The bytes of a message that come before its ``count`` encoded operations."""
     packed = packb(header)
     if len(header) < 15:  # a fixmap: one more entry is one more in the first byte
         parts = [bytes((packed[0] + 1,)), packed[1:]]
@@ -153,8 +159,7 @@ def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes], count: int |
         parts = [_packer.pack_map_header(len(header) + 1)]
         parts.extend(packb(key) + packb(value) for key, value in header.items())
     parts.append(_OPS_KEY)
-    parts.append(_packer.pack_array_header(len(ops) if count is None else count))
-    parts.extend(ops)
+    parts.append(_packer.pack_array_header(count))
     return b"".join(parts)
 
 
@@ -171,10 +176,17 @@ def pack_delta(
 ) -> bytes:
     """A delta message around operations already encoded by :func:`encode_op` (or runs of
     them joined, ``count`` operations in all)."""
+    head = delta_head(epoch, seq, time, trigger_time, len(ops) if count is None else count)
+    return b"".join((head, *ops))
+
+
+def delta_head(epoch: str, seq: int, time: float, trigger_time: float | None, count: int) -> bytes:
+    """A delta message up to its operations: ``delta_head(...) + run`` is
+    ``pack_delta(..., (run,), count)``, without copying the run into a new message."""
     header = {"v": SCHEMA_VERSION, "kind": "delta", "epoch": epoch, "seq": seq, "time": time}
     if trigger_time is not None:
         header["trigger"] = trigger_time
-    return _pack_with_ops(header, ops, count)
+    return _head_with_ops(header, count)
 
 
 def pack_snapshot_chunk(

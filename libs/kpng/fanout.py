@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kpng.cluster import Changes, ClusterState, ServiceState
-from kpng.codec import Tick, encode, encode_op, pack_delta, pack_snapshot_chunk
+from kpng.codec import Tick, delta_head, encode, encode_op, pack_delta, pack_snapshot_chunk
 from kpng.diff import Op, diff_nodes, diff_service
 from kpng.model import Endpoint, Node, ViewEndpoint
 from kpng.snapshots import ENVELOPE, Snapshots, split
@@ -26,10 +26,21 @@ _EMPTY = ServiceState(None, ())
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to publish: ``node`` None means the global subject."""
+    """One message to publish: ``node`` None means the global subject. A node's delta is
+    kept as its own head and the run of operations its zone shares (``body``), joined only
+    when published: a batch to 5,000 nodes holds one copy of the run, not 5,000."""
 
     node: str | None
-    data: bytes
+    head: bytes
+    body: bytes = b""
+
+    @property
+    def data(self) -> bytes:
+        return self.head + self.body if self.body else self.head
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.body)
 
 
 @dataclass(slots=True)
@@ -178,12 +189,12 @@ class Fanout:
         for members in zones.values():
             out.extend(self._zone_messages(batch, members, now, trigger))
         self.stats.node_messages += len(out)
-        self.stats.node_bytes += sum(len(o.data) for o in out)
+        self.stats.node_bytes += sum(o.size for o in out)
         for part in self._split(batch.global_ops):
             self.global_seq += 1
             out.append(Outgoing(None, pack_delta(self.epoch, self.global_seq, now, trigger, part)))
         self.stats.messages += len(out)
-        self.stats.bytes += sum(len(o.data) for o in out)
+        self.stats.bytes += sum(o.size for o in out)
         return out
 
     def _zone_messages(
@@ -212,10 +223,10 @@ class Fanout:
             for count, blob in runs:
                 self._last_delta[node] = now
                 self.seq[node] += 1
-                data = pack_delta(self.epoch, self.seq[node], now, trigger, (blob,), count)
+                head = delta_head(self.epoch, self.seq[node], now, trigger, count)
                 if history is not None:
                     history.add(self.seq[node], count, blob, self.history, self.history_bytes)
-                yield Outgoing(node, data)
+                yield Outgoing(node, head, blob)
 
     def _encode(self, batch: _Batch, ops: list[Op[Any]]) -> list[bytes]:
         key = tuple(ops)
