@@ -22,6 +22,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from kpng.gcpause import no_gc
 from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import Listing, listing
 from kpng.nft.nlbatch import Batch, Run, build
@@ -36,7 +37,6 @@ from kpng.nft.nlread import (
 )
 from kpng.nft.nlsocket import NetlinkSocket
 from kpng.nft.objects import Chain, Element, NftError, Set, Table
-from kpng.nft.state import no_gc
 from kpng.nft.transaction import Nftables, Op, Ruleset, Transaction
 
 log = logging.getLogger(__name__)
@@ -241,4 +241,4 @@ def _check_protocol(n: NetlinkNftables) -> Nftables:
     return n
 
 
-__all__ = ["NetlinkNftables", "Op", "Steps", "no_gc", "split"]
+__all__ = ["NetlinkNftables", "Op", "Steps", "split"]

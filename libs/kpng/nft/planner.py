@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kpng.diff import Op, View, service_keys
+from kpng.gcpause import no_gc
 from kpng.model import ViewEndpoint
 from kpng.nft.packed import Planned, packer
 from kpng.nft.render import render_service
@@ -14,7 +15,6 @@ from kpng.nft.state import (
     Ids,
     Programmed,
     full_sync,
-    no_gc,
     static_objects,
     target_keys,
     transaction,

@@ -9,12 +9,10 @@ once), so a restarted agent that finds its table as it wants it writes nothing.
 
 from __future__ import annotations
 
-import gc
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -24,19 +22,6 @@ from kpng.nft.objects import Chain, Element, Key, NftError, Object, Set, Table
 from kpng.nft.packed import Packer, Planned, adopt, element_comment, key_only
 from kpng.nft.skeleton import Config, chains, config_elements, sets
 from kpng.nft.transaction import Packed, Ruleset, Transaction, digest, digest_element
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic collector while building or reading ~10^5 acyclic tuples: its
-    repeated passes over a growing heap cost more than the work itself (2-3x at 10k)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 @dataclass(slots=True)
