@@ -28,6 +28,7 @@ from kpng_watcher.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger("kpng_scale.watcher")
 KEEP_BATCHES = 50
+RAW_BYTES = 64 << 20  # the raw publish comparison materialises at most this much
 
 
 class FeedSource:
@@ -132,11 +133,15 @@ class Controller:
     async def rawbench(self, body: control.Json) -> control.Json:
         """The delta messages last sent, published again with nothing but nats-py."""
         subjects = self.bus.subjects
-        messages = [
-            (subjects.global_delta if o.node is None else subjects.node_delta(o.node), o.data)
-            for batch in self.publisher.sent
-            for o in batch
-        ]
+        messages: list[tuple[str, bytes]] = []
+        size = 0
+        for batch in reversed(self.publisher.sent):  # the latest, up to RAW_BYTES in all
+            if messages and size + sum(o.size for o in batch) > RAW_BYTES:
+                break
+            for o in batch:
+                subject = subjects.global_delta if o.node is None else subjects.node_delta(o.node)
+                messages.append((subject, o.data))
+                size += o.size
         nc = self.bus.nc
         started = time.perf_counter()
         for subject, data in messages:
