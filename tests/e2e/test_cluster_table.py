@@ -197,3 +197,62 @@ def test_cleanup_removes_kpng_tables_only_and_the_agent_starts_again(kube: E2E) 
     assert kube.from_pod("pod-2-2", IP, 80) == "timeout"  # no service rules left
     kube.c.start_agent("node-2", "--sync-period", "5")
     serves(kube, "node-2")
+
+
+BASE_CHAINS = {
+    "priority": (
+        "filter_output",
+        "delete chain ip kpng filter_output\n"
+        "add chain ip kpng filter_output { type filter hook output priority 5; policy accept; }\n"
+        "add rule ip kpng filter_output ct state new jump endpoints_check\n",
+    ),
+    "policy": (
+        "filter_forward",
+        "add chain ip kpng filter_forward"
+        " { type filter hook forward priority -10; policy drop; }\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BASE_CHAINS))
+def test_an_agent_converges_a_base_chain_of_an_earlier_layout(kube: E2E, case: str) -> None:
+    """A base chain that differs in hook priority (an earlier layout) or policy, with no
+    matching digest: the kernel refuses to change a base chain's priority in place and an
+    ``add chain`` naming no policy keeps the old one, so the agent must recreate the table
+    (it used to fail every sync, or keep dropping forwarded traffic)."""
+    chain, script = BASE_CHAINS[case]
+    ns = kube.c.node_ns("node-1")
+    kube.apply(service("web", IP, nodePort=NODE_PORT), endpoints("web", [kube.pod("pod-2-1")]))
+    serves(kube, "node-1")
+    before = listing(ns)
+    kube.c.stop_agent("node-1")
+    digests = before["sets"]["chain_digests"]["elements"]
+    old = next(e for e in digests if isinstance(e, dict) and e["elem"].get("comment") == chain)
+    _load(ns, f"delete element ip kpng chain_digests {{ {old['elem']['val']} }}\n" + script)
+    kube.c.start_agent("node-1", "--sync-period", "5")
+    try:
+        _converges(kube, ns, chain, before)
+    finally:  # leave node-1 as a fresh agent makes it, for the next case
+        kube.c.stop_agent("node-1")
+        sh("nft", "delete", "table", "ip", "kpng", ns=ns)
+        kube.c.start_agent("node-1", "--sync-period", "5")
+
+
+def _converges(kube: E2E, ns: str, chain: str, before: dict[str, Any]) -> None:
+    # a service created after the restart must reach node-1's dataplane
+    kube.apply(
+        service("web", IP, nodePort=NODE_PORT),
+        endpoints("web", [kube.pod("pod-2-1")]),
+        service("new", "10.96.3.7"),
+        endpoints("new", [kube.pod("pod-2-2")]),
+    )
+    eventually(
+        "a new service on node-1",
+        lambda: kube.from_pod("pod-1-1", "10.96.3.7", 80),
+        lambda a: a.startswith("pod-2-2"),
+        timeout=40,
+    )
+    serves(kube, "node-1")
+    listed = sh("nft", "list", "chain", "ip", "kpng", chain, ns=ns)
+    assert "priority filter - 10; policy accept;" in listed, listed
+    assert listing(ns)["chains"][chain] == before["chains"][chain]
