@@ -4,6 +4,7 @@ they missed (no full snapshot), and a history that does not reach back means a f
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from typing import Any
@@ -137,3 +138,28 @@ async def test_compact_endpoints_only_for_consumers_that_accept_them(
     finally:
         await client_bus.close()
         await watcher_bus.close()
+
+
+async def test_the_watcher_freezes_its_model_once_loaded(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic GC's full passes over the loaded model paused publishing (up to 0.5 s)."""
+    calls: list[bool] = []
+    real = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(publisher.synced) or real())
+    deployment.write_cluster(cluster("10.244.1.1"))
+    deployment.start_nats()
+    bus = await connect(deployment.url, retry_forever=False)
+    publisher = Publisher(bus, FileSource(deployment.cluster_file, 0.05), PublisherSettings())
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(publisher.run())
+            await asyncio.wait_for(publisher.ready.wait(), 10)
+            assert calls == [True]  # once, with the model loaded
+            deployment.write_cluster(cluster("10.244.1.1", "10.244.1.2"))
+            await until(lambda: publisher.fanout.seq["n1"] > 0)
+            assert calls == [True]  # not per change
+            watcher.cancel()
+    finally:
+        gc.unfreeze()
+        await bus.close()
