@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 FIELDS = {
     "params": {"nodes", "services", "endpoints", "rate", "duration"},
     "latency": {"batches", "complete_batches", "p50_s", "p99_s", "max_s", "mean_per_agent_s"},
+    "latency_first_changes": {"batches", "p50_s", "p99_s", "max_s", "worst"},
     "initial": {"seconds", "watcher_cpu_s", "snapshot_requests", "snapshot_bytes_per_node"},
     "storm": {"seconds", "watcher_cpu_s", "watcher_snapshot_seconds", "snapshot_requests"},
     "storm_cold": {"seconds", "snapshot_requests", "full_snapshots", "snapshot_bytes_per_node"},
@@ -53,6 +54,7 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert result["crashed_processes"] == []
     assert result["changes"] > 0
     assert result["latency"]["complete_batches"] == result["latency"]["batches"] > 0
+    assert result["latency_first_changes"]["batches"] > 0
     # warm storm: every agent resynced with only what it missed, no full snapshot
     assert result["storm"]["catchups"] >= 20
     assert result["storm"]["full_snapshots"] == 0

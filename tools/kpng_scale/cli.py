@@ -24,6 +24,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--endpoints", type=int, default=d.endpoints, help="E (%(default)s)")
     p.add_argument("-r", "--rate", type=float, default=d.rate, help="changes/s (%(default)s)")
     p.add_argument("-d", "--duration", type=float, default=d.duration, help="churn seconds")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=d.warmup,
+        help="seconds of churn right after the initial sync, reported apart (%(default)s)",
+    )
     p.add_argument("--processes", type=int, default=d.processes, help="agent processes")
     p.add_argument("--coalesce-ms", type=float, default=d.coalesce_ms)
     p.add_argument("--snapshot-timeout", type=float, default=d.snapshot_timeout)
@@ -35,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
 
 def table(result: dict[str, Any]) -> str:
     lat, storm, init = result["latency"], result["storm"], result["initial"]
+    first = result["latency_first_changes"]
     cold = result["storm_cold"]
     w, per, pub = result["watcher"], result["per_change_per_node"], result["publish"]
     p = result["params"]
@@ -46,6 +53,10 @@ def table(result: dict[str, Any]) -> str:
             f"{lat['p50_s']:.3f} / {lat['p99_s']:.3f} / {lat['max_s']:.3f} s",
         ),
         ("batches complete on all agents", f"{lat['complete_batches']} / {lat['batches']}"),
+        (
+            "first changes after the initial sync: p50 / max",
+            f"{first['p50_s']:.3f} / {first['max_s']:.3f} s",
+        ),
         ("initial sync (all agents)", f"{init['seconds']:.1f} s"),
         ("warm storm (resync with state) to convergence", f"{storm['seconds']:.2f} s"),
         (
@@ -67,6 +78,10 @@ def table(result: dict[str, Any]) -> str:
             "watcher CPU churn / warm / cold storm",
             f"{w['cpu_percent_churn']:.0f}% / {w['cpu_percent_storm']:.0f}%"
             f" / {w['cpu_percent_storm_cold']:.0f}%",
+        ),
+        (
+            "watcher GC pauses >10 ms in churn (max)",
+            f"{w['gc_pauses_over_10ms_in_churn']} ({w['gc_max_pause_in_churn_s']:.2f} s)",
         ),
         (
             "watcher RSS now / peak",
@@ -104,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints=args.endpoints,
         rate=args.rate,
         duration=args.duration,
+        warmup=args.warmup,
         processes=args.processes,
         coalesce_ms=args.coalesce_ms,
         snapshot_timeout=args.snapshot_timeout,

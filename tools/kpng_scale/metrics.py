@@ -59,6 +59,9 @@ def latency(phase: Phase, nodes: int) -> Json:
             entry[2] += total
     complete = [v[1] - t for t, v in merged.items() if v[0] >= nodes]
     applied = sum(v[0] for v in merged.values())
+    worst = sorted(
+        ((v[1] - t, t - phase.started) for t, v in merged.items() if v[0] >= nodes), reverse=True
+    )[:5]
     return {
         "batches": len(merged),
         "complete_batches": len(complete),
@@ -66,6 +69,8 @@ def latency(phase: Phase, nodes: int) -> Json:
         "p99_s": percentile(complete, 0.99),
         "max_s": max(complete, default=float("nan")),
         "mean_per_agent_s": sum(v[2] for v in merged.values()) / max(applied, 1),
+        # the slowest batches: [latency, seconds into the phase] (where the tail comes from)
+        "worst": [[round(lat, 3), round(at, 2)] for lat, at in worst],
     }
 
 
@@ -100,6 +105,7 @@ def summarize(
         "params": params,
         "changes": int(changes),
         "latency": latency(churn, s.nodes),
+        "latency_first_changes": latency(phases["warmup"], s.nodes),
         "initial": sync_phase(phases["initial"]),
         "storm": sync_phase(phases["storm"]),
         "storm_cold": sync_phase(phases["storm_cold"]),
@@ -110,6 +116,8 @@ def summarize(
             "rss_bytes": phases["storm_cold"].after["usage"]["rss_bytes"],
             "peak_rss_bytes": peak,
             "batches": int(churn.delta("batches")),
+            "gc_pauses_over_10ms_in_churn": len(_pauses_in(churn, [churn.after])),
+            "gc_max_pause_in_churn_s": max(_pauses_in(churn, [churn.after]), default=0.0),
         },
         "per_change_per_node": {
             "messages": churn.delta("fanout", "node_messages") / changes / s.nodes,
@@ -136,12 +144,7 @@ def summarize(
 def agent_usage(phases: dict[str, Phase]) -> Json:
     """The simulated agents' processes: peak RSS, and GC pauses during the churn."""
     churn, final = phases["churn"], phases["storm_cold"].statuses
-    pauses = [
-        pause
-        for st in final
-        for at, pause in st["usage"]["gc_long_pauses"]
-        if churn.started <= at <= churn.ended + 5
-    ]
+    pauses = _pauses_in(churn, final)
     return {
         "processes": len(final),
         "peak_rss_bytes": max((st["usage"]["peak_rss_bytes"] for st in final), default=0),
@@ -149,6 +152,16 @@ def agent_usage(phases: dict[str, Phase]) -> Json:
         "gc_pauses_over_10ms_in_churn": len(pauses),
         "gc_max_pause_in_churn_s": max(pauses, default=0.0),
     }
+
+
+def _pauses_in(phase: Phase, reports: list[Json]) -> list[float]:
+    """GC pauses over 10 ms that processes reported, during ``phase`` (and 5 s after)."""
+    return [
+        pause
+        for st in reports
+        for at, pause in st["usage"]["gc_long_pauses"]
+        if phase.started <= at <= phase.ended + 5
+    ]
 
 
 def check_targets(result: Json) -> Json:
