@@ -257,16 +257,26 @@ def messages(buf: bytes) -> Iterator[tuple[int, int, int]]:
         at += (length + 3) & ~3
 
 
+def _element_lists(buf: bytes) -> Iterator[tuple[int, int] | None]:
+    """The element lists of a dump's messages, as (start, end) in ``buf``; None once the
+    dump is done. Raises DumpError for a malformed message."""
+    for kind, a, b in messages(buf):
+        if kind == NLMSG_DONE:
+            yield None
+            return
+        for k, x, y in attrs(buf, a, b):
+            if k == NFTA_SET_ELEM_LIST_ELEMENTS:
+                yield x, y
+
+
 def dump_raw(lay: Layout, buf: bytes, out: list[bytes]) -> bool:
     """Elements of a dump's messages into ``out``, as sent (see :func:`sent_forms`), not
     decoded; True once the dump is done."""
     try:
-        for kind, a, b in messages(buf):
-            if kind == NLMSG_DONE:
+        for span in _element_lists(buf):
+            if span is None:
                 return True
-            for k, x, y in attrs(buf, a, b):
-                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
-                    out.extend(sent_forms(lay, buf, x, y))
+            out.extend(sent_forms(lay, buf, *span))
     except DumpError as exc:
         raise NftError(f"dump of set {lay.name}: {exc}") from None
     return False
@@ -275,15 +285,14 @@ def dump_raw(lay: Layout, buf: bytes, out: list[bytes]) -> bool:
 def dump_elements(lay: Layout, buf: bytes, out: list[Element]) -> bool:
     """Elements of a dump's messages into ``out``; True once the dump is done."""
     try:
-        for kind, a, b in messages(buf):
-            if kind == NLMSG_DONE:
+        for span in _element_lists(buf):
+            if span is None:
                 return True
-            for k, x, y in attrs(buf, a, b):
-                if k == NFTA_SET_ELEM_LIST_ELEMENTS:
-                    bulk = unpack_all(lay, buf, x, y)
-                    if bulk is None:
-                        bulk = [decode_element(lay, buf, p, q) for _, p, q in attrs(buf, x, y)]
-                    out.extend(bulk)
+            x, y = span
+            bulk = unpack_all(lay, buf, x, y)
+            if bulk is None:
+                bulk = [decode_element(lay, buf, p, q) for _, p, q in attrs(buf, x, y)]
+            out.extend(bulk)
     except DumpError as exc:
         raise NftError(f"dump of set {lay.name}: {exc}") from None
     return False

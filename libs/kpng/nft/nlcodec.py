@@ -290,7 +290,7 @@ def decode_element(lay: Layout, buf: bytes, start: int, end: int) -> Element:
         elif kind == NFTA_SET_ELEM_DATA:
             value = _verdict(buf, a, b) if lay.verdict else _data(lay, buf, a, b)
         elif kind == NFTA_SET_ELEM_USERDATA:
-            comment = _comment(buf, a, b)
+            comment = udata_comment(buf, a, b)
     return Element(lay.name, key, value, comment)
 
 
@@ -320,7 +320,8 @@ def _verdict(buf: bytes, a: int, b: int) -> Key:
     return (f"{name} {chain}" if chain else name,)
 
 
-def _comment(buf: bytes, a: int, b: int) -> str:
+def udata_comment(buf: bytes, a: int, b: int) -> str:
+    """The comment in an ``NFTA_SET_ELEM_USERDATA`` payload ``buf[a:b]`` ("" if none)."""
     while a + 2 <= b:
         kind, n = buf[a], buf[a + 1]
         if kind == 0:

@@ -30,6 +30,7 @@ from kpng.nft.nlcodec import (
     comment_attr,
     decode_element,
     layout,
+    udata_comment,
     verdict_attr,
 )
 from kpng.nft.objects import Element, NftError, Object
@@ -152,11 +153,7 @@ def element_comment(raw: bytes, at: int = 0) -> str:
     """The comment of the ``NFTA_LIST_ELEM`` at ``at`` (its ``NFTNL_UDATA_SET_ELEM_COMMENT``)."""
     for kind, a, b in attrs(raw, at + 4, len(raw)):
         if kind == NFTA_SET_ELEM_USERDATA:
-            while a + 2 <= b:
-                tlv, n = raw[a], raw[a + 1]
-                if tlv == 0:
-                    return raw[a + 2 : a + 2 + n].rstrip(b"\0").decode()
-                a += 2 + n
+            return udata_comment(raw, a, b)
     return ""
 
 
