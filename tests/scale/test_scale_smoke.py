@@ -65,4 +65,5 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert delivery["replies"] >= 20 and delivery["bytes"] >= 20 * per_node * 0.5
     # node-independent services: each distinct operation encoded once, not once per node
     assert result["encodings"]["per_distinct_op"] == 1.0
+    assert result["encodings"]["probe_samples"] > 0
     assert "lat" in done.stdout.lower() and "target" in done.stdout

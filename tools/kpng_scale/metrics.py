@@ -127,6 +127,7 @@ def summarize(
             "per_change": churn.delta("fanout", "encodings") / changes,
             "probe_encodings": probe["encodings"],
             "probe_distinct_ops": probe["distinct_ops"],
+            "probe_samples": probe["samples"],  # single-change batches measured
             "per_distinct_op": probe["encodings"] / max(probe["distinct_ops"], 1),
         },
         "publish": {

@@ -56,23 +56,21 @@ class MeasuredPublisher(Publisher):
         self.snapshot_seconds = 0.0
         self.snapshot_requests = 0
         self.sent: list[list[Outgoing]] = []
-        self._flushing = False
         self.flushed = asyncio.Event()
 
     async def flush(self) -> None:
-        started, self._flushing = time.perf_counter(), True
+        started = time.perf_counter()
         try:
             await super().flush()
         finally:
-            self._flushing = False
             self.flush_seconds += time.perf_counter() - started
             self.flushed.set()
 
-    async def _send(self, out: list[Outgoing]) -> None:
-        if self._flushing:
-            self.flush_messages += len(out)
-            self.sent = [*self.sent[-KEEP_BATCHES + 1 :], out]
-        await super()._send(out)
+    async def _send_batch(self, out: list[Outgoing]) -> None:
+        # only a batch's deltas: ticks sent meanwhile are not part of it
+        self.flush_messages += len(out)
+        self.sent = [*self.sent[-KEEP_BATCHES + 1 :], out]
+        await super()._send_batch(out)
 
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
         started = time.perf_counter()
@@ -119,16 +117,19 @@ class Controller:
         """Single changes to node-independent services, one batch each: how many encodings
         per operation (1.0: each distinct operation encoded once, whatever the node count)."""
         p, stats = self.publisher, self.publisher.fanout.stats
-        encodings = ops = 0
+        encodings = ops = samples = 0
         for _ in range(int(body.get("changes", 20))):
-            before_batches, before_encodings = p.stats.batches, stats.encodings
+            before = (p.stats.batches, p.stats.coalesced_changes, stats.encodings)
             self.source.queue.put_nowait(Upsert(self.source.cluster.change(time.time(), True)))
-            while p.stats.batches == before_batches:
+            while p.stats.batches == before[0]:
                 p.flushed.clear()
                 await p.flushed.wait()
-            encodings += stats.encodings - before_encodings
+            if (p.stats.batches, p.stats.coalesced_changes) != (before[0] + 1, before[1] + 1):
+                continue  # batched with a change still pending from before: not a sample
+            samples += 1
+            encodings += stats.encodings - before[2]
             ops += sum(_distinct_ops(batch) for batch in p.sent[-1:])
-        return {"encodings": encodings, "distinct_ops": ops}
+        return {"encodings": encodings, "distinct_ops": ops, "samples": samples}
 
     async def rawbench(self, body: control.Json) -> control.Json:
         """The delta messages last sent, published again with nothing but nats-py."""

@@ -130,7 +130,7 @@ class Publisher:
             return
         started = time.perf_counter()
         out = self.fanout.publish(self.state, pending, self.clock())
-        await self._send(out)
+        await self._send_batch(out)
         self.stats.batches += 1
         self.stats.coalesced_changes += len(pending.services) + len(pending.nodes)
         self.stats.last_publish_duration = time.perf_counter() - started
@@ -141,6 +141,10 @@ class Publisher:
             len(out),
             self.stats.last_publish_duration * 1000,
         )
+
+    async def _send_batch(self, out: list[Outgoing]) -> None:
+        """A batch's deltas (ticks go through :meth:`_send` directly)."""
+        await self._send(out)
 
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
