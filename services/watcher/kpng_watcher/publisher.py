@@ -73,6 +73,9 @@ class Publisher:
         self.stats = PublisherStats()
         self._pending = Changes()
         self._dirty = asyncio.Event()
+        # a batch's deltas go out before any tick computed after them (a tick carrying a seq
+        # whose delta is still unsent would make that node resync for nothing)
+        self._publishing = asyncio.Lock()
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -129,8 +132,9 @@ class Publisher:
         if not pending:
             return
         started = time.perf_counter()
-        out = self.fanout.publish(self.state, pending, self.clock())
-        await self._send_batch(out)
+        async with self._publishing:
+            out = self.fanout.publish(self.state, pending, self.clock())
+            await self._send_batch(out)
         self.stats.batches += 1
         self.stats.coalesced_changes += len(pending.services) + len(pending.nodes)
         self.stats.last_publish_duration = time.perf_counter() - started
@@ -170,7 +174,8 @@ class Publisher:
                     log.info("no longer serving node %s: no Node object, idle %.0fs", node, idle)
                 full = now - last_full >= self.settings.tick_refresh
                 last_full = now if full else last_full
-                await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
+                async with self._publishing:
+                    await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
     def _on_status(self, data: bytes, subject: str, reply: str) -> None:
         """An agent reporting in keeps its node served (even without a Node object)."""

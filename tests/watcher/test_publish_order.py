@@ -1,0 +1,76 @@
+"""A batch's deltas go out before any tick that carries their seqs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kpng.bus.subjects import Subjects
+from kpng.codec import Delta, Tick, decode
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Node,
+    Protocol,
+    Service,
+    ServicePort,
+    ServiceType,
+)
+from kpng.source import Replace, Synced, Upsert
+from kpng_watcher.publisher import Publisher, PublisherSettings
+
+PORT = (EndpointPort("http", Protocol.TCP, 8080),)
+SERVICE = Service(
+    "default",
+    "web",
+    ServiceType.CLUSTER_IP,
+    ("10.96.0.10",),
+    (ServicePort("http", Protocol.TCP, 80, 8080),),
+)
+
+
+class SlowBus:
+    """Publishes in order, yielding to the loop after each, deltas slower than ticks (as a
+    connection busy with large deltas is)."""
+
+    subjects = Subjects("kpng")
+    max_payload = 1024 * 1024
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
+        message = decode(data, "global" if ".global." in subject else "node")
+        self.sent.append((subject, message))
+        await asyncio.sleep(0.002 if isinstance(message, Delta) else 0)
+
+
+def _slice(*ips: str) -> EndpointSlice:
+    endpoints = tuple(Endpoint(ip, PORT, "n1") for ip in ips)
+    return EndpointSlice("default", "web-a", "web", "IPv4", endpoints)
+
+
+async def test_no_tick_overtakes_the_delta_whose_seq_it_carries() -> None:
+    bus = SlowBus()
+    settings = PublisherSettings(tick_interval=0.001, tick_refresh=0.001)  # full rounds
+    publisher = Publisher(bus, None, settings)  # type: ignore[arg-type]
+    nodes = [Node(f"n{i}") for i in range(40)]
+    publisher.handle(Replace((*nodes, SERVICE, _slice("10.244.0.1"))))
+    publisher.handle(Synced())
+    ticking = asyncio.create_task(publisher._tick_loop())
+    try:
+        for i in range(2, 5):
+            publisher.handle(Upsert(_slice(*(f"10.244.0.{j}" for j in range(1, i)))))
+            await publisher.flush()
+    finally:
+        ticking.cancel()
+    seen: dict[str, int] = {}
+    ticks = 0
+    for subject, message in bus.sent:
+        if isinstance(message, Delta):
+            seen[subject] = message.seq
+        elif isinstance(message, Tick) and subject.endswith(".delta") and ".node." in subject:
+            ticks += 1
+            assert message.seq <= seen.get(subject, 0), (subject, message.seq, seen)
+    assert ticks > 0 and len(seen) == 41  # 40 nodes and the global subject
