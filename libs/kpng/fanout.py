@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kpng.cluster import Changes, ClusterState, ServiceState
-from kpng.codec import Tick, delta_head, encode, encode_op, pack_delta, pack_snapshot_chunk
+from kpng.codec import Tick, delta_head, encode, encode_op
 from kpng.diff import Op, diff_nodes, diff_service
 from kpng.model import Endpoint, Node, ViewEndpoint
-from kpng.snapshots import ENVELOPE, Snapshots, split
+from kpng.snapshots import ENVELOPE, Snapshots, chunk_messages, pack
 from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
@@ -190,9 +190,10 @@ class Fanout:
             out.extend(self._zone_messages(batch, members, now, trigger))
         self.stats.node_messages += len(out)
         self.stats.node_bytes += sum(o.size for o in out)
-        for part in self._split(batch.global_ops):
+        for count, run in self._pack(batch.global_ops):
             self.global_seq += 1
-            out.append(Outgoing(None, pack_delta(self.epoch, self.global_seq, now, trigger, part)))
+            head = delta_head(self.epoch, self.global_seq, now, trigger, count)
+            out.append(Outgoing(None, head, run))
         self.stats.messages += len(out)
         self.stats.bytes += sum(o.size for o in out)
         return out
@@ -209,14 +210,14 @@ class Fanout:
             skip = batch.skip.get(node)
             if skip is None and node not in batch.per_node:
                 if shared is None:
-                    shared = _runs(self._split([op for _, ops in segments for op in ops]))
+                    shared = self._pack([op for _, ops in segments for op in ops])
                 runs = shared
             else:
                 ops = list(batch.per_node.get(node, ()))
                 for key, encoded in segments:
                     if skip is None or key not in skip:
                         ops.extend(encoded)
-                runs = _runs(self._split(ops))
+                runs = self._pack(ops)
             history = self._history.get(node) if self.history > 0 else None
             if history is None and self.history > 0:
                 history = self._history[node] = _History()
@@ -304,9 +305,9 @@ class Fanout:
         if ops:
             batch.per_node.setdefault(name, []).extend(self._encode(batch, list(ops)))
 
-    def _split(self, ops: list[bytes]) -> Iterator[list[bytes]]:
+    def _pack(self, ops: list[bytes]) -> list[tuple[int, bytes]]:
         """Operations in runs that fit the server's max payload (never an empty run)."""
-        return split(ops, self._limit)
+        return pack(((1, op) for op in ops), self._limit)
 
     @property
     def _limit(self) -> int:
@@ -345,30 +346,10 @@ class Fanout:
             runs = history.since(since) if history is not None else None
         if runs is None:
             return None
-        chunks = self._run_chunks(runs)
-        out = [
-            pack_snapshot_chunk(self.epoch, seq, i, len(chunks), parts, n, base=since)
-            for i, (n, parts) in enumerate(chunks)
-        ]
+        out = chunk_messages(self.epoch, seq, pack(runs, self._limit), base=since)
         self.stats.catchups += 1
         self.stats.catchup_bytes += sum(len(c) for c in out)
         return out
-
-    def _run_chunks(self, runs: list[tuple[int, bytes]]) -> list[tuple[int, list[bytes]]]:
-        """Runs (each fits one message: it was one delta) packed greedily into chunks."""
-        limit = self._limit
-        chunks: list[tuple[int, list[bytes]]] = []
-        parts: list[bytes] = []
-        count = size = 0
-        for n, run in runs:
-            if parts and size + len(run) > limit:
-                chunks.append((count, parts))
-                parts, count, size = [], 0, 0
-            parts.append(run)
-            count, size = count + n, size + len(run)
-        if parts or not chunks:
-            chunks.append((count, parts))
-        return chunks
 
     def global_snapshot(self) -> list[bytes]:
         if self._global_chunks is None:
@@ -398,10 +379,6 @@ class Fanout:
             out.append(Outgoing(node, data))
         out.append(Outgoing(None, encode(Tick(self.epoch, self.global_seq, now))))
         return out
-
-
-def _runs(parts: Iterable[list[bytes]]) -> list[tuple[int, bytes]]:
-    return [(len(part), b"".join(part)) for part in parts]
 
 
 def _view_of(state: ServiceState, node: str, zone: str) -> dict[str, ViewEndpoint]:

@@ -14,7 +14,7 @@ way for every node, so a process that follows many nodes decodes them once.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -93,59 +93,40 @@ class Snapshots:
     ) -> list[bytes]:
         """``name``'s whole view at ``seq`` as chunks of at most ``limit`` bytes of
         operations; ``compact``: endpoints as one ``eps`` operation per service."""
-        runs = list(self._zone_part(zone, compact, limit))
-        own: list[bytes] = []
+        zone_runs = self._zone_part(zone, compact, limit)
+        own: list[Run] = []
         for key in sorted(self._specials.get(name, ())):
-            own.extend(self._override(key, name, zone))
+            own.extend((1, op) for op in self._override(key, name, zone))
         if node is not None:
-            own.append(encode_op(SetNode(node)))
-        size = sum(map(len, own))
-        if len(runs) == 1 and len(runs[0][1]) + size <= limit:  # a small view: one message
-            runs = [(runs[0][0] + len(own), runs[0][1] + b"".join(own))]
-        else:
-            runs.extend((len(part), b"".join(part)) for part in split(own, limit))
-        if not runs:
-            runs.append((0, b""))
-        return [
-            pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count)
-            for i, (count, blob) in enumerate(runs)
-        ]
+            own.append((1, encode_op(SetNode(node))))
+        if len(zone_runs) > 1:  # a part other nodes share: the node's own after it
+            runs = [*zone_runs, *pack(own, limit)]
+        else:  # a small view: one message if it fits
+            runs = pack([*zone_runs, *own], limit)
+        return chunk_messages(epoch, seq, runs)
 
     def global_chunks(self, epoch: str, seq: int, nodes: Iterable[Node], limit: int) -> list[bytes]:
         ops: list[bytes] = []
         for state in self._published.values():
             ops.extend(encode_service(state.spec, state.endpoints))
         ops.extend(encode_op(SetNode(n)) for n in nodes)
-        runs = [(len(part), b"".join(part)) for part in split(ops, limit)] or [(0, b"")]
-        return [
-            pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count)
-            for i, (count, blob) in enumerate(runs)
-        ]
+        return chunk_messages(epoch, seq, pack(((1, op) for op in ops), limit))
 
     def _zone_part(self, zone: str, compact: bool, limit: int) -> list[Run]:
-        """The zone's part, packed once until a service changes (blocks whole while they
-        fit, else operation by operation)."""
+        """The zone's part, packed once until a service changes (a block whole if it fits
+        in a message, else operation by operation)."""
         cached = self._zone_runs.get((zone, compact, limit))
         if cached is not None:
             self.stats.snapshot_cache_hits += 1
             return cached
-        runs: list[Run] = []
-        parts: list[bytes] = []
-        count = size = 0
+        items: list[Run] = []
         for bucket, keys in self._buckets.items():
             block = self._zone_block(bucket, keys, zone, compact)
-            if size + len(block.blob) <= limit:
-                parts.append(block.blob)
-                count, size = count + len(block.ops), size + len(block.blob)
-                continue
-            for op in block.ops:
-                if count and size + len(op) > limit:
-                    runs.append((count, b"".join(parts)))
-                    parts, count, size = [], 0, 0
-                parts.append(op)
-                count, size = count + 1, size + len(op)
-        if count:
-            runs.append((count, b"".join(parts)))
+            if len(block.blob) <= limit:
+                items.append((len(block.ops), block.blob))
+            else:
+                items.extend((1, op) for op in block.ops)
+        runs = pack(items, limit)
         self._zone_runs[(zone, compact, limit)] = runs
         return runs
 
@@ -215,19 +196,30 @@ def encode_service(
     return out
 
 
-def split(ops: list[bytes], limit: int) -> Iterator[list[bytes]]:
-    """Operations in runs of at most ``limit`` bytes (a larger operation alone; never an
-    empty run)."""
-    part: list[bytes] = []
-    size = 0
-    for op in ops:
-        if part and size + len(op) > limit:
-            yield part
-            part, size = [], 0
-        part.append(op)
-        size += len(op)
-    if part:
-        yield part
+def pack(items: Iterable[Run], limit: int) -> list[Run]:
+    """Runs of encoded operations (count, bytes) joined greedily into runs of at most
+    ``limit`` bytes (a larger one alone), in order; none for none."""
+    out: list[Run] = []
+    parts: list[bytes] = []
+    count = size = 0
+    for n, data in items:
+        if parts and size + len(data) > limit:
+            out.append((count, b"".join(parts)))
+            parts, count, size = [], 0, 0
+        parts.append(data)
+        count, size = count + n, size + len(data)
+    if parts:
+        out.append((count, b"".join(parts)))
+    return out
+
+
+def chunk_messages(epoch: str, seq: int, runs: list[Run], base: int = -1) -> list[bytes]:
+    """Snapshot (or catch-up, ``base`` >= 0) chunks around runs; one empty chunk for none."""
+    runs = runs or [(0, b"")]
+    return [
+        pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count, base=base)
+        for i, (count, blob) in enumerate(runs)
+    ]
 
 
 def _bucket(key: str) -> int:
