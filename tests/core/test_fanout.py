@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.cluster import ClusterState
+from kpng.cluster import Changes, ClusterState
 from kpng.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.diff import SetEndpoint, SetService, View, apply
 from kpng.fanout import Fanout, Outgoing
@@ -75,6 +75,17 @@ def _delete_key(kind: str, i: int) -> str:
     return {"Service": f"default/s{i}", "EndpointSlice": f"default/s{i}-a", "Node": NODES[i]}[kind]
 
 
+def _changes(cluster: ClusterState, batch: list[Any]) -> Changes:
+    """Apply a batch of drawn changes to ``cluster``; what changed."""
+    changes = cluster.replace([], kinds=())
+    for kind, *args in batch:
+        if kind == "upsert":
+            changes.merge(cluster.upsert(args[0], 1.0))
+        else:
+            changes.merge(cluster.delete(args[0], _delete_key(args[0], args[1] % 3)))
+    return changes
+
+
 def _from_snapshot(chunks: list[bytes], scope: Scope = "node") -> tuple[int, View[Any]]:
     """Decoded and applied in order (a node's own part comes after its zone's)."""
     decoded = [decode(c, scope) for c in chunks]
@@ -106,13 +117,7 @@ def test_snapshot_plus_deltas_equal_every_node_view(
         views[name] = (seq, view)
     global_seq, global_view = _from_snapshot(fanout.global_snapshot(), "global")
     for batch in batches:
-        changes = cluster.replace([], kinds=())
-        for kind, *args in batch:
-            if kind == "upsert":
-                changes.merge(cluster.upsert(args[0], 1.0))
-            else:
-                changes.merge(cluster.delete(args[0], _delete_key(args[0], args[1] % 3)))
-        for out in fanout.publish(cluster, changes, 2.0):
+        for out in fanout.publish(cluster, _changes(cluster, batch), 2.0):
             delta = decode(out.data, "node" if out.node else "global")
             assert isinstance(delta, Delta)
             assert len(out.data) <= max_payload or len(delta.ops) == 1
@@ -190,13 +195,7 @@ def _chunks(data: list[bytes]) -> list[SnapshotChunk]:
 
 
 def _publish(fanout: Fanout, cluster: ClusterState, batch: list[Any]) -> None:
-    changes = cluster.replace([], kinds=())
-    for kind, *args in batch:
-        if kind == "upsert":
-            changes.merge(cluster.upsert(args[0], 1.0))
-        else:
-            changes.merge(cluster.delete(args[0], _delete_key(args[0], args[1] % 3)))
-    fanout.publish(cluster, changes, 2.0)
+    fanout.publish(cluster, _changes(cluster, batch), 2.0)
 
 
 @settings(max_examples=150, deadline=None)
