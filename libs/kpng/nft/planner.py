@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kpng.claims import NOTHING, Claims, Conflict
 from kpng.diff import Op, View, service_keys
 from kpng.gcpause import no_gc
 from kpng.model import ViewEndpoint
@@ -27,6 +28,14 @@ class Planner:
     config: Config
     ids: Ids = field(default_factory=Ids)
     programmed: Programmed | None = None
+    claims: Claims = field(default_factory=Claims)
+
+    def __post_init__(self) -> None:
+        self.claims.family = self.config.family
+
+    def conflicts(self) -> list[Conflict]:
+        """The IP:ports several services claim, as last planned (see :mod:`kpng.claims`)."""
+        return self.claims.conflicts()
 
     def plan_full(self, view: View[ViewEndpoint], live: Ruleset | None) -> Transaction:
         """Everything the view needs, as a diff against what the live table holds."""
@@ -41,9 +50,15 @@ class Planner:
         by_service = {"": pk.pack_all(static_objects(self.config))}
         keep: set[str] = set()
         self.ids.seen = keep
+        claims = self.claims
+        claims.family = self.config.family
+        claims.set_all(view.services)
+        lost = claims.lost
         try:
             for key, svc in view.services.items():
-                by_service[key] = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+                by_service[key] = render_service(
+                    svc, view.endpoints_of(key), self.config, self.ids, lost.get(key, NOTHING)
+                )
         finally:
             self.ids.seen = None
         self.ids.release([k for k in self.ids.by_key if k not in keep])
@@ -59,11 +74,16 @@ class Planner:
         pk = packer(self.config)
         added: list[Planned] = []
         removed: list[Planned] = []
-        for key in sorted(service_keys(ops)):
+        keys = service_keys(ops)
+        # a service whose claims changed may take an IP:port from, or give it to, another
+        keys = set(keys).union(*[self.claims.update(k, view.services.get(k)) for k in keys])
+        for key in sorted(keys):
             svc = view.services.get(key)
             objs: tuple[Planned, ...] = ()
             if svc is not None:
-                objs = render_service(svc, view.endpoints_of(key), self.config, self.ids)
+                objs = render_service(
+                    svc, view.endpoints_of(key), self.config, self.ids, self.claims.lost_by(key)
+                )
             old_targets = target_keys(self.programmed.by_service.get(key, ()), pk)
             a, r = self.programmed.set_service(key, objs)
             added += a

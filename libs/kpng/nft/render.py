@@ -14,8 +14,10 @@ import hashlib
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from kpng.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
 from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
 from kpng.nft.nlcodec import PROTOS
 from kpng.nft.objects import Chain, Element, Object, Set
@@ -61,15 +63,20 @@ class Target:
 
 
 def render_service(
-    svc: Service, endpoints: Mapping[str, ViewEndpoint], c: Config, id_of: IdOf
+    svc: Service,
+    endpoints: Mapping[str, ViewEndpoint],
+    c: Config,
+    id_of: IdOf,
+    lost: AbstractSet[Lost] = NOTHING,
 ) -> tuple[Planned, ...]:
+    """``lost``: the IP:ports another service won (see :mod:`kpng.claims`), left out."""
     ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
     if not any(_fam(ip) == c.family for ip in ips) and not any(p.node_port for p in svc.ports):
         return ()  # nothing of this family reaches it (the other family's table serves it)
     eps = [e for e in endpoints.values() if _fam(e.ip) == c.family]
     out: list[Planned] = []
     for sp in svc.ports:
-        out.extend(_render_port(svc, sp, eps, c, id_of))
+        out.extend(_render_port(svc, sp, eps, c, id_of, lost))
     if c.node:
         pack = packer(c).pack
         out.extend(pack(Element("hairpin", (e.ip, e.ip))) for e in eps if e.node == c.node)
@@ -96,7 +103,12 @@ def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
 
 
 def _render_port(
-    svc: Service, sp: ServicePort, eps: list[ViewEndpoint], c: Config, id_of: IdOf
+    svc: Service,
+    sp: ServicePort,
+    eps: list[ViewEndpoint],
+    c: Config,
+    id_of: IdOf,
+    lost: AbstractSet[Lost],
 ) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
@@ -111,12 +123,14 @@ def _render_port(
     for ip in _family(svc.cluster_ips, c):
         addr = pk.aton(ip)
         out.append(cluster.pack(cluster.first, cluster.size, ELEM, cluster.key, addr))
+        if lost and (CLUSTER_IP, sp.name, (ip, sp.protocol, sp.port)) in lost:
+            continue  # another port of this service took this IP:port
         if internal.backends:
             out.append(_service_ip(c, addr, proto, sp.port, internal.mark | CLUSTER))
         else:
             out.append(pk.pack(Element("no_endpoint_ips", (ip, proto, port), (none,))))
     if svc.externally_accessible:
-        out.extend(_render_external(svc, sp, ported, c, id_of, internal, has_any))
+        out.extend(_render_external(svc, sp, ported, c, id_of, internal, has_any, lost))
     return out
 
 
@@ -128,6 +142,7 @@ def _render_external(
     id_of: IdOf,
     internal: Target,
     has_any: bool,
+    lost: AbstractSet[Lost],
 ) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
@@ -142,21 +157,41 @@ def _render_external(
     # an eTP Local target without local endpoints still dispatches, for the short-circuit
     dispatch = bool(ext.backends) or (local and bool(internal.backends))
     key: tuple[str, ...]
-    for ip in _family(svc.external_ips + svc.load_balancer_ips, c):
+    won = _won(lost, sp)
+    for ip in won(_family(svc.external_ips + svc.load_balancer_ips, c)):
         key = (ip, proto, port)
         if dispatch:
             out.append(_service_ip(c, packer(c).aton(ip), proto, sp.port, mark))
         if not ext.backends:
             out.append(pack(Element("no_endpoint_ips", key, (none,))))
-    for lb in _family(svc.load_balancer_ips, c):
+    for lb in won(_family(svc.load_balancer_ips, c)):
         out.extend(map(pack, _firewall(svc, (lb, proto, port), c)))
-    if sp.node_port:
+    if sp.node_port and won([""]):
         key = (proto, str(sp.node_port))
         if dispatch:
             out.append(pack(Element("service_nodeports", key, (str(mark),))))
         if not ext.backends:
             out.append(pack(Element("no_endpoint_nodeports", key, (none,))))
     return out
+
+
+def _won(lost: AbstractSet[Lost], sp: ServicePort) -> Callable[[list[str]], list[str]]:
+    """Of a port's external addresses ("" for its node port), those no other service won."""
+    if not lost:
+        return _all
+    mine = {
+        ip
+        for kind, name, (ip, proto, port) in lost
+        if kind == EXTERNAL
+        and name == sp.name
+        and proto == sp.protocol
+        and port == (sp.port if ip else sp.node_port)
+    }
+    return lambda ips: [ip for ip in ips if ip not in mine]
+
+
+def _all(ips: list[str]) -> list[str]:
+    return ips
 
 
 def _service_ip(c: Config, addr: bytes, proto: str, port: int, mark: int) -> bytes:
