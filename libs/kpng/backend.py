@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from kpng.bus.consumer import Applied
+from kpng.claims import Conflict
 from kpng.model import ViewEndpoint
 
 
@@ -13,6 +14,9 @@ class Backend(Protocol):
     retry after an error) must leave the dataplane equal to ``event.view``."""
 
     name: str
+    # IP:ports that several services claim, as last programmed (see kpng.claims): one
+    # service keeps each, the others lose only that IP:port
+    conflicts: tuple[Conflict, ...]
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None: ...
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from kpng import __version__
 from kpng.backend import Backend
@@ -96,6 +96,13 @@ class Agent:
                 lambda: no_local_endpoints(self.client.view, node),
             )
         )
+        conflicts = Gauge(
+            "kpng_agent_service_ip_conflicts",
+            "IP:ports (and node ports) that several services claim, as last programmed: one "
+            "service keeps each, the others lose only that IP:port",
+            registry=self.registry,
+        )
+        conflicts.set_function(lambda: len(self.backend.conflicts))
         # kpng_agent_bus_*: the bus client's snapshots, deltas, resyncs, malformed messages
         self.registry.register(StatsCollector("kpng_agent_bus", lambda: self.client.stats))
 
@@ -199,6 +206,7 @@ class Agent:
                 **counts,
                 "resyncs": self.client.stats.resyncs,
                 "malformed": self.client.stats.malformed,
+                "conflicts": len(self.backend.conflicts),
             },
             errors=tuple(self.state.errors),
             latency=tuple(self.state.latency),

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from kpng.bus.consumer import Applied
+from kpng.claims import Conflict
 from kpng.model import ViewEndpoint
 from kpng.viewjson import view_to_json
 
@@ -26,6 +27,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 class DumpBackend:
     name = "dump"
+    conflicts: tuple[Conflict, ...] = ()  # the dump writes the view as it is
 
     def __init__(self, node: str, path: str | Path) -> None:
         self.node = node

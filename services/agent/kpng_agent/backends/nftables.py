@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from kpng.bus.consumer import Applied
+from kpng.claims import Conflict
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.nft.execnft import NftCommand
@@ -87,6 +88,8 @@ class NftablesBackend:
         self.local_addresses = local_addresses
         self.planners: dict[int, Planner] = {}
         self.last_ops = 0  # operations written by the last program()
+        # IP:ports that several services claim, as programmed (see kpng.claims)
+        self.conflicts: tuple[Conflict, ...] = ()
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
         started = time.perf_counter()
@@ -100,6 +103,7 @@ class NftablesBackend:
             if isinstance(outcome, BaseException):
                 raise outcome
         self.last_ops = sum(n for n in done if isinstance(n, int))
+        self._report_conflicts()
         log.info(
             "programmed %s seq %d: %d ops in %.1f ms",
             "full" if full else event.kind,
@@ -107,6 +111,18 @@ class NftablesBackend:
             self.last_ops,
             (time.perf_counter() - started) * 1000,
         )
+
+    def _report_conflicts(self) -> None:
+        """Log each conflict when it appears and when it clears (node ports: once for both
+        families)."""
+        now = tuple(sorted({c for p in self.planners.values() for c in p.conflicts()}, key=str))
+        before = set(self.conflicts)
+        for c in now:
+            if c not in before:
+                log.warning("IP:port conflict: %s; the others lose only this IP:port", c)
+        for c in sorted(before - set(now), key=str):
+            log.info("IP:port conflict over: no longer %s", c.parties())
+        self.conflicts = now
 
     async def _program_family(self, event: Applied[ViewEndpoint], full: bool, family: int) -> int:
         config = config_for(self.settings, event.view, family, self.local_addresses)
