@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 
 from kpng.bus.consumer import Applied
 from kpng.diff import View, diff
-from kpng.model import EndpointPort, Node, Protocol, TrafficPolicy, ViewEndpoint
+from kpng.model import EndpointPort, Node, Protocol, ServicePort, TrafficPolicy, ViewEndpoint
 from kpng.nft.execnft import NftCommand
 from kpng.nft.jsonread import listing
 from kpng.nft.nlnft import NetlinkNftables
@@ -197,3 +198,28 @@ def test_netlink_set_definitions_are_what_nft_lists(d: Driver) -> None:
 
 def _static(s: Set) -> Set:
     return replace(s, flags=tuple(f for f in s.flags if f != "dynamic"))
+
+
+def test_two_services_claiming_one_external_ip_port(
+    d: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kpng_agent.backends.nftables")
+    ext, ext2 = "203.0.113.10", "203.0.113.11"
+    sh("ip", "route", "add", "203.0.113.0/24", "via", d.c.node_ip, ns=d.c.client)
+    a = svc("a", ip="10.96.0.10", external_ips=(ext,))
+    two = (ServicePort("http", Protocol.TCP, 80, 8080), ServicePort("alt", Protocol.TCP, 81, 8080))
+    b = svc("b", ip="10.96.0.11", external_ips=(ext, ext2), ports=two)
+    # without arbitration the batch fails (the kernel: "File exists"), on every sync
+    d.program(view((a, [local(A)]), (b, [local(B)])), full=True)
+    assert d.c.request(d.c.client, ext, 80).split()[0] == "pod-a"  # default/a sorts first
+    assert d.c.request(d.c.client, ext, 81).split()[0] == "pod-b"  # the loser's other port
+    assert d.c.request(d.c.client, ext2, 80).split()[0] == "pod-b"  # and its other IP
+    assert [c.claim for c in d.backend.conflicts] == [(ext, "TCP", 80)]
+    warned = [r.getMessage() for r in caplog.records if "conflict" in r.getMessage()]
+    assert any(f"{ext}:80/TCP" in m and "default/a" in m and "default/b" in m for m in warned), (
+        warned
+    )
+    d.program(view((b, [local(B)])))  # the winner deleted (a delta): the loser gets it
+    assert d.c.request(d.c.client, ext, 80).split()[0] == "pod-b"
+    assert d.backend.conflicts == ()
+    assert any("no longer" in r.getMessage() and ext in r.getMessage() for r in caplog.records)
