@@ -8,15 +8,17 @@ unknown fields and raise :class:`MalformedMessage`, naming the field, for anythi
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
+from kpng.compression import decompress
 from kpng.diff import Op, SharedOps
 from kpng.wire import (
     COMPACT_ENDPOINTS,
+    COMPRESSED_OPS,
     SCHEMA_VERSION,
     MalformedMessage,
     Reader,
@@ -35,6 +37,7 @@ from kpng.wire import (
 
 __all__ = [
     "COMPACT_ENDPOINTS",
+    "COMPRESSED_OPS",
     "SCHEMA_VERSION",
     "Delta",
     "ErrorReply",
@@ -57,7 +60,9 @@ __all__ = [
     "node_to_wire",
     "op_from_wire",
     "op_to_wire",
+    "ops_array",
     "ops_from_wire",
+    "pack_compressed_chunk",
     "pack_delta",
     "pack_snapshot_chunk",
     "packb",
@@ -199,7 +204,21 @@ def pack_snapshot_chunk(
     base: int = -1,
 ) -> bytes:
     """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply."""
-    header = {
+    return _pack_with_ops(_snapshot_header(epoch, seq, chunk, chunks, base), ops, count)
+
+
+def pack_compressed_chunk(
+    epoch: str, seq: int, chunk: int, chunks: int, frame: bytes, base: int = -1
+) -> bytes:
+    """A snapshot chunk whose operations are a zstd ``frame`` of an encoded ``ops`` array
+    (header included): the ``zops`` field, for consumers that accept ``"zstd"``."""
+    header = _snapshot_header(epoch, seq, chunk, chunks, base)
+    header["zops"] = frame
+    return packb(header)
+
+
+def _snapshot_header(epoch: str, seq: int, chunk: int, chunks: int, base: int) -> dict[str, Any]:
+    header: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "kind": "snapshot",
         "epoch": epoch,
@@ -209,7 +228,12 @@ def pack_snapshot_chunk(
     }
     if base >= 0:
         header["base"] = base
-    return _pack_with_ops(header, ops, count)
+    return header
+
+
+def ops_array(ops: Sequence[bytes], count: int | None = None) -> bytes:
+    """An encoded ``ops`` array around encoded operations (or runs of ``count`` in all)."""
+    return b"".join((_packer.pack_array_header(len(ops) if count is None else count), *ops))
 
 
 def encode(message: Message) -> bytes:
@@ -281,19 +305,25 @@ class OpCache:
 
     def ops(self, array: bytes, scope: Scope) -> tuple[Op[Any], ...]:
         """The operations of an encoded ``ops`` array (array header included)."""
-        key = (array, scope)
+        return self._cached(array, scope, lambda: array, "ops")
+
+    def compressed(self, frame: bytes, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of a ``zops`` frame (cached by the frame: a hit inflates nothing)."""
+        return self._cached(frame, scope, lambda: decompress(frame, "zops"), "zops")
+
+    def _cached(
+        self, key_bytes: bytes, scope: Scope, array_of: Callable[[], bytes], field: str
+    ) -> tuple[Op[Any], ...]:
+        key = (key_bytes, scope)
         cached = self._arrays.get(key)
         if cached is not None:
             self.array_hits += 1
             return cached
-        unpacker = msgpack.Unpacker(max_buffer_size=len(array) + 1)
-        unpacker.feed(array)
-        items = []
-        for _ in range(unpacker.read_array_header()):
-            start = unpacker.tell()
-            unpacker.skip()
-            items.append(array[start : unpacker.tell()])
-        ops = SharedOps(op for i, o in enumerate(items) for op in self.op(o, f"ops[{i}]", scope))
+        array = array_of()
+        items = _split_array(array, field)
+        ops = SharedOps(
+            op for i, o in enumerate(items) for op in self.op(o, f"{field}[{i}]", scope)
+        )
         if self._array_bytes + len(array) > self.max_array_bytes:
             self._arrays.clear()
             self._array_bytes = 0
@@ -310,11 +340,37 @@ class OpCache:
             return ops
         except KeyError:
             pass
-        ops = ops_from_wire(msgpack.unpackb(data, raw=False, strict_map_key=False), path, scope)
+        ops = _op_of(data, path, scope)
         if len(self._ops) >= self.max_items:
             self._ops.clear()
         self._ops[key] = ops
         return ops
+
+
+def _op_of(data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+    """The operations of one encoded wire operation (walked, but not checked, before)."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # e.g. a string that is not UTF-8
+        raise MalformedMessage(path, f"not msgpack: {exc}") from None
+    return ops_from_wire(raw, path, scope)
+
+
+def _split_array(array: bytes, field: str) -> list[bytes]:
+    """The encoded items of an encoded msgpack array, each still encoded."""
+    unpacker = msgpack.Unpacker(max_buffer_size=len(array) + 1)
+    unpacker.feed(array)
+    items = []
+    try:
+        for _ in range(unpacker.read_array_header()):
+            start = unpacker.tell()
+            unpacker.skip()
+            items.append(array[start : unpacker.tell()])
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise MalformedMessage(field, f"not an array of operations: {exc!r}") from None
+    if unpacker.tell() != len(array):
+        raise MalformedMessage(field, f"{len(array) - unpacker.tell()} bytes after the array")
+    return items
 
 
 def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) -> Message:
@@ -406,14 +462,29 @@ def _ops(r: Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any]
     if cache is not None and isinstance(raw, _EncodedOps):
         return cache.ops(raw.data, scope)
     items = r.get("ops", list)
-    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"ops[{i}]", scope))
+    return _ops_of(items, "ops", scope)
+
+
+def _ops_of(items: list[Any], field: str, scope: Scope) -> tuple[Op[Any], ...]:
+    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"{field}[{i}]", scope))
+
+
+def _compressed_ops(r: Reader, scope: Scope, cache: OpCache | None) -> tuple[Op[Any], ...]:
+    """A chunk's operations from its ``zops`` frame (feature ``"zstd"``)."""
+    if "ops" in r.data:
+        raise MalformedMessage("zops", "a chunk carries ops or zops, not both")
+    frame = r.get("zops", bytes)
+    if cache is not None:
+        return cache.compressed(frame, scope)
+    items = _split_array(decompress(frame, "zops"), "zops")
+    return tuple(op for i, o in enumerate(items) for op in _op_of(o, f"zops[{i}]", scope))
 
 
 def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
     chunk, chunks = r.get("chunk", int), r.get("chunks", int)
     if not 0 <= chunk < chunks:
         raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
-    ops = _ops(r, scope, cache)
+    ops = _compressed_ops(r, scope, cache) if "zops" in r.data else _ops(r, scope, cache)
     base = -1 if r.data.get("base") is None else r.get("base", int)
     return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base)
 

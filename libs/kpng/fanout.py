@@ -16,9 +16,10 @@ from typing import Any
 
 from kpng.cluster import Changes, ClusterState, ServiceState
 from kpng.codec import Tick, delta_head, encode, encode_op
+from kpng.compression import MIN_SIZE
 from kpng.diff import Op, diff_nodes, diff_service
 from kpng.model import Endpoint, Node, ViewEndpoint
-from kpng.snapshots import ENVELOPE, Snapshots, chunk_messages, pack
+from kpng.snapshots import ENVELOPE, Part, Snapshots, chunk_messages, pack
 from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
@@ -55,6 +56,9 @@ class FanoutStats:
     snapshot_cache_hits: int = 0
     catchups: int = 0  # snapshot requests answered with only the missed deltas
     catchup_bytes: int = 0
+    compressions: int = 0  # runs compressed into zstd frames (snapshots and catch-ups)
+    compressed_in: int = 0  # their bytes before
+    compressed_out: int = 0  # and after
 
 
 @dataclass(slots=True)
@@ -100,7 +104,9 @@ class Fanout:
     """Per-node sequence numbers, the state as last published, and the message builder.
 
     Keeps, per node, a bounded history of the deltas it published (``history`` messages,
-    ``history_bytes`` bytes of operations) to answer catch-up requests."""
+    ``history_bytes`` bytes of operations) to answer catch-up requests. Snapshot and
+    catch-up runs of ``compress_min`` bytes or more go as zstd frames to consumers that
+    accept them."""
 
     def __init__(
         self,
@@ -108,6 +114,7 @@ class Fanout:
         max_payload: int = 1024 * 1024,
         history: int = 256,
         history_bytes: int = 8 * 1024 * 1024,
+        compress_min: int = MIN_SIZE,
     ) -> None:
         self.epoch = epoch
         self.max_payload = max_payload
@@ -119,8 +126,8 @@ class Fanout:
         self.stats = FanoutStats()
         self._published: dict[str, ServiceState] = {}
         self._nodes: dict[str, Node] = {}
-        self._snapshots = Snapshots(self._published, self.stats)
-        self._global_chunks: list[bytes] | None = None
+        self._snapshots = Snapshots(self._published, self.stats, compress_min)
+        self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
         self._last_seen: dict[str, float] = {}
         self._last_delta: dict[str, float] = {}  # when each node was last sent a delta
         self._ticked: dict[str, int] = {}  # the seq each node's last tick carried
@@ -183,7 +190,7 @@ class Fanout:
             zones.setdefault(self.zone(node), []).append(node)
         for key in sorted(changes.services):
             self._service_changed(batch, key, cluster.service_state(key), zones)
-        self._global_chunks = None
+        self._global_chunks.clear()
         trigger = changes.trigger_time
         out: list[Outgoing] = []
         for members in zones.values():
@@ -314,10 +321,13 @@ class Fanout:
         return max(self.max_payload - ENVELOPE, 1)
 
     # -- snapshots and ticks -----------------------------------------------------------------
-    def snapshot(self, node: str, now: float = 0.0, compact: bool = False) -> list[bytes]:
+    def snapshot(
+        self, node: str, now: float = 0.0, compact: bool = False, zstd: bool = False
+    ) -> list[bytes]:
         """The node's whole view at its current seq, as chunks under the max payload: its
         zone's part (the same bytes for every node of the zone), then its own
-        (:mod:`kpng.snapshots`). ``compact``: endpoints as ``eps`` operations."""
+        (:mod:`kpng.snapshots`). ``compact``: endpoints as ``eps`` operations; ``zstd``:
+        large chunks compressed (``zops``)."""
         self.serve(node, now)
         self.stats.snapshots += 1
         chunks = self._snapshots.node_chunks(
@@ -328,11 +338,14 @@ class Fanout:
             self._nodes.get(node),
             compact,
             self._limit,
+            zstd,
         )
         self.stats.snapshot_bytes += sum(len(c) for c in chunks)
         return chunks
 
-    def catch_up(self, node: str, epoch: str, since: int, now: float = 0.0) -> list[bytes] | None:
+    def catch_up(
+        self, node: str, epoch: str, since: int, now: float = 0.0, zstd: bool = False
+    ) -> list[bytes] | None:
         """What a consumer holding ``node``'s view at (``epoch``, ``since``) missed, as
         snapshot chunks based on ``since`` (none missed: one empty chunk); None when only a
         full snapshot will do: another epoch, a node not served until now (or served again
@@ -346,17 +359,21 @@ class Fanout:
             runs = history.since(since) if history is not None else None
         if runs is None:
             return None
-        out = chunk_messages(self.epoch, seq, pack(runs, self._limit), base=since)
+        packed = pack(runs, self._limit)
+        parts: list[Part] = self._snapshots.compressed(packed) if zstd else list(packed)
+        out = chunk_messages(self.epoch, seq, parts, base=since)
         self.stats.catchups += 1
         self.stats.catchup_bytes += sum(len(c) for c in out)
         return out
 
-    def global_snapshot(self) -> list[bytes]:
-        if self._global_chunks is None:
-            self._global_chunks = self._snapshots.global_chunks(
-                self.epoch, self.global_seq, self._nodes.values(), self._limit
+    def global_snapshot(self, zstd: bool = False) -> list[bytes]:
+        """The global view's chunks, built once per encoding until something changes."""
+        chunks = self._global_chunks.get(zstd)
+        if chunks is None:
+            chunks = self._global_chunks[zstd] = self._snapshots.global_chunks(
+                self.epoch, self.global_seq, self._nodes.values(), self._limit, zstd
             )
-        return self._global_chunks
+        return chunks
 
     def ticks(self, now: float, quiet: float = 0.0, full: bool = True) -> list[Outgoing]:
         """Ticks carrying nodes' current seqs, so that a lost last delta is noticed.

@@ -8,7 +8,8 @@ itself. Consumers apply a snapshot's operations in order, so the result is the n
 
 The zone part is built from per-bucket blocks of services, each encoded once per (zone,
 encoding) and kept until a service of its bucket changes; its chunks are packed the same
-way for every node, so a process that follows many nodes decodes them once.
+way for every node, so a process that follows many nodes decodes them once. For consumers
+that accept ``"zstd"``, the zone part's chunks are compressed once too (kpng.compression).
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kpng.cluster import ServiceState
-from kpng.codec import encode_op, endpoints_to_wire, pack_snapshot_chunk, packb
+from kpng.codec import (
+    encode_op,
+    endpoints_to_wire,
+    ops_array,
+    pack_compressed_chunk,
+    pack_snapshot_chunk,
+    packb,
+)
+from kpng.compression import MIN_SIZE, compress
 from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_service
 from kpng.model import Endpoint, Node, Service, ViewEndpoint
 from kpng.views import service_view, special_nodes, view_variant
@@ -46,17 +55,31 @@ class Block:
 Run = tuple[int, bytes]  # (operations, their encodings joined)
 
 
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """A run as one zstd frame of its ``ops`` array (a chunk's ``zops``)."""
+
+    frame: bytes
+
+
+Part = Run | Compressed  # what one chunk carries
+
+
 class Snapshots:
     """The encoded state of every published service, for snapshots; ``published`` is the
     fan-out's own map of services as last published (read, never changed here)."""
 
-    def __init__(self, published: dict[str, ServiceState], stats: FanoutStats) -> None:
+    def __init__(
+        self, published: dict[str, ServiceState], stats: FanoutStats, min_size: int = MIN_SIZE
+    ) -> None:
         self._published = published
         self.stats = stats
+        self.min_size = min_size  # runs smaller than this are not worth a zstd frame
         self._encoded: dict[str, dict[Hashable, list[bytes]]] = {}  # key: variant: ops
         self._buckets: dict[int, dict[str, None]] = {}
         self._blocks: dict[int, dict[tuple[str, bool], Block]] = {}
         self._zone_runs: dict[tuple[str, bool, int], list[Run]] = {}
+        self._zone_frames: dict[tuple[str, bool, int], list[Part]] = {}
         self._specials: dict[str, set[str]] = {}  # node: services it is special to
         self._special_of: dict[str, set[str]] = {}
 
@@ -66,6 +89,7 @@ class Snapshots:
         self._encoded.pop(key, None)
         self._blocks.pop(bucket, None)
         self._zone_runs.clear()
+        self._zone_frames.clear()
         for node in self._special_of.pop(key, ()):
             keys = self._specials[node]
             keys.discard(key)
@@ -90,27 +114,59 @@ class Snapshots:
         node: Node | None,
         compact: bool,
         limit: int,
+        zstd: bool = False,
     ) -> list[bytes]:
         """``name``'s whole view at ``seq`` as chunks of at most ``limit`` bytes of
-        operations; ``compact``: endpoints as one ``eps`` operation per service."""
+        operations; ``compact``: endpoints as one ``eps`` operation per service; ``zstd``:
+        chunks of more than a few KB compressed (the zone's part once per zone)."""
         zone_runs = self._zone_part(zone, compact, limit)
         own: list[Run] = []
         for key in sorted(self._specials.get(name, ())):
             own.extend((1, op) for op in self._override(key, name, zone))
         if node is not None:
             own.append((1, encode_op(SetNode(node))))
-        if len(zone_runs) > 1:  # a part other nodes share: the node's own after it
-            runs = [*zone_runs, *pack(own, limit)]
-        else:  # a small view: one message if it fits
+        parts: list[Part]
+        if len(zone_runs) <= 1:  # a small view: one message if it fits
             runs = pack([*zone_runs, *own], limit)
-        return chunk_messages(epoch, seq, runs)
+            parts = self.compressed(runs) if zstd else list(runs)
+        elif zstd:  # a part other nodes share: the node's own after it
+            own_parts = self.compressed(pack(own, limit))
+            parts = [*self._zone_compressed(zone, compact, limit), *own_parts]
+        else:
+            parts = [*zone_runs, *pack(own, limit)]
+        return chunk_messages(epoch, seq, parts)
 
-    def global_chunks(self, epoch: str, seq: int, nodes: Iterable[Node], limit: int) -> list[bytes]:
+    def global_chunks(
+        self, epoch: str, seq: int, nodes: Iterable[Node], limit: int, zstd: bool = False
+    ) -> list[bytes]:
         ops: list[bytes] = []
         for state in self._published.values():
             ops.extend(encode_service(state.spec, state.endpoints))
         ops.extend(encode_op(SetNode(n)) for n in nodes)
-        return chunk_messages(epoch, seq, pack(((1, op) for op in ops), limit))
+        runs = pack(((1, op) for op in ops), limit)
+        return chunk_messages(epoch, seq, self.compressed(runs) if zstd else list(runs))
+
+    def compressed(self, runs: Iterable[Run]) -> list[Part]:
+        """Runs of at least ``min_size`` bytes as zstd frames (unless a frame is no smaller)."""
+        out: list[Part] = []
+        for count, blob in runs:
+            if len(blob) < self.min_size:
+                out.append((count, blob))
+                continue
+            frame = compress(ops_array((blob,), count))
+            self.stats.compressions += 1
+            self.stats.compressed_in += len(blob)
+            self.stats.compressed_out += len(frame)
+            out.append(Compressed(frame) if len(frame) < len(blob) else (count, blob))
+        return out
+
+    def _zone_compressed(self, zone: str, compact: bool, limit: int) -> list[Part]:
+        """The zone's part compressed, once until a service changes."""
+        key = (zone, compact, limit)
+        cached = self._zone_frames.get(key)
+        if cached is None:
+            cached = self._zone_frames[key] = self.compressed(self._zone_part(*key))
+        return cached
 
     def _zone_part(self, zone: str, compact: bool, limit: int) -> list[Run]:
         """The zone's part, packed once until a service changes (a block whole if it fits
@@ -213,13 +269,18 @@ def pack(items: Iterable[Run], limit: int) -> list[Run]:
     return out
 
 
-def chunk_messages(epoch: str, seq: int, runs: list[Run], base: int = -1) -> list[bytes]:
-    """Snapshot (or catch-up, ``base`` >= 0) chunks around runs; one empty chunk for none."""
-    runs = runs or [(0, b"")]
-    return [
-        pack_snapshot_chunk(epoch, seq, i, len(runs), (blob,), count, base=base)
-        for i, (count, blob) in enumerate(runs)
-    ]
+def chunk_messages(epoch: str, seq: int, parts: list[Part], base: int = -1) -> list[bytes]:
+    """Snapshot (or catch-up, ``base`` >= 0) chunks around runs or frames; one empty chunk
+    for none."""
+    parts = parts or [(0, b"")]
+    out = []
+    for i, part in enumerate(parts):
+        if isinstance(part, Compressed):
+            out.append(pack_compressed_chunk(epoch, seq, i, len(parts), part.frame, base))
+        else:
+            count, blob = part
+            out.append(pack_snapshot_chunk(epoch, seq, i, len(parts), (blob,), count, base=base))
+    return out
 
 
 def _bucket(key: str) -> int:

@@ -107,13 +107,13 @@ def test_snapshot_plus_deltas_equal_every_node_view(
 ) -> None:
     cluster = ClusterState()
     cluster.replace(initial)
-    fanout = Fanout("e1", max_payload)
+    fanout = Fanout("e1", max_payload, compress_min=0)  # every run compressed when asked
     fanout.load(cluster)
     views = {}
     for name in NODES:
         seq, view = _from_snapshot(fanout.snapshot(name))
         assert view == cluster.node_view(name)
-        assert _from_snapshot(fanout.snapshot(name, compact=True)) == (seq, view)
+        _assert_every_form_is(fanout, name, (seq, view))
         views[name] = (seq, view)
     global_seq, global_view = _from_snapshot(fanout.global_snapshot(), "global")
     for batch in batches:
@@ -130,9 +130,22 @@ def test_snapshot_plus_deltas_equal_every_node_view(
                 views[out.node] = (delta.seq, apply(delta.ops, view))
         for name in NODES:
             assert views[name][1] == cluster.node_view(name), name
-            assert _from_snapshot(fanout.snapshot(name)) == views[name]
-            assert _from_snapshot(fanout.snapshot(name, compact=True)) == views[name]
+            _assert_every_form_is(fanout, name, views[name])
         assert global_view == cluster.global_view()
+        assert _from_snapshot(fanout.global_snapshot(zstd=True), "global")[1] == global_view
+
+
+def _assert_every_form_is(fanout: Fanout, name: str, expected: tuple[int, View[Any]]) -> None:
+    """Plain, compact, compressed and both: the same view at the same seq."""
+    for compact in (False, True):
+        plain = fanout.snapshot(name, compact=compact)
+        assert _from_snapshot(plain) == expected
+        assert all("zops" not in msgpack.unpackb(c) for c in plain)  # only when asked
+        chunks = fanout.snapshot(name, compact=compact, zstd=True)
+        assert _from_snapshot(chunks) == expected
+        for c in chunks:
+            keys = msgpack.unpackb(c).keys()
+            assert ("ops" in keys) != ("zops" in keys)
 
 
 def test_node_independent_change_is_encoded_once() -> None:
@@ -215,7 +228,7 @@ def test_snapshot_at_a_plus_catch_up_to_b_is_the_view_at_b(
 ) -> None:
     cluster = ClusterState()
     cluster.replace(initial)
-    fanout = Fanout("e1", max_payload, history=history)
+    fanout = Fanout("e1", max_payload, history=history, compress_min=0)
     fanout.load(cluster)
     cut = data.draw(st.integers(0, len(batches)), label="consumer stops after batch")
     for batch in batches[:cut]:
@@ -231,6 +244,8 @@ def test_snapshot_at_a_plus_catch_up_to_b_is_the_view_at_b(
             assert reply is None
             continue
         assert reply is not None, (a, b, history)
+        zstd = fanout.catch_up(name, "e1", a, zstd=True)
+        assert zstd is not None and _chunks(zstd) == _chunks(reply)
         chunks = _chunks(reply)
         assert all(c.base == a and c.seq == b for c in chunks)
         assert all(len(c) <= max_payload for c in reply if len(reply) > 1)
@@ -431,3 +446,64 @@ def test_ticks_follow_the_last_delta_of_a_burst_and_a_full_round_reaches_everyon
     }
     assert _nodes(fanout.ticks(20.0, quiet=1.0, full=False)) == {None}
     assert _nodes(fanout.ticks(40.0, quiet=1.0, full=True)) == {"n1", "n2", None}
+
+
+# -- compressed snapshots ("zstd", only to consumers that ask for them) --------------------
+def _big_cluster(services: int = 120, endpoints: int = 10) -> ClusterState:
+    nodes = [Node(f"n{i}", zone="z1" if i < 3 else "z2") for i in range(1, 5)]
+    objects: list[Any] = [*nodes]
+    for i in range(services):
+        objects.append(make_service(i, itp=i % 10 == 3, etp=False, topo=False))
+        eps = tuple(
+            Endpoint(f"10.{i // 250}.{i % 250}.{e}", PORT, node=f"n{e % 4 + 1}")
+            for e in range(endpoints)
+        )
+        objects.append(EndpointSlice("default", f"s{i}-a", f"s{i}", "IPv4", eps))
+    cluster = ClusterState()
+    cluster.replace(objects)
+    return cluster
+
+
+def test_a_compressed_snapshot_is_a_fraction_and_the_zone_part_is_compressed_once() -> None:
+    cluster = _big_cluster()
+    fanout = Fanout("e1", max_payload=8192)  # several chunks of a zone part
+    fanout.load(cluster)
+    compact = fanout.snapshot("n1", compact=True)
+    before = fanout.stats.compressions
+    assert before == 0  # nothing compressed for a consumer that did not ask
+    first = fanout.snapshot("n1", compact=True, zstd=True)
+    assert sum(map(len, first)) < 0.5 * sum(map(len, compact))
+    assert fanout.stats.compressed_out < 0.5 * fanout.stats.compressed_in
+    zone_frames = fanout.stats.compressions
+    assert zone_frames >= 3
+    # n2 shares n1's zone: its zone part is the same frames, not compressed again; only its
+    # own part (it is special to the iTP Local services with endpoints on it) may be
+    second = fanout.snapshot("n2", compact=True, zstd=True)
+    assert fanout.stats.compressions <= zone_frames + 1
+    zone = [msgpack.unpackb(c).get("zops") for c in first[:-1]]  # the last one is n1's own
+    assert sum(1 for f in zone if f) >= 2  # (a short last run of the zone may go plain)
+    assert [msgpack.unpackb(c).get("zops") for c in second[:-1]] == zone
+    for name, chunks in (("n1", first), ("n2", second)):
+        assert _from_snapshot(chunks)[1] == cluster.node_view(name)
+    # a changed service means new frames for the next snapshot
+    eps = (Endpoint("10.99.0.1", PORT, node="n1"),)
+    changes = cluster.upsert(EndpointSlice("default", "s0-a", "s0", "IPv4", eps), 3.0)
+    fanout.publish(cluster, changes, 3.0)
+    again = fanout.snapshot("n1", compact=True, zstd=True)
+    assert fanout.stats.compressions > zone_frames + 1
+    assert _from_snapshot(again)[1] == cluster.node_view("n1")
+
+
+def test_a_large_catch_up_is_compressed_for_a_consumer_that_asks() -> None:
+    cluster = _big_cluster(services=40)
+    fanout = Fanout("e1")
+    fanout.load(cluster)
+    for i in range(40):  # every service's endpoints replaced: a catch-up of several KB
+        eps = tuple(Endpoint(f"10.99.{i}.{e}", PORT, node=f"n{e % 4 + 1}") for e in range(10))
+        changes = cluster.upsert(EndpointSlice("default", f"s{i}-a", f"s{i}", "IPv4", eps), 5.0)
+        fanout.publish(cluster, changes, 5.0)
+    plain, zstd = fanout.catch_up("n1", "e1", 0), fanout.catch_up("n1", "e1", 0, zstd=True)
+    assert plain is not None and zstd is not None
+    assert "zops" in msgpack.unpackb(zstd[0]) and "zops" not in msgpack.unpackb(plain[0])
+    assert sum(map(len, zstd)) < 0.5 * sum(map(len, plain))
+    assert _chunks(zstd) == _chunks(plain)

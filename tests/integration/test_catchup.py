@@ -92,19 +92,22 @@ async def test_history_too_short_means_a_full_snapshot(deployment: Deployment) -
         await watcher_bus.close()
 
 
-async def _raw_snapshot(bus: Any, subject: str, request: SnapshotRequest) -> list[dict[str, Any]]:
+async def _raw_chunks(bus: Any, subject: str, request: SnapshotRequest) -> list[bytes]:
     inbox = bus.new_inbox()
     replies: asyncio.Queue[bytes] = asyncio.Queue()
     sub = await bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
     try:
         await bus.publish(subject, encode(request), reply=inbox)
-        first = msgpack.unpackb(await asyncio.wait_for(replies.get(), 10))
-        chunks = [first]
-        while len(chunks) < first["chunks"]:
-            chunks.append(msgpack.unpackb(await asyncio.wait_for(replies.get(), 10)))
+        chunks = [await asyncio.wait_for(replies.get(), 10)]
+        while len(chunks) < msgpack.unpackb(chunks[0])["chunks"]:
+            chunks.append(await asyncio.wait_for(replies.get(), 10))
         return chunks
     finally:
         await sub.unsubscribe()
+
+
+async def _raw_snapshot(bus: Any, subject: str, request: SnapshotRequest) -> list[dict[str, Any]]:
+    return [msgpack.unpackb(c) for c in await _raw_chunks(bus, subject, request)]
 
 
 async def test_compact_endpoints_only_for_consumers_that_accept_them(
@@ -134,6 +137,50 @@ async def test_compact_endpoints_only_for_consumers_that_accept_them(
                 assert event.view == publisher.state.node_view("n1")
                 assert len(event.view.endpoints["default/web"]) == 2
                 break
+            watcher.cancel()
+    finally:
+        await client_bus.close()
+        await watcher_bus.close()
+
+
+async def test_compressed_chunks_only_for_consumers_that_accept_them(
+    deployment: Deployment,
+) -> None:
+    ips = [f"10.244.1.{i}" for i in range(1, 201)]  # a view of several KB: worth compressing
+    deployment.write_cluster(cluster(*ips))
+    deployment.start_nats()
+    watcher_bus = await connect(deployment.url, retry_forever=False)
+    client_bus = await connect(deployment.url, retry_forever=False)
+    publisher = Publisher(
+        watcher_bus, FileSource(deployment.cluster_file, 0.05), PublisherSettings(0.01, 0.5)
+    )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(publisher.run())
+            await asyncio.wait_for(publisher.ready.wait(), 10)
+            sizes, fields = {}, {}
+            subjects = (
+                client_bus.subjects.node_snapshot("n1"),
+                client_bus.subjects.global_snapshot,
+            )
+            for subject in subjects:
+                for accept in ((), ("eps",), ("eps", "zstd")):
+                    request = SnapshotRequest(accept=accept)
+                    chunks = await _raw_chunks(client_bus, subject, request)
+                    sizes[subject, accept] = sum(map(len, chunks))
+                    fields[subject, accept] = {k for c in chunks for k in msgpack.unpackb(c)}
+            for subject in subjects:
+                assert "zops" not in fields[subject, ()] | fields[subject, ("eps",)]
+                assert "zops" in fields[subject, ("eps", "zstd")]
+                assert sizes[subject, ("eps", "zstd")] < sizes[subject, ("eps",)] / 2
+            assert publisher.fanout.stats.compressions >= 2
+            # the client asks for them; its view is the node's view with or without
+            for compressed in (True, False):
+                client = NodeViewClient(client_bus, "n1", compressed=compressed)
+                async for event in client:
+                    assert event.view == publisher.state.node_view("n1")
+                    assert len(event.view.endpoints["default/web"]) == 200
+                    break
             watcher.cancel()
     finally:
         await client_bus.close()

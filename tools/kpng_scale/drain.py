@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import msgpack
 
 from kpng.bus.subjects import Subjects
-from kpng.codec import COMPACT_ENDPOINTS, SnapshotRequest, encode
+from kpng.codec import COMPACT_ENDPOINTS, COMPRESSED_OPS, SnapshotRequest, encode
 
 INBOX = "_INBOX.kpngscale.drain"
 
@@ -40,7 +40,7 @@ def _chunks(payload: bytes) -> int:
     unpacker.feed(payload[:256])
     for _ in range(unpacker.read_map_header()):
         key = unpacker.unpack()
-        if key == "ops":
+        if key in ("ops", "zops"):
             break
         value = unpacker.unpack()
         if key == "chunks":
@@ -83,7 +83,8 @@ class _Reader:
 
 
 def drain(url: str, nodes: list[str], prefix: str = "kpng", timeout: float = 600.0) -> Drained:
-    """Request every node's full snapshot (compact) at once; time until all replies are in."""
+    """Request every node's full snapshot at once, as the agents ask for it (compact and
+    compressed); time until all replies are in."""
     parsed = urlparse(url)
     subjects = Subjects(prefix)
     out = Drained(chunks_left={})
@@ -95,7 +96,7 @@ def drain(url: str, nodes: list[str], prefix: str = "kpng", timeout: float = 600
         sock.sendall(f"CONNECT {json.dumps(options)}\r\nSUB {INBOX}.* 1\r\nPING\r\n".encode())
         while reader.line() != b"PONG":
             pass
-        request = encode(SnapshotRequest(accept=(COMPACT_ENDPOINTS,)))
+        request = encode(SnapshotRequest(accept=(COMPACT_ENDPOINTS, COMPRESSED_OPS)))
         started = time.perf_counter()
         batch = bytearray()
         for i, node in enumerate(nodes):

@@ -23,6 +23,7 @@ from kpng.bus.connection import Bus, BusError, Subscription
 from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.codec import (
     COMPACT_ENDPOINTS,
+    COMPRESSED_OPS,
     Delta,
     ErrorReply,
     MalformedMessage,
@@ -72,6 +73,7 @@ class ViewClient(Generic[E]):
         max_queue: int = 100_000,
         op_cache: OpCache | None = None,
         catch_up: bool = True,
+        compressed: bool = True,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -81,6 +83,7 @@ class ViewClient(Generic[E]):
         self.max_backoff = max_backoff
         self.op_cache = op_cache  # shared by the clients of a process that runs many
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
+        self.compressed = compressed  # ask for zstd-compressed snapshot chunks
         self.stats = ClientStats()
         self.consumer: Consumer[E] = Consumer()
         self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
@@ -238,7 +241,8 @@ class ViewClient(Generic[E]):
         replies: asyncio.Queue[bytes] = asyncio.Queue()
         sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
         try:
-            accept = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
+            accept: tuple[str, ...] = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
+            accept += (COMPRESSED_OPS,) if self.compressed else ()
             epoch, seq = since if since is not None else ("", -1)
             request = SnapshotRequest(epoch, seq, accept)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)

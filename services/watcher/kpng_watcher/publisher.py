@@ -20,6 +20,7 @@ from kpng.bus.connection import Bus, BusError
 from kpng.cluster import Changes, ClusterState
 from kpng.codec import (
     COMPACT_ENDPOINTS,
+    COMPRESSED_OPS,
     ErrorReply,
     MalformedMessage,
     SnapshotRequest,
@@ -205,7 +206,7 @@ class Publisher:
             await self._reply(reply, [encode(ErrorReply("watcher initial load not complete"))])
             return
         if subject == self.bus.subjects.global_snapshot:
-            chunks = self.fanout.global_snapshot()
+            chunks = self.fanout.global_snapshot(zstd=COMPRESSED_OPS in request.accept)
         else:
             chunks = self._node_snapshot(subject, request)
         await self._reply(reply, chunks)
@@ -214,15 +215,16 @@ class Publisher:
         """A catch-up when the consumer has a view the history reaches back to, else full."""
         node = self.bus.subjects.node_of(subject).replace("_", ".")
         now = self.clock()
+        zstd = COMPRESSED_OPS in request.accept
         if request.seq >= 0 and node in self.fanout.seq:
-            chunks = self.fanout.catch_up(node, request.epoch, request.seq, now)
+            chunks = self.fanout.catch_up(node, request.epoch, request.seq, now, zstd)
             if chunks is not None:
                 return chunks
             log.debug("node %s: no catch-up from %s/%d", node, request.epoch, request.seq)
         if self.fanout.serve(node, now):
             log.info("serving node %s (asked for a snapshot)", node)
         compact = COMPACT_ENDPOINTS in request.accept
-        return self.fanout.snapshot(node, now, compact=compact)
+        return self.fanout.snapshot(node, now, compact=compact, zstd=zstd)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
         for chunk in chunks:
