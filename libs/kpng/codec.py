@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from kpng.compression import decompress
-from kpng.diff import Op, SharedOps
+from kpng.diff import Op, SharedOps, SnapshotPrefixes
 from kpng.wire import (
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
@@ -298,6 +298,7 @@ class OpCache:
         self._ops: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
         self._arrays: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
         self._array_bytes = 0
+        self.prefixes = SnapshotPrefixes()  # views of zone parts, for their consumers
 
     def known(self, array: bytes) -> bool:
         """Whether ``array`` was decoded already (for some scope)."""

@@ -7,6 +7,7 @@ view of the bus holds :class:`~kpng.model.ViewEndpoint`, the global view holds
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -267,11 +268,49 @@ def group_sets(ops: Iterable[Op[Any]]) -> Grouping | None:
     return Grouping(services, endpoints, nodes, frozenset(needs))
 
 
-def apply_snapshot(parts: Iterable[Sequence[Op[E]]]) -> View[E]:
+class SnapshotPrefixes:
+    """Views built from the leading runs of snapshots that several consumers of one process
+    share (a zone's nodes get the same zone part, decoded once into :class:`SharedOps`), so
+    that each consumer copies the view of those runs instead of merging them again. The
+    last few are kept; an entry holds its runs, so their ids stay theirs while it lives."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.hits = 0
+        self._views: OrderedDict[tuple[int, ...], tuple[list[SharedOps], View[Any]]] = OrderedDict()
+
+    def view(self, runs: list[SharedOps]) -> View[Any]:
+        """The view of ``runs`` applied to an empty view: never change it, copy it."""
+        key = tuple(id(r) for r in runs)
+        entry = self._views.get(key)
+        if entry is not None:
+            self.hits += 1
+            self._views.move_to_end(key)
+            return entry[1]
+        built: View[Any] = apply_snapshot(runs)
+        self._views[key] = (runs, built)
+        if len(self._views) > self.size:
+            self._views.popitem(last=False)
+        return built
+
+
+def apply_snapshot(
+    parts: Sequence[Sequence[Op[E]]], prefixes: SnapshotPrefixes | None = None
+) -> View[E]:
     """A new view from a snapshot's runs of operations, applied in order (as
     :func:`apply_in_place` on an empty view would). A run of set operations only is applied
-    by merging its grouping (cached for :class:`SharedOps`); any other run op by op."""
+    by merging its grouping (cached for :class:`SharedOps`); any other run op by op.
+
+    With ``prefixes``, the view of the leading shared runs (all but the last) is built once
+    and copied, its endpoint tables shared copy-on-write."""
     view: View[E] = View()
+    lead = _shared_lead(parts) if prefixes is not None else []
+    if prefixes is not None and len(lead) >= 2:
+        base = prefixes.view(lead)
+        view = View(
+            dict(base.services), dict(base.endpoints), dict(base.nodes), set(base.endpoints)
+        )
+        parts = parts[len(lead) :]
     for ops in parts:
         grouping = ops.grouped() if isinstance(ops, SharedOps) else group_sets(ops)
         if grouping is None:
@@ -295,3 +334,14 @@ def apply_snapshot(parts: Iterable[Sequence[Op[E]]]) -> View[E]:
             have.update(tables[key])
         view.nodes.update(grouping.nodes)
     return view
+
+
+def _shared_lead(parts: Sequence[Sequence[Op[E]]]) -> list[SharedOps]:
+    """The leading runs that are :class:`SharedOps` of set operations, the last run aside
+    (a node's own part comes last)."""
+    lead: list[SharedOps] = []
+    for ops in parts[:-1]:
+        if not isinstance(ops, SharedOps) or ops.grouped() is None:
+            break
+        lead.append(ops)
+    return lead

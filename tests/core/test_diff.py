@@ -19,6 +19,7 @@ from kpng.diff import (
     SetNode,
     SetService,
     SharedOps,
+    SnapshotPrefixes,
     View,
     apply,
     apply_in_place,
@@ -217,6 +218,42 @@ def test_apply_snapshot_is_apply_in_order(
         assert (first, second, apply_snapshot(runs)) == (a, b, b)
         apply_in_place(diff(b, a), second)
         assert second == a
+
+
+@settings(max_examples=150, deadline=None)
+@given(node_views(), node_views(), node_views(), st.lists(st.integers(0, 60), max_size=4))
+def test_views_built_on_a_shared_prefix_are_right_and_independent(
+    a: View[ViewEndpoint], b: View[ViewEndpoint], c: View[ViewEndpoint], cuts: list[int]
+) -> None:
+    """Two consumers of one process: the same zone runs (a), then each its own run (to b,
+    to c). The zone's view is built once; changing one consumer's view changes nothing else."""
+    empty: View[ViewEndpoint] = View()
+    zone: list[Any] = [SharedOps(run) for run in _runs(diff(empty, a), cuts)]
+    prefixes = SnapshotPrefixes()
+    first = apply_snapshot([*zone, SharedOps(diff(a, b))], prefixes)
+    second = apply_snapshot([*zone, diff(a, c)], prefixes)
+    assert (first, second) == (b, c)
+    assert prefixes.hits == (1 if len(zone) >= 2 else 0)
+    apply_in_place(diff(b, c), first)
+    apply_in_place(diff(c, a), second)
+    assert (first, second) == (c, a)
+    assert apply_snapshot([*zone, diff(a, b)], prefixes) == b  # the zone's view unchanged
+    assert apply_snapshot(zone, prefixes) == a
+
+
+def test_shared_prefixes_keep_the_last_few() -> None:
+    svc = [Service("d", f"s{i}", ServiceType.CLUSTER_IP, (f"10.96.0.{i}",), ()) for i in range(9)]
+    prefixes = SnapshotPrefixes(size=2)
+    runs = [
+        [SharedOps([SetService(s)]), SharedOps([SetService(s)]), [SetNode(Node("n"))]] for s in svc
+    ]
+    for r in runs[:3]:
+        apply_snapshot(r, prefixes)
+    apply_snapshot(runs[2], prefixes)
+    apply_snapshot(runs[1], prefixes)
+    assert prefixes.hits == 2
+    apply_snapshot(runs[0], prefixes)  # evicted: built again
+    assert prefixes.hits == 2 and len(prefixes._views) == 2
 
 
 def test_apply_snapshot_refuses_an_endpoint_before_its_service() -> None:

@@ -85,7 +85,8 @@ class ViewClient(Generic[E]):
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
         self.compressed = compressed  # ask for zstd-compressed snapshot chunks
         self.stats = ClientStats()
-        self.consumer: Consumer[E] = Consumer()
+        prefixes = op_cache.prefixes if op_cache is not None else None
+        self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
         self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
         self._sub: Subscription | None = None
 

@@ -18,7 +18,15 @@ from itertools import chain
 from typing import Any, Generic, Literal
 
 from kpng.codec import Delta, SnapshotChunk, Tick
-from kpng.diff import E, InconsistentOp, Op, View, apply_in_place, apply_snapshot
+from kpng.diff import (
+    E,
+    InconsistentOp,
+    Op,
+    SnapshotPrefixes,
+    View,
+    apply_in_place,
+    apply_snapshot,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,8 @@ class Consumer(Generic[E]):
     synced: bool = False
     trusted: bool = False  # the view is exactly the watcher's at (epoch, seq)
     _buffer: list[Delta] = field(default_factory=list)
+    # shared by the consumers of one process that follow many nodes (kpng.codec.OpCache)
+    prefixes: SnapshotPrefixes | None = field(default=None, compare=False, repr=False)
 
     def since(self) -> tuple[str, int] | None:
         """Where a catch-up may start: (epoch, seq) of a trusted view, else None (full)."""
@@ -76,7 +86,7 @@ class Consumer(Generic[E]):
         if first.base >= 0:
             return self._catch_up(first, ops)
         try:
-            view: View[E] = apply_snapshot(parts)
+            view: View[E] = apply_snapshot(parts, self.prefixes)
         except InconsistentOp as exc:
             self.trusted = False
             return [Resync(f"bad snapshot: {exc}")]
