@@ -507,3 +507,17 @@ def test_a_large_catch_up_is_compressed_for_a_consumer_that_asks() -> None:
     assert "zops" in msgpack.unpackb(zstd[0]) and "zops" not in msgpack.unpackb(plain[0])
     assert sum(map(len, zstd)) < 0.5 * sum(map(len, plain))
     assert _chunks(zstd) == _chunks(plain)
+
+
+def test_a_snapshot_event_carries_its_runs_as_one_sequence() -> None:
+    cluster = _big_cluster(services=30)
+    fanout = Fanout("e1", max_payload=2048)
+    fanout.load(cluster)
+    chunks = _chunks(fanout.snapshot("n1", compact=True))
+    assert len(chunks) > 2
+    [event] = Consumer().on_snapshot(chunks)
+    assert isinstance(event, Applied) and event.kind == "snapshot"
+    joined = tuple(op for c in chunks for op in c.ops)
+    assert len(event.ops) == len(joined) and tuple(event.ops) == joined
+    assert event.ops == joined and event.ops[5] == joined[5] and event.ops[-3:] == joined[-3:]
+    assert apply(event.ops, View()) == cluster.node_view("n1")

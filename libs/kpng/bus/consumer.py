@@ -12,10 +12,10 @@ fit it, or after a bad or mismatched reply: then only a full snapshot will do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Generic, Literal
+from typing import Any, Generic, Literal, overload
 
 from kpng.codec import Delta, SnapshotChunk, Tick
 from kpng.diff import (
@@ -41,9 +41,42 @@ class Applied(Generic[E]):
     epoch: str
     seq: int
     view: View[E]
-    ops: tuple[Op[E], ...]
+    ops: Sequence[Op[E]]  # a tuple, or a snapshot's runs (SnapshotOps)
     time: float | None = None
     trigger_time: float | None = None
+
+
+class SnapshotOps(Sequence[Op[Any]]):
+    """A full snapshot's operations, as the runs they came in: a snapshot of 10^5 operations
+    is not copied into one tuple (a process following many nodes would do it per node)."""
+
+    __slots__ = ("_joined", "_len", "_runs")
+
+    def __init__(self, runs: Sequence[Sequence[Op[Any]]]) -> None:
+        self._runs = runs
+        self._len = sum(len(r) for r in runs)
+        self._joined: tuple[Op[Any], ...] | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Op[Any]]:
+        return chain.from_iterable(self._runs)
+
+    @overload
+    def __getitem__(self, i: int) -> Op[Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Op[Any], ...]: ...
+    def __getitem__(self, i: int | slice) -> Op[Any] | tuple[Op[Any], ...]:
+        if self._joined is None:
+            self._joined = tuple(self)
+        return self._joined[i]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +115,8 @@ class Consumer(Generic[E]):
             self.trusted = False
             return [Resync("snapshot chunks of different versions")]
         parts = [c.ops for c in sorted(chunks, key=lambda c: c.chunk)]
-        ops: tuple[Op[Any], ...] = tuple(chain.from_iterable(parts))
         if first.base >= 0:
-            return self._catch_up(first, ops)
+            return self._catch_up(first, tuple(chain.from_iterable(parts)))
         try:
             view: View[E] = apply_snapshot(parts, self.prefixes)
         except InconsistentOp as exc:
@@ -92,6 +124,7 @@ class Consumer(Generic[E]):
             return [Resync(f"bad snapshot: {exc}")]
         self.view, self.epoch, self.seq = view, first.epoch, first.seq
         self.synced = self.trusted = True
+        ops = SnapshotOps(parts)
         return self._drain([Applied("snapshot", self.epoch, self.seq, view, ops)])
 
     def _catch_up(
