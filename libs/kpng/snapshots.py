@@ -126,13 +126,12 @@ class Snapshots:
         if node is not None:
             own.append((1, encode_op(SetNode(node))))
         parts: list[Part]
-        if len(zone_runs) <= 1:  # a small view: one message if it fits
-            runs = pack([*zone_runs, *own], limit)
-            parts = self.compressed(runs) if zstd else list(runs)
-        elif zstd:  # a part other nodes share: the node's own after it
+        if zstd:  # the zone's frames (compressed once per zone), then the node's own
             own_parts = self.compressed(pack(own, limit))
             parts = [*self._zone_compressed(zone, compact, limit), *own_parts]
-        else:
+        elif len(zone_runs) <= 1:  # a small view: one message if it fits
+            parts = list(pack([*zone_runs, *own], limit))
+        else:  # a part other nodes share: the node's own after it
             parts = [*zone_runs, *pack(own, limit)]
         return chunk_messages(epoch, seq, parts)
 
