@@ -4,16 +4,18 @@ they missed (no full snapshot), and a history that does not reach back means a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
 
 from kpng.bus.client import NodeViewClient
-from kpng.bus.connection import connect
+from kpng.bus.connection import Bus, connect
 from kpng.codec import SnapshotRequest, encode
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
@@ -110,43 +112,9 @@ async def _raw_snapshot(bus: Any, subject: str, request: SnapshotRequest) -> lis
     return [msgpack.unpackb(c) for c in await _raw_chunks(bus, subject, request)]
 
 
-async def test_compact_endpoints_only_for_consumers_that_accept_them(
-    deployment: Deployment,
-) -> None:
-    deployment.write_cluster(cluster("10.244.1.1", "10.244.1.2"))
-    deployment.start_nats()
-    watcher_bus = await connect(deployment.url, retry_forever=False)
-    client_bus = await connect(deployment.url, retry_forever=False)
-    publisher = Publisher(
-        watcher_bus, FileSource(deployment.cluster_file, 0.05), PublisherSettings(0.01, 0.5)
-    )
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            watcher = tasks.create_task(publisher.run())
-            await asyncio.wait_for(publisher.ready.wait(), 10)
-            subject = client_bus.subjects.node_snapshot("n1")
-            kinds = {}
-            for accept in ((), ("eps",)):
-                chunks = await _raw_snapshot(client_bus, subject, SnapshotRequest(accept=accept))
-                kinds[accept] = {op["op"] for c in chunks for op in c["ops"]}
-            assert "eps" not in kinds[()] and "ep" in kinds[()]  # a v1 consumer as before
-            assert "eps" in kinds[("eps",)] and "ep" not in kinds[("eps",)]
-            # the client asks for them, and its view is the node's view either way
-            client = NodeViewClient(client_bus, "n1")
-            async for event in client:
-                assert event.view == publisher.state.node_view("n1")
-                assert len(event.view.endpoints["default/web"]) == 2
-                break
-            watcher.cancel()
-    finally:
-        await client_bus.close()
-        await watcher_bus.close()
-
-
-async def test_compressed_chunks_only_for_consumers_that_accept_them(
-    deployment: Deployment,
-) -> None:
-    ips = [f"10.244.1.{i}" for i in range(1, 201)]  # a view of several KB: worth compressing
+@contextlib.asynccontextmanager
+async def _watcher(deployment: Deployment, ips: list[str]) -> AsyncIterator[tuple[Publisher, Bus]]:
+    """A running watcher Publisher over ``cluster(*ips)``, and a bus for the test's client."""
     deployment.write_cluster(cluster(*ips))
     deployment.start_nats()
     watcher_bus = await connect(deployment.url, retry_forever=False)
@@ -158,33 +126,56 @@ async def test_compressed_chunks_only_for_consumers_that_accept_them(
         async with asyncio.TaskGroup() as tasks:
             watcher = tasks.create_task(publisher.run())
             await asyncio.wait_for(publisher.ready.wait(), 10)
-            sizes, fields = {}, {}
-            subjects = (
-                client_bus.subjects.node_snapshot("n1"),
-                client_bus.subjects.global_snapshot,
-            )
-            for subject in subjects:
-                for accept in ((), ("eps",), ("eps", "zstd")):
-                    request = SnapshotRequest(accept=accept)
-                    chunks = await _raw_chunks(client_bus, subject, request)
-                    sizes[subject, accept] = sum(map(len, chunks))
-                    fields[subject, accept] = {k for c in chunks for k in msgpack.unpackb(c)}
-            for subject in subjects:
-                assert "zops" not in fields[subject, ()] | fields[subject, ("eps",)]
-                assert "zops" in fields[subject, ("eps", "zstd")]
-                assert sizes[subject, ("eps", "zstd")] < sizes[subject, ("eps",)] / 2
-            assert publisher.fanout.stats.compressions >= 2
-            # the client asks for them; its view is the node's view with or without
-            for compressed in (True, False):
-                client = NodeViewClient(client_bus, "n1", compressed=compressed)
-                async for event in client:
-                    assert event.view == publisher.state.node_view("n1")
-                    assert len(event.view.endpoints["default/web"]) == 200
-                    break
+            yield publisher, client_bus
             watcher.cancel()
     finally:
         await client_bus.close()
         await watcher_bus.close()
+
+
+async def _first_view_is_the_nodes(publisher: Publisher, client: NodeViewClient, eps: int) -> None:
+    async for event in client:
+        assert event.view == publisher.state.node_view(client.node)
+        assert len(event.view.endpoints["default/web"]) == eps
+        break
+
+
+async def test_compact_endpoints_only_for_consumers_that_accept_them(
+    deployment: Deployment,
+) -> None:
+    async with _watcher(deployment, ["10.244.1.1", "10.244.1.2"]) as (publisher, bus):
+        subject = bus.subjects.node_snapshot("n1")
+        kinds = {}
+        for accept in ((), ("eps",)):
+            chunks = await _raw_snapshot(bus, subject, SnapshotRequest(accept=accept))
+            kinds[accept] = {op["op"] for c in chunks for op in c["ops"]}
+        assert "eps" not in kinds[()] and "ep" in kinds[()]  # a v1 consumer as before
+        assert "eps" in kinds[("eps",)] and "ep" not in kinds[("eps",)]
+        # the client asks for them, and its view is the node's view either way
+        await _first_view_is_the_nodes(publisher, NodeViewClient(bus, "n1"), 2)
+
+
+async def test_compressed_chunks_only_for_consumers_that_accept_them(
+    deployment: Deployment,
+) -> None:
+    ips = [f"10.244.1.{i}" for i in range(1, 201)]  # a view of several KB: worth compressing
+    async with _watcher(deployment, ips) as (publisher, bus):
+        sizes, fields = {}, {}
+        subjects = (bus.subjects.node_snapshot("n1"), bus.subjects.global_snapshot)
+        for subject in subjects:
+            for accept in ((), ("eps",), ("eps", "zstd")):
+                chunks = await _raw_chunks(bus, subject, SnapshotRequest(accept=accept))
+                sizes[subject, accept] = sum(map(len, chunks))
+                fields[subject, accept] = {k for c in chunks for k in msgpack.unpackb(c)}
+        for subject in subjects:
+            assert "zops" not in fields[subject, ()] | fields[subject, ("eps",)]
+            assert "zops" in fields[subject, ("eps", "zstd")]
+            assert sizes[subject, ("eps", "zstd")] < sizes[subject, ("eps",)] / 2
+        assert publisher.fanout.stats.compressions >= 2
+        # the client asks for them; its view is the node's view with or without
+        for compressed in (True, False):
+            client = NodeViewClient(bus, "n1", compressed=compressed)
+            await _first_view_is_the_nodes(publisher, client, 200)
 
 
 async def test_the_watcher_freezes_its_model_once_loaded(
