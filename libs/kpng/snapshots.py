@@ -126,10 +126,12 @@ class Snapshots:
         if node is not None:
             own.append((1, encode_op(SetNode(node))))
         parts: list[Part]
-        if zstd:  # the zone's frames (compressed once per zone), then the node's own
+        small = len(zone_runs) <= 1
+        if zstd and not (small and sum(len(r[1]) for r in zone_runs) < self.min_size):
+            # the zone's frames (compressed once per zone), then the node's own
             own_parts = self.compressed(pack(own, limit))
             parts = [*self._zone_compressed(zone, compact, limit), *own_parts]
-        elif len(zone_runs) <= 1:  # a small view: one message if it fits
+        elif small:  # a small view: one message if it fits
             parts = list(pack([*zone_runs, *own], limit))
         else:  # a part other nodes share: the node's own after it
             parts = [*zone_runs, *pack(own, limit)]
