@@ -21,7 +21,14 @@ FIELDS = {
     "latency_first_changes": {"batches", "p50_s", "p99_s", "max_s", "worst"},
     "initial": {"seconds", "watcher_cpu_s", "snapshot_requests", "snapshot_bytes_per_node"},
     "storm": {"seconds", "watcher_cpu_s", "watcher_snapshot_seconds", "snapshot_requests"},
-    "storm_cold": {"seconds", "snapshot_requests", "full_snapshots", "snapshot_bytes_per_node"},
+    "storm_cold": {
+        "seconds",
+        "snapshot_requests",
+        "full_snapshots",
+        "snapshot_bytes_per_node",
+        "compressions",
+        "compression_ratio",
+    },
     "watcher": {"cpu_percent_churn", "cpu_percent_storm", "rss_bytes", "peak_rss_bytes"},
     "per_change_per_node": {"messages", "bytes"},
     "encodings": {"per_change", "per_distinct_op", "probe_encodings", "probe_distinct_ops"},
@@ -59,6 +66,9 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert result["storm"]["catchups"] >= 20
     assert result["storm"]["full_snapshots"] == 0
     assert result["storm_cold"]["full_snapshots"] >= 20
+    # the agents ask for zstd: a zone's part is compressed once, not once per node
+    assert 3 <= result["storm_cold"]["compressions"] < 20
+    assert result["storm_cold"]["compression_ratio"] > 2
     # the watcher's side of a cold storm: every node's full view, counted by a raw reader
     delivery = result["storm_cold_delivery"]
     per_node = result["storm_cold"]["snapshot_bytes_per_node"]

@@ -73,6 +73,10 @@ def table(result: dict[str, Any]) -> str:
             f" ({result['storm_cold_delivery']['bytes'] / 1e9:.2f} GB,"
             f" {result['storm_cold_delivery']['gbit_per_s']:.1f} Gbit/s)",
         ),
+        (
+            "cold storm: zstd frames made (ratio)",
+            f"{cold['compressions']} ({cold['compression_ratio']:.1f}x)",
+        ),
         ("full view per node", f"{cold['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
         (
             "watcher CPU churn / warm / cold storm",

@@ -87,6 +87,10 @@ def sync_phase(phase: Phase) -> Json:
         "catchup_bytes_per_node": phase.delta("fanout", "catchup_bytes")
         / max(phase.delta("fanout", "catchups"), 1),
         "full_snapshots": int(phase.delta("fanout", "snapshots")),
+        # zstd frames made in the phase (a zone's part once per zone, own parts per node)
+        "compressions": int(phase.delta("fanout", "compressions")),
+        "compression_ratio": phase.delta("fanout", "compressed_in")
+        / max(phase.delta("fanout", "compressed_out"), 1),
         "agent_resyncs": sum(s["resyncs"] for s in phase.statuses),
         "snapshot_failures": sum(s["snapshot_failures"] for s in phase.statuses),
     }
