@@ -178,7 +178,7 @@ class Snapshots:
             return cached
         items: list[Run] = []
         for bucket, keys in self._buckets.items():
-            block = self._zone_block(bucket, keys, zone, compact)
+            block = self._zone_block(bucket, keys, zone, compact, limit)
             if len(block.blob) <= limit:
                 items.append((len(block.ops), block.blob))
             else:
@@ -187,17 +187,19 @@ class Snapshots:
         self._zone_runs[(zone, compact, limit)] = runs
         return runs
 
-    def _zone_block(self, bucket: int, keys: dict[str, None], zone: str, compact: bool) -> Block:
+    def _zone_block(
+        self, bucket: int, keys: dict[str, None], zone: str, compact: bool, limit: int
+    ) -> Block:
         cached = self._blocks.setdefault(bucket, {})
         block = cached.get((zone, compact))
         if block is None:
             ops: list[bytes] = []
             for key in keys:
-                ops.extend(self._service(key, zone, compact))
+                ops.extend(self._service(key, zone, compact, limit))
             block = cached[(zone, compact)] = Block.of(ops)
         return block
 
-    def _service(self, key: str, zone: str, compact: bool) -> list[bytes]:
+    def _service(self, key: str, zone: str, compact: bool, limit: int) -> list[bytes]:
         """A service as a node of ``zone`` special to it not sees it, encoded once per
         variant (most services look the same from every zone: encoded once)."""
         state = self._published[key]
@@ -207,7 +209,7 @@ class Snapshots:
         encoded = cached.get(variant)
         if encoded is None:
             view = service_view(state.service, state.endpoints, "", zone)
-            encoded = cached[variant] = encode_service(state.service, view, compact)
+            encoded = cached[variant] = encode_service(state.service, view, compact, limit)
             self.stats.encodings += len(encoded)
         return encoded
 
@@ -238,10 +240,14 @@ class Snapshots:
 
 
 def encode_service(
-    spec: Service | None, endpoints: Iterable[Endpoint | ViewEndpoint], compact: bool = False
+    spec: Service | None,
+    endpoints: Iterable[Endpoint | ViewEndpoint],
+    compact: bool = False,
+    max_op: int = 1 << 20,
 ) -> list[bytes]:
     """The operations that add one service and its endpoints; ``compact``: the endpoints of
-    a node view as one ``eps`` operation."""
+    a node view as ``eps`` operations, one unless it would exceed ``max_op`` bytes (a
+    service of tens of thousands of endpoints: then as many as keep each under it)."""
     assert spec is not None
     out = [encode_op(SetService(spec))]
     if not compact:
@@ -249,8 +255,16 @@ def encode_service(
         return out
     node_endpoints = [e for e in endpoints if isinstance(e, ViewEndpoint)]
     if node_endpoints:
-        out.append(packb(endpoints_to_wire(spec.key, node_endpoints)))
+        out.extend(_eps_ops(spec.key, node_endpoints, max_op))
     return out
+
+
+def _eps_ops(key: str, endpoints: list[ViewEndpoint], max_op: int) -> list[bytes]:
+    op = packb(endpoints_to_wire(key, endpoints))
+    if len(op) <= max_op or len(endpoints) == 1:
+        return [op]
+    half = len(endpoints) // 2
+    return _eps_ops(key, endpoints[:half], max_op) + _eps_ops(key, endpoints[half:], max_op)
 
 
 def pack(items: Iterable[Run], limit: int) -> list[Run]:

@@ -536,3 +536,24 @@ def test_a_snapshot_event_carries_its_runs_as_one_sequence() -> None:
     assert len(event.ops) == len(joined) and tuple(event.ops) == joined
     assert event.ops == joined and event.ops[5] == joined[5] and event.ops[-3:] == joined[-3:]
     assert apply(event.ops, View()) == cluster.node_view("n1")
+
+
+def test_a_service_of_many_endpoints_fits_the_max_payload_in_every_form() -> None:
+    """One eps operation of 20,000 endpoints is ~700 KB: it is split, never sent whole
+    in a message over the limit (NATS would refuse it and the node would never sync)."""
+    eps = tuple(
+        Endpoint(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", PORT, node=f"n{i % 4 + 1}")
+        for i in range(20_000)
+    )
+    big = EndpointSlice("default", "s0-a", "s0", "IPv4", eps)
+    cluster = ClusterState()
+    cluster.replace([Node("n1", zone="z1"), make_service(0, False, False, False), big])
+    fanout = Fanout("e1", max_payload=64 * 1024)
+    fanout.load(cluster)
+    for compact, zstd in ((False, False), (True, False), (True, True)):
+        chunks = fanout.snapshot("n1", compact=compact, zstd=zstd)
+        assert len(chunks) > 2 and max(map(len, chunks)) <= 64 * 1024
+        assert _from_snapshot(chunks)[1] == cluster.node_view("n1")
+    replaced = EndpointSlice("default", "s0-a", "s0", "IPv4", eps[::2])
+    out = fanout.publish(cluster, cluster.upsert(replaced, 2.0), 2.0)
+    assert len(out) > 2 and max(o.size for o in out) <= 64 * 1024
