@@ -9,7 +9,6 @@ distinct list of operations is encoded once and shared by every node's message.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from kpng.cluster import Changes, ClusterState, ServiceState
 from kpng.codec import Tick, delta_head, encode, encode_op
 from kpng.compression import MIN_SIZE
 from kpng.diff import Op, diff_nodes, diff_service
+from kpng.history import History
 from kpng.model import Endpoint, Node, ViewEndpoint
 from kpng.snapshots import ENVELOPE, Part, Snapshots, chunk_messages, pack
 from kpng.views import service_view, special_nodes, view_variant
@@ -76,30 +76,6 @@ class _Batch:
     encoded: dict[tuple[Op[Any], ...], list[bytes]] = field(default_factory=dict)
 
 
-class _History:
-    """The runs of operations a node's deltas carried, newest last, as (seq, count, run),
-    bounded by count and bytes. Runs are the same bytes objects every node of a zone was
-    sent, so a history costs a reference per delta, not a copy."""
-
-    __slots__ = ("runs", "size")
-
-    def __init__(self) -> None:
-        self.runs: deque[tuple[int, int, bytes]] = deque()
-        self.size = 0
-
-    def add(self, seq: int, count: int, run: bytes, max_runs: int, max_bytes: int) -> None:
-        self.runs.append((seq, count, run))
-        self.size += len(run)
-        while self.runs and (len(self.runs) > max_runs or self.size > max_bytes):
-            self.size -= len(self.runs.popleft()[2])
-
-    def since(self, seq: int) -> list[tuple[int, bytes]] | None:
-        """The runs of every delta after ``seq``; None if the history does not reach back."""
-        if not self.runs or self.runs[0][0] > seq + 1:
-            return None
-        return [(count, run) for s, count, run in self.runs if s > seq]
-
-
 class Fanout:
     """Per-node sequence numbers, the state as last published, and the message builder.
 
@@ -120,7 +96,7 @@ class Fanout:
         self.max_payload = max_payload
         self.history = history
         self.history_bytes = history_bytes
-        self._history: dict[str, _History] = {}
+        self._history: dict[str, History] = {}
         self.seq: dict[str, int] = {}
         self.global_seq = 0
         self.stats = FanoutStats()
@@ -227,7 +203,7 @@ class Fanout:
                 runs = self._pack(ops)
             history = self._history.get(node) if self.history > 0 else None
             if history is None and self.history > 0:
-                history = self._history[node] = _History()
+                history = self._history[node] = History()
             for count, blob in runs:
                 self._last_delta[node] = now
                 self.seq[node] += 1
