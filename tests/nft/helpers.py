@@ -74,10 +74,16 @@ class Harness:
         return asyncio.run(go())
 
     def trace(
-        self, src: str, dst: str, dport: int, proto: str = "tcp", origin: str = "outside"
+        self,
+        src: str,
+        dst: str,
+        dport: int,
+        proto: str = "tcp",
+        origin: str = "outside",
+        mark: int = 0,
     ) -> Trace:
         tracer = Tracer(self.nft, self.config, (NODE_IP,))
-        return tracer.trace(Packet(src, dst, proto, dport, origin))  # type: ignore[arg-type]
+        return tracer.trace(Packet(src, dst, proto, dport, origin, mark))  # type: ignore[arg-type]
 
 
 __all__ = ["TrafficPolicy"]

@@ -2,12 +2,15 @@
 
 Packet path (one family; ``A`` is the address type):
 
-* nat prerouting/output jump to ``dispatch``: ``meta mark`` is set from ``service_ips``
+* nat prerouting/output jump to ``dispatch``: the *register*, the conntrack mark (``ct mark``)
+  of the new connection, is set from ``service_ips``
   (daddr . proto . dport, for cluster, external and load-balancer IPs) or, for local
-  addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). The mark holds
+  addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). It holds
   a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
-  node are swapped for the service's internal target (``shortcuts``). The masquerade bit is
-  set by the flags; then ``pick_static`` (by the endpoint count the mark carries, for 1 to
+  node are swapped for the service's internal target (``shortcuts``). The masquerade bit
+  (one bit of the packet mark, ``Config.masquerade_bit``: OR-ed in, every other bit of the
+  packet mark left as it was) is set by the flags; then ``pick_static`` (by the endpoint
+  count the register carries, for 1 to
   15 endpoints without affinity) or ``pick`` (by target id: more endpoints, affinity, none)
   sends the target to ``pick_<N>_<S>``, which DNATs through ``endpoints_<S>`` keyed by
   (target . ``numgen random mod N``), or to an affinity chain. ``S`` is the target id's
@@ -16,7 +19,9 @@ Packet path (one family; ``A`` is the address type):
   DNATed) hit ``no_endpoint_ips``/``no_endpoint_nodeports`` (reject, or drop for Local
   policies), and any other port of a cluster IP is rejected.
 * filter prerouting (before DNAT): load-balancer source ranges.
-* nat postrouting: affinity records, then masquerade for the mark bit and for hairpin.
+* nat postrouting: affinity records, the register cleared, then masquerade for the
+  masquerade bit (cleared first, as kube-proxy does) and for hairpin. nat input (DNAT to the
+  node itself) clears the register too.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from kpng.nft.objects import Chain, Element, Hook, Set, Table
 
 ID_MASK = 0x00FFFFFF
-MASQ = 0x40000000
+MASQ = 0x40000000  # in the register: set the masquerade bit of the packet mark
 CLUSTER = 0x20000000  # cluster-IP traffic: masquerade unless from the pod network
 LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circuit pods/node
 REJECT = "goto reject_chain"
@@ -53,6 +58,16 @@ class Config:
     pod_cidrs: tuple[str, ...] = ()
     nodeport_cidrs: tuple[str, ...] = ()
     masquerade_all: bool = False
+    masquerade_bit: int = 14  # the one packet-mark bit kpng owns, as kube-proxy's default
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.masquerade_bit <= 31:
+            raise ValueError(f"masquerade bit {self.masquerade_bit} is not in 0..31")
+
+    @property
+    def masq_mark(self) -> int:
+        """The masquerade bit as a packet-mark value (bit 14: 0x4000)."""
+        return 1 << self.masquerade_bit
 
     @property
     def nft_family(self) -> str:
@@ -127,14 +142,15 @@ def chains(c: Config) -> tuple[Chain, ...]:
     return (
         Chain("nat_prerouting", ("jump dispatch",), Hook("nat", "prerouting", -100)),
         Chain("nat_output", ("jump dispatch",), Hook("nat", "output", -100)),
-        Chain("nat_postrouting", _postrouting(f), Hook("nat", "postrouting", 100)),
+        Chain("nat_postrouting", _postrouting(c), Hook("nat", "postrouting", 100)),
+        Chain("nat_input", (_CLEAR,), Hook("nat", "input", 100)),
         Chain("dispatch", _dispatch(c)),
         Chain("local_ext", _local_ext(c)),
         Chain(
             "local_ext_node",
             (
-                f"meta mark set meta mark & {ID_MASK:#x} map @shortcuts",
-                f"meta mark set meta mark | {MASQ:#x}",
+                f"ct mark set ct mark & {ID_MASK:#x} map @shortcuts",
+                f"ct mark set ct mark | {MASQ:#x}",
             ),
         ),
         Chain("filter_prerouting", _firewall(f), Hook("filter", "prerouting", -110)),
@@ -147,32 +163,39 @@ def chains(c: Config) -> tuple[Chain, ...]:
     )
 
 
-def _postrouting(f: str) -> tuple[str, ...]:
+# a connection kpng DNATed gets its conntrack mark back as zero (it was its register)
+_CLEAR = f"ct status dnat ct mark & {ID_MASK:#x} != 0x0 ct mark set 0x0"
+
+
+def _postrouting(c: Config) -> tuple[str, ...]:
+    f, bit = c.nft_family, c.masq_mark
     return (
-        f"meta mark & {ID_MASK:#x} vmap @aff_update",
-        f"meta mark & {MASQ:#x} != 0x0 masquerade fully-random",
+        f"ct mark & {ID_MASK:#x} vmap @aff_update",
+        _CLEAR,
+        # only the masquerade bit is tested and cleared; the other bits stay as they were
+        f"meta mark & {bit:#x} != 0x0 meta mark set meta mark & {~bit & 0xFFFFFFFF:#x}"
+        " masquerade fully-random",
         f"ct status dnat {f} saddr . {f} daddr @hairpin masquerade fully-random",
     )
 
 
 def _dispatch(c: Config) -> tuple[str, ...]:
-    f = c.nft_family
+    f, bit = c.nft_family, c.masq_mark
+    mark_masq = f"meta mark set meta mark | {bit:#x}"
     rules = [
-        f"meta mark set {f} daddr . meta l4proto . th dport map @service_ips",
-        f"meta mark & {ID_MASK:#x} == 0x0 fib daddr type local {f} daddr @nodeport_addrs"
-        " meta mark set meta l4proto . th dport map @service_nodeports",
-        f"meta mark & {LOCAL_EXT:#x} != 0x0 jump local_ext",
+        f"ct mark set {f} daddr . meta l4proto . th dport map @service_ips",
+        f"ct mark & {ID_MASK:#x} == 0x0 fib daddr type local {f} daddr @nodeport_addrs"
+        " ct mark set meta l4proto . th dport map @service_nodeports",
+        f"ct mark & {LOCAL_EXT:#x} != 0x0 jump local_ext",
+        f"ct mark & {MASQ:#x} != 0x0 {mark_masq}",
     ]
     if c.pod_cidrs:
-        rules.append(
-            f"meta mark & {CLUSTER:#x} != 0x0 {f} saddr != @pod_cidrs"
-            f" meta mark set meta mark | {MASQ:#x}"
-        )
+        rules.append(f"ct mark & {CLUSTER:#x} != 0x0 {f} saddr != @pod_cidrs {mark_masq}")
     if c.masquerade_all:
-        rules.append(f"meta mark & {ID_MASK:#x} != 0x0 meta mark set meta mark | {MASQ:#x}")
+        rules.append(f"ct mark & {ID_MASK:#x} != 0x0 {mark_masq}")
     picked = PICK_BITS | (SHARDS - 1)
-    rules.append(f"meta mark & {PICK_BITS:#x} != 0x0 meta mark & {picked:#x} vmap @pick_static")
-    rules.append(f"meta mark & {ID_MASK:#x} vmap @pick")
+    rules.append(f"ct mark & {PICK_BITS:#x} != 0x0 ct mark & {picked:#x} vmap @pick_static")
+    rules.append(f"ct mark & {ID_MASK:#x} vmap @pick")
     return tuple(rules)
 
 
@@ -180,7 +203,7 @@ def _local_ext(c: Config) -> tuple[str, ...]:
     rules = ["fib saddr type local goto local_ext_node"]
     if c.pod_cidrs:
         rules.append(
-            f"{c.nft_family} saddr @pod_cidrs meta mark set meta mark & {ID_MASK:#x} map @shortcuts"
+            f"{c.nft_family} saddr @pod_cidrs ct mark set ct mark & {ID_MASK:#x} map @shortcuts"
         )
     return tuple(rules)
 
@@ -207,7 +230,7 @@ def pick_chain(c: Config, n: int, i: int) -> Chain:
     return Chain(
         f"pick_{n}_{i}",
         tuple(
-            f"meta l4proto {proto} dnat {f} to meta mark & {ID_MASK:#x}"
+            f"meta l4proto {proto} dnat {f} to ct mark & {ID_MASK:#x}"
             f" . numgen random mod {n} map @endpoints_{i}"
             for proto in ("tcp", "udp", "sctp")
         ),

@@ -4,6 +4,10 @@ It follows a new connection's first packet through the skeleton's chains (see
 :mod:`kpng.nft.skeleton`) using the table's actual maps and sets: firewall, dispatch,
 short-circuit, masquerade flags, endpoint choice (every endpoint ``numgen`` may pick),
 the filter checks and hairpin. Tests trace kube-proxy's behaviours without root.
+
+As the rules do, it keeps kpng's register (the connection's ``ct mark``) apart from the
+packet mark, of which it sets, tests and clears only the masquerade bit: the packet mark a
+trace ends with is the one the packet came with (``Packet.mark``) without that bit.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Packet:
     proto: str  # "tcp", "udp", "sctp"
     dport: int
     origin: Origin = "outside"
+    mark: int = 0  # the packet mark before kpng's chains (another component's bits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,8 @@ class Trace:
     masquerade: bool = False
     affinity: bool = False
     hairpin: bool = False  # masqueraded if the endpoint chosen is the client itself
+    mark: int = 0  # the packet mark after nat postrouting
+    conntrack_mark: int = 0  # the connection's ct mark after nat postrouting
 
     @property
     def endpoint_ips(self) -> frozenset[str]:
@@ -75,24 +82,36 @@ class Tracer:
             "firewall_allow", *key, p.src
         ):
             return Trace("drop")
-        mark = self._dispatch(p, key)
-        tid = mark & ID_MASK
+        reg = self._dispatch(p, key)
+        bit = self.config.masq_mark
+        mark = p.mark | bit if reg & MASQ or self._masquerade(p, reg) else p.mark
+        tid = reg & ID_MASK
         verdict = self._get("pick", str(tid)) if tid else None
-        if mark & PICK_BITS:  # dispatch's pick_static rule comes first
-            verdict = self._get("pick_static", str(mark & (PICK_BITS | (SHARDS - 1))))
+        if reg & PICK_BITS:  # dispatch's pick_static rule comes first
+            verdict = self._get("pick_static", str(reg & (PICK_BITS | (SHARDS - 1))))
         if verdict and verdict[0] != "return":
             eps = self._endpoints(tid, verdict[0])
             hairpin = self._get("hairpin", p.src, p.src) is not None
             return Trace(
                 "dnat",
                 frozenset(eps),
-                bool(mark & MASQ),
+                bool(mark & bit),  # nat postrouting: masquerade, and clear the bit
                 verdict[0].startswith("goto aff_"),
                 hairpin and any(ip == p.src for ip, _ in eps),
+                mark & ~bit,
+                0,  # DNATed: the register is cleared
             )
-        return self._filter(p, key)
+        t = self._filter(p, key)
+        return Trace(t.verdict, mark=mark, conntrack_mark=reg)
+
+    def _masquerade(self, p: Packet, reg: int) -> bool:
+        """dispatch's rules that set the masquerade bit from the register's flags."""
+        if reg & CLUSTER and self.config.pod_cidrs and not self._in("pod_cidrs", p.src):
+            return True
+        return bool(reg & ID_MASK and self.config.masquerade_all)
 
     def _dispatch(self, p: Packet, key: tuple[str, ...]) -> int:
+        """The register (ct mark) as ``dispatch`` leaves it."""
         value = self._get("service_ips", *key)
         local = p.dst in self.local_addresses
         if value is None and local and self._in("nodeport_addrs", p.dst):
@@ -100,10 +119,6 @@ class Tracer:
         mark = int(value[0]) if value else 0
         if mark & LOCAL_EXT:
             mark = self._short_circuit(p, mark)
-        if mark & CLUSTER and self.config.pod_cidrs and not self._in("pod_cidrs", p.src):
-            mark |= MASQ
-        if mark & ID_MASK and self.config.masquerade_all:
-            mark |= MASQ
         return mark
 
     def _short_circuit(self, p: Packet, mark: int) -> int:
