@@ -26,6 +26,17 @@ def cidrs(text: str) -> tuple[str, ...]:
     return out
 
 
+def mark_bit(text: str) -> int:
+    """``--masquerade-bit``: a bit of the packet mark, 0..31."""
+    try:
+        bit = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (a bit 0..31)") from None
+    if not 0 <= bit <= 31:
+        raise argparse.ArgumentTypeError(f"{bit} is not a bit of the 32-bit mark (0..31)")
+    return bit
+
+
 def add_nftables_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("nftables backend")
     g.add_argument("--table-name", default="kpng", help="nftables table name (default: kpng)")
@@ -39,6 +50,14 @@ def add_nftables_arguments(p: argparse.ArgumentParser) -> None:
         help="CIDRs for NodePorts, or 'primary' (the node's addresses; default)",
     )
     g.add_argument("--masquerade-all", action="store_true", help="SNAT all service traffic")
+    g.add_argument(
+        "--masquerade-bit",
+        type=mark_bit,
+        default=14,
+        metavar="BIT",
+        help="the one packet-mark bit kpng owns, marking connections to masquerade "
+        "(0..31, default 14: 0x4000, as kube-proxy's --iptables-masquerade-bit)",
+    )
 
 
 def nftables_backend(args: argparse.Namespace) -> NftablesBackend:
@@ -48,6 +67,7 @@ def nftables_backend(args: argparse.Namespace) -> NftablesBackend:
         cluster_cidrs=args.cluster_cidr,
         nodeport_addresses=args.nodeport_addresses,
         masquerade_all=args.masquerade_all,
+        masquerade_bit=args.masquerade_bit,
     )
     return NftablesBackend(settings, NftCommand(), local_addresses)
 

@@ -35,6 +35,7 @@ class Settings:
     cluster_cidrs: tuple[str, ...] = ()
     nodeport_addresses: tuple[str, ...] = (PRIMARY,)
     masquerade_all: bool = False
+    masquerade_bit: int = 14  # the packet-mark bit that asks for masquerade
     families: tuple[int, ...] = (4, 6)
     netlink: bool = True  # elements over netlink (nft only for the skeleton)
 
@@ -68,6 +69,7 @@ def config_for(
         ),
         nodeport_cidrs=nodeport_cidrs(s, view, family, local),
         masquerade_all=s.masquerade_all,
+        masquerade_bit=s.masquerade_bit,
     )
 
 
