@@ -14,6 +14,7 @@ import pytest
 from kpng_devrun.procs import venv_bin
 from kpng_netns.netns import exec_argv, sh
 from tests.e2e.cluster import E2E, endpoints, eventually, service
+from tests.nft.test_mark import mark_uses
 
 pytestmark = pytest.mark.netns
 IP, NODE_PORT = "10.96.3.1", 30301
@@ -256,3 +257,62 @@ def _converges(kube: E2E, ns: str, chain: str, before: dict[str, Any]) -> None:
     listed = sh("nft", "list", "chain", "ip", "kpng", chain, ns=ns)
     assert "priority filter - 10; policy accept;" in listed, listed
     assert listing(ns)["chains"][chain] == before["chains"][chain]
+
+
+def _whole_mark_layout(ns: str) -> str:
+    """The chains as the version before ``--masquerade-bit`` wrote them: kpng's register in
+    the whole packet mark (``meta mark set ... map @service_ips``), masquerade on its bit 30
+    left set, no ``nat_input``; their digests are not this version's."""
+    script = [
+        "delete chain ip kpng nat_input",
+        f"delete element ip kpng chain_digests {{ {_digest(ns, 'nat_input')} }}",
+    ]
+    listed = nft(ns, "list", "table", "ip", "kpng")
+    chains = [line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")]
+    for chain in chains:
+        text = nft(ns, "list", "chain", "ip", "kpng", chain)
+        if "ct mark" not in text or chain == "nat_input":
+            continue
+        if chain == "nat_postrouting":
+            rules = [
+                "meta mark & 0x00ffffff vmap @aff_update",
+                "meta mark & 0x40000000 != 0x00000000 masquerade fully-random",
+                "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
+            ]
+        else:
+            body = text.split("{", 2)[2].rsplit("}", 2)[0]
+            rules = [r.strip().replace("ct mark", "meta mark") for r in body.splitlines()]
+            rules = [r for r in rules if r]
+        script.append(f"flush chain ip kpng {chain}")
+        script += [f"add rule ip kpng {chain} {r}" for r in rules]
+        script.append(f"delete element ip kpng chain_digests {{ {_digest(ns, chain)} }}")
+    return "\n".join(script) + "\n"
+
+
+def _digest(ns: str, chain: str) -> str:
+    digests = listing(ns)["sets"]["chain_digests"]["elements"]
+    e = next(e for e in digests if isinstance(e, dict) and e["elem"].get("comment") == chain)
+    return str(e["elem"]["val"])
+
+
+def test_an_agent_converges_a_table_of_the_whole_mark_layout(kube: E2E) -> None:
+    """A table written when kpng kept its register in the whole packet mark (overwriting a
+    CNI's bits) is rewritten at the agent's start: the register off the packet mark, which
+    only the masquerade bit is set, tested and cleared on."""
+    ns = kube.c.node_ns("node-1")
+    kube.apply(service("web", IP, nodePort=NODE_PORT), endpoints("web", [kube.pod("pod-2-1")]))
+    serves(kube, "node-1")
+    before = listing(ns)
+    kube.c.stop_agent("node-1")
+    _load(ns, _whole_mark_layout(ns))
+    old = nft(ns, "list", "table", "ip", "kpng")
+    assert "meta mark set ip daddr . meta l4proto . th dport map @service_ips" in old
+    assert "nat_input" not in old and "ct mark" not in old  # neither chain nor digest
+    kube.c.start_agent("node-1", "--sync-period", "5")
+    serves(kube, "node-1")
+    got = listing(ns)
+    assert got["chains"] == before["chains"]
+    table = nft(ns, "list", "table", "ip", "kpng")
+    rules = [r.strip() for r in table.splitlines() if not r.strip().startswith("typeof")]
+    assert mark_uses(rules) == {"set | 0x4000", "test & 0x4000 != 0", "set & 0xffffbfff"}
+    assert "ct mark set ip daddr . meta l4proto . th dport map @service_ips" in table
