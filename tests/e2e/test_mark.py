@@ -129,3 +129,43 @@ def test_a_masquerade_bit_given_moves_the_bit_kpng_uses(cluster: Cluster) -> Non
         assert counter(cluster.node, "post_ct_mark") == 0
     finally:
         asyncio.run(d.backend.close())
+
+
+# another component's conntrack mark on new connections, set before kpng's dnat: the bits of
+# kpng's flags (masquerade 0x40000000, cluster 0x20000000, eTP Local 0x10000000) and an id
+FOREIGN_CT = 0x70000001
+CT_TABLE = f"""
+table ip cttest {{
+  counter post_ct_kept {{}}
+  chain ct_in {{
+    type filter hook prerouting priority -150; policy accept;
+    ct state new tcp dport {{ 8080, 30080 }} ct mark set ct mark | {FOREIGN_CT:#x}
+  }}
+  chain post {{
+    type filter hook postrouting priority 200; policy accept;
+    ct state new tcp dport 8080 ct mark == {FOREIGN_CT:#x} counter name post_ct_kept
+  }}
+}}
+"""
+
+
+def test_another_components_conntrack_mark_is_not_read_as_kpngs_flags(
+    cluster: Cluster,
+) -> None:
+    """A connection that is not to a service keeps its conntrack mark and is not
+    masqueraded for bits that look like kpng's flags; a NodePort connection that arrives
+    with one still reaches the service."""
+    cluster.pod("pod-a", A)
+    cluster.pod("pod-b", B)
+    load(cluster, CT_TABLE)
+    d = MarkDriver(cluster)
+    try:
+        d.program(view((svc("web", np=30080), [local(A)])), full=True)
+        # straight to a pod, through the node: the pod sees the client, not the node
+        assert cluster.request(cluster.client, B, 8080) == f"pod-b {cluster.client_ip}"
+        out = sh("nft", "-j", "list", "counter", "ip", "cttest", "post_ct_kept", ns=cluster.node)
+        kept = next(o["counter"]["packets"] for o in json.loads(out)["nftables"] if "counter" in o)
+        assert kept == 1, "kpng changed the conntrack mark of a connection not to a service"
+        assert cluster.request(cluster.client, cluster.node_ip, 30080) == "pod-a 10.244.1.1"
+    finally:
+        asyncio.run(d.backend.close())

@@ -81,9 +81,11 @@ class Harness:
         proto: str = "tcp",
         origin: str = "outside",
         mark: int = 0,
+        ct_mark: int = 0,
     ) -> Trace:
         tracer = Tracer(self.nft, self.config, (NODE_IP,))
-        return tracer.trace(Packet(src, dst, proto, dport, origin, mark))  # type: ignore[arg-type]
+        packet = Packet(src, dst, proto, dport, origin, mark, ct_mark)  # type: ignore[arg-type]
+        return tracer.trace(packet)
 
 
 __all__ = ["TrafficPolicy"]

@@ -126,3 +126,19 @@ def test_another_masquerade_bit_moves_the_bit_and_leaves_14_alone() -> None:
 def test_a_masquerade_bit_out_of_range_is_refused(bit: int) -> None:
     with pytest.raises(ValueError, match=f"masquerade bit {bit} is not in 0..31"):
         Config(masquerade_bit=bit)
+
+
+def test_only_a_connection_to_a_service_gets_its_conntrack_mark_read() -> None:
+    """``dispatch`` looks services up and goes to ``dispatch_service``; nothing else reads
+    the conntrack mark, so another component's (with bits like kpng's flags) is left alone."""
+    for c in (Config(), Config(family=6, masquerade_all=True, pod_cidrs=("fd00::/64",))):
+        dispatch = {ch.name: ch.rules for ch in chains(c)}["dispatch"]
+        assert dispatch and all(r.endswith("goto dispatch_service") for r in dispatch)
+        assert not any("ct mark &" in r or "ct mark ==" in r for r in dispatch)
+    h = Harness()
+    h.full(view((svc("a", np=30080), [ep("10.244.2.1")])))
+    foreign = 0x70000001  # kpng's masquerade, cluster and eTP Local flags, and an id
+    t = h.trace(OUTSIDE, "10.244.2.1", 8080, origin="outside", ct_mark=foreign)
+    assert (t.verdict, t.masquerade, t.conntrack_mark) == ("accept", False, foreign)
+    t = h.trace(OUTSIDE, NODE_IP, 30080, origin="outside", ct_mark=foreign)
+    assert (t.verdict, t.endpoint_ips, t.conntrack_mark) == ("dnat", {"10.244.2.1"}, 0)

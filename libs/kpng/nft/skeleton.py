@@ -145,6 +145,7 @@ def chains(c: Config) -> tuple[Chain, ...]:
         Chain("nat_postrouting", _postrouting(c), Hook("nat", "postrouting", 100)),
         Chain("nat_input", (_CLEAR,), Hook("nat", "input", 100)),
         Chain("dispatch", _dispatch(c)),
+        Chain("dispatch_service", _dispatch_service(c)),
         Chain("local_ext", _local_ext(c)),
         Chain(
             "local_ext_node",
@@ -180,12 +181,20 @@ def _postrouting(c: Config) -> tuple[str, ...]:
 
 
 def _dispatch(c: Config) -> tuple[str, ...]:
+    """Only a connection to a service gets past here, with kpng's register in its conntrack
+    mark: any other keeps the conntrack mark it came with, never read as kpng's flags."""
+    f = c.nft_family
+    return (
+        f"ct mark set {f} daddr . meta l4proto . th dport map @service_ips goto dispatch_service",
+        f"fib daddr type local {f} daddr @nodeport_addrs"
+        " ct mark set meta l4proto . th dport map @service_nodeports goto dispatch_service",
+    )
+
+
+def _dispatch_service(c: Config) -> tuple[str, ...]:
     f, bit = c.nft_family, c.masq_mark
     mark_masq = f"meta mark set meta mark | {bit:#x}"
     rules = [
-        f"ct mark set {f} daddr . meta l4proto . th dport map @service_ips",
-        f"ct mark & {ID_MASK:#x} == 0x0 fib daddr type local {f} daddr @nodeport_addrs"
-        " ct mark set meta l4proto . th dport map @service_nodeports",
         f"ct mark & {LOCAL_EXT:#x} != 0x0 jump local_ext",
         f"ct mark & {MASQ:#x} != 0x0 {mark_masq}",
     ]

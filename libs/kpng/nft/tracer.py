@@ -35,6 +35,7 @@ class Packet:
     dport: int
     origin: Origin = "outside"
     mark: int = 0  # the packet mark before kpng's chains (another component's bits)
+    ct_mark: int = 0  # the conntrack mark another component gave the new connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,9 @@ class Tracer:
         ):
             return Trace("drop")
         reg = self._dispatch(p, key)
+        if reg is None:  # not a service: kpng's flags are never read from the ct mark
+            t = self._filter(p, key)
+            return Trace(t.verdict, mark=p.mark, conntrack_mark=p.ct_mark)
         bit = self.config.masq_mark
         mark = p.mark | bit if reg & MASQ or self._masquerade(p, reg) else p.mark
         tid = reg & ID_MASK
@@ -110,13 +114,16 @@ class Tracer:
             return True
         return bool(reg & ID_MASK and self.config.masquerade_all)
 
-    def _dispatch(self, p: Packet, key: tuple[str, ...]) -> int:
-        """The register (ct mark) as ``dispatch`` leaves it."""
+    def _dispatch(self, p: Packet, key: tuple[str, ...]) -> int | None:
+        """The register (ct mark) as ``dispatch`` leaves it; None for a connection that is
+        not to a service (``dispatch`` returns before ``dispatch_service``)."""
         value = self._get("service_ips", *key)
         local = p.dst in self.local_addresses
         if value is None and local and self._in("nodeport_addrs", p.dst):
             value = self._get("service_nodeports", p.proto, str(p.dport))
-        mark = int(value[0]) if value else 0
+        if not value:
+            return None
+        mark = int(value[0])
         if mark & LOCAL_EXT:
             mark = self._short_circuit(p, mark)
         return mark
