@@ -40,10 +40,9 @@ def all_rules(h: Harness) -> list[str]:
     return [r for c in h.nft.state(h.config.nft_table).chains.values() for r in c.rules]
 
 
-@pytest.mark.parametrize("bit", [14, 0, 5, 31])
-def test_rules_set_test_and_clear_only_the_masquerade_bit(bit: int) -> None:
-    config = replace(CONFIG, masquerade_bit=bit, masquerade_all=True)
-    h = Harness(config)
+def _programmed(h: Harness, affinity: bool = False) -> Harness:
+    """A Cluster-policy NodePort with an external IP, an eTP Local service with a local
+    endpoint and an external IP, and (``affinity``) a service with session affinity."""
     local = svc(
         "l",
         ip="10.96.0.11",
@@ -51,13 +50,21 @@ def test_rules_set_test_and_clear_only_the_masquerade_bit(bit: int) -> None:
         external_traffic_policy=TrafficPolicy.LOCAL,
         external_ips=("172.16.1.2",),
     )
+    sticky = (svc("s", ip="10.96.0.12", affinity_timeout=30), [ep("10.244.2.2")])
     h.full(
         view(
             (svc("a", np=30080, external_ips=("172.16.1.1",)), [ep("10.244.2.1")]),
-            (svc("s", ip="10.96.0.12", affinity_timeout=30), [ep("10.244.2.2")]),
+            *([sticky] if affinity else []),
             (local, [ep("10.244.1.7", node=NODE)]),
         )
     )
+    return h
+
+
+@pytest.mark.parametrize("bit", [14, 0, 5, 31])
+def test_rules_set_test_and_clear_only_the_masquerade_bit(bit: int) -> None:
+    config = replace(CONFIG, masquerade_bit=bit, masquerade_all=True)
+    h = _programmed(Harness(config), affinity=True)
     m, inverse = 1 << bit, ~(1 << bit) & 0xFFFFFFFF
     assert mark_uses(all_rules(h)) == {
         f"set | {m:#x}",  # mark-for-masquerade: OR the bit in
@@ -79,20 +86,7 @@ def test_the_skeleton_of_every_configuration_keeps_the_register_off_the_packet_m
 
 
 def test_other_mark_bits_survive_every_nat_path() -> None:
-    h = Harness()
-    local = svc(
-        "l",
-        ip="10.96.0.11",
-        np=30081,
-        external_traffic_policy=TrafficPolicy.LOCAL,
-        external_ips=("172.16.1.2",),
-    )
-    h.full(
-        view(
-            (svc("a", np=30080, external_ips=("172.16.1.1",)), [ep("10.244.2.1")]),
-            (local, [ep("10.244.1.7", node=NODE)]),
-        )
-    )
+    h = _programmed(Harness())
     cases = [
         (POD, "10.96.0.10", 80, "pod", False),  # cluster IP from a pod: no SNAT
         (OUTSIDE, "10.96.0.10", 80, "outside", True),  # off the pod network: SNAT
