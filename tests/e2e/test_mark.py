@@ -169,3 +169,40 @@ def test_another_components_conntrack_mark_is_not_read_as_kpngs_flags(
         assert cluster.request(cluster.client, cluster.node_ip, 30080) == "pod-a 10.244.1.1"
     finally:
         asyncio.run(d.backend.close())
+
+
+# another component's own DNAT (a hostPort plugin, Docker's port mappings) with a conntrack
+# mark of its own, in a nat chain before kpng's: kpng never sees the connection
+DNAT_TABLE = f"""
+table ip dnattest {{
+  counter post_kept {{}}
+  chain pre {{
+    type nat hook prerouting priority -150; policy accept;
+    tcp dport 9090 ct mark set 0x5 dnat to {B}:8080
+  }}
+  chain post {{
+    type filter hook postrouting priority 200; policy accept;
+    ct state new ct status dnat tcp dport 8080 ct mark == 0x5 counter name post_kept
+  }}
+}}
+"""
+
+
+def test_a_connection_another_component_dnats_keeps_its_conntrack_mark(
+    cluster: Cluster,
+) -> None:
+    cluster.pod("pod-a", A)
+    cluster.pod("pod-b", B)
+    load(cluster, DNAT_TABLE)
+    d = MarkDriver(cluster)
+    try:
+        d.program(view((svc("web", np=30080), [local(A)])), full=True)
+        assert (
+            cluster.request(cluster.client, cluster.node_ip, 9090) == f"pod-b {cluster.client_ip}"
+        )
+        out = sh("nft", "-j", "list", "counter", "ip", "dnattest", "post_kept", ns=cluster.node)
+        kept = next(o["counter"]["packets"] for o in json.loads(out)["nftables"] if "counter" in o)
+        assert kept == 1, "kpng cleared the conntrack mark of a connection it did not DNAT"
+        assert cluster.request(cluster.client, "10.96.0.10", 80) == "pod-a 10.244.1.1"
+    finally:
+        asyncio.run(d.backend.close())

@@ -136,3 +136,22 @@ def test_only_a_connection_to_a_service_gets_its_conntrack_mark_read() -> None:
     assert (t.verdict, t.masquerade, t.conntrack_mark) == ("accept", False, foreign)
     t = h.trace(OUTSIDE, NODE_IP, 30080, origin="outside", ct_mark=foreign)
     assert (t.verdict, t.endpoint_ips, t.conntrack_mark) == ("dnat", {"10.244.2.1"}, 0)
+
+
+def test_kpngs_register_carries_its_own_bit_and_only_that_is_cleared() -> None:
+    """Bit 31 of the conntrack mark says "kpng's register": the clears (nat postrouting,
+    nat input) and the affinity update read only connections that carry it."""
+    h = _programmed(Harness(), affinity=True)
+    elements = h.nft.state(h.config.nft_table).elements.values()
+    values = [
+        int(e.value[0])
+        for e in elements
+        if e.set in ("service_ips", "service_nodeports", "shortcuts") and e.value
+    ]
+    assert values and all(v & 0x80000000 for v in values)
+    chains_ = h.nft.state(h.config.nft_table).chains
+    for name in ("nat_postrouting", "nat_input"):
+        clears = [r for r in chains_[name].rules if r.endswith("ct mark set 0x0")]
+        assert clears == ["ct mark & 0x80000000 != 0x0 ct mark set 0x0"], name
+    [aff] = [r for r in chains_["nat_postrouting"].rules if "@aff_update" in r]
+    assert aff.startswith("ct mark & 0x80000000 != 0x0 ")

@@ -28,6 +28,7 @@ from kpng.nft.skeleton import (
     ID_MASK,
     LOCAL_EXT,
     MASQ,
+    OWNED,
     PICK_BITS,
     PICK_MARK_MAX,
     PICK_SHIFT,
@@ -56,10 +57,10 @@ class Target:
 
     @property
     def mark(self) -> int:
-        """The target id and, for ``pick_static``, its endpoint count."""
+        """kpng's bit, the target id and, for ``pick_static``, its endpoint count."""
         n = len(self.backends)
         static = 0 < n <= PICK_MARK_MAX and not self.affinity
-        return self.id | (n << PICK_SHIFT if static else 0)
+        return OWNED | self.id | (n << PICK_SHIFT if static else 0)
 
 
 def render_service(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from kpng.nft.objects import Chain, Element, Hook, Set, Table
 
 ID_MASK = 0x00FFFFFF
+OWNED = 0x80000000  # in the register: kpng's own (what its clears and affinity read)
 MASQ = 0x40000000  # in the register: set the masquerade bit of the packet mark
 CLUSTER = 0x20000000  # cluster-IP traffic: masquerade unless from the pod network
 LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circuit pods/node
@@ -164,14 +165,15 @@ def chains(c: Config) -> tuple[Chain, ...]:
     )
 
 
-# a connection kpng DNATed gets its conntrack mark back as zero (it was its register)
-_CLEAR = f"ct status dnat ct mark & {ID_MASK:#x} != 0x0 ct mark set 0x0"
+# a connection kpng gave its register gets its conntrack mark back as zero; any other
+# connection's conntrack mark (another component's, DNATed by it or not) is left alone
+_CLEAR = f"ct mark & {OWNED:#x} != 0x0 ct mark set 0x0"
 
 
 def _postrouting(c: Config) -> tuple[str, ...]:
     f, bit = c.nft_family, c.masq_mark
     return (
-        f"ct mark & {ID_MASK:#x} vmap @aff_update",
+        f"ct mark & {OWNED:#x} != 0x0 ct mark & {ID_MASK:#x} vmap @aff_update",
         _CLEAR,
         # only the masquerade bit is tested and cleared; the other bits stay as they were
         f"meta mark & {bit:#x} != 0x0 meta mark set meta mark & {~bit & 0xFFFFFFFF:#x}"

@@ -105,8 +105,8 @@ class Tracer:
                 mark & ~bit,
                 0,  # DNATed: the register is cleared
             )
-        t = self._filter(p, key)
-        return Trace(t.verdict, mark=mark, conntrack_mark=reg)
+        t = self._filter(p, key)  # nat postrouting clears the register of what it passes
+        return Trace(t.verdict, mark=mark, conntrack_mark=0 if t.verdict == "accept" else reg)
 
     def _masquerade(self, p: Packet, reg: int) -> bool:
         """dispatch's rules that set the masquerade bit from the register's flags."""
