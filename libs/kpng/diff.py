@@ -77,6 +77,13 @@ class View(Generic[E]):
     nodes: dict[str, Node] = field(default_factory=dict)
     # keys whose endpoint table other views share: copied before this view changes it
     shared: set[str] = field(default_factory=set, compare=False, repr=False)
+    # the endpoint tables of a view this one was copied from (never changed): a table that
+    # is still the same object is shared too (no per-view set of 10^4 keys to build)
+    base: Mapping[str, Mapping[str, E]] | None = field(default=None, compare=False, repr=False)
+
+    def shares(self, key: str, table: Mapping[str, E]) -> bool:
+        """Whether ``table`` (this view's table of ``key``) is another view's as well."""
+        return key in self.shared or (self.base is not None and self.base.get(key) is table)
 
     def endpoints_of(self, key: str) -> Mapping[str, E]:
         return self.endpoints.get(key, {})
@@ -198,7 +205,7 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
             table = endpoints.get(key)
             if table is None:
                 table = endpoints[key] = {}
-            elif key in shared:
+            elif view.shares(key, table):
                 table = endpoints[key] = dict(table)
                 shared.discard(key)
             if isinstance(op, SetEndpoint):
@@ -307,9 +314,8 @@ def apply_snapshot(
     lead = _shared_lead(parts) if prefixes is not None else []
     if prefixes is not None and len(lead) >= 2:
         base = prefixes.view(lead)
-        view = View(
-            dict(base.services), dict(base.endpoints), dict(base.nodes), set(base.endpoints)
-        )
+        tables = base.endpoints
+        view = View(dict(base.services), dict(tables), dict(base.nodes), set(), tables)
         parts = parts[len(lead) :]
     for ops in parts:
         grouping = ops.grouped() if isinstance(ops, SharedOps) else group_sets(ops)
@@ -328,7 +334,7 @@ def apply_snapshot(
             view.shared.update(fresh)
         for key in overlap:  # a service whose endpoints began in an earlier run
             have = view.endpoints[key]
-            if key in view.shared:
+            if view.shares(key, have):
                 have = view.endpoints[key] = dict(have)
                 view.shared.discard(key)
             have.update(tables[key])
