@@ -65,9 +65,19 @@ def load(c: Cluster, script: str) -> None:
     subprocess.run(nft, input=script, text=True, check=True, timeout=30)
 
 
-def counter(ns: str, name: str) -> int:
-    out = json.loads(sh("nft", "-j", "list", "counter", "ip", "marktest", name, ns=ns))
+def counter(ns: str, name: str, table: str = "marktest") -> int:
+    out = json.loads(sh("nft", "-j", "list", "counter", "ip", table, name, ns=ns))
     return int(next(o["counter"]["packets"] for o in out["nftables"] if "counter" in o))
+
+
+def programmed(c: Cluster, table: str) -> MarkDriver:
+    """pod-a and pod-b, the test's ``table``, and kpng serving web (NodePort 30080) on pod-a."""
+    c.pod("pod-a", A)
+    c.pod("pod-b", B)
+    load(c, table)
+    d = MarkDriver(c)
+    d.program(view((svc("web", np=30080), [local(A)])), full=True)
+    return d
 
 
 class MarkDriver(Driver):
@@ -155,16 +165,11 @@ def test_another_components_conntrack_mark_is_not_read_as_kpngs_flags(
     """A connection that is not to a service keeps its conntrack mark and is not
     masqueraded for bits that look like kpng's flags; a NodePort connection that arrives
     with one still reaches the service."""
-    cluster.pod("pod-a", A)
-    cluster.pod("pod-b", B)
-    load(cluster, CT_TABLE)
-    d = MarkDriver(cluster)
+    d = programmed(cluster, CT_TABLE)
     try:
-        d.program(view((svc("web", np=30080), [local(A)])), full=True)
         # straight to a pod, through the node: the pod sees the client, not the node
         assert cluster.request(cluster.client, B, 8080) == f"pod-b {cluster.client_ip}"
-        out = sh("nft", "-j", "list", "counter", "ip", "cttest", "post_ct_kept", ns=cluster.node)
-        kept = next(o["counter"]["packets"] for o in json.loads(out)["nftables"] if "counter" in o)
+        kept = counter(cluster.node, "post_ct_kept", "cttest")
         assert kept == 1, "kpng changed the conntrack mark of a connection not to a service"
         assert cluster.request(cluster.client, cluster.node_ip, 30080) == "pod-a 10.244.1.1"
     finally:
@@ -191,17 +196,11 @@ table ip dnattest {{
 def test_a_connection_another_component_dnats_keeps_its_conntrack_mark(
     cluster: Cluster,
 ) -> None:
-    cluster.pod("pod-a", A)
-    cluster.pod("pod-b", B)
-    load(cluster, DNAT_TABLE)
-    d = MarkDriver(cluster)
+    d = programmed(cluster, DNAT_TABLE)
     try:
-        d.program(view((svc("web", np=30080), [local(A)])), full=True)
-        assert (
-            cluster.request(cluster.client, cluster.node_ip, 9090) == f"pod-b {cluster.client_ip}"
-        )
-        out = sh("nft", "-j", "list", "counter", "ip", "dnattest", "post_kept", ns=cluster.node)
-        kept = next(o["counter"]["packets"] for o in json.loads(out)["nftables"] if "counter" in o)
+        answer = cluster.request(cluster.client, cluster.node_ip, 9090)
+        assert answer == f"pod-b {cluster.client_ip}"
+        kept = counter(cluster.node, "post_kept", "dnattest")
         assert kept == 1, "kpng cleared the conntrack mark of a connection it did not DNAT"
         assert cluster.request(cluster.client, "10.96.0.10", 80) == "pod-a 10.244.1.1"
     finally:
