@@ -321,10 +321,7 @@ class OpCache:
             self.array_hits += 1
             return cached
         array = array_of()
-        items = _split_array(array, field)
-        ops = SharedOps(
-            op for i, o in enumerate(items) for op in self.op(o, f"{field}[{i}]", scope)
-        )
+        ops = SharedOps(_array_ops(array, field, scope, self.op))
         if self._array_bytes + len(array) > self.max_array_bytes:
             self._arrays.clear()
             self._array_bytes = 0
@@ -355,6 +352,15 @@ def _op_of(data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
     except Exception as exc:  # e.g. a string that is not UTF-8
         raise MalformedMessage(path, f"not msgpack: {exc}") from None
     return ops_from_wire(raw, path, scope)
+
+
+OpDecoder = Callable[[bytes, str, Scope], tuple[Op[Any], ...]]
+
+
+def _array_ops(array: bytes, field: str, scope: Scope, op_of: OpDecoder) -> tuple[Op[Any], ...]:
+    """The operations of an encoded ``ops`` array, each item decoded by ``op_of``."""
+    items = _split_array(array, field)
+    return tuple(op for i, o in enumerate(items) for op in op_of(o, f"{field}[{i}]", scope))
 
 
 def _split_array(array: bytes, field: str) -> list[bytes]:
@@ -463,11 +469,7 @@ def _ops(r: Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any]
     if cache is not None and isinstance(raw, _EncodedOps):
         return cache.ops(raw.data, scope)
     items = r.get("ops", list)
-    return _ops_of(items, "ops", scope)
-
-
-def _ops_of(items: list[Any], field: str, scope: Scope) -> tuple[Op[Any], ...]:
-    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"{field}[{i}]", scope))
+    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"ops[{i}]", scope))
 
 
 def _compressed_ops(r: Reader, scope: Scope, cache: OpCache | None) -> tuple[Op[Any], ...]:
@@ -477,8 +479,7 @@ def _compressed_ops(r: Reader, scope: Scope, cache: OpCache | None) -> tuple[Op[
     frame = r.get("zops", bytes)
     if cache is not None:
         return cache.compressed(frame, scope)
-    items = _split_array(decompress(frame, "zops"), "zops")
-    return tuple(op for i, o in enumerate(items) for op in _op_of(o, f"zops[{i}]", scope))
+    return _array_ops(decompress(frame, "zops"), "zops", scope, _op_of)
 
 
 def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:

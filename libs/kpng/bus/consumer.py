@@ -75,8 +75,7 @@ class SnapshotOps(Sequence[Op[Any]]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
-    def __hash__(self) -> int:
-        return hash(tuple(self))
+    __hash__ = None  # type: ignore[assignment]  # compared by content, like a list
 
 
 @dataclass(frozen=True, slots=True)
