@@ -19,7 +19,7 @@ from kpng.compression import MIN_SIZE
 from kpng.diff import Op, diff_nodes, diff_service
 from kpng.history import History
 from kpng.model import Endpoint, Node, ViewEndpoint
-from kpng.snapshots import ENVELOPE, Part, Snapshots, chunk_messages, pack
+from kpng.snapshots import ENVELOPE, Snapshots, chunk_messages, pack
 from kpng.views import service_view, special_nodes, view_variant
 
 _EMPTY = ServiceState(None, ())
@@ -335,8 +335,7 @@ class Fanout:
             runs = history.since(since) if history is not None else None
         if runs is None:
             return None
-        packed = pack(runs, self._limit)
-        parts: list[Part] = self._snapshots.compressed(packed) if zstd else list(packed)
+        parts = self._snapshots.parts(pack(runs, self._limit), zstd)
         out = chunk_messages(self.epoch, seq, parts, base=since)
         self.stats.catchups += 1
         self.stats.catchup_bytes += sum(len(c) for c in out)

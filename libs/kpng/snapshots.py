@@ -129,10 +129,10 @@ class Snapshots:
         small = len(zone_runs) <= 1
         if zstd and not (small and sum(len(r[1]) for r in zone_runs) < self.min_size):
             # the zone's frames (compressed once per zone), then the node's own
-            own_parts = self.compressed(pack(own, limit))
+            own_parts = self.parts(pack(own, limit), True)
             parts = [*self._zone_compressed(zone, compact, limit), *own_parts]
         elif small:  # a small view: one message if it fits
-            parts = list(pack([*zone_runs, *own], limit))
+            parts = self.parts(pack([*zone_runs, *own], limit), False)
         else:  # a part other nodes share: the node's own after it
             parts = [*zone_runs, *pack(own, limit)]
         return chunk_messages(epoch, seq, parts)
@@ -145,13 +145,14 @@ class Snapshots:
             ops.extend(encode_service(state.spec, state.endpoints))
         ops.extend(encode_op(SetNode(n)) for n in nodes)
         runs = pack(((1, op) for op in ops), limit)
-        return chunk_messages(epoch, seq, self.compressed(runs) if zstd else list(runs))
+        return chunk_messages(epoch, seq, self.parts(runs, zstd))
 
-    def compressed(self, runs: Iterable[Run]) -> list[Part]:
-        """Runs of at least ``min_size`` bytes as zstd frames (unless a frame is no smaller)."""
+    def parts(self, runs: Iterable[Run], zstd: bool) -> list[Part]:
+        """What the chunks carry: the runs; with ``zstd``, those of at least ``min_size``
+        bytes as zstd frames (unless a frame is no smaller)."""
         out: list[Part] = []
         for count, blob in runs:
-            if len(blob) < self.min_size:
+            if not zstd or len(blob) < self.min_size:
                 out.append((count, blob))
                 continue
             frame = compress(ops_array((blob,), count))
@@ -166,7 +167,7 @@ class Snapshots:
         key = (zone, compact, limit)
         cached = self._zone_frames.get(key)
         if cached is None:
-            cached = self._zone_frames[key] = self.compressed(self._zone_part(*key))
+            cached = self._zone_frames[key] = self.parts(self._zone_part(*key), True)
         return cached
 
     def _zone_part(self, zone: str, compact: bool, limit: int) -> list[Run]:
