@@ -50,10 +50,8 @@ class Planner:
         by_service = {"": pk.pack_all(static_objects(self.config))}
         keep: set[str] = set()
         self.ids.seen = keep
-        claims = self.claims
-        claims.family = self.config.family
-        claims.set_all(view.services)
-        lost = claims.lost
+        self.claims.set_all(view.services)
+        lost = self.claims.lost
         try:
             for key, svc in view.services.items():
                 by_service[key] = render_service(
