@@ -242,7 +242,7 @@ class Grouping:
 
 class SharedOps(tuple[Op[Any], ...]):
     """Decoded operations that several consumers of one process share (the same bytes
-    decoded once by :class:`kpng.codec.OpCache`): their :class:`Grouping` is computed once
+    decoded once by :class:`kpng.bus.codec.OpCache`): their :class:`Grouping` is computed once
     too, so that each consumer applies a snapshot chunk at the cost of copying it."""
 
     grouping: Grouping | None

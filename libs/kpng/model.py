@@ -1,7 +1,7 @@
 """The Kubernetes objects a service proxy needs, as plain immutable values.
 
 Nothing here knows about YAML, the Kubernetes API or the bus: :mod:`kpng.parse` builds
-these values from Kubernetes objects and :mod:`kpng.codec` puts them on the wire.
+these values from Kubernetes objects and :mod:`kpng.bus.wire` puts them on the wire.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
 
-class Protocol(StrEnum):
+class TransportProtocol(StrEnum):
+    """A service port's L4 protocol (Kubernetes calls it ``Protocol``)."""
+
     TCP = "TCP"
     UDP = "UDP"
     SCTP = "SCTP"
@@ -43,7 +45,7 @@ class ServicePort:
     """One port of a service. ``target_port`` is a number or the name of an endpoint port."""
 
     name: str
-    protocol: Protocol
+    protocol: TransportProtocol
     port: int
     target_port: int | str
     node_port: int = 0
@@ -98,7 +100,7 @@ class Service:
 @dataclass(frozen=True, slots=True)
 class EndpointPort:
     name: str
-    protocol: Protocol
+    protocol: TransportProtocol
     port: int
 
 
@@ -166,3 +168,6 @@ class ViewEndpoint:
 def ip_family(ip: str) -> int:
     """4 or 6; raises ValueError for something that is not an IP address."""
     return ipaddress.ip_address(ip).version
+
+
+Object = Service | EndpointSlice | Node  # what a source reports

@@ -27,15 +27,15 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
 )
 
 KINDS = ("Service", "EndpointSlice", "Node")
-_E = TypeVar("_E", Protocol, ServiceType, TrafficPolicy)
+_E = TypeVar("_E", TransportProtocol, ServiceType, TrafficPolicy)
 
 
 class InvalidObject(ValueError):
@@ -274,7 +274,9 @@ def _service_port(f: _Fields, raw: Any, path: str) -> ServicePort:
         target = f.string(raw_target, f"{path}.targetPort") or port
     return ServicePort(
         name=f.string(p.get("name"), f"{path}.name"),
-        protocol=f.enum(Protocol, p.get("protocol"), f"{path}.protocol", Protocol.TCP),
+        protocol=f.enum(
+            TransportProtocol, p.get("protocol"), f"{path}.protocol", TransportProtocol.TCP
+        ),
         port=port,
         target_port=target,
         node_port=f.integer(p.get("nodePort"), f"{path}.nodePort", 0, 65535),
@@ -348,7 +350,9 @@ def _endpoint_port(f: _Fields, raw: Any, path: str) -> EndpointPort:
     p = f.mapping(raw, path)
     return EndpointPort(
         name=f.string(p.get("name"), f"{path}.name"),
-        protocol=f.enum(Protocol, p.get("protocol"), f"{path}.protocol", Protocol.TCP),
+        protocol=f.enum(
+            TransportProtocol, p.get("protocol"), f"{path}.protocol", TransportProtocol.TCP
+        ),
         port=f.integer(p.get("port"), f"{path}.port", 1, 65535),
     )
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kpng.cluster import Object
+from kpng.model import Object
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from kpng.diff import Op, View, diff
 from kpng.model import (
     EndpointPort,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
     ViewEndpoint,
 )
 
@@ -26,7 +26,7 @@ def lb(name: str = "shop", hc: int = 32100, **kw: Any) -> Service:
         name,
         ServiceType.LOAD_BALANCER,
         ("10.96.0.20",),
-        (ServicePort("http", Protocol.TCP, 80, 8080, 30080),),
+        (ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080),),
         load_balancer_ips=("198.51.100.10",),
         external_traffic_policy=kw.pop("etp", TrafficPolicy.LOCAL),
         health_check_node_port=hc,
@@ -36,12 +36,15 @@ def lb(name: str = "shop", hc: int = 32100, **kw: Any) -> Service:
 
 def udp(name: str = "dns", ip: str = "10.96.0.10", np: int = 0, **kw: Any) -> Service:
     stype = ServiceType.NODE_PORT if np else ServiceType.CLUSTER_IP
-    ports = (ServicePort("dns", Protocol.UDP, 53, 5353, np),)
+    ports = (ServicePort("dns", TransportProtocol.UDP, 53, 5353, np),)
     return Service("default", name, stype, (ip,), ports, **kw)
 
 
 def ep(ip: str, node: str = NODE, ready: bool = True, **kw: Any) -> ViewEndpoint:
-    ports = (EndpointPort("dns", Protocol.UDP, 5353), EndpointPort("http", Protocol.TCP, 8080))
+    ports = (
+        EndpointPort("dns", TransportProtocol.UDP, 5353),
+        EndpointPort("http", TransportProtocol.TCP, 8080),
+    )
     return ViewEndpoint(
         ip,
         ports,

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import gc
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from kpng.bus.consumer import Applied
-from kpng.metrics import render
-from kpng.model import Protocol, Service, ServicePort, ServiceType
-from kpng.nft.fake import FakeNftables
+from kpng.bus.fake import FakeServer
+from kpng.dataplane.nft.fake import FakeNftables
+from kpng.model import Service, ServicePort, ServiceType, TransportProtocol
+from kpng.runtime.metrics import render
 from kpng_agent.agent import Agent
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.agent.helpers import NODE, ep, view
-from tests.agent.test_agent_gc import QuietBus
 
 EXT = "203.0.113.10"
 
 
 def web(name: str, cluster_ip: str) -> Service:
-    port = (ServicePort("http", Protocol.TCP, 80, 8080),)
+    port = (ServicePort("http", TransportProtocol.TCP, 80, 8080),)
     return Service("default", name, ServiceType.CLUSTER_IP, (cluster_ip,), port, (EXT,))
 
 
@@ -31,7 +30,7 @@ def gauge(registry: CollectorRegistry) -> str:
 
 
 async def test_a_conflict_is_counted_in_metrics_and_status_and_clears() -> None:
-    bus: Any = QuietBus()
+    bus = FakeServer().connect()
     backend = NftablesBackend(Settings(NODE, families=(4,), netlink=False), FakeNftables(), list)
     registry = CollectorRegistry()
     agent = Agent(bus, NODE, backend, registry=registry)

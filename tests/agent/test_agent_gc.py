@@ -5,27 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kpng.bus.consumer import Applied
-from kpng.bus.subjects import Subjects
+from kpng.bus.fake import FakeServer
 from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
 from tests.agent.helpers import NODE, ep, udp, view
-
-
-class QuietBus:
-    """Enough of a bus for Agent._program: subjects, and publishes that go nowhere."""
-
-    subjects = Subjects("kpng")
-
-    def __init__(self) -> None:
-        self.published: list[str] = []
-
-    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
-        self.published.append(subject)
 
 
 @pytest.fixture
@@ -45,11 +32,12 @@ def freezes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 async def test_a_full_sync_freezes_what_exists_and_a_delta_does_not(
     tmp_path: Path, freezes: list[int]
 ) -> None:
-    bus: Any = QuietBus()
+    server = FakeServer()
+    bus = server.connect()
     agent = Agent(bus, NODE, DumpBackend(NODE, tmp_path / "view.json"))
     current = view((udp(), [ep("10.244.1.5")]))
     assert await agent._program(Applied("snapshot", "e1", 1, current, ()), full=True)
     assert len(freezes) == 1 and freezes[0] > 0  # the view among what the collector skips
     assert await agent._program(Applied("delta", "e1", 2, current, ()), full=False)
     assert len(freezes) == 1
-    assert bus.published  # status went out after each
+    assert bus.published == 2  # status went out after each

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from kpng.conntrack_plan import ConntrackPlan, UdpEntry
-from kpng.metrics import ProxyMetrics
+from kpng.dataplane.conntrack import ConntrackPlan, UdpEntry
+from kpng.runtime.metrics import ProxyMetrics
 from kpng_agent.conntrack import ConntrackCleaner, FakeConntrack
 from tests.agent.helpers import ep, event, lb, udp, view
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from kpng.health import (
+from kpng.dataplane.health import (
     WEIGHT_HEADER,
     ProxyHealth,
     health_services,

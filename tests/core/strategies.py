@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kpng.codec import Delta, ErrorReply, SnapshotChunk, SnapshotRequest, Status, Tick
+from kpng.bus.codec import Delta, ErrorReply, SnapshotChunk, SnapshotRequest, Status, Tick
 from kpng.diff import (
     DeleteEndpoint,
     DeleteNode,
@@ -27,11 +27,11 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
     ViewEndpoint,
 )
 
@@ -46,7 +46,7 @@ names = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10
 node_names = st.sampled_from(NODES)
 zones = st.sampled_from(ZONES)
 maybe_zone = st.sampled_from((*ZONES, ""))
-protocols = st.sampled_from(list(Protocol))
+protocols = st.sampled_from(list(TransportProtocol))
 ports = st.integers(1, 65535)
 
 
@@ -197,7 +197,7 @@ def _service_variants(key: str) -> list[Service]:
         name,
         ServiceType.CLUSTER_IP,
         ("10.96.0.10",),
-        (ServicePort("", Protocol.TCP, 80, 80),),
+        (ServicePort("", TransportProtocol.TCP, 80, 80),),
     )
     return [
         base,
@@ -211,8 +211,8 @@ def _service_variants(key: str) -> list[Service]:
 
 _PORT_POOL = (
     (),
-    (EndpointPort("http", Protocol.TCP, 8080),),
-    (EndpointPort("dns", Protocol.UDP, 53),),
+    (EndpointPort("http", TransportProtocol.TCP, 8080),),
+    (EndpointPort("dns", TransportProtocol.UDP, 53),),
 )
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 
-from kpng.claims import CLUSTER_IP, EXTERNAL, Claims
-from kpng.model import Protocol, Service, ServicePort, ServiceType
+from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, Claims
+from kpng.model import Service, ServicePort, ServiceType, TransportProtocol
 
 EXT = "203.0.113.10"
 
 
 def svc(ns: str, name: str, cluster_ip: str, ext: tuple[str, ...] = (), **kw: object) -> Service:
-    ports = kw.pop("ports", (ServicePort("http", Protocol.TCP, 80, 8080),))
+    ports = kw.pop("ports", (ServicePort("http", TransportProtocol.TCP, 80, 8080),))
     return Service(
         ns,
         name,
@@ -59,9 +59,9 @@ def test_only_the_contested_ip_port_is_lost() -> None:
         "10.96.0.2",
         (EXT, "203.0.113.11"),
         ports=(
-            ServicePort("http", Protocol.TCP, 80, 8080),
-            ServicePort("alt", Protocol.TCP, 8080, 8080),
-            ServicePort("dns", Protocol.UDP, 80, 53),
+            ServicePort("http", TransportProtocol.TCP, 80, 8080),
+            ServicePort("alt", TransportProtocol.TCP, 8080, 8080),
+            ServicePort("dns", TransportProtocol.UDP, 80, 53),
         ),
     )
     c.set_all({"default/a": a, "default/b": b})
@@ -102,7 +102,7 @@ def test_the_loser_gets_the_ip_port_back_when_the_winner_releases_it() -> None:
 
 
 def test_node_ports_and_families_are_separate_claims() -> None:
-    np = (ServicePort("http", Protocol.TCP, 80, 8080, 30080),)
+    np = (ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080),)
     a = Service("default", "a", ServiceType.NODE_PORT, ("10.96.0.1",), np)
     b = Service("default", "b", ServiceType.NODE_PORT, ("fd00::2",), np)
     v4, v6 = Claims(4), Claims(6)

@@ -1,4 +1,4 @@
-"""kpng.cluster: ClusterState changes, node views and the global view."""
+"""kpng.fanout.cluster: ClusterState changes, node views and the global view."""
 
 from __future__ import annotations
 
@@ -8,28 +8,28 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng.cluster import Changes, ClusterState
+from kpng.fanout.cluster import Changes, ClusterState
 from kpng.model import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
 )
 
 from .strategies import NODES, endpoint_slices, services, zone_of
 
-HTTP = (EndpointPort("http", Protocol.TCP, 8080),)
+HTTP = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 WEB = Service(
     "shop",
     "web",
     ServiceType.NODE_PORT,
     ("10.96.0.10",),
-    (ServicePort("http", Protocol.TCP, 80, "http", 30080),),
+    (ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),),
 )
 E1 = Endpoint("10.244.1.5", HTTP, "node-a1", "zone-a")
 E2 = Endpoint("10.244.2.5", HTTP, "node-b1", "zone-b")

@@ -1,4 +1,4 @@
-"""kpng.codec: wire format v1 round trips, and decoding that fails only with MalformedMessage."""
+"""kpng.bus.codec: wire format v1 round trips; decoding fails only with MalformedMessage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng.codec import (
+from kpng.bus.codec import (
     SCHEMA_VERSION,
     Delta,
     ErrorReply,
@@ -32,25 +32,28 @@ from kpng.model import (
     Endpoint,
     EndpointPort,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
     ViewEndpoint,
 )
 
 from .strategies import messages, ops, text, view_endpoints
 
-PORTS = (EndpointPort("http", Protocol.TCP, 8080), EndpointPort("dns", Protocol.UDP, 53))
+PORTS = (
+    EndpointPort("http", TransportProtocol.TCP, 8080),
+    EndpointPort("dns", TransportProtocol.UDP, 53),
+)
 FULL_SERVICE = Service(
     namespace="shop",
     name="web",
     type=ServiceType.LOAD_BALANCER,
     cluster_ips=("10.96.0.10", "fd00::10"),
     ports=(
-        ServicePort("http", Protocol.TCP, 80, "http", 30080),
-        ServicePort("dns", Protocol.UDP, 53, 5353, 31053),
+        ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),
+        ServicePort("dns", TransportProtocol.UDP, 53, 5353, 31053),
     ),
     external_ips=("203.0.113.7",),
     load_balancer_ips=("198.51.100.1",),

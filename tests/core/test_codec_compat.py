@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from kpng.codec import Delta, MalformedMessage, Status, decode, encode, service_to_wire
+from kpng.bus.codec import Delta, MalformedMessage, Status, decode, encode, service_to_wire
 from kpng.diff import DeleteService, SetService
 from kpng.model import Service, ServiceType
 

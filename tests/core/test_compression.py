@@ -12,8 +12,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng import compression
-from kpng.codec import (
+from kpng.bus import compression
+from kpng.bus.codec import (
     MalformedMessage,
     OpCache,
     SnapshotChunk,
@@ -24,11 +24,11 @@ from kpng.codec import (
     pack_snapshot_chunk,
 )
 from kpng.diff import SetEndpoint
-from kpng.model import EndpointPort, Protocol, ViewEndpoint
+from kpng.model import EndpointPort, TransportProtocol, ViewEndpoint
 
 from .strategies import ops
 
-EP = ViewEndpoint("10.244.1.5", (EndpointPort("http", Protocol.TCP, 8080),), "n1", "z1")
+EP = ViewEndpoint("10.244.1.5", (EndpointPort("http", TransportProtocol.TCP, 8080),), "n1", "z1")
 
 
 def _chunk(frame: bytes, base: int = -1) -> bytes:

@@ -32,22 +32,30 @@ from kpng.model import (
     Endpoint,
     EndpointPort,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
+    TransportProtocol,
     ViewEndpoint,
 )
 
 from .strategies import global_views, node_views
 
 WEB = Service(
-    "shop", "web", ServiceType.CLUSTER_IP, ("10.96.0.10",), (ServicePort("", Protocol.TCP, 80, 80),)
+    "shop",
+    "web",
+    ServiceType.CLUSTER_IP,
+    ("10.96.0.10",),
+    (ServicePort("", TransportProtocol.TCP, 80, 80),),
 )
 WEB2 = Service(
-    "shop", "web", ServiceType.NODE_PORT, ("10.96.0.10",), (ServicePort("", Protocol.TCP, 80, 80),)
+    "shop",
+    "web",
+    ServiceType.NODE_PORT,
+    ("10.96.0.10",),
+    (ServicePort("", TransportProtocol.TCP, 80, 80),),
 )
-HTTP = (EndpointPort("", Protocol.TCP, 80),)
+HTTP = (EndpointPort("", TransportProtocol.TCP, 80),)
 E1 = ViewEndpoint("10.244.1.5", HTTP, internal=True)
 E1_OFF = ViewEndpoint("10.244.1.5", HTTP, internal=False)
 E2 = ViewEndpoint("10.244.2.5", HTTP, internal=True)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kpng.cluster import ClusterState
-from kpng.model import EndpointPort, Protocol, Service, ServiceType, TrafficPolicy
+from kpng.fanout.cluster import ClusterState
+from kpng.model import EndpointPort, Service, ServiceType, TrafficPolicy, TransportProtocol
 from kpng.parse import KINDS, Ignored, parse_object
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
@@ -85,9 +85,9 @@ def test_ignored_services_are_absent(state: ClusterState, node: str) -> None:
 def test_kube_dns_multiport_same_port_two_protocols(state: ClusterState, node: str) -> None:
     dns = state.services["kube-system/kube-dns"]
     assert [(p.name, p.protocol, p.port) for p in dns.ports] == [
-        ("dns", Protocol.UDP, 53),
-        ("dns-tcp", Protocol.TCP, 53),
-        ("metrics", Protocol.TCP, 9153),
+        ("dns", TransportProtocol.UDP, 53),
+        ("dns-tcp", TransportProtocol.TCP, 53),
+        ("metrics", TransportProtocol.TCP, 9153),
     ]
     assert marks(state, node, "kube-system/kube-dns") == {
         "10.244.1.10": (True, False),
@@ -95,9 +95,9 @@ def test_kube_dns_multiport_same_port_two_protocols(state: ClusterState, node: s
     }
     endpoint = state.node_view(node).endpoints["kube-system/kube-dns"]["10.244.1.10"]
     assert endpoint.ports == (
-        EndpointPort("dns", Protocol.UDP, 53),
-        EndpointPort("dns-tcp", Protocol.TCP, 53),
-        EndpointPort("metrics", Protocol.TCP, 9153),
+        EndpointPort("dns", TransportProtocol.UDP, 53),
+        EndpointPort("dns-tcp", TransportProtocol.TCP, 53),
+        EndpointPort("metrics", TransportProtocol.TCP, 9153),
     )
 
 

@@ -9,25 +9,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpng.bus.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.cluster import Changes, ClusterState
-from kpng.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.diff import SetEndpoint, SetService, View, apply
-from kpng.fanout import Fanout, Outgoing
+from kpng.fanout.cluster import Changes, ClusterState
+from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.model import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
 )
 
 NODES = ("n1", "n2", "n3", "n4")
-PORT = (EndpointPort("http", Protocol.TCP, 8080),)
+PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 
 
 def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Service:
@@ -36,7 +36,7 @@ def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Se
         name=f"s{i}",
         type=ServiceType.NODE_PORT,
         cluster_ips=(f"10.96.0.{i}",),
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080, 30000 + i),),
+        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 30000 + i),),
         internal_traffic_policy=TrafficPolicy.LOCAL if itp else TrafficPolicy.CLUSTER,
         external_traffic_policy=TrafficPolicy.LOCAL if etp else TrafficPolicy.CLUSTER,
         traffic_distribution="PreferClose" if topo else "",

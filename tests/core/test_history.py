@@ -1,4 +1,4 @@
-"""kpng.history: the same answers as a plain bounded deque, across block boundaries."""
+"""kpng.fanout.history: the same answers as a plain bounded deque, across block boundaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng.history import BLOCK, Entry, History
+from kpng.fanout.history import BLOCK, Entry, History
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,11 +14,11 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
 )
 from kpng.parse import (
     Ignored,
@@ -114,7 +114,7 @@ def test_service_minimal_defaults() -> None:
         name="web",
         type=ServiceType.CLUSTER_IP,
         cluster_ips=("10.96.0.10",),
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080, 0),),
+        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 0),),
     )
     assert s.key == "shop/web"
     assert s.affinity_timeout == 0
@@ -172,9 +172,9 @@ def test_service_every_field() -> None:
         type=ServiceType.LOAD_BALANCER,
         cluster_ips=("10.96.0.10", "fd00:10:96::a"),
         ports=(
-            ServicePort("http", Protocol.TCP, 80, "web", 30080),
-            ServicePort("dns", Protocol.UDP, 53, 5353, 31053),
-            ServicePort("sctp", Protocol.SCTP, 9999, 9999, 32000),
+            ServicePort("http", TransportProtocol.TCP, 80, "web", 30080),
+            ServicePort("dns", TransportProtocol.UDP, 53, 5353, 31053),
+            ServicePort("sctp", TransportProtocol.SCTP, 9999, 9999, 32000),
         ),
         external_ips=("203.0.113.7",),
         load_balancer_ips=("198.51.100.1",),
@@ -192,7 +192,7 @@ def test_service_every_field() -> None:
 
 def test_service_protocol_defaults_to_tcp_and_target_port_to_port() -> None:
     s = parsed_service(service_obj({"ports": [{"port": 443}]}))
-    assert s.ports == (ServicePort("", Protocol.TCP, 443, 443, 0),)
+    assert s.ports == (ServicePort("", TransportProtocol.TCP, 443, 443, 0),)
 
 
 def test_service_without_ports() -> None:
@@ -348,9 +348,9 @@ def test_slice_every_field() -> None:
         "endpoints.kubernetes.io/last-change-trigger-time": "2024-05-01T12:00:00Z"
     }
     ports = (
-        EndpointPort("http", Protocol.TCP, 8080),
-        EndpointPort("dns", Protocol.UDP, 53),
-        EndpointPort("", Protocol.TCP, 9090),
+        EndpointPort("http", TransportProtocol.TCP, 8080),
+        EndpointPort("dns", TransportProtocol.UDP, 53),
+        EndpointPort("", TransportProtocol.TCP, 9090),
     )
     assert parsed_slice(obj) == EndpointSlice(
         namespace="shop",
@@ -408,7 +408,7 @@ def test_slice_conditions(
 
 def test_slice_endpoint_defaults() -> None:
     (e,) = parsed_slice(slice_obj([{"addresses": ["10.244.1.5"]}])).endpoints
-    assert e == Endpoint("10.244.1.5", (EndpointPort("http", Protocol.TCP, 8080),))
+    assert e == Endpoint("10.244.1.5", (EndpointPort("http", TransportProtocol.TCP, 8080),))
     assert (e.node, e.zone, e.zone_hints, e.node_hints) == ("", "", frozenset(), frozenset())
     assert e.usable
 

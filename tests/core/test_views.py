@@ -1,4 +1,4 @@
-"""kpng.views: every rule of "Choosing endpoints" in the kube-proxy reference."""
+"""kpng.fanout.views: every rule of "Choosing endpoints" in the kube-proxy reference."""
 
 from __future__ import annotations
 
@@ -9,17 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    EndpointSlice,
-    Protocol,
-    Service,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-)
-from kpng.views import (
+from kpng.fanout.views import (
     TOPOLOGY_NODE,
     TOPOLOGY_NONE,
     TOPOLOGY_ZONE,
@@ -31,10 +21,20 @@ from kpng.views import (
     uses_local_endpoints,
     view_variant,
 )
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    TransportProtocol,
+)
 
 from .strategies import NODES, endpoint_lists, endpoint_slices, services, zone_of
 
-HTTP = (EndpointPort("http", Protocol.TCP, 8080),)
+HTTP = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 LOCAL, CLUSTER = TrafficPolicy.LOCAL, TrafficPolicy.CLUSTER
 
 
@@ -44,7 +44,7 @@ def svc(**changes: Any) -> Service:
         name="web",
         type=ServiceType.CLUSTER_IP,
         cluster_ips=("10.96.0.10",),
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080),),
+        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080),),
     )
     return dataclasses.replace(base, **changes)
 
@@ -52,7 +52,7 @@ def svc(**changes: Any) -> Service:
 def nodeport(**changes: Any) -> Service:
     return svc(
         type=ServiceType.NODE_PORT,
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080, 30080),),
+        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080),),
         **changes,
     )
 
@@ -562,7 +562,7 @@ def test_merge_slices_counts_an_address_once() -> None:
 
 
 def test_merge_slices_better_conditions_win_and_ports_merge() -> None:
-    dns = (EndpointPort("dns", Protocol.UDP, 53),)
+    dns = (EndpointPort("dns", TransportProtocol.UDP, 53),)
     old = _slice("web-a", ep("10.244.1.5", "node-a1", **TERMINATING))
     new = _slice("web-b", dataclasses.replace(ep("10.244.1.5", "node-a1"), ports=dns))
     for order in ([old, new], [new, old]):

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CODEC = (ROOT / "libs" / "kpng" / "codec.py", ROOT / "libs" / "kpng" / "wire.py")
+BUS = ROOT / "libs" / "kpng" / "bus"
+CODEC = (BUS / "codec.py", BUS / "wire.py")
 BUS_MD = ROOT / "docs" / "bus.md"
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
 CONSUMER = ROOT / "examples" / "consumer.py"

@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 
 from kpng.bus.consumer import Applied
+from kpng.dataplane.nft.jsonread import listing
+from kpng.dataplane.nft.kernel.execnft import NftCommand
+from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
+from kpng.dataplane.nft.objects import NftError, Set, Table
 from kpng.diff import View, diff
-from kpng.model import EndpointPort, Node, Protocol, ServicePort, TrafficPolicy, ViewEndpoint
-from kpng.nft.execnft import NftCommand
-from kpng.nft.jsonread import listing
-from kpng.nft.nlnft import NetlinkNftables
-from kpng.nft.objects import NftError, Set, Table
+from kpng.model import (
+    EndpointPort,
+    Node,
+    ServicePort,
+    TrafficPolicy,
+    TransportProtocol,
+    ViewEndpoint,
+)
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.e2e.netns import Cluster, sh
 from tests.nft.helpers import ep, svc, view
@@ -81,7 +88,7 @@ def test_hairpin_is_masqueraded(d: Driver) -> None:
 
 def test_udp_cluster_ip(d: Driver) -> None:
     s = svc("dns", port=53, protocol="UDP")
-    udp = ep(A, node=NODE, ports=(EndpointPort("http", Protocol.UDP, 8080),))
+    udp = ep(A, node=NODE, ports=(EndpointPort("http", TransportProtocol.UDP, 8080),))
     d.program(view((s, [udp])), full=True)
     assert d.c.request(pod_b(d), "10.96.0.10", 53, "udp") == f"pod-a {B}"
     assert d.c.request(pod_b(d), "10.96.0.10", 53, "tcp") == "refused"
@@ -207,7 +214,10 @@ def test_two_services_claiming_one_external_ip_port(
     ext, ext2 = "203.0.113.10", "203.0.113.11"
     sh("ip", "route", "add", "203.0.113.0/24", "via", d.c.node_ip, ns=d.c.client)
     a = svc("a", ip="10.96.0.10", external_ips=(ext,))
-    two = (ServicePort("http", Protocol.TCP, 80, 8080), ServicePort("alt", Protocol.TCP, 81, 8080))
+    two = (
+        ServicePort("http", TransportProtocol.TCP, 80, 8080),
+        ServicePort("alt", TransportProtocol.TCP, 81, 8080),
+    )
     b = svc("b", ip="10.96.0.11", external_ips=(ext, ext2), ports=two)
     # without arbitration the batch fails (the kernel: "File exists"), on every sync
     d.program(view((a, [local(A)]), (b, [local(B)])), full=True)

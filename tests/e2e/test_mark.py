@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kpng.nft.execnft import NftCommand
+from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.e2e.netns import Cluster, sh
 from tests.e2e.test_dataplane import NODE, A, B, Driver, local

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from kpng.cluster import ClusterState
-from kpng.viewjson import view_to_json
+from kpng.fanout.cluster import ClusterState
+from kpng.observe.viewjson import view_to_json
 from kpng_devrun.procs import (
     Child,
     ProcessGroup,

@@ -15,8 +15,9 @@ import msgpack
 import pytest
 
 from kpng.bus.client import NodeViewClient
-from kpng.bus.connection import Bus, connect
-from kpng.codec import SnapshotRequest, encode
+from kpng.bus.codec import SnapshotRequest, encode
+from kpng.bus.nats import connect
+from kpng.bus.protocol import Bus
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
 from tests.integration.harness import Deployment, node, service, slice_, until

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import msgpack
 import pytest
 
-from kpng.bus.client import NodeViewClient
-from kpng.bus.connection import Bus, connect
-from kpng.codec import Status, decode
-from kpng_watcher.file_source import FileSource
-from kpng_watcher.publisher import Publisher, PublisherSettings
+from kpng.bus.codec import Status, decode
+from kpng.bus.nats import connect
 from tests.integration.harness import Deployment, node, service, slice_, until, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,53 +21,6 @@ def objects(ip: str) -> list[dict[str, Any]]:
         service("web", "10.96.0.10"),
         slice_("web", [(ip, "n1")]),
     ]
-
-
-class DroppingBus(Bus):
-    """Loses the next delta published to one subject, as a network would."""
-
-    drop_subject = ""
-
-    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
-        if subject == self.drop_subject:
-            self.drop_subject = ""
-            return
-        await super().publish(subject, data, reply)
-
-
-async def test_lost_delta_is_repaired_within_the_tick_interval(deployment: Deployment) -> None:
-    deployment.write_cluster(objects("10.244.1.1"))
-    deployment.start_nats()
-    watcher_bus = await connect(deployment.url, retry_forever=False)
-    bus = DroppingBus(watcher_bus.nc, watcher_bus.subjects)
-    client_bus = await connect(deployment.url, retry_forever=False)
-    tick = 0.5
-    publisher = Publisher(
-        bus, FileSource(deployment.cluster_file, 0.05), PublisherSettings(0.01, tick)
-    )
-    client = NodeViewClient(client_bus, "n1")
-
-    async def follow() -> None:
-        async for _ in client:
-            pass
-
-    async with asyncio.TaskGroup() as tasks:
-        watcher = tasks.create_task(publisher.run())
-        follower = tasks.create_task(follow())
-        await until(lambda: "10.244.1.1" in client.view.endpoints_of("default/web"))
-        bus.drop_subject = bus.subjects.node_delta("n1")
-        deployment.write_cluster(objects("10.244.1.2"))
-        await until(lambda: bus.drop_subject == "")  # the delta was lost
-        lost_at = time.monotonic()
-        await until(lambda: "10.244.1.2" in client.view.endpoints_of("default/web"), 5)
-        repaired_after = time.monotonic() - lost_at
-        assert repaired_after < tick + 1.0, repaired_after
-        assert client.stats.resyncs == 1
-        assert "tick at seq" in client.stats.last_resync_reason
-        watcher.cancel()
-        follower.cancel()
-    await client_bus.close()
-    await watcher_bus.close()
 
 
 def test_garbage_and_wrong_schema_are_counted_and_change_nothing(

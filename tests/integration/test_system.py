@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kpng.bus.client import NodeViewClient
-from kpng.bus.connection import connect
+from kpng.bus.nats import connect
 from tests.integration.harness import (
     Deployment,
     node,

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from kpng.bus.connection import Bus, Subscription, connect
-from kpng.cluster import ClusterState, Object
-from kpng.codec import Delta, MalformedMessage, decode
+from kpng.bus.codec import Delta, MalformedMessage, decode
+from kpng.bus.nats import connect
+from kpng.bus.protocol import Bus, Subscription
 from kpng.diff import DeleteEndpoint, DeleteService
+from kpng.fanout.cluster import ClusterState
+from kpng.model import Object
+from kpng.observe.viewjson import view_to_json
 from kpng.parse import Ignored, InvalidObject, parse_endpoint_slice, parse_node, parse_service
-from kpng.viewjson import view_to_json
 from kpng_apisim import ApiSimulator
 from tests.integration.harness import Deployment, strip
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kpng.cluster import ClusterState
+from kpng.fanout.cluster import ClusterState
 from kpng.model import EndpointSlice, Service
 from kpng.source import Delete, Replace, SourceEvent, Synced, Upsert
 from kpng_apisim import ApiSimulator

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from kpng.dataplane.nft.fake import FakeNftables
+from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.skeleton import Config
+from kpng.dataplane.nft.tracer import Packet, Trace, Tracer
 from kpng.diff import View
 from kpng.model import (
     EndpointPort,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
     ViewEndpoint,
 )
-from kpng.nft.fake import FakeNftables
-from kpng.nft.planner import Planner
-from kpng.nft.skeleton import Config
-from kpng.nft.tracer import Packet, Trace, Tracer
 
 NODE = "node-a"
 NODE_IP = "192.168.0.10"
@@ -29,7 +29,11 @@ CONFIG = Config(node=NODE, pod_cidrs=(POD_CIDR,), nodeport_cidrs=(f"{NODE_IP}/32
 def svc(name: str, ip: str = "10.96.0.10", port: int = 80, **kw: Any) -> Service:
     ports = kw.pop(
         "ports",
-        (ServicePort("http", Protocol(kw.pop("protocol", "TCP")), port, 8080, kw.pop("np", 0)),),
+        (
+            ServicePort(
+                "http", TransportProtocol(kw.pop("protocol", "TCP")), port, 8080, kw.pop("np", 0)
+            ),
+        ),
     )
     stype = kw.pop(
         "type", ServiceType.NODE_PORT if any(p.node_port for p in ports) else "ClusterIP"
@@ -44,7 +48,7 @@ def ep(
     external: bool = True,
     ports: tuple[EndpointPort, ...] = (),
 ) -> ViewEndpoint:
-    ports = ports or (EndpointPort("http", Protocol.TCP, 8080),)
+    ports = ports or (EndpointPort("http", TransportProtocol.TCP, 8080),)
     return ViewEndpoint(ip, ports, node=node, internal=internal, external=external)
 
 

@@ -4,14 +4,17 @@ which refuses an element whose key exists with another value, as the kernel does
 from __future__ import annotations
 
 from kpng.diff import View
-from kpng.model import Protocol, ServicePort, ViewEndpoint
+from kpng.model import ServicePort, TransportProtocol, ViewEndpoint
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 from tests.nft.test_planner import step
 
 OUTSIDE = "192.168.0.99"
 EXT, EXT2 = "172.16.1.1", "172.16.1.2"
 A_EP, B_EP = "10.244.2.1", "10.244.2.2"
-PORTS = (ServicePort("http", Protocol.TCP, 80, 8080), ServicePort("alt", Protocol.TCP, 81, 8080))
+PORTS = (
+    ServicePort("http", TransportProtocol.TCP, 80, 8080),
+    ServicePort("alt", TransportProtocol.TCP, 81, 8080),
+)
 
 
 def both() -> View[ViewEndpoint]:

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from kpng.dataplane.nft.skeleton import Config, chains
 from kpng.model import TrafficPolicy
-from kpng.nft.skeleton import Config, chains
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"

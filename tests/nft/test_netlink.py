@@ -6,7 +6,9 @@ import struct
 
 import pytest
 
-from kpng.nft.nlbatch import (
+from kpng.dataplane.nft.kernel.nlnft import split
+from kpng.dataplane.nft.kernel.nlsocket import _error
+from kpng.dataplane.nft.netlink.batch import (
     NFNL_MSG_BATCH_BEGIN,
     NFNL_MSG_BATCH_END,
     NLM_F_ACK_TLVS,
@@ -18,10 +20,9 @@ from kpng.nft.nlbatch import (
     build,
     dump_elements,
 )
-from kpng.nft.nlbulk import pack_all, unpack_all
-from kpng.nft.nlcodec import Layout, decode_element, layout, nla
-from kpng.nft.nlnft import split
-from kpng.nft.nlread import (
+from kpng.dataplane.nft.netlink.bulk import pack_all, unpack_all
+from kpng.dataplane.nft.netlink.codec import Layout, decode_element, layout, nla
+from kpng.dataplane.nft.netlink.read import (
     NFT_DATA_VERDICT,
     NFT_SET_EVAL,
     NFT_SET_MAP,
@@ -37,10 +38,9 @@ from kpng.nft.nlread import (
     set_definition,
     type_name,
 )
-from kpng.nft.nlsocket import _error
-from kpng.nft.objects import Chain, Element, NftError, Set, Table
-from kpng.nft.skeleton import sets
-from kpng.nft.transaction import Transaction
+from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.skeleton import sets
+from kpng.dataplane.nft.transaction import Transaction
 from tests.nft.helpers import CONFIG
 
 TABLE = Table("ip", "kpng")

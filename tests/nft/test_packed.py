@@ -7,14 +7,14 @@ import asyncio
 import struct
 from dataclasses import replace
 
-from kpng.nft.nlbatch import build, dump_raw
-from kpng.nft.nlcodec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
-from kpng.nft.nlnft import SEQ_WRAP, NetlinkNftables
-from kpng.nft.nlsocket import NetlinkSocket
-from kpng.nft.objects import Element
-from kpng.nft.packed import Packer, adopt, key_only, packer, sent_forms
-from kpng.nft.planner import Planner
-from kpng.nft.transaction import Ruleset
+from kpng.dataplane.nft.kernel.nlnft import SEQ_WRAP, NetlinkNftables
+from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
+from kpng.dataplane.nft.netlink.batch import build, dump_raw
+from kpng.dataplane.nft.netlink.codec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
+from kpng.dataplane.nft.objects import Element
+from kpng.dataplane.nft.packed import Packer, adopt, key_only, packer, sent_forms
+from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.transaction import Ruleset
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 from tests.nft.test_netlink import TABLE
 

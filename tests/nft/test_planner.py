@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
+from kpng.dataplane.nft.fake import FakeNftables
+from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import apply, diff
-from kpng.nft.fake import FakeNftables
-from kpng.nft.objects import Chain, Element, NftError, Set, Table
-from kpng.nft.planner import Planner
-from kpng.nft.transaction import Transaction
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 
 POD = "10.244.1.5"

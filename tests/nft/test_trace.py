@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kpng.model import EndpointPort, Protocol, ServicePort, TrafficPolicy
-from kpng.nft.skeleton import SHARDS
+from kpng.dataplane.nft.skeleton import SHARDS
+from kpng.model import EndpointPort, ServicePort, TrafficPolicy, TransportProtocol
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"
@@ -37,14 +37,14 @@ def test_each_protocol_is_separate() -> None:
 
 def test_multiport_and_named_target_ports() -> None:
     ports = (
-        ServicePort("http", Protocol.TCP, 80, "web"),
-        ServicePort("dns", Protocol.UDP, 53, "dns"),
-        ServicePort("sig", Protocol.SCTP, 9000, 9000),
+        ServicePort("http", TransportProtocol.TCP, 80, "web"),
+        ServicePort("dns", TransportProtocol.UDP, 53, "dns"),
+        ServicePort("sig", TransportProtocol.SCTP, 9000, 9000),
     )
     eports = (
-        EndpointPort("http", Protocol.TCP, 8080),
-        EndpointPort("dns", Protocol.UDP, 5353),
-        EndpointPort("sig", Protocol.SCTP, 9001),
+        EndpointPort("http", TransportProtocol.TCP, 8080),
+        EndpointPort("dns", TransportProtocol.UDP, 5353),
+        EndpointPort("sig", TransportProtocol.SCTP, 9001),
     )
     h = Harness()
     h.full(view((svc("a", ports=ports), [ep("10.244.2.1", ports=eports)])))

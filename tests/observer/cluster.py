@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpng.cluster import ClusterState
 from kpng.diff import View
+from kpng.fanout.cluster import ClusterState
 from kpng.model import ViewEndpoint
 from kpng.parse import Ignored, parse_object
 

@@ -9,12 +9,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kpng.bus.client import ClientStats
+from kpng.bus.codec import Status
 from kpng.bus.consumer import Applied
-from kpng.cluster import ClusterState
-from kpng.codec import Status
 from kpng.diff import View
-from kpng.explain import parse_cidrs
+from kpng.fanout.cluster import ClusterState
 from kpng.model import ViewEndpoint
+from kpng.observe.explain import parse_cidrs
 from kpng.parse import Ignored, parse_object
 from kpng_observer.api import Settings, create_app
 from kpng_observer.metrics import ObserverMetrics

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kpng.cluster import ClusterState
+from kpng.fanout.cluster import ClusterState
 from kpng.parse import KINDS, Ignored, parse_object
 from tests.integration.harness import Deployment, wait_until
 from tests.observer.browser import Browser

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from kpng.explain import Explanation, Packet, explain, parse_cidrs
-from kpng.model import Protocol
+from kpng.model import TransportProtocol
+from kpng.observe.explain import Explanation, Packet, explain, parse_cidrs
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
 
 PODS = parse_cidrs(CLUSTER_CIDR)
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = TransportProtocol.TCP, TransportProtocol.UDP
 
 
 def run(
-    node: str, dst: str, port: int, src: str | None = None, proto: Protocol = TCP, pods: bool = True
+    node: str,
+    dst: str,
+    port: int,
+    src: str | None = None,
+    proto: TransportProtocol = TCP,
+    pods: bool = True,
 ) -> Explanation:
     return explain(node_view(node), node, Packet(dst, proto, port, src), PODS if pods else ())
 

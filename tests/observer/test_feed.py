@@ -6,14 +6,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from kpng.bus.subjects import Subjects
-from kpng.cluster import ClusterState
-from kpng.fanout import Fanout
-from kpng.model import Endpoint, EndpointPort, EndpointSlice, Node, Protocol
+from kpng.fanout.cluster import ClusterState
+from kpng.fanout.fanout import Fanout
+from kpng.model import Endpoint, EndpointPort, EndpointSlice, Node, TransportProtocol
 from kpng_observer.feed import Feed
 from kpng_observer.state import ObserverState
 from tests.core.test_fanout import make_service
 
-PORT = (EndpointPort("http", Protocol.TCP, 8080),)
+PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 
 
 def _feed() -> Feed:

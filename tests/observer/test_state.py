@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpng.codec import Delta, Status
+from kpng.bus.codec import Delta, Status
 from kpng.diff import DeleteEndpoint, SetNode
 from kpng.model import Node
 from kpng_observer.latency import LatencyWindow, percentile, summarize

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpng.codec import Delta, MalformedMessage, OpCache, decode, encode
+from kpng.bus.codec import Delta, MalformedMessage, OpCache, decode, encode
 from kpng.diff import InconsistentOp, View, apply, apply_in_place, diff
 from kpng.model import Node
 from tests.core.test_fanout import NODES, endpoint, make_service

@@ -3,47 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from kpng.bus.subjects import Subjects
-from kpng.codec import Delta, Tick, decode
+from kpng.bus.codec import Delta, Tick, decode
+from kpng.bus.fake import FakeServer
 from kpng.model import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
+    TransportProtocol,
 )
 from kpng.source import Replace, Synced, Upsert
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
-PORT = (EndpointPort("http", Protocol.TCP, 8080),)
+PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 SERVICE = Service(
     "default",
     "web",
     ServiceType.CLUSTER_IP,
     ("10.96.0.10",),
-    (ServicePort("http", Protocol.TCP, 80, 8080),),
+    (ServicePort("http", TransportProtocol.TCP, 80, 8080),),
 )
-
-
-class SlowBus:
-    """Publishes in order, yielding to the loop after each, deltas slower than ticks (as a
-    connection busy with large deltas is)."""
-
-    subjects = Subjects("kpng")
-    max_payload = 1024 * 1024
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-
-    async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
-        message = decode(data, "global" if ".global." in subject else "node")
-        self.sent.append((subject, message))
-        await asyncio.sleep(0.002 if isinstance(message, Delta) else 0)
 
 
 def _slice(*ips: str) -> EndpointSlice:
@@ -52,7 +35,16 @@ def _slice(*ips: str) -> EndpointSlice:
 
 
 async def test_no_tick_overtakes_the_delta_whose_seq_it_carries() -> None:
-    bus = SlowBus()
+    server = FakeServer()
+    bus = server.connect()
+    bus.bandwidth = 50_000  # bytes/s: a delta takes ~3 ms to go out, a tick under 1 ms
+    sent: list[tuple[str, object]] = []
+    await server.connect().subscribe(
+        "kpng.>",
+        lambda data, subject, reply: sent.append(
+            (subject, decode(data, "global" if ".global." in subject else "node"))
+        ),
+    )
     settings = PublisherSettings(tick_interval=0.001, tick_refresh=0.001)  # full rounds
     publisher = Publisher(bus, None, settings)  # type: ignore[arg-type]
     nodes = [Node(f"n{i}") for i in range(40)]
@@ -65,9 +57,12 @@ async def test_no_tick_overtakes_the_delta_whose_seq_it_carries() -> None:
             await publisher.flush()
     finally:
         ticking.cancel()
+    await bus.flush()
+    await asyncio.sleep(0.01)
+    await bus.close()
     seen: dict[str, int] = {}
     ticks = 0
-    for subject, message in bus.sent:
+    for subject, message in sent:
         if isinstance(message, Delta):
             seen[subject] = message.seq
         elif isinstance(message, Tick) and subject.endswith(".delta") and ".node." in subject:

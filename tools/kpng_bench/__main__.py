@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from kpng.bus.consumer import Applied
+from kpng.dataplane.nft.kernel.execnft import NftCommand
+from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
+from kpng.dataplane.nft.objects import Table
+from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
-from kpng.nft.execnft import NftCommand
-from kpng.nft.nlnft import NetlinkNftables
-from kpng.nft.objects import Table
-from kpng.nft.transaction import Nftables, Ruleset, Transaction
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
 

@@ -8,10 +8,10 @@ from kpng.diff import View
 from kpng.model import (
     EndpointPort,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
+    TransportProtocol,
     ViewEndpoint,
 )
 
@@ -27,12 +27,12 @@ def service_ip(i: int) -> str:
 
 def endpoint(i: int, k: int, per: int) -> ViewEndpoint:
     ip = str(ipaddress.ip_address(EP_BASE + i * per + k))
-    port = (EndpointPort("http", Protocol.TCP, 8080),)
+    port = (EndpointPort("http", TransportProtocol.TCP, 8080),)
     return ViewEndpoint(ip, port, node="elsewhere", internal=True, external=True)
 
 
 def service(i: int) -> Service:
-    port = ServicePort("http", Protocol.TCP, 80, 8080, 30000 + i % 2000 if i < 2000 else 0)
+    port = ServicePort("http", TransportProtocol.TCP, 80, 8080, 30000 + i % 2000 if i < 2000 else 0)
     kind = ServiceType.NODE_PORT if i < 2000 else ServiceType.CLUSTER_IP
     return Service("bench", f"s{i}", kind, (service_ip(i),), (port,))
 

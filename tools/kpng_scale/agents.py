@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 from kpng.bus import NodeViewClient
-from kpng.bus.connection import Bus, connect
-from kpng.codec import OpCache
-from kpng.runtime import run, setup_logging
+from kpng.bus.codec import OpCache
+from kpng.bus.nats import connect
+from kpng.bus.protocol import Bus
+from kpng.runtime.process import run, setup_logging
 from kpng_scale import control
 from kpng_scale.control import profiled
 from kpng_scale.synth import node_name

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kpng_scale.run import Settings, measure
+from kpng_scale.run import measure
+from kpng_scale.settings import Settings
 
 DEFAULT_JSON = Path("artifacts/scale.json")
 

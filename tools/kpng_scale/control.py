@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kpng.bus.connection import Bus, Subscription
+from kpng.bus.protocol import Bus, Subscription
 
 log = logging.getLogger(__name__)
 WATCHER = "kpngscale.ctl.watcher"

@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 
 import msgpack
 
+from kpng.bus.codec import COMPACT_ENDPOINTS, COMPRESSED_OPS, SnapshotRequest, encode
 from kpng.bus.subjects import Subjects
-from kpng.codec import COMPACT_ENDPOINTS, COMPRESSED_OPS, SnapshotRequest, encode
 
 INBOX = "_INBOX.kpngscale.drain"
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from kpng_scale.run import Settings
+from kpng_scale.settings import Settings
 
 Json = dict[str, Any]
 TARGETS = {  # name: (where in the result, limit, "max" or "eq")

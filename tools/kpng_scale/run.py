@@ -15,34 +15,19 @@ import asyncio
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from kpng.bus.connection import Bus, connect
+from kpng.bus.nats import connect
+from kpng.bus.protocol import Bus
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from kpng_scale import control
 from kpng_scale.drain import drain
 from kpng_scale.metrics import Phase, summarize
+from kpng_scale.settings import Settings
 from kpng_scale.synth import node_name
 
 # simulated agents share a connection per process, so the server must hold more for it
 NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    nodes: int = 1000
-    services: int = 10_000
-    endpoints: int = 10
-    rate: float = 100.0
-    duration: float = 30.0
-    warmup: float = 3.0  # churn just after the initial sync, reported apart
-    processes: int = 2  # one per core here; ~500 compressed views (0.85 MB) fit a connection
-    coalesce_ms: float = 100.0
-    snapshot_timeout: float = 60.0
-    sync_timeout: float = 300.0
-    probe_changes: int = 20
-    workdir: Path | None = None
 
 
 def _argv(module: str, *args: object) -> list[str]:

@@ -15,15 +15,15 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
-    Protocol,
     Service,
     ServicePort,
     ServiceType,
     TrafficPolicy,
+    TransportProtocol,
 )
 
 ZONES = ("zone-a", "zone-b", "zone-c")
-PORT = EndpointPort("http", Protocol.TCP, 8080)
+PORT = EndpointPort("http", TransportProtocol.TCP, 8080)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,11 @@ def service(i: int) -> Service:
         name=f"svc-{i}",
         type=ServiceType.NODE_PORT if node_port else ServiceType.CLUSTER_IP,
         cluster_ips=(_ip(172, i + 1),),
-        ports=(ServicePort("http", Protocol.TCP, 80, 8080, 30000 + i % 2000 if node_port else 0),),
+        ports=(
+            ServicePort(
+                "http", TransportProtocol.TCP, 80, 8080, 30000 + i % 2000 if node_port else 0
+            ),
+        ),
         internal_traffic_policy=_policy(local and not node_port),
         external_traffic_policy=_policy(local and node_port),
         traffic_distribution="PreferClose" if topology else "",

@@ -16,10 +16,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
-from kpng.bus.connection import Bus, connect
-from kpng.codec import Delta, decode
-from kpng.fanout import Outgoing
-from kpng.runtime import run, setup_logging
+from kpng.bus.codec import Delta, decode
+from kpng.bus.nats import NatsBus, connect
+from kpng.bus.protocol import Bus
+from kpng.fanout.fanout import Outgoing
+from kpng.runtime.process import run, setup_logging
 from kpng.source import Replace, SourceEvent, SourceStats, Synced, Upsert
 from kpng_scale import control
 from kpng_scale.control import profiled
@@ -80,7 +81,7 @@ class MeasuredPublisher(Publisher):
 
 
 class Controller:
-    def __init__(self, bus: Bus, publisher: MeasuredPublisher, source: FeedSource) -> None:
+    def __init__(self, bus: NatsBus, publisher: MeasuredPublisher, source: FeedSource) -> None:
         self.bus, self.publisher, self.source = bus, publisher, source
         self.changes = 0
 

@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Generic
 
-from kpng.bus.connection import Bus, BusError, Subscription
-from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.codec import (
+from kpng.bus.codec import (
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
     Delta,
@@ -35,9 +33,11 @@ from kpng.codec import (
     decode,
     encode,
 )
+from kpng.bus.consumer import Applied, Consumer, Resync
+from kpng.bus.protocol import Bus, BusError, Subscription
 from kpng.diff import E, View
-from kpng.gcpause import no_gc
 from kpng.model import Endpoint, ViewEndpoint
+from kpng.runtime.gcpause import no_gc
 
 log = logging.getLogger(__name__)
 ViewEvent = Applied
@@ -262,7 +262,7 @@ class ViewClient(Generic[E]):
             if not data:  # NATS's "no responders" status: no watcher is answering
                 raise SnapshotUnavailable("no watcher answered")
             try:
-                with no_gc():  # a chunk holds up to ~10^5 objects (kpng.gcpause)
+                with no_gc():  # a chunk holds up to ~10^5 objects (kpng.runtime.gcpause)
                     message = decode(data, self.scope, self.op_cache)
             except MalformedMessage as exc:
                 self.stats.malformed += 1

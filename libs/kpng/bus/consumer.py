@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Generic, Literal, overload
 
-from kpng.codec import Delta, SnapshotChunk, Tick
+from kpng.bus.codec import Delta, SnapshotChunk, Tick
 from kpng.diff import (
     E,
     InconsistentOp,
@@ -93,7 +93,7 @@ class Consumer(Generic[E]):
     synced: bool = False
     trusted: bool = False  # the view is exactly the watcher's at (epoch, seq)
     _buffer: list[Delta] = field(default_factory=list)
-    # shared by the consumers of one process that follow many nodes (kpng.codec.OpCache)
+    # shared by the consumers of one process that follow many nodes (kpng.bus.codec.OpCache)
     prefixes: SnapshotPrefixes | None = field(default=None, compare=False, repr=False)
 
     def since(self) -> tuple[str, int] | None:

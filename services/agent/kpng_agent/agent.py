@@ -18,15 +18,15 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Gauge
 
 from kpng import __version__
-from kpng.backend import Backend
 from kpng.bus.client import NodeViewClient
-from kpng.bus.connection import Bus, BusError
+from kpng.bus.codec import Status, encode
 from kpng.bus.consumer import Applied
-from kpng.codec import Status, encode
+from kpng.bus.protocol import Bus, BusError
+from kpng.dataplane.backend import Backend
+from kpng.dataplane.health import ProxyHealth, no_local_endpoints
 from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
-from kpng.health import ProxyHealth, no_local_endpoints
-from kpng.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
 from kpng.model import ViewEndpoint
+from kpng.runtime.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
 
 log = logging.getLogger(__name__)
 

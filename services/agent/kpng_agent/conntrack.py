@@ -1,4 +1,4 @@
-"""UDP conntrack cleanup after each sync: the plan (:mod:`kpng.conntrack_plan`) says what
+"""UDP conntrack cleanup after each sync: the plan (:mod:`kpng.dataplane.conntrack`) says what
 is stale, pyroute2's Conntrack lists and deletes entries in this network namespace."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import socket
 from typing import Any, Protocol
 
 from kpng.bus.consumer import Applied
-from kpng.conntrack_plan import ConntrackPlan, Index, UdpEntry
+from kpng.dataplane.conntrack import ConntrackPlan, Index, UdpEntry
 from kpng.diff import service_keys
-from kpng.metrics import ProxyMetrics
 from kpng.model import ViewEndpoint
+from kpng.runtime.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
 FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 6}

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from kpng.bus.consumer import Applied
-from kpng.diff import service_keys
-from kpng.health import (
+from kpng.dataplane.health import (
     HealthService,
     ProxyHealth,
     Response,
@@ -20,8 +19,9 @@ from kpng.health import (
     healthz,
     service_health,
 )
-from kpng.metrics import render
+from kpng.diff import service_keys
 from kpng.model import ViewEndpoint
+from kpng.runtime.metrics import render
 from kpng_agent.httpserve import NOT_FOUND, HttpServer
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from kpng.health import Response
+from kpng.dataplane.health import Response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str], Response]

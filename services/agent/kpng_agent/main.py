@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 
-from kpng.backend import Backend
-from kpng.bus.connection import BusError, connect
-from kpng.runtime import add_common_arguments, positive_float, run, setup_logging
+from kpng.bus.nats import connect
+from kpng.bus.protocol import BusError
+from kpng.dataplane.backend import Backend
+from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
 from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
-from kpng_agent.endpoints import add_health_arguments, hooks_for, serving
 from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
+from kpng_agent.servers import add_health_arguments, hooks_for, serving
 
 log = logging.getLogger("kpng_agent")
 BACKENDS = ("dump", "nftables")

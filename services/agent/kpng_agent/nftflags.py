@@ -7,8 +7,8 @@ import asyncio
 import ipaddress
 import logging
 
-from kpng.nft.execnft import NftCommand
-from kpng.nft.objects import Table
+from kpng.dataplane.nft.kernel.execnft import NftCommand
+from kpng.dataplane.nft.objects import Table
 from kpng_agent.backends.nftables import PRIMARY, NftablesBackend, Settings
 from kpng_agent.netlink import local_addresses
 

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry
 
 from kpng import __version__
 from kpng.diff import View
-from kpng.explain import Explanation, Network, Packet, explain, parse_cidrs
 from kpng.labels import InvalidSelector, parse_label_selector
-from kpng.metrics import render
-from kpng.model import Protocol, ServiceType, ViewEndpoint
-from kpng.viewjson import view_to_json
+from kpng.model import ServiceType, TransportProtocol, ViewEndpoint
+from kpng.observe.explain import Explanation, Network, Packet, explain, parse_cidrs
+from kpng.observe.viewjson import view_to_json
+from kpng.runtime.metrics import render
 from kpng_observer.auth import require_token
 from kpng_observer.events import parse_last_event_id, sse_stream
 from kpng_observer.state import ObserverState
@@ -170,7 +170,7 @@ def _explain(
         node: str,
         destination: Annotated[str, Query(description="destination IP address")],
         port: Annotated[int, Query(ge=1, le=65535)],
-        protocol: Protocol = Protocol.TCP,
+        protocol: TransportProtocol = TransportProtocol.TCP,
         source: Annotated[str | None, Query(description="source IP address")] = None,
         cluster_cidr: Annotated[
             str | None,

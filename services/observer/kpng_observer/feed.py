@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 
 from kpng.bus.client import GlobalViewClient
-from kpng.bus.connection import Bus
-from kpng.codec import Delta, MalformedMessage, OpCache, Status, Tick, decode
+from kpng.bus.codec import Delta, MalformedMessage, OpCache, Status, Tick, decode
+from kpng.bus.protocol import Bus
 from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.state import ObserverState
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import uvicorn
 
 from kpng.bus.client import NodeViewClient, SnapshotUnavailable
-from kpng.bus.connection import Bus, BusError, connect
 from kpng.bus.consumer import Consumer
+from kpng.bus.nats import connect
+from kpng.bus.protocol import Bus, BusError
 from kpng.diff import View
-from kpng.explain import Network, parse_cidrs
 from kpng.model import ViewEndpoint
-from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
+from kpng.observe.explain import Network, parse_cidrs
+from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
 from kpng_observer.feed import Feed

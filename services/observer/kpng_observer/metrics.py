@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kpng.bus.client import ClientStats
-from kpng.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
+from kpng.runtime.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
 from kpng_observer.state import ObserverState
 
 STATES = ("ok", "syncing", "lagging", "failed", "silent", "unknown")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kpng.bus.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.bus.consumer import Applied
-from kpng.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.diff import View, service_keys
 from kpng.labels import LabelSelector
 from kpng.model import Endpoint

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kpng.cluster import Object
+from kpng.model import Object
 from kpng.parse import KINDS, Ignored, InvalidObject, parse_object
 from kpng.source import Replace, SourceEvent, SourceStats, Synced
 

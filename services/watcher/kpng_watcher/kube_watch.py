@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kpng.cluster import Object
+from kpng.model import Object
 from kpng.parse import Ignored, InvalidObject, Parsed
 from kpng.source import Delete, Replace, SourceEvent, SourceStats, Upsert
 

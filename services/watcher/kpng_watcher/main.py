@@ -9,10 +9,11 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from kpng.bus.connection import BusError, connect
-from kpng.metrics import LabelledGaugeCollector, StatsCollector
-from kpng.metrics import serve as serve_metrics
-from kpng.runtime import add_common_arguments, host_port, positive_float, run, setup_logging
+from kpng.bus.nats import connect
+from kpng.bus.protocol import BusError
+from kpng.runtime.metrics import LabelledGaugeCollector, StatsCollector
+from kpng.runtime.metrics import serve as serve_metrics
+from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource

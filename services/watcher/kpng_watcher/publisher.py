@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kpng.bus.connection import Bus, BusError
-from kpng.cluster import Changes, ClusterState
-from kpng.codec import (
+from kpng.bus.codec import (
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
     ErrorReply,
@@ -27,7 +25,9 @@ from kpng.codec import (
     decode,
     encode,
 )
-from kpng.fanout import Fanout, Outgoing
+from kpng.bus.protocol import Bus, BusError
+from kpng.fanout.cluster import Changes, ClusterState
+from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from kpng.bus.consumer import Applied
-from kpng.claims import Conflict
+from kpng.dataplane.claims import Conflict
 from kpng.model import ViewEndpoint
-from kpng.viewjson import view_to_json
+from kpng.observe.viewjson import view_to_json
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from kpng.bus.consumer import Applied
-from kpng.claims import Conflict
+from kpng.dataplane.claims import Conflict
+from kpng.dataplane.nft.kernel.execnft import NftCommand
+from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
+from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.skeleton import Config
+from kpng.dataplane.nft.transaction import Nftables
 from kpng.diff import View
 from kpng.model import ViewEndpoint
-from kpng.nft.execnft import NftCommand
-from kpng.nft.nlnft import NetlinkNftables
-from kpng.nft.planner import Planner
-from kpng.nft.skeleton import Config
-from kpng.nft.transaction import Nftables
 
 log = logging.getLogger(__name__)
 PRIMARY = "primary"
@@ -90,7 +90,7 @@ class NftablesBackend:
         self.local_addresses = local_addresses
         self.planners: dict[int, Planner] = {}
         self.last_ops = 0  # operations written by the last program()
-        # IP:ports that several services claim, as programmed (see kpng.claims)
+        # IP:ports that several services claim, as programmed (see kpng.dataplane.claims)
         self.conflicts: tuple[Conflict, ...] = ()
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:

@@ -1,0 +1,525 @@
+"""The wire format of bus contract v1: msgpack maps with a schema version.
+
+Encoders are deterministic; operations are encoded once and reused in every message that
+carries them (:func:`encode_op`, then :func:`pack_delta` around the bytes). Decoders ignore
+unknown fields and raise :class:`MalformedMessage`, naming the field, for anything else.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from kpng.bus.compression import decompress
+from kpng.bus.wire import (
+    COMPACT_ENDPOINTS,
+    COMPRESSED_OPS,
+    SCHEMA_VERSION,
+    MalformedMessage,
+    Reader,
+    Scope,
+    endpoint_from_wire,
+    endpoint_to_wire,
+    endpoints_to_wire,
+    node_from_wire,
+    node_to_wire,
+    op_from_wire,
+    op_to_wire,
+    ops_from_wire,
+    service_from_wire,
+    service_to_wire,
+)
+from kpng.diff import Op, SharedOps, SnapshotPrefixes
+
+__all__ = [
+    "COMPACT_ENDPOINTS",
+    "COMPRESSED_OPS",
+    "SCHEMA_VERSION",
+    "Delta",
+    "ErrorReply",
+    "MalformedMessage",
+    "Message",
+    "OpCache",
+    "Scope",
+    "SnapshotChunk",
+    "SnapshotRequest",
+    "Status",
+    "Tick",
+    "decode",
+    "delta_head",
+    "encode",
+    "encode_op",
+    "endpoint_from_wire",
+    "endpoint_to_wire",
+    "endpoints_to_wire",
+    "node_from_wire",
+    "node_to_wire",
+    "op_from_wire",
+    "op_to_wire",
+    "ops_array",
+    "ops_from_wire",
+    "pack_compressed_chunk",
+    "pack_delta",
+    "pack_snapshot_chunk",
+    "packb",
+    "service_from_wire",
+    "service_to_wire",
+]
+
+
+# -- messages ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Delta:
+    epoch: str
+    seq: int
+    time: float
+    trigger_time: float | None
+    ops: tuple[Op[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    epoch: str
+    seq: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """A chunk of a full snapshot (``base`` -1), or of a catch-up reply: ``ops`` then move a
+    view at seq ``base`` to ``seq``."""
+
+    epoch: str
+    seq: int
+    chunk: int
+    chunks: int
+    ops: tuple[Op[Any], ...]
+    base: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """``seq`` >= 0: the consumer holds a trusted view at (``epoch``, ``seq``) and may be
+    answered with only what it missed (a catch-up); -1: a full snapshot."""
+
+    epoch: str = ""
+    seq: int = -1
+    # optional features the consumer understands (``"eps"``: compact endpoint operations)
+    accept: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What an agent reports on ``<prefix>.v1.node.<node>.status``."""
+
+    node: str
+    epoch: str
+    seq: int
+    backend: str
+    healthy: bool
+    time: float
+    version: str = ""
+    last_sync: float | None = None
+    sync_duration: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    # recent network programming latencies, newest last: (applied at, seconds since trigger)
+    latency: tuple[tuple[float, float], ...] = ()
+
+
+Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def packb(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def encode_op(op: Op[Any]) -> bytes:
+    return packb(op_to_wire(op))
+
+
+def _pack_with_ops(header: Mapping[str, Any], ops: Sequence[bytes], count: int | None) -> bytes:
+    """The header map with an ``ops`` array around encoded operations. ``ops`` may hold runs
+    of several operations joined together; ``count`` is then the number of operations."""
+    return b"".join((_head_with_ops(header, len(ops) if count is None else count), *ops))
+
+
+def _head_with_ops(header: Mapping[str, Any], count: int) -> bytes:
+    """The bytes of a message that come before its ``count`` encoded operations."""
+    packed = packb(header)
+    if len(header) < 15:  # a fixmap: one more entry is one more in the first byte
+        parts = [bytes((packed[0] + 1,)), packed[1:]]
+    else:
+        parts = [_packer.pack_map_header(len(header) + 1)]
+        parts.extend(packb(key) + packb(value) for key, value in header.items())
+    parts.append(_OPS_KEY)
+    parts.append(_packer.pack_array_header(count))
+    return b"".join(parts)
+
+
+_OPS_KEY = packb("ops")
+
+
+def pack_delta(
+    epoch: str,
+    seq: int,
+    time: float,
+    trigger_time: float | None,
+    ops: Sequence[bytes],
+    count: int | None = None,
+) -> bytes:
+    """A delta message around operations already encoded by :func:`encode_op` (or runs of
+    them joined, ``count`` operations in all)."""
+    head = delta_head(epoch, seq, time, trigger_time, len(ops) if count is None else count)
+    return b"".join((head, *ops))
+
+
+def delta_head(epoch: str, seq: int, time: float, trigger_time: float | None, count: int) -> bytes:
+    """A delta message up to its operations: ``delta_head(...) + run`` is
+    ``pack_delta(..., (run,), count)``, without copying the run into a new message."""
+    header = {"v": SCHEMA_VERSION, "kind": "delta", "epoch": epoch, "seq": seq, "time": time}
+    if trigger_time is not None:
+        header["trigger"] = trigger_time
+    return _head_with_ops(header, count)
+
+
+def pack_snapshot_chunk(
+    epoch: str,
+    seq: int,
+    chunk: int,
+    chunks: int,
+    ops: Sequence[bytes],
+    count: int | None = None,
+    base: int = -1,
+) -> bytes:
+    """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply."""
+    return _pack_with_ops(_snapshot_header(epoch, seq, chunk, chunks, base), ops, count)
+
+
+def pack_compressed_chunk(
+    epoch: str, seq: int, chunk: int, chunks: int, frame: bytes, base: int = -1
+) -> bytes:
+    """A snapshot chunk whose operations are a zstd ``frame`` of an encoded ``ops`` array
+    (header included): the ``zops`` field, for consumers that accept ``"zstd"``."""
+    header = _snapshot_header(epoch, seq, chunk, chunks, base)
+    header["zops"] = frame
+    return packb(header)
+
+
+def _snapshot_header(epoch: str, seq: int, chunk: int, chunks: int, base: int) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "kind": "snapshot",
+        "epoch": epoch,
+        "seq": seq,
+        "chunk": chunk,
+        "chunks": chunks,
+    }
+    if base >= 0:
+        header["base"] = base
+    return header
+
+
+def ops_array(ops: Sequence[bytes], count: int | None = None) -> bytes:
+    """An encoded ``ops`` array around encoded operations (or runs of ``count`` in all)."""
+    return b"".join((_packer.pack_array_header(len(ops) if count is None else count), *ops))
+
+
+def encode(message: Message) -> bytes:
+    """Encode any message (deltas and snapshots by value; see :func:`pack_delta`)."""
+    match message:
+        case Delta(epoch, seq, time, trigger, ops):
+            return pack_delta(epoch, seq, time, trigger, [encode_op(o) for o in ops])
+        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base):
+            encoded = [encode_op(o) for o in ops]
+            return pack_snapshot_chunk(epoch, seq, chunk, chunks, encoded, base=base)
+        case Tick(epoch, seq, time):
+            return packb(
+                {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
+            )
+        case SnapshotRequest(epoch, seq, accept):
+            request: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "snapshot-request"}
+            if seq >= 0:
+                request.update(epoch=epoch, seq=seq)
+            if accept:
+                request["accept"] = list(accept)
+            return packb(request)
+        case ErrorReply(reason):
+            return packb({"v": SCHEMA_VERSION, "kind": "error", "reason": reason})
+        case Status():
+            return packb(_status_to_wire(message))
+    raise TypeError(f"not a message: {message!r}")
+
+
+def _status_to_wire(s: Status) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": "status",
+        "node": s.node,
+        "epoch": s.epoch,
+        "seq": s.seq,
+        "backend": s.backend,
+        "healthy": s.healthy,
+        "time": s.time,
+        "version": s.version,
+        "last_sync": s.last_sync,
+        "sync_duration": s.sync_duration,
+        "counts": dict(s.counts),
+        "errors": list(s.errors),
+        "latency": [[applied, seconds] for applied, seconds in s.latency],
+    }
+
+
+class OpCache:
+    """Decoded operations by their encoded bytes, for many consumers in one process (a
+    snapshot storm of simulated agents decodes each distinct operation once). Operations
+    are immutable, so sharing them is safe; the cache empties itself when full.
+
+    Whole ``ops`` arrays are cached too (by their bytes): the nodes of a zone are sent the
+    same runs of operations, so a hit costs one hash of the array instead of a walk over
+    its operations."""
+
+    def __init__(self, max_items: int = 2_000_000, max_array_bytes: int = 256 << 20) -> None:
+        self.max_items = max_items
+        self.max_array_bytes = max_array_bytes
+        self.hits = 0
+        self.array_hits = 0
+        self._ops: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
+        self._arrays: dict[tuple[bytes, Scope], tuple[Op[Any], ...]] = {}
+        self._array_bytes = 0
+        self.prefixes = SnapshotPrefixes()  # views of zone parts, for their consumers
+
+    def known(self, array: bytes) -> bool:
+        """Whether ``array`` was decoded already (for some scope)."""
+        return (array, "node") in self._arrays or (array, "global") in self._arrays
+
+    def ops(self, array: bytes, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of an encoded ``ops`` array (array header included)."""
+        return self._cached(array, scope, lambda: array, "ops")
+
+    def compressed(self, frame: bytes, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of a ``zops`` frame (cached by the frame: a hit inflates nothing)."""
+        return self._cached(frame, scope, lambda: decompress(frame, "zops"), "zops")
+
+    def _cached(
+        self, key_bytes: bytes, scope: Scope, array_of: Callable[[], bytes], field: str
+    ) -> tuple[Op[Any], ...]:
+        key = (key_bytes, scope)
+        cached = self._arrays.get(key)
+        if cached is not None:
+            self.array_hits += 1
+            return cached
+        array = array_of()
+        ops = SharedOps(_array_ops(array, field, scope, self.op))
+        if self._array_bytes + len(array) > self.max_array_bytes:
+            self._arrays.clear()
+            self._array_bytes = 0
+        self._arrays[key] = ops
+        self._array_bytes += len(array)
+        return ops
+
+    def op(self, data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+        """The operations of one encoded wire operation (several for ``eps``)."""
+        key = (data, scope)
+        try:
+            ops = self._ops[key]
+            self.hits += 1
+            return ops
+        except KeyError:
+            pass
+        ops = _op_of(data, path, scope)
+        if len(self._ops) >= self.max_items:
+            self._ops.clear()
+        self._ops[key] = ops
+        return ops
+
+
+def _op_of(data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+    """The operations of one encoded wire operation (walked, but not checked, before)."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # e.g. a string that is not UTF-8
+        raise MalformedMessage(path, f"not msgpack: {exc}") from None
+    return ops_from_wire(raw, path, scope)
+
+
+OpDecoder = Callable[[bytes, str, Scope], tuple[Op[Any], ...]]
+
+
+def _array_ops(array: bytes, field: str, scope: Scope, op_of: OpDecoder) -> tuple[Op[Any], ...]:
+    """The operations of an encoded ``ops`` array, each item decoded by ``op_of``."""
+    items = _split_array(array, field)
+    return tuple(op for i, o in enumerate(items) for op in op_of(o, f"{field}[{i}]", scope))
+
+
+def _split_array(array: bytes, field: str) -> list[bytes]:
+    """The encoded items of an encoded msgpack array, each still encoded."""
+    unpacker = msgpack.Unpacker(max_buffer_size=len(array) + 1)
+    unpacker.feed(array)
+    items = []
+    try:
+        for _ in range(unpacker.read_array_header()):
+            start = unpacker.tell()
+            unpacker.skip()
+            items.append(array[start : unpacker.tell()])
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise MalformedMessage(field, f"not an array of operations: {exc!r}") from None
+    if unpacker.tell() != len(array):
+        raise MalformedMessage(field, f"{len(array) - unpacker.tell()} bytes after the array")
+    return items
+
+
+def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) -> Message:
+    """Decode one message. Raises :class:`MalformedMessage` for anything but valid v1.
+
+    With ``op_cache``, operations already seen are not decoded again."""
+    raw: Any = None
+    if op_cache is not None:
+        raw = _split_ops(data, op_cache)
+    if raw is None:
+        op_cache = None
+        try:
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types for garbage
+            raise MalformedMessage("", f"not msgpack: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MalformedMessage("", f"expected a map, got {type(raw).__name__}")
+    r = Reader(raw, "")
+    version = r.get("v", int)
+    if version != SCHEMA_VERSION:
+        raise MalformedMessage("v", f"unsupported schema version {version}")
+    kind = r.get("kind", str)
+    if kind == "delta":
+        return Delta(
+            r.get("epoch", str),
+            r.get("seq", int),
+            r.get("time", float),
+            r.optional_float("trigger"),
+            _ops(r, scope, op_cache),
+        )
+    if kind == "tick":
+        return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float))
+    if kind == "snapshot":
+        return _snapshot(r, scope, op_cache)
+    if kind == "snapshot-request":
+        accept = r.strings("accept")
+        if r.data.get("seq") is None:
+            return SnapshotRequest(accept=accept)
+        return SnapshotRequest(r.get("epoch", str), r.get("seq", int), accept)
+    if kind == "error":
+        return ErrorReply(r.get("reason", str))
+    if kind == "status":
+        return _status(r)
+    raise MalformedMessage("kind", f"unknown message kind {kind!r}")
+
+
+def _split_ops(data: bytes, cache: OpCache) -> dict[Any, Any] | None:
+    """The message map with ``ops`` still encoded (:class:`_EncodedOps`); None when the
+    message is not that simple (the plain decoder then says what is wrong).
+
+    ``ops`` last (as kpng's watcher sends it) and already in ``cache``: its bytes are known
+    to be a valid array, so they are not walked again (a snapshot chunk is ~1 MB)."""
+    unpacker = msgpack.Unpacker(  # reads from the message as needed, no up-front copy
+        io.BytesIO(data), raw=False, strict_map_key=False, read_size=4096
+    )
+    try:
+        out: dict[Any, Any] = {}
+        entries = unpacker.read_map_header()
+        for i in range(entries):
+            key = unpacker.unpack()
+            if key != "ops":
+                out[key] = unpacker.unpack()
+                continue
+            start = unpacker.tell()
+            first = data[start]
+            if (first & 0xF0) != 0x90 and first not in (0xDC, 0xDD):  # fixarray, array16/32
+                return None  # not an array: the plain decoder reports it
+            if i == entries - 1 and cache.known(rest := data[start:]):
+                out[key] = _EncodedOps(rest)
+                return out
+            unpacker.skip()
+            out[key] = _EncodedOps(data[start : unpacker.tell()])
+        if unpacker.tell() != len(data):
+            return None
+    except Exception:  # anything odd: the plain decoder reports it
+        return None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodedOps:
+    """A message's ``ops`` array, still encoded (for :class:`OpCache`)."""
+
+    data: bytes
+
+
+def _ops(r: Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any], ...]:
+    raw = r.data.get("ops")
+    if cache is not None and isinstance(raw, _EncodedOps):
+        return cache.ops(raw.data, scope)
+    items = r.get("ops", list)
+    return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"ops[{i}]", scope))
+
+
+def _compressed_ops(r: Reader, scope: Scope, cache: OpCache | None) -> tuple[Op[Any], ...]:
+    """A chunk's operations from its ``zops`` frame (feature ``"zstd"``)."""
+    if "ops" in r.data:
+        raise MalformedMessage("zops", "a chunk carries ops or zops, not both")
+    frame = r.get("zops", bytes)
+    if cache is not None:
+        return cache.compressed(frame, scope)
+    return _array_ops(decompress(frame, "zops"), "zops", scope, _op_of)
+
+
+def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
+    chunk, chunks = r.get("chunk", int), r.get("chunks", int)
+    if not 0 <= chunk < chunks:
+        raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
+    ops = _compressed_ops(r, scope, cache) if "zops" in r.data else _ops(r, scope, cache)
+    base = -1 if r.data.get("base") is None else r.get("base", int)
+    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base)
+
+
+def _status(r: Reader) -> Status:
+    counts = r.get("counts", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items()):
+        raise MalformedMessage("counts", "expected a map of names to integers")
+    return Status(
+        node=r.get("node", str),
+        epoch=r.get("epoch", str, ""),
+        seq=r.get("seq", int, -1),
+        backend=r.get("backend", str, ""),
+        healthy=r.get("healthy", bool),
+        time=r.get("time", float),
+        version=r.get("version", str, ""),
+        last_sync=r.optional_float("last_sync"),
+        sync_duration=r.optional_float("sync_duration"),
+        counts=dict(counts),
+        errors=r.strings("errors"),
+        latency=_latency(r),
+    )
+
+
+def _latency(r: Reader) -> tuple[tuple[float, float], ...]:
+    """Optional ``latency``: ``[[applied_at, seconds], ...]`` (absent in older agents)."""
+    samples = []
+    for i, raw in enumerate(r.get("latency", list, [])):
+        if (
+            not isinstance(raw, list)
+            or len(raw) < 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw[:2])
+        ):
+            raise MalformedMessage(f"latency[{i}]", "expected [applied_at, seconds]")
+        samples.append((float(raw[0]), float(raw[1])))
+    return tuple(samples)

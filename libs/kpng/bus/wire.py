@@ -1,0 +1,369 @@
+"""Values and operations of bus contract v1 as plain msgpack-able data, and back.
+
+:mod:`kpng.bus.codec` wraps these in messages. Decoders ignore unknown fields and raise
+:class:`MalformedMessage`, naming the field, for anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from kpng.diff import (
+    DeleteEndpoint,
+    DeleteNode,
+    DeleteService,
+    Op,
+    SetEndpoint,
+    SetNode,
+    SetService,
+)
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    Node,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    TransportProtocol,
+    ViewEndpoint,
+)
+
+SCHEMA_VERSION = 1
+Scope = Literal["node", "global"]
+T = TypeVar("T")
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a valid v1 message; ``field`` says where."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+# -- values -> plain data ------------------------------------------------------------------
+def service_to_wire(s: Service) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ns": s.namespace,
+        "name": s.name,
+        "type": s.type.value,
+        "cluster_ips": list(s.cluster_ips),
+        "ports": [
+            {
+                "name": p.name,
+                "proto": p.protocol.value,
+                "port": p.port,
+                "target": p.target_port,
+                "node_port": p.node_port,
+            }
+            for p in s.ports
+        ],
+    }
+    optional: dict[str, Any] = {
+        "external_ips": list(s.external_ips),
+        "lb_ips": list(s.load_balancer_ips),
+        "lb_source_ranges": list(s.load_balancer_source_ranges),
+        "affinity_timeout": s.affinity_timeout,
+        "itp": s.internal_traffic_policy.value if s.internal_traffic_policy != "Cluster" else "",
+        "etp": s.external_traffic_policy.value if s.external_traffic_policy != "Cluster" else "",
+        "hc_node_port": s.health_check_node_port,
+        "traffic_distribution": s.traffic_distribution,
+        "topology_mode": s.topology_mode,
+        "labels": dict(s.labels),
+    }
+    d.update((k, v) for k, v in optional.items() if v)
+    return d
+
+
+def _ports_to_wire(ports: Sequence[EndpointPort]) -> list[list[Any]]:
+    return [[p.name, p.protocol.value, p.port] for p in ports]
+
+
+# flag bits of an endpoint in an "eps" operation
+EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL = 1, 2, 4, 8, 16
+COMPACT_ENDPOINTS = "eps"  # the snapshot-request feature that allows "eps" operations
+COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng.bus.compression)
+_FLAGS = [  # (ready, serving, terminating, internal, external) of each flags value
+    tuple(bool(f & bit) for bit in (EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL))
+    for f in range(32)
+]
+
+
+def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, Any]:
+    """A node view's endpoints of one service as one compact "eps" operation: a table of
+    distinct port lists, then ``[ip, flags, ports index, node, zone]`` per endpoint (node
+    and zone omitted from the end when empty). Sent only to consumers that ask for it."""
+    tables: dict[tuple[EndpointPort, ...], int] = {}
+    rows: list[list[Any]] = []
+    for e in endpoints:
+        flags = (
+            (EP_READY if e.ready else 0)
+            | (EP_SERVING if e.serving else 0)
+            | (EP_TERMINATING if e.terminating else 0)
+            | (EP_INTERNAL if e.internal else 0)
+            | (EP_EXTERNAL if e.external else 0)
+        )
+        row: list[Any] = [e.ip, flags, tables.setdefault(e.ports, len(tables))]
+        if e.zone:
+            row += [e.node, e.zone]
+        elif e.node:
+            row.append(e.node)
+        rows.append(row)
+    return {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+
+
+def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ip": e.ip,
+        "ports": _ports_to_wire(e.ports),
+        "node": e.node,
+        "zone": e.zone,
+        "ready": e.ready,
+        "serving": e.serving,
+        "terminating": e.terminating,
+    }
+    if isinstance(e, ViewEndpoint):
+        d["internal"] = e.internal
+        d["external"] = e.external
+    else:
+        if e.zone_hints:
+            d["zone_hints"] = sorted(e.zone_hints)
+        if e.node_hints:
+            d["node_hints"] = sorted(e.node_hints)
+    return d
+
+
+def node_to_wire(n: Node) -> dict[str, Any]:
+    return {"name": n.name, "addresses": list(n.addresses), "zone": n.zone, "region": n.region}
+
+
+def op_to_wire(op: Op[Any]) -> dict[str, Any]:
+    match op:
+        case SetService(service):
+            return {"op": "svc", "svc": service_to_wire(service)}
+        case DeleteService(key):
+            return {"op": "-svc", "key": key}
+        case SetEndpoint(key, endpoint):
+            return {"op": "ep", "key": key, "ep": endpoint_to_wire(endpoint)}
+        case DeleteEndpoint(key, ip):
+            return {"op": "-ep", "key": key, "ip": ip}
+        case SetNode(node):
+            return {"op": "node", "node": node_to_wire(node)}
+        case DeleteNode(name):
+            return {"op": "-node", "name": name}
+    raise TypeError(f"not an operation: {op!r}")
+
+
+# -- plain data -> values ------------------------------------------------------------------
+@dataclass(slots=True)
+class Reader:
+    """Typed field access on one decoded map; errors carry the path."""
+
+    data: Mapping[Any, Any]
+    path: str
+
+    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        value = self.data.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (
+            value is None
+            or not isinstance(value, kind)
+            or (kind is int and isinstance(value, bool))
+        ):
+            got = "missing" if key not in self.data else f"expected {kind.__name__}, got {value!r}"
+            raise MalformedMessage(self.where(key), got)
+        return value
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def optional_float(self, key: str) -> float | None:
+        if self.data.get(key) is None:
+            return None
+        return self.get(key, float)
+
+    def child(self, key: str) -> Reader:
+        return Reader(self.get(key, dict), self.where(key))
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        items = self.get(key, list, [])
+        if not all(isinstance(i, str) for i in items):
+            raise MalformedMessage(self.where(key), "expected a list of strings")
+        return tuple(items)
+
+    def enum(self, key: str, cls: Callable[[str], T], default: str | None = None) -> T:
+        raw = self.get(key, str, default)
+        try:
+            return cls(raw or (default or ""))
+        except ValueError:
+            raise MalformedMessage(self.where(key), f"unknown value {raw!r}") from None
+
+
+def service_from_wire(r: Reader) -> Service:
+    ports = []
+    for i, raw in enumerate(r.get("ports", list)):
+        if not isinstance(raw, dict):
+            raise MalformedMessage(f"{r.path}.ports[{i}]", "expected a map")
+        p = Reader(raw, f"{r.path}.ports[{i}]")
+        target = raw.get("target")
+        if not isinstance(target, int | str) or isinstance(target, bool):
+            raise MalformedMessage(f"{p.path}.target", f"expected int or str, got {target!r}")
+        ports.append(
+            ServicePort(
+                name=p.get("name", str, ""),
+                protocol=p.enum("proto", TransportProtocol),
+                port=p.get("port", int),
+                target_port=target,
+                node_port=p.get("node_port", int, 0),
+            )
+        )
+    return Service(
+        namespace=r.get("ns", str),
+        name=r.get("name", str),
+        type=r.enum("type", ServiceType),
+        cluster_ips=r.strings("cluster_ips"),
+        ports=tuple(ports),
+        external_ips=r.strings("external_ips"),
+        load_balancer_ips=r.strings("lb_ips"),
+        load_balancer_source_ranges=r.strings("lb_source_ranges"),
+        affinity_timeout=r.get("affinity_timeout", int, 0),
+        internal_traffic_policy=r.enum("itp", TrafficPolicy, "Cluster"),
+        external_traffic_policy=r.enum("etp", TrafficPolicy, "Cluster"),
+        health_check_node_port=r.get("hc_node_port", int, 0),
+        traffic_distribution=r.get("traffic_distribution", str, ""),
+        topology_mode=r.get("topology_mode", str, ""),
+        labels=_labels_from_wire(r),
+    )
+
+
+def _labels_from_wire(r: Reader) -> tuple[tuple[str, str], ...]:
+    labels = r.get("labels", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise MalformedMessage(f"{r.path}.labels", "expected a map of strings to strings")
+    return tuple(sorted(labels.items()))
+
+
+def _ports_from_wire(r: Reader) -> tuple[EndpointPort, ...]:
+    return _port_list(r.get("ports", list, []), f"{r.path}.ports")
+
+
+def _port_list(items: list[Any], path: str) -> tuple[EndpointPort, ...]:
+    ports = []
+    for i, raw in enumerate(items):
+        if (
+            not isinstance(raw, list)
+            or len(raw) < 3
+            or not isinstance(raw[0], str)
+            or not isinstance(raw[2], int)
+            or isinstance(raw[2], bool)
+        ):
+            raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, port]")
+        try:
+            ports.append(EndpointPort(raw[0], TransportProtocol(raw[1]), raw[2]))
+        except ValueError:
+            raise MalformedMessage(f"{path}[{i}]", f"bad protocol {raw[1]!r}") from None
+    return tuple(ports)
+
+
+def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoint], ...]:
+    """The endpoints of an "eps" operation (node views only), as one SetEndpoint each."""
+    if scope != "node":
+        raise MalformedMessage(r.where("op"), "eps operations belong to node views only")
+    key = r.get("key", str)
+    tables = []
+    for i, raw in enumerate(r.get("ports", list)):
+        if not isinstance(raw, list):
+            raise MalformedMessage(f"{r.where('ports')}[{i}]", "expected a list of ports")
+        tables.append(_port_list(raw, f"{r.where('ports')}[{i}]"))
+    out = []
+    count = len(tables)
+    for i, row in enumerate(r.get("eps", list)):
+        n = len(row) if type(row) is list else 0
+        if n == 5:
+            ip, flags, index, node, zone = row
+        elif n == 4:
+            ip, flags, index, node = row
+            zone = ""
+        elif n == 3:
+            ip, flags, index = row
+            node = zone = ""
+        if not (
+            3 <= n <= 5
+            and type(ip) is str
+            and type(flags) is int
+            and type(index) is int
+            and 0 <= index < count
+            and type(node) is str
+            and type(zone) is str
+        ):
+            raise MalformedMessage(
+                f"{r.where('eps')}[{i}]", "expected [ip, flags, ports index, node?, zone?]"
+            )
+        endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
+        out.append(SetEndpoint(key, endpoint))
+    return tuple(out)
+
+
+def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
+    common: dict[str, Any] = {
+        "ip": r.get("ip", str),
+        "ports": _ports_from_wire(r),
+        "node": r.get("node", str, ""),
+        "zone": r.get("zone", str, ""),
+        "ready": r.get("ready", bool),
+        "serving": r.get("serving", bool),
+        "terminating": r.get("terminating", bool),
+    }
+    if scope == "node":
+        return ViewEndpoint(
+            **common, internal=r.get("internal", bool), external=r.get("external", bool)
+        )
+    return Endpoint(
+        **common,
+        zone_hints=frozenset(r.strings("zone_hints")),
+        node_hints=frozenset(r.strings("node_hints")),
+    )
+
+
+def node_from_wire(r: Reader) -> Node:
+    return Node(
+        name=r.get("name", str),
+        addresses=r.strings("addresses"),
+        zone=r.get("zone", str, ""),
+        region=r.get("region", str, ""),
+    )
+
+
+def ops_from_wire(raw: Any, path: str, scope: Scope) -> tuple[Op[Any], ...]:
+    """The operations of one wire operation: one, several (``eps``), or none (an operation
+    kind of a later minor version, ignored like unknown fields)."""
+    kind = raw.get("op") if isinstance(raw, dict) else None
+    if kind == "eps":
+        return endpoints_from_wire(Reader(raw, path), scope)
+    op = op_from_wire(raw, path, scope)
+    return () if op is None else (op,)
+
+
+def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any] | None:
+    if not isinstance(raw, dict):
+        raise MalformedMessage(path, "expected a map")
+    r = Reader(raw, path)
+    kind = r.get("op", str)
+    if kind == "svc":
+        return SetService(service_from_wire(r.child("svc")))
+    if kind == "-svc":
+        return DeleteService(r.get("key", str))
+    if kind == "ep":
+        return SetEndpoint(r.get("key", str), endpoint_from_wire(r.child("ep"), scope))
+    if kind == "-ep":
+        return DeleteEndpoint(r.get("key", str), r.get("ip", str))
+    if kind == "node":
+        return SetNode(node_from_wire(r.child("node")))
+    if kind == "-node":
+        return DeleteNode(r.get("name", str))
+    return None  # an operation kind from a later minor version: ignored, like unknown fields

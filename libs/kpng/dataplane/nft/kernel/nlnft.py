@@ -1,0 +1,244 @@
+"""Nftables over netlink for elements, over ``nft`` for the rest: the fast dataplane adapter.
+
+A transaction is cut in three, each step leaving every reference valid:
+
+1. ``nft -f`` (only when there is any): the table, sets and chains added or rewritten, and
+   elements of sets netlink does not write here (intervals);
+2. one netlink batch (all or nothing): element deletes, then element adds;
+3. ``nft -f`` (only when there is any): chains and sets deleted.
+
+Element-only transactions, the common case (endpoint and service changes), are one batch and
+never start ``nft``. A full sync from empty is one small script for the skeleton and one
+batch. Reading a table back dumps its chains and set definitions, then the elements of each
+set, over netlink, and lists interval sets with ``nft -j list set``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from kpng.dataplane.nft.jsonread import Listing, listing
+from kpng.dataplane.nft.kernel.execnft import NftCommand
+from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
+from kpng.dataplane.nft.netlink.batch import Batch, Run, build
+from kpng.dataplane.nft.netlink.codec import Layout, layout
+from kpng.dataplane.nft.netlink.read import (
+    NFT_MSG_GETCHAIN,
+    NFT_MSG_GETSET,
+    DumpError,
+    chain_name,
+    dump_request,
+    set_definition,
+)
+from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.transaction import Nftables, Op, Ruleset, Transaction
+from kpng.runtime.gcpause import no_gc
+
+log = logging.getLogger(__name__)
+THREAD_ABOVE = 2000  # elements: bigger batches are sent from a worker thread
+SEQ_BLOCK = 1 << 16  # sequence numbers reserved per batch (a batch of 10k services: ~200)
+SEQ_WRAP = 1 << 31  # a seq stays below 2**32 with a block and a send's messages on top
+
+
+@dataclass(slots=True)
+class Steps:
+    before: Transaction
+    runs: list[Run]
+    after: Transaction
+
+
+def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
+    """The three steps of a transaction (see the module's docstring)."""
+    before, after = Transaction(tx.table), Transaction(tx.table)
+    runs: list[Run] = []
+    adds: list[Run] = []
+    for op in tx.ops:  # packed runs go after each verb's element runs
+        obj = op.obj
+        if type(obj) is Element:
+            lay = layouts.get(obj.set)
+            if lay is None:
+                before.ops.append(op)
+                continue
+            todo = runs if op.verb == "delete" else adds
+            if todo and todo[-1][1] is lay and todo[-1][0] == op.verb:
+                todo[-1][2].append(obj)  # type: ignore[arg-type]
+            else:
+                todo.append((op.verb, lay, [obj]))
+        elif op.verb == "delete" and isinstance(obj, Chain | Set):
+            after.ops.append(op)
+        else:
+            before.ops.append(op)
+    packed_dels: list[Run] = [r for r in tx.packed if r[0] == "delete"]
+    packed_adds: list[Run] = [r for r in tx.packed if r[0] != "delete"]
+    return Steps(before, runs + packed_dels + adds + packed_adds, after)
+
+
+@dataclass(slots=True)
+class NetlinkNftables:
+    """An :class:`~kpng.dataplane.nft.transaction.Nftables` for one network namespace."""
+
+    nft: NftCommand = field(default_factory=NftCommand)
+    sock: NetlinkSocket | None = None
+    layouts: dict[Table, dict[str, Layout | None]] = field(default_factory=dict)
+    batches: int = 0
+    elements: int = 0
+    errors: int = 0  # batches the kernel refused
+    # the socket's users (dumps; a batch's sequence numbers, send and answers) one at a time:
+    # the families of one agent are programmed concurrently, from threads
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _sock(self) -> NetlinkSocket:
+        """The socket; call with :attr:`lock` held."""
+        if self.sock is None:
+            self.sock = NetlinkSocket(self.nft.netns)
+        return self.sock
+
+    async def run(self, tx: Transaction) -> None:
+        if not tx.ops and not tx.packed:
+            return
+        known = self._learn(tx)
+        with no_gc():
+            steps = split(tx, known)
+        count = sum(len(r[2]) for r in steps.runs)
+        if steps.before.ops and count > THREAD_ABOVE:
+            # encode the batch while nft loads the skeleton: another process, another CPU
+            encoded, ran = await asyncio.gather(
+                asyncio.to_thread(self._build, tx.table, steps.runs),
+                self.nft.run(steps.before),
+                return_exceptions=True,
+            )
+            for outcome in (ran, encoded):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert isinstance(encoded, Batch)
+            await self._send(encoded, count)
+        else:
+            if steps.before.ops:
+                await self.nft.run(steps.before)
+            if steps.runs:
+                big = count > THREAD_ABOVE
+                batch = (
+                    await asyncio.to_thread(self._build, tx.table, steps.runs)
+                    if big
+                    else (self._build(tx.table, steps.runs))
+                )
+                await self._send(batch, count)
+        if steps.after.ops:
+            await self.nft.run(steps.after)
+
+    def _learn(self, tx: Transaction) -> dict[str, Layout | None]:
+        """Layouts of the sets this transaction adds; a table deleted forgets its own."""
+        known = self.layouts.setdefault(tx.table, {})
+        for op in tx.ops:
+            if isinstance(op.obj, Table) and op.verb == "delete":
+                known.clear()
+            elif isinstance(op.obj, Set):
+                if op.verb == "add":
+                    known[op.obj.name] = layout(op.obj)
+                else:
+                    known.pop(op.obj.name, None)
+        return known
+
+    def _build(self, table: Table, runs: list[Run]) -> Batch:
+        try:
+            with no_gc():
+                with self.lock:  # sequence numbers reserved for this batch (u32, wrapped)
+                    sock = self._sock()
+                    seq = sock.seq
+                    sock.seq = (seq + SEQ_BLOCK) % SEQ_WRAP
+                return build(table, runs, seq)
+        except NftError:
+            self.errors += 1
+            raise
+
+    def _send_locked(self, batch: Batch) -> None:
+        with self.lock:
+            self._sock().send(batch)
+
+    async def _send(self, batch: Batch, count: int) -> None:
+        try:
+            if count > THREAD_ABOVE:
+                await asyncio.to_thread(self._send_locked, batch)
+            else:
+                self._send_locked(batch)
+        except NftError:
+            self.errors += 1
+            raise
+        self.batches += 1
+        self.elements += count
+
+    async def read(self, table: Table) -> Ruleset | None:
+        found = await asyncio.to_thread(self._definitions, table)
+        if found is None:
+            self.layouts.pop(table, None)
+            return None
+        known = {name: layout(s) for name, s in found.sets.items()}
+        self.layouts[table] = known
+        intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
+        dumped = asyncio.ensure_future(asyncio.to_thread(self._dump_all, table, known, found))
+        try:  # meanwhile, nft lists the interval sets
+            docs = await asyncio.gather(*(self._list_set(table, n) for n in intervals))
+        finally:
+            await dumped
+        for doc in docs:
+            listing(doc, found)
+        return found.ruleset(table)
+
+    def _definitions(self, table: Table) -> Listing | None:
+        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
+        in nft 1.0.6); None when the table does not exist."""
+        with self.lock:
+            sock = self._sock()
+            try:
+                sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
+            except DumpError as e:
+                if e.errno == errno.ENOENT:
+                    return None
+                raise
+            chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
+        found = Listing()
+        for _, buf, a, b in sets:
+            s = set_definition(table, buf, a, b)
+            if s is not None:
+                found.sets[s.name] = s
+                if s.data:
+                    found.maps.add(s.name)
+        for _, buf, a, b in chains:
+            name = chain_name(table, buf, a, b)
+            if name is not None:
+                found.chains.append(name)
+        return found
+
+    async def _list_set(self, table: Table, name: str) -> dict[str, object]:
+        rc, out, err = await self.nft.exec(["-j", "list", "set", table.family, table.name, name])
+        if rc != 0:
+            raise NftError(f"nft list set {table.ref} {name}: {err.strip()}")
+        doc: dict[str, object] = json.loads(out)
+        return doc
+
+    def _dump_all(self, table: Table, known: dict[str, Layout | None], into: Listing) -> None:
+        with no_gc(), self.lock:
+            sock = self._sock()
+            for lay in known.values():
+                if lay is not None:
+                    into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _dynamic(s: Set) -> bool:
+    return "dynamic" in s.flags or s.timeout > 0
+
+
+def _check_protocol(n: NetlinkNftables) -> Nftables:
+    return n
+
+
+__all__ = ["NetlinkNftables", "Op", "Steps", "split"]

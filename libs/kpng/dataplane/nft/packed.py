@@ -1,0 +1,207 @@
+"""Elements kept as the bytes netlink carries: the planner's compact form. Pure.
+
+A *packed* element is one byte (the index of its set among the skeleton's sets with a netlink
+layout) followed by the element's ``NFTA_LIST_ELEM`` exactly as it is sent (nested flags
+set). A 10k-service plan holds ~155k of them: one ``bytes`` each (~72 bytes) instead of a
+named tuple of token tuples and strings (~260 bytes), hashed and compared in C, written
+without encoding, and compared with a table read back without decoding it.
+
+Elements read back (a dump omits ``NLA_F_NESTED``) are brought to the sent form by
+:func:`sent_form` and :func:`sent_forms`.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import struct
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from kpng.dataplane.nft.netlink.codec import (
+    NFTA_LIST_ELEM,
+    NFTA_SET_ELEM_DATA,
+    NFTA_SET_ELEM_KEY,
+    NFTA_SET_ELEM_USERDATA,
+    NLA_F_NESTED,
+    Layout,
+    attrs,
+    comment_attr,
+    decode_element,
+    layout,
+    udata_comment,
+    verdict_attr,
+)
+from kpng.dataplane.nft.objects import Element, NftError, Object
+from kpng.dataplane.nft.skeleton import Config, sets
+
+Planned = Object | bytes  # what a plan holds: objects, and elements packed
+_HH = struct.Struct("=HH")
+_MARK = struct.Struct("=I")
+_LITTLE = sys.byteorder == "little"
+
+
+@dataclass(frozen=True, slots=True)
+class Fast:
+    """Packs a plain element of one set from its field values (ints, address bytes) with one
+    ``struct`` call: ``pack(first, size, ELEM, key, *key fields[, data, *data fields])``, the
+    bytes :meth:`Layout.encode` writes, after the set's index."""
+
+    pack: Callable[..., bytes]
+    first: bytes  # the set's index
+    size: int  # of the NFTA_LIST_ELEM
+    key: bytes  # the key's nest and value headers
+    data: bytes  # the data's (maps)
+
+
+ELEM = NLA_F_NESTED | NFTA_LIST_ELEM
+
+
+class Packer:
+    """The packed form of one configuration's elements."""
+
+    __slots__ = ("aton", "index", "layouts", "names", "prefixes")
+
+    def __init__(self, c: Config) -> None:
+        found = [(s.name, layout(s)) for s in sets(c)]
+        self.layouts: dict[str, Layout] = {n: lay for n, lay in found if lay is not None}
+        self.names = tuple(self.layouts)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
+        v6 = functools.partial(socket.inet_pton, socket.AF_INET6)
+        self.aton: Callable[[str], bytes] = socket.inet_aton if c.family == 4 else v6
+
+    @functools.cache  # noqa: B019 (one packer per configuration, kept for the process)
+    def fast(self, name: str) -> Fast:
+        lay = self.layouts[name]
+        st = lay.whole if lay.data is not None else lay.whole_key
+        pack = struct.Struct("=c" + st.format.removeprefix("=")).pack
+        data = lay.data.prefix if lay.data is not None else b""
+        return Fast(pack, self.prefixes[self.index[name]], st.size, lay.key.prefix, data)
+
+    def pick(self, tid: int, verdict: str, comment: str) -> bytes:
+        """A ``pick`` element (target id : verdict, the target's key as comment), packed."""
+        f = self.fast("pick")
+        body = f.key + _MARK.pack(tid) + verdict_attr(verdict) + comment_attr(comment)
+        return f.first + _HH.pack(4 + len(body), ELEM) + body
+
+    def pack(self, o: Planned) -> Planned:
+        """An element of a set with a netlink layout, packed; anything else as it is."""
+        if type(o) is Element:
+            lay = self.layouts.get(o.set)
+            if lay is not None:
+                return self.prefixes[self.index[o.set]] + lay.encode(o)
+        return o
+
+    def pack_all(self, objs: Iterable[Planned]) -> tuple[Planned, ...]:
+        return tuple(map(self.pack, objs))
+
+    def layout_of(self, p: bytes) -> Layout:
+        return self.layouts[self.names[p[0]]]
+
+    def unpack(self, p: bytes) -> Element:
+        """A packed element (whole, or its key only) as an :class:`Element`."""
+        return decode_element(self.layout_of(p), p, 5, len(p))
+
+
+def adopt(pick: Iterable[bytes]) -> Iterator[tuple[str, int]]:
+    """(target key, id) of the ``pick`` elements read back (sent form): the key is a mark,
+    the comment the target's key. Usually the comment follows the key (16 bytes) and the
+    verdict: found without walking the attributes."""
+    for raw in pick:
+        (n,) = _H.unpack_from(raw, 16)
+        at = 16 + ((n + 3) & ~3)
+        if raw[at + 2 : at + 5] == _COMMENT_AT and at + 6 + raw[at + 5] <= len(raw):
+            comment = raw[at + 6 : at + 6 + raw[at + 5]].rstrip(b"\0").decode()
+        else:
+            comment = element_comment(raw)
+        if comment:
+            yield comment, _MARK.unpack_from(raw, 12)[0]
+
+
+_H = struct.Struct("=H")
+_COMMENT_AT = bytes((NFTA_SET_ELEM_USERDATA, 0, 0))  # attribute type, then the comment's TLV
+
+
+@functools.lru_cache(maxsize=16)
+def _packer(c: Config) -> Packer:
+    return Packer(c)
+
+
+_last: list[tuple[Config, Packer]] = []
+
+
+def packer(c: Config) -> Packer:
+    """The packer of a configuration (the same object as last time without hashing it)."""
+    last = _last[-1] if _last else None
+    if last is not None and last[0] is c:
+        return last[1]
+    pk = _packer(c)
+    _last[:] = [(c, pk)]
+    return pk
+
+
+def key_only(p: bytes, at: int = 1) -> bytes:
+    """The ``NFTA_LIST_ELEM`` to delete an element: its key attribute alone (the first)."""
+    (n,) = struct.unpack_from("=H", p, at + 4)
+    n = (n + 3) & ~3
+    return _HH.pack(4 + n, NLA_F_NESTED | NFTA_LIST_ELEM) + p[at + 4 : at + 4 + n]
+
+
+def element_comment(raw: bytes, at: int = 0) -> str:
+    """The comment of the ``NFTA_LIST_ELEM`` at ``at`` (its ``NFTNL_UDATA_SET_ELEM_COMMENT``)."""
+    for kind, a, b in attrs(raw, at + 4, len(raw)):
+        if kind == NFTA_SET_ELEM_USERDATA:
+            return udata_comment(raw, a, b)
+    return ""
+
+
+def _flag(buf: bytearray, at: int) -> None:
+    (kind,) = struct.unpack_from("=H", buf, at + 2)
+    struct.pack_into("=H", buf, at + 2, kind | NLA_F_NESTED)
+
+
+def sent_form(lay: Layout, buf: bytes, start: int, end: int) -> bytes:
+    """One dumped element (its payload is ``buf[start:end]``) as it is sent: nested flags on
+    the element, its key and data, and a verdict's nest."""
+    out = bytearray(buf[start - 4 : start - 4 + ((end - start + 7) & ~3)])
+    _flag(out, 0)
+    for kind, a, _ in attrs(out, 4, len(out)):
+        if kind in (NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA):
+            _flag(out, a - 4)
+            if kind == NFTA_SET_ELEM_DATA and lay.verdict:
+                _flag(out, a)
+    return bytes(out)
+
+
+def sent_forms(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
+    """The elements of a dump's ``NFTA_SET_ELEM_LIST_ELEMENTS`` payload, as sent. Plain
+    elements of one size (most) are fixed at once, column by column."""
+    st = lay.whole if lay.data is not None else lay.whole_key
+    size, span = st.size, end - start
+    if not lay.verdict and _LITTLE and span and span % size == 0:
+        n = span // size
+        chunk = bytearray(buf[start:end])
+        heads = (size & 0xFF, size >> 8, NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY)
+        if all(chunk[i::size] == bytes((h,)) * n for i, h in zip((0, 1, 2, 6), heads, strict=True)):
+            high = bytes((NLA_F_NESTED >> 8,)) * n
+            chunk[3::size] = high
+            chunk[7::size] = high
+            if lay.data is not None:
+                at = 8 + 4 + lay.key.size + (-lay.key.size & 3)
+                if chunk[at + 2 :: size] != bytes((NFTA_SET_ELEM_DATA,)) * n:
+                    return _one_by_one(lay, buf, start, end)
+                chunk[at + 3 :: size] = high
+            whole = bytes(chunk)
+            return [whole[i : i + size] for i in range(0, span, size)]
+    return _one_by_one(lay, buf, start, end)
+
+
+def _one_by_one(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
+    out = []
+    for kind, a, b in attrs(buf, start, end):
+        if kind != NFTA_LIST_ELEM:
+            raise NftError(f"unexpected attribute {kind} in a dump of set {lay.name}")
+        out.append(sent_form(lay, buf, a, b))
+    return out
