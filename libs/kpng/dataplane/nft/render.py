@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
+from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import PROTOS
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
 from kpng.dataplane.nft.packed import ELEM, Planned, packer
@@ -232,7 +232,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
 
 
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
-_htons = socket.htons
+_htons = addresses.htons
 
 
 @functools.lru_cache(maxsize=1024)

@@ -11,13 +11,12 @@ that are not plain (verdicts, comments, another size) make the caller fall back 
 from __future__ import annotations
 
 import functools
-import ipaddress
-import socket
 import struct
 from collections.abc import Callable, Iterable
 from itertools import repeat, starmap
 from typing import Any, cast
 
+from kpng.dataplane.nft.netlink.addresses import htons, inet6_aton, inet6_ntoa, inet_aton, inet_ntoa
 from kpng.dataplane.nft.netlink.codec import PROTO_NAMES, PROTOS, Layout
 from kpng.dataplane.nft.objects import Element, num
 
@@ -25,21 +24,17 @@ NFTA_LIST_ELEM = 1
 _new = cast(Callable[[Any], Element], functools.partial(tuple.__new__, Element))
 
 
-def _v6(b: bytes) -> str:
-    return str(ipaddress.IPv6Address(b))
-
-
 def _column(name: str, col: tuple[Any, ...]) -> Iterable[str]:
     """One field of every element, as rendering spells it."""
     if name in ("mark", "integer"):
         return map(num, col)
     if name == "inet_service":
-        return map(num, map(socket.htons, col))
+        return map(num, map(htons, col))
     if name == "inet_proto":
         return map(PROTO_NAMES.__getitem__, col)
     if name == "ipv4_addr":
-        return map(socket.inet_ntoa, col)
-    return map(_v6, col)
+        return map(inet_ntoa, col)
+    return map(inet6_ntoa, col)
 
 
 def unpack_all(lay: Layout, buf: bytes, start: int, end: int) -> list[Element] | None:
@@ -70,20 +65,16 @@ def unpack_all(lay: Layout, buf: bytes, start: int, end: int) -> list[Element] |
     return list(map(_new, zip(repeat(lay.name), keys, values, repeat(""), strict=False)))
 
 
-def _aton6(t: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6, t)
-
-
 def _encode_column(name: str, col: tuple[str, ...]) -> Iterable[object]:
     if name in ("mark", "integer"):
         return map(int, col)
     if name == "inet_service":
-        return map(socket.htons, map(int, col))
+        return map(htons, map(int, col))
     if name == "inet_proto":
         return map(PROTOS.__getitem__, col)
     if name == "ipv4_addr":
-        return map(socket.inet_aton, col)
-    return map(_aton6, col)
+        return map(inet_aton, col)
+    return map(inet6_aton, col)
 
 
 def _columns(names: tuple[str, ...], rows: tuple[Any, ...]) -> list[list[object]] | None:
