@@ -27,7 +27,7 @@ from kpng_scale.control import profiled
 from kpng_scale.synth import Cluster, Spec
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
-log = logging.getLogger("kpng_scale.watcher")
+log = logging.getLogger(__name__)
 KEEP_BATCHES = 50
 RAW_BYTES = 64 << 20  # the raw publish comparison materialises at most this much
 
