@@ -15,11 +15,12 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml README.md LICENSE ./
 COPY libs ./libs
 COPY services ./services
-# kpng and every dependency as wheels; the runtime stage installs them offline
-RUN pip wheel --wheel-dir /wheels .
+# kpng and every dependency of the three services (the `all` extra) as wheels; the runtime
+# stage installs them offline
+RUN pip wheel --wheel-dir /wheels '.[all]'
 
 FROM ${PYTHON_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive
@@ -33,7 +34,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels kpng \
+    pip install --no-index --find-links /wheels 'kpng[all]' \
     && kpng-watcher --help >/dev/null \
     && kpng-agent --help >/dev/null \
     && kpng-observer --help >/dev/null

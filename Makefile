@@ -32,9 +32,13 @@ test-deps:
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)
 
+SRC_PATH := libs:services/watcher:services/agent:services/observer:tools
+
 lint: venv
 	$(VENV)/bin/ruff check libs services tools tests
 	$(VENV)/bin/ruff format --check libs services tools tests
+	@# the layers and adapters ([tool.importlinter] in pyproject.toml), on this tree's sources
+	PYTHONPATH=$(SRC_PATH) $(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -10,19 +10,10 @@ import pytest
 from kpng_apisim import ApiSimulator
 from kpng_devrun.procs import ProcessGroup
 from tests.apisim.conftest import HAVE_KUBECTL, Kubectl
+from tests.apisim.conftest import sim as sim  # the simulator fixture, shared
 from tests.integration.harness import Deployment
 
 from .deploy import DeltaLog, KubeDeployment
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[ApiSimulator]:
-    simulator = ApiSimulator(kubeconfig_path=tmp_path / "kubeconfig", bookmark_interval=0.2)
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
 
 
 @pytest.fixture

@@ -26,6 +26,14 @@ def endpoints_of(kube: KubeDeployment, node_name: str, key: str) -> list[str]:
     return [e["ip"] for e in entry["endpoints"]] if entry else []
 
 
+async def serving_web(sim: ApiSimulator, kube: KubeDeployment) -> None:
+    """Node n1 and service default/web in the API, the watcher and n1's agent converged."""
+    sim.store.create("nodes", node("n1"))
+    sim.store.create("services", service("web", "10.96.0.10"))
+    kube.start("n1")
+    await kube.wait_converged("n1")
+
+
 async def test_create_modify_delete_with_kubectl(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment, delta_log: DeltaLog
 ) -> None:
@@ -69,10 +77,7 @@ async def test_slices_before_their_service_are_kept(
 async def test_cut_watch_resumes_without_loss_or_relist(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment
 ) -> None:
-    sim.store.create("nodes", node("n1"))
-    sim.store.create("services", service("web", "10.96.0.10"))
-    kube.start("n1")
-    await kube.wait_converged("n1")
+    await serving_web(sim, kube)
     await eventually("3 watches", lambda: sim.store.watch_count == 3)
     assert sim.cut_watches() == 3
     await kubectl("apply", "-f", "-", stdin=manifest(endpoint_slice("web", [("10.244.1.1", "n1")])))
@@ -109,10 +114,7 @@ async def test_compaction_relists_without_spurious_deletes(
 async def test_simulator_restart_is_survived(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment
 ) -> None:
-    sim.store.create("nodes", node("n1"))
-    sim.store.create("services", service("web", "10.96.0.10"))
-    kube.start("n1")
-    await kube.wait_converged("n1")
+    await serving_web(sim, kube)
     await sim.restart()
     await kubectl("apply", "-f", "-", stdin=manifest(service("after", "10.96.0.13")))
     await kube.wait_converged("n1", timeout=15)
@@ -126,10 +128,7 @@ async def test_simulator_restart_is_survived(
 async def test_service_proxy_name_label_takes_a_service_down_and_back(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment
 ) -> None:
-    sim.store.create("nodes", node("n1"))
-    sim.store.create("services", service("web", "10.96.0.10"))
-    kube.start("n1")
-    await kube.wait_converged("n1")
+    await serving_web(sim, kube)
 
     def served() -> bool:
         return "default/web" in (kube.dump("n1") or {}).get("services", {})

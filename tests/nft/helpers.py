@@ -8,7 +8,7 @@ from typing import Any
 from kpng.dataplane.nft.fake import FakeNftables
 from kpng.dataplane.nft.planner import Planner
 from kpng.dataplane.nft.skeleton import Config
-from kpng.dataplane.nft.tracer import Packet, Trace, Tracer
+from kpng.dataplane.nft.tracer import Trace, TracedPacket, Tracer
 from kpng.diff import View
 from kpng.model import (
     EndpointPort,
@@ -88,7 +88,7 @@ class Harness:
         ct_mark: int = 0,
     ) -> Trace:
         tracer = Tracer(self.nft, self.config, (NODE_IP,))
-        packet = Packet(src, dst, proto, dport, origin, mark, ct_mark)  # type: ignore[arg-type]
+        packet = TracedPacket(src, dst, proto, dport, origin, mark, ct_mark)  # type: ignore[arg-type]
         return tracer.trace(packet)
 
 

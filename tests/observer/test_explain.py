@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kpng.model import TransportProtocol
-from kpng.observe.explain import Explanation, Packet, explain, parse_cidrs
+from kpng.observe.explain import Explanation, PacketQuery, explain, parse_cidrs
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
 
 PODS = parse_cidrs(CLUSTER_CIDR)
@@ -20,7 +20,7 @@ def run(
     proto: TransportProtocol = TCP,
     pods: bool = True,
 ) -> Explanation:
-    return explain(node_view(node), node, Packet(dst, proto, port, src), PODS if pods else ())
+    return explain(node_view(node), node, PacketQuery(dst, proto, port, src), PODS if pods else ())
 
 
 def ips(result: Explanation) -> list[str]:
@@ -175,7 +175,7 @@ def test_not_a_service_address_passes() -> None:
 
 
 def test_unknown_node_has_no_node_ports() -> None:
-    result = explain(node_view("node-x"), "node-x", Packet("192.168.1.11", TCP, 30080))
+    result = explain(node_view("node-x"), "node-x", PacketQuery("192.168.1.11", TCP, 30080))
     assert result.verdict == "pass"
     assert "no Node object" in " ".join(result.reasons)
 

@@ -21,9 +21,7 @@ from kpng.bus import NodeViewClient
 from kpng.bus.codec import OpCache
 from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus
-from kpng.runtime.process import run, setup_logging
 from kpng_scale import control
-from kpng_scale.control import profiled
 from kpng_scale.synth import node_name
 
 
@@ -154,10 +152,7 @@ def main() -> int:
     p.add_argument("--first", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--snapshot-timeout", type=float, default=5.0)
-    p.add_argument("--log-level", default="warning")
-    args = p.parse_args()
-    setup_logging(args.log_level)
-    return profiled(lambda: run(lambda: serve(args)))
+    return control.run_process(p, serve)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import json
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kpng.bus.protocol import Bus, Subscription
+from kpng.runtime.process import run, setup_logging
 
 log = logging.getLogger(__name__)
 WATCHER = "kpngscale.ctl.watcher"
@@ -115,3 +117,14 @@ def profiled(main: Callable[[], int]) -> int:
         return profile.runcall(main)
     finally:
         profile.dump_stats(os.path.join(where, f"{os.getpid()}.prof"))
+
+
+def run_process(
+    p: argparse.ArgumentParser, serve: Callable[[argparse.Namespace], Awaitable[None]]
+) -> int:
+    """A scale process's main: parse ``p`` (plus ``--log-level``), then run ``serve`` until a
+    signal, profiled when asked."""
+    p.add_argument("--log-level", default="warning")
+    args = p.parse_args()
+    setup_logging(args.log_level)
+    return profiled(lambda: run(lambda: serve(args)))

@@ -20,14 +20,12 @@ from kpng.bus.codec import Delta, decode
 from kpng.bus.nats import NatsBus, connect
 from kpng.bus.protocol import Bus
 from kpng.fanout.fanout import Outgoing
-from kpng.runtime.process import run, setup_logging
 from kpng.source import Replace, SourceEvent, SourceStats, Synced, Upsert
 from kpng_scale import control
-from kpng_scale.control import profiled
 from kpng_scale.synth import Cluster, Spec
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
-log = logging.getLogger("kpng_scale.watcher")
+log = logging.getLogger(__name__)
 KEEP_BATCHES = 50
 RAW_BYTES = 64 << 20  # the raw publish comparison materialises at most this much
 
@@ -189,10 +187,7 @@ def main() -> int:
     p.add_argument("--endpoints", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--coalesce-ms", type=float, default=100.0)
-    p.add_argument("--log-level", default="warning")
-    args = p.parse_args()
-    setup_logging(args.log_level)
-    return profiled(lambda: run(lambda: serve(args)))
+    return control.run_process(p, serve)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class DnatEndpoint:
     """One endpoint the packet may be DNATed to."""
 
     ip: str
@@ -42,14 +42,16 @@ class Explanation:
     match: Match | None = None
     service: str | None = None
     port: str | None = None
-    targets: tuple[Target, ...] = ()
+    targets: tuple[DnatEndpoint, ...] = ()
     masquerade: bool | None = None
     affinity_timeout: int | None = None
     reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Packet:
+class PacketQuery:
+    """The packet asked about: where it goes and, when known, where it comes from."""
+
     destination: str
     protocol: TransportProtocol
     port: int
@@ -74,7 +76,7 @@ def _same_ip(a: str, b: str) -> bool:
 def explain(
     view: View[ViewEndpoint],
     node: str,
-    packet: Packet,
+    packet: PacketQuery,
     cluster_cidrs: Sequence[Network] = (),
 ) -> Explanation:
     """What ``node`` does with ``packet``. Raises ValueError for addresses that are not IPs."""
@@ -93,7 +95,7 @@ def explain(
 
 
 def _match(
-    service: Service, packet: Packet, node_ips: Sequence[str]
+    service: Service, packet: PacketQuery, node_ips: Sequence[str]
 ) -> tuple[Match, ServicePort | None] | None:
     """How the packet's destination hits this service; a None port: a cluster IP, no port."""
     dst = packet.destination
@@ -118,7 +120,7 @@ def _match(
 
 
 def _unmatched(
-    view: View[ViewEndpoint], packet: Packet, node_ips: Sequence[str], node_unknown: bool
+    view: View[ViewEndpoint], packet: PacketQuery, node_ips: Sequence[str], node_unknown: bool
 ) -> Explanation:
     reasons = [f"{packet.destination} {packet.protocol}/{packet.port} is no service address"]
     if node_unknown:
@@ -143,7 +145,7 @@ def _unmatched(
 class _Rules:
     view: View[ViewEndpoint]
     node: str
-    packet: Packet
+    packet: PacketQuery
     service: Service
     port: ServicePort | None
     cluster_cidrs: Sequence[Network]
@@ -154,7 +156,7 @@ class _Rules:
         verdict: Verdict,
         match: Match,
         reasons: list[str],
-        targets: tuple[Target, ...] = (),
+        targets: tuple[DnatEndpoint, ...] = (),
         masquerade: bool | None = None,
     ) -> Explanation:
         affinity = self.service.affinity_timeout or None
@@ -192,7 +194,7 @@ class _Rules:
     def endpoints(self) -> Mapping[str, ViewEndpoint]:
         return self.view.endpoints_of(self.service.key)
 
-    def targets(self, flag: Literal["internal", "external", "usable"]) -> tuple[Target, ...]:
+    def targets(self, flag: Literal["internal", "external", "usable"]) -> tuple[DnatEndpoint, ...]:
         assert self.port is not None
         eps = self.endpoints().values()
         if flag == "usable":  # the cluster-wide set: ready ones, else serving-terminating ones
@@ -204,7 +206,7 @@ class _Rules:
         for e in sorted(chosen, key=lambda e: ipaddress.ip_address(e.ip)):
             port = _target_port(self.port, e)
             if port is not None:
-                out.append(Target(e.ip, port, e.node, e.node == self.node, e.terminating))
+                out.append(DnatEndpoint(e.ip, port, e.node, e.node == self.node, e.terminating))
         return tuple(out)
 
     def no_targets(
@@ -248,7 +250,7 @@ class _Rules:
         return True
 
     def hairpin(
-        self, targets: tuple[Target, ...], masquerade: bool | None, reasons: list[str]
+        self, targets: tuple[DnatEndpoint, ...], masquerade: bool | None, reasons: list[str]
     ) -> bool | None:
         source = self.packet.source
         if source is None or not any(_same_ip(source, t.ip) for t in targets):
@@ -349,7 +351,7 @@ def _target_port(port: ServicePort, endpoint: ViewEndpoint) -> int | None:
     return None
 
 
-def _spread(kind: str, policy: TrafficPolicy, targets: Sequence[Target]) -> str:
+def _spread(kind: str, policy: TrafficPolicy, targets: Sequence[DnatEndpoint]) -> str:
     where = "local " if policy == "Local" else ""
     terminating = ""
     if all(t.terminating for t in targets):

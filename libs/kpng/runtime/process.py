@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+log = logging.getLogger(__name__)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -45,7 +47,7 @@ def run(main: Callable[[], Awaitable[None]]) -> int:
         try:
             await task
         except asyncio.CancelledError:
-            logging.getLogger("kpng").info("stopped by signal")
+            log.info("stopped by signal")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(guarded())

@@ -15,7 +15,7 @@ from kpng_agent.backends.dump import DumpBackend
 from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
 from kpng_agent.servers import add_health_arguments, hooks_for, serving
 
-log = logging.getLogger("kpng_agent")
+log = logging.getLogger(__name__)
 BACKENDS = ("dump", "nftables")
 
 

@@ -12,7 +12,7 @@ from kpng.dataplane.nft.objects import Table
 from kpng_agent.backends.nftables import PRIMARY, NftablesBackend, Settings
 from kpng_agent.netlink import local_addresses
 
-log = logging.getLogger("kpng_agent")
+log = logging.getLogger(__name__)
 
 
 def cidrs(text: str) -> tuple[str, ...]:

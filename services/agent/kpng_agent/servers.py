@@ -19,7 +19,7 @@ from kpng_agent.agent import Agent, SyncHook
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 
-log = logging.getLogger("kpng_agent")
+log = logging.getLogger(__name__)
 DEFAULTS = {
     "nftables": {"healthz": "0.0.0.0:10256", "metrics": "127.0.0.1:10249", "hc": "0.0.0.0"},
     "dump": {"healthz": "127.0.0.1:0", "metrics": "127.0.0.1:0", "hc": ""},

@@ -18,7 +18,7 @@ from kpng import __version__
 from kpng.diff import View
 from kpng.labels import InvalidSelector, parse_label_selector
 from kpng.model import ServiceType, TransportProtocol, ViewEndpoint
-from kpng.observe.explain import Explanation, Network, Packet, explain, parse_cidrs
+from kpng.observe.explain import Explanation, Network, PacketQuery, explain, parse_cidrs
 from kpng.observe.viewjson import view_to_json
 from kpng.runtime.metrics import render
 from kpng_observer.auth import require_token
@@ -182,7 +182,7 @@ def _explain(
         Without ``clusterCIDR`` the observer's ``--cluster-cidr`` is used."""
         try:
             cidrs = parse_cidrs(cluster_cidr) if cluster_cidr else settings.cluster_cidrs
-            packet = Packet(destination, protocol, port, source)
+            packet = PacketQuery(destination, protocol, port, source)
             epoch, seq, view = await _view_of(fetch_node_view, node)
             result = explain(view, node, packet, cidrs)
         except ValueError as exc:

@@ -23,7 +23,7 @@ from kpng_observer.auth import check_listen, read_token
 from kpng_observer.feed import Feed
 from kpng_observer.state import ObserverState
 
-log = logging.getLogger("kpng_observer")
+log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:

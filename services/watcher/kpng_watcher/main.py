@@ -20,7 +20,7 @@ from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
-log = logging.getLogger("kpng_watcher")
+log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:

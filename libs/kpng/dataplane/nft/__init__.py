@@ -1,2 +1,3 @@
-"""The nftables dataplane: typed objects, rendering of node views, transactions, a fake
-with a packet tracer, and the adapter that runs ``nft``."""
+"""The nftables dataplane: typed objects, rendering of node views, planning, transactions, a
+fake with a packet tracer (all pure), the netlink codecs (``netlink/``, pure) and the kernel
+adapters (``kernel/``)."""

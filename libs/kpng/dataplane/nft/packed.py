@@ -13,12 +13,12 @@ Elements read back (a dump omits ``NLA_F_NESTED``) are brought to the sent form 
 from __future__ import annotations
 
 import functools
-import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import (
     NFTA_LIST_ELEM,
     NFTA_SET_ELEM_DATA,
@@ -69,8 +69,7 @@ class Packer:
         self.names = tuple(self.layouts)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
-        v6 = functools.partial(socket.inet_pton, socket.AF_INET6)
-        self.aton: Callable[[str], bytes] = socket.inet_aton if c.family == 4 else v6
+        self.aton: Callable[[str], bytes] = addresses.aton(c.family)
 
     @functools.cache  # noqa: B019 (one packer per configuration, kept for the process)
     def fast(self, name: str) -> Fast:

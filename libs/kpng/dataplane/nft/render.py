@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
+from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import PROTOS
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
 from kpng.dataplane.nft.packed import ELEM, Planned, packer
@@ -47,7 +47,7 @@ IdOf = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class TrafficTarget:
     """One endpoint set of a service port: where its internal or external traffic goes."""
 
     key: str  # "namespace/name|port|PROTO|i" or "...|e"
@@ -141,7 +141,7 @@ def _render_external(
     ported: Ported,
     c: Config,
     id_of: IdOf,
-    internal: Target,
+    internal: TrafficTarget,
     has_any: bool,
     lost: AbstractSet[Lost],
 ) -> list[Planned]:
@@ -201,14 +201,14 @@ def _service_ip(c: Config, addr: bytes, proto: str, port: int, mark: int) -> byt
     return f.pack(f.first, f.size, ELEM, f.key, addr, PROTOS[proto], _htons(port), f.data, mark)
 
 
-def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service) -> Target:
+def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service) -> TrafficTarget:
     tid = id_of(key)
     if not 0 < tid <= ID_MASK:
         raise ValueError(f"target id {tid} out of range for {key}")
-    return Target(key, tid, bk, bool(svc.affinity_timeout))
+    return TrafficTarget(key, tid, bk, bool(svc.affinity_timeout))
 
 
-def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
+def _target_objects(svc: Service, t: TrafficTarget, c: Config) -> list[Planned]:
     n = len(t.backends)
     comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
     i = shard(t.id)
@@ -232,7 +232,7 @@ def _target_objects(svc: Service, t: Target, c: Config) -> list[Planned]:
 
 
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
-_htons = socket.htons
+_htons = addresses.htons
 
 
 @functools.lru_cache(maxsize=1024)
@@ -242,7 +242,7 @@ def _pick_objects(c: Config, n: int, i: int) -> tuple[Chain, Element]:
     return pick, digest_element(pick)
 
 
-def _affinity(t: Target, c: Config, timeout: int) -> list[Object]:
+def _affinity(t: TrafficTarget, c: Config, timeout: int) -> list[Object]:
     """A dynamic map client -> endpoint per target; renamed (so emptied) when endpoints change."""
     f, n = c.nft_family, len(t.backends)
     tag = hashlib.sha1(repr((t.backends, timeout)).encode()).hexdigest()[:8]

@@ -7,7 +7,7 @@ the filter checks and hairpin. Tests trace kube-proxy's behaviours without root.
 
 As the rules do, it keeps kpng's register (the connection's ``ct mark``) apart from the
 packet mark, of which it sets, tests and clears only the masquerade bit: the packet mark a
-trace ends with is the one the packet came with (``Packet.mark``) without that bit.
+trace ends with is the one the packet came with (``TracedPacket.mark``) without that bit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ _PICK = re.compile(r"mod (\d+) map @(\w+)$")
 
 
 @dataclass(frozen=True, slots=True)
-class Packet:
+class TracedPacket:
+    """A packet the tracer follows through a ruleset: its header, where it enters, its marks."""
+
     src: str
     dst: str
     proto: str  # "tcp", "udp", "sctp"
@@ -77,7 +79,7 @@ class Tracer:
                     return True
         return False
 
-    def trace(self, p: Packet) -> Trace:
+    def trace(self, p: TracedPacket) -> Trace:
         key = (p.dst, p.proto, str(p.dport))
         if self._get("firewall_ips", *key) is not None and not self._in(
             "firewall_allow", *key, p.src
@@ -108,13 +110,13 @@ class Tracer:
         t = self._filter(p, key)  # nat postrouting clears the register of what it passes
         return Trace(t.verdict, mark=mark, conntrack_mark=0 if t.verdict == "accept" else reg)
 
-    def _masquerade(self, p: Packet, reg: int) -> bool:
+    def _masquerade(self, p: TracedPacket, reg: int) -> bool:
         """dispatch's rules that set the masquerade bit from the register's flags."""
         if reg & CLUSTER and self.config.pod_cidrs and not self._in("pod_cidrs", p.src):
             return True
         return bool(reg & ID_MASK and self.config.masquerade_all)
 
-    def _dispatch(self, p: Packet, key: tuple[str, ...]) -> int | None:
+    def _dispatch(self, p: TracedPacket, key: tuple[str, ...]) -> int | None:
         """The register (ct mark) as ``dispatch`` leaves it; None for a connection that is
         not to a service (``dispatch`` returns before ``dispatch_service``)."""
         value = self._get("service_ips", *key)
@@ -128,7 +130,7 @@ class Tracer:
             mark = self._short_circuit(p, mark)
         return mark
 
-    def _short_circuit(self, p: Packet, mark: int) -> int:
+    def _short_circuit(self, p: TracedPacket, mark: int) -> int:
         internal = self._get("shortcuts", str(mark & ID_MASK))
         if internal is None:
             return mark
@@ -162,7 +164,7 @@ class Tracer:
     def _chain_last_rule(self, name: str) -> str:
         return self.nft.state(self.config.nft_table).chains[name].rules[-1]
 
-    def _filter(self, p: Packet, key: tuple[str, ...]) -> Trace:
+    def _filter(self, p: TracedPacket, key: tuple[str, ...]) -> Trace:
         verdict = self._get("no_endpoint_ips", *key)
         local = p.dst in self.local_addresses
         if verdict is None and local and self._in("nodeport_addrs", p.dst):

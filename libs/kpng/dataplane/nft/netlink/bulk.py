@@ -11,13 +11,12 @@ that are not plain (verdicts, comments, another size) make the caller fall back 
 from __future__ import annotations
 
 import functools
-import ipaddress
-import socket
 import struct
 from collections.abc import Callable, Iterable
 from itertools import repeat, starmap
 from typing import Any, cast
 
+from kpng.dataplane.nft.netlink.addresses import htons, inet6_aton, inet6_ntoa, inet_aton, inet_ntoa
 from kpng.dataplane.nft.netlink.codec import PROTO_NAMES, PROTOS, Layout
 from kpng.dataplane.nft.objects import Element, num
 
@@ -25,21 +24,37 @@ NFTA_LIST_ELEM = 1
 _new = cast(Callable[[Any], Element], functools.partial(tuple.__new__, Element))
 
 
-def _v6(b: bytes) -> str:
-    return str(ipaddress.IPv6Address(b))
+# Per field type, the functions one column goes through, in order: to the value ``struct``
+# packs (encode) and back to the token rendering spells (decode). Chained ``map``s over C
+# functions, no Python call per element.
+_Steps = tuple[Callable[[Any], Any], ...]
+_ENCODE: dict[str, _Steps] = {
+    "mark": (int,),
+    "integer": (int,),
+    "inet_service": (int, htons),
+    "inet_proto": (PROTOS.__getitem__,),
+    "ipv4_addr": (inet_aton,),
+    "ipv6_addr": (inet6_aton,),
+}
+_DECODE: dict[str, _Steps] = {
+    "mark": (num,),
+    "integer": (num,),
+    "inet_service": (htons, num),
+    "inet_proto": (PROTO_NAMES.__getitem__,),
+    "ipv4_addr": (inet_ntoa,),
+    "ipv6_addr": (inet6_ntoa,),
+}
+
+
+def _through(steps: _Steps, col: Iterable[Any]) -> Iterable[Any]:
+    for step in steps:
+        col = map(step, col)
+    return col
 
 
 def _column(name: str, col: tuple[Any, ...]) -> Iterable[str]:
     """One field of every element, as rendering spells it."""
-    if name in ("mark", "integer"):
-        return map(num, col)
-    if name == "inet_service":
-        return map(num, map(socket.htons, col))
-    if name == "inet_proto":
-        return map(PROTO_NAMES.__getitem__, col)
-    if name == "ipv4_addr":
-        return map(socket.inet_ntoa, col)
-    return map(_v6, col)
+    return _through(_DECODE[name], col)
 
 
 def unpack_all(lay: Layout, buf: bytes, start: int, end: int) -> list[Element] | None:
@@ -70,27 +85,11 @@ def unpack_all(lay: Layout, buf: bytes, start: int, end: int) -> list[Element] |
     return list(map(_new, zip(repeat(lay.name), keys, values, repeat(""), strict=False)))
 
 
-def _aton6(t: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6, t)
-
-
-def _encode_column(name: str, col: tuple[str, ...]) -> Iterable[object]:
-    if name in ("mark", "integer"):
-        return map(int, col)
-    if name == "inet_service":
-        return map(socket.htons, map(int, col))
-    if name == "inet_proto":
-        return map(PROTOS.__getitem__, col)
-    if name == "ipv4_addr":
-        return map(socket.inet_aton, col)
-    return map(_aton6, col)
-
-
 def _columns(names: tuple[str, ...], rows: tuple[Any, ...]) -> list[list[object]] | None:
     if set(map(len, rows)) != {len(names)}:
         return None
     fields = zip(names, zip(*rows, strict=True), strict=True)
-    return [list(_encode_column(n, c)) for n, c in fields]
+    return [list(_through(_ENCODE[n], c)) for n, c in fields]
 
 
 def pack_all(lay: Layout, elements: list[Element], full: bool) -> list[bytes] | None:

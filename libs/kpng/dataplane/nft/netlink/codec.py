@@ -10,11 +10,10 @@ COMMENT`` TLV in ``NFTA_SET_ELEM_USERDATA``, NUL-terminated as nft writes them.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import struct
 from collections.abc import Callable, Iterator
 
+from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.objects import Element, Key, NftError, Set
 
 NLA_F_NESTED = 0x8000
@@ -68,13 +67,9 @@ def _int_codec(fmt: str) -> Codec:
 def _field_codec(name: str, concat: bool) -> Codec:
     """(encode, decode, size in the key) of one field."""
     if name == "ipv4_addr":
-        return socket.inet_aton, socket.inet_ntoa, 4
+        return addresses.inet_aton, addresses.inet_ntoa, 4
     if name == "ipv6_addr":
-        return (
-            lambda t: socket.inet_pton(socket.AF_INET6, t),
-            lambda b: str(ipaddress.IPv6Address(b)),
-            16,
-        )
+        return addresses.inet6_aton, addresses.inet6_ntoa, 16
     if name in ("mark", "integer"):
         return _int_codec("=I")
     if name == "inet_service":
@@ -92,21 +87,17 @@ def _field_codec(name: str, concat: bool) -> Codec:
 Conv = tuple[str, Callable[[str], object], Callable[[object], str]]
 
 
-def _v6(b: object) -> str:
-    return str(ipaddress.IPv6Address(bytes(b)))  # type: ignore[call-overload]
-
-
 def _conv(name: str, concat: bool) -> Conv:
     """(struct code, token -> value, value -> token) of one field, native byte order."""
     if name == "ipv4_addr":
-        return "4s", socket.inet_aton, socket.inet_ntoa  # type: ignore[return-value]
+        return "4s", addresses.inet_aton, addresses.inet_ntoa  # type: ignore[return-value]
     if name == "ipv6_addr":
-        return "16s", lambda t: socket.inet_pton(socket.AF_INET6, t), _v6
+        return "16s", addresses.inet6_aton, addresses.inet6_ntoa  # type: ignore[return-value]
     if name in ("mark", "integer"):
         return "I", int, str
     proto_name: Callable[[object], str] = PROTO_NAMES.__getitem__  # type: ignore[assignment]
     if name == "inet_service":
-        htons = socket.htons
+        htons = addresses.htons
         return ("H2x" if concat else "H"), lambda t: htons(int(t)), lambda v: str(htons(int(v)))
     if name == "inet_proto":
         return ("B3x" if concat else "B"), PROTOS.__getitem__, proto_name
