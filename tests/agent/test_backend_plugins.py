@@ -284,3 +284,16 @@ print(heavy)
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_docs_backends_md_lists_the_plugin_protocol_as_it_is() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "backends.md").read_text()
+    block = doc[doc.index("class BackendPlugin(Protocol):") :]
+    block = block[: block.index("```")]
+    documented = set(re.findall(r"^    (?:def )?(\w+)", block, re.MULTILINE))
+    members = {m for m in dir(BackendPlugin) if not m.startswith("_") and m not in dir(object)}
+    assert documented == members
+    assert f'[project.entry-points."{ENTRY_POINT_GROUP}"]' in doc

@@ -6,15 +6,26 @@ that state from ``event.view``; a delta changes only what its operations name.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
 from kpng.diff import DeleteEndpoint, DeleteService, SetEndpoint, SetService
 from kpng.model import ViewEndpoint
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Atomically: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
 
 
 class CountsBackend:
@@ -40,10 +51,11 @@ class CountsBackend:
                         self.endpoints.setdefault(key, set()).add(endpoint.ip)
                     case DeleteEndpoint(key, ip):
                         self.endpoints.get(key, set()).discard(ip)
-        self._write(event.seq, full)
+        # the agent's event loop must never block: the file is written in a thread
+        await asyncio.to_thread(write_json, self.path, self.document(event.seq, full))
 
-    def _write(self, seq: int, full: bool) -> None:
-        document = {
+    def document(self, seq: int, full: bool) -> dict[str, Any]:
+        return {
             "node": self.node,
             "seq": seq,
             "full": full,
@@ -51,11 +63,6 @@ class CountsBackend:
             "endpoints": sum(len(ips) for ips in self.endpoints.values()),
             "per_service": {key: len(ips) for key, ips in sorted(self.endpoints.items())},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
 
     async def close(self) -> None:
         return None
