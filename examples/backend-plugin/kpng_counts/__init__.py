@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from kpng.dataplane.plugin import SHARED_HOST, BackendArgumentError, Plugin
+from kpng.dataplane.plugin import SHARED_HOST, BackendArgumentError, BackendPlugin, Plugin
 
 if TYPE_CHECKING:
     from kpng_counts.backend import CountsBackend
@@ -27,7 +27,7 @@ def build(args: argparse.Namespace, node: str) -> CountsBackend:
     return CountsBackend(node, args.counts_file)
 
 
-PLUGIN = Plugin(
+PLUGIN: BackendPlugin = Plugin(
     name="counts",
     summary="writes how many services and endpoints the node's view holds (an example)",
     build=build,

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
-from kpng.dataplane.plugin import KUBE_PROXY, Plugin
+from kpng.dataplane.plugin import KUBE_PROXY, BackendPlugin, Plugin
 
 if TYPE_CHECKING:
     from kpng_agent.backends.nftables import NftablesBackend
@@ -82,7 +82,9 @@ def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBacken
 
 
 def cleanup(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="kpng-agent cleanup", description="Remove kpng's tables.")
+    p = argparse.ArgumentParser(
+        prog="kpng-agent cleanup [--backend nftables]", description="Remove kpng's tables."
+    )
     p.add_argument("--table-name", default="kpng")
     args = p.parse_args(argv)
     from kpng.dataplane.nft.kernel.execnft import NftCommand
@@ -98,7 +100,7 @@ def cleanup(argv: list[str]) -> int:
     return 0
 
 
-PLUGIN = Plugin(
+PLUGIN: BackendPlugin = Plugin(
     name="nftables",
     summary="programs the node's dataplane with nftables, as kube-proxy's nftables mode",
     build=nftables_backend,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
-from kpng.dataplane.plugin import SHARED_HOST, BackendArgumentError, Plugin
+from kpng.dataplane.plugin import SHARED_HOST, BackendArgumentError, BackendPlugin, Plugin
 from kpng.model import ViewEndpoint
 from kpng.observe.viewjson import view_to_json
 
@@ -53,7 +53,7 @@ def build(args: argparse.Namespace, node: str) -> DumpBackend:
     return DumpBackend(node, args.dump_file)
 
 
-PLUGIN = Plugin(
+PLUGIN: BackendPlugin = Plugin(
     name="dump",
     summary="writes the node's view as JSON",
     build=build,

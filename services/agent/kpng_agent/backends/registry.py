@@ -96,7 +96,7 @@ class Backends:
             group = p.add_argument_group(f"{name} backend", plugin.summary)
             try:
                 plugin.add_arguments(group)
-            except Exception as exc:
+            except Exception as exc:  # flags it added before failing stay, unused
                 del self.plugins[name]
                 self.broken[name] = (
                     f"backend {name!r} could not add its flags: {type(exc).__name__}: {exc}"
