@@ -9,24 +9,30 @@ import sys
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
+from kpng.dataplane.plugin import BackendArgumentError
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
 from kpng_agent.agent import Agent
-from kpng_agent.backends.dump import DumpBackend
-from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
-from kpng_agent.servers import add_health_arguments, hooks_for, serving
+from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
+from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
 
 log = logging.getLogger(__name__)
-BACKENDS = ("dump", "nftables")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
+    """The agent's flags, with those of every installed backend (``backends``, default: the
+    ones :func:`discover` finds; a backend that fails to add its flags is marked broken)."""
+    backends = discover() if backends is None else backends
     p = argparse.ArgumentParser(
         prog="kpng-agent", description="Program one node's dataplane from its view on the bus."
     )
     p.add_argument("--node", required=True, help="the name of this node (as in its Node object)")
-    p.add_argument("--backend", default="dump", choices=BACKENDS, help="dataplane backend")
-    p.add_argument("--dump-file", help="with --backend dump: where to write the view as JSON")
-    add_nftables_arguments(p)
+    p.add_argument(
+        "--backend",
+        default="dump",
+        choices=backends.names,
+        help=f"dataplane backend (default: %(default)s): {backends.describe()}",
+    )
+    backends.add_arguments(p)
     add_health_arguments(p)
     p.add_argument(
         "--status-interval",
@@ -38,25 +44,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_backend(args: argparse.Namespace, p: argparse.ArgumentParser) -> Backend:
-    if args.backend == "dump":
-        if not args.dump_file:
-            p.error("--backend dump needs --dump-file PATH")
-        return DumpBackend(args.node, args.dump_file)
-    if args.backend == "nftables":
-        return nftables_backend(args)
-    p.error(f"unknown backend {args.backend!r}")
-    raise AssertionError
+def make_backend(
+    args: argparse.Namespace, p: argparse.ArgumentParser, backends: Backends
+) -> Backend:
+    """The chosen backend, its server defaults applied to ``args``; a usage error (exit 2) if
+    its flags don't make one, exit 1 if it is broken or fails to build."""
+    for name, reason in backends.broken.items():
+        if name != args.backend:
+            log.warning("%s; the other backends are unaffected", reason)
+    try:
+        apply_defaults(args, backends.get(args.backend).servers)
+        return backends.build(args.backend, args, args.node)
+    except BackendArgumentError as exc:
+        p.error(str(exc))
+    except PluginError as exc:
+        p.exit(1, f"{p.prog}: error: {exc}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    backends = discover()
     if argv[:1] == ["cleanup"]:
-        return cleanup(argv[1:])
-    p = parser()
+        return cleanup(argv[1:], backends)
+    p = parser(backends)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    backend = make_backend(args, p)
+    backend = make_backend(args, p, backends)
 
     async def serve() -> None:
         bus = await connect(args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix)

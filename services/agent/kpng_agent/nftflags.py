@@ -1,4 +1,8 @@
-"""kube-proxy style flags of the nftables backend, and ``kpng-agent cleanup``."""
+"""The nftables backend's plugin: kube-proxy style flags, the factory, ``kpng-agent cleanup``.
+
+Only the standard library is imported here: the agent loads every plugin to build its
+parser, and the nftables stack (netlink, pyroute2) is imported when the backend is built.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+from typing import TYPE_CHECKING
 
-from kpng.dataplane.nft.kernel.execnft import NftCommand
-from kpng.dataplane.nft.objects import Table
-from kpng_agent.backends.nftables import PRIMARY, NftablesBackend, Settings
-from kpng_agent.netlink import local_addresses
+from kpng.dataplane.plugin import KUBE_PROXY, BackendPlugin, Plugin
+
+if TYPE_CHECKING:
+    from kpng_agent.backends.nftables import NftablesBackend
 
 log = logging.getLogger(__name__)
+PRIMARY = "primary"  # kpng_agent.backends.nftables.PRIMARY, not imported: see above
 
 
 def cidrs(text: str) -> tuple[str, ...]:
@@ -37,8 +43,7 @@ def mark_bit(text: str) -> int:
     return bit
 
 
-def add_nftables_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("nftables backend")
+def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--table-name", default="kpng", help="nftables table name (default: kpng)")
     g.add_argument(
         "--cluster-cidr", type=cidrs, default=(), help="pod network CIDRs, comma-separated"
@@ -60,9 +65,13 @@ def add_nftables_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def nftables_backend(args: argparse.Namespace) -> NftablesBackend:
+def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBackend:
+    from kpng.dataplane.nft.kernel.execnft import NftCommand
+    from kpng_agent.backends.nftables import NftablesBackend, Settings
+    from kpng_agent.netlink import local_addresses
+
     settings = Settings(
-        node=args.node,
+        node=node or args.node,
         table=args.table_name,
         cluster_cidrs=args.cluster_cidr,
         nodeport_addresses=args.nodeport_addresses,
@@ -73,9 +82,13 @@ def nftables_backend(args: argparse.Namespace) -> NftablesBackend:
 
 
 def cleanup(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="kpng-agent cleanup", description="Remove kpng's tables.")
+    p = argparse.ArgumentParser(
+        prog="kpng-agent cleanup [--backend nftables]", description="Remove kpng's tables."
+    )
     p.add_argument("--table-name", default="kpng")
     args = p.parse_args(argv)
+    from kpng.dataplane.nft.kernel.execnft import NftCommand
+    from kpng.dataplane.nft.objects import Table
 
     async def go() -> None:
         nft = NftCommand()
@@ -85,3 +98,13 @@ def cleanup(argv: list[str]) -> int:
 
     asyncio.run(go())
     return 0
+
+
+PLUGIN: BackendPlugin = Plugin(
+    name="nftables",
+    summary="programs the node's dataplane with nftables, as kube-proxy's nftables mode",
+    build=nftables_backend,
+    add_arguments=add_nftables_arguments,
+    servers=KUBE_PROXY,
+    cleanup=cleanup,
+)

@@ -1,6 +1,7 @@
 """Flags and wiring of the agent's health, metrics and conntrack work, for every backend.
 
-With ``--backend nftables`` the defaults are kube-proxy's (healthz ``0.0.0.0:10256``, metrics
+The defaults are the backend plugin's (:class:`kpng.dataplane.plugin.ServerDefaults`):
+with ``--backend nftables`` kube-proxy's (healthz ``0.0.0.0:10256``, metrics
 ``127.0.0.1:10249``, healthCheckNodePort servers on ``0.0.0.0``, UDP conntrack cleanup on).
 With ``--backend dump`` several agents usually share one machine, so the defaults bind
 ephemeral ports on 127.0.0.1 (logged), open no healthCheckNodePort servers, and leave
@@ -14,16 +15,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from kpng.dataplane.plugin import ServerDefaults
 from kpng.runtime.process import positive_float
 from kpng_agent.agent import Agent, SyncHook
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 
 log = logging.getLogger(__name__)
-DEFAULTS = {
-    "nftables": {"healthz": "0.0.0.0:10256", "metrics": "127.0.0.1:10249", "hc": "0.0.0.0"},
-    "dump": {"healthz": "127.0.0.1:0", "metrics": "127.0.0.1:0", "hc": ""},
-}
 
 
 def add_health_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +54,8 @@ def add_health_arguments(p: argparse.ArgumentParser) -> None:
         "--conntrack-cleanup",
         choices=("auto", "on", "off"),
         default="auto",
-        help="delete stale UDP conntrack entries after each sync (auto: with nftables)",
+        help="delete stale UDP conntrack entries after each sync "
+        "(auto: as the backend wants, on with nftables)",
     )
 
 
@@ -72,9 +71,24 @@ def bind_address(text: str) -> str:
     return text
 
 
-def _setting(args: argparse.Namespace, attr: str, key: str) -> str:
+def apply_defaults(args: argparse.Namespace, defaults: ServerDefaults) -> None:
+    """Gives each of these flags left unset the backend's default (a flag given wins)."""
+    for attr, value in (
+        ("healthz_bind_address", defaults.healthz),
+        ("metrics_bind_address", defaults.metrics),
+        ("health_check_bind_host", defaults.health_check_host),
+    ):
+        if getattr(args, attr) is None:
+            setattr(args, attr, value)
+    if args.conntrack_cleanup == "auto":
+        args.conntrack_cleanup = "on" if defaults.conntrack_cleanup else "off"
+
+
+def _setting(args: argparse.Namespace, attr: str) -> str:
     value: str | None = getattr(args, attr)
-    return DEFAULTS[args.backend][key] if value is None else value
+    if value is None or value == "auto":
+        raise ValueError(f"{attr} is unset: apply_defaults() before serving")
+    return value
 
 
 def hooks_for(
@@ -82,12 +96,11 @@ def hooks_for(
 ) -> tuple[list[SyncHook], Callable[[], Awaitable[None]]]:
     """The sync hooks the flags ask for, and how to close them."""
     hooks: list[SyncHook] = []
-    hc_host = _setting(args, "health_check_bind_host", "hc")
+    hc_host = _setting(args, "health_check_bind_host")
     servers = HealthCheckServers(args.node, agent.health, hc_host, agent.clock)
     if hc_host:
         hooks.append(servers)
-    cleanup = args.conntrack_cleanup
-    if cleanup == "on" or (cleanup == "auto" and args.backend == "nftables"):
+    if _setting(args, "conntrack_cleanup") == "on":
         from kpng_agent.conntrack import ConntrackCleaner, PyrouteConntrack
 
         hooks.append(ConntrackCleaner(PyrouteConntrack(), agent.metrics))
@@ -104,7 +117,7 @@ async def serving(args: argparse.Namespace, agent: Agent) -> AsyncIterator[list[
     )
     try:
         for key, attr, default_port, handler in wanted:
-            address = _setting(args, attr, key)
+            address = _setting(args, attr)
             if not address:
                 continue
             host, port = split_address(address, default_port)

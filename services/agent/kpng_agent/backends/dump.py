@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
+from kpng.dataplane.plugin import SHARED_HOST, BackendArgumentError, BackendPlugin, Plugin
 from kpng.model import ViewEndpoint
 from kpng.observe.viewjson import view_to_json
 
@@ -39,3 +41,22 @@ class DumpBackend:
 
     async def close(self) -> None:
         return None
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--dump-file", help="with --backend dump: where to write the view as JSON")
+
+
+def build(args: argparse.Namespace, node: str) -> DumpBackend:
+    if not args.dump_file:
+        raise BackendArgumentError("--backend dump needs --dump-file PATH")
+    return DumpBackend(node, args.dump_file)
+
+
+PLUGIN: BackendPlugin = Plugin(
+    name="dump",
+    summary="writes the node's view as JSON",
+    build=build,
+    add_arguments=add_arguments,
+    servers=SHARED_HOST,
+)
