@@ -219,8 +219,9 @@ def test_two_services_claiming_one_external_ip_port(
         ServicePort("alt", TransportProtocol.TCP, 81, 8080),
     )
     b = svc("b", ip="10.96.0.11", external_ips=(ext, ext2), ports=two)
+    b_ep = ep(B, node=NODE, ports=tuple(EndpointPort(p.name, p.protocol, 8080) for p in two))
     # without arbitration the batch fails (the kernel: "File exists"), on every sync
-    d.program(view((a, [local(A)]), (b, [local(B)])), full=True)
+    d.program(view((a, [local(A)]), (b, [b_ep])), full=True)
     assert d.c.request(d.c.client, ext, 80).split()[0] == "pod-a"  # default/a sorts first
     assert d.c.request(d.c.client, ext, 81).split()[0] == "pod-b"  # the loser's other port
     assert d.c.request(d.c.client, ext2, 80).split()[0] == "pod-b"  # and its other IP
@@ -229,7 +230,7 @@ def test_two_services_claiming_one_external_ip_port(
     assert any(f"{ext}:80/TCP" in m and "default/a" in m and "default/b" in m for m in warned), (
         warned
     )
-    d.program(view((b, [local(B)])))  # the winner deleted (a delta): the loser gets it
+    d.program(view((b, [b_ep])))  # the winner deleted (a delta): the loser gets it
     assert d.c.request(d.c.client, ext, 80).split()[0] == "pod-b"
     assert d.backend.conflicts == ()
     assert any("no longer" in r.getMessage() and ext in r.getMessage() for r in caplog.records)

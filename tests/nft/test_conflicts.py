@@ -4,7 +4,7 @@ which refuses an element whose key exists with another value, as the kernel does
 from __future__ import annotations
 
 from kpng.diff import View
-from kpng.model import ServicePort, TransportProtocol, ViewEndpoint
+from kpng.model import EndpointPort, ServicePort, TransportProtocol, ViewEndpoint
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 from tests.nft.test_planner import step
 
@@ -20,7 +20,8 @@ PORTS = (
 def both() -> View[ViewEndpoint]:
     a = svc("a", ip="10.96.0.1", external_ips=(EXT,))
     b = svc("b", ip="10.96.0.2", external_ips=(EXT, EXT2), ports=PORTS)
-    return view((a, [ep(A_EP)]), (b, [ep(B_EP)]))
+    b_ports = tuple(EndpointPort(p.name, p.protocol, 8080) for p in PORTS)
+    return view((a, [ep(A_EP)]), (b, [ep(B_EP, ports=b_ports)]))
 
 
 def only_b() -> View[ViewEndpoint]:

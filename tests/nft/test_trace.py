@@ -209,3 +209,16 @@ def test_endpoints_are_split_by_target_id_and_each_target_picks_from_its_own_map
     state.elements[("endpoints_2", moved.key)] = moved._replace(set="endpoints_2")
     with pytest.raises(AssertionError, match="has no endpoint"):
         h.trace(POD, "10.96.1.1", 80)
+
+
+def test_an_endpoint_serves_only_the_service_ports_it_names() -> None:
+    """As kube-proxy reads EndpointSlices: an endpoint whose slice lists only ``http`` is no
+    endpoint of ``alt`` (its one port is not a stand-in for every port of the protocol)."""
+    ports = (
+        ServicePort("http", TransportProtocol.TCP, 80, 8080),
+        ServicePort("alt", TransportProtocol.TCP, 81, 8081),
+    )
+    h = Harness()
+    h.full(view((svc("a", ports=ports), [ep("10.244.2.1")])))  # lists "http" only
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
+    assert h.trace(POD, "10.96.0.10", 81).verdict == "reject"

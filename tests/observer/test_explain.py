@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from kpng.model import TransportProtocol
+from kpng.diff import View
+from kpng.model import (
+    EndpointPort,
+    Node,
+    Service,
+    ServicePort,
+    ServiceType,
+    TrafficPolicy,
+    TransportProtocol,
+    ViewEndpoint,
+)
 from kpng.observe.explain import Explanation, PacketQuery, explain, parse_cidrs
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
 
@@ -190,3 +202,36 @@ def test_bad_addresses_raise_value_error(bad: str) -> None:
 
 def test_parse_cidrs_normalises_padding_and_host_bits() -> None:
     assert [str(n) for n in parse_cidrs(" 10.0.0.1/8 , fd00::/64")] == ["10.0.0.0/8", "fd00::/64"]
+
+
+def _view(svc: Service, *endpoints: ViewEndpoint) -> View[ViewEndpoint]:
+    v: View[ViewEndpoint] = View()
+    v.nodes["node-x"] = Node("node-x", ("192.168.7.1",))
+    v.services[svc.key] = svc
+    v.endpoints[svc.key] = {e.ip: e for e in endpoints}
+    return v
+
+
+def test_endpoints_are_per_service_port() -> None:
+    """An endpoint that does not list a port is no endpoint of it: that port has none
+    (rejected), even under a Local policy, where endpoints elsewhere mean a drop."""
+    ports = (ServicePort("http", TCP, 80, "http"), ServicePort("metrics", TCP, 9090, "metrics"))
+    svc = Service("demo", "s", ServiceType.CLUSTER_IP, ("10.96.7.1",), ports)
+    svc = replace(svc, internal_traffic_policy=TrafficPolicy.LOCAL)
+    elsewhere = ViewEndpoint("10.244.9.1", (EndpointPort("metrics", TCP, 9090),), node="node-y")
+    v = _view(svc, elsewhere)
+    assert explain(v, "node-x", PacketQuery("10.96.7.1", TCP, 80, "10.244.9.2"), PODS).verdict == (
+        "reject"
+    )
+    assert explain(v, "node-x", PacketQuery("10.96.7.1", TCP, 9090), PODS).verdict == "drop"
+
+
+def test_cluster_policy_without_a_usable_endpoint_rejects() -> None:
+    """Drop is only for a Local policy's endpoints elsewhere; with Cluster policy, a port
+    whose endpoints may take no traffic here is rejected (as the dataplane programs it)."""
+    svc = Service(
+        "demo", "s", ServiceType.CLUSTER_IP, ("10.96.7.1",), (ServicePort("http", TCP, 80, 8080),)
+    )
+    unflagged = ViewEndpoint("10.244.9.1", (EndpointPort("http", TCP, 8080),), node="node-y")
+    result = explain(_view(svc, unflagged), "node-x", PacketQuery("10.96.7.1", TCP, 80), PODS)
+    assert result.verdict == "reject"

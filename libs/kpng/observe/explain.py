@@ -212,13 +212,19 @@ class _Rules:
     def no_targets(
         self, match: Match, kind: str, policy: TrafficPolicy, reasons: list[str]
     ) -> Explanation:
-        if not self.endpoints():
+        """Rejected, unless a Local policy finds only endpoints elsewhere: dropped. Endpoints
+        are per service port: one without this port is none of its endpoints."""
+        assert self.port is not None
+        port = self.port
+        if not any(_target_port(port, e) is not None for e in self.endpoints().values()):
             reasons.append("the service has no usable endpoint: rejected (connection refused)")
+            return self.result("reject", match, reasons)
+        if policy != "Local":
+            reasons.append(f"no endpoint may take {kind} traffic: rejected (connection refused)")
             return self.result("reject", match, reasons)
         reasons.append(
             f"the service has endpoints, none for {kind} traffic on {self.node}"
-            + (f" ({kind} traffic policy Local, no local endpoint)" if policy == "Local" else "")
-            + ": dropped"
+            f" ({kind} traffic policy Local, no local endpoint): dropped"
         )
         return self.result("drop", match, reasons)
 
@@ -321,8 +327,8 @@ class _Rules:
             f"externalTrafficPolicy Local, but the source is {who}:"
             " short-circuited to the cluster-wide endpoints"
         )
-        if not targets:
-            return self.no_targets(match, "cluster-wide", TrafficPolicy.CLUSTER, reasons)
+        if not targets:  # the external address's own verdict, as for any other source
+            return self.no_targets(match, "external", TrafficPolicy.LOCAL, reasons)
         masquerade = inside == "node"
         reasons.append(
             "masquerade: traffic from the node itself is SNATed"

@@ -97,10 +97,13 @@ def backends(ported: Ported, use: str) -> tuple[tuple[str, int], ...]:
 
 
 def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
+    """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
+    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
+    target port."""
     for p in e.ports:
-        if p.protocol == sp.protocol and (p.name == sp.name or len(e.ports) == 1):
+        if p.protocol == sp.protocol and p.name == sp.name:
             return p.port
-    return sp.target_port if isinstance(sp.target_port, int) else 0
+    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
 
 
 def _render_port(
