@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@# every package root on sys.path, so packages added later import without a reinstall
-	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
+	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "services/auth", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
