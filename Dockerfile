@@ -42,7 +42,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 # this with runAsUser 0 and the NET_ADMIN/NET_RAW capabilities (see deploy/helm).
 RUN groupadd --system --gid 10001 kpng \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin kpng \
-    && install -d -o kpng -g kpng /var/lib/kpng /var/lib/kpng/dumps
+    && install -d -o kpng -g kpng /var/lib/kpng /var/lib/kpng/dumps /var/lib/kpng/bus
 USER 10001:10001
 WORKDIR /var/lib/kpng
 # observer HTTP, watcher metrics, agent healthz, agent metrics

@@ -38,7 +38,7 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     )
     d.start_nats()
     d.start_watcher()
-    argv = [venv_bin("kpng-agent"), "--node", "node-a", "--nats", d.url]
+    argv = [venv_bin("kpng-agent"), "--node", "node-a", "--nats", d.url, "--nats-insecure"]
     argv += ["--dump-file", str(d.dump_path("node-a")), "--health-check-bind-host", "127.0.0.1"]
     argv += ["--healthz-bind-address", f"127.0.0.1:{healthz}"]
     argv += ["--metrics-bind-address", f"127.0.0.1:{metrics}"]

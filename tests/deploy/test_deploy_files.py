@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
 import shlex
 import subprocess
@@ -262,7 +263,7 @@ def test_package_discovery_covers_the_image_packages() -> None:
     where = re.search(r"\[tool\.setuptools\.packages\.find\]\s*where\s*=\s*\[([^\]]*)\]", pyproject)
     assert where is not None
     dirs = set(re.findall(r'"([^"]+)"', where.group(1)))
-    copied = {"libs", "services/watcher", "services/agent", "services/observer"}
+    copied = {"libs", "services/watcher", "services/agent", "services/observer", "services/auth"}
     assert copied <= dirs
     assert dirs - copied <= {"tools"}, "a new package root must be added to the Dockerfile"
     for d in copied:
@@ -320,7 +321,41 @@ def test_compose_topology() -> None:
         assert any(src in volumes and dump.startswith(dst + "/") for src, dst, *_ in mounts), node
         assert node in dump
     urls = {flag(s["command"], "--nats") for _, s in kpng_services()}
-    assert urls == {"nats://nats:4222"}
+    assert urls == {"tls://nats:4222"}
+
+
+def test_compose_connects_every_program_with_its_role_over_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Security on by default: each program's flags and environment give it its role's
+    credentials and TLS (no --nats-insecure); nats-server runs the generated roles."""
+    import argparse
+
+    from kpng.bus.flags import add_bus_arguments, bus_auth
+
+    services = compose()["services"]
+    settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
+    assert "-c" in services["nats"]["command"]
+    assert services["nats"]["depends_on"]["bus-config"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name, svc in kpng_services():
+        assert "--nats-insecure" not in svc["command"], name
+        for key in list(os.environ):
+            if key.startswith("KPNG_"):
+                monkeypatch.delenv(key)
+        for key, value in svc["environment"].items():
+            monkeypatch.setenv(key, value)
+        p = argparse.ArgumentParser()
+        add_bus_arguments(p)
+        args, _ = p.parse_known_args(svc["command"][1:])
+        auth = bus_auth(args, p)
+        role = {"kpng-watcher": "watcher", "kpng-agent": "agent", "kpng-observer": "observer"}
+        assert auth.user == role[svc["command"][0]], name
+        assert settings["users"][auth.user]["role"] == auth.user
+        assert auth.password_file == f"/var/lib/kpng/bus/users/{auth.user}.password"
+        assert auth.tls_ca == "/var/lib/kpng/bus/tls/ca.pem"
+        assert any(v.startswith("bus:/var/lib/kpng/bus") for v in svc["volumes"]), name
 
 
 def test_compose_watcher_reads_the_example_read_only() -> None:

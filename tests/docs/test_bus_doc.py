@@ -220,6 +220,7 @@ def watcher(nats_url: str, tmp_path: Path) -> Iterator[Path]:
                 f"file:{cluster}",
                 "--nats",
                 nats_url,
+                "--nats-insecure",
                 "--log-level",
                 "debug",
             ],

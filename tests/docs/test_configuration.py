@@ -32,7 +32,21 @@ def section(title: str) -> str:
     return text[start : end if end != -1 else None]
 
 
-COMMON = {"--nats", "--prefix", "--log-level"}
+COMMON = {
+    "--nats",
+    "--prefix",
+    "--log-level",
+    "--nats-creds",
+    "--nats-nkey",
+    "--nats-token-file",
+    "--nats-user",
+    "--nats-password-file",
+    "--nats-tls-ca",
+    "--nats-tls-cert",
+    "--nats-tls-key",
+    "--nats-tls-server-name",
+    "--nats-insecure",
+}
 
 
 @pytest.mark.parametrize(
@@ -52,7 +66,7 @@ def test_every_flag_is_documented_in_its_section(name: str, make: object) -> Non
 
 
 def test_common_flags_are_documented_and_common() -> None:
-    common = set(re.findall(r"`(--[a-z0-9-]+)", section("Common to all three services")[:2000]))
+    common = set(re.findall(r"`(--[a-z0-9-]+)", section("Common to all three services")[:4000]))
     assert common == COMMON
     for make in (watcher_parser, agent_parser, observer_parser):
         assert flags(make()) >= COMMON

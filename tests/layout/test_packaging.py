@@ -16,7 +16,7 @@ import pytest
 
 from tests.layout.tree import PRODUCT_PACKAGES, ROOT, pythonpath
 
-SDK = {"msgpack", "nats-py", "zstandard"}
+SDK = {"msgpack", "nats-py", "zstandard", "nkeys"}
 SERVICE_LIBRARIES = ("fastapi", "kubernetes_asyncio", "pyroute2", "prometheus_client")
 
 
@@ -75,14 +75,16 @@ def test_the_base_install_is_the_sdk(wheel: Path) -> None:
     assert extra("watcher") >= {"kubernetes-asyncio", "PyYAML", "prometheus-client"}
     assert extra("agent") >= {"pyroute2", "prometheus-client"}
     assert extra("observer") >= {"fastapi", "uvicorn", "prometheus-client"}
+    assert extra("auth") >= {"cryptography", "PyYAML"}
     assert {r for r in requires if 'extra == "all"' in r} == {
-        'kpng[agent,observer,watcher]; extra == "all"'
+        'kpng[agent,auth,observer,watcher]; extra == "all"'
     }
     assert "kpng" in extra("dev")  # dev pulls kpng[all]
     assert set(meta.get_all("Provides-Extra") or []) == {
         "watcher",
         "agent",
         "observer",
+        "auth",
         "all",
         "dev",
     }

@@ -6,8 +6,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_ROOTS = ("libs", "services/watcher", "services/agent", "services/observer", "tools")
-PRODUCT_PACKAGES = ("kpng", "kpng_watcher", "kpng_agent", "kpng_observer")
+SOURCE_ROOTS = (
+    "libs",
+    "services/watcher",
+    "services/agent",
+    "services/observer",
+    "services/auth",
+    "tools",
+)
+PRODUCT_PACKAGES = ("kpng", "kpng_watcher", "kpng_agent", "kpng_observer", "kpng_auth")
 BIN = Path(sys.executable).parent
 
 

@@ -22,6 +22,7 @@ def start_observer(deployment: Deployment, *extra: str) -> str:
             venv_bin("kpng-observer"),
             "--nats",
             deployment.url,
+            "--nats-insecure",
             "--listen",
             f"127.0.0.1:{port}",
             "--silent-after",

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from kpng_devrun.bus import secure_bus
 from kpng_devrun.cluster_nodes import nodes_of
 from kpng_devrun.netns_run import can_run, run_netns
 from kpng_devrun.procs import (
@@ -48,12 +49,13 @@ def parser() -> argparse.ArgumentParser:
 def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
     """Start everything; returns what runs where."""
     nats_port = args.nats_port or free_port()
-    url = f"nats://127.0.0.1:{nats_port}"
-    group.start("nats-server", nats_server_argv(nats_port))
+    bus = secure_bus(args.workdir / "bus", "127.0.0.1", nats_port, args.prefix)
+    group.start("nats-server", nats_server_argv(nats_port, bus.config))
     wait_for_port("127.0.0.1", nats_port)
-    common = ["--nats", url, "--prefix", args.prefix]
-    where = {"nats-server": url}
-    group.start("watcher", [venv_bin("kpng-watcher"), "--source", f"file:{args.cluster}", *common])
+    prefix = ["--prefix", args.prefix]
+    where = {"nats-server": f"{bus.url} (TLS, users and passwords in {bus.directory})"}
+    watcher = [venv_bin("kpng-watcher"), "--source", f"file:{args.cluster}"]
+    group.start("watcher", [*watcher, *bus.flags("watcher"), *prefix])
     where["watcher"] = f"watching {args.cluster}"
     for node in nodes_of(args.cluster):
         dump = args.workdir / "dumps" / f"{node.name}.json"
@@ -74,14 +76,16 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
                 f"127.0.0.1:{healthz}",
                 "--metrics-bind-address",
                 f"127.0.0.1:{metrics}",
-                *common,
+                *bus.flags("agent"),
+                *prefix,
             ],
         )
         where[f"agent {node.name}"] = (
             f"dump backend -> {dump}; http://127.0.0.1:{healthz}/healthz, "
             f"http://127.0.0.1:{metrics}/metrics"
         )
-    group.start("observer", [venv_bin("kpng-observer"), "--listen", args.listen, *common])
+    observer = [venv_bin("kpng-observer"), "--listen", args.listen]
+    group.start("observer", [*observer, *bus.flags("observer"), *prefix])
     where["observer"] = f"http://{args.listen}/  (API: /api/v1/nodes, OpenAPI: /docs)"
     return where
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from kpng_devrun.bus import secure_bus
 from kpng_devrun.procs import venv_bin
-from kpng_netns.cluster import NetnsCluster
+from kpng_netns.cluster import NATS_PORT, NetnsCluster
 from kpng_netns.forward import forward
 from kpng_netns.netns import exec_argv
 from kpng_netns.topology import Topology, from_cluster_objects
@@ -57,7 +58,7 @@ def start(args: argparse.Namespace, c: NetnsCluster) -> dict[str, str]:
             f"nftables in netns {ns} ({node.ip}, pods {node.pod_cidr}); "
             f"healthz {node.ip}:10256, metrics 127.0.0.1:10249 there"
         )
-    observer = [venv_bin("kpng-observer"), "--nats", c.nats_url, "--prefix", args.prefix]
+    observer = [venv_bin("kpng-observer"), *c.bus_flags("observer"), "--prefix", args.prefix]
     observer += ["--listen", f"127.0.0.1:{OBSERVER_PORT}"]  # infra's own loopback
     c.group.start("observer", exec_argv(c.infra, observer))
     where["observer"] = (
@@ -88,7 +89,9 @@ async def supervise(args: argparse.Namespace, c: NetnsCluster) -> int:
 def run_netns(args: argparse.Namespace) -> int:
     objects = [o for o in yaml.safe_load_all(args.cluster.read_text()) if isinstance(o, dict)]
     topology = from_cluster_objects(objects)
-    c = NetnsCluster(topology, Path(args.workdir).resolve())
+    workdir = Path(args.workdir).resolve()
+    bus = secure_bus(workdir / "bus", topology.infra_ip, NATS_PORT, args.prefix)
+    c = NetnsCluster(topology, workdir, bus=bus)
     try:
         where = start(args, c)
         width = max(len(k) for k in where)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from kpng_devrun.bus import SecureBus
 from kpng_devrun.procs import Child, ProcessGroup, venv_bin
 from kpng_netns import netns
 from kpng_netns.netns import exec_argv, sh
@@ -34,7 +35,13 @@ class NetnsCluster:
     """Create with a topology and a work directory; :meth:`build`, then start what runs;
     :meth:`close` always (it also sweeps namespaces of this run left by a failure)."""
 
-    def __init__(self, topology: Topology, workdir: Path, prefix: str = "") -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        workdir: Path,
+        prefix: str = "",
+        bus: SecureBus | None = None,
+    ) -> None:
         self.topology = topology
         self.workdir = workdir
         self.prefix = prefix or netns.run_prefix()
@@ -43,6 +50,9 @@ class NetnsCluster:
         self.infra = self.prefix + "infra"
         self.client = self.prefix + "client"
         self.cluster_file = workdir / "cluster.yaml"
+        # with a secure bus, every program connects over TLS with its role's user; without,
+        # explicitly insecure (the tests' namespaces are theirs alone)
+        self.bus = bus
 
     def node_ns(self, node: str) -> str:
         return f"{self.prefix}{node}"
@@ -52,7 +62,15 @@ class NetnsCluster:
 
     @property
     def nats_url(self) -> str:
+        if self.bus is not None:
+            return self.bus.url
         return f"nats://{self.topology.infra_ip}:{NATS_PORT}"
+
+    def bus_flags(self, role: str) -> list[str]:
+        """How a program of ``role`` connects to the bus."""
+        if self.bus is not None:
+            return self.bus.flags(role)
+        return ["--nats", self.nats_url, "--nats-insecure"]
 
     # building
 
@@ -137,16 +155,17 @@ class NetnsCluster:
         if not self.cluster_file.exists():
             self.write_cluster()
         nats = [venv_bin("nats-server"), "-a", self.topology.infra_ip, "-p", str(NATS_PORT)]
+        nats += ["-c", str(self.bus.config)] if self.bus is not None else []
         self.group.start("nats-server", exec_argv(self.infra, nats))
         self.wait_for_port(self.infra, self.topology.infra_ip, NATS_PORT)
         watcher = [venv_bin("kpng-watcher"), "--source", f"file:{self.cluster_file}"]
-        watcher += ["--nats", self.nats_url, "--tick-interval", str(tick_interval)]
+        watcher += [*self.bus_flags("watcher"), "--tick-interval", str(tick_interval)]
         self.group.start("watcher", exec_argv(self.infra, watcher))
 
     def agent_argv(self, node: str, *extra: str) -> list[str]:
         return [
             venv_bin("kpng-agent"),
-            *("--backend", "nftables", "--node", node, "--nats", self.nats_url),
+            *("--backend", "nftables", "--node", node, *self.bus_flags("agent")),
             *("--cluster-cidr", "10.244.0.0/16", "--status-interval", "1"),
             *extra,
         ]

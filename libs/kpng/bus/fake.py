@@ -180,6 +180,7 @@ class FakeBus:
         self.subjects = subjects
         self.name = name
         self.listeners = BusListeners()
+        self.permission_violations = 0  # the fake enforces no permissions
         self._connected = True
         self._closed = False
         self._subs: dict[int, FakeSubscription] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import SlowConsumerError
 
+from kpng.bus.auth import BusAuth, split_urls
 from kpng.bus.protocol import Bus, BusError, BusListeners, Handler
 from kpng.bus.subjects import Subjects
 
@@ -49,6 +50,7 @@ class NatsBus:
         self.nc = nc
         self.subjects = subjects
         self.listeners = BusListeners()
+        self.permission_violations = 0
 
     @property
     def max_payload(self) -> int:
@@ -129,17 +131,32 @@ async def connect(
     prefix: str = "kpng",
     connect_timeout: float = 5.0,
     retry_forever: bool = True,
+    auth: BusAuth | None = None,
 ) -> NatsBus:
-    """Connect to NATS at ``url`` (comma-separated for a cluster); reconnects forever."""
-    subjects = Subjects(prefix)
+    """Connect to NATS at ``url`` (comma-separated for a cluster) with ``auth``'s
+    credentials and TLS; retries with backoff (logging why) until it connects, then
+    reconnects forever. Without ``auth`` the connection is anonymous and in clear text."""
+    auth = auth or BusAuth(insecure=True)
     holder: list[NatsBus] = []
+    seen: list[str] = []  # errors while connecting: they say why it fails
 
     async def on_error(exc: Exception) -> None:
-        if isinstance(exc, SlowConsumerError) and holder:
-            for listener in holder[0].listeners.slow_consumer:
+        bus = holder[0] if holder else None
+        if isinstance(exc, SlowConsumerError) and bus is not None:
+            for listener in bus.listeners.slow_consumer:
                 listener(exc.sid)
             return
-        log.warning("nats error: %s", exc)
+        text = str(exc)
+        if "permissions violation" in text.lower() and bus is not None:
+            bus.permission_violations += 1
+            log.error("NATS refused this component's role: %s", text.removeprefix("nats: "))
+            for violation in bus.listeners.permission_violation:
+                violation(text)
+            return
+        if not holder:
+            seen.append(_explain(exc))
+            return
+        log.warning("nats error: %s", _explain(exc))
 
     async def on_reconnected() -> None:
         log.info("reconnected to nats")
@@ -151,12 +168,21 @@ async def connect(
         for listener in holder[0].listeners.disconnected if holder else []:
             listener()
 
+    options: dict[str, Any] = dict(
+        name=name,
+        error_cb=on_error,
+        reconnected_cb=on_reconnected,
+        disconnected_cb=on_disconnected,
+        connect_timeout=int(max(connect_timeout, 1)),
+        reconnect_time_wait=1,
+        max_reconnect_attempts=-1 if retry_forever else 3,
+        allow_reconnect=True,
+    )
     delay = 0.5
     while True:
         try:
-            nc = await _connect_once(
-                url, name, on_error, on_reconnected, on_disconnected, connect_timeout, retry_forever
-            )
+            seen.clear()
+            nc = await _connect_once(url, options, auth, seen)
             break
         except BusError as exc:
             if not retry_forever:
@@ -164,35 +190,122 @@ async def connect(
             log.warning("%s; retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-    bus = NatsBus(nc, subjects)
+    bus = NatsBus(nc, Subjects(prefix))
     holder.append(bus)
     return bus
 
 
-async def _connect_once(
-    url: str,
-    name: str,
-    on_error: Callable[[Exception], Awaitable[None]],
-    on_reconnected: Callable[[], Awaitable[None]],
-    on_disconnected: Callable[[], Awaitable[None]],
-    connect_timeout: float,
-    retry_forever: bool,
-) -> NATS:
+def credential_options(auth: BusAuth) -> dict[str, Any]:
+    """nats-py's connect options for ``auth``, secrets read from their files."""
+    options: dict[str, Any] = {}
+    if auth.creds_file:
+        options["user_credentials"] = _readable(auth.creds_file, "--nats-creds")
+    elif auth.nkey_file:
+        options["nkeys_seed"] = _readable(auth.nkey_file, "--nats-nkey")
+    elif auth.token_file:
+        options["token"] = _secret(auth.token_file, "--nats-token-file")
+    elif auth.user:
+        options["user"] = auth.user
+        options["password"] = _secret(auth.password_file, "--nats-password-file")
+    return options
+
+
+def tls_options(auth: BusAuth, urls: list[str]) -> dict[str, Any]:
+    """An SSL context that verifies the server (and presents a client certificate)."""
+    if not auth.tls(urls):
+        return {}
     try:
-        nc: NATS = await nats.connect(
-            servers=[u.strip() for u in url.split(",") if u.strip()],
-            name=name,
-            error_cb=on_error,
-            reconnected_cb=on_reconnected,
-            disconnected_cb=on_disconnected,
-            connect_timeout=int(max(connect_timeout, 1)),
-            reconnect_time_wait=1,
-            max_reconnect_attempts=-1 if retry_forever else 3,
-            allow_reconnect=True,
+        context = ssl.create_default_context(cafile=auth.tls_ca or None)
+        if auth.tls_cert:
+            context.load_cert_chain(auth.tls_cert, auth.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise BusError(
+            f"TLS settings: {exc} (--nats-tls-ca, --nats-tls-cert, --nats-tls-key)"
+        ) from None
+    options: dict[str, Any] = {"tls": context}
+    if auth.tls_server_name:
+        options["tls_hostname"] = auth.tls_server_name
+    return options
+
+
+def _readable(path: str, flag: str) -> str:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise BusError(f"{flag} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _secret(path: str, flag: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as exc:
+        raise BusError(f"{flag} {path}: {exc.strerror or exc}") from None
+    if not secret:
+        raise BusError(f"{flag} {path}: the file is empty")
+    return secret
+
+
+def _explain(exc: BaseException) -> str:
+    """nats-py's and ssl's errors, said so that an operator knows what to fix."""
+    text = str(exc).removeprefix("nats: ").strip("'")
+    lower = text.lower()
+    if "authorization violation" in lower:
+        return "authorization violation: the server refused these credentials"
+    if "authentication expired" in lower or "user authentication revoked" in lower:
+        return f"{text}: the credentials are no longer valid"
+    if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lower:
+        reason = getattr(exc, "verify_message", "") or text
+        return (
+            f"TLS: the server's certificate was not accepted ({reason}); check --nats-tls-ca "
+            "and that the URL's host (or --nats-tls-server-name) is in the certificate"
         )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {text}"
+    return text or type(exc).__name__
+
+
+async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: list[str]) -> NATS:
+    servers = split_urls(url)
+    secured = {**options, **credential_options(auth), **tls_options(auth, servers)}
+    # nats-py retries a failing TLS handshake without end and without a word: bound it
+    limit = options["connect_timeout"] * 2 + 1
+    try:
+        nc: NATS = await asyncio.wait_for(nats.connect(servers=servers, **secured), limit)
     except (TimeoutError, NatsError, OSError) as exc:
-        raise BusError(f"cannot connect to NATS at {url}: {exc}") from exc
+        why = _explain(exc) if str(exc) else "no answer in time"
+        causes = [s for s in dict.fromkeys(seen) if "broken pipe" not in s.lower()]
+        if not causes and "tls" in secured:
+            causes = [await _tls_problem(servers[0], secured, options["connect_timeout"])]
+        if any(causes) and ("no servers available" in why or "no answer" in why):
+            why = "; ".join(c for c in causes if c)
+        raise BusError(f"cannot connect to NATS at {url}: {why}") from exc
     return nc
+
+
+async def _tls_problem(url: str, secured: dict[str, Any], timeout: float) -> str:
+    """Why the TLS handshake with the server at ``url`` fails ("" if it does not): the
+    server's INFO line in clear, then the upgrade, as nats-py does it."""
+    address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or address
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, int(port or 4222)), timeout
+        )
+    except (OSError, TimeoutError, ValueError) as exc:
+        return _explain(exc) if str(exc) else "no answer in time"
+    try:
+        await asyncio.wait_for(reader.readline(), timeout)
+        name = secured.get("tls_hostname") or host
+        await asyncio.wait_for(writer.start_tls(secured["tls"], server_hostname=name), timeout)
+        return ""
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        return _explain(exc)
+    finally:
+        writer.close()
 
 
 def _conforms(bus: NatsBus) -> Bus:  # mypy checks NatsBus against the seam

@@ -45,6 +45,8 @@ class BusListeners:
     disconnected: list[Callable[[], None]] = field(default_factory=list)
     # the sid of a subscription whose messages were dropped because it fell behind
     slow_consumer: list[Callable[[int], None]] = field(default_factory=list)
+    # the server refused a publish or subscription this connection's role does not allow
+    permission_violation: list[Callable[[str], None]] = field(default_factory=list)
 
 
 class Bus(Protocol):
@@ -52,6 +54,7 @@ class Bus(Protocol):
 
     subjects: Subjects
     listeners: BusListeners
+    permission_violations: int  # refusals by the server so far (see BusListeners)
 
     @property
     def max_payload(self) -> int:

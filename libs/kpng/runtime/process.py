@@ -21,14 +21,6 @@ def setup_logging(level: str) -> None:
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--nats",
-        default="nats://127.0.0.1:4222",
-        help="NATS server URL(s), comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--prefix", default="kpng", help="bus subject prefix (default: %(default)s)"
-    )
-    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],

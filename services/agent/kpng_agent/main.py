@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
@@ -40,6 +41,7 @@ def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
         default=5.0,
         help="seconds between periodic status reports (default: %(default)s)",
     )
+    add_bus_arguments(p)
     add_common_arguments(p)
     return p
 
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(backends)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
 
     async def serve() -> None:
-        bus = await connect(args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix)
+        bus = await connect(
+            args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix, auth=auth
+        )
         agent = Agent(bus, args.node, backend, args.status_interval, sync_period=args.sync_period)
         hooks, close_hooks = hooks_for(args, agent)
         agent.hooks.extend(hooks)

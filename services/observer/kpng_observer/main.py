@@ -10,8 +10,10 @@ from pathlib import Path
 
 import uvicorn
 
+from kpng.bus.auth import BusAuth
 from kpng.bus.client import NodeViewClient, SnapshotUnavailable
 from kpng.bus.consumer import Consumer
+from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus, BusError
 from kpng.diff import View
@@ -68,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow serving the API without a token on a non-loopback address",
     )
+    add_bus_arguments(p)
     add_common_arguments(p)
     return p
 
@@ -90,8 +93,8 @@ async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpo
     return consumer.epoch, consumer.seq, consumer.view
 
 
-async def serve(args: argparse.Namespace, token: str | None) -> None:
-    bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix)
+async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> None:
+    bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix, auth=auth)
     state = ObserverState(silent_after=args.silent_after, lag_after=args.lag_after)
     feed = Feed(bus, state)
     await feed.start()
@@ -117,8 +120,10 @@ async def serve(args: argparse.Namespace, token: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     setup_logging(args.log_level)
+    auth = bus_auth(args, p)
     try:
         token = read_token(args.token, args.token_file)
         check_listen(args.listen[0], token, args.insecure)
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     elif token is None:
         log.warning("API open without a token on %s (--insecure)", args.listen[0])
     try:
-        return run(lambda: serve(args, token))
+        return run(lambda: serve(args, token, auth))
     except BusError as exc:
         log.error("%s", exc)
         return 1

@@ -9,6 +9,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.runtime.metrics import LabelledGaugeCollector, StatsCollector
@@ -83,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
     )
+    add_bus_arguments(p)
     add_common_arguments(p)
     return p
 
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     setup_logging(args.log_level)
+    auth = bus_auth(args, p)
     source = make_source(args, p)
     if args.tick_interval <= 0:
         p.error("--tick-interval must be positive")
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if kube is not None:
             await kube.connect()  # a bad kubeconfig fails here, clearly, before anything runs
         try:
-            bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix)
+            bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix, auth=auth)
             publisher = Publisher(bus, source, settings)
             server = None
             if args.metrics_bind_address is not None:

@@ -57,6 +57,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - {{ .Values.prefix | quote }}
 - --log-level
 - {{ .Values.logLevel | quote }}
+{{- if .Values.nats.insecure }}
+- --nats-insecure
+{{- end }}
 {{- end }}
 
 {{- define "kpng.serviceAccountName" -}}

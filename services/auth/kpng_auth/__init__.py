@@ -1,0 +1,1 @@
+"""kpng-auth: who may use the bus (NATS server configuration, credentials, certificates)."""

@@ -1,0 +1,169 @@
+"""kpng-nats-config: nats-server's configuration for kpng's roles, from one small file.
+
+    prefix: kpng                 # the bus subject prefix (default kpng)
+    listen: 0.0.0.0:4222
+    tls:                         # omit for no TLS (then every kpng program needs --nats-insecure)
+      generate: [nats, 127.0.0.1]  # a throwaway CA and server certificate for these names
+      # or: {cert: server.pem, key: server-key.pem, ca: ca.pem}
+    users:
+      watcher: {role: watcher}
+      agent: {role: agent}
+      observer: {role: observer}
+      dashboards: {role: consumer, node_views: true}
+
+writes ``nats.conf``, one password file per user (``users/NAME.password``, mode 0600, kept
+across runs) and, with ``generate``, the certificates under ``tls/``. Each kpng program
+then takes ``--nats-user NAME --nats-password-file users/NAME.password`` and
+``--nats-tls-ca tls/ca.pem``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kpng.bus.natsconf import ServerTls, User, render
+from kpng.bus.permissions import ROLES
+from kpng.bus.subjects import Subjects
+from kpng_auth.pki import make_tls
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UserSpec:
+    name: str
+    role: str
+    node_views: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    prefix: str
+    listen: str
+    users: tuple[UserSpec, ...]
+    tls_generate: tuple[str, ...] = ()
+    tls_files: ServerTls | None = None
+    max_payload: int | None = None
+
+
+def parse_settings(raw: Any, where: str = "settings") -> Settings:
+    """The settings file's content, checked; SettingsError names the field."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{where}: expected a mapping")
+    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload"}
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    prefix = str(raw.get("prefix", "kpng"))
+    try:
+        Subjects(prefix)
+    except ValueError as exc:
+        raise SettingsError(f"{where}.prefix: {exc}") from None
+    listen = str(raw.get("listen", "127.0.0.1:4222"))
+    users_raw = raw.get("users")
+    if not isinstance(users_raw, dict) or not users_raw:
+        raise SettingsError(f"{where}.users: expected a mapping of user name to {{role: ...}}")
+    users = []
+    for name, spec in users_raw.items():
+        field = f"{where}.users.{name}"
+        if not isinstance(name, str) or not NAME.match(name):
+            raise SettingsError(f"{field}: a user name is lower-case letters, digits, - and _")
+        if not isinstance(spec, dict) or spec.get("role") not in ROLES:
+            raise SettingsError(f"{field}.role: expected one of {', '.join(ROLES)}")
+        node_views = spec.get("node_views", False)
+        if not isinstance(node_views, bool):
+            raise SettingsError(f"{field}.node_views: expected true or false")
+        users.append(UserSpec(name, spec["role"], node_views))
+    tls_raw = raw.get("tls")
+    generate: tuple[str, ...] = ()
+    files = None
+    if isinstance(tls_raw, dict) and "generate" in tls_raw:
+        hosts = tls_raw["generate"]
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+            raise SettingsError(f"{where}.tls.generate: expected a list of host names or IPs")
+        generate = tuple(hosts)
+    elif isinstance(tls_raw, dict):
+        try:
+            files = ServerTls(str(tls_raw["cert"]), str(tls_raw["key"]), str(tls_raw.get("ca", "")))
+        except KeyError as exc:
+            raise SettingsError(f"{where}.tls.{exc.args[0]}: required") from None
+    elif tls_raw is not None:
+        raise SettingsError(f"{where}.tls: expected {{generate: [...]}} or {{cert, key, ca}}")
+    max_payload = raw.get("max_payload")
+    if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 1024):
+        raise SettingsError(f"{where}.max_payload: expected bytes, at least 1024")
+    return Settings(prefix, listen, tuple(users), generate, files, max_payload)
+
+
+def _password(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
+
+
+def generate(settings: Settings, out: Path) -> Path:
+    """Write nats.conf, the password files and (if asked) the certificates under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    users = [
+        User(u.name, u.role, _password(out / "users" / f"{u.name}.password"), u.node_views)
+        for u in settings.users
+    ]
+    tls = settings.tls_files
+    if settings.tls_generate:
+        files = make_tls(out / "tls", list(settings.tls_generate))
+        tls = ServerTls(
+            str(files.cert.resolve()), str(files.key.resolve()), str(files.ca.resolve())
+        )
+    text = render(settings.listen, users, Subjects(settings.prefix), tls, settings.max_payload)
+    conf = out / "nats.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the passwords
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="kpng-nats-config",
+        description="Write nats-server's configuration for kpng's roles from a settings file.",
+    )
+    p.add_argument("settings", type=Path, help="the settings file (YAML)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write into")
+    args = p.parse_args(argv)
+    try:
+        raw = yaml.safe_load(args.settings.read_text())
+        settings = parse_settings(raw, str(args.settings))
+        conf = generate(settings, args.out)
+    except (OSError, yaml.YAMLError, SettingsError) as exc:
+        print(f"kpng-nats-config: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {conf}")
+    for user in settings.users:
+        print(
+            f"  {user.name} ({user.role}): --nats-user {user.name} --nats-password-file "
+            f"{args.out / 'users' / (user.name + '.password')}"
+        )
+    if settings.tls_generate:
+        print(f"  every program: --nats-tls-ca {args.out / 'tls' / 'ca.pem'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
