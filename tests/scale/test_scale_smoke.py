@@ -65,6 +65,7 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     assert (agents["total"], agents["converged"], agents["processes"]) == (20, 20, 2)
     assert agents["peak_rss_bytes"] > 0 and agents["gc_pauses_over_10ms_in_churn"] >= 0
     assert result["crashed_processes"] == []
+    assert result["bus_security"] == "roles+tls"  # as deployed: users, roles and TLS
     assert result["changes"] > 0
     assert result["latency"]["complete_batches"] == result["latency"]["batches"] > 0
     assert result["latency_first_changes"]["batches"] > 0

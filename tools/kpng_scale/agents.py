@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from kpng.bus import NodeViewClient
 from kpng.bus.codec import OpCache
+from kpng.bus.flags import add_bus_arguments
 from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus
 from kpng_scale import control
@@ -134,7 +135,7 @@ async def serve(args: argparse.Namespace) -> None:
     # counting frees them, so the simulated agents run without the cyclic collector.
     gc.disable()
     nodes = [node_name(i) for i in range(args.first, args.first + args.count)]
-    bus = await connect(args.nats, name=f"kpng-scale-agents-{args.first}")
+    bus = await connect(args.nats, name=f"kpng-scale-agents-{args.first}", auth=args.auth)
     agents = Agents(bus, nodes, args.snapshot_timeout)
     try:
         for command in ("status", "report", "storm"):
@@ -148,7 +149,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="kpng_scale.agents")
-    p.add_argument("--nats", required=True)
+    add_bus_arguments(p)
     p.add_argument("--first", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--snapshot-timeout", type=float, default=5.0)

@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-timeout", type=float, default=d.snapshot_timeout)
     p.add_argument("--sync-timeout", type=float, default=d.sync_timeout)
     p.add_argument("--workdir", type=Path, help="process logs (default: a temporary directory)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="NATS without users, roles and TLS (to measure what security costs)",
+    )
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="(default %(default)s)")
     return p
 

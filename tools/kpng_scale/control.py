@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kpng.bus.flags import bus_auth
 from kpng.bus.protocol import Bus, Subscription
 from kpng.runtime.process import run, setup_logging
 
@@ -127,4 +128,6 @@ def run_process(
     p.add_argument("--log-level", default="warning")
     args = p.parse_args()
     setup_logging(args.log_level)
+    if hasattr(args, "nats_insecure"):  # the bus flags (kpng.bus.flags): checked once here
+        args.auth = bus_auth(args, p)
     return profiled(lambda: run(lambda: serve(args)))

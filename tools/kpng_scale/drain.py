@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import msgpack
 
+from kpng.bus.auth import BusAuth
 from kpng.bus.codec import COMPACT_ENDPOINTS, COMPRESSED_OPS, SnapshotRequest, encode
 from kpng.bus.subjects import Subjects
 
@@ -82,17 +84,35 @@ class _Reader:
         self.buf += data
 
 
-def drain(url: str, nodes: list[str], prefix: str = "kpng", timeout: float = 600.0) -> Drained:
+def drain(
+    url: str,
+    nodes: list[str],
+    prefix: str = "kpng",
+    timeout: float = 600.0,
+    auth: BusAuth | None = None,
+) -> Drained:
     """Request every node's full snapshot at once, as the agents ask for it (compact and
-    compressed); time until all replies are in."""
+    compressed); time until all replies are in. With ``auth``'s user and CA: TLS and a
+    password, as the agents connect."""
     parsed = urlparse(url)
     subjects = Subjects(prefix)
     out = Drained(chunks_left={})
-    with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222)) as sock:
-        sock.settimeout(timeout)
+    host = parsed.hostname or "127.0.0.1"
+    with socket.create_connection((host, parsed.port or 4222)) as plain:
+        plain.settimeout(timeout)
+        sock = plain
         reader = _Reader(sock)
-        reader.line()  # INFO
-        options = {"verbose": False, "pedantic": False, "name": "kpng-scale-drain"}
+        reader.line()  # INFO, in clear; then the TLS upgrade, as NATS clients do it
+        options: dict[str, object] = {"verbose": False, "pedantic": False}
+        options["name"] = "kpng-scale-drain"
+        if auth is not None and auth.tls_ca:
+            sock = ssl.create_default_context(cafile=auth.tls_ca).wrap_socket(
+                plain, server_hostname=host
+            )
+            reader = _Reader(sock)
+        if auth is not None and auth.user:
+            with open(auth.password_file) as f:
+                options.update(user=auth.user, **{"pass": f.read().strip()})
         sock.sendall(f"CONNECT {json.dumps(options)}\r\nSUB {INBOX}.* 1\r\nPING\r\n".encode())
         while reader.line() != b"PONG":
             pass

@@ -21,6 +21,7 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from kpng_scale import control
+from kpng_scale.access import Access, secure_access
 from kpng_scale.drain import drain
 from kpng_scale.metrics import Phase, summarize
 from kpng_scale.settings import Settings
@@ -34,25 +35,30 @@ def _argv(module: str, *args: object) -> list[str]:
     return [sys.executable, "-m", module, *(str(a) for a in args)]
 
 
-def start_processes(group: ProcessGroup, s: Settings, port: int) -> str:
-    url = f"nats://127.0.0.1:{port}"
+def start_processes(group: ProcessGroup, s: Settings, port: int) -> Access:
     group.workdir.mkdir(parents=True, exist_ok=True)
-    config = group.workdir / "nats.conf"
-    config.write_text(NATS_CONFIG)
+    if s.secure:
+        access = secure_access(group.workdir / "bus", port, NATS_CONFIG)
+        config = access.config
+    else:
+        access = Access(f"nats://127.0.0.1:{port}")
+        config = group.workdir / "nats.conf"
+        config.write_text(NATS_CONFIG)
     group.start("nats-server", nats_server_argv(port, config))
     wait_for_port("127.0.0.1", port)
     group.start(
         "watcher",
         _argv(
             "kpng_scale.watcher",
-            *("--nats", url, "--nodes", s.nodes, "--services", s.services),
+            *access.flags("watcher"),
+            *("--nodes", s.nodes, "--services", s.services),
             *("--endpoints", s.endpoints, "--coalesce-ms", s.coalesce_ms),
         ),
     )
-    return url
+    return access
 
 
-def start_agents(group: ProcessGroup, s: Settings, url: str) -> int:
+def start_agents(group: ProcessGroup, s: Settings, access: Access) -> int:
     procs = max(1, min(s.processes, s.nodes))
     per = -(-s.nodes // procs)
     started = 0
@@ -62,7 +68,8 @@ def start_agents(group: ProcessGroup, s: Settings, url: str) -> int:
             f"agents-{first}",
             _argv(
                 "kpng_scale.agents",
-                *("--nats", url, "--first", first, "--count", count),
+                *access.flags("agent"),
+                *("--first", first, "--count", count),
                 *("--snapshot-timeout", s.snapshot_timeout),
             ),
         )
@@ -116,7 +123,7 @@ def converged(watcher: control.Json, statuses: list[control.Json], s: Settings) 
     return count
 
 
-async def phases(bus: Bus, url: str, procs: int, s: Settings, started: float) -> control.Json:
+async def phases(bus: Bus, access: Access, procs: int, s: Settings, started: float) -> control.Json:
     async def stats() -> list[control.Json]:
         return await control.request(bus, f"{control.WATCHER}.stats", timeout=60)
 
@@ -160,7 +167,9 @@ async def phases(bus: Bus, url: str, procs: int, s: Settings, started: float) ->
     [watcher] = await control.request(bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=60)
     result = summarize(s, out, probe, raw, converged(watcher, statuses, s))
     nodes = [node_name(i) for i in range(s.nodes)]
-    drained = await asyncio.to_thread(drain, url, nodes, timeout=s.sync_timeout)
+    drained = await asyncio.to_thread(
+        drain, access.url, nodes, timeout=s.sync_timeout, auth=access.auth("bench")
+    )
     result["storm_cold_delivery"] = {
         "seconds": drained.seconds,
         "bytes": drained.bytes,
@@ -174,16 +183,18 @@ async def measure(s: Settings) -> control.Json:
     workdir = s.workdir or Path(tempfile.mkdtemp(prefix="kpng-scale-"))
     with ProcessGroup(workdir) as group:
         port = free_port()
-        url = start_processes(group, s, port)
-        bus = await connect(url, name="kpng-scale", retry_forever=False)
+        access = start_processes(group, s, port)
+        auth = access.auth("bench")
+        bus = await connect(access.url, name="kpng-scale", retry_forever=False, auth=auth)
         try:
             await wait_watcher(bus, s.sync_timeout)
             started = time.time()
-            procs = start_agents(group, s, url)
-            result = await phases(bus, url, procs, s, started)
+            procs = start_agents(group, s, access)
+            result = await phases(bus, access, procs, s, started)
         finally:
             await bus.close()
         failed = [c.name for c in group.children.values() if not c.running]
         result["crashed_processes"] = failed
+        result["bus_security"] = "roles+tls" if s.secure else "insecure"
         result["workdir"] = str(workdir)
     return result

@@ -20,3 +20,4 @@ class Settings:
     sync_timeout: float = 300.0
     probe_changes: int = 20
     workdir: Path | None = None
+    secure: bool = True  # NATS with kpng's roles, passwords and TLS, as deployed

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 
 from kpng.bus.codec import Delta, decode
+from kpng.bus.flags import add_bus_arguments
 from kpng.bus.nats import NatsBus, connect
 from kpng.bus.protocol import Bus
 from kpng.fanout.fanout import Outgoing
@@ -165,7 +166,7 @@ def _ops(out: Outgoing) -> list[object]:
 async def serve(args: argparse.Namespace) -> None:
     spec = Spec(args.nodes, args.services, args.endpoints, args.seed)
     source = FeedSource(Cluster(spec))
-    bus = await connect(args.nats, name="kpng-scale-watcher")
+    bus = await connect(args.nats, name="kpng-scale-watcher", auth=args.auth)
     try:
         settings = PublisherSettings(coalesce=args.coalesce_ms / 1000)
         publisher = MeasuredPublisher(bus, source, settings)
@@ -181,7 +182,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="kpng_scale.watcher")
-    p.add_argument("--nats", required=True)
+    add_bus_arguments(p)
     p.add_argument("--nodes", type=int, required=True)
     p.add_argument("--services", type=int, required=True)
     p.add_argument("--endpoints", type=int, required=True)

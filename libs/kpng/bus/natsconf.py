@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kpng.bus.permissions import Permissions, role_permissions
+from kpng.bus.permissions import NONE, Permissions, role_permissions
 from kpng.bus.subjects import Subjects
 
 
@@ -21,6 +21,7 @@ class User:
     role: str
     password: str
     node_views: bool = False  # consumers only: may follow node views too
+    also: Permissions = NONE  # subjects beyond the role's (e.g. a tool's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ def render(
     subjects: Subjects,
     tls: ServerTls | None = None,
     max_payload: int | None = None,
+    extra: str = "",
 ) -> str:
     """The whole nats-server configuration file."""
     lines = [
@@ -57,6 +59,7 @@ def render(
     ]
     if max_payload:
         lines.append(f"max_payload: {max_payload}")
+    lines += [line for line in extra.splitlines() if line.strip()]
     if tls is not None:
         lines += ["tls {", f"  cert_file: {_q(tls.cert)}", f"  key_file: {_q(tls.key)}"]
         if tls.ca:
@@ -66,7 +69,8 @@ def render(
         lines += ["  timeout: 5", "}"]
     lines += ["authorization {", "  users = ["]
     for user in users:
-        perms = role_permissions(user.role, subjects, user.node_views)
+        role = role_permissions(user.role, subjects, user.node_views)
+        perms = Permissions(role.publish + user.also.publish, role.subscribe + user.also.subscribe)
         lines.append(
             f"    {{user: {_q(user.name)}, password: {_q(user.password)}, "
             f"permissions: {_permissions(perms)}}}"

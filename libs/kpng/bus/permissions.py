@@ -29,6 +29,9 @@ class Permissions:
     subscribe: tuple[str, ...]
 
 
+NONE = Permissions((), ())
+
+
 def role_permissions(role: str, subjects: Subjects, node_views: bool = False) -> Permissions:
     """The subjects ``role`` may publish and subscribe to under ``subjects``' prefix;
     ``node_views``: a consumer may also follow node views."""

@@ -10,6 +10,7 @@
       agent: {role: agent}
       observer: {role: observer}
       dashboards: {role: consumer, node_views: true}
+      exporter: {role: consumer, also: {subscribe: [metrics.>]}}  # beyond the role
 
 writes ``nats.conf``, one password file per user (``users/NAME.password``, mode 0600, kept
 across runs) and, with ``generate``, the certificates under ``tls/``. Each kpng program
@@ -31,7 +32,7 @@ from typing import Any
 import yaml
 
 from kpng.bus.natsconf import ServerTls, User, render
-from kpng.bus.permissions import ROLES
+from kpng.bus.permissions import NONE, ROLES, Permissions
 from kpng.bus.subjects import Subjects
 from kpng_auth.pki import make_tls
 
@@ -47,6 +48,7 @@ class UserSpec:
     name: str
     role: str
     node_views: bool = False
+    also: Permissions = NONE  # subjects beyond the role's
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Settings:
     tls_generate: tuple[str, ...] = ()
     tls_files: ServerTls | None = None
     max_payload: int | None = None
+    extra: str = ""  # raw nats-server settings appended (e.g. write_deadline)
 
 
 def parse_settings(raw: Any, where: str = "settings") -> Settings:
@@ -85,7 +88,7 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
         node_views = spec.get("node_views", False)
         if not isinstance(node_views, bool):
             raise SettingsError(f"{field}.node_views: expected true or false")
-        users.append(UserSpec(name, spec["role"], node_views))
+        users.append(UserSpec(name, spec["role"], node_views, _also(spec.get("also"), field)))
     tls_raw = raw.get("tls")
     generate: tuple[str, ...] = ()
     files = None
@@ -107,6 +110,23 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
     return Settings(prefix, listen, tuple(users), generate, files, max_payload)
 
 
+def _also(raw: Any, field: str) -> Permissions:
+    """A user's subjects beyond its role: {publish: [...], subscribe: [...]}."""
+    if raw is None:
+        return NONE
+    if not isinstance(raw, dict) or set(raw) - {"publish", "subscribe"}:
+        raise SettingsError(f"{field}.also: expected {{publish: [...], subscribe: [...]}}")
+    lists = []
+    for key in ("publish", "subscribe"):
+        subjects = raw.get(key, [])
+        if not isinstance(subjects, list) or not all(
+            isinstance(s, str) and s and " " not in s for s in subjects
+        ):
+            raise SettingsError(f"{field}.also.{key}: expected a list of subjects")
+        lists.append(tuple(subjects))
+    return Permissions(lists[0], lists[1])
+
+
 def _password(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
@@ -122,7 +142,7 @@ def generate(settings: Settings, out: Path) -> Path:
     """Write nats.conf, the password files and (if asked) the certificates under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     users = [
-        User(u.name, u.role, _password(out / "users" / f"{u.name}.password"), u.node_views)
+        User(u.name, u.role, _password(out / "users" / f"{u.name}.password"), u.node_views, u.also)
         for u in settings.users
     ]
     tls = settings.tls_files
@@ -131,7 +151,8 @@ def generate(settings: Settings, out: Path) -> Path:
         tls = ServerTls(
             str(files.cert.resolve()), str(files.key.resolve()), str(files.ca.resolve())
         )
-    text = render(settings.listen, users, Subjects(settings.prefix), tls, settings.max_payload)
+    subjects = Subjects(settings.prefix)
+    text = render(settings.listen, users, subjects, tls, settings.max_payload, settings.extra)
     conf = out / "nats.conf"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the passwords
     with os.fdopen(fd, "w") as f:
