@@ -125,7 +125,15 @@ def test_an_installed_plugin_backend_programs_the_nodes_view(
         "agent-n1-counts",
         [
             *("env", "-u", "PYTHONPATH", str(python), "-m", "kpng_agent.main"),
-            *("--node", "n1", "--nats", deployment.url, "--status-interval", "0.5"),
+            *(
+                "--node",
+                "n1",
+                "--nats",
+                deployment.url,
+                "--nats-insecure",
+                "--status-interval",
+                "0.5",
+            ),
             *("--backend", "counts", "--counts-file", str(counts)),
         ],
     )

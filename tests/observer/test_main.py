@@ -21,7 +21,7 @@ def test_open_api_only_on_loopback_unless_insecure() -> None:
 
 
 def test_main_refuses_an_open_api_on_all_addresses() -> None:
-    assert main(["--listen", "0.0.0.0:0"]) == 2
+    assert main(["--listen", "0.0.0.0:0", "--nats-insecure"]) == 2
 
 
 def test_token_file_wins_and_must_not_be_empty(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ class Outgoing:
 
 
 @dataclass(slots=True)
-class Batch:
+class PendingOps:
     """Operations being gathered for one publish.
 
     Most nodes get the operations of their zone (``by_zone``, one shared list per zone and
@@ -79,7 +79,7 @@ class DeltaBuilder:
         self, cluster: ClusterState, changes: Changes, now: float
     ) -> tuple[list[Outgoing], list[bytes]]:
         """Every served node's deltas, and the global view's operations (encoded)."""
-        batch = Batch()
+        batch = PendingOps()
         for name in sorted(changes.nodes):
             self._node_changed(batch, name, cluster.nodes.get(name))
         zones = self.registry.by_zone()
@@ -91,7 +91,7 @@ class DeltaBuilder:
         return out, batch.global_ops
 
     def _zone_messages(
-        self, batch: Batch, members: list[str], now: float, trigger: float | None
+        self, batch: PendingOps, members: list[str], now: float, trigger: float | None
     ) -> Iterator[Outgoing]:
         """The deltas of a zone's nodes: one shared list of operations, packed once into
         runs; a node with operations of its own gets them, and the shared ones it is not
@@ -126,7 +126,7 @@ class DeltaBuilder:
             history = self.history[node] = History()
         return history
 
-    def _encode(self, batch: Batch, ops: list[Op[Any]]) -> list[bytes]:
+    def _encode(self, batch: PendingOps, ops: list[Op[Any]]) -> list[bytes]:
         key = tuple(ops)
         encoded = batch.encoded.get(key)
         if encoded is None:
@@ -136,7 +136,7 @@ class DeltaBuilder:
         return encoded
 
     def _service_changed(
-        self, batch: Batch, key: str, new: ServiceState, zones: dict[str, list[str]]
+        self, batch: PendingOps, key: str, new: ServiceState, zones: dict[str, list[str]]
     ) -> None:
         old = self.published.get(key, EMPTY)
         if new.service is None:
@@ -172,7 +172,7 @@ class DeltaBuilder:
             if by_variant[variant]:
                 batch.by_zone.setdefault(zone, []).append((key, by_variant[variant]))
 
-    def _node_changed(self, batch: Batch, name: str, new: Node | None) -> None:
+    def _node_changed(self, batch: PendingOps, name: str, new: Node | None) -> None:
         old = self.registry.set_node(name, new)
         before, after = ({name: old} if old else {}), ({name: new} if new else {})
         global_ops: list[Op[Endpoint]] = diff_nodes(before, after)
