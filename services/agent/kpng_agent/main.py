@@ -9,11 +9,13 @@ import sys
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
+from kpng.runtime.clock import SYSTEM
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
-from kpng_agent.agent import Agent
+from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.dump import DumpBackend
 from kpng_agent.nftflags import add_nftables_arguments, cleanup, nftables_backend
 from kpng_agent.servers import add_health_arguments, hooks_for, serving
+from kpng_agent.wiring import build_agent, build_parts
 
 log = logging.getLogger("kpng_agent")
 BACKENDS = ("dump", "nftables")
@@ -60,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         bus = await connect(args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix)
-        agent = Agent(bus, args.node, backend, args.status_interval, sync_period=args.sync_period)
-        hooks, close_hooks = hooks_for(args, agent)
-        agent.hooks.extend(hooks)
+        settings = AgentSettings(args.status_interval, args.sync_period)
+        parts = build_parts(bus, args.node, backend, settings, SYSTEM)
+        hooks, close_hooks = hooks_for(args, parts)
+        agent = build_agent(bus, backend, parts, hooks)
         try:
-            async with serving(args, agent):
+            async with serving(args, parts):
                 await agent.run()
         finally:
             await close_hooks()
