@@ -250,7 +250,9 @@ class ViewClient(Generic[E]):
             epoch, seq = since if since is not None else ("", -1)
             request = SnapshotRequest(epoch, seq, accept)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
-            return await asyncio.wait_for(self._gather(replies), self.snapshot_timeout)
+            # not wait_for: on 3.11 it loses a cancellation that comes as the reply completes
+            async with asyncio.timeout(self.snapshot_timeout):
+                return await self._gather(replies)
         except TimeoutError:
             raise SnapshotUnavailable("no complete reply in time") from None
         except BusError as exc:
