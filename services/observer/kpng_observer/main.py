@@ -17,6 +17,7 @@ from kpng.bus.protocol import Bus, BusError
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.observe.explain import Network, parse_cidrs
+from kpng.runtime.clock import SYSTEM
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
@@ -93,7 +94,7 @@ async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpo
 async def serve(args: argparse.Namespace, token: str | None) -> None:
     bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix)
     state = ObserverState(silent_after=args.silent_after, lag_after=args.lag_after)
-    feed = Feed(bus, state)
+    feed = Feed(bus, state, clock=SYSTEM)
     await feed.start()
     settings = Settings(token, args.cluster_cidr, args.latency_window)
     app = create_app(
@@ -102,6 +103,7 @@ async def serve(args: argparse.Namespace, token: str | None) -> None:
         lambda: bus.connected,
         feed.metrics.registry,
         settings,
+        clock=SYSTEM.time,
     )
     host, port = args.listen
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
