@@ -84,7 +84,7 @@ def hooks_for(
     """The sync hooks the flags ask for, and how to close them."""
     hooks: list[SyncHook] = []
     hc_host = _setting(args, "health_check_bind_host", "hc")
-    servers = HealthCheckServers(args.node, parts.health, hc_host, parts.clock.time)
+    servers = HealthCheckServers(args.node, parts.health, hc_host, parts.clock)
     if hc_host:
         hooks.append(servers)
     cleanup = args.conntrack_cleanup
@@ -100,7 +100,7 @@ async def serving(args: argparse.Namespace, parts: Parts) -> AsyncIterator[list[
     """The healthz and metrics servers, while the agent runs."""
     servers: list[HttpServer] = []
     wanted = (
-        ("healthz", "healthz_bind_address", 10256, proxy_handler(parts.health, parts.clock.time)),
+        ("healthz", "healthz_bind_address", 10256, proxy_handler(parts.health, parts.clock)),
         ("metrics", "metrics_bind_address", 10249, metrics_handler(parts.registry, args.backend)),
     )
     try:
