@@ -4,6 +4,7 @@ with backoff, hooks never fail a sync, the status goes out after each attempt an
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -53,7 +54,8 @@ class Hook:
 
 @pytest.fixture
 async def buses() -> AsyncIterator[tuple[FakeBus, list[Status]]]:
-    """The agent's bus, and the statuses another connection receives."""
+    """The agent's bus, and the statuses another connection receives; afterwards, undoes
+    the gc.freeze of the agent's full syncs."""
     server = FakeServer()
     bus, watching = server.connect(), server.connect()
     statuses: list[Status] = []
@@ -67,6 +69,7 @@ async def buses() -> AsyncIterator[tuple[FakeBus, list[Status]]]:
     yield bus, statuses
     await bus.close()
     await watching.close()
+    gc.unfreeze()
 
 
 async def running(loop: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
