@@ -1,10 +1,15 @@
-"""Node views and events for agent tests."""
+"""Node views and events for agent tests, and agents built as the service builds them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from kpng.bus.consumer import Applied
+from kpng.bus.protocol import Bus
+from kpng.dataplane.backend import Backend
 from kpng.diff import Op, View, diff
 from kpng.model import (
     EndpointPort,
@@ -16,6 +21,9 @@ from kpng.model import (
     TransportProtocol,
     ViewEndpoint,
 )
+from kpng.runtime.clock import SYSTEM, Clock
+from kpng_agent.agent import DEFAULT_SETTINGS, Agent, AgentSettings, SyncHook
+from kpng_agent.wiring import build_agent, build_parts
 
 NODE = "node-a"
 
@@ -76,3 +84,17 @@ def event(
         return Applied("snapshot", "e1", seq, new, ())
     ops: tuple[Op[ViewEndpoint], ...] = tuple(diff(old, new))
     return Applied("delta", "e1", seq, new, ops)
+
+
+def make_agent(
+    bus: Bus,
+    backend: Backend,
+    *,
+    hooks: Sequence[SyncHook] = (),
+    clock: Clock = SYSTEM,
+    settings: AgentSettings = DEFAULT_SETTINGS,
+    registry: CollectorRegistry | None = None,
+) -> Agent:
+    """An agent for ``NODE``, wired by :mod:`kpng_agent.wiring` as ``kpng-agent`` wires it."""
+    parts = build_parts(bus, NODE, backend, settings, clock, registry)
+    return build_agent(bus, backend, parts, hooks)

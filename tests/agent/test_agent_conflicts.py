@@ -11,9 +11,8 @@ from kpng.bus.fake import FakeServer
 from kpng.dataplane.nft.fake import FakeNftables
 from kpng.model import Service, ServicePort, ServiceType, TransportProtocol
 from kpng.runtime.metrics import render
-from kpng_agent.agent import Agent
 from kpng_agent.backends.nftables import NftablesBackend, Settings
-from tests.agent.helpers import NODE, ep, view
+from tests.agent.helpers import NODE, ep, make_agent, view
 
 EXT = "203.0.113.10"
 
@@ -33,7 +32,7 @@ async def test_a_conflict_is_counted_in_metrics_and_status_and_clears() -> None:
     bus = FakeServer().connect()
     backend = NftablesBackend(Settings(NODE, families=(4,), netlink=False), FakeNftables(), list)
     registry = CollectorRegistry()
-    agent = Agent(bus, NODE, backend, registry=registry)
+    agent = make_agent(bus, backend, registry=registry)
     a, b = web("a", "10.96.0.1"), web("b", "10.96.0.2")
     try:
         both = view((a, [ep("10.244.1.5")]), (b, [ep("10.244.1.6")]))

@@ -10,9 +10,8 @@ import pytest
 
 from kpng.bus.consumer import Applied
 from kpng.bus.fake import FakeServer
-from kpng_agent.agent import Agent
 from kpng_agent.backends.dump import DumpBackend
-from tests.agent.helpers import NODE, ep, udp, view
+from tests.agent.helpers import NODE, ep, make_agent, udp, view
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ async def test_a_full_sync_freezes_what_exists_and_a_delta_does_not(
 ) -> None:
     server = FakeServer()
     bus = server.connect()
-    agent = Agent(bus, NODE, DumpBackend(NODE, tmp_path / "view.json"))
+    agent = make_agent(bus, DumpBackend(NODE, tmp_path / "view.json"))
     current = view((udp(), [ep("10.244.1.5")]))
     assert await agent._program(Applied("snapshot", "e1", 1, current, ()), full=True)
     assert len(freezes) == 1 and freezes[0] > 0  # the view among what the collector skips

@@ -17,6 +17,7 @@ from kpng.dataplane.health import (
     service_health,
 )
 from kpng.model import TrafficPolicy
+from kpng.runtime.clock import FakeClock
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 from kpng_agent.main import parser as agent_parser
@@ -109,7 +110,7 @@ async def test_proxy_and_metrics_servers_answer_over_http() -> None:
     h = ProxyHealth(timeout=60)
     registry = CollectorRegistry()
     servers = [
-        HttpServer("127.0.0.1", 0, proxy_handler(h, lambda: 100.0)),
+        HttpServer("127.0.0.1", 0, proxy_handler(h, FakeClock(epoch=100.0))),
         HttpServer("127.0.0.1", 0, metrics_handler(registry, "nftables")),
     ]
     for s in servers:
@@ -131,7 +132,7 @@ async def test_proxy_and_metrics_servers_answer_over_http() -> None:
 async def test_health_check_servers_open_and_close_with_services() -> None:
     h = ProxyHealth(timeout=60)
     port = free_port()
-    servers = HealthCheckServers(NODE, h, "127.0.0.1", clock=lambda: 0.0)
+    servers = HealthCheckServers(NODE, h, "127.0.0.1", clock=FakeClock(epoch=0.0))
     first = view((lb(hc=port), [ep("10.244.0.2")]))
     try:
         await servers.synced(event(first), True)

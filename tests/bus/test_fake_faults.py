@@ -24,6 +24,7 @@ async def test_lose_next_loses_only_that_subject_and_count() -> None:
     await until(lambda: len(got) == 2)
     assert got == [b"a.y", b"a.x"]
     assert server.lost == 2
+    await bus.close()
 
 
 async def test_delay_keeps_order() -> None:
@@ -39,6 +40,7 @@ async def test_delay_keeps_order() -> None:
     assert got == []
     await until(lambda: len(got) == 2)
     assert got == [b"1", b"2"]
+    await bus.close()
 
 
 async def test_disconnect_loses_incoming_and_buffers_outgoing() -> None:
@@ -62,6 +64,8 @@ async def test_disconnect_loses_incoming_and_buffers_outgoing() -> None:
     await b.publish("to.a", b"after")
     await until(lambda: got_a == [b"after"])
     assert events == ["down", "up"]
+    await a.close()
+    await b.close()
 
 
 async def test_close_ends_every_delivery_task() -> None:

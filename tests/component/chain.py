@@ -27,6 +27,7 @@ from kpng.source import Delete, Replace, SourceEvent, SourceStats, Synced, Upser
 from kpng.source import Source as SourceProtocol
 from kpng_agent.agent import Agent
 from kpng_agent.backends.nftables import NftablesBackend, Settings
+from kpng_agent.wiring import build_agent, build_parts
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
 POD_CIDR = "10.244.0.0/16"
@@ -125,14 +126,15 @@ def build(server: FakeServer, source: SourceProtocol | None, nodes: Sequence[Nod
     clock = LoopClock()
     publisher = None
     if source is not None:
-        publisher = Publisher(server.connect(name="watcher"), source, WATCHER, clock=clock.time)
+        publisher = Publisher(server.connect(name="watcher"), source, WATCHER, clock=clock)
     agents = []
     for node in nodes:
         bus = server.connect(name=node.name)
         nft = FakeNftables()
         settings = Settings(node.name, cluster_cidrs=(POD_CIDR,), netlink=False)
         backend = NftablesBackend(settings, nft, _addresses(node.ip))
-        agent = Agent(bus, node.name, backend, clock=clock.time)
+        parts = build_parts(bus, node.name, backend, clock=clock)
+        agent = build_agent(bus, backend, parts)
         agents.append(NodeAgent(node, bus, nft, backend, agent))
     return Built(publisher, agents)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from kpng.bus.codec import Status, encode
 from kpng.bus.subjects import Subjects
 from kpng.fanout.cluster import ClusterState
 from kpng.fanout.fanout import Fanout
 from kpng.model import Endpoint, EndpointPort, EndpointSlice, Node, TransportProtocol
+from kpng.runtime.clock import FakeClock
 from kpng_observer.feed import Feed
 from kpng_observer.state import ObserverState
 from tests.core.test_fanout import make_service
+from tests.integration.harness import until
 
 PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 
@@ -46,3 +50,19 @@ def test_a_malformed_node_delta_is_counted_and_changes_nothing() -> None:
     feed._on_delta(b"\x81\xa1v\x01", feed.bus.subjects.node_delta("n1"), "")
     feed._on_delta(b"\xc1", feed.bus.subjects.node_delta("n1"), "")
     assert feed.state.malformed == 2 and feed.state.nodes == {}
+
+
+async def test_the_sweep_waits_on_the_clock_and_statuses_are_stamped_by_it() -> None:
+    clock = FakeClock(epoch=2000.0)
+    bus: Any = SimpleNamespace(subjects=Subjects("kpng"))
+    feed = Feed(bus, ObserverState(silent_after=1.0), clock=clock)
+    status = Status("n1", "e1", 3, "dump", True, time=2000.0)
+    feed._on_status(encode(status), bus.subjects.node_status("n1"), "")
+    assert feed.state.nodes["n1"].status_received_at == 2000.0
+    sweeping = asyncio.create_task(feed.sweep(interval=0.5))
+    try:
+        await until(lambda: feed.state.node_states.get("n1") == "silent")
+    finally:
+        sweeping.cancel()
+        await asyncio.gather(sweeping, return_exceptions=True)
+    assert set(clock.sleeps) == {0.5} and len(clock.sleeps) >= 2

@@ -39,7 +39,8 @@ async def test_no_tick_overtakes_the_delta_whose_seq_it_carries() -> None:
     bus = server.connect()
     bus.bandwidth = 50_000  # bytes/s: a delta takes ~3 ms to go out, a tick under 1 ms
     sent: list[tuple[str, object]] = []
-    await server.connect().subscribe(
+    watching = server.connect()
+    await watching.subscribe(
         "kpng.>",
         lambda data, subject, reply: sent.append(
             (subject, decode(data, "global" if ".global." in subject else "node"))
@@ -57,9 +58,11 @@ async def test_no_tick_overtakes_the_delta_whose_seq_it_carries() -> None:
             await publisher.flush()
     finally:
         ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
     await bus.flush()
     await asyncio.sleep(0.01)
     await bus.close()
+    await watching.close()
     seen: dict[str, int] = {}
     ticks = 0
     for subject, message in sent:

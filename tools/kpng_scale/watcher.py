@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 
 from kpng.bus.codec import Delta, decode
@@ -50,12 +50,12 @@ class MeasuredPublisher(Publisher):
     """The real Publisher, timing its flushes and snapshot replies."""
 
     def __init__(self, bus: Bus, source: FeedSource, settings: PublisherSettings) -> None:
-        super().__init__(bus, source, settings)
+        super().__init__(bus, source, settings, on_batch=self._batch_sent)
         self.flush_seconds = 0.0
         self.flush_messages = 0
         self.snapshot_seconds = 0.0
         self.snapshot_requests = 0
-        self.sent: list[list[Outgoing]] = []
+        self.sent: list[Sequence[Outgoing]] = []
         self.flushed = asyncio.Event()
 
     async def flush(self) -> None:
@@ -66,11 +66,10 @@ class MeasuredPublisher(Publisher):
             self.flush_seconds += time.perf_counter() - started
             self.flushed.set()
 
-    async def _send_batch(self, out: list[Outgoing]) -> None:
+    def _batch_sent(self, out: Sequence[Outgoing]) -> None:
         # only a batch's deltas: ticks sent meanwhile are not part of it
         self.flush_messages += len(out)
         self.sent = [*self.sent[-KEEP_BATCHES + 1 :], out]
-        await super()._send_batch(out)
 
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
         started = time.perf_counter()
@@ -152,7 +151,7 @@ class Controller:
         return {"messages": len(messages), "seconds": elapsed}
 
 
-def _distinct_ops(batch: list[Outgoing]) -> int:
+def _distinct_ops(batch: Sequence[Outgoing]) -> int:
     """Operations in a batch's global message plus in one node's message."""
     counts = {o.node is None: len(_ops(o)) for o in batch}
     return sum(counts.values())

@@ -37,6 +37,7 @@ from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.bus.protocol import Bus, BusError, Subscription
 from kpng.diff import E, View
 from kpng.model import Endpoint, ViewEndpoint
+from kpng.runtime.clock import SYSTEM, Clock
 from kpng.runtime.gcpause import no_gc
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class ViewClient(Generic[E]):
         op_cache: OpCache | None = None,
         catch_up: bool = True,
         compressed: bool = True,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -84,6 +86,7 @@ class ViewClient(Generic[E]):
         self.op_cache = op_cache  # shared by the clients of a process that runs many
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
         self.compressed = compressed  # ask for zstd-compressed snapshot chunks
+        self.clock = clock  # the backoff between failed resyncs waits on it
         self.stats = ClientStats()
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
@@ -105,7 +108,7 @@ class ViewClient(Generic[E]):
                     for event in await self._resync():
                         yield event
                     if not self.consumer.synced:  # a snapshot that did not apply: back off
-                        await asyncio.sleep(self.max_backoff * random.uniform(0.5, 1.0))
+                        await self.clock.sleep(self.max_backoff * random.uniform(0.5, 1.0))
                     continue
                 item = await self._queue.get()
                 for event in self._handle(item):
@@ -210,7 +213,7 @@ class ViewClient(Generic[E]):
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await self.clock.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.max_backoff)
         while not self._queue.empty():  # deltas that came while we waited: buffered
             item = self._queue.get_nowait()
@@ -247,7 +250,9 @@ class ViewClient(Generic[E]):
             epoch, seq = since if since is not None else ("", -1)
             request = SnapshotRequest(epoch, seq, accept)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
-            return await asyncio.wait_for(self._gather(replies), self.snapshot_timeout)
+            # not wait_for: on 3.11 it loses a cancellation that comes as the reply completes
+            async with asyncio.timeout(self.snapshot_timeout):
+                return await self._gather(replies)
         except TimeoutError:
             raise SnapshotUnavailable("no complete reply in time") from None
         except BusError as exc:

@@ -3,7 +3,7 @@
 Every loop takes a :class:`Clock` instead of calling ``time.time`` or ``asyncio.sleep``, so
 that a test can run a whole deployment on virtual time. :data:`SYSTEM` is the real one;
 :class:`LoopClock` reads the running event loop's clock, which a virtual-time loop
-advances (the component tier's).
+advances (the component tier's); :class:`FakeClock` moves only when slept on.
 """
 
 from __future__ import annotations
@@ -53,3 +53,27 @@ class LoopClock:
 
 
 SYSTEM: Clock = SystemClock()
+
+
+class FakeClock:
+    """Time that moves only when slept on: each ``sleep`` is recorded, advances the clock by
+    its seconds and yields to the loop once. For pure tests of loops' waits and timestamps."""
+
+    def __init__(self, epoch: float = 1_700_000_000.0) -> None:
+        self.epoch = epoch
+        self.now = 0.0  # monotonic seconds
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.epoch + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)

@@ -2,6 +2,9 @@
 
 A failed apply is retried with backoff as a full sync of the latest view, and shows in the
 status until it succeeds. While the watcher is away the backend keeps what it programmed.
+The bookkeeping is :class:`~kpng_agent.state.AgentState`'s; this module only does the I/O
+it decides (backend, metrics, hooks, status, waits). Its collaborators are built by
+:mod:`kpng_agent.wiring`.
 """
 
 from __future__ import annotations
@@ -9,24 +12,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Gauge
-
-from kpng import __version__
 from kpng.bus.client import NodeViewClient
 from kpng.bus.codec import Status, encode
 from kpng.bus.consumer import Applied
 from kpng.bus.protocol import Bus, BusError
 from kpng.dataplane.backend import Backend
-from kpng.dataplane.health import ProxyHealth, no_local_endpoints
-from kpng.diff import DeleteEndpoint, DeleteService, Op, SetEndpoint, SetService
+from kpng.dataplane.health import ProxyHealth
 from kpng.model import ViewEndpoint
-from kpng.runtime.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
+from kpng.runtime.clock import SYSTEM, Clock
+from kpng.runtime.metrics import ProxyMetrics
+from kpng_agent.state import AgentState, count_changes
 
 log = logging.getLogger(__name__)
 
@@ -38,73 +37,39 @@ class SyncHook(Protocol):
     async def synced(self, event: Applied[ViewEndpoint], full: bool) -> None: ...
 
 
-def count_changes(ops: Iterable[Op[ViewEndpoint]]) -> tuple[int, int]:
-    """(service changes, endpoint changes) of a batch."""
-    services = endpoints = 0
-    for op in ops:
-        if isinstance(op, SetService | DeleteService):
-            services += 1
-        elif isinstance(op, SetEndpoint | DeleteEndpoint):
-            endpoints += 1
-    return services, endpoints
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    status_interval: float = 5.0  # seconds between periodic status reports
+    sync_period: float = 30.0  # caps the retry backoff; 2 x this pending makes it unhealthy
 
 
-@dataclass(slots=True)
-class AgentState:
-    epoch: str = ""
-    seq: int = -1
-    last_sync: float | None = None
-    sync_duration: float | None = None
-    errors: list[str] = field(default_factory=list)
-    pending: Applied[ViewEndpoint] | None = None  # the latest event not yet programmed
-    programmed: int = 0
-    failures: int = 0
-    # (applied at, seconds from the delta's trigger to applied), reported in the status
-    latency: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=32))
+DEFAULT_SETTINGS = AgentSettings()
 
 
 class Agent:
     def __init__(
         self,
         bus: Bus,
-        node: str,
+        client: NodeViewClient,
         backend: Backend,
-        status_interval: float = 5.0,
-        clock: Callable[[], float] = time.time,
-        sync_period: float = 30.0,
+        *,
+        health: ProxyHealth,
+        metrics: ProxyMetrics,
         hooks: Sequence[SyncHook] = (),
-        registry: CollectorRegistry | None = None,
+        clock: Clock = SYSTEM,
+        settings: AgentSettings = DEFAULT_SETTINGS,
     ) -> None:
         self.bus = bus
-        self.node = node
+        self.client = client
+        self.node = client.node
         self.backend = backend
-        self.status_interval = status_interval
+        self.health = health
+        self.metrics = metrics
+        self.hooks = tuple(hooks)
         self.clock = clock
-        self.client = NodeViewClient(bus, node)
-        self.state = AgentState()
-        self._retry = asyncio.Event()
-        self.sync_period = sync_period
-        self.health = ProxyHealth(timeout=2 * sync_period)
-        self.hooks = list(hooks)
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = ProxyMetrics(self.registry)
-        self.registry.register(
-            LabelledGaugeCollector(
-                "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
-                "Services with a Local traffic policy and no endpoint on this node",
-                "traffic_policy",
-                lambda: no_local_endpoints(self.client.view, node),
-            )
-        )
-        conflicts = Gauge(
-            "kpng_agent_service_ip_conflicts",
-            "IP:ports (and node ports) that several services claim, as last programmed: one "
-            "service keeps each, the others lose only that IP:port",
-            registry=self.registry,
-        )
-        conflicts.set_function(lambda: len(self.backend.conflicts))
-        # kpng_agent_bus_*: the bus client's snapshots, deltas, resyncs, malformed messages
-        self.registry.register(StatsCollector("kpng_agent_bus", lambda: self.client.stats))
+        self.settings = settings
+        self.state = AgentState(sync_period=settings.sync_period)
+        self._retry = asyncio.Event()  # set while self.state.retrying
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -114,36 +79,27 @@ class Agent:
 
     async def _consume(self) -> None:
         async for event in self.client:
-            full = event.kind == "snapshot" or self.state.pending is not None
-            self.state.pending = event
-            now = self.clock()
+            full = self.state.received(event)
+            now = self.clock.time()
             self.health.queued(now)
             self.metrics.queued(now)
-            if not self._retry.is_set():
+            if not self.state.retrying:
                 await self._program(event, full)
 
     async def _program(self, event: Applied[ViewEndpoint], full: bool) -> bool:
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         try:
             await self.backend.program(event, full)
         except Exception as exc:  # a backend failure must never stop the agent
-            self.state.failures += 1
+            self.state.failed(f"{type(exc).__name__}: {exc}")
             self.metrics.sync_failures.inc()
-            self.state.errors = [f"{type(exc).__name__}: {exc}"]
             log.error("programming seq %d failed (%s); will retry", event.seq, exc)
             self._retry.set()
             await self.publish_status()
             return False
-        self.state.pending = None
-        self.state.epoch, self.state.seq = event.epoch, event.seq
-        self.state.last_sync = self.clock()
-        if event.trigger_time is not None:
-            self.state.latency.append(
-                (self.state.last_sync, self.state.last_sync - event.trigger_time)
-            )
-        self.state.sync_duration = time.perf_counter() - started
-        self.state.programmed += 1
-        self.state.errors = []
+        duration = self.clock.monotonic() - started
+        self.state.succeeded(event, self.clock.time(), duration)
+        self._retry.clear()
         self._record(event, full)
         if full:
             # the view and the dataplane's plan (10^6 objects at 10k services) live until the
@@ -156,7 +112,7 @@ class Agent:
         return True
 
     def _record(self, event: Applied[ViewEndpoint], full: bool) -> None:
-        now = self.state.last_sync or self.clock()
+        now = self.state.last_sync or self.clock.time()
         self.health.updated(now)
         self.health.saw_view(event.view, self.node)
         seconds = self.state.sync_duration or 0.0
@@ -172,44 +128,31 @@ class Agent:
                 log.error("after seq %d, %s failed: %s", event.seq, type(hook).__name__, exc)
 
     async def _retry_loop(self) -> None:
-        delay = 0.5
         while True:
             await self._retry.wait()
-            await asyncio.sleep(delay)
-            pending = self.state.pending
-            if pending is None or await self._program(pending, full=True):
+            await self.clock.sleep(self.state.retry_delay or 0.0)
+            pending = self.state.to_retry()
+            if pending is None:
                 self._retry.clear()
-                delay = 0.5
             else:
-                delay = min(delay * 2, max(self.sync_period, 0.5))
+                await self._program(pending, full=True)
 
     async def _status_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.status_interval)
+            await self.clock.sleep(self.settings.status_interval)
             await self.publish_status()
 
     def status(self) -> Status:
-        counts = self.client.view.counts()
-        return Status(
-            node=self.node,
-            epoch=self.state.epoch,
-            seq=self.state.seq,
-            backend=self.backend.name,
-            healthy=not self.state.errors
-            and self.client.consumer.synced
-            and self.health.healthy(self.clock()),
-            time=self.clock(),
-            version=__version__,
-            last_sync=self.state.last_sync,
-            sync_duration=self.state.sync_duration,
-            counts={
-                **counts,
-                "resyncs": self.client.stats.resyncs,
-                "malformed": self.client.stats.malformed,
-                "conflicts": len(self.backend.conflicts),
-            },
-            errors=tuple(self.state.errors),
-            latency=tuple(self.state.latency),
+        now = self.clock.time()
+        return self.state.status(
+            self.node,
+            self.backend.name,
+            counts=self.client.view.counts(),
+            client=self.client.stats,
+            conflicts=len(self.backend.conflicts),
+            synced=self.client.consumer.synced,
+            proxy_healthy=self.health.healthy(now),
+            now=now,
         )
 
     async def publish_status(self) -> None:

@@ -5,7 +5,6 @@ healthCheckNodePort, opened and closed as services come and go."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -21,6 +20,7 @@ from kpng.dataplane.health import (
 )
 from kpng.diff import service_keys
 from kpng.model import ViewEndpoint
+from kpng.runtime.clock import SYSTEM, Clock
 from kpng.runtime.metrics import render
 from kpng_agent.httpserve import NOT_FOUND, HttpServer
 
@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 NOT_HEALTHY = Response(503, b"{}")
 
 
-def proxy_handler(health: ProxyHealth, clock: Callable[[], float]) -> Callable[[str], Response]:
+def proxy_handler(health: ProxyHealth, clock: Clock) -> Callable[[str], Response]:
     def handle(path: str) -> Response:
         if path == "/healthz":
-            return healthz(health, clock())
+            return healthz(health, clock.time())
         if path == "/livez":
-            return healthz(health, clock(), check_node=False)
+            return healthz(health, clock.time(), check_node=False)
         return NOT_FOUND
 
     return handle
@@ -59,7 +59,7 @@ class HealthCheckServers:
         node: str,
         health: ProxyHealth,
         host: str = "0.0.0.0",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.node, self.health, self.host, self.clock = node, health, host, clock
         self.by_key: dict[str, tuple[int, HealthService]] = {}
@@ -73,7 +73,7 @@ class HealthCheckServers:
         hs = self.subject(port)
         if hs is None:
             return NOT_HEALTHY
-        return service_health(hs, self.health.healthy(self.clock()))
+        return service_health(hs, self.health.healthy(self.clock.time()))
 
     def _handler(self, port: int) -> Callable[[str], Response]:
         return lambda _path: self.respond(port)

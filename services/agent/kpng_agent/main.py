@@ -11,10 +11,12 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.plugin import BackendArgumentError
+from kpng.runtime.clock import SYSTEM
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
-from kpng_agent.agent import Agent
+from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
+from kpng_agent.wiring import build_agent, build_parts
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         bus = await connect(
             args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix, auth=auth
         )
-        agent = Agent(bus, args.node, backend, args.status_interval, sync_period=args.sync_period)
-        hooks, close_hooks = hooks_for(args, agent)
-        agent.hooks.extend(hooks)
+        settings = AgentSettings(args.status_interval, args.sync_period)
+        parts = build_parts(bus, args.node, backend, settings, SYSTEM)
+        hooks, close_hooks = hooks_for(args, parts)
+        agent = build_agent(bus, backend, parts, hooks)
         try:
-            async with serving(args, agent):
+            async with serving(args, parts):
                 await agent.run()
         finally:
             await close_hooks()

@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from kpng.dataplane.plugin import ServerDefaults
 from kpng.runtime.process import positive_float
-from kpng_agent.agent import Agent, SyncHook
+from kpng_agent.agent import SyncHook
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
+from kpng_agent.wiring import Parts
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +93,28 @@ def _setting(args: argparse.Namespace, attr: str) -> str:
 
 
 def hooks_for(
-    args: argparse.Namespace, agent: Agent
+    args: argparse.Namespace, parts: Parts
 ) -> tuple[list[SyncHook], Callable[[], Awaitable[None]]]:
     """The sync hooks the flags ask for, and how to close them."""
     hooks: list[SyncHook] = []
     hc_host = _setting(args, "health_check_bind_host")
-    servers = HealthCheckServers(args.node, agent.health, hc_host, agent.clock)
+    servers = HealthCheckServers(args.node, parts.health, hc_host, parts.clock)
     if hc_host:
         hooks.append(servers)
     if _setting(args, "conntrack_cleanup") == "on":
         from kpng_agent.conntrack import ConntrackCleaner, PyrouteConntrack
 
-        hooks.append(ConntrackCleaner(PyrouteConntrack(), agent.metrics))
+        hooks.append(ConntrackCleaner(PyrouteConntrack(), parts.metrics))
     return hooks, servers.close
 
 
 @contextlib.asynccontextmanager
-async def serving(args: argparse.Namespace, agent: Agent) -> AsyncIterator[list[HttpServer]]:
+async def serving(args: argparse.Namespace, parts: Parts) -> AsyncIterator[list[HttpServer]]:
     """The healthz and metrics servers, while the agent runs."""
     servers: list[HttpServer] = []
     wanted = (
-        ("healthz", "healthz_bind_address", 10256, proxy_handler(agent.health, agent.clock)),
-        ("metrics", "metrics_bind_address", 10249, metrics_handler(agent.registry, args.backend)),
+        ("healthz", "healthz_bind_address", 10256, proxy_handler(parts.health, parts.clock)),
+        ("metrics", "metrics_bind_address", 10249, metrics_handler(parts.registry, args.backend)),
     )
     try:
         for key, attr, default_port, handler in wanted:

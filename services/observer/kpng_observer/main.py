@@ -19,6 +19,7 @@ from kpng.bus.protocol import Bus, BusError
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.observe.explain import Network, parse_cidrs
+from kpng.runtime.clock import SYSTEM
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
@@ -96,7 +97,7 @@ async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpo
 async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> None:
     bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix, auth=auth)
     state = ObserverState(silent_after=args.silent_after, lag_after=args.lag_after)
-    feed = Feed(bus, state)
+    feed = Feed(bus, state, clock=SYSTEM)
     await feed.start()
     settings = Settings(token, args.cluster_cidr, args.latency_window)
     app = create_app(
@@ -105,6 +106,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
         lambda: bus.connected,
         feed.metrics.registry,
         settings,
+        clock=SYSTEM.time,
     )
     host, port = args.listen
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")

@@ -8,7 +8,6 @@ is not valid YAML keeps the last good state.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -19,15 +18,17 @@ import yaml
 
 from kpng.model import Object
 from kpng.parse import KINDS, Ignored, InvalidObject, parse_object
+from kpng.runtime.clock import SYSTEM, Clock
 from kpng.source import Replace, SourceEvent, SourceStats, Synced
 
 log = logging.getLogger(__name__)
 
 
 class FileSource:
-    def __init__(self, path: str | Path, poll_interval: float = 0.2) -> None:
+    def __init__(self, path: str | Path, poll_interval: float = 0.2, clock: Clock = SYSTEM) -> None:
         self.path = Path(path)
         self.poll_interval = poll_interval
+        self.clock = clock  # what the polling waits on
         self.stats = SourceStats()
 
     async def events(self) -> AsyncIterator[SourceEvent]:
@@ -46,7 +47,7 @@ class FileSource:
             elif current is None and stamp is None:
                 log.warning("cluster file %s does not exist yet; waiting for it", self.path)
                 stamp = (0, 0, 0)
-            await asyncio.sleep(self.poll_interval)
+            await self.clock.sleep(self.poll_interval)
 
     def _stamp(self) -> tuple[int, int, int] | None:
         try:

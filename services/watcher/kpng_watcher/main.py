@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
+from kpng.runtime.clock import SYSTEM
 from kpng.runtime.metrics import LabelledGaugeCollector, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             await kube.connect()  # a bad kubeconfig fails here, clearly, before anything runs
         try:
             bus = await connect(args.nats, name="kpng-watcher", prefix=args.prefix, auth=auth)
-            publisher = Publisher(bus, source, settings)
+            publisher = Publisher(bus, source, settings, SYSTEM)
             server = None
             if args.metrics_bind_address is not None:
                 host, port = args.metrics_bind_address

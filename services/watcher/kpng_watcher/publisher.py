@@ -3,6 +3,7 @@
 Nothing is published before the source's initial load; then changes are gathered for at
 most the coalescing window and published as one batch per node; snapshots are answered at
 any time from the state as last published; idle ticks carry every node's current seq.
+Its waits and timestamps come from an injected :class:`~kpng.runtime.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import gc
 import logging
 import math
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kpng.bus.codec import (
@@ -28,6 +28,7 @@ from kpng.bus.codec import (
 from kpng.bus.protocol import Bus, BusError
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
+from kpng.runtime.clock import SYSTEM, Clock
 from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,26 @@ class PublisherStats:
     last_publish_duration: float = 0.0
 
 
+BatchHook = Callable[[Sequence[Outgoing]], None]
+
+
 class Publisher:
+    """``on_batch``, if given, is called with each batch's delta messages once they are
+    sent (ticks are not part of a batch): for tools that measure or replay what went out."""
+
     def __init__(
         self,
         bus: Bus,
         source: Source,
         settings: PublisherSettings = PublisherSettings(),
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self.bus = bus
         self.source = source
         self.settings = settings
         self.clock = clock
+        self.on_batch = on_batch
         self.state = ClusterState()
         self.epoch = secrets.token_hex(8)
         self.fanout = Fanout(self.epoch, bus.max_payload, settings.history, settings.history_bytes)
@@ -96,7 +105,7 @@ class Publisher:
             self.handle(event)
 
     def handle(self, event: SourceEvent) -> None:
-        now = self.clock()
+        now = self.clock.time()
         if isinstance(event, Synced):
             if not self.synced:
                 self.fanout.load(self.state)
@@ -124,7 +133,7 @@ class Publisher:
     async def _flush_loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self.settings.coalesce)
+            await self.clock.sleep(self.settings.coalesce)
             self._dirty.clear()
             await self.flush()
 
@@ -132,13 +141,15 @@ class Publisher:
         pending, self._pending = self._pending, Changes()
         if not pending:
             return
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         async with self._publishing:
-            out = self.fanout.publish(self.state, pending, self.clock())
-            await self._send_batch(out)
+            out = self.fanout.publish(self.state, pending, self.clock.time())
+            await self._send(out)
+            if self.on_batch is not None:
+                self.on_batch(out)
         self.stats.batches += 1
         self.stats.coalesced_changes += len(pending.services) + len(pending.nodes)
-        self.stats.last_publish_duration = time.perf_counter() - started
+        self.stats.last_publish_duration = self.clock.monotonic() - started
         log.debug(
             "published %d services, %d nodes changed in %d messages (%.1f ms)",
             len(pending.services),
@@ -146,10 +157,6 @@ class Publisher:
             len(out),
             self.stats.last_publish_duration * 1000,
         )
-
-    async def _send_batch(self, out: list[Outgoing]) -> None:
-        """A batch's deltas (ticks go through :meth:`_send` directly)."""
-        await self._send(out)
 
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
@@ -167,9 +174,9 @@ class Publisher:
         ``tick_refresh`` seconds (and first), to every node: the epoch's heartbeat."""
         last_full = -math.inf
         while True:
-            await asyncio.sleep(self.settings.tick_interval)
+            await self.clock.sleep(self.settings.tick_interval)
             if self.synced:
-                now = self.clock()
+                now = self.clock.time()
                 idle = self.settings.idle_node_timeout
                 for node in self.fanout.retire_idle(now, idle, self.state.nodes):
                     log.info("no longer serving node %s: no Node object, idle %.0fs", node, idle)
@@ -182,7 +189,7 @@ class Publisher:
         """An agent reporting in keeps its node served (even without a Node object)."""
         if self.synced:
             node = self.bus.subjects.node_of(subject).replace("_", ".")
-            if self.fanout.serve(node, self.clock()):
+            if self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -214,7 +221,7 @@ class Publisher:
     def _node_snapshot(self, subject: str, request: SnapshotRequest) -> list[bytes]:
         """A catch-up when the consumer has a view the history reaches back to, else full."""
         node = self.bus.subjects.node_of(subject).replace("_", ".")
-        now = self.clock()
+        now = self.clock.time()
         zstd = COMPRESSED_OPS in request.accept
         if request.seq >= 0 and node in self.fanout.seq:
             chunks = self.fanout.catch_up(node, request.epoch, request.seq, now, zstd)

@@ -1,0 +1,93 @@
+"""What an agent is made of, built in one place: the composition root's (``main``) and tests'.
+
+The bus client, proxy health, metrics (and the collectors reading the client and the
+backend), the clock: built first, since the sync hooks and HTTP servers share them, then
+passed with the hooks into :class:`~kpng_agent.agent.Agent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from kpng.bus.client import NodeViewClient
+from kpng.bus.protocol import Bus
+from kpng.dataplane.backend import Backend
+from kpng.dataplane.health import ProxyHealth, no_local_endpoints
+from kpng.runtime.clock import SYSTEM, Clock
+from kpng.runtime.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
+from kpng_agent.agent import DEFAULT_SETTINGS, Agent, AgentSettings, SyncHook
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """An agent's collaborators besides its backend and hooks."""
+
+    node: str
+    client: NodeViewClient
+    health: ProxyHealth
+    metrics: ProxyMetrics
+    registry: CollectorRegistry
+    clock: Clock
+    settings: AgentSettings
+
+
+def build_parts(
+    bus: Bus,
+    node: str,
+    backend: Backend,
+    settings: AgentSettings = DEFAULT_SETTINGS,
+    clock: Clock = SYSTEM,
+    registry: CollectorRegistry | None = None,
+) -> Parts:
+    registry = registry if registry is not None else CollectorRegistry()
+    client = NodeViewClient(bus, node, clock=clock)
+    parts = Parts(
+        node,
+        client,
+        ProxyHealth(timeout=2 * settings.sync_period),
+        ProxyMetrics(registry),
+        registry,
+        clock,
+        settings,
+    )
+    register_collectors(registry, node, client, backend)
+    return parts
+
+
+def register_collectors(
+    registry: CollectorRegistry, node: str, client: NodeViewClient, backend: Backend
+) -> None:
+    """The agent's metrics read at scrape time from the view, the backend and the client."""
+    registry.register(
+        LabelledGaugeCollector(
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "Services with a Local traffic policy and no endpoint on this node",
+            "traffic_policy",
+            lambda: no_local_endpoints(client.view, node),
+        )
+    )
+    conflicts = Gauge(
+        "kpng_agent_service_ip_conflicts",
+        "IP:ports (and node ports) that several services claim, as last programmed: one "
+        "service keeps each, the others lose only that IP:port",
+        registry=registry,
+    )
+    conflicts.set_function(lambda: len(backend.conflicts))
+    # kpng_agent_bus_*: the bus client's snapshots, deltas, resyncs, malformed messages
+    registry.register(StatsCollector("kpng_agent_bus", lambda: client.stats))
+
+
+def build_agent(bus: Bus, backend: Backend, parts: Parts, hooks: Sequence[SyncHook] = ()) -> Agent:
+    return Agent(
+        bus,
+        parts.client,
+        backend,
+        health=parts.health,
+        metrics=parts.metrics,
+        hooks=hooks,
+        clock=parts.clock,
+        settings=parts.settings,
+    )
