@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from kpng.bus.auth import BusAuth
 from kpng.bus.client import GlobalViewClient, NodeViewClient
@@ -18,6 +19,9 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus, BusError
 from kpng.diff import SetService
 from kpng.model import Service, ServicePort, ServiceType, TransportProtocol
+from kpng.runtime.metrics import render
+from kpng_agent.backends.dump import DumpBackend
+from kpng_agent.wiring import build_agent, build_parts
 from kpng_auth.natsconfig import Settings, UserSpec, generate
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from kpng_watcher.file_source import FileSource
@@ -106,7 +110,7 @@ async def test_nobody_connects_without_credentials(secure_nats: SecureNats) -> N
 
 
 async def test_agent_credentials_cannot_forge_a_delta(
-    secure_nats: SecureNats, watcher: Publisher
+    secure_nats: SecureNats, watcher: Publisher, tmp_path: Path
 ) -> None:
     agent_bus = await secure_nats.connect("agent")
     client = NodeViewClient(agent_bus, "n1")
@@ -130,6 +134,15 @@ async def test_agent_credentials_cannot_forge_a_delta(
         assert client.consumer.seq == seq
         assert attacker.permission_violations == 3
         assert all("permissions violation for publish" in r for r in refused)
+        # counted where operators look: the metric, and an agent's status on that connection
+        registry = CollectorRegistry()
+        parts = build_parts(
+            attacker, "n2", DumpBackend("n2", tmp_path / "n2.json"), registry=registry
+        )
+        text = render(registry)[0].decode()
+        assert "kpng_bus_permission_violations_total 3.0" in text
+        agent = build_agent(attacker, DumpBackend("n2", tmp_path / "x.json"), parts)
+        assert agent.status().counts["permission_violations"] == 3
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -220,3 +220,19 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer
     """Serve ``/metrics`` on ``host:port`` from a daemon thread (for services without an HTTP
     server of their own, e.g. behind ``--metrics-bind-address``). Call ``server.shutdown()``."""
     return start_http_server(port, addr=host, registry=registry)
+
+
+class PermissionViolations(Collector):
+    """``kpng_bus_permission_violations_total``: publishes and subscriptions of this
+    component's bus connection that nats-server refused (its role does not allow them)."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "kpng_bus_permission_violations",
+            "Publishes and subscriptions the NATS server refused to this component's role",
+        )
+        family.add_metric([], self.read())
+        yield family

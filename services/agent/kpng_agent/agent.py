@@ -147,7 +147,10 @@ class Agent:
         return self.state.status(
             self.node,
             self.backend.name,
-            counts=self.client.view.counts(),
+            counts={
+                **self.client.view.counts(),
+                "permission_violations": self.bus.permission_violations,
+            },
             client=self.client.stats,
             conflicts=len(self.backend.conflicts),
             synced=self.client.consumer.synced,

@@ -17,7 +17,12 @@ from kpng.bus.protocol import Bus
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.health import ProxyHealth, no_local_endpoints
 from kpng.runtime.clock import SYSTEM, Clock
-from kpng.runtime.metrics import LabelledGaugeCollector, ProxyMetrics, StatsCollector
+from kpng.runtime.metrics import (
+    LabelledGaugeCollector,
+    PermissionViolations,
+    ProxyMetrics,
+    StatsCollector,
+)
 from kpng_agent.agent import DEFAULT_SETTINGS, Agent, AgentSettings, SyncHook
 
 
@@ -54,6 +59,7 @@ def build_parts(
         settings,
     )
     register_collectors(registry, node, client, backend)
+    registry.register(PermissionViolations(lambda: bus.permission_violations))
     return parts
 
 

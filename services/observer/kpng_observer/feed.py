@@ -11,6 +11,7 @@ from kpng.bus.client import GlobalViewClient
 from kpng.bus.codec import Delta, MalformedMessage, OpCache, Status, Tick, decode
 from kpng.bus.protocol import Bus
 from kpng.runtime.clock import SYSTEM, Clock
+from kpng.runtime.metrics import PermissionViolations
 from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.state import ObserverState
 
@@ -33,6 +34,7 @@ class Feed:
         # (1,000 nodes x 10 batches/s: 2.5 s of decoding a second without, 0.16 s with)
         self.op_cache = OpCache(max_items=200_000, max_array_bytes=32 << 20)
         self.metrics = metrics or ObserverMetrics(state, lambda: self.client.stats, clock.time)
+        self.metrics.registry.register(PermissionViolations(lambda: bus.permission_violations))
 
     async def start(self) -> None:
         await self.bus.subscribe(self.bus.subjects.all_status, self._on_status)

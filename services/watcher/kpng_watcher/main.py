@@ -13,7 +13,7 @@ from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.runtime.clock import SYSTEM
-from kpng.runtime.metrics import LabelledGaugeCollector, StatsCollector
+from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
@@ -102,6 +102,7 @@ def metrics_registry(publisher: Publisher, source: Source) -> CollectorRegistry:
         )
     )
     registry.register(StatsCollector("kpng_watcher_source", lambda: source.stats))
+    registry.register(PermissionViolations(lambda: publisher.bus.permission_violations))
     registry.register(
         LabelledGaugeCollector(
             "kpng_watcher_invalid_objects_total",
