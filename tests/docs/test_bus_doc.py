@@ -242,6 +242,7 @@ def test_example_consumer_prints_the_snapshot(nats_url: str, watcher: Path) -> N
             str(CONSUMER),
             "--nats",
             nats_url,
+            "--nats-insecure",
             "--node",
             "node-a1",
             "--prefix",
