@@ -11,19 +11,12 @@ from kpng.bus.consumer import Applied
 from kpng.bus.protocol import Bus
 from kpng.dataplane.backend import Backend
 from kpng.diff import Op, View, diff
-from kpng.model import (
-    EndpointPort,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-    TransportProtocol,
-    ViewEndpoint,
-)
+from kpng.model import Node, Service, ServiceType, TrafficPolicy, ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng_agent.agent import DEFAULT_SETTINGS, Agent, AgentSettings, SyncHook
 from kpng_agent.wiring import build_agent, build_parts
+from tests import objects
+from tests.objects import DNS_ENDPOINT_PORT, HTTP_ENDPOINT_PORT, dns_port, http_port
 
 NODE = "node-a"
 
@@ -34,7 +27,7 @@ def lb(name: str = "shop", hc: int = 32100, **kw: Any) -> Service:
         name,
         ServiceType.LOAD_BALANCER,
         ("10.96.0.20",),
-        (ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080),),
+        (http_port(30080),),
         load_balancer_ips=("198.51.100.10",),
         external_traffic_policy=kw.pop("etp", TrafficPolicy.LOCAL),
         health_check_node_port=hc,
@@ -44,18 +37,13 @@ def lb(name: str = "shop", hc: int = 32100, **kw: Any) -> Service:
 
 def udp(name: str = "dns", ip: str = "10.96.0.10", np: int = 0, **kw: Any) -> Service:
     stype = ServiceType.NODE_PORT if np else ServiceType.CLUSTER_IP
-    ports = (ServicePort("dns", TransportProtocol.UDP, 53, 5353, np),)
-    return Service("default", name, stype, (ip,), ports, **kw)
+    return Service("default", name, stype, (ip,), (dns_port(np),), **kw)
 
 
 def ep(ip: str, node: str = NODE, ready: bool = True, **kw: Any) -> ViewEndpoint:
-    ports = (
-        EndpointPort("dns", TransportProtocol.UDP, 5353),
-        EndpointPort("http", TransportProtocol.TCP, 8080),
-    )
     return ViewEndpoint(
         ip,
-        ports,
+        (DNS_ENDPOINT_PORT, HTTP_ENDPOINT_PORT),
         node=node,
         ready=ready,
         serving=True,
@@ -66,11 +54,7 @@ def ep(ip: str, node: str = NODE, ready: bool = True, **kw: Any) -> ViewEndpoint
 
 
 def view(*pairs: tuple[Service, list[ViewEndpoint]], node: bool = True) -> View[ViewEndpoint]:
-    v: View[ViewEndpoint] = View()
-    for s, eps in pairs:
-        v.services[s.key] = s
-        if eps:
-            v.endpoints[s.key] = {e.ip: e for e in eps}
+    v = objects.view(*pairs)
     if node:
         v.nodes[NODE] = Node(NODE, ("192.168.0.10",))
     return v

@@ -3,9 +3,8 @@ with backoff, hooks never fail a sync, the status goes out after each attempt an
 
 from __future__ import annotations
 
-import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,6 +17,7 @@ from kpng.runtime.clock import FakeClock
 from kpng_agent.agent import Agent, AgentSettings
 from tests.agent.helpers import NODE, ep, event, make_agent, udp, view
 from tests.integration.harness import until
+from tests.loops import running
 
 SNAPSHOT = event(view((udp(), [ep("10.244.1.5")])))
 
@@ -70,15 +70,6 @@ async def buses() -> AsyncIterator[tuple[FakeBus, list[Status]]]:
     await bus.close()
     await watching.close()
     gc.unfreeze()
-
-
-async def running(loop: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
-    task = asyncio.create_task(loop())
-    try:
-        await until(done)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_failed_sync_is_retried_as_a_full_sync_with_capped_backoff(

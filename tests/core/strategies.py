@@ -70,6 +70,14 @@ ips = st.one_of(ipv4, ipv6)
 timestamps = st.floats(0, 4e9, allow_nan=False)
 
 
+def namespace_and_name(draw: st.DrawFn, key: str | None) -> tuple[str, str]:
+    """A service's namespace and name: ``key`` ("namespace/name") split, or drawn from the pools."""
+    if key is None:
+        return draw(st.sampled_from(NAMESPACES)), draw(st.sampled_from(SERVICE_NAMES))
+    namespace, name = key.split("/")
+    return namespace, name
+
+
 @st.composite
 def service_ports(draw: st.DrawFn) -> ServicePort:
     return ServicePort(
@@ -83,10 +91,7 @@ def service_ports(draw: st.DrawFn) -> ServicePort:
 
 @st.composite
 def services(draw: st.DrawFn, key: str | None = None) -> Service:
-    if key is None:
-        namespace, name = draw(st.sampled_from(NAMESPACES)), draw(st.sampled_from(SERVICE_NAMES))
-    else:
-        namespace, name = key.split("/")
+    namespace, name = namespace_and_name(draw, key)
     stype = draw(st.sampled_from(list(ServiceType)))
     lb = stype is ServiceType.LOAD_BALANCER
     etp = draw(st.sampled_from(list(TrafficPolicy)))
@@ -160,10 +165,7 @@ nodes = st.builds(
 
 @st.composite
 def endpoint_slices(draw: st.DrawFn, service_key: str | None = None) -> EndpointSlice:
-    if service_key is None:
-        namespace, service = draw(st.sampled_from(NAMESPACES)), draw(st.sampled_from(SERVICE_NAMES))
-    else:
-        namespace, service = service_key.split("/")
+    namespace, service = namespace_and_name(draw, service_key)
     addresses = draw(pod_ip_sets(4))
     return EndpointSlice(
         namespace=namespace,

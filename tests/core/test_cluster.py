@@ -9,27 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpng.fanout.cluster import Changes, ClusterState
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    EndpointSlice,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-    TransportProtocol,
-)
+from kpng.model import Endpoint, EndpointSlice, Node, Service, ServiceType, TrafficPolicy
+from tests.objects import HTTP, http_port
 
 from .strategies import NODES, endpoint_slices, services, zone_of
 
-HTTP = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 WEB = Service(
-    "shop",
-    "web",
-    ServiceType.NODE_PORT,
-    ("10.96.0.10",),
-    (ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),),
+    "shop", "web", ServiceType.NODE_PORT, ("10.96.0.10",), (http_port(30080, target="http"),)
 )
 E1 = Endpoint("10.244.1.5", HTTP, "node-a1", "zone-a")
 E2 = Endpoint("10.244.2.5", HTTP, "node-b1", "zone-b")

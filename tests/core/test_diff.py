@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from typing import Any
 
@@ -48,13 +49,7 @@ WEB = Service(
     ("10.96.0.10",),
     (ServicePort("", TransportProtocol.TCP, 80, 80),),
 )
-WEB2 = Service(
-    "shop",
-    "web",
-    ServiceType.NODE_PORT,
-    ("10.96.0.10",),
-    (ServicePort("", TransportProtocol.TCP, 80, 80),),
-)
+WEB2 = dataclasses.replace(WEB, type=ServiceType.NODE_PORT)  # the same service, changed
 HTTP = (EndpointPort("", TransportProtocol.TCP, 80),)
 E1 = ViewEndpoint("10.244.1.5", HTTP, internal=True)
 E1_OFF = ViewEndpoint("10.244.1.5", HTTP, internal=False)

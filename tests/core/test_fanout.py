@@ -14,20 +14,10 @@ from kpng.bus.consumer import Applied, Consumer, Resync
 from kpng.diff import SetEndpoint, SetService, View, apply
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    EndpointSlice,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-    TransportProtocol,
-)
+from kpng.model import Endpoint, EndpointSlice, Node, Service, ServiceType, TrafficPolicy
+from tests.objects import HTTP, http_port
 
 NODES = ("n1", "n2", "n3", "n4")
-PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 
 
 def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Service:
@@ -36,7 +26,7 @@ def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Se
         name=f"s{i}",
         type=ServiceType.NODE_PORT,
         cluster_ips=(f"10.96.0.{i}",),
-        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 30000 + i),),
+        ports=(http_port(30000 + i),),
         internal_traffic_policy=TrafficPolicy.LOCAL if itp else TrafficPolicy.CLUSTER,
         external_traffic_policy=TrafficPolicy.LOCAL if etp else TrafficPolicy.CLUSTER,
         traffic_distribution="PreferClose" if topo else "",
@@ -47,7 +37,7 @@ def make_service(i: int, itp: bool, etp: bool, topo: bool, tier: str = "") -> Se
 endpoint = st.builds(
     Endpoint,
     ip=st.sampled_from([f"10.244.0.{i}" for i in range(1, 7)]),
-    ports=st.just(PORT),
+    ports=st.just(HTTP),
     node=st.sampled_from(NODES),
     zone=st.sampled_from(("z1", "z2")),
     ready=st.booleans(),
@@ -157,7 +147,7 @@ def test_node_independent_change_is_encoded_once() -> None:
     changes = cluster.upsert(svc)
     fanout.publish(cluster, changes, 1.0)
     before = fanout.stats.encodings
-    ep = Endpoint("10.244.0.1", PORT, node="n1")
+    ep = Endpoint("10.244.0.1", HTTP, node="n1")
     changes = cluster.upsert(EndpointSlice("default", "s1-a", "s1", "IPv4", (ep,)))
     out = fanout.publish(cluster, changes, 1.0)
     assert len(out) == 51  # 50 nodes and the global subject
@@ -283,7 +273,7 @@ def _catch_up_chunk(base: int, seq: int, ops: tuple[Any, ...] = ()) -> SnapshotC
 
 
 SVC = make_service(1, False, False, False)
-EP = SetEndpoint(SVC.key, Endpoint("10.244.0.1", PORT, node="n1"))
+EP = SetEndpoint(SVC.key, Endpoint("10.244.0.1", HTTP, node="n1"))
 
 
 def _synced_consumer() -> Consumer[Any]:
@@ -378,7 +368,7 @@ def _zone_cluster() -> ClusterState:
             tuple(
                 Endpoint(
                     f"10.244.{i}.{n}",
-                    PORT,
+                    HTTP,
                     node=f"n{n}",
                     zone="z1" if n < 3 else "z2",
                     zone_hints=frozenset({"z1" if n < 3 else "z2"}),
@@ -455,7 +445,7 @@ def _big_cluster(services: int = 120, endpoints: int = 10, local: bool = True) -
     for i in range(services):
         objects.append(make_service(i, itp=local and i % 10 == 3, etp=False, topo=False))
         eps = tuple(
-            Endpoint(f"10.{i // 250}.{i % 250}.{e}", PORT, node=f"n{e % 4 + 1}")
+            Endpoint(f"10.{i // 250}.{i % 250}.{e}", HTTP, node=f"n{e % 4 + 1}")
             for e in range(endpoints)
         )
         objects.append(EndpointSlice("default", f"s{i}-a", f"s{i}", "IPv4", eps))
@@ -486,7 +476,7 @@ def test_a_compressed_snapshot_is_a_fraction_and_the_zone_part_is_compressed_onc
     for name, chunks in (("n1", first), ("n2", second)):
         assert _from_snapshot(chunks)[1] == cluster.node_view(name)
     # a changed service means new frames for the next snapshot
-    eps = (Endpoint("10.99.0.1", PORT, node="n1"),)
+    eps = (Endpoint("10.99.0.1", HTTP, node="n1"),)
     changes = cluster.upsert(EndpointSlice("default", "s0-a", "s0", "IPv4", eps), 3.0)
     fanout.publish(cluster, changes, 3.0)
     again = fanout.snapshot("n1", compact=True, zstd=True)
@@ -514,7 +504,7 @@ def test_a_large_catch_up_is_compressed_for_a_consumer_that_asks() -> None:
     fanout = Fanout("e1")
     fanout.load(cluster)
     for i in range(40):  # every service's endpoints replaced: a catch-up of several KB
-        eps = tuple(Endpoint(f"10.99.{i}.{e}", PORT, node=f"n{e % 4 + 1}") for e in range(10))
+        eps = tuple(Endpoint(f"10.99.{i}.{e}", HTTP, node=f"n{e % 4 + 1}") for e in range(10))
         changes = cluster.upsert(EndpointSlice("default", f"s{i}-a", f"s{i}", "IPv4", eps), 5.0)
         fanout.publish(cluster, changes, 5.0)
     plain, zstd = fanout.catch_up("n1", "e1", 0), fanout.catch_up("n1", "e1", 0, zstd=True)
@@ -542,7 +532,7 @@ def test_a_service_of_many_endpoints_fits_the_max_payload_in_every_form() -> Non
     """One eps operation of 20,000 endpoints is ~700 KB: it is split, never sent whole
     in a message over the limit (NATS would refuse it and the node would never sync)."""
     eps = tuple(
-        Endpoint(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", PORT, node=f"n{i % 4 + 1}")
+        Endpoint(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", HTTP, node=f"n{i % 4 + 1}")
         for i in range(20_000)
     )
     big = EndpointSlice("default", "s0-a", "s0", "IPv4", eps)

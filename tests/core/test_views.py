@@ -21,20 +21,11 @@ from kpng.fanout.views import (
     uses_local_endpoints,
     view_variant,
 )
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    EndpointSlice,
-    Service,
-    ServicePort,
-    ServiceType,
-    TrafficPolicy,
-    TransportProtocol,
-)
+from kpng.model import Endpoint, EndpointPort, EndpointSlice, Service, ServiceType, TrafficPolicy
+from tests.objects import HTTP, UDP, http_port
 
 from .strategies import NODES, endpoint_lists, endpoint_slices, services, zone_of
 
-HTTP = (EndpointPort("http", TransportProtocol.TCP, 8080),)
 LOCAL, CLUSTER = TrafficPolicy.LOCAL, TrafficPolicy.CLUSTER
 
 
@@ -44,7 +35,7 @@ def svc(**changes: Any) -> Service:
         name="web",
         type=ServiceType.CLUSTER_IP,
         cluster_ips=("10.96.0.10",),
-        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080),),
+        ports=(http_port(),),
     )
     return dataclasses.replace(base, **changes)
 
@@ -52,7 +43,7 @@ def svc(**changes: Any) -> Service:
 def nodeport(**changes: Any) -> Service:
     return svc(
         type=ServiceType.NODE_PORT,
-        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080),),
+        ports=(http_port(30080),),
         **changes,
     )
 
@@ -562,7 +553,7 @@ def test_merge_slices_counts_an_address_once() -> None:
 
 
 def test_merge_slices_better_conditions_win_and_ports_merge() -> None:
-    dns = (EndpointPort("dns", TransportProtocol.UDP, 53),)
+    dns = (EndpointPort("dns", UDP, 53),)
     old = _slice("web-a", ep("10.244.1.5", "node-a1", **TERMINATING))
     new = _slice("web-b", dataclasses.replace(ep("10.244.1.5", "node-a1"), ports=dns))
     for order in ([old, new], [new, old]):

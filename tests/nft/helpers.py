@@ -15,10 +15,11 @@ from kpng.model import (
     Service,
     ServicePort,
     ServiceType,
-    TrafficPolicy,
     TransportProtocol,
     ViewEndpoint,
 )
+from tests.objects import HTTP
+from tests.objects import view as view  # the tests build their views from here
 
 NODE = "node-a"
 NODE_IP = "192.168.0.10"
@@ -48,17 +49,8 @@ def ep(
     external: bool = True,
     ports: tuple[EndpointPort, ...] = (),
 ) -> ViewEndpoint:
-    ports = ports or (EndpointPort("http", TransportProtocol.TCP, 8080),)
+    ports = ports or HTTP
     return ViewEndpoint(ip, ports, node=node, internal=internal, external=external)
-
-
-def view(*pairs: tuple[Service, list[ViewEndpoint]]) -> View[ViewEndpoint]:
-    v: View[ViewEndpoint] = View()
-    for s, eps in pairs:
-        v.services[s.key] = s
-        if eps:
-            v.endpoints[s.key] = {e.ip: e for e in eps}
-    return v
 
 
 class Harness:
@@ -90,6 +82,3 @@ class Harness:
         tracer = Tracer(self.nft, self.config, (NODE_IP,))
         packet = TracedPacket(src, dst, proto, dport, origin, mark, ct_mark)  # type: ignore[arg-type]
         return tracer.trace(packet)
-
-
-__all__ = ["TrafficPolicy"]

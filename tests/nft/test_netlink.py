@@ -213,14 +213,22 @@ def _nest(raws: list[bytes], nested: bool = False) -> bytes:
     return b"".join(r if nested else r[:2] + struct.pack("=H", 1) + r[4:] for r in raws)
 
 
+def _endpoints(name: str) -> list[Element]:
+    """300 elements of the endpoints map ``name``."""
+    return [
+        Element(name, (str(i), str(i % 7)), (f"10.1.{i // 256}.{i % 256}", "8080"))
+        for i in range(300)
+    ]
+
+
+CLUSTER_IPS = [Element("cluster_ips", (f"10.96.0.{i}",)) for i in range(1, 9)]
+
+
 def test_whole_messages_of_plain_elements_decode_as_one_by_one() -> None:
     cases = {
-        "endpoints_3": [
-            Element("endpoints_3", (str(i), str(i % 7)), (f"10.1.{i // 256}.{i % 256}", "8080"))
-            for i in range(300)
-        ],
+        "endpoints_3": _endpoints("endpoints_3"),
         "service_ips": [Element("service_ips", ("10.96.0.1", "udp", "53"), ("536870913",))],
-        "cluster_ips": [Element("cluster_ips", (f"10.96.0.{i}",)) for i in range(1, 9)],
+        "cluster_ips": CLUSTER_IPS,
         "hairpin": [Element("hairpin", ("10.244.1.2", "10.244.1.2"))],
     }
     for name, elements in cases.items():
@@ -243,13 +251,10 @@ def test_elements_that_are_not_plain_are_left_to_the_attribute_walk() -> None:
 
 def test_runs_of_plain_elements_encode_as_one_by_one() -> None:
     cases = {
-        "endpoints_5": [
-            Element("endpoints_5", (str(i), str(i % 7)), (f"10.1.{i // 256}.{i % 256}", "8080"))
-            for i in range(300)
-        ],
+        "endpoints_5": _endpoints("endpoints_5"),
         "service_ips": [Element("service_ips", ("10.96.0.1", "sctp", "53"), ("536870913",))],
         "service_nodeports": [Element("service_nodeports", ("udp", "30053"), ("7",))],
-        "cluster_ips": [Element("cluster_ips", (f"10.96.0.{i}",)) for i in range(1, 9)],
+        "cluster_ips": CLUSTER_IPS,
     }
     for name, elements in cases.items():
         for full in (True, False):

@@ -18,10 +18,10 @@ from kpng.model import (
     ViewEndpoint,
 )
 from kpng.observe.explain import Explanation, PacketQuery, explain, parse_cidrs
+from tests.objects import HTTP, TCP, UDP, http_port
 from tests.observer.cluster import CLUSTER_CIDR, NODES, node_view
 
 PODS = parse_cidrs(CLUSTER_CIDR)
-TCP, UDP = TransportProtocol.TCP, TransportProtocol.UDP
 
 
 def run(
@@ -215,7 +215,7 @@ def _view(svc: Service, *endpoints: ViewEndpoint) -> View[ViewEndpoint]:
 def test_endpoints_are_per_service_port() -> None:
     """An endpoint that does not list a port is no endpoint of it: that port has none
     (rejected), even under a Local policy, where endpoints elsewhere mean a drop."""
-    ports = (ServicePort("http", TCP, 80, "http"), ServicePort("metrics", TCP, 9090, "metrics"))
+    ports = (http_port(target="http"), ServicePort("metrics", TCP, 9090, "metrics"))
     svc = Service("demo", "s", ServiceType.CLUSTER_IP, ("10.96.7.1",), ports)
     svc = replace(svc, internal_traffic_policy=TrafficPolicy.LOCAL)
     elsewhere = ViewEndpoint("10.244.9.1", (EndpointPort("metrics", TCP, 9090),), node="node-y")
@@ -229,9 +229,7 @@ def test_endpoints_are_per_service_port() -> None:
 def test_cluster_policy_without_a_usable_endpoint_rejects() -> None:
     """Drop is only for a Local policy's endpoints elsewhere; with Cluster policy, a port
     whose endpoints may take no traffic here is rejected (as the dataplane programs it)."""
-    svc = Service(
-        "demo", "s", ServiceType.CLUSTER_IP, ("10.96.7.1",), (ServicePort("http", TCP, 80, 8080),)
-    )
-    unflagged = ViewEndpoint("10.244.9.1", (EndpointPort("http", TCP, 8080),), node="node-y")
+    svc = Service("demo", "s", ServiceType.CLUSTER_IP, ("10.96.7.1",), (http_port(),))
+    unflagged = ViewEndpoint("10.244.9.1", HTTP, node="node-y")
     result = explain(_view(svc, unflagged), "node-x", PacketQuery("10.96.7.1", TCP, 80), PODS)
     assert result.verdict == "reject"

@@ -6,31 +6,16 @@ import asyncio
 
 from kpng.bus.codec import Delta, Tick, decode
 from kpng.bus.fake import FakeServer
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    EndpointSlice,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TransportProtocol,
-)
+from kpng.model import Endpoint, EndpointSlice, Node, Service, ServiceType
 from kpng.source import Replace, Synced, Upsert
 from kpng_watcher.publisher import Publisher, PublisherSettings
+from tests.objects import HTTP, http_port
 
-PORT = (EndpointPort("http", TransportProtocol.TCP, 8080),)
-SERVICE = Service(
-    "default",
-    "web",
-    ServiceType.CLUSTER_IP,
-    ("10.96.0.10",),
-    (ServicePort("http", TransportProtocol.TCP, 80, 8080),),
-)
+SERVICE = Service("default", "web", ServiceType.CLUSTER_IP, ("10.96.0.10",), (http_port(),))
 
 
 def _slice(*ips: str) -> EndpointSlice:
-    endpoints = tuple(Endpoint(ip, PORT, "n1") for ip in ips)
+    endpoints = tuple(Endpoint(ip, HTTP, "n1") for ip in ips)
     return EndpointSlice("default", "web-a", "web", "IPv4", endpoints)
 
 

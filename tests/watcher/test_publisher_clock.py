@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from kpng.bus.codec import Delta, Tick, decode
 from kpng.bus.fake import FakeServer
@@ -12,7 +11,7 @@ from kpng.model import Node
 from kpng.runtime.clock import FakeClock
 from kpng.source import Replace, Synced, Upsert
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.integration.harness import until
+from tests.loops import running
 from tests.watcher.test_publish_order import SERVICE, _slice
 
 SETTINGS = PublisherSettings(coalesce=0.25, tick_interval=2.0, tick_refresh=10.0)
@@ -21,15 +20,6 @@ SETTINGS = PublisherSettings(coalesce=0.25, tick_interval=2.0, tick_refresh=10.0
 def loaded(publisher: Publisher) -> None:
     publisher.handle(Replace((Node("n1"), Node("n2"), SERVICE, _slice("10.244.0.1"))))
     publisher.handle(Synced())
-
-
-async def running(loop: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
-    task = asyncio.create_task(loop())
-    try:
-        await until(done)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_batch_waits_the_coalescing_window_and_is_stamped_by_the_clock() -> None:
