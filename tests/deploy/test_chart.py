@@ -21,6 +21,7 @@ import yaml
 from kpng.bus.flags import bus_auth
 from kpng.bus.permissions import role_permissions
 from kpng.bus.subjects import Subjects
+from kpng_auth.natsconfig import generate, parse_settings
 from kpng_auth.pki import make_tls
 from tests.deploy.helm import (
     CHART,
@@ -529,3 +530,34 @@ def test_priority_class_quota_for_gke() -> None:
     assert pod_spec(w)["priorityClassName"] == "system-cluster-critical"
     assert not of("defaults", "ResourceQuota")
     assert "priorityClassName" not in pod_spec(of("defaults", "Deployment", "watcher")[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/deploy.md's external NATS configuration
+
+
+def test_external_nats_settings_in_the_docs_give_the_charts_roles(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    block = text.split("<!-- external-nats-settings -->", 1)[1]
+    raw = yaml.safe_load(block.split("```yaml", 1)[1].split("```", 1)[0])
+    conf = generate(parse_settings(raw), tmp_path / "bus").read_text()
+    theirs = {m["user"]: (quoted(m["pub"]), quoted(m["sub"])) for m in DOC_USER.finditer(conf)}
+    # the chart's bundled NATS with the same prefix
+    out = template(*values_args("tls-secret"))
+    (cm,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"]
+    ours = {
+        m["user"]: (quoted(m["pub"]), quoted(m["sub"]))
+        for m in USER_LINE.finditer(cm["data"]["nats.conf"])
+    }
+    assert theirs == ours
+    chart_users = yaml.safe_load((CHART / "values.yaml").read_text())["nats"]["auth"]["users"]
+    assert set(theirs) == set(chart_users.values())
+    for role, user in chart_users.items():
+        assert (tmp_path / "bus" / "users" / f"{user}.password").exists(), role
+        assert f"--from-file={role}=bus/users/{user}.password" in text
+
+
+DOC_USER = re.compile(
+    r'\{user: "(?P<user>[^"]+)", password: "[^"]*", permissions: '
+    r"\{publish: \{allow: \[(?P<pub>[^]]*)\]\}, subscribe: \{allow: \[(?P<sub>[^]]*)\]\}\}\}"
+)

@@ -584,5 +584,15 @@ def test_notes_explain_cleanup_with_a_valid_command() -> None:
 
 def test_docs_cover_deployment() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text()
-    for needle in ("helm install", "docker compose", "--service-proxy-name", "kpng-agent cleanup"):
+    for needle in (
+        "helm install",
+        "docker compose",
+        "--service-proxy-name",
+        "kpng-agent cleanup",
+        "existingSecret",
+        "kpng-nats-config",
+        "priorityClassQuota.create=true",
+        "helm test",
+        "ServiceMonitor",
+    ):
         assert needle in text, needle
