@@ -30,6 +30,7 @@ from tests.deploy.helm import (
     helm,
     manifests,
     matrix,
+    notes,
     rendered,
     template,
     values_args,
@@ -418,6 +419,23 @@ def test_insecure_opt_out_is_explicit_and_loud() -> None:
     assert "TLS (secret)" in rendered("defaults")["NOTES.txt"]
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["nats"]["insecure"] is False and values["nats"]["tls"]["enabled"] is True
+
+
+def test_users_without_tls_are_warned_about() -> None:
+    args = [*values_args("bundled-nats"), "--set", "nats.tls.enabled=false"]
+    out = template(*args)
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for d in docs:
+        if d["kind"] in ("Deployment", "DaemonSet") and d["metadata"]["name"] != "kpng-nats":
+            (c,) = pod_spec(d)["containers"]
+            env = {e["name"] for e in c["env"]}
+            # credentials still, and --nats-insecure only for the missing TLS
+            assert "KPNG_NATS_USER" in env and "KPNG_NATS_TLS_CA" not in env
+            assert "--nats-insecure" in c["args"]
+            assert c["args"][c["args"].index("--nats") + 1].startswith("nats://")
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert "tls {" not in cm["data"]["nats.conf"] and "authorization {" in cm["data"]["nats.conf"]
+    assert "without TLS" in notes(*args)
 
 
 # ---------------------------------------------------------------------------------------------

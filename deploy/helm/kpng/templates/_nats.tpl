@@ -54,17 +54,19 @@ How the bus is secured by TLS: "" (off), "secret" (nats.tls.existingSecret), "ce
 {{- end }}
 
 {{/*
-A Secret's value that stays the same across renders: (dict "ctx" $ "secret" NAME "key" KEY).
-An existing Secret's value is kept (upgrades); on `helm install` against a cluster a random
-one is made once; without a cluster (`helm template`, GitOps) there is nothing to keep and
-nothing random is rendered: the operator names an existingSecret instead.
+A Secret's value that stays the same across renders: (dict "ctx" $ "secret" NAME "key" KEY
+"value" VALUES_PATH). An existing Secret's value is kept (upgrades); on `helm install` against
+a cluster (kube-system is there: the release namespace may not exist yet with
+--create-namespace) a random one is made once; without a cluster (`helm template`, GitOps)
+there is nothing to keep and nothing random is rendered: the operator names VALUES_PATH's
+existingSecret instead.
 */}}
 {{- define "kpng.stableSecretValue" -}}
 {{- $ns := .ctx.Release.Namespace }}
 {{- $existing := lookup "v1" "Secret" $ns .secret }}
 {{- if and $existing (hasKey ($existing.data | default dict) .key) }}
 {{- index $existing.data .key }}
-{{- else if lookup "v1" "Namespace" "" $ns }}
+{{- else if lookup "v1" "Namespace" "" "kube-system" }}
 {{- randAlphaNum 40 | b64enc }}
 {{- else }}
 {{- fail (printf "%s: no Secret to keep this value in without a cluster (helm template, GitOps): create one and set %s (see docs/deploy.md, \"Secrets\")" .secret .value) }}
@@ -106,7 +108,8 @@ nothing random is rendered: the operator names an existingSecret instead.
 - name: nats-auth
   secret:
     secretName: {{ include "kpng.natsAuthSecret" $ }}
-    defaultMode: 0400
+    # the agent runs as root; the others read it through the pod's fsGroup
+    defaultMode: 0440
     items:
       - key: {{ .role }}
         path: password
