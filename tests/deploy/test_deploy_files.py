@@ -1,5 +1,6 @@
 """The deployment files (Dockerfile, .dockerignore, docker-compose.yml, the Helm chart) checked
-against the programs they run: no Docker engine or helm binary is needed.
+against the programs they run: no Docker engine is needed; the chart is rendered by a real helm
+(tests/deploy/helm.py), and tests/deploy/test_chart.py checks it further.
 
 The anti-drift core: every flag the files pass to kpng-watcher, kpng-agent or kpng-observer is
 in that program's ``--help``, every choice is one it offers, and the whole command line parses
@@ -23,41 +24,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.gotemplate import TemplateError, manifests, render_chart
+from tests.deploy.helm import CHART, HelmError, manifests, rendered, template, values_args
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "kpng"
 PROGRAMS = ("kpng-watcher", "kpng-agent", "kpng-observer")
 TEST_TOOLS = ("tools/kpng_apisim", "tools/kpng_scale", "tools/kpng_bench")
 
-# value sets that exercise every branch of the templates
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "beside-kube-proxy": {
-        "nats": {"bundled": {"enabled": True}},
-        "watcher": {
-            "serviceProxyName": "kpng",
-            "coalesceMs": 50,
-            "apiServer": {"host": "10.0.0.1", "port": 6443},
-            "extraArgs": ["--watch-idle-timeout", "60"],
-        },
-        "agent": {
-            "clusterCIDR": "10.244.0.0/16,fd00:10:244::/56",
-            "nodePortAddresses": "192.168.0.0/16",
-            "masqueradeAll": True,
-            "metrics": {"bindHost": "0.0.0.0"},
-            "extraArgs": ["--status-interval", "2"],
-        },
-        "observer": {"clusterCIDR": "10.244.0.0/16", "token": {"existingSecret": "mine"}},
-        "prefix": "kpng.blue",
-        "logLevel": "debug",
-    },
-    "dump-no-observer": {
-        "agent": {"backend": "dump", "priorityClassName": ""},
-        "observer": {"enabled": False},
-        "serviceAccount": {"create": False, "name": "existing"},
-    },
-}
+# matrix files (tests/deploy/values/) that exercise the branches these tests look at
+SCENARIOS = ("defaults", "bundled-nats", "dump")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,11 +361,6 @@ def test_compose_observer_published_on_loopback_with_readyz() -> None:
 
 
 @cache
-def rendered(scenario: str) -> dict[str, str]:
-    return render_chart(CHART, SCENARIOS[scenario])
-
-
-@cache
 def objects(scenario: str) -> list[dict[str, Any]]:
     return manifests(rendered(scenario))
 
@@ -410,12 +379,12 @@ def find(scenario: str, kind: str, component: str) -> dict[str, Any]:
     return obj
 
 
-def test_template_renderer_is_strict() -> None:
-    with pytest.raises(TemplateError, match="no value at"):
-        render_chart(CHART, {"agent": {"healthz": None}})
+def test_chart_refuses_missing_values() -> None:
+    with pytest.raises(HelmError, match="healthz"):
+        template(*values_args("defaults"), overrides={"agent": {"healthz": None}})
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_chart_renders_to_valid_objects(scenario: str) -> None:
     objs = objects(scenario)
     assert objs
@@ -449,7 +418,7 @@ def test_chart_renders_to_valid_objects(scenario: str) -> None:
                 assert port["targetPort"] in port_names, key
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_chart_container_args_are_valid(scenario: str) -> None:
     seen = set()
     for o in objects(scenario):
@@ -460,9 +429,7 @@ def test_chart_container_args_are_valid(scenario: str) -> None:
                 seen.add(argv[0])
                 image = c["image"]
                 assert image.startswith("kpng:"), image
-    expected = (
-        set(PROGRAMS) if scenario != "dump-no-observer" else set(PROGRAMS) - {"kpng-observer"}
-    )
+    expected = set(PROGRAMS) if scenario != "dump" else set(PROGRAMS) - {"kpng-observer"}
     assert seen == expected
 
 
@@ -478,12 +445,15 @@ def test_chart_nats_url_and_prefix_are_shared() -> None:
         assert len(urls) == 1 and len(prefixes) == 1, scenario
     (url,) = {
         flag(c["args"], "--nats")
-        for o in objects("beside-kube-proxy")
+        for o in objects("bundled-nats")
         for c in containers(o)
         if c.get("command")
     }
-    nats_svc = find("beside-kube-proxy", "Service", "nats")
-    assert url == f"nats://{nats_svc['metadata']['name']}.kube-system.svc:4222"
+    nats_svc = find("bundled-nats", "Service", "nats")
+    (port,) = nats_svc["spec"]["ports"]
+    # TLS on by default, and the port a value
+    assert url == f"tls://{nats_svc['metadata']['name']}.kube-system.svc:4333"
+    assert port["port"] == 4333
     assert not [
         o
         for o in objects("defaults")
@@ -515,8 +485,8 @@ def test_cluster_role_grants_exactly_what_the_watcher_watches() -> None:
     assert subject["namespace"] == "kube-system"
     sa = find("defaults", "ServiceAccount", "watcher")
     assert sa["metadata"]["name"] == subject["name"]
-    assert not [o for o in objects("dump-no-observer") if o["kind"] == "ServiceAccount"]
-    other = find("dump-no-observer", "Deployment", "watcher")
+    assert not [o for o in objects("dump") if o["kind"] == "ServiceAccount"]
+    other = find("dump", "Deployment", "watcher")
     assert other["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
 
 
@@ -538,9 +508,9 @@ def test_watcher_runs_once_with_kube_source() -> None:
     assert "--service-proxy-name" not in c["args"]
     assert c["securityContext"]["runAsNonRoot"] is True
     assert "leader election is not implemented" in (CHART / "values.yaml").read_text().lower()
-    (c,) = containers(find("beside-kube-proxy", "Deployment", "watcher"))
+    (c,) = containers(find("bundled-nats", "Deployment", "watcher"))
     assert flag(c["args"], "--service-proxy-name") == "kpng"
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("KUBERNETES_")}
     assert env == {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
 
 
@@ -571,14 +541,11 @@ def test_agent_daemonset() -> None:
 
 
 def test_agent_dump_backend_writes_to_a_volume() -> None:
-    (c,) = containers(find("dump-no-observer", "DaemonSet", "agent"))
+    (c,) = containers(find("dump", "DaemonSet", "agent"))
     dump = flag(c["args"], "--dump-file")
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert any(dump.startswith(m + "/") for m in mounts)
-    assert (
-        "priorityClassName"
-        not in find("dump-no-observer", "DaemonSet", "agent")["spec"]["template"]["spec"]
-    )
+    assert "priorityClassName" not in find("dump", "DaemonSet", "agent")["spec"]["template"]["spec"]
 
 
 def test_observer_uses_a_token_and_its_probes() -> None:
@@ -586,21 +553,21 @@ def test_observer_uses_a_token_and_its_probes() -> None:
     (c,) = containers(obs)
     assert "--insecure" not in c["args"]
     token_file = flag(c["args"], "--token-file")
-    (mount,) = c["volumeMounts"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "token")
     assert token_file == f"{mount['mountPath']}/token"
-    (volume,) = obs["spec"]["template"]["spec"]["volumes"]
-    secret = find("defaults", "Secret", "observer")
-    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    volume = next(v for v in obs["spec"]["template"]["spec"]["volumes"] if v["name"] == "token")
+    # GitOps names the Secret (the chart renders nothing random: test_chart.py)
+    assert volume["secret"]["secretName"] == "kpng-observer-token-mine"
     assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
-    assert set(secret["data"]) == {"token"}
+    assert not [o for o in objects("defaults") if o["kind"] == "Secret"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert find("defaults", "Service", "observer")["spec"]["type"] == "ClusterIP"
     # an existing Secret: the chart makes none
-    obs = find("beside-kube-proxy", "Deployment", "observer")
-    (volume,) = obs["spec"]["template"]["spec"]["volumes"]
+    obs = find("bundled-nats", "Deployment", "observer")
+    volume = next(v for v in obs["spec"]["template"]["spec"]["volumes"] if v["name"] == "token")
     assert volume["secret"]["secretName"] == "mine"
-    assert not [o for o in objects("beside-kube-proxy") if o["kind"] == "Secret"]
+    assert not [o for o in objects("bundled-nats") if o["kind"] == "Secret"]
 
 
 def test_notes_explain_cleanup_with_a_valid_command() -> None:
@@ -617,5 +584,15 @@ def test_notes_explain_cleanup_with_a_valid_command() -> None:
 
 def test_docs_cover_deployment() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text()
-    for needle in ("helm install", "docker compose", "--service-proxy-name", "kpng-agent cleanup"):
+    for needle in (
+        "helm install",
+        "docker compose",
+        "--service-proxy-name",
+        "kpng-agent cleanup",
+        "existingSecret",
+        "kpng-nats-config",
+        "priorityClassQuota.create=true",
+        "helm test",
+        "ServiceMonitor",
+    ):
         assert needle in text, needle

@@ -43,7 +43,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* NATS URL(s) for --nats: the bundled server's Service, or nats.url. */}}
 {{- define "kpng.natsUrl" -}}
 {{- if .Values.nats.bundled.enabled }}
-{{- printf "nats://%s-nats.%s.svc:4222" (include "kpng.fullname" .) .Release.Namespace }}
+{{- $scheme := ternary "tls" "nats" (and (not .Values.nats.insecure) .Values.nats.tls.enabled) }}
+{{- printf "%s://%s-nats.%s.svc:%v" $scheme (include "kpng.fullname" .) .Release.Namespace .Values.nats.bundled.port }}
 {{- else }}
 {{- required "set nats.url, or nats.bundled.enabled=true" .Values.nats.url }}
 {{- end }}
@@ -57,7 +58,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - {{ .Values.prefix | quote }}
 - --log-level
 - {{ .Values.logLevel | quote }}
-{{- if .Values.nats.insecure }}
+{{- if or .Values.nats.insecure (not .Values.nats.tls.enabled) }}
 - --nats-insecure
 {{- end }}
 {{- end }}
@@ -77,8 +78,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Container security context of the unprivileged components (watcher, observer). */}}
 {{- define "kpng.restrictedSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
