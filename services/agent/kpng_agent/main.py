@@ -12,7 +12,9 @@ from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.plugin import BackendArgumentError
 from kpng.runtime.clock import SYSTEM
+from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
+from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["cleanup"]:
         return cleanup(argv[1:], backends)
     p = parser(backends)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv, translations={kubeproxyconfig.KIND: kubeproxyconfig.translate})
     setup_logging(args.log_level)
     auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
