@@ -17,7 +17,9 @@ from kpng.runtime.process import add_common_arguments, positive_float, run, setu
 from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
+from kpng_agent.netlink import bridge_addresses
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
+from kpng_agent.startcheck import check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         parts = build_parts(bus, args.node, backend, settings, SYSTEM)
         hooks, close_hooks = hooks_for(args, parts)
         agent = build_agent(bus, backend, parts, hooks)
+        if args.backend != "dump":  # a backend that programs this node's kernel
+            agent.state.warnings = check_bridge_netfilter(
+                args.node, getattr(args, "cluster_cidr", ()), parts.registry, bridge_addresses
+            )
         try:
             async with serving(args, parts):
                 await agent.run()
