@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@# the versions the tests passed with (constraints.txt; `make constraints` refreshes it)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@# every package root on sys.path, so packages added later import without a reinstall
-	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "services/auth", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
+	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "services/auth", "services/cli", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -42,7 +42,7 @@ test-deps:
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)
 
-SRC_PATH := libs:services/watcher:services/agent:services/observer:services/auth:tools
+SRC_PATH := libs:services/watcher:services/agent:services/observer:services/auth:services/cli:tools
 
 lint: venv
 	$(VENV)/bin/ruff check libs services tools tests

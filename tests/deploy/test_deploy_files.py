@@ -265,7 +265,14 @@ def test_package_discovery_covers_the_image_packages() -> None:
     where = re.search(r"\[tool\.setuptools\.packages\.find\]\s*where\s*=\s*\[([^\]]*)\]", pyproject)
     assert where is not None
     dirs = set(re.findall(r'"([^"]+)"', where.group(1)))
-    copied = {"libs", "services/watcher", "services/agent", "services/observer", "services/auth"}
+    copied = {
+        "libs",
+        "services/watcher",
+        "services/agent",
+        "services/observer",
+        "services/auth",
+        "services/cli",
+    }
     assert copied <= dirs
     assert dirs - copied <= {"tools"}, "a new package root must be added to the Dockerfile"
     for d in copied:
