@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kpng.runtime.config import apply_settings, env_name, parse_args
+from kpng.runtime.config import apply_settings, env_name, package_version, parse_args
 from kpng.runtime.process import add_common_arguments, host_port, positive_float
 from kpng_agent.main import parser as agent_parser
+from kpng_auth.natsconfig import main as natsconfig_main
+from kpng_cli.main import main as cli_main
 from kpng_observer.main import parser as observer_parser
 from kpng_watcher.main import parser as watcher_parser
 
@@ -132,3 +134,12 @@ def test_every_switch_of_every_program_reads_its_variable(make: object) -> None:
         apply_settings(p, {}, "", {env_name(flag): value})
         dest = flag.removeprefix("--").replace("-", "_")
         assert p.get_default(dest) == ("error" if flag == "--log-level" else True), flag
+
+
+def test_kpng_nats_config_and_kpng_print_their_version(capsys: pytest.CaptureFixture[str]) -> None:
+    for main, prog in ((natsconfig_main, "kpng-nats-config"), (cli_main, "kpng")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--version"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out == f"{prog} {package_version()}\n"
+    assert package_version()[0].isdigit()

@@ -25,8 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 # a foreign document (its ``kind`` selects it) -> flag keys and values
 Translation = Callable[[Mapping[str, Any]], dict[str, Any]]
 
@@ -94,6 +92,10 @@ def _config_path(argv: list[str] | None, environ: Mapping[str, str]) -> str | No
 
 def read_config(path: Path, translations: Mapping[str, Translation]) -> dict[str, Any]:
     """The file's settings by flag name (a ``kind`` the program knows is translated)."""
+    # imported here: the services' extras bring PyYAML; the `kpng` CLI, which reads no file,
+    # runs on the base install
+    import yaml
+
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
