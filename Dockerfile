@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# kpng: one image, three programs (console scripts on PATH):
+# kpng: one image, three programs (console scripts on PATH), and the operator CLI `kpng`:
 #   kpng-watcher   Kubernetes API or cluster file -> NATS          (runs as the kpng user)
 #   kpng-agent     NATS -> this node's nftables and conntrack      (runs as root with NET_ADMIN)
 #   kpng-observer  NATS -> HTTP API, SSE, metrics, dashboard       (runs as the kpng user)
@@ -54,7 +54,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && kpng-watcher --help >/dev/null \
     && kpng-agent --help >/dev/null \
     && kpng-observer --help >/dev/null \
-    && kpng-agent --version
+    && kpng-agent --version \
+    && kpng --help >/dev/null
 # Non-root by default (watcher, observer, dump-backend agents). The nftables agent overrides
 # this with runAsUser 0 and the NET_ADMIN/NET_RAW capabilities (see deploy/helm).
 RUN groupadd --system --gid 10001 kpng \

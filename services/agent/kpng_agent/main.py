@@ -17,7 +17,6 @@ from kpng.runtime.process import add_common_arguments, positive_float, run, setu
 from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
-from kpng_agent.netlink import bridge_addresses
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
 from kpng_agent.startcheck import check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
@@ -89,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         hooks, close_hooks = hooks_for(args, parts)
         agent = build_agent(bus, backend, parts, hooks)
         if args.backend != "dump":  # a backend that programs this node's kernel
+            from kpng_agent.netlink import bridge_addresses  # pyroute2: not for dump agents
+
             agent.state.warnings = check_bridge_netfilter(
                 args.node, getattr(args, "cluster_cidr", ()), parts.registry, bridge_addresses
             )

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -109,7 +110,7 @@ def explain(client: ObserverClient, args: argparse.Namespace, out: TextIO) -> in
     host, port = args.dst
     params = {"destination": host, "port": port, "protocol": args.proto.upper()}
     params["source"] = args.source
-    result = client.get(f"/nodes/{args.node}/explain", params)
+    result = client.get(f"/nodes/{urllib.parse.quote(args.node, safe='')}/explain", params)
     if args.output == "json":
         _print_json(out, result)
     else:
