@@ -3,23 +3,33 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 RUN_ARGS ?=
 
-.PHONY: all venv system-deps test-deps run test lint typecheck unit bench bench-scale clean
+.PHONY: all venv constraints system-deps test-deps run test lint typecheck unit bench bench-scale clean
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# the versions the tests passed with (constraints.txt; `make constraints` refreshes it)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@# every package root on sys.path, so packages added later import without a reinstall
-	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "services/auth", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
+	$(PY) -c 'import pathlib, sysconfig; root = pathlib.Path.cwd(); dirs = ["libs", "services/watcher", "services/agent", "services/observer", "services/auth", "services/cli", "tools"]; pathlib.Path(sysconfig.get_paths()["purelib"], "kpng-src.pth").write_text("".join(f"{root / d}\n" for d in dirs))'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# constraints.txt: every package of the tested virtualenv at its version (kpng itself, installed
+# editable, left out). `make venv` and the image build (Dockerfile) install with it, so that two
+# builds of one commit get the same dependencies. Run after changing dependencies and testing.
+constraints:
+	@test -x $(PY) || { echo "no $(VENV): run make venv first"; exit 1; }
+	@{ echo "# pip freeze of the tested environment (make constraints); kpng itself excluded"; \
+	   $(PY) -m pip freeze --exclude-editable --exclude kpng; } > constraints.txt
+	@echo "wrote constraints.txt ($$(grep -vc '^#' constraints.txt) packages)"
 
 # nftables and iproute2 run the dataplane (make run as root, the tests); the tests also drive
 # Chromium. Installed when missing and we are root.
@@ -34,7 +44,7 @@ test-deps: venv
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)
 
-SRC_PATH := libs:services/watcher:services/agent:services/observer:services/auth:tools
+SRC_PATH := libs:services/watcher:services/agent:services/observer:services/auth:services/cli:tools
 
 lint: venv
 	$(VENV)/bin/ruff check libs services tools tests

@@ -126,3 +126,10 @@ def test_count_changes_counts_service_and_endpoint_operations() -> None:
     assert count_changes(event(both, BASE).ops) == (1, 0)
     assert count_changes(delta().ops) == (0, 1)
     assert count_changes(()) == (0, 0)
+
+
+def test_the_status_carries_the_warnings_found_at_start() -> None:
+    state = AgentState()
+    assert status(state).warnings == ()
+    state.warnings = ("bridge(s) cni0 carry pod addresses but ...",)
+    assert status(state).warnings == state.warnings

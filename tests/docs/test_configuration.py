@@ -36,6 +36,8 @@ COMMON = {
     "--nats",
     "--prefix",
     "--log-level",
+    "--config",
+    "--version",
     "--nats-creds",
     "--nats-nkey",
     "--nats-token-file",

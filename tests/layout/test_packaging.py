@@ -128,3 +128,17 @@ def test_the_consumer_and_codec_do_not_load_nats() -> None:
     assert "kpng" in loaded and "msgpack" in loaded
     assert "nats" not in loaded
     assert loaded.isdisjoint(SERVICE_LIBRARIES)
+
+
+def test_the_cli_runs_on_the_base_install() -> None:
+    """`kpng` (the operator CLI) loads no service library and no PyYAML: the base install,
+    without extras, is enough to ask an observer."""
+    loaded = _loaded_after("import kpng_cli.main")
+    assert "kpng_cli" in loaded
+    assert loaded.isdisjoint({*SERVICE_LIBRARIES, "yaml", "httpx", "nats"}), loaded
+
+
+def test_the_cli_is_a_console_script(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        (name,) = [n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        assert "kpng = kpng_cli.main:main" in z.read(name).decode()

@@ -12,9 +12,10 @@ SOURCE_ROOTS = (
     "services/agent",
     "services/observer",
     "services/auth",
+    "services/cli",
     "tools",
 )
-PRODUCT_PACKAGES = ("kpng", "kpng_watcher", "kpng_agent", "kpng_observer", "kpng_auth")
+PRODUCT_PACKAGES = ("kpng", "kpng_watcher", "kpng_agent", "kpng_observer", "kpng_auth", "kpng_cli")
 BIN = Path(sys.executable).parent
 
 

@@ -22,7 +22,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server may listen on ``host:port``. It binds with SO_REUSEADDR as the servers
+    do (uvicorn, nats-server, http.server), so closed connections left in TIME_WAIT by the
+    previous run don't make a port that is free look taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

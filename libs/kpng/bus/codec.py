@@ -134,6 +134,8 @@ class Status:
     errors: tuple[str, ...] = ()
     # recent network programming latencies, newest last: (applied at, seconds since trigger)
     latency: tuple[tuple[float, float], ...] = ()
+    # conditions found at start that may break traffic though programming succeeds
+    warnings: tuple[str, ...] = ()
 
 
 Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
@@ -263,7 +265,7 @@ def encode(message: Message) -> bytes:
 
 
 def _status_to_wire(s: Status) -> dict[str, Any]:
-    return {
+    wire = {
         "v": SCHEMA_VERSION,
         "kind": "status",
         "node": s.node,
@@ -279,6 +281,9 @@ def _status_to_wire(s: Status) -> dict[str, Any]:
         "errors": list(s.errors),
         "latency": [[applied, seconds] for applied, seconds in s.latency],
     }
+    if s.warnings:  # optional: absent from older agents' and most statuses
+        wire["warnings"] = list(s.warnings)
+    return wire
 
 
 class OpCache:
@@ -508,6 +513,7 @@ def _status(r: Reader) -> Status:
         counts=dict(counts),
         errors=r.strings("errors"),
         latency=_latency(r),
+        warnings=r.strings("warnings"),
     )
 
 

@@ -1,4 +1,5 @@
-"""What every kpng service does the same way: logging, signals, argument errors."""
+"""What every kpng service does the same way: logging, signals, argument errors, and the
+common flags (--log-level, --config, --version)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+
+from kpng.runtime.config import add_config_arguments
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    add_config_arguments(parser)
 
 
 def run(main: Callable[[], Awaitable[None]]) -> int:

@@ -12,10 +12,13 @@ from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.plugin import BackendArgumentError
 from kpng.runtime.clock import SYSTEM
+from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
+from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
+from kpng_agent.startcheck import check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["cleanup"]:
         return cleanup(argv[1:], backends)
     p = parser(backends)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv, translations={kubeproxyconfig.KIND: kubeproxyconfig.translate})
     setup_logging(args.log_level)
     auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         parts = build_parts(bus, args.node, backend, settings, SYSTEM)
         hooks, close_hooks = hooks_for(args, parts)
         agent = build_agent(bus, backend, parts, hooks)
+        if args.backend != "dump":  # a backend that programs this node's kernel
+            from kpng_agent.netlink import bridge_addresses  # pyroute2: not for dump agents
+
+            agent.state.warnings = check_bridge_netfilter(
+                args.node, getattr(args, "cluster_cidr", ()), parts.registry, bridge_addresses
+            )
         try:
             async with serving(args, parts):
                 await agent.run()

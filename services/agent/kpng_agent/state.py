@@ -49,6 +49,7 @@ class AgentState:
         default_factory=lambda: deque(maxlen=LATENCY_SAMPLES)
     )
     retry_delay: float | None = None  # seconds to wait before the next retry; None: none due
+    warnings: tuple[str, ...] = ()  # found at start (kpng_agent.bridge), reported in the status
 
     @property
     def retrying(self) -> bool:
@@ -121,4 +122,5 @@ class AgentState:
             },
             errors=self.errors,
             latency=tuple(self.latency),
+            warnings=self.warnings,
         )

@@ -34,6 +34,7 @@ import yaml
 from kpng.bus.natsconf import ServerTls, User, render
 from kpng.bus.permissions import NONE, ROLES, Permissions
 from kpng.bus.subjects import Subjects
+from kpng.runtime.config import add_version_argument
 from kpng_auth.pki import make_tls
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("settings", type=Path, help="the settings file (YAML)")
     p.add_argument("--out", type=Path, required=True, help="directory to write into")
+    add_version_argument(p)
     args = p.parse_args(argv)
     try:
         raw = yaml.safe_load(args.settings.read_text())

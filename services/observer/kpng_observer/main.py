@@ -20,6 +20,7 @@ from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.observe.explain import Network, parse_cidrs
 from kpng.runtime.clock import SYSTEM
+from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
@@ -123,7 +124,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     setup_logging(args.log_level)
     auth = bus_auth(args, p)
     try:

@@ -104,6 +104,7 @@ def _status_json(status: Status) -> dict[str, Any]:
         "syncDuration": status.sync_duration,
         "counts": status.counts,
         "errors": list(status.errors),
+        "warnings": list(status.warnings),
         "version": status.version,
     }
 
@@ -241,5 +242,6 @@ def _summary(status: Status) -> dict[str, Any]:
         "seq": status.seq,
         "healthy": status.healthy,
         "errors": list(status.errors),
+        "warnings": list(status.warnings),
         "backend": status.backend,
     }

@@ -13,6 +13,7 @@ from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.runtime.clock import SYSTEM
+from kpng.runtime.config import parse_args
 from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
@@ -133,7 +134,7 @@ def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     setup_logging(args.log_level)
     auth = bus_auth(args, p)
     source = make_source(args, p)

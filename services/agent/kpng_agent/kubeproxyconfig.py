@@ -1,0 +1,99 @@
+"""kube-proxy's ``KubeProxyConfiguration`` (kubeproxy.config.k8s.io/v1alpha1) as agent flags.
+
+The fields that mean the same thing for kpng become the agent's flag keys; every other field
+that is set (not null, empty or zero) is an error naming it, so that a setting is never
+silently dropped. Pure: a document in, flag keys out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kpng.runtime.config import ConfigError
+
+API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
+KIND = "KubeProxyConfiguration"
+
+# field path -> the agent flag it sets (durations become seconds)
+FIELDS: dict[str, str] = {
+    "hostnameOverride": "node",
+    "clusterCIDR": "cluster-cidr",
+    "nodePortAddresses": "nodeport-addresses",
+    "healthzBindAddress": "healthz-bind-address",
+    "metricsBindAddress": "metrics-bind-address",
+    "masqueradeAll": "masquerade-all",
+    "iptables.masqueradeAll": "masquerade-all",
+    "iptables.masqueradeBit": "masquerade-bit",
+    "nftables.masqueradeAll": "masquerade-all",
+    "nftables.masqueradeBit": "masquerade-bit",
+    "syncPeriod": "sync-period",
+    "iptables.syncPeriod": "sync-period",
+    "nftables.syncPeriod": "sync-period",
+}
+DURATIONS = frozenset({"syncPeriod", "iptables.syncPeriod", "nftables.syncPeriod"})
+_HEADER = ("apiVersion", "kind")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
+
+
+def translate(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent flag keys a ``KubeProxyConfiguration`` sets; a :class:`ConfigError` naming
+    each unsupported field that is set."""
+    if doc.get("apiVersion") != API_VERSION:
+        raise ConfigError(f"apiVersion {doc.get('apiVersion')!r}: expected {API_VERSION}")
+    out: dict[str, Any] = {}
+    unsupported: list[str] = []
+    for path, value in _leaves(doc):
+        if path in _HEADER:
+            continue
+        if path == "mode":
+            if value not in ("", "nftables"):
+                unsupported.append(f"mode ({value!r}: kpng programs nftables)")
+            elif value:
+                out["backend"] = "nftables"
+            continue
+        flag = FIELDS.get(path)
+        if flag is None:
+            if _is_set(value):
+                unsupported.append(path)
+            continue
+        if value is None or value is False or value == "":
+            continue  # unset: kube-proxy's default, and the agent's
+        if path in DURATIONS:
+            value = duration_seconds(str(value), path)
+            if value == 0:
+                continue  # 0s: unset, as in kubeadm's generated files
+        out[flag] = value
+    if unsupported:
+        raise ConfigError(
+            f"{KIND}: unsupported field(s) {', '.join(unsupported)} (kpng reads "
+            f"{', '.join(FIELDS)}, mode)"
+        )
+    return out
+
+
+def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and path not in FIELDS:
+            out.extend(_leaves(value, path + "."))
+        else:
+            out.append((path, value))
+    return out
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, "", 0, False, [], {})
+
+
+def duration_seconds(text: str, field: str) -> float:
+    """A Go duration (``30s``, ``1m0s``, ``500ms``) in seconds."""
+    if text in ("0", ""):
+        return 0.0
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"{field}: {text!r} is not a duration (such as 30s or 1m0s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)

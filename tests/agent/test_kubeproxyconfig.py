@@ -1,0 +1,95 @@
+"""The agent reads kube-proxy's KubeProxyConfiguration: the fields that apply become its flags,
+every other field that is set is an error naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpng.runtime.config import ConfigError, parse_args
+from kpng_agent import kubeproxyconfig
+from kpng_agent.kubeproxyconfig import duration_seconds, translate
+from kpng_agent.main import parser
+
+HEADER = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+KPC = {kubeproxyconfig.KIND: translate}
+
+
+def _args(tmp_path: Path, body: str, *flags: str) -> object:
+    path = tmp_path / "kube-proxy.yaml"
+    path.write_text(HEADER + body)
+    return parse_args(parser(), ["--config", str(path), *flags], environ={}, translations=KPC)
+
+
+def test_the_fields_that_apply_become_the_agents_flags(tmp_path: Path) -> None:
+    args = _args(
+        tmp_path,
+        "hostnameOverride: node-a\nmode: nftables\nclusterCIDR: 10.244.0.0/16,fd00::/56\n"
+        "nodePortAddresses: [192.168.0.0/24, primary]\nhealthzBindAddress: 0.0.0.0:10256\n"
+        "metricsBindAddress: 127.0.0.1:10249\nmasqueradeAll: true\n"
+        "nftables: {masqueradeBit: 15, syncPeriod: 1m30s, masqueradeAll: false}\n"
+        "iptables: {syncPeriod: 0s, masqueradeBit: null}\nconntrack: {maxPerCore: null}\n",
+    )
+    expected = {
+        "node": "node-a",
+        "backend": "nftables",
+        "cluster_cidr": ("10.244.0.0/16", "fd00::/56"),
+        "nodeport_addresses": ("192.168.0.0/24", "primary"),
+        "healthz_bind_address": "0.0.0.0:10256",
+        "metrics_bind_address": "127.0.0.1:10249",
+        "masquerade_all": True,
+        "masquerade_bit": 15,
+        "sync_period": 90.0,
+    }
+    assert {k: vars(args)[k] for k in expected} == expected
+
+
+def test_flags_override_the_kube_proxy_file(tmp_path: Path) -> None:
+    args = _args(
+        tmp_path, "hostnameOverride: a\nnftables: {masqueradeBit: 15}\n", "--masquerade-bit", "3"
+    )
+    assert (vars(args)["node"], vars(args)["masquerade_bit"]) == ("a", 3)
+
+
+def test_each_unsupported_field_is_named() -> None:
+    doc = {
+        "apiVersion": kubeproxyconfig.API_VERSION,
+        "kind": kubeproxyconfig.KIND,
+        "bindAddress": "0.0.0.0",
+        "conntrack": {"maxPerCore": 32768, "min": None},
+        "mode": "ipvs",
+        "clusterCIDR": "10.0.0.0/8",
+    }
+    with pytest.raises(ConfigError) as err:
+        translate(doc)
+    message = str(err.value)
+    for field in ("bindAddress", "conntrack.maxPerCore", "mode ('ipvs'"):
+        assert field in message
+    assert "conntrack.min" not in message and "clusterCIDR," not in message.split("(")[0]
+
+
+def test_a_bad_value_names_the_flag_and_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _args(tmp_path, "hostnameOverride: a\niptables: {masqueradeBit: 99}\n")
+    assert "kube-proxy.yaml: --masquerade-bit: 99 is not a bit" in capsys.readouterr().err
+
+
+def test_another_api_version_is_refused() -> None:
+    with pytest.raises(ConfigError, match="apiVersion"):
+        translate({"apiVersion": "v1", "kind": kubeproxyconfig.KIND})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30.0), ("1m0s", 60.0), ("1h2m", 3720.0), ("500ms", 0.5)]
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert duration_seconds(text, "syncPeriod") == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "1x", "s", "1m 2s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ConfigError, match="syncPeriod"):
+        duration_seconds(text, "syncPeriod")
