@@ -6,6 +6,10 @@ the times asserted are exact.
 
 from __future__ import annotations
 
+import asyncio
+
+from kpng.bus.codec import Delta, encode
+from kpng.diff import DeleteEndpoint
 from kpng.model import Object
 from tests.component.chain import WATCHER, Chain, MemorySource, parse_objects, running
 from tests.component.chain import NodeSpec as Node
@@ -122,10 +126,13 @@ def test_a_restarted_watcher_changes_nothing_that_did_not_change() -> None:
             # the new epoch shows in its first ticks, one tick interval after it starts
             await chain.settle(within=WATCHER.tick_interval + 0.5)
             assert chain.publisher.epoch != old_epoch
+            assert chain.publisher.fanout.stats.snapshots == 0
+            assert chain.publisher.fanout.stats.rebases == len(chain.agents)
             for name, a in chain.agents.items():
                 assert a.agent.state.epoch == chain.publisher.epoch
-                assert a.agent.client.stats.snapshots == 2  # a full one: another epoch
-                assert a.backend.last_ops == 0, name  # the full sync wrote nothing
+                stats = a.agent.client.stats
+                assert (stats.snapshots, stats.rebases) == (1, 1)  # the same view: rebased
+                assert a.backend.last_ops == 0, name  # the rebase wrote nothing
                 assert a.dump() == before[name]
                 assert web_on(chain, name) == {"10.244.1.1"}
 
@@ -145,5 +152,53 @@ def test_a_restarted_watcher_with_a_change_rewrites_only_that_service() -> None:
                 changed = before[name] ^ set(a.dump().splitlines())
                 assert changed, name
                 assert all("10.244.1.1" in x or "10.244.1.2" in x for x in changed), changed
+
+    run_virtual(main())
+
+
+def _forge(chain: Chain, node: str, ip: str) -> None:
+    """An outsider publishes on ``node``'s delta subject the next seq of the current epoch:
+    web's endpoint removed (authentication off: nothing stops it)."""
+    agent = chain[node].agent.state
+    forged = Delta(
+        agent.epoch, agent.seq + 1, chain.now, None, (DeleteEndpoint("default/web", ip),)
+    )
+    outsider = chain.server.connect(name="outsider")
+    subject = chain.publisher.bus.subjects.node_delta(node)
+    asyncio.get_running_loop().create_task(outsider.publish(subject, encode(forged)))
+
+
+def test_a_forged_delta_is_undone_within_a_tick_interval() -> None:
+    async def main() -> None:
+        source = MemorySource(cluster("10.244.1.1"))
+        async with running(source, NODES) as chain:
+            await chain.settle()
+            await chain.advance(WATCHER.tick_refresh)  # quiet: no tick due for 30 s
+            client = chain["node-a"].agent.client
+            deltas = client.stats.deltas
+            _forge(chain, "node-a", "10.244.1.1")
+            await chain.advance(WATCHER.tick_interval)
+            assert client.stats.deltas == deltas + 1  # the forged delta was applied
+            assert web_on(chain, "node-a") == {"10.244.1.1"}  # and undone
+            # its status told the watcher of a seq never sent: a tick at once, a full resync
+            assert "behind the applied" in client.stats.last_resync_reason
+            assert client.stats.snapshots == 2
+            assert chain.converged("node-a")
+
+    run_virtual(main())
+
+
+def test_a_forged_delta_that_took_a_real_ones_seq_is_undone() -> None:
+    async def main() -> None:
+        source = MemorySource(cluster("10.244.1.1"))
+        async with running(source, NODES) as chain:
+            await chain.settle()
+            client = chain["node-a"].agent.client
+            _forge(chain, "node-a", "10.244.1.1")
+            source.replace(cluster("10.244.1.2"))  # its delta has the forged one's seq
+            await chain.advance(2 * WATCHER.coalesce + WATCHER.tick_interval)
+            assert web_on(chain, "node-a") == {"10.244.1.2"}
+            assert client.stats.snapshots == 2  # the view was not trusted: a full one
+            assert chain.converged("node-a")
 
     run_virtual(main())

@@ -48,6 +48,7 @@ ViewEvent = Applied
 class ClientStats:
     snapshots: int = 0  # full snapshots received
     catchups: int = 0  # catch-up replies (only the missed deltas) received
+    rebases: int = 0  # new epochs taken on by digest, without operations
     deltas: int = 0
     resyncs: int = 0
     malformed: int = 0
@@ -221,7 +222,17 @@ class ViewClient(Generic[E]):
                 continue  # the snapshot we are about to apply supersedes it
             self._handle(item)
         first, ops = chunks[0], sum(len(c.ops) for c in chunks)
-        if first.base >= 0:
+        if first.base_epoch:
+            self.stats.rebases += 1
+            log.info(
+                "%s: rebased from %s/%d to %s/%d (same view)",
+                self.delta_subject,
+                first.base_epoch,
+                first.base,
+                first.epoch,
+                first.seq,
+            )
+        elif first.base >= 0:
             self.stats.catchups += 1
             log.info(
                 "%s: catch-up from seq %d to %d, %d ops",
@@ -248,7 +259,8 @@ class ViewClient(Generic[E]):
             accept: tuple[str, ...] = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
             accept += (COMPRESSED_OPS,) if self.compressed else ()
             epoch, seq = since if since is not None else ("", -1)
-            request = SnapshotRequest(epoch, seq, accept)
+            digest = self.consumer.digest() if since is not None else ""
+            request = SnapshotRequest(epoch, seq, accept, digest)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
             # not wait_for: on 3.11 it loses a cancellation that comes as the reply completes
             async with asyncio.timeout(self.snapshot_timeout):

@@ -102,6 +102,10 @@ class Snapshots:
             for node in nodes:
                 self._specials.setdefault(node, set()).add(key)
 
+    def specials(self, node: str) -> set[str]:
+        """The services ``node`` is special to (its view of them is its own)."""
+        return self._specials.get(node, set())
+
     def node_chunks(
         self,
         epoch: str,
