@@ -7,10 +7,13 @@ the times asserted are exact.
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 
+from kpng.bus.client import SILENCE, NodeViewClient
 from kpng.bus.codec import Delta, encode
 from kpng.diff import DeleteEndpoint
 from kpng.model import Object
+from kpng.runtime.clock import LoopClock
 from tests.component.chain import WATCHER, Chain, MemorySource, parse_objects, running
 from tests.component.chain import NodeSpec as Node
 from tests.component.vtime import run_virtual
@@ -173,7 +176,7 @@ def test_a_forged_delta_is_undone_within_a_tick_interval() -> None:
         source = MemorySource(cluster("10.244.1.1"))
         async with running(source, NODES) as chain:
             await chain.settle()
-            await chain.advance(WATCHER.tick_refresh)  # quiet: no tick due for 30 s
+            await chain.advance(WATCHER.tick_refresh / 2)  # quiet: no tick due for 15 s
             client = chain["node-a"].agent.client
             deltas = client.stats.deltas
             _forge(chain, "node-a", "10.244.1.1")
@@ -202,3 +205,36 @@ def test_a_forged_delta_that_took_a_real_ones_seq_is_undone() -> None:
             assert chain.converged("node-a")
 
     run_virtual(main())
+
+
+def test_a_follower_of_a_node_not_in_the_cluster_learns_a_new_epoch() -> None:
+    """A new watcher does not know the subject: the follower re-asks after the silence
+    a served subject never has (docs/bus.md, section 8), and is rebased, not resent."""
+
+    async def main() -> None:
+        async with running(MemorySource(cluster("10.244.1.1")), NODES) as chain:
+            await chain.settle()
+            bus = chain.server.connect(name="follower")
+            client = NodeViewClient(bus, "node-x", clock=LoopClock())
+            follow = asyncio.get_running_loop().create_task(_drain(client))
+            await chain.advance(0.5)
+            assert client.consumer.epoch == chain.publisher.epoch
+            source = MemorySource(cluster("10.244.1.1"))
+            await chain.restart_watcher(source)
+            await chain.advance(SILENCE + WATCHER.tick_interval)
+            assert client.consumer.epoch == chain.publisher.epoch
+            assert (client.stats.snapshots, client.stats.rebases) == (1, 1)
+            source.replace(cluster("10.244.1.2"))  # and it follows the new watcher
+            await chain.advance(2 * WATCHER.coalesce)
+            assert set(client.view.endpoints_of("default/web")) == {"10.244.1.2"}
+            follow.cancel()
+            with suppress(asyncio.CancelledError):
+                await follow
+            await bus.close()
+
+    run_virtual(main())
+
+
+async def _drain(client: NodeViewClient) -> None:
+    async for _ in client:
+        pass

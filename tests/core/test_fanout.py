@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from kpng.bus.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.diff import SetEndpoint, SetService, View, apply
+from kpng.diff import SetEndpoint, SetService, View, apply, apply_in_place, diff
+from kpng.digest import to_hex
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.model import (
@@ -110,11 +111,14 @@ def test_snapshot_plus_deltas_equal_every_node_view(
     fanout = Fanout("e1", max_payload, compress_min=0)  # every run compressed when asked
     fanout.load(cluster)
     views = {}
+    kept: dict[str, View[Any]] = {}  # each node's view with its digest kept current
     for name in NODES:
         seq, view = _from_snapshot(fanout.snapshot(name))
         assert view == cluster.node_view(name)
         _assert_every_form_is(fanout, name, (seq, view))
         views[name] = (seq, view)
+        kept[name] = apply(view_ops(view), View())
+        kept[name].digest()
     global_seq, global_view = _from_snapshot(fanout.global_snapshot(), "global")
     for batch in batches:
         for out in fanout.publish(cluster, _changes(cluster, batch), 2.0):
@@ -128,11 +132,20 @@ def test_snapshot_plus_deltas_equal_every_node_view(
                 seq, view = views[out.node]
                 assert delta.seq == seq + 1
                 views[out.node] = (delta.seq, apply(delta.ops, view))
+                apply_in_place(delta.ops, kept[out.node])
         for name in NODES:
             assert views[name][1] == cluster.node_view(name), name
             _assert_every_form_is(fanout, name, views[name])
+            scratch = cluster.node_view(name).digest()
+            assert kept[name].known_digest == scratch, name  # kept current op by op
+            assert fanout.node_digest(name) == to_hex(scratch), name  # the watcher's too
         assert global_view == cluster.global_view()
+        assert fanout.global_digest() == to_hex(cluster.global_view().digest())
         assert _from_snapshot(fanout.global_snapshot(zstd=True), "global")[1] == global_view
+
+
+def view_ops(view: View[Any]) -> list[Any]:
+    return diff(View(), view)
 
 
 def _assert_every_form_is(fanout: Fanout, name: str, expected: tuple[int, View[Any]]) -> None:

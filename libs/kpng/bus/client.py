@@ -42,6 +42,9 @@ from kpng.runtime.gcpause import no_gc
 
 log = logging.getLogger(__name__)
 ViewEvent = Applied
+# the watcher ticks every subject it serves every tick refresh (30 s by default): silence
+# longer than that means it does not know this subject (docs/bus.md, section 8)
+SILENCE = 35.0
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class ViewClient(Generic[E]):
         catch_up: bool = True,
         compressed: bool = True,
         clock: Clock = SYSTEM,
+        silence: float | None = SILENCE,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -88,6 +92,9 @@ class ViewClient(Generic[E]):
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
         self.compressed = compressed  # ask for zstd-compressed snapshot chunks
         self.clock = clock  # the backoff between failed resyncs waits on it
+        # nothing on the delta subject for this long (no delta, no tick): resync, so that a
+        # watcher that does not know this subject yet (a new one) learns of it
+        self.silence = silence
         self.stats = ClientStats()
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
@@ -111,7 +118,7 @@ class ViewClient(Generic[E]):
                     if not self.consumer.synced:  # a snapshot that did not apply: back off
                         await self.clock.sleep(self.max_backoff * random.uniform(0.5, 1.0))
                     continue
-                item = await self._queue.get()
+                item = await self._next()
                 for event in self._handle(item):
                     yield event
         finally:
@@ -133,6 +140,15 @@ class ViewClient(Generic[E]):
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+
+    async def _next(self) -> bytes | Resync:
+        if self.silence is None:
+            return await self._queue.get()
+        try:
+            async with asyncio.timeout(self.silence):
+                return await self._queue.get()
+        except TimeoutError:
+            return Resync(f"nothing on the delta subject for {self.silence:.0f}s")
 
     def _on_message(self, data: bytes, subject: str, reply: str) -> None:
         self._put(data)

@@ -114,10 +114,15 @@ class Fanout:
     def check(self, node: str, epoch: str, seq: int, digest: str, now: float) -> bytes | None:
         """A consumer of ``node`` reports its view at (``epoch``, ``seq``) with ``digest``
         (an agent's status): a tick to send it at once if that is not a view this epoch
-        published (a seq never sent, or another view at the current seq), else None."""
+        published (another epoch, a seq never sent, or another view at the current seq),
+        else None."""
         current = self.seq.get(node)
-        if epoch != self.epoch or current is None or seq < current:
-            return None  # another epoch or a lagging consumer: the ticks tell it
+        if current is None or not epoch:
+            return None
+        if epoch != self.epoch:  # a consumer of an earlier watcher: the new epoch at once
+            return encode(Tick(self.epoch, current, now, self.node_digest(node)))
+        if seq < current:
+            return None  # a lagging consumer: the ticks tell it
         if seq == current and (not digest or digest == self.node_digest(node)):
             return None
         return encode(Tick(self.epoch, current, now, self.node_digest(node)))

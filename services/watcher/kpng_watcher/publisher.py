@@ -202,7 +202,7 @@ class Publisher:
                     now = self.clock.time()
                     tick = self.fanout.check(node, status.epoch, status.seq, status.digest, now)
                     if tick is not None:
-                        log.warning("node %s reports a view this epoch did not publish", node)
+                        log.info("node %s reports a view this epoch did not publish", node)
                         await self._send([Outgoing(node, tick)])
 
     # -- snapshots ---------------------------------------------------------------------------
