@@ -36,6 +36,14 @@ def _str(s: str) -> bytes:
     return _U32.pack(len(raw)) + raw
 
 
+_FLAGS = (b"\x00", b"\x01")
+
+
+@lru_cache(maxsize=4096)  # keys, nodes and zones recur in every endpoint
+def _cached_str(s: str) -> bytes:
+    return _str(s)
+
+
 def _int(i: int) -> bytes:
     return _I64.pack(i)
 
@@ -49,6 +57,7 @@ def _strs(items: Iterable[str]) -> bytes:
     return _U32.pack(len(items)) + b"".join(_str(s) for s in items)
 
 
+@lru_cache(maxsize=4096)  # a few distinct port lists, shared by many endpoints
 def _endpoint_ports(ports: tuple[EndpointPort, ...]) -> bytes:
     out = [_U32.pack(len(ports))]
     out += [_str(p.name) + _str(p.protocol.value) + _int(p.port) for p in ports]
@@ -99,18 +108,21 @@ def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
     """A node view's endpoint: ``E``, then the service key, IP, ports (each: name,
     protocol, port), node, zone, ready, serving, terminating, internal, external. A global
     view's: ``G``, then the same up to terminating, then zone hints and node hints (sorted)."""
-    common = (
-        _str(key)
-        + _str(e.ip)
-        + _endpoint_ports(e.ports)
-        + _str(e.node)
-        + _str(e.zone)
-        + _bool(e.ready)
-        + _bool(e.serving)
-        + _bool(e.terminating)
+    ip = e.ip.encode()
+    flags = _FLAGS[e.ready] + _FLAGS[e.serving] + _FLAGS[e.terminating]
+    common = b"".join(
+        (
+            _cached_str(key),
+            _U32.pack(len(ip)),
+            ip,
+            _endpoint_ports(e.ports),
+            _cached_str(e.node),
+            _cached_str(e.zone),
+            flags,
+        )
     )
     if isinstance(e, ViewEndpoint):
-        return b"E" + common + _bool(e.internal) + _bool(e.external)
+        return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external]
     return b"G" + common + _strs(sorted(e.zone_hints)) + _strs(sorted(e.node_hints))
 
 
@@ -123,13 +135,13 @@ def _hash(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-# items are immutable and shared by many views (a watcher's nodes, a process's consumers)
-@lru_cache(maxsize=1 << 16)
+# services and nodes are few, immutable and shared by many views: their hashes are cached.
+# Endpoints are not: hashing a frozen endpoint for the cache costs more than its encoding.
+@lru_cache(maxsize=1 << 14)
 def service_hash(s: Service) -> int:
     return _hash(encode_service(s))
 
 
-@lru_cache(maxsize=1 << 18)
 def endpoint_hash(key: str, e: Endpoint | ViewEndpoint) -> int:
     return _hash(encode_endpoint(key, e))
 
