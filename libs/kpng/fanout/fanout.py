@@ -99,8 +99,9 @@ class Fanout:
 
     def _track(self, key: str, state: ServiceState) -> None:
         """A service's new state as published: for snapshots and digests."""
+        special = set(self._snapshots.special_to(key))
         self._snapshots.track(key, state)
-        self._digests.track(key, state)
+        self._digests.track(key, state, special | self._snapshots.special_to(key))
 
     # -- digests -----------------------------------------------------------------------------
     def node_digest(self, node: str) -> str:
