@@ -621,6 +621,11 @@ def test_the_watcher_rebases_only_a_view_with_its_digest() -> None:
         (),
     )
     assert fanout.stats.rebases == 1
+    whole = to_hex(cluster.global_view().digest())
+    assert fanout.global_rebase("e1", 3, "0123456789abcdef") is None
+    assert fanout.global_rebase("e2", 3, whole) is None
+    [chunk] = _chunks([fanout.global_rebase("e1", 3, whole) or b""])
+    assert (chunk.epoch, chunk.base, chunk.base_epoch, chunk.ops) == ("e2", 3, "e1", ())
 
 
 def test_the_watcher_ticks_at_once_a_node_that_reports_a_view_it_did_not_publish() -> None:

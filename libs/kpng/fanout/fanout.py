@@ -128,6 +128,13 @@ class Fanout:
             return None
         return encode(Tick(self.epoch, current, now, self.node_digest(node)))
 
+    def global_rebase(self, epoch: str, seq: int, digest: str) -> bytes | None:
+        """:meth:`rebase` for the global view."""
+        if not digest or epoch == self.epoch or seq < 0 or digest != self.global_digest():
+            return None
+        self.stats.rebases += 1
+        return pack_snapshot_chunk(self.epoch, self.global_seq, 0, 1, (), 0, seq, epoch)
+
     def rebase(
         self, node: str, epoch: str, seq: int, digest: str, now: float = 0.0
     ) -> bytes | None:

@@ -226,7 +226,9 @@ class Publisher:
             await self._reply(reply, [encode(ErrorReply("watcher initial load not complete"))])
             return
         if subject == self.bus.subjects.global_snapshot:
-            chunks = self.fanout.global_snapshot(zstd=COMPRESSED_OPS in request.accept)
+            rebase = self.fanout.global_rebase(request.epoch, request.seq, request.digest)
+            zstd = COMPRESSED_OPS in request.accept
+            chunks = [rebase] if rebase is not None else self.fanout.global_snapshot(zstd=zstd)
         else:
             chunks = self._node_snapshot(subject, request)
         await self._reply(reply, chunks)
