@@ -192,10 +192,8 @@ def apply(ops: Iterable[Op[E]], view: View[E]) -> View[E]:
     return View(services, endpoints, nodes, {k for k in endpoints if k not in copied})
 
 
-def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
-    """Like :func:`apply`, but changes ``view`` itself (and returns it): the cost is that of
-    the operations, not of the view. All or nothing: an operation that does not fit raises
-    :class:`InconsistentOp` before anything is changed."""
+def _check_fits(ops: Sequence[Op[E]], view: View[E]) -> None:
+    """Raises :class:`InconsistentOp` if an endpoint operation's service would be missing."""
     present: dict[str, bool] = {}
     for op in ops:
         if isinstance(op, SetService):
@@ -206,9 +204,17 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
             known = present.get(op.service)
             if not (known or (known is None and op.service in view.services)):
                 raise InconsistentOp(f"endpoint for unknown service {op.service}")
+
+
+def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
+    """Like :func:`apply`, but changes ``view`` itself (and returns it): the cost is that of
+    the operations, not of the view. All or nothing: an operation that does not fit raises
+    :class:`InconsistentOp` before anything is changed. A digest the view knows
+    (:meth:`View.digest`) is kept current by the items replaced, added and removed."""
+    _check_fits(ops, view)
     touched: set[str] = set()
     services, endpoints, nodes, shared = view.services, view.endpoints, view.nodes, view.shared
-    d = view.known_digest  # kept current by the items replaced, added and removed
+    d = view.known_digest
     for op in ops:
         if isinstance(op, SetEndpoint | DeleteEndpoint):
             key = op.service
