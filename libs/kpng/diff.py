@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from kpng.digest import endpoint_hash, node_hash, service_hash, table_hash, view_digest
 from kpng.model import Endpoint, Node, Service, ViewEndpoint
 
 E = TypeVar("E", Endpoint, ViewEndpoint)
@@ -80,6 +81,14 @@ class View(Generic[E]):
     # the endpoint tables of a view this one was copied from (never changed): a table that
     # is still the same object is shared too (no per-view set of 10^4 keys to build)
     base: Mapping[str, Mapping[str, E]] | None = field(default=None, compare=False, repr=False)
+    # the view's digest (kpng.digest) once asked for, then kept current by apply_in_place
+    known_digest: int | None = field(default=None, compare=False, repr=False)
+
+    def digest(self) -> int:
+        """The digest of the view (:mod:`kpng.digest`): computed once, then kept current."""
+        if self.known_digest is None:
+            self.known_digest = view_digest(self.services, self.endpoints, self.nodes)
+        return self.known_digest
 
     def shares(self, key: str, table: Mapping[str, E]) -> bool:
         """Whether ``table`` (this view's table of ``key``) is another view's as well."""
@@ -183,10 +192,8 @@ def apply(ops: Iterable[Op[E]], view: View[E]) -> View[E]:
     return View(services, endpoints, nodes, {k for k in endpoints if k not in copied})
 
 
-def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
-    """Like :func:`apply`, but changes ``view`` itself (and returns it): the cost is that of
-    the operations, not of the view. All or nothing: an operation that does not fit raises
-    :class:`InconsistentOp` before anything is changed."""
+def _check_fits(ops: Sequence[Op[E]], view: View[E]) -> None:
+    """Raises :class:`InconsistentOp` if an endpoint operation's service would be missing."""
     present: dict[str, bool] = {}
     for op in ops:
         if isinstance(op, SetService):
@@ -197,8 +204,17 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
             known = present.get(op.service)
             if not (known or (known is None and op.service in view.services)):
                 raise InconsistentOp(f"endpoint for unknown service {op.service}")
+
+
+def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
+    """Like :func:`apply`, but changes ``view`` itself (and returns it): the cost is that of
+    the operations, not of the view. All or nothing: an operation that does not fit raises
+    :class:`InconsistentOp` before anything is changed. A digest the view knows
+    (:meth:`View.digest`) is kept current by the items replaced, added and removed."""
+    _check_fits(ops, view)
     touched: set[str] = set()
     services, endpoints, nodes, shared = view.services, view.endpoints, view.nodes, view.shared
+    d = view.known_digest
     for op in ops:
         if isinstance(op, SetEndpoint | DeleteEndpoint):
             key = op.service
@@ -209,20 +225,38 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
                 table = endpoints[key] = dict(table)
                 shared.discard(key)
             if isinstance(op, SetEndpoint):
+                old_ep = table.get(op.endpoint.ip)
                 table[op.endpoint.ip] = op.endpoint
+                if d is not None:
+                    d ^= endpoint_hash(key, op.endpoint)
+                    d ^= 0 if old_ep is None else endpoint_hash(key, old_ep)
             else:
-                table.pop(op.ip, None)
+                old_ep = table.pop(op.ip, None)
                 touched.add(key)
+                if d is not None and old_ep is not None:
+                    d ^= endpoint_hash(key, old_ep)
         elif isinstance(op, SetService):
+            old_svc = services.get(op.service.key)
             services[op.service.key] = op.service
+            if d is not None:
+                d ^= service_hash(op.service) ^ (0 if old_svc is None else service_hash(old_svc))
         elif isinstance(op, DeleteService):
-            services.pop(op.key, None)
-            endpoints.pop(op.key, None)
+            old_svc = services.pop(op.key, None)
+            old_table = endpoints.pop(op.key, None)
             shared.discard(op.key)
+            if d is not None:
+                d ^= 0 if old_svc is None else service_hash(old_svc)
+                d ^= 0 if old_table is None else table_hash(op.key, old_table.values())
         elif isinstance(op, SetNode):
+            old_node = nodes.get(op.node.name)
             nodes[op.node.name] = op.node
+            if d is not None:
+                d ^= node_hash(op.node) ^ (0 if old_node is None else node_hash(old_node))
         else:
-            nodes.pop(op.name, None)
+            old_node = nodes.pop(op.name, None)
+            if d is not None and old_node is not None:
+                d ^= node_hash(old_node)
+    view.known_digest = d
     for key in touched:
         if key in endpoints and not endpoints[key]:
             del endpoints[key]

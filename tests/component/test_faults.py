@@ -6,7 +6,14 @@ the times asserted are exact.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import suppress
+
+from kpng.bus.client import SILENCE, NodeViewClient
+from kpng.bus.codec import Delta, encode
+from kpng.diff import DeleteEndpoint
 from kpng.model import Object
+from kpng.runtime.clock import LoopClock
 from tests.component.chain import WATCHER, Chain, MemorySource, parse_objects, running
 from tests.component.chain import NodeSpec as Node
 from tests.component.vtime import run_virtual
@@ -122,10 +129,13 @@ def test_a_restarted_watcher_changes_nothing_that_did_not_change() -> None:
             # the new epoch shows in its first ticks, one tick interval after it starts
             await chain.settle(within=WATCHER.tick_interval + 0.5)
             assert chain.publisher.epoch != old_epoch
+            assert chain.publisher.fanout.stats.snapshots == 0
+            assert chain.publisher.fanout.stats.rebases == len(chain.agents)
             for name, a in chain.agents.items():
                 assert a.agent.state.epoch == chain.publisher.epoch
-                assert a.agent.client.stats.snapshots == 2  # a full one: another epoch
-                assert a.backend.last_ops == 0, name  # the full sync wrote nothing
+                stats = a.agent.client.stats
+                assert (stats.snapshots, stats.rebases) == (1, 1)  # the same view: rebased
+                assert a.backend.last_ops == 0, name  # the rebase wrote nothing
                 assert a.dump() == before[name]
                 assert web_on(chain, name) == {"10.244.1.1"}
 
@@ -147,3 +157,84 @@ def test_a_restarted_watcher_with_a_change_rewrites_only_that_service() -> None:
                 assert all("10.244.1.1" in x or "10.244.1.2" in x for x in changed), changed
 
     run_virtual(main())
+
+
+def _forge(chain: Chain, node: str, ip: str) -> None:
+    """An outsider publishes on ``node``'s delta subject the next seq of the current epoch:
+    web's endpoint removed (authentication off: nothing stops it)."""
+    agent = chain[node].agent.state
+    forged = Delta(
+        agent.epoch, agent.seq + 1, chain.now, None, (DeleteEndpoint("default/web", ip),)
+    )
+    outsider = chain.server.connect(name="outsider")
+    subject = chain.publisher.bus.subjects.node_delta(node)
+    asyncio.get_running_loop().create_task(outsider.publish(subject, encode(forged)))
+
+
+def test_a_forged_delta_is_undone_within_a_tick_interval() -> None:
+    async def main() -> None:
+        source = MemorySource(cluster("10.244.1.1"))
+        async with running(source, NODES) as chain:
+            await chain.settle()
+            await chain.advance(WATCHER.tick_refresh / 2)  # quiet: no tick due for 15 s
+            client = chain["node-a"].agent.client
+            deltas = client.stats.deltas
+            _forge(chain, "node-a", "10.244.1.1")
+            await chain.advance(WATCHER.tick_interval)
+            assert client.stats.deltas == deltas + 1  # the forged delta was applied
+            assert web_on(chain, "node-a") == {"10.244.1.1"}  # and undone
+            # its status told the watcher of a seq never sent: a tick at once, a full resync
+            assert "behind the applied" in client.stats.last_resync_reason
+            assert client.stats.snapshots == 2
+            assert chain.converged("node-a")
+
+    run_virtual(main())
+
+
+def test_a_forged_delta_that_took_a_real_ones_seq_is_undone() -> None:
+    async def main() -> None:
+        source = MemorySource(cluster("10.244.1.1"))
+        async with running(source, NODES) as chain:
+            await chain.settle()
+            client = chain["node-a"].agent.client
+            _forge(chain, "node-a", "10.244.1.1")
+            source.replace(cluster("10.244.1.2"))  # its delta has the forged one's seq
+            await chain.advance(2 * WATCHER.coalesce + WATCHER.tick_interval)
+            assert web_on(chain, "node-a") == {"10.244.1.2"}
+            assert client.stats.snapshots == 2  # the view was not trusted: a full one
+            assert chain.converged("node-a")
+
+    run_virtual(main())
+
+
+def test_a_follower_of_a_node_not_in_the_cluster_learns_a_new_epoch() -> None:
+    """A new watcher does not know the subject: the follower re-asks after the silence
+    a served subject never has (docs/bus.md, section 8), and is rebased, not resent."""
+
+    async def main() -> None:
+        async with running(MemorySource(cluster("10.244.1.1")), NODES) as chain:
+            await chain.settle()
+            bus = chain.server.connect(name="follower")
+            client = NodeViewClient(bus, "node-x", clock=LoopClock())
+            follow = asyncio.get_running_loop().create_task(_drain(client))
+            await chain.advance(0.5)
+            assert client.consumer.epoch == chain.publisher.epoch
+            source = MemorySource(cluster("10.244.1.1"))
+            await chain.restart_watcher(source)
+            await chain.advance(SILENCE + WATCHER.tick_interval)
+            assert client.consumer.epoch == chain.publisher.epoch
+            assert (client.stats.snapshots, client.stats.rebases) == (1, 1)
+            source.replace(cluster("10.244.1.2"))  # and it follows the new watcher
+            await chain.advance(2 * WATCHER.coalesce)
+            assert set(client.view.endpoints_of("default/web")) == {"10.244.1.2"}
+            follow.cancel()
+            with suppress(asyncio.CancelledError):
+                await follow
+            await bus.close()
+
+    run_virtual(main())
+
+
+async def _drain(client: NodeViewClient) -> None:
+    async for _ in client:
+        pass

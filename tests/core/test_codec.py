@@ -116,6 +116,11 @@ EXAMPLES: list[Any] = [
         errors=("nft: syntax error",),
     ),
     SnapshotRequest("epoch-1", 7, ("eps",)),
+    # the digest fields (bus.md 7b)
+    Tick("epoch-1", 8, 1700000002.0, "5e3d5d4f82e2c582"),
+    SnapshotRequest("epoch-1", 7, ("eps",), "5e3d5d4f82e2c582"),
+    SnapshotChunk("epoch-2", 0, 0, 1, (), base=7, base_epoch="epoch-1"),
+    Status("node-a1", "epoch-1", 8, "nftables", True, 1700000003.0, digest="5e3d5d4f82e2c582"),
 ]
 
 
@@ -547,3 +552,10 @@ def test_fuzz_mutated_compact_snapshots(data: st.DataObject) -> None:
     raw = _raw_compact([VIEW_EP, ViewEndpoint("10.244.1.6", ())])
     path = data.draw(st.sampled_from(_paths(raw)))
     _decode_or_malformed(msgpack.packb(_replaced(raw, path, data.draw(structures))))
+
+
+def test_digest_fields_are_optional_on_the_wire() -> None:
+    """Old consumers and watchers neither send nor need them."""
+    for message in (Tick("e", 1, 2.0), SnapshotRequest("e", 1), Status("n", "e", 1, "", True, 2.0)):
+        assert "digest" not in msgpack.unpackb(encode(message))
+    assert "base_epoch" not in msgpack.unpackb(encode(SnapshotChunk("e", 2, 0, 1, (), base=1)))

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from kpng.bus.codec import Delta, Scope, SnapshotChunk, Tick, decode
 from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.diff import SetEndpoint, SetService, View, apply
+from kpng.diff import SetEndpoint, SetService, View, apply, apply_in_place, diff
+from kpng.digest import to_hex
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.model import Endpoint, EndpointSlice, Node, Service, ServiceType, TrafficPolicy
@@ -100,11 +101,14 @@ def test_snapshot_plus_deltas_equal_every_node_view(
     fanout = Fanout("e1", max_payload, compress_min=0)  # every run compressed when asked
     fanout.load(cluster)
     views = {}
+    kept: dict[str, View[Any]] = {}  # each node's view with its digest kept current
     for name in NODES:
         seq, view = _from_snapshot(fanout.snapshot(name))
         assert view == cluster.node_view(name)
         _assert_every_form_is(fanout, name, (seq, view))
         views[name] = (seq, view)
+        kept[name] = apply(view_ops(view), View())
+        kept[name].digest()
     global_seq, global_view = _from_snapshot(fanout.global_snapshot(), "global")
     for batch in batches:
         for out in fanout.publish(cluster, _changes(cluster, batch), 2.0):
@@ -118,11 +122,20 @@ def test_snapshot_plus_deltas_equal_every_node_view(
                 seq, view = views[out.node]
                 assert delta.seq == seq + 1
                 views[out.node] = (delta.seq, apply(delta.ops, view))
+                apply_in_place(delta.ops, kept[out.node])
         for name in NODES:
             assert views[name][1] == cluster.node_view(name), name
             _assert_every_form_is(fanout, name, views[name])
+            scratch = cluster.node_view(name).digest()
+            assert kept[name].known_digest == scratch, name  # kept current op by op
+            assert fanout.node_digest(name) == to_hex(scratch), name  # the watcher's too
         assert global_view == cluster.global_view()
+        assert fanout.global_digest() == to_hex(cluster.global_view().digest())
         assert _from_snapshot(fanout.global_snapshot(zstd=True), "global")[1] == global_view
+
+
+def view_ops(view: View[Any]) -> list[Any]:
+    return diff(View(), view)
 
 
 def _assert_every_form_is(fanout: Fanout, name: str, expected: tuple[int, View[Any]]) -> None:
@@ -547,3 +560,73 @@ def test_a_service_of_many_endpoints_fits_the_max_payload_in_every_form() -> Non
     replaced = EndpointSlice("default", "s0-a", "s0", "IPv4", eps[::2])
     out = fanout.publish(cluster, cluster.upsert(replaced, 2.0), 2.0)
     assert len(out) > 2 and max(o.size for o in out) <= 64 * 1024
+
+
+# -- digests: integrity and rebase (docs/bus.md 7b) ------------------------------------------
+def test_a_tick_with_the_views_digest_changes_nothing_another_makes_a_full_resync() -> None:
+    consumer = _synced_consumer()
+    own = consumer.digest()
+    assert own == to_hex(View({SVC.key: SVC}).digest())
+    assert consumer.on_tick(Tick("e1", 5, 1.0, own)) == []
+    assert consumer.on_tick(Tick("e1", 4, 1.0)) == []  # no digest: an older watcher
+    [result] = consumer.on_tick(Tick("e1", 5, 1.0, "0123456789abcdef"))
+    assert isinstance(result, Resync) and "digest" in result.reason
+    assert (consumer.synced, consumer.since()) == (False, None)  # not trusted: full
+
+
+def test_a_tick_behind_the_applied_seq_makes_a_full_resync() -> None:
+    consumer = _synced_consumer()
+    [result] = consumer.on_tick(Tick("e1", 4, 1.0, consumer.digest()))
+    assert isinstance(result, Resync)
+    assert consumer.since() is None
+
+
+def test_a_rebase_moves_a_trusted_view_to_the_new_epoch_without_operations() -> None:
+    consumer = _synced_consumer()
+    view = consumer.view
+    consumer.start_resync()
+    [event] = consumer.on_snapshot([SnapshotChunk("e2", 0, 0, 1, (), 5, "e1")])
+    assert isinstance(event, Applied) and (event.kind, event.ops) == ("delta", ())
+    assert (consumer.epoch, consumer.seq, consumer.synced) == ("e2", 0, True)
+    assert consumer.view is view and consumer.since() == ("e2", 0)
+    consumer.start_resync()
+    [refused] = consumer.on_snapshot([SnapshotChunk("e3", 0, 0, 1, (), 5, "e1")])  # not at e1/5
+    assert isinstance(refused, Resync) and consumer.since() is None
+
+
+def test_the_watcher_rebases_only_a_view_with_its_digest() -> None:
+    cluster = ClusterState()
+    cluster.replace([make_service(i, i == 1, False, i == 2) for i in range(3)])
+    fanout = Fanout("e2")
+    fanout.load(cluster)
+    digest = to_hex(cluster.node_view("n1").digest())
+    assert fanout.rebase("n1", "e2", 3, digest) is None  # its own epoch: a catch-up's job
+    assert fanout.rebase("n1", "e1", 3, "0123456789abcdef") is None
+    [chunk] = _chunks([fanout.rebase("n1", "e1", 3, digest) or b""])
+    assert (chunk.epoch, chunk.seq, chunk.base, chunk.base_epoch, chunk.ops) == (
+        "e2",
+        0,
+        3,
+        "e1",
+        (),
+    )
+    assert fanout.stats.rebases == 1
+    whole = to_hex(cluster.global_view().digest())
+    assert fanout.global_rebase("e1", 3, "0123456789abcdef") is None
+    assert fanout.global_rebase("e2", 3, whole) is None
+    [chunk] = _chunks([fanout.global_rebase("e1", 3, whole) or b""])
+    assert (chunk.epoch, chunk.base, chunk.base_epoch, chunk.ops) == ("e2", 3, "e1", ())
+
+
+def test_the_watcher_ticks_at_once_a_node_that_reports_a_view_it_did_not_publish() -> None:
+    cluster = ClusterState()
+    cluster.replace([make_service(1, False, False, False)])
+    fanout = Fanout("e2")
+    fanout.load(cluster)
+    fanout.serve("n1")
+    digest = fanout.node_digest("n1")
+    assert fanout.check("n1", "e2", 0, digest, 1.0) is None  # in sync
+    assert fanout.check("n1", "", -1, "", 1.0) is None  # nothing programmed yet
+    for epoch, seq, other in (("e2", 0, "0123456789abcdef"), ("e2", 1, ""), ("e1", 7, digest)):
+        tick = decode(fanout.check("n1", epoch, seq, other, 1.0) or b"")
+        assert tick == Tick("e2", 0, 1.0, digest), (epoch, seq)

@@ -20,7 +20,7 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.integration.harness import Deployment, node, service, slice_, until
+from tests.integration.harness import Deployment, node, service, slice_, until, wait_until
 
 pytestmark = pytest.mark.integration
 FULL = re.compile(r"full snapshot at seq")
@@ -202,3 +202,25 @@ async def test_the_watcher_freezes_its_model_once_loaded(
     finally:
         gc.unfreeze()
         await bus.close()
+
+
+def test_a_restarted_watcher_rebases_every_agent_without_a_snapshot(
+    deployment: Deployment,
+) -> None:
+    """An unchanged cluster across a watcher restart: each agent presents its view's digest
+    and the new watcher answers with a rebase (no operations), not a full snapshot."""
+    deployment.write_cluster(cluster("10.244.1.1"))
+    deployment.start_nats()
+    deployment.start_watcher()
+    for name in ("n1", "n2"):
+        deployment.start_agent(name)
+    deployment.wait_converged("n1", "n2")
+    epochs = {n: (deployment.dump(n) or {}).get("epoch") for n in ("n1", "n2")}
+    deployment.group.children["watcher"].stop()
+    deployment.start_watcher()
+    for name in ("n1", "n2"):
+        log = deployment.agents[name].log
+        wait_until(f"{name} rebased", lambda log=log: "rebased from" in log(), 15)
+        deployment.wait_converged(name)
+        assert (deployment.dump(name) or {}).get("epoch") != epochs[name]
+        assert len(FULL.findall(log())) == 1, log()  # the first sync only

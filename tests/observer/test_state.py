@@ -34,6 +34,22 @@ def test_node_in_sync_then_lagging_then_caught_up() -> None:
     assert states(state, 12.6) == {"n1": "ok"}
 
 
+def test_a_node_whose_digest_differs_at_the_published_seq_is_diverged_and_counted() -> None:
+    state = ObserverState(silent_after=3, lag_after=1)
+    state.note_published("n1", "e1", 4, now=10.0, digest="00000000000000aa")
+    state.note_status(status("n1", 4, 10.0, digest="00000000000000aa"), now=10.0)
+    assert states(state, 10.0) == {"n1": "ok"}
+    state.note_status(status("n1", 4, 10.5, digest="00000000000000bb"), now=10.5)
+    node = state.nodes_json(10.5)[0]
+    assert (node["state"], node["diverged"], node["inSync"]) == ("diverged", True, False)
+    assert state.diverged == 1
+    state.note_status(status("n1", 4, 10.6), now=10.6)  # no digest (an older agent): unknown
+    assert states(state, 10.6) == {"n1": "ok"}
+    state.note_published("n1", "e1", 5, now=11.0)  # a delta: the digest at 5 is not known yet
+    state.note_status(status("n1", 5, 11.0, digest="00000000000000bb"), now=11.0)
+    assert states(state, 11.0) == {"n1": "ok"}
+
+
 def test_epoch_change_counts_as_behind_without_a_seq_count() -> None:
     state = ObserverState(lag_after=0)
     state.note_status(status("n1", 9, 1.0), now=1.0)

@@ -42,12 +42,16 @@ from kpng.runtime.gcpause import no_gc
 
 log = logging.getLogger(__name__)
 ViewEvent = Applied
+# the watcher ticks every subject it serves every tick refresh (30 s by default): silence
+# longer than that means it does not know this subject (docs/bus.md, section 8)
+SILENCE = 35.0
 
 
 @dataclass(slots=True)
 class ClientStats:
     snapshots: int = 0  # full snapshots received
     catchups: int = 0  # catch-up replies (only the missed deltas) received
+    rebases: int = 0  # new epochs taken on by digest, without operations
     deltas: int = 0
     resyncs: int = 0
     malformed: int = 0
@@ -76,6 +80,7 @@ class ViewClient(Generic[E]):
         catch_up: bool = True,
         compressed: bool = True,
         clock: Clock = SYSTEM,
+        silence: float | None = SILENCE,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -87,6 +92,9 @@ class ViewClient(Generic[E]):
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
         self.compressed = compressed  # ask for zstd-compressed snapshot chunks
         self.clock = clock  # the backoff between failed resyncs waits on it
+        # nothing on the delta subject for this long (no delta, no tick): resync, so that a
+        # watcher that does not know this subject yet (a new one) learns of it
+        self.silence = silence
         self.stats = ClientStats()
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
@@ -110,7 +118,7 @@ class ViewClient(Generic[E]):
                     if not self.consumer.synced:  # a snapshot that did not apply: back off
                         await self.clock.sleep(self.max_backoff * random.uniform(0.5, 1.0))
                     continue
-                item = await self._queue.get()
+                item = await self._next()
                 for event in self._handle(item):
                     yield event
         finally:
@@ -132,6 +140,15 @@ class ViewClient(Generic[E]):
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+
+    async def _next(self) -> bytes | Resync:
+        if self.silence is None:
+            return await self._queue.get()
+        try:
+            async with asyncio.timeout(self.silence):
+                return await self._queue.get()
+        except TimeoutError:
+            return Resync(f"nothing on the delta subject for {self.silence:.0f}s")
 
     def _on_message(self, data: bytes, subject: str, reply: str) -> None:
         self._put(data)
@@ -221,7 +238,17 @@ class ViewClient(Generic[E]):
                 continue  # the snapshot we are about to apply supersedes it
             self._handle(item)
         first, ops = chunks[0], sum(len(c.ops) for c in chunks)
-        if first.base >= 0:
+        if first.base_epoch:
+            self.stats.rebases += 1
+            log.info(
+                "%s: rebased from %s/%d to %s/%d (same view)",
+                self.delta_subject,
+                first.base_epoch,
+                first.base,
+                first.epoch,
+                first.seq,
+            )
+        elif first.base >= 0:
             self.stats.catchups += 1
             log.info(
                 "%s: catch-up from seq %d to %d, %d ops",
@@ -248,7 +275,8 @@ class ViewClient(Generic[E]):
             accept: tuple[str, ...] = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
             accept += (COMPRESSED_OPS,) if self.compressed else ()
             epoch, seq = since if since is not None else ("", -1)
-            request = SnapshotRequest(epoch, seq, accept)
+            digest = self.consumer.digest() if since is not None else ""
+            request = SnapshotRequest(epoch, seq, accept, digest)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
             # not wait_for: on 3.11 it loses a cancellation that comes as the reply completes
             async with asyncio.timeout(self.snapshot_timeout):

@@ -86,6 +86,9 @@ class Tick:
     epoch: str
     seq: int
     time: float
+    # the digest of the view at (epoch, seq) (kpng.digest, 16 hex digits); "" from older
+    # watchers: nothing to check
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class SnapshotChunk:
     chunks: int
     ops: tuple[Op[Any], ...]
     base: int = -1
+    # a rebase (``base`` >= 0 in another epoch): the view at (``base_epoch``, ``base``) is
+    # the view at (``epoch``, ``seq``); "": ``base`` is in this chunk's epoch
+    base_epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,9 @@ class SnapshotRequest:
     seq: int = -1
     # optional features the consumer understands (``"eps"``: compact endpoint operations)
     accept: tuple[str, ...] = ()
+    # the digest of the trusted view at (epoch, seq): a watcher of another epoch whose view
+    # of the node has it answers with a rebase instead of a full snapshot
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,7 @@ class Status:
     latency: tuple[tuple[float, float], ...] = ()
     # conditions found at start that may break traffic though programming succeeds
     warnings: tuple[str, ...] = ()
+    digest: str = ""  # the digest of the agent's view at (epoch, seq); "" if none
 
 
 Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
@@ -204,9 +214,14 @@ def pack_snapshot_chunk(
     ops: Sequence[bytes],
     count: int | None = None,
     base: int = -1,
+    base_epoch: str = "",
 ) -> bytes:
-    """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply."""
-    return _pack_with_ops(_snapshot_header(epoch, seq, chunk, chunks, base), ops, count)
+    """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply (of a rebase
+    with ``base_epoch``)."""
+    header = _snapshot_header(epoch, seq, chunk, chunks, base)
+    if base_epoch and base >= 0:
+        header["base_epoch"] = base_epoch
+    return _pack_with_ops(header, ops, count)
 
 
 def pack_compressed_chunk(
@@ -243,17 +258,20 @@ def encode(message: Message) -> bytes:
     match message:
         case Delta(epoch, seq, time, trigger, ops):
             return pack_delta(epoch, seq, time, trigger, [encode_op(o) for o in ops])
-        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base):
+        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base, base_epoch):
             encoded = [encode_op(o) for o in ops]
-            return pack_snapshot_chunk(epoch, seq, chunk, chunks, encoded, base=base)
-        case Tick(epoch, seq, time):
-            return packb(
-                {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
-            )
-        case SnapshotRequest(epoch, seq, accept):
+            return pack_snapshot_chunk(epoch, seq, chunk, chunks, encoded, None, base, base_epoch)
+        case Tick(epoch, seq, time, digest):
+            tick = {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
+            if digest:
+                tick["digest"] = digest
+            return packb(tick)
+        case SnapshotRequest(epoch, seq, accept, digest):
             request: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "snapshot-request"}
             if seq >= 0:
                 request.update(epoch=epoch, seq=seq)
+                if digest:
+                    request["digest"] = digest
             if accept:
                 request["accept"] = list(accept)
             return packb(request)
@@ -280,6 +298,7 @@ def _status_to_wire(s: Status) -> dict[str, Any]:
         "counts": dict(s.counts),
         "errors": list(s.errors),
         "latency": [[applied, seconds] for applied, seconds in s.latency],
+        **({"digest": s.digest} if s.digest else {}),
     }
     if s.warnings:  # optional: absent from older agents' and most statuses
         wire["warnings"] = list(s.warnings)
@@ -414,14 +433,16 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
             _ops(r, scope, op_cache),
         )
     if kind == "tick":
-        return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float))
+        digest = r.get("digest", str, "")
+        return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float), digest)
     if kind == "snapshot":
         return _snapshot(r, scope, op_cache)
     if kind == "snapshot-request":
         accept = r.strings("accept")
         if r.data.get("seq") is None:
             return SnapshotRequest(accept=accept)
-        return SnapshotRequest(r.get("epoch", str), r.get("seq", int), accept)
+        digest = r.get("digest", str, "")
+        return SnapshotRequest(r.get("epoch", str), r.get("seq", int), accept, digest)
     if kind == "error":
         return ErrorReply(r.get("reason", str))
     if kind == "status":
@@ -493,7 +514,10 @@ def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
         raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
     ops = _compressed_ops(r, scope, cache) if "zops" in r.data else _ops(r, scope, cache)
     base = -1 if r.data.get("base") is None else r.get("base", int)
-    return SnapshotChunk(r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base)
+    base_epoch = r.get("base_epoch", str, "")
+    return SnapshotChunk(
+        r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base, base_epoch
+    )
 
 
 def _status(r: Reader) -> Status:
@@ -514,6 +538,7 @@ def _status(r: Reader) -> Status:
         errors=r.strings("errors"),
         latency=_latency(r),
         warnings=r.strings("warnings"),
+        digest=r.get("digest", str, ""),
     )
 
 

@@ -8,6 +8,12 @@ A resync of a consumer whose view is trusted asks for a catch-up from its (epoch
 (:meth:`Consumer.since`); a reply based on that seq is applied on top of the view, like a
 delta. A view is not trusted before the first snapshot, after an operation that did not
 fit it, or after a bad or mismatched reply: then only a full snapshot will do.
+
+A tick that carries a digest (:mod:`kpng.digest`) at the seq the consumer applied is
+checked against the view's: a view that differs (a forged or corrupted operation) is not
+trusted and resynced at once. A resync from a trusted view also presents its digest, so
+that a watcher of a new epoch holding the same view answers with a rebase: no operations,
+the (epoch, seq) the view now stands at.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from kpng.diff import (
     apply_in_place,
     apply_snapshot,
 )
+from kpng.digest import to_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,10 @@ class Consumer(Generic[E]):
         """Where a catch-up may start: (epoch, seq) of a trusted view, else None (full)."""
         return (self.epoch, self.seq) if self.trusted and self.seq >= 0 else None
 
+    def digest(self) -> str:
+        """The digest of the view (16 hex digits), kept current as operations apply."""
+        return to_hex(self.view.digest())
+
     def start_resync(self) -> None:
         """Forget the stream position (not the view: it stays programmed) and buffer deltas."""
         self.synced = False
@@ -129,16 +140,17 @@ class Consumer(Generic[E]):
     def _catch_up(
         self, first: SnapshotChunk, ops: tuple[Op[Any], ...]
     ) -> list[Applied[E] | Resync]:
-        if not self.trusted or (self.epoch, self.seq) != (first.epoch, first.base):
+        base_epoch = first.base_epoch or first.epoch
+        if not self.trusted or (self.epoch, self.seq) != (base_epoch, first.base):
             at = f"{self.epoch}/{self.seq}" if self.trusted else "an untrusted view"
             self.trusted = False
-            return [Resync(f"catch-up from {first.epoch}/{first.base} does not fit {at}")]
+            return [Resync(f"catch-up from {base_epoch}/{first.base} does not fit {at}")]
         try:
             apply_in_place(ops, self.view)
         except InconsistentOp as exc:
             self.trusted = False
             return [Resync(f"catch-up does not fit the view: {exc}")]
-        self.seq, self.synced = first.seq, True
+        self.epoch, self.seq, self.synced = first.epoch, first.seq, True
         return self._drain([Applied("delta", self.epoch, self.seq, self.view, ops)])
 
     def _drain(self, out: list[Applied[E] | Resync]) -> list[Applied[E] | Resync]:
@@ -179,6 +191,12 @@ class Consumer(Generic[E]):
             return [self._lost(f"epoch changed from {self.epoch} to {tick.epoch}")]
         if tick.seq > self.seq:
             return [self._lost(f"tick at seq {tick.seq}, applied only {self.seq}")]
+        if tick.digest and tick.seq < self.seq:  # applied a seq the watcher never sent
+            self.trusted = False
+            return [self._lost(f"tick at seq {tick.seq}, behind the applied {self.seq}")]
+        if tick.digest and tick.seq == self.seq and tick.digest != self.digest():
+            self.trusted = False  # a forged or corrupted operation: only a full snapshot
+            return [self._lost(f"view digest {self.digest()} differs from {tick.digest}")]
         return []
 
     def _lost(self, reason: str) -> Resync:

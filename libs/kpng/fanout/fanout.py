@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kpng.bus.codec import Tick, delta_head, encode
+from kpng.bus.codec import Tick, delta_head, encode, pack_snapshot_chunk
 from kpng.bus.compression import MIN_SIZE
+from kpng.digest import to_hex
 from kpng.fanout.cluster import Changes, ClusterState, ServiceState
 from kpng.fanout.deltas import DeltaBuilder, Outgoing
+from kpng.fanout.digests import ViewDigests
 from kpng.fanout.history import History
 from kpng.fanout.nodes import NodeRegistry
 from kpng.fanout.snapshots import ENVELOPE, Snapshots, chunk_messages, pack
@@ -49,6 +51,7 @@ class Fanout:
         self._history: dict[str, History] = {}
         self._published: dict[str, ServiceState] = {}
         self._snapshots = Snapshots(self._published, self.stats, compress_min)
+        self._digests = ViewDigests()
         self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
         self._deltas = DeltaBuilder(
             epoch,
@@ -57,7 +60,7 @@ class Fanout:
             self._history,
             self.stats,
             self._pack,
-            self._snapshots.track,
+            self._track,
             history,
             history_bytes,
         )
@@ -92,7 +95,57 @@ class Fanout:
             self.nodes.set_node(name, node)
         for key in cluster.services:
             self._published[key] = state = cluster.service_state(key)
-            self._snapshots.track(key, state)
+            self._track(key, state)
+
+    def _track(self, key: str, state: ServiceState) -> None:
+        """A service's new state as published: for snapshots and digests."""
+        special = set(self._snapshots.special_to(key))
+        self._snapshots.track(key, state)
+        self._digests.track(key, state, special | self._snapshots.special_to(key))
+
+    # -- digests -----------------------------------------------------------------------------
+    def node_digest(self, node: str) -> str:
+        """The digest of ``node``'s view at its current seq (16 hex digits)."""
+        zone, obj = self.zone(node), self.nodes.nodes.get(node)
+        return to_hex(self._digests.node(node, zone, obj, self._snapshots.specials(node)))
+
+    def global_digest(self) -> str:
+        return to_hex(self._digests.global_view(self.nodes.nodes.values()))
+
+    def check(self, node: str, epoch: str, seq: int, digest: str, now: float) -> bytes | None:
+        """A consumer of ``node`` reports its view at (``epoch``, ``seq``) with ``digest``
+        (an agent's status): a tick to send it at once if that is not a view this epoch
+        published (another epoch, a seq never sent, or another view at the current seq),
+        else None."""
+        current = self.seq.get(node)
+        if current is None or not epoch:
+            return None
+        if epoch != self.epoch:  # a consumer of an earlier watcher: the new epoch at once
+            return encode(Tick(self.epoch, current, now, self.node_digest(node)))
+        if seq < current:
+            return None  # a lagging consumer: the ticks tell it
+        if seq == current and (not digest or digest == self.node_digest(node)):
+            return None
+        return encode(Tick(self.epoch, current, now, self.node_digest(node)))
+
+    def global_rebase(self, epoch: str, seq: int, digest: str) -> bytes | None:
+        """:meth:`rebase` for the global view."""
+        if not digest or epoch == self.epoch or seq < 0 or digest != self.global_digest():
+            return None
+        self.stats.rebases += 1
+        return pack_snapshot_chunk(self.epoch, self.global_seq, 0, 1, (), 0, seq, epoch)
+
+    def rebase(
+        self, node: str, epoch: str, seq: int, digest: str, now: float = 0.0
+    ) -> bytes | None:
+        """A consumer holds a view of ``node`` at (``epoch``, ``seq``) of another epoch with
+        ``digest``: if that is this epoch's view of the node, the one chunk that moves it to
+        the current (epoch, seq) without operations (a rebase); else None."""
+        self.serve(node, now)
+        if epoch == self.epoch or seq < 0 or digest != self.node_digest(node):
+            return None
+        self.stats.rebases += 1
+        return pack_snapshot_chunk(self.epoch, self.seq[node], 0, 1, (), 0, seq, epoch)
 
     # -- deltas ------------------------------------------------------------------------------
     def publish(self, cluster: ClusterState, changes: Changes, now: float) -> list[Outgoing]:
@@ -178,12 +231,14 @@ class Fanout:
         """Ticks carrying nodes' current seqs, so that a lost last delta is noticed: to the
         nodes :meth:`NodeRegistry.due_ticks` names, and to the global subject. At 5,000 quiet
         nodes that is no message a second instead of 5,000."""
-        encoded: dict[int, bytes] = {}  # most nodes are at the same seq
+        encoded: dict[tuple[int, str], bytes] = {}  # most nodes are at the same seq and view
         out = []
         for node, seq in self.nodes.due_ticks(now, quiet, full):
-            data = encoded.get(seq)
+            digest = self.node_digest(node)
+            data = encoded.get((seq, digest))
             if data is None:
-                data = encoded[seq] = encode(Tick(self.epoch, seq, now))
+                data = encoded[(seq, digest)] = encode(Tick(self.epoch, seq, now, digest))
             out.append(Outgoing(node, data))
-        out.append(Outgoing(None, encode(Tick(self.epoch, self.global_seq, now))))
+        tick = Tick(self.epoch, self.global_seq, now, self.global_digest())
+        out.append(Outgoing(None, encode(tick)))
         return out

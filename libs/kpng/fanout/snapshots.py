@@ -102,6 +102,14 @@ class Snapshots:
             for node in nodes:
                 self._specials.setdefault(node, set()).add(key)
 
+    def special_to(self, key: str) -> set[str]:
+        """The nodes the service ``key`` is special to."""
+        return self._special_of.get(key, set())
+
+    def specials(self, node: str) -> set[str]:
+        """The services ``node`` is special to (its view of them is its own)."""
+        return self._specials.get(node, set())
+
     def node_chunks(
         self,
         epoch: str,

@@ -17,6 +17,7 @@ class FanoutStats:
     snapshot_cache_hits: int = 0
     catchups: int = 0  # snapshot requests answered with only the missed deltas
     catchup_bytes: int = 0
+    rebases: int = 0  # views of another epoch taken on by their digest, without operations
     compressions: int = 0  # runs compressed into zstd frames (snapshots and catch-ups)
     compressed_in: int = 0  # their bytes before
     compressed_out: int = 0  # and after

@@ -144,6 +144,8 @@ class Agent:
 
     def status(self) -> Status:
         now = self.clock.time()
+        consumer = self.client.consumer
+        at = (consumer.epoch, consumer.seq) == (self.state.epoch, self.state.seq)
         return self.state.status(
             self.node,
             self.backend.name,
@@ -156,6 +158,7 @@ class Agent:
             synced=self.client.consumer.synced,
             proxy_healthy=self.health.healthy(now),
             now=now,
+            digest=consumer.digest() if at and consumer.trusted else "",
         )
 
     async def publish_status(self) -> None:

@@ -101,9 +101,10 @@ class AgentState:
         synced: bool,
         proxy_healthy: bool,
         now: float,
+        digest: str = "",
     ) -> Status:
         """The status report: ``counts`` of the view, the bus client's ``synced`` and stats,
-        the proxy health as of ``now``."""
+        the proxy health as of ``now``, the ``digest`` of the view at (epoch, seq)."""
         return Status(
             node=node,
             epoch=self.epoch,
@@ -123,4 +124,5 @@ class AgentState:
             errors=self.errors,
             latency=tuple(self.latency),
             warnings=self.warnings,
+            digest=digest,
         )

@@ -79,5 +79,5 @@ class Feed:
         elif isinstance(message, Tick):
             self.metrics.bus.received("tick", len(data))
             self.state.note_published(
-                self._node(subject), message.epoch, message.seq, self.clock.time()
+                self._node(subject), message.epoch, message.seq, self.clock.time(), message.digest
             )

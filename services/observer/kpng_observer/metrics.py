@@ -14,7 +14,7 @@ from kpng.bus.client import ClientStats
 from kpng.runtime.metrics import LATENCY_BUCKETS, BusMetrics, StatsCollector
 from kpng_observer.state import ObserverState
 
-STATES = ("ok", "syncing", "lagging", "failed", "silent", "unknown")
+STATES = ("ok", "syncing", "lagging", "diverged", "failed", "silent", "unknown")
 
 
 class ClusterCollector(Collector):
@@ -49,7 +49,11 @@ class ClusterCollector(Collector):
         events.add_metric([], self.state.events.last_id)
         services = GaugeMetricFamily("kpng_observer_services", "Services in the global view")
         services.add_metric([], len(self.state.view.services))
-        yield from (nodes, lag, age, applied, events, services)
+        diverged = GaugeMetricFamily(
+            "kpng_observer_diverged", "Times a node's view was seen to differ from the watcher's"
+        )
+        diverged.add_metric([], self.state.diverged)
+        yield from (nodes, lag, age, applied, events, services, diverged)
 
 
 class ObserverMetrics:

@@ -15,7 +15,7 @@ from kpng_observer.events import EventLog
 from kpng_observer.latency import LatencyWindow
 from kpng_observer.programming import ProgrammingTracker
 
-NodeState = Literal["ok", "syncing", "lagging", "failed", "silent", "unknown"]
+NodeState = Literal["ok", "syncing", "lagging", "diverged", "failed", "silent", "unknown"]
 
 
 @dataclass(slots=True)
@@ -24,6 +24,7 @@ class NodeProgress:
     published_epoch: str = ""
     published_seq: int = -1
     published_at: float | None = None
+    published_digest: str = ""  # the view's digest at the published seq, from its ticks
     status: Status | None = None
     status_received_at: float | None = None
     behind_since: float | None = None
@@ -38,6 +39,17 @@ class NodeProgress:
         return status is None or (status.epoch, status.seq) != (
             self.published_epoch,
             self.published_seq,
+        )
+
+    @property
+    def diverged(self) -> bool:
+        """The agent's view at the published (epoch, seq) is not the watcher's (digests)."""
+        status = self.status
+        return (
+            status is not None
+            and bool(status.digest and self.published_digest)
+            and (status.epoch, status.seq) == (self.published_epoch, self.published_seq)
+            and status.digest != self.published_digest
         )
 
     def update_lag(self, now: float) -> None:
@@ -59,6 +71,8 @@ class NodeProgress:
             return "unknown"  # published to, no status yet, not silent for long enough
         if self.status.errors:
             return "failed"
+        if self.diverged:
+            return "diverged"
         if not self.status.healthy:
             return "syncing"  # no error: its view is being (re)synced
         if self.behind_since is not None and now - self.behind_since >= lag_after:
@@ -85,7 +99,8 @@ class NodeProgress:
             "state": self.state(now, silent_after, lag_after),
             "published": {"epoch": self.published_epoch, "seq": self.published_seq},
             "applied": None if status is None else _status_json(status),
-            "inSync": status is not None and not self.behind,
+            "inSync": status is not None and not self.behind and not self.diverged,
+            "diverged": self.diverged,
             "lag": self.lag_json(now),
             "silent": self.silent(now, silent_after),
             "lastStatusAge": None
@@ -123,6 +138,7 @@ class ObserverState:
     programming: ProgrammingTracker = field(default_factory=ProgrammingTracker)
     events: EventLog = field(default_factory=EventLog)
     node_states: dict[str, NodeState] = field(default_factory=dict)
+    diverged: int = 0  # times a node's view was seen to differ from the watcher's
 
     def node(self, name: str, now: float | None = None) -> NodeProgress:
         progress = self.nodes.get(name)
@@ -150,11 +166,15 @@ class ObserverState:
         }
         self.events.append("delta", now, data)
 
-    def note_published(self, name: str, epoch: str, seq: int, now: float) -> None:
+    def note_published(self, name: str, epoch: str, seq: int, now: float, digest: str = "") -> None:
+        """A delta or tick of ``name``'s view; a tick's ``digest`` is the view's at ``seq``."""
         progress = self.node(name, now)
         if epoch != progress.published_epoch or seq > progress.published_seq:
             progress.published_epoch, progress.published_seq = epoch, seq
             progress.published_at = now
+            progress.published_digest = ""
+        if digest and (epoch, seq) == (progress.published_epoch, progress.published_seq):
+            progress.published_digest = digest
         progress.update_lag(now)
         self.programming.note_tick(name, epoch, seq)
         self._transition(progress, now)
@@ -184,6 +204,7 @@ class ObserverState:
         state = progress.state(now, self.silent_after, self.lag_after)
         previous = self.node_states.get(progress.name)
         if state != previous:
+            self.diverged += state == "diverged"
             self.node_states[progress.name] = state
             data = {"node": progress.name, "state": state, "previous": previous}
             self.events.append("node", now, data)

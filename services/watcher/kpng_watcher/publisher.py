@@ -22,6 +22,7 @@ from kpng.bus.codec import (
     ErrorReply,
     MalformedMessage,
     SnapshotRequest,
+    Status,
     decode,
     encode,
 )
@@ -185,12 +186,24 @@ class Publisher:
                 async with self._publishing:
                     await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
-    def _on_status(self, data: bytes, subject: str, reply: str) -> None:
-        """An agent reporting in keeps its node served (even without a Node object)."""
+    async def _on_status(self, data: bytes, subject: str, reply: str) -> None:
+        """An agent reporting in keeps its node served (even without a Node object); one
+        whose view is not what this epoch published is ticked at once (it then resyncs)."""
         if self.synced:
             node = self.bus.subjects.node_of(subject).replace("_", ".")
             if self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
+            try:
+                status = decode(data)
+            except MalformedMessage:
+                return
+            if isinstance(status, Status) and status.node == node:
+                async with self._publishing:
+                    now = self.clock.time()
+                    tick = self.fanout.check(node, status.epoch, status.seq, status.digest, now)
+                    if tick is not None:
+                        log.info("node %s reports a view this epoch did not publish", node)
+                        await self._send([Outgoing(node, tick)])
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
@@ -213,7 +226,9 @@ class Publisher:
             await self._reply(reply, [encode(ErrorReply("watcher initial load not complete"))])
             return
         if subject == self.bus.subjects.global_snapshot:
-            chunks = self.fanout.global_snapshot(zstd=COMPRESSED_OPS in request.accept)
+            rebase = self.fanout.global_rebase(request.epoch, request.seq, request.digest)
+            zstd = COMPRESSED_OPS in request.accept
+            chunks = [rebase] if rebase is not None else self.fanout.global_snapshot(zstd=zstd)
         else:
             chunks = self._node_snapshot(subject, request)
         await self._reply(reply, chunks)
@@ -228,6 +243,10 @@ class Publisher:
             if chunks is not None:
                 return chunks
             log.debug("node %s: no catch-up from %s/%d", node, request.epoch, request.seq)
+        if request.seq >= 0 and request.digest and request.epoch != self.epoch:
+            rebase = self.fanout.rebase(node, request.epoch, request.seq, request.digest, now)
+            if rebase is not None:  # the view of another epoch is this one's: no operations
+                return [rebase]
         if self.fanout.serve(node, now):
             log.info("serving node %s (asked for a snapshot)", node)
         compact = COMPACT_ENDPOINTS in request.accept

@@ -1,0 +1,136 @@
+"""The view digest: the test vectors of docs/bus.md, and a digest kept current op by op."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+
+from kpng.diff import View, apply, apply_in_place, diff
+from kpng.digest import (
+    encode_endpoint,
+    encode_node,
+    encode_service,
+    endpoint_hash,
+    node_hash,
+    service_hash,
+    to_hex,
+    view_digest,
+)
+from kpng.model import (
+    EndpointPort,
+    Node,
+    Service,
+    ServicePort,
+    ServiceType,
+    TransportProtocol,
+    ViewEndpoint,
+)
+
+from .strategies import global_views, node_views
+
+WEB = Service(
+    "default",
+    "web",
+    ServiceType.CLUSTER_IP,
+    ("10.96.0.10",),
+    (ServicePort("http", TransportProtocol.TCP, 80, 8080),),
+)
+EP = ViewEndpoint(
+    "10.244.1.1",
+    (EndpointPort("http", TransportProtocol.TCP, 8080),),
+    "node-a",
+    "zone-1",
+    ready=True,
+    serving=True,
+    terminating=False,
+    internal=True,
+    external=True,
+)
+NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
+
+# (encoding, hash) of each item, and the view's digest: also in docs/bus.md
+VECTORS = {
+    "service": (
+        "530000000764656661756c740000000377656200000009436c757374657249500000000100"
+        "00000a31302e39362e302e3130000000010000000468747470000000035443500000000000"
+        "000050690000000000001f9000000000000000000000000000000000000000000000000000"
+        "00000000000007436c757374657200000007436c75737465720000000000000000000000"
+        "000000000000000000",
+        "3fe2e1f1023d7d13",
+    ),
+    "endpoint": (
+        "450000000b64656661756c742f7765620000000a31302e3234342e312e3100000001000000"
+        "0468747470000000035443500000000000001f90000000066e6f64652d61000000067a6f6e"
+        "652d310101000101",
+        "df3da0fadfcfcbc2",
+    ),
+    "node": (
+        "4e000000066e6f64652d61000000010000000c3139322e3136382e302e3130000000067a6f"
+        "6e652d3100000000",
+        "bee21c445f107353",
+    ),
+}
+VIEW_DIGEST = "5e3d5d4f82e2c582"
+
+
+def test_the_vectors_of_the_contract() -> None:
+    items = {
+        "service": (encode_service(WEB), service_hash(WEB)),
+        "endpoint": (encode_endpoint(WEB.key, EP), endpoint_hash(WEB.key, EP)),
+        "node": (encode_node(NODE), node_hash(NODE)),
+    }
+    for name, (encoding, digest) in items.items():
+        assert (encoding.hex(), to_hex(digest)) == VECTORS[name], name
+    view = View({WEB.key: WEB}, {WEB.key: {EP.ip: EP}}, {NODE.name: NODE})
+    assert to_hex(view.digest()) == VIEW_DIGEST
+    assert to_hex(View().digest()) == "0" * 16
+
+
+def test_the_doc_states_the_same_vectors() -> None:
+    doc = Path(__file__).parents[2].joinpath("docs", "bus.md").read_text()
+    text = re.sub(r"\s+", "", doc)
+    for encoding, digest in VECTORS.values():
+        assert encoding in text and digest in text
+    assert VIEW_DIGEST in text
+
+
+def test_every_field_counts() -> None:
+    base = to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: EP}}, {}))
+    moved = ViewEndpoint(**{**_fields(EP), "external": False})
+    assert to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: moved}}, {})) != base
+    # the same endpoint under another service is another item
+    other = {WEB.key: WEB, "default/api": WEB}
+    assert view_digest(other, {"default/api": {EP.ip: EP}}, {}) != view_digest(
+        other, {WEB.key: {EP.ip: EP}}, {}
+    )
+
+
+def _fields(e: ViewEndpoint) -> dict[str, Any]:
+    return {f: getattr(e, f) for f in e.__slots__}
+
+
+def _kept(a: View[Any], b: View[Any]) -> None:
+    view = apply(diff(View(), a), View())
+    view.digest()
+    apply_in_place(diff(a, b), view)
+    assert view == b
+    assert view.known_digest == view_digest(b.services, b.endpoints, b.nodes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(node_views(), node_views())
+def test_a_node_views_digest_is_kept_current_by_its_operations(
+    a: View[ViewEndpoint], b: View[ViewEndpoint]
+) -> None:
+    _kept(a, b)
+
+
+@settings(max_examples=100, deadline=None)
+@given(global_views(), global_views())
+def test_a_global_views_digest_is_kept_current_by_its_operations(
+    a: View[Any], b: View[Any]
+) -> None:
+    _kept(a, b)
