@@ -22,10 +22,12 @@ from kpng.bus.codec import (
     ErrorReply,
     MalformedMessage,
     SnapshotRequest,
+    Status,
     decode,
     encode,
 )
 from kpng.bus.protocol import Bus, BusError
+from kpng.bus.subjects import Subjects
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.runtime.clock import SYSTEM, Clock
@@ -52,6 +54,7 @@ class PublisherStats:
     # services and nodes changed, summed over batches: changes / batches is the coalescing
     coalesced_changes: int = 0
     malformed_requests: int = 0
+    untrusted_statuses: int = 0  # undecodable, or naming another node than their subject's
     publish_errors: int = 0
     last_publish_duration: float = 0.0
 
@@ -186,11 +189,24 @@ class Publisher:
                     await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
     def _on_status(self, data: bytes, subject: str, reply: str) -> None:
-        """An agent reporting in keeps its node served (even without a Node object)."""
+        """An agent reporting in keeps its node served (even without a Node object): only a
+        status that decodes and names the node of the subject it came on."""
         if self.synced:
-            node = self.bus.subjects.node_of(subject).replace("_", ".")
-            if self.fanout.serve(node, self.clock.time()):
+            node = self._status_node(data, subject)
+            if node is None:
+                self.stats.untrusted_statuses += 1
+            elif self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
+
+    def _status_node(self, data: bytes, subject: str) -> str | None:
+        try:
+            status = decode(data, "node")
+            token = self.bus.subjects.node_of(subject)
+            if isinstance(status, Status) and Subjects.token(status.node) == token:
+                return status.node
+        except (MalformedMessage, ValueError):
+            pass
+        return None
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
