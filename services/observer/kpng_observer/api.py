@@ -201,6 +201,12 @@ def _explain(
             raise HTTPException(422, str(exc)) from None
         return {"node": node, "epoch": epoch, "seq": seq, **explanation_json(result)}
 
+    @api.get("/watcher", tags=["nodes"], summary="The watcher: alive or gone, its source")
+    def watcher() -> JSON:
+        """``state``: ok, gone (three ticks missed) or unknown; ``status``: what the watcher
+        last said of itself, such as a source reload held back (``reloadHeld``)."""
+        return state.watcher_json(clock())
+
     @api.get("/latency", tags=["latency"], summary="Network-programming latency percentiles")
     def latency(
         window: Annotated[float | None, Query(gt=0, description="seconds")] = None,

@@ -27,6 +27,7 @@ from kpng.bus.codec import (
     encode,
 )
 from kpng.bus.protocol import Bus, BusError
+from kpng.bus.watcher_status import decode_status
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng_observer.metrics import ObserverMetrics
 from kpng_observer.quiet import RateLimitedWarning
@@ -60,6 +61,7 @@ class Feed:
         await self.bus.subscribe(self.bus.subjects.all_status, self._on_status)
         await self.bus.subscribe(self.bus.subjects.all_deltas, self._on_delta)
         await self.bus.subscribe(self.bus.subjects.global_delta, self._on_global)
+        await self.bus.subscribe(self.bus.subjects.watcher_status, self._on_watcher_status)
         self.bus.listeners.reconnected.append(self._on_reconnected)
 
     def _on_reconnected(self) -> None:
@@ -143,6 +145,15 @@ class Feed:
                 self.state.note_tick(node, message.epoch, message.seq, self.clock.time())
         if self.state.refresh:
             self._refresh_due.set()
+
+    def _on_watcher_status(self, data: bytes, subject: str, reply: str) -> None:
+        try:
+            status = decode_status(data)
+        except ValueError as exc:  # json's errors are ValueErrors too
+            self.state.malformed += 1
+            self.quiet.warning("malformed watcher status on %s: %s", subject, exc)
+            return
+        self.state.note_watcher_status(status, self.clock.time())
 
     def _on_global(self, data: bytes, subject: str, reply: str) -> None:
         """Only the watcher may publish here (bus permissions): its heartbeat."""

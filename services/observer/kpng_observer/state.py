@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from kpng.bus.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.bus.consumer import Applied
+from kpng.bus.watcher_status import WatcherStatus
 from kpng.diff import View, service_keys
 from kpng.labels import LabelSelector
 from kpng.model import Endpoint
@@ -138,6 +139,20 @@ class ObserverState:
     # watcher liveness: anything on the global subject (ticks come every tick interval)
     watcher_gone_after: float = 3.0
     watcher_heard_at: float | None = None
+    watcher_status: WatcherStatus | None = None  # what it last said of itself
+
+    def note_watcher_status(self, status: WatcherStatus, now: float) -> None:
+        previous = self.watcher_status
+        self.watcher_status, self.watcher_heard_at = status, now
+        if previous is None or previous.reload_held != status.reload_held:
+            self.events.append("watcher", now, status.to_json())
+
+    def watcher_json(self, now: float) -> dict[str, Any]:
+        status = self.watcher_status
+        return {
+            "state": self.watcher_state(now),
+            "status": None if status is None else status.to_json(),
+        }
 
     def watcher_state(self, now: float) -> Literal["ok", "gone", "unknown"]:
         if self.watcher_heard_at is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from kpng.runtime.metrics import LabelledGaugeCollector, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
+from kpng_watcher.announce import announce
 from kpng_watcher.file_source import FileSettings, FileSource, FileSourceStats
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
@@ -208,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                 server, _ = serve_metrics(metrics_registry(publisher, source), host, port)
                 log.info("metrics on http://%s:%d/metrics", host, server.server_port)
             try:
-                await publisher.run()
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(publisher.run())
+                    interval = settings.tick_interval
+                    status = announce(bus, publisher.epoch, source.stats, SYSTEM, interval)
+                    tasks.create_task(status)
             finally:
                 if server is not None:
                     server.shutdown()
