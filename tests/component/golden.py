@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kpng_watcher.file_source import FileSource
+from kpng_watcher.file_source import FileSource, inline
 from tests.component.chain import Chain, NodeSpec, nodes_of, running
 from tests.component.verdicts import from_trace
 
@@ -71,7 +71,7 @@ def table(chain: Chain, packets: list[PacketLine]) -> str:
 
 async def run_case(case: Path) -> str:
     """The case's table, from the whole chain fed by its cluster file."""
-    source = FileSource(case / "cluster.yaml", poll_interval=0.5)
+    source = FileSource(case / "cluster.yaml", poll_interval=0.5, offload=inline)
     objects = source.load()
     assert objects is not None, f"{case}/cluster.yaml does not load"
     assert not source.stats.invalid_objects, source.stats.invalid_objects

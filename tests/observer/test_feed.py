@@ -55,7 +55,7 @@ def test_a_malformed_node_delta_is_counted_and_changes_nothing() -> None:
 async def test_the_sweep_waits_on_the_clock_and_statuses_are_stamped_by_it() -> None:
     clock = FakeClock(epoch=2000.0)
     bus: Any = SimpleNamespace(subjects=Subjects("kpng"))
-    feed = Feed(bus, ObserverState(silent_after=1.0), clock=clock)
+    feed = Feed(bus, ObserverState(silent_after=1.0, unknown_node_ttl=1e9), clock=clock)
     status = Status("n1", "e1", 3, "dump", True, time=2000.0)
     feed._on_status(encode(status), bus.subjects.node_status("n1"), "")
     assert feed.state.nodes["n1"].status_received_at == 2000.0

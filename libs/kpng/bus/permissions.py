@@ -1,10 +1,11 @@
 """What each role may do on the bus, as NATS subject permissions (the server enforces them).
 
-- watcher: publishes node and global deltas and snapshot replies; hears snapshot requests
-  and statuses;
+- watcher: publishes node and global deltas, snapshot replies and its own status; hears
+  snapshot requests and statuses;
 - agent: hears node deltas, asks for snapshots, publishes statuses; never a delta, a
   snapshot reply or anything global;
-- observer: hears deltas, ticks and statuses, asks for snapshots; publishes nothing else;
+- observer: hears deltas, ticks, statuses and the watcher's status, asks for snapshots;
+  publishes nothing else;
 - consumer (third parties): hears the global view (and, if allowed, node views) and asks
   for snapshots; publishes nothing else.
 
@@ -39,7 +40,7 @@ def role_permissions(role: str, subjects: Subjects, node_views: bool = False) ->
     node_snapshots, node_statuses = s.all_snapshots, s.all_status
     if role == "watcher":
         return Permissions(
-            (s.all_deltas, s.global_delta, INBOXES),
+            (s.all_deltas, s.global_delta, s.watcher_status, INBOXES),
             (node_snapshots, s.global_snapshot, node_statuses),
         )
     if role == "agent":
@@ -47,7 +48,7 @@ def role_permissions(role: str, subjects: Subjects, node_views: bool = False) ->
     if role == "observer":
         return Permissions(
             (node_snapshots, s.global_snapshot),
-            (s.all_deltas, node_statuses, s.global_delta, INBOXES),
+            (s.all_deltas, node_statuses, s.global_delta, s.watcher_status, INBOXES),
         )
     if role == "consumer":
         if node_views:

@@ -53,6 +53,11 @@ class Subjects:
     def global_snapshot(self) -> str:
         return f"{self.prefix}.v1.global.snapshot"
 
+    @property
+    def watcher_status(self) -> str:
+        """The watcher's own condition (JSON, :mod:`kpng.bus.watcher_status`)."""
+        return f"{self.prefix}.v1.watcher.status"
+
     def node_of(self, subject: str) -> str:
         """The node token of a ``<prefix>.v1.node.<node>.<kind>`` subject."""
         parts = subject.split(".")

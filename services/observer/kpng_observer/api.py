@@ -52,7 +52,7 @@ def create_app(
         description="Cluster-wide programming status, network-programming latency, "
         "packet explanations and an event stream for kpng. See docs/observer.md.",
     )
-    _health(app, state, connected)
+    _health(app, state, connected, clock)
     protected = [Depends(require_token(settings.token))]
     api = APIRouter(prefix="/api/v1", dependencies=protected)
     _services(api, state)
@@ -71,15 +71,27 @@ def create_app(
     return app
 
 
-def _health(app: FastAPI, state: ObserverState, connected: Callable[[], bool]) -> None:
+def _health(
+    app: FastAPI, state: ObserverState, connected: Callable[[], bool], clock: Callable[[], float]
+) -> None:
     @app.get("/livez", tags=["health"], summary="The process is up")
     def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Connected and holding the global view")
+    @app.get(
+        "/readyz", tags=["health"], summary="Connected, holding the global view, watcher alive"
+    )
     def readyz() -> JSONResponse:
-        ready = connected() and state.snapshot_received
-        body = {"ready": ready, "connected": connected(), "snapshot": state.snapshot_received}
+        watcher = state.watcher_state(clock())
+        ready = connected() and state.snapshot_received and watcher != "gone"
+        body: JSON = {
+            "ready": ready,
+            "connected": connected(),
+            "snapshot": state.snapshot_received,
+            "watcher": watcher,
+        }
+        if watcher == "gone":
+            body["reason"] = f"watcher gone: no tick for over {state.watcher_gone_after:g}s"
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -188,6 +200,12 @@ def _explain(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"node": node, "epoch": epoch, "seq": seq, **explanation_json(result)}
+
+    @api.get("/watcher", tags=["nodes"], summary="The watcher: alive or gone, its source")
+    def watcher() -> JSON:
+        """``state``: ok, gone (three ticks missed) or unknown; ``status``: what the watcher
+        last said of itself, such as a source reload held back (``reloadHeld``)."""
+        return state.watcher_json(clock())
 
     @api.get("/latency", tags=["latency"], summary="Network-programming latency percentiles")
     def latency(

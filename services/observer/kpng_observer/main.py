@@ -54,6 +54,14 @@ def parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--watcher-tick-interval",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="the watcher's --tick-interval: after 3 without a tick the watcher counts as "
+        "gone (/readyz 503) (default: %(default)s)",
+    )
+    p.add_argument(
         "--latency-window",
         type=positive_float,
         default=300.0,
@@ -97,7 +105,11 @@ async def fetch_node_view(bus: Bus, node: str) -> tuple[str, int, View[ViewEndpo
 
 async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> None:
     bus = await connect(args.nats, name="kpng-observer", prefix=args.prefix, auth=auth)
-    state = ObserverState(silent_after=args.silent_after, lag_after=args.lag_after)
+    state = ObserverState(
+        silent_after=args.silent_after,
+        lag_after=args.lag_after,
+        watcher_gone_after=3 * args.watcher_tick_interval,
+    )
     feed = Feed(bus, state, clock=SYSTEM)
     await feed.start()
     settings = Settings(token, args.cluster_cidr, args.latency_window)
@@ -117,6 +129,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(feed.follow_global())
             tasks.create_task(feed.sweep())
+            tasks.create_task(feed.refresh_positions())
             tasks.create_task(server.serve())
     finally:
         await bus.close()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kpng.bus.client import ClientStats
@@ -54,6 +54,21 @@ class ClusterCollector(Collector):
         )
         diverged.add_metric([], self.state.diverged)
         yield from (nodes, lag, age, applied, events, services, diverged)
+        yield from self._trust(now)
+
+    def _trust(self, now: float) -> Iterator[Metric]:
+        state = self.state
+        up = GaugeMetricFamily("kpng_observer_watcher_up", "1 while the watcher ticks")
+        up.add_metric([], 1 if state.watcher_state(now) == "ok" else 0)
+        yield up
+        for name, value, text in (
+            ("positions_ahead", state.ahead, "Ticks, deltas, statuses beyond the published seq"),
+            ("untrusted_statuses", state.untrusted_statuses, "Statuses on another's subject"),
+            ("unknown_nodes_dropped", state.unknown_nodes_dropped, "Past the unknown bound"),
+        ):
+            counter = CounterMetricFamily(f"kpng_observer_{name}", text)
+            counter.add_metric([], value)
+            yield counter
 
 
 class ObserverMetrics:

@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 from kpng.bus.codec import Delta, Status, endpoint_to_wire, service_to_wire
 from kpng.bus.consumer import Applied
+from kpng.bus.watcher_status import WatcherStatus
 from kpng.diff import View, service_keys
 from kpng.labels import LabelSelector
 from kpng.model import Endpoint
 from kpng_observer.events import EventLog
 from kpng_observer.latency import LatencyWindow
 from kpng_observer.programming import ProgrammingTracker
+from kpng_observer.trust import judge_position, status_ahead
 
 NodeState = Literal["ok", "syncing", "lagging", "diverged", "failed", "silent", "unknown"]
 
@@ -29,6 +31,9 @@ class NodeProgress:
     status_received_at: float | None = None
     behind_since: float | None = None
     first_seen: float | None = None
+    # a tick, delta or status said a seq beyond the published one (not stored): refreshing
+    ahead: bool = False
+    last_heard: float = 0.0  # anything about this node (an unknown one expires without)
 
     @property
     def behind(self) -> bool:
@@ -99,8 +104,12 @@ class NodeProgress:
             "state": self.state(now, silent_after, lag_after),
             "published": {"epoch": self.published_epoch, "seq": self.published_seq},
             "applied": None if status is None else _status_json(status),
-            "inSync": status is not None and not self.behind and not self.diverged,
+            "inSync": status is not None
+            and not self.behind
+            and not self.diverged
+            and not self.ahead,
             "diverged": self.diverged,
+            "ahead": self.ahead,
             "lag": self.lag_json(now),
             "silent": self.silent(now, silent_after),
             "lastStatusAge": None
@@ -139,6 +148,52 @@ class ObserverState:
     events: EventLog = field(default_factory=EventLog)
     node_states: dict[str, NodeState] = field(default_factory=dict)
     diverged: int = 0  # times a node's view was seen to differ from the watcher's
+    # trust (see kpng_observer.trust): positions and statuses not believed, and why
+    ahead: int = 0  # ticks, deltas and statuses beyond a node's published seq
+    untrusted_statuses: int = 0  # a status on another node's subject
+    # nodes neither in the cluster nor published to (statuses from anyone): bounded, expiring
+    max_unknown_nodes: int = 256
+    unknown_node_ttl: float = 60.0
+    unknown_nodes_dropped: int = 0
+    refresh: set[str] = field(default_factory=set)  # nodes whose position to ask the watcher
+    # watcher liveness: anything on the global subject (ticks come every tick interval)
+    watcher_gone_after: float = 3.0
+    watcher_heard_at: float | None = None
+    watcher_status: WatcherStatus | None = None  # what it last said of itself
+
+    def note_watcher_status(self, status: WatcherStatus, now: float) -> None:
+        previous = self.watcher_status
+        self.watcher_status, self.watcher_heard_at = status, now
+        if previous is None or previous.reload_held != status.reload_held:
+            self.events.append("watcher", now, status.to_json())
+
+    def watcher_json(self, now: float) -> dict[str, Any]:
+        status = self.watcher_status
+        return {
+            "state": self.watcher_state(now),
+            "status": None if status is None else status.to_json(),
+        }
+
+    def watcher_state(self, now: float) -> Literal["ok", "gone", "unknown"]:
+        if self.watcher_heard_at is None:
+            return "unknown"
+        return "gone" if now - self.watcher_heard_at > self.watcher_gone_after else "ok"
+
+    def unknown(self, name: str) -> bool:
+        progress = self.nodes.get(name)
+        published = progress is not None and bool(progress.published_epoch)
+        return name not in self.view.nodes and not published
+
+    def admits(self, name: str) -> bool:
+        """Whether a message about ``name`` may be tracked: known nodes always, unknown ones
+        while fewer than ``max_unknown_nodes`` are."""
+        if name in self.nodes or name in self.view.nodes:
+            return True
+        unknown = sum(1 for n in self.nodes if self.unknown(n))
+        if unknown < self.max_unknown_nodes:
+            return True
+        self.unknown_nodes_dropped += 1
+        return False
 
     def node(self, name: str, now: float | None = None) -> NodeProgress:
         progress = self.nodes.get(name)
@@ -166,13 +221,40 @@ class ObserverState:
         }
         self.events.append("delta", now, data)
 
+    def believes(self, name: str, epoch: str, seq: int, now: float, delta: bool) -> bool:
+        """Whether a delta's or tick's position for ``name`` is believable (see
+        :func:`~kpng_observer.trust.judge_position`); if not, it is flagged and refreshed."""
+        progress = self.node(name, now)
+        known = (progress.published_epoch, progress.published_seq)
+        if judge_position(known, (epoch, seq), self.epoch, delta) != "ahead":
+            return True
+        self.ahead += 1
+        progress.ahead = True
+        self.refresh.add(name)
+        self._transition(progress, now)
+        return False
+
+    def note_tick(self, name: str, epoch: str, seq: int, now: float, digest: str = "") -> None:
+        if self.believes(name, epoch, seq, now, delta=False):
+            self.note_published(name, epoch, seq, now, digest)
+
+    def set_published(self, name: str, epoch: str, seq: int, now: float) -> None:
+        """The node's position as the watcher answered it (a refresh): believed as it is."""
+        progress = self.node(name, now)
+        progress.published_epoch, progress.published_seq = epoch, seq
+        progress.published_at, progress.ahead = now, False
+        progress.update_lag(now)
+        self._transition(progress, now)
+
     def note_published(self, name: str, epoch: str, seq: int, now: float, digest: str = "") -> None:
         """A delta or tick of ``name``'s view; a tick's ``digest`` is the view's at ``seq``."""
         progress = self.node(name, now)
+        progress.last_heard = now
         if epoch != progress.published_epoch or seq > progress.published_seq:
             progress.published_epoch, progress.published_seq = epoch, seq
             progress.published_at = now
             progress.published_digest = ""
+            progress.ahead = False
         if digest and (epoch, seq) == (progress.published_epoch, progress.published_seq):
             progress.published_digest = digest
         progress.update_lag(now)
@@ -180,6 +262,8 @@ class ObserverState:
         self._transition(progress, now)
 
     def note_node_delta(self, name: str, delta: Delta, now: float) -> None:
+        if not self.believes(name, delta.epoch, delta.seq, now, delta=True):
+            return
         self.programming.note_delta(name, delta.epoch, delta.seq, delta.ops)
         self.note_published(name, delta.epoch, delta.seq, now)
 
@@ -188,6 +272,12 @@ class ObserverState:
         progress = self.node(status.node, now)
         previous = progress.status
         progress.status, progress.status_received_at = status, now
+        progress.last_heard = now
+        known = (progress.published_epoch, progress.published_seq)
+        if status_ahead(known, (status.epoch, status.seq)):
+            self.ahead += 1
+            progress.ahead = True
+            self.refresh.add(status.node)
         progress.update_lag(now)
         new = self.latency.add(status.node, status.latency, now)
         if previous is None or _summary(previous) != _summary(status):
@@ -197,8 +287,16 @@ class ObserverState:
 
     def sweep(self, now: float) -> None:
         """Notice nodes going silent (nothing else happens when a node stops talking)."""
-        for progress in list(self.nodes.values()):
+        for name, progress in list(self.nodes.items()):
+            if self.unknown(name) and now - progress.last_heard > self.unknown_node_ttl:
+                self.forget(name)
+                continue
             self._transition(progress, now)
+
+    def forget(self, name: str) -> None:
+        self.nodes.pop(name, None)
+        self.node_states.pop(name, None)
+        self.refresh.discard(name)
 
     def _transition(self, progress: NodeProgress, now: float) -> None:
         state = progress.state(now, self.silent_after, self.lag_after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -18,7 +19,8 @@ from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, S
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
-from kpng_watcher.file_source import FileSource
+from kpng_watcher.announce import announce
+from kpng_watcher.file_source import FileSettings, FileSource, FileSourceStats
 from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
 from kpng_watcher.publisher import Publisher, PublisherSettings
@@ -51,6 +53,28 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --source kube: restart a watch that brought nothing, not even a bookmark, "
         "for this long (default: %(default)s)",
+    )
+    p.add_argument(
+        "--file-max-removal",
+        type=share,
+        default=0.5,
+        metavar="SHARE",
+        help="with --source file: a reload removing more than this share of the services "
+        "(0-1) is held back until the file stays unchanged for --file-hold-seconds "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--file-hold-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --source file: how long a held-back reload must stay unchanged "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--file-allow-removal",
+        action="store_true",
+        help="with --source file: never hold a reload back, however much it removes",
     )
     p.add_argument(
         "--coalesce-ms",
@@ -102,7 +126,11 @@ def metrics_registry(publisher: Publisher, source: Source) -> CollectorRegistry:
             gauges=frozenset({"last_publish_duration"}),
         )
     )
-    registry.register(StatsCollector("kpng_watcher_source", lambda: source.stats))
+    registry.register(
+        StatsCollector(
+            "kpng_watcher_source", lambda: source.stats, gauges=frozenset({"reload_held"})
+        )
+    )
     registry.register(PermissionViolations(lambda: publisher.bus.permission_violations))
     registry.register(
         LabelledGaugeCollector(
@@ -112,7 +140,24 @@ def metrics_registry(publisher: Publisher, source: Source) -> CollectorRegistry:
             lambda: source.stats.invalid_objects,
         )
     )
+    stats = source.stats
+    if isinstance(stats, FileSourceStats):
+        registry.register(
+            LabelledGaugeCollector(
+                "kpng_watcher_stale_objects_total",
+                "Invalid objects whose last good version is kept, by kind (at the last load)",
+                "kind",
+                lambda: stats.stale_objects,
+            )
+        )
     return registry
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share between 0 and 1")
+    return value
 
 
 def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
@@ -127,7 +172,14 @@ def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
     if args.kubeconfig is not None or args.service_proxy_name:
         p.error("--kubeconfig and --service-proxy-name need --source kube")
     if kind == "file" and rest:
-        return FileSource(rest)
+        if args.file_hold_seconds < 0:
+            p.error("--file-hold-seconds must not be negative")
+        settings = FileSettings(
+            max_removal=args.file_max_removal,
+            hold_seconds=args.file_hold_seconds,
+            allow_removal=args.file_allow_removal,
+        )
+        return FileSource(rest, settings=settings)
     p.error(f"--source {args.source!r}: expected file:PATH or kube")
     raise AssertionError  # p.error exits
 
@@ -160,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                 server, _ = serve_metrics(metrics_registry(publisher, source), host, port)
                 log.info("metrics on http://%s:%d/metrics", host, server.server_port)
             try:
-                await publisher.run()
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(publisher.run())
+                    interval = settings.tick_interval
+                    status = announce(bus, publisher.epoch, source.stats, SYSTEM, interval)
+                    tasks.create_task(status)
             finally:
                 if server is not None:
                     server.shutdown()

@@ -27,6 +27,7 @@ from kpng.bus.codec import (
     encode,
 )
 from kpng.bus.protocol import Bus, BusError
+from kpng.bus.subjects import Subjects
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
 from kpng.runtime.clock import SYSTEM, Clock
@@ -53,6 +54,7 @@ class PublisherStats:
     # services and nodes changed, summed over batches: changes / batches is the coalescing
     coalesced_changes: int = 0
     malformed_requests: int = 0
+    untrusted_statuses: int = 0  # undecodable, or naming another node than their subject's
     publish_errors: int = 0
     last_publish_duration: float = 0.0
 
@@ -187,23 +189,34 @@ class Publisher:
                     await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
     async def _on_status(self, data: bytes, subject: str, reply: str) -> None:
-        """An agent reporting in keeps its node served (even without a Node object); one
-        whose view is not what this epoch published is ticked at once (it then resyncs)."""
+        """An agent reporting in keeps its node served (even without a Node object): only a
+        status that decodes and names the node of the subject it came on. One whose view is
+        not what this epoch published is ticked at once (it then resyncs)."""
         if self.synced:
-            node = self.bus.subjects.node_of(subject).replace("_", ".")
+            status = self._trusted_status(data, subject)
+            if status is None:
+                self.stats.untrusted_statuses += 1
+                return
+            node = status.node
             if self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
-            try:
-                status = decode(data)
-            except MalformedMessage:
-                return
-            if isinstance(status, Status) and status.node == node:
-                async with self._publishing:
-                    now = self.clock.time()
-                    tick = self.fanout.check(node, status.epoch, status.seq, status.digest, now)
-                    if tick is not None:
-                        log.info("node %s reports a view this epoch did not publish", node)
-                        await self._send([Outgoing(node, tick)])
+            async with self._publishing:
+                now = self.clock.time()
+                tick = self.fanout.check(node, status.epoch, status.seq, status.digest, now)
+                if tick is not None:
+                    log.info("node %s reports a view this epoch did not publish", node)
+                    await self._send([Outgoing(node, tick)])
+
+    def _trusted_status(self, data: bytes, subject: str) -> Status | None:
+        """The status if it decodes and names the node of the subject it came on."""
+        try:
+            status = decode(data, "node")
+            token = self.bus.subjects.node_of(subject)
+            if isinstance(status, Status) and Subjects.token(status.node) == token:
+                return status
+        except (MalformedMessage, ValueError):
+            pass
+        return None
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:

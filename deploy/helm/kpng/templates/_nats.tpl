@@ -11,16 +11,17 @@ permission lists below are kpng.bus.permissions.role_permissions (a test keeps t
 {{- $nodeStatuses := printf "%s.node.*.status" $v }}
 {{- $globalDelta := printf "%s.global.delta" $v }}
 {{- $globalSnapshot := printf "%s.global.snapshot" $v }}
+{{- $watcherStatus := printf "%s.watcher.status" $v }}
 {{- $inboxes := "_INBOX.>" }}
 {{- if eq .role "watcher" }}
-publish: [{{ $nodeDeltas | quote }}, {{ $globalDelta | quote }}, {{ $inboxes | quote }}]
+publish: [{{ $nodeDeltas | quote }}, {{ $globalDelta | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
 subscribe: [{{ $nodeSnapshots | quote }}, {{ $globalSnapshot | quote }}, {{ $nodeStatuses | quote }}]
 {{- else if eq .role "agent" }}
 publish: [{{ $nodeStatuses | quote }}, {{ $nodeSnapshots | quote }}]
 subscribe: [{{ $nodeDeltas | quote }}, {{ $inboxes | quote }}]
 {{- else if eq .role "observer" }}
 publish: [{{ $nodeSnapshots | quote }}, {{ $globalSnapshot | quote }}]
-subscribe: [{{ $nodeDeltas | quote }}, {{ $nodeStatuses | quote }}, {{ $globalDelta | quote }}, {{ $inboxes | quote }}]
+subscribe: [{{ $nodeDeltas | quote }}, {{ $nodeStatuses | quote }}, {{ $globalDelta | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
 {{- else }}
 {{- fail (printf "unknown kpng role %q" .role) }}
 {{- end }}
