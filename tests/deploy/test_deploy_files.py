@@ -28,6 +28,7 @@ from tests.deploy.gotemplate import TemplateError, manifests, render_chart
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "kpng"
 PROGRAMS = ("kpng-watcher", "kpng-agent", "kpng-observer")
+NATS_SERVERS = ("nats-1", "nats-2", "nats-3")
 TEST_TOOLS = ("tools/kpng_apisim", "tools/kpng_scale", "tools/kpng_bench")
 
 # value sets that exercise every branch of the templates
@@ -296,7 +297,8 @@ def test_compose_commands_are_valid() -> None:
         check_command(svc["command"], f"docker-compose.yml {name}")
         programs.add(svc["command"][0])
         assert svc["build"]["context"] == "."
-        assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
+        for server in NATS_SERVERS:
+            assert svc["depends_on"][server]["condition"] == "service_healthy"
     assert programs == set(PROGRAMS)
 
 
@@ -306,7 +308,11 @@ def flag(argv: list[str], name: str) -> str:
 
 def test_compose_topology() -> None:
     services = compose()["services"]
-    assert services["nats"]["image"] == "nats:2.10-alpine"
+    names = set()
+    for server in NATS_SERVERS:
+        assert services[server]["image"] == "nats:2.10-alpine"
+        names.add(flag(services[server]["command"], "--name"))
+    assert len(names) == 3
     agents = {
         flag(s["command"], "--node"): s
         for _, s in kpng_services()
@@ -321,7 +327,10 @@ def test_compose_topology() -> None:
         assert any(src in volumes and dump.startswith(dst + "/") for src, dst, *_ in mounts), node
         assert node in dump
     urls = {flag(s["command"], "--nats") for _, s in kpng_services()}
-    assert urls == {"tls://nats:4222"}
+    assert urls == {",".join(f"tls://{server}:4222" for server in NATS_SERVERS)}
+    settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
+    assert settings["cluster"]["routes"] == [f"{server}:6222" for server in NATS_SERVERS]
+    assert set(NATS_SERVERS) <= set(settings["tls"]["generate"])
 
 
 def test_compose_connects_every_program_with_its_role_over_tls(
@@ -335,10 +344,11 @@ def test_compose_connects_every_program_with_its_role_over_tls(
 
     services = compose()["services"]
     settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
-    assert "-c" in services["nats"]["command"]
-    assert services["nats"]["depends_on"]["bus-config"]["condition"] == (
-        "service_completed_successfully"
-    )
+    for server in NATS_SERVERS:
+        assert "-c" in services[server]["command"]
+        assert services[server]["depends_on"]["bus-config"]["condition"] == (
+            "service_completed_successfully"
+        )
     for name, svc in kpng_services():
         assert "--nats-insecure" not in svc["command"], name
         for key in list(os.environ):
