@@ -237,6 +237,9 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "lookup": lambda api, kind, ns, name: {},  # as `helm template`: no cluster
     "randAlphaNum": lambda n: "x" * n,
     "b64enc": lambda s: base64.b64encode(s.encode()).decode(),
+    "until": lambda n: list(range(n)),
+    "int": int,
+    "gt": lambda a, b: a > b,
 }
 
 

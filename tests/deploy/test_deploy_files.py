@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "kpng"
 PROGRAMS = ("kpng-watcher", "kpng-agent", "kpng-observer")
 NATS_SERVERS = ("nats-1", "nats-2", "nats-3")
+WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 TEST_TOOLS = ("tools/kpng_apisim", "tools/kpng_scale", "tools/kpng_bench")
 
 # value sets that exercise every branch of the templates
@@ -54,10 +55,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "logLevel": "debug",
     },
     "dump-no-observer": {
+        "watcher": {"replicas": 1, "leaderElection": {"enabled": False}},
         "agent": {"backend": "dump", "priorityClassName": ""},
         "observer": {"enabled": False},
         "serviceAccount": {"create": False, "name": "existing"},
     },
+    "ha-nats": {"nats": {"bundled": {"enabled": True, "replicas": 3, "antiAffinity": "hard"}}},
 }
 
 
@@ -441,7 +444,7 @@ def test_chart_renders_to_valid_objects(scenario: str) -> None:
             assert f"app.kubernetes.io/{label}" in labels, (key, label)
         if o["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert meta["namespace"] == "kube-system", key
-        if o["kind"] in ("Deployment", "DaemonSet"):
+        if o["kind"] in WORKLOADS:
             selector = o["spec"]["selector"]["matchLabels"]
             template_labels = o["spec"]["template"]["metadata"]["labels"]
             assert selector.items() <= template_labels.items(), key
@@ -449,7 +452,7 @@ def test_chart_renders_to_valid_objects(scenario: str) -> None:
             pods = [
                 w
                 for w in objs
-                if w["kind"] in ("Deployment", "DaemonSet")
+                if w["kind"] in WORKLOADS
                 and o["spec"]["selector"].items()
                 <= w["spec"]["template"]["metadata"]["labels"].items()
             ]
@@ -532,26 +535,95 @@ def test_cluster_role_grants_exactly_what_the_watcher_watches() -> None:
 
 def test_only_the_watcher_gets_api_credentials() -> None:
     for o in objects("defaults"):
-        if o["kind"] in ("Deployment", "DaemonSet"):
+        if o["kind"] in WORKLOADS:
             spec = o["spec"]["template"]["spec"]
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
             if component != "watcher":
                 assert spec["automountServiceAccountToken"] is False, component
 
 
-def test_watcher_runs_once_with_kube_source() -> None:
+def test_watchers_elect_a_leader_by_default_with_kube_source() -> None:
     watcher = find("defaults", "Deployment", "watcher")
-    assert watcher["spec"]["replicas"] == 1
-    assert watcher["spec"]["strategy"]["type"] == "Recreate"
+    assert watcher["spec"]["replicas"] == 2
+    assert watcher["spec"]["strategy"]["type"] == "RollingUpdate"
     (c,) = containers(watcher)
     assert flag(c["args"], "--source") == "kube"
+    assert "--leader-elect" in c["args"]
+    assert flag(c["args"], "--leader-elect-lease-duration") == "15"
+    assert flag(c["args"], "--leader-elect-renew-deadline") == "10"
+    assert flag(c["args"], "--leader-elect-retry-period") == "2"
+    assert flag(c["args"], "--leader-elect-resource-name") == "kpng-watcher"
+    (env,) = c["env"]
+    assert env["name"] == "POD_NAMESPACE"
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert "--service-proxy-name" not in c["args"]
     assert c["securityContext"]["runAsNonRoot"] is True
-    assert "leader election is not implemented" in (CHART / "values.yaml").read_text().lower()
+    # the Lease: get/create/update in the release namespace, bound to the watcher's account
+    role = find("defaults", "Role", "watcher")
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    binding = find("defaults", "RoleBinding", "watcher")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert (
+        binding["subjects"][0]["name"] == watcher["spec"]["template"]["spec"]["serviceAccountName"]
+    )
+    # without leader election: exactly one watcher, never two at once
+    single = find("dump-no-observer", "Deployment", "watcher")
+    assert single["spec"]["replicas"] == 1
+    assert single["spec"]["strategy"]["type"] == "Recreate"
+    assert "--leader-elect" not in containers(single)[0]["args"]
+    assert not [o for o in objects("dump-no-observer") if o["kind"] == "Role"]
     (c,) = containers(find("beside-kube-proxy", "Deployment", "watcher"))
     assert flag(c["args"], "--service-proxy-name") == "kpng"
-    env = {e["name"]: e["value"] for e in c["env"]}
-    assert env == {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env == {
+        "POD_NAMESPACE": None,
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "6443",
+    }
+
+
+def test_bundled_nats_as_a_three_server_cluster() -> None:
+    sts = find("ha-nats", "StatefulSet", "nats")
+    name = sts["metadata"]["name"]
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == f"{name}-headless"
+    spec = sts["spec"]["template"]["spec"]
+    (term,) = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
+    (c,) = containers(sts)
+    servers = [f"{name}-{i}.{name}-headless.kube-system.svc" for i in range(3)]
+    assert flag(c["args"], "--routes") == ",".join(f"nats://{s}:6222" for s in servers)
+    assert flag(c["args"], "--name") == "$(POD_NAME)"
+    assert flag(c["args"], "--cluster") == "nats://0.0.0.0:6222"
+    headless = [
+        o for o in objects("ha-nats") if o["kind"] == "Service" and o["spec"].get("clusterIP")
+    ]
+    assert [h["metadata"]["name"] for h in headless] == [f"{name}-headless"]
+    pdb = find("ha-nats", "PodDisruptionBudget", "nats")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == sts["spec"]["selector"]
+    urls = {
+        flag(c["args"], "--nats")
+        for o in objects("ha-nats")
+        for c in containers(o)
+        if c.get("command", [""])[0] in PROGRAMS
+    }
+    assert urls == {",".join(f"nats://{s}:4222" for s in servers)}
+    soft = find("beside-kube-proxy", "Deployment", "nats")  # one server: no cluster
+    assert "--routes" not in containers(soft)[0]["args"]
+    assert not [o for o in objects("beside-kube-proxy") if o["kind"] == "PodDisruptionBudget"]
 
 
 def test_agent_daemonset() -> None:

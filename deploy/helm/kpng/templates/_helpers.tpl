@@ -43,7 +43,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* NATS URL(s) for --nats: the bundled server's Service, or nats.url. */}}
 {{- define "kpng.natsUrl" -}}
 {{- if .Values.nats.bundled.enabled }}
-{{- printf "nats://%s-nats.%s.svc:4222" (include "kpng.fullname" .) .Release.Namespace }}
+{{- include "kpng.bundledNatsUrl" . }}
 {{- else }}
 {{- required "set nats.url, or nats.bundled.enabled=true" .Values.nats.url }}
 {{- end }}
