@@ -171,3 +171,18 @@ async def test_a_paused_leader_publishes_nothing_once_it_lost_the_lease(
         assert "is no longer the leader" in a.log()
     finally:
         await messages.close()
+
+
+async def test_a_stopped_leader_hands_over_without_the_lease_wait(
+    sim: ApiSimulator, kube: KubeDeployment
+) -> None:
+    a, b = await two_watchers(sim, kube)
+    stopped = time.monotonic()
+    assert a.process is not None
+    os.killpg(a.process.pid, signal.SIGTERM)  # a rolling update (the loop must keep serving)
+    await eventually("b leads", lambda: holder(sim) == identity(b), timeout=10)
+    assert time.monotonic() - stopped < 2.0  # not the 3 s lease: the lease was released
+    await eventually("a exits", lambda: not a.running)
+    assert "released the lease" in a.log()
+    sim.store.upsert("endpointslices", endpoint_slice("web", ips(5)))
+    await eventually("b publishes", lambda: endpoint_count(kube) == 5)

@@ -99,6 +99,33 @@ async def test_run_reports_role_changes() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_leader_that_stops_hands_the_lease_over_at_once() -> None:
+    clock, lock = FakeClock(), FakeLeaseLock()
+    a, b = candidate("a", lock, clock), candidate("b", lock, clock)
+    await a.attempt()
+    await b.attempt()
+    await a.release()
+    assert not a.is_leader()
+    assert lock.record is not None and lock.record.holder == ""
+    await b.attempt()  # no wait for the lease duration
+    assert b.is_leader() and lock.record.holder == "b"
+    await a.release()  # not the holder: nothing written
+    assert lock.record.holder == "b"
+
+
+async def test_a_cancelled_run_releases_the_lease() -> None:
+    clock, lock = FakeClock(), FakeLeaseLock()
+    a = candidate("a", lock, clock)
+    task = asyncio.create_task(a.run())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert a.is_leader()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert lock.record is not None and lock.record.holder == ""
+    assert not a.is_leader()
+
+
 def test_identity_is_unique_per_process_and_names_the_host() -> None:
     first, second = leader.identity(), leader.identity()
     assert first != second and first.rsplit("_", 1)[0] == second.rsplit("_", 1)[0]

@@ -92,6 +92,15 @@ class Elector:
         self._observed, self._observed_at = record, started
         self._renewed_at = started
 
+    def release(self, wall: float) -> LeaseRecord | None:
+        """Stop leading now, and the record that hands the lease over at once (no holder,
+        as client-go's ReleaseOnCancel writes), or None if another holds it."""
+        self._renewed_at = None
+        current = self._observed
+        if current is None or current.holder != self.identity:
+            return None
+        return replace(current, holder="", lease_duration=1, renew_time=wall)
+
     def lost(self) -> None:
         """A write was refused (conflict): whatever was held is no longer."""
         self._renewed_at = None

@@ -8,6 +8,7 @@ with the API server's optimistic concurrency, for tests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -114,11 +115,28 @@ class LeaderElection:
         return self.elector.is_leader(self.clock.monotonic())
 
     async def run(self) -> None:
+        """Until cancelled; then a leader hands the lease over (a standby need not wait for
+        it to expire: a rolling update moves leadership in a retry period)."""
         log.info("candidate %s for the lease", self.elector.identity)
-        while True:
-            await self.attempt()
-            self._report()
-            await self.clock.sleep(self.elector.timing.retry_period)
+        try:
+            while True:
+                await self.attempt()
+                self._report()
+                await self.clock.sleep(self.elector.timing.retry_period)
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        """Stop publishing (the gate closes first), then clear the lease if it is ours."""
+        record = self.elector.release(self.clock.time())
+        if record is None:
+            return
+        try:
+            await asyncio.wait_for(self.lock.update(record), self.elector.timing.retry_period)
+        except (LeaseError, TimeoutError) as exc:
+            log.warning("lease not released (it will expire): %s", exc)
+            return
+        log.info("%s released the lease", self.elector.identity)
 
     async def attempt(self) -> None:
         """One read and, unless another holds an unexpired lease, one write."""

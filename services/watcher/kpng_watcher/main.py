@@ -21,7 +21,7 @@ from kpng.source import Source
 from kpng_watcher.election import ElectionTiming, Elector
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.kube_lease import KubeLeaseLock
-from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
+from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource, api_client
 from kpng_watcher.kube_watch import WatchSettings
 from kpng_watcher.leader import LeaderElection, default_namespace, identity
 from kpng_watcher.leader_flags import add_election_arguments, election_timing
@@ -147,14 +147,20 @@ async def run_publisher(
         await publisher.run()
         return
     namespace = args.leader_elect_resource_namespace or default_namespace()
-    lock = KubeLeaseLock(await kube.connect(), args.leader_elect_resource_name, namespace)
-    election = LeaderElection(lock, Elector(identity(), timing), SYSTEM)
-    election.on_change = lambda leading: publisher.take_over() if leading else None
-    publisher.gate = election.is_leader
-    log.info("leader election on lease %s/%s", namespace, lock.name)
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(election.run())
-        tasks.create_task(publisher.run())
+    # a client of its own: renewals never wait behind the watches, and the lease can still
+    # be released when the source has closed its client on shutdown
+    api = await api_client(kube.settings.kubeconfig)
+    try:
+        lock = KubeLeaseLock(api, args.leader_elect_resource_name, namespace)
+        election = LeaderElection(lock, Elector(identity(), timing), SYSTEM)
+        election.on_change = lambda leading: publisher.take_over() if leading else None
+        publisher.gate = election.is_leader
+        log.info("leader election on lease %s/%s", namespace, lock.name)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(election.run())
+            tasks.create_task(publisher.run())
+    finally:
+        await api.close()
 
 
 def main(argv: list[str] | None = None) -> int:
