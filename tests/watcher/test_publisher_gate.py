@@ -117,3 +117,21 @@ async def test_take_over_before_the_initial_load_ticks_once_loaded() -> None:
         await asyncio.gather(task, return_exceptions=True)
     await bus.close()
     await agent.close()
+
+
+async def test_a_snapshot_reply_stops_when_the_gate_closes_mid_reply() -> None:
+    server = FakeServer()
+    bus, agent = server.connect(), server.connect()
+    publisher = Publisher(bus, None, SETTINGS, FakeClock(), gate=Gate(2))  # type: ignore[arg-type]
+    loaded(publisher)
+    got: list[bytes] = []
+    inbox = agent.new_inbox()
+    await agent.subscribe(inbox, lambda d, s, r: got.append(d))
+    await publisher._reply(inbox, [b"one", b"two", b"three"])  # closes after two chunks
+    publisher.gate = Gate(1)
+    await publisher._reply(inbox, [b"four", b"five"])
+    await until(lambda: len(got) == 3)
+    assert got == [b"one", b"two", b"four"]
+    assert publisher.stats.fenced_messages == 2
+    await bus.close()
+    await agent.close()

@@ -263,7 +263,10 @@ class Publisher:
         return self.fanout.snapshot(node, now, compact=compact, zstd=zstd)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
+            if not self.gate():  # the lease lost in the middle of a long reply
+                self.stats.fenced_messages += len(chunks) - i
+                return
             try:
                 await self.bus.publish(reply, chunk)
             except BusError as exc:
