@@ -30,10 +30,12 @@ async def test_discovery_documents(http: httpx.AsyncClient) -> None:
     core = {r["name"] for r in (await http.get("/api/v1")).json()["resources"]}
     assert {"services", "nodes", "namespaces", "services/status"} <= core
     groups = (await http.get("/apis")).json()["groups"]
-    assert [g["name"] for g in groups] == ["discovery.k8s.io"]
+    assert [g["name"] for g in groups] == ["discovery.k8s.io", "coordination.k8s.io"]
     assert (await http.get("/apis/discovery.k8s.io")).json()["kind"] == "APIGroup"
     eps = (await http.get("/apis/discovery.k8s.io/v1")).json()["resources"]
     assert [r["kind"] for r in eps] == ["EndpointSlice"]
+    leases = (await http.get("/apis/coordination.k8s.io/v1")).json()["resources"]
+    assert [r["kind"] for r in leases] == ["Lease"]
     assert "api/v1" in (await http.get("/openapi/v3")).json()["paths"]
 
 

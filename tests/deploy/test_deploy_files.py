@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.helm import CHART, HelmError, manifests, rendered, template, values_args
+from tests.deploy.helm import HelmError, manifests, rendered, template, values_args
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("kpng-watcher", "kpng-agent", "kpng-observer")
+NATS_SERVERS = ("nats-1", "nats-2", "nats-3")
+WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 TEST_TOOLS = ("tools/kpng_apisim", "tools/kpng_scale", "tools/kpng_bench")
 
 # matrix files (tests/deploy/values/) that exercise the branches these tests look at
@@ -279,7 +281,8 @@ def test_compose_commands_are_valid() -> None:
         check_command(svc["command"], f"docker-compose.yml {name}")
         programs.add(svc["command"][0])
         assert svc["build"]["context"] == "."
-        assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
+        for server in NATS_SERVERS:
+            assert svc["depends_on"][server]["condition"] == "service_healthy"
     assert programs == set(PROGRAMS)
 
 
@@ -289,7 +292,11 @@ def flag(argv: list[str], name: str) -> str:
 
 def test_compose_topology() -> None:
     services = compose()["services"]
-    assert services["nats"]["image"] == "nats:2.10-alpine"
+    names = set()
+    for server in NATS_SERVERS:
+        assert services[server]["image"] == "nats:2.10-alpine"
+        names.add(flag(services[server]["command"], "--name"))
+    assert len(names) == 3
     agents = {
         flag(s["command"], "--node"): s
         for _, s in kpng_services()
@@ -304,7 +311,10 @@ def test_compose_topology() -> None:
         assert any(src in volumes and dump.startswith(dst + "/") for src, dst, *_ in mounts), node
         assert node in dump
     urls = {flag(s["command"], "--nats") for _, s in kpng_services()}
-    assert urls == {"tls://nats:4222"}
+    assert urls == {",".join(f"tls://{server}:4222" for server in NATS_SERVERS)}
+    settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
+    assert settings["cluster"]["routes"] == [f"{server}:6222" for server in NATS_SERVERS]
+    assert set(NATS_SERVERS) <= set(settings["tls"]["generate"])
 
 
 def test_compose_connects_every_program_with_its_role_over_tls(
@@ -318,10 +328,11 @@ def test_compose_connects_every_program_with_its_role_over_tls(
 
     services = compose()["services"]
     settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
-    assert "-c" in services["nats"]["command"]
-    assert services["nats"]["depends_on"]["bus-config"]["condition"] == (
-        "service_completed_successfully"
-    )
+    for server in NATS_SERVERS:
+        assert "-c" in services[server]["command"]
+        assert services[server]["depends_on"]["bus-config"]["condition"] == (
+            "service_completed_successfully"
+        )
     for name, svc in kpng_services():
         assert "--nats-insecure" not in svc["command"], name
         for key in list(os.environ):
@@ -409,7 +420,7 @@ def test_chart_renders_to_valid_objects(scenario: str) -> None:
             assert f"app.kubernetes.io/{label}" in labels, (key, label)
         if o["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert meta["namespace"] == "kube-system", key
-        if o["kind"] in ("Deployment", "DaemonSet"):
+        if o["kind"] in WORKLOADS:
             selector = o["spec"]["selector"]["matchLabels"]
             template_labels = o["spec"]["template"]["metadata"]["labels"]
             assert selector.items() <= template_labels.items(), key
@@ -417,7 +428,7 @@ def test_chart_renders_to_valid_objects(scenario: str) -> None:
             pods = [
                 w
                 for w in objs
-                if w["kind"] in ("Deployment", "DaemonSet")
+                if w["kind"] in WORKLOADS
                 and o["spec"]["selector"].items()
                 <= w["spec"]["template"]["metadata"]["labels"].items()
             ]
@@ -501,22 +512,48 @@ def test_cluster_role_grants_exactly_what_the_watcher_watches() -> None:
 
 def test_only_the_watcher_gets_api_credentials() -> None:
     for o in objects("defaults"):
-        if o["kind"] in ("Deployment", "DaemonSet"):
+        if o["kind"] in WORKLOADS:
             spec = o["spec"]["template"]["spec"]
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
             if component != "watcher":
                 assert spec["automountServiceAccountToken"] is False, component
 
 
-def test_watcher_runs_once_with_kube_source() -> None:
+def test_watchers_elect_a_leader_by_default_with_kube_source() -> None:
     watcher = find("defaults", "Deployment", "watcher")
-    assert watcher["spec"]["replicas"] == 1
-    assert watcher["spec"]["strategy"]["type"] == "Recreate"
+    assert watcher["spec"]["replicas"] == 2
+    assert watcher["spec"]["strategy"]["type"] == "RollingUpdate"
     (c,) = containers(watcher)
     assert flag(c["args"], "--source") == "kube"
+    assert "--leader-elect" in c["args"]
+    assert flag(c["args"], "--leader-elect-lease-duration") == "15"
+    assert flag(c["args"], "--leader-elect-renew-deadline") == "10"
+    assert flag(c["args"], "--leader-elect-retry-period") == "2"
+    assert flag(c["args"], "--leader-elect-resource-name") == "kpng-watcher"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["KPNG_NATS_USER"]["value"] == "kpng-watcher"  # and the bus credentials
     assert "--service-proxy-name" not in c["args"]
     assert c["securityContext"]["runAsNonRoot"] is True
-    assert "leader election is not implemented" in (CHART / "values.yaml").read_text().lower()
+    # the Lease: get/create/update in the release namespace, bound to the watcher's account
+    role = find("defaults", "Role", "watcher")
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    binding = find("defaults", "RoleBinding", "watcher")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert (
+        binding["subjects"][0]["name"] == watcher["spec"]["template"]["spec"]["serviceAccountName"]
+    )
     (c,) = containers(find("bundled-nats", "Deployment", "watcher"))
     assert flag(c["args"], "--service-proxy-name") == "kpng"
     env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("KUBERNETES_")}

@@ -40,9 +40,21 @@ ENDPOINT_SLICES = ResourceType(
     "discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True
 )
 
-ALL_RESOURCES: tuple[ResourceType, ...] = (SERVICES, NAMESPACES, NODES, ENDPOINT_SLICES)
+LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True)
 
-GROUPS: dict[str, tuple[str, ...]] = {"": ("v1",), "discovery.k8s.io": ("v1",)}
+ALL_RESOURCES: tuple[ResourceType, ...] = (
+    SERVICES,
+    NAMESPACES,
+    NODES,
+    ENDPOINT_SLICES,
+    LEASES,
+)
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "": ("v1",),
+    "discovery.k8s.io": ("v1",),
+    "coordination.k8s.io": ("v1",),
+}
 
 
 def resources_of(group: str, version: str) -> tuple[ResourceType, ...]:

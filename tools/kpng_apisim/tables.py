@@ -60,6 +60,7 @@ _COLUMNS: dict[str, list[tuple[str, Cell]]] = {
     ],
     "namespaces": [("Status", lambda o: o.get("status", {}).get("phase", ""))],
     "nodes": [("Status", lambda o: "Ready")],
+    "leases": [("Holder", lambda o: o.get("spec", {}).get("holderIdentity") or "")],
 }
 
 

@@ -11,11 +11,17 @@
       observer: {role: observer}
       dashboards: {role: consumer, node_views: true}
       exporter: {role: consumer, also: {subscribe: [metrics.>]}}  # beyond the role
+    cluster:                     # optional: one file for every server of a NATS cluster
+      name: kpng
+      listen: 0.0.0.0:6222
+      routes: [nats-1:6222, nats-2:6222, nats-3:6222]  # every server, itself included
 
 writes ``nats.conf``, one password file per user (``users/NAME.password``, mode 0600, kept
 across runs) and, with ``generate``, the certificates under ``tls/``. Each kpng program
 then takes ``--nats-user NAME --nats-password-file users/NAME.password`` and
-``--nats-tls-ca tls/ca.pem``.
+``--nats-tls-ca tls/ca.pem``. With ``cluster``, the routes between servers authenticate with
+a generated password (``cluster.password``) and, with ``tls``, use the same certificate (so
+``generate`` must name every server's host).
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ class UserSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    name: str
+    listen: str
+    routes: tuple[str, ...]  # host:port of every server
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     prefix: str
     listen: str
@@ -61,13 +74,14 @@ class Settings:
     tls_files: ServerTls | None = None
     max_payload: int | None = None
     extra: str = ""  # raw nats-server settings appended (e.g. write_deadline)
+    cluster: ClusterSpec | None = None
 
 
 def parse_settings(raw: Any, where: str = "settings") -> Settings:
     """The settings file's content, checked; SettingsError names the field."""
     if not isinstance(raw, dict):
         raise SettingsError(f"{where}: expected a mapping")
-    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload"}
+    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload", "cluster"}
     if unknown:
         raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     prefix = str(raw.get("prefix", "kpng"))
@@ -108,7 +122,48 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
     max_payload = raw.get("max_payload")
     if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 1024):
         raise SettingsError(f"{where}.max_payload: expected bytes, at least 1024")
-    return Settings(prefix, listen, tuple(users), generate, files, max_payload)
+    cluster = _cluster(raw.get("cluster"), f"{where}.cluster")
+    return Settings(prefix, listen, tuple(users), generate, files, max_payload, cluster=cluster)
+
+
+def _cluster(raw: Any, field: str) -> ClusterSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"name", "listen", "routes"}:
+        raise SettingsError(f"{field}: expected {{name, listen, routes}}")
+    name = str(raw.get("name", "kpng"))
+    if not NAME.match(name):
+        raise SettingsError(f"{field}.name: lower-case letters, digits, - and _")
+    routes = raw.get("routes")
+    if (
+        not isinstance(routes, list)
+        or not routes
+        or not all(isinstance(r, str) and re.fullmatch(r"[\w.-]+:\d+", r) for r in routes)
+    ):
+        raise SettingsError(f"{field}.routes: expected a list of host:port, one per server")
+    return ClusterSpec(name, str(raw.get("listen", "0.0.0.0:6222")), tuple(routes))
+
+
+def render_cluster(cluster: ClusterSpec, password: str, tls: ServerTls | None) -> str:
+    """nats-server's ``cluster`` block: routes to every server, a shared route password."""
+    routes = ", ".join(f'"nats-route://route:{password}@{r}"' for r in cluster.routes)
+    lines = [
+        "cluster {",
+        f'  name: "{cluster.name}"',
+        f'  listen: "{cluster.listen}"',
+        "  authorization {",
+        '    user: "route"',
+        f'    password: "{password}"',
+        "    timeout: 5",
+        "  }",
+        f"  routes: [{routes}]",
+    ]
+    if tls is not None:
+        lines += ["  tls {", f'    cert_file: "{tls.cert}"', f'    key_file: "{tls.key}"']
+        if tls.ca:
+            lines.append(f'    ca_file: "{tls.ca}"')
+        lines += ["    timeout: 5", "  }"]
+    return "\n".join([*lines, "}", ""])
 
 
 def _also(raw: Any, field: str) -> Permissions:
@@ -148,12 +203,16 @@ def generate(settings: Settings, out: Path) -> Path:
     ]
     tls = settings.tls_files
     if settings.tls_generate:
-        files = make_tls(out / "tls", list(settings.tls_generate))
+        files = make_tls(
+            out / "tls", list(settings.tls_generate), routes=settings.cluster is not None
+        )
         tls = ServerTls(
             str(files.cert.resolve()), str(files.key.resolve()), str(files.ca.resolve())
         )
     subjects = Subjects(settings.prefix)
     text = render(settings.listen, users, subjects, tls, settings.max_payload, settings.extra)
+    if settings.cluster is not None:
+        text += render_cluster(settings.cluster, _password(out / "cluster.password"), tls)
     conf = out / "nats.conf"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the passwords
     with os.fdopen(fd, "w") as f:

@@ -57,8 +57,12 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def make_tls(directory: Path, hosts: list[str], common: str = "kpng bus") -> TlsFiles:
-    """A CA and a server certificate for ``hosts`` under ``directory`` (kept if present)."""
+def make_tls(
+    directory: Path, hosts: list[str], common: str = "kpng bus", routes: bool = False
+) -> TlsFiles:
+    """A CA and a server certificate for ``hosts`` under ``directory`` (kept if present).
+    ``routes``: the certificate also authenticates its server as a client, as the servers of
+    a NATS cluster do to each other on their routes."""
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     if files.ca.exists() and files.cert.exists() and files.key.exists():
         return files
@@ -81,6 +85,9 @@ def make_tls(directory: Path, hosts: list[str], common: str = "kpng bus") -> Tls
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if routes:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(hosts[0] if hosts else common))
@@ -90,7 +97,7 @@ def make_tls(directory: Path, hosts: list[str], common: str = "kpng bus") -> Tls
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(_san(hosts), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     _write(files.ca, ca.public_bytes(serialization.Encoding.PEM), private=False)

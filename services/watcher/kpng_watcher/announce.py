@@ -4,6 +4,7 @@ condition (a held-back reload, stale and invalid objects), for the observer to s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from kpng.bus.protocol import Bus, BusError
 from kpng.bus.watcher_status import WatcherStatus, encode_status
@@ -25,11 +26,20 @@ def watcher_status(epoch: str, stats: SourceStats, now: float) -> WatcherStatus:
     )
 
 
-async def announce(bus: Bus, epoch: str, stats: SourceStats, clock: Clock, interval: float) -> None:
+async def announce(
+    bus: Bus,
+    epoch: str,
+    stats: SourceStats,
+    clock: Clock,
+    interval: float,
+    gate: Callable[[], bool] = lambda: True,
+) -> None:
+    """Every ``interval``, while ``gate`` says this watcher leads (a standby is silent)."""
     while True:
-        status = watcher_status(epoch, stats, clock.time())
-        try:
-            await bus.publish(bus.subjects.watcher_status, encode_status(status))
-        except BusError as exc:
-            log.warning("watcher status not published: %s", exc)
+        if gate():
+            status = watcher_status(epoch, stats, clock.time())
+            try:
+                await bus.publish(bus.subjects.watcher_status, encode_status(status))
+            except BusError as exc:
+                log.warning("watcher status not published: %s", exc)
         await clock.sleep(interval)

@@ -20,9 +20,13 @@ from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
 from kpng.source import Source
 from kpng_watcher.announce import announce
+from kpng_watcher.election import ElectionTiming, Elector
 from kpng_watcher.file_source import FileSettings, FileSource, FileSourceStats
-from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource
+from kpng_watcher.kube_lease import KubeLeaseLock
+from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource, api_client
 from kpng_watcher.kube_watch import WatchSettings
+from kpng_watcher.leader import LeaderElection, default_namespace, identity
+from kpng_watcher.leader_flags import add_election_arguments, election_timing
 from kpng_watcher.publisher import Publisher, PublisherSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
     )
+    add_election_arguments(p)
     add_bus_arguments(p)
     add_common_arguments(p)
     return p
@@ -184,12 +189,40 @@ def make_source(args: argparse.Namespace, p: argparse.ArgumentParser) -> Source:
     raise AssertionError  # p.error exits
 
 
+async def run_publisher(
+    publisher: Publisher,
+    kube: KubeSource | None,
+    timing: ElectionTiming | None,
+    args: argparse.Namespace,
+) -> None:
+    """The publisher alone, or gated by the election (a standby until it leads)."""
+    if kube is None or timing is None:
+        await publisher.run()
+        return
+    namespace = args.leader_elect_resource_namespace or default_namespace()
+    # a client of its own: renewals never wait behind the watches, and the lease can still
+    # be released when the source has closed its client on shutdown
+    api = await api_client(kube.settings.kubeconfig)
+    try:
+        lock = KubeLeaseLock(api, args.leader_elect_resource_name, namespace)
+        election = LeaderElection(lock, Elector(identity(), timing), SYSTEM)
+        election.on_change = lambda leading: publisher.take_over() if leading else None
+        publisher.gate = election.is_leader
+        log.info("leader election on lease %s/%s", namespace, lock.name)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(election.run())
+            tasks.create_task(publisher.run())
+    finally:
+        await api.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
     setup_logging(args.log_level)
     auth = bus_auth(args, p)
     source = make_source(args, p)
+    timing = election_timing(args, p)
     if args.tick_interval <= 0:
         p.error("--tick-interval must be positive")
     settings = PublisherSettings(
@@ -213,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("metrics on http://%s:%d/metrics", host, server.server_port)
             try:
                 async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(publisher.run())
+                    tasks.create_task(run_publisher(publisher, kube, timing, args))
                     interval = settings.tick_interval
-                    status = announce(bus, publisher.epoch, source.stats, SYSTEM, interval)
+                    status = announce(
+                        bus, publisher.epoch, source.stats, SYSTEM, interval, publisher.gate
+                    )
                     tasks.create_task(status)
             finally:
                 if server is not None:

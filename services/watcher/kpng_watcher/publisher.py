@@ -56,15 +56,22 @@ class PublisherStats:
     malformed_requests: int = 0
     untrusted_statuses: int = 0  # undecodable, or naming another node than their subject's
     publish_errors: int = 0
+    # messages not sent because the gate was closed (a standby, or a leader past its deadline)
+    fenced_messages: int = 0
     last_publish_duration: float = 0.0
 
 
 BatchHook = Callable[[Sequence[Outgoing]], None]
+Gate = Callable[[], bool]
 
 
 class Publisher:
     """``on_batch``, if given, is called with each batch's delta messages once they are
-    sent (ticks are not part of a batch): for tools that measure or replay what went out."""
+    sent (ticks are not part of a batch): for tools that measure or replay what went out.
+
+    ``gate``, if given, is asked before every message and snapshot reply: while it says no
+    (a standby, or a leader past its renew deadline) the model and views are kept current
+    but nothing goes out; :meth:`take_over` then sends every node a tick at once."""
 
     def __init__(
         self,
@@ -73,12 +80,15 @@ class Publisher:
         settings: PublisherSettings = PublisherSettings(),
         clock: Clock = SYSTEM,
         on_batch: BatchHook | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.bus = bus
         self.source = source
         self.settings = settings
         self.clock = clock
         self.on_batch = on_batch
+        self.gate: Gate = gate or (lambda: True)
+        self._took_over = asyncio.Event()
         self.state = ClusterState()
         self.epoch = secrets.token_hex(8)
         self.fanout = Fanout(self.epoch, bus.max_payload, settings.history, settings.history_bytes)
@@ -101,6 +111,7 @@ class Publisher:
             tasks.create_task(self._consume())
             tasks.create_task(self._flush_loop())
             tasks.create_task(self._tick_loop())
+            tasks.create_task(self._takeover_loop())
 
     # -- source ------------------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -163,7 +174,10 @@ class Publisher:
 
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
-        for message in out:
+        for i, message in enumerate(out):
+            if not self.gate():
+                self.stats.fenced_messages += len(out) - i
+                return
             subject = subjects.global_delta if message.node is None else None
             subject = subject or subjects.node_delta(message.node or "")
             try:
@@ -187,6 +201,19 @@ class Publisher:
                 last_full = now if full else last_full
                 async with self._publishing:
                     await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
+
+    def take_over(self) -> None:
+        """This watcher leads from now on: tick every node at once (they learn its epoch)."""
+        self._took_over.set()
+
+    async def _takeover_loop(self) -> None:
+        while True:
+            await self._took_over.wait()
+            self._took_over.clear()
+            await self.ready.wait()
+            async with self._publishing:
+                await self._send(self.fanout.ticks(self.clock.time(), 0.0, True))
+            log.info("leading: ticked every node with epoch %s", self.epoch)
 
     async def _on_status(self, data: bytes, subject: str, reply: str) -> None:
         """An agent reporting in keeps its node served (even without a Node object): only a
@@ -220,6 +247,8 @@ class Publisher:
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
+        if not self.gate():
+            return  # the leader answers
         if not reply:
             self.stats.malformed_requests += 1
             log.warning("snapshot request on %s without a reply subject dropped", subject)
@@ -266,7 +295,10 @@ class Publisher:
         return self.fanout.snapshot(node, now, compact=compact, zstd=zstd)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
+            if not self.gate():  # the lease lost in the middle of a long reply
+                self.stats.fenced_messages += len(chunks) - i
+                return
             try:
                 await self.bus.publish(reply, chunk)
             except BusError as exc:
