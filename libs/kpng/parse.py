@@ -32,6 +32,8 @@ from kpng.model import (
     ServiceType,
     TrafficPolicy,
     TransportProtocol,
+    name_problem,
+    shown_name,
 )
 
 KINDS = ("Service", "EndpointSlice", "Node")
@@ -410,6 +412,9 @@ def _utc(when: datetime) -> datetime:
 
 def parse_node(obj: Mapping[str, Any]) -> Node:
     _, name, f = _meta(obj, "Node", namespaced=False)
+    problem = name_problem(name)
+    if problem:  # its name becomes a bus subject: one the server refuses cuts the watcher off
+        raise InvalidObject("Node", shown_name(name), "metadata.name", problem)
     labels = _labels(f, obj["metadata"])
     status = f.mapping(obj.get("status"), "status")
     addresses = []

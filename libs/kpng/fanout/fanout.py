@@ -38,12 +38,13 @@ class Fanout:
         history: int = 256,
         history_bytes: int = 8 * 1024 * 1024,
         compress_min: int = MIN_SIZE,
+        max_unknown_nodes: int = 64,
     ) -> None:
         self.epoch = epoch
         self.max_payload = max_payload
         self.history = history
         self.history_bytes = history_bytes
-        self.nodes = NodeRegistry()
+        self.nodes = NodeRegistry(max_unknown_nodes)
         self.global_seq = 0
         self.stats = FanoutStats()
         self._history: dict[str, History] = {}
@@ -72,6 +73,10 @@ class Fanout:
         """Publish ``node``'s view from now on; False if it was served already (see
         :meth:`NodeRegistry.serve`)."""
         return self.nodes.serve(node, now)
+
+    def admits(self, node: str) -> bool:
+        """Whether ``node`` is or may be served (see :meth:`NodeRegistry.admits`)."""
+        return self.nodes.admits(node)
 
     def retire_idle(self, now: float, idle: float, keep: Iterable[str]) -> list[str]:
         """Stop publishing to idle nodes without a Node object (see

@@ -28,6 +28,7 @@ from kpng.bus.codec import (
 from kpng.bus.protocol import Bus, BusError
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
+from kpng.model import shown_name
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
 
@@ -44,6 +45,8 @@ class PublisherSettings:
     # catch-up: per node, the last `history` deltas (at most `history_bytes` of operations)
     history: int = 256
     history_bytes: int = 8 * 1024 * 1024
+    # at most this many nodes without a Node object are served (they expire when idle)
+    max_unknown_nodes: int = 64
 
 
 @dataclass(slots=True)
@@ -52,6 +55,10 @@ class PublisherStats:
     # services and nodes changed, summed over batches: changes / batches is the coalescing
     coalesced_changes: int = 0
     malformed_requests: int = 0
+    # snapshot requests and status on a subject whose token is no valid node name
+    invalid_nodes: int = 0
+    # unknown nodes not served: already max_unknown_nodes of them
+    refused_nodes: int = 0
     publish_errors: int = 0
     last_publish_duration: float = 0.0
 
@@ -78,7 +85,13 @@ class Publisher:
         self.on_batch = on_batch
         self.state = ClusterState()
         self.epoch = secrets.token_hex(8)
-        self.fanout = Fanout(self.epoch, bus.max_payload, settings.history, settings.history_bytes)
+        self.fanout = Fanout(
+            self.epoch,
+            bus.max_payload,
+            settings.history,
+            settings.history_bytes,
+            max_unknown_nodes=settings.max_unknown_nodes,
+        )
         self.synced = False
         self.stats = PublisherStats()
         self._pending = Changes()
@@ -161,10 +174,13 @@ class Publisher:
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
         for message in out:
-            subject = subjects.global_delta if message.node is None else None
-            subject = subject or subjects.node_delta(message.node or "")
             try:
+                subject = subjects.global_delta if message.node is None else None
+                subject = subject or subjects.node_delta(message.node or "")
                 await self.bus.publish(subject, message.data)
+            except ValueError as exc:  # names are checked where they enter: never here
+                self.stats.publish_errors += 1
+                log.error("not published: %s", exc)
             except BusError as exc:
                 self.stats.publish_errors += 1
                 log.error("%s (agents will resync on the gap)", exc)
@@ -188,9 +204,28 @@ class Publisher:
     def _on_status(self, data: bytes, subject: str, reply: str) -> None:
         """An agent reporting in keeps its node served (even without a Node object)."""
         if self.synced:
-            node = self.bus.subjects.node_of(subject).replace("_", ".")
-            if self.fanout.serve(node, self.clock.time()):
+            node = self._node_of(subject)
+            if node is not None and self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
+
+    def _node_of(self, subject: str) -> str | None:
+        """The node a snapshot request or status subject names, if it may be served; None
+        (counted, logged) for a token that is no Kubernetes name or for an unknown node
+        beyond the bounded set (``max_unknown_nodes``)."""
+        node = self.bus.subjects.node_name_of(subject)
+        if node is None:
+            self.stats.invalid_nodes += 1
+            log.warning("ignored %s: its node token is no valid node name", shown_name(subject))
+            return None
+        if not self.fanout.admits(node):
+            self.stats.refused_nodes += 1
+            log.warning(
+                "not serving node %s: no Node object and already %d unknown nodes served",
+                node,
+                self.settings.max_unknown_nodes,
+            )
+            return None
+        return node
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
@@ -214,13 +249,14 @@ class Publisher:
             return
         if subject == self.bus.subjects.global_snapshot:
             chunks = self.fanout.global_snapshot(zstd=COMPRESSED_OPS in request.accept)
+        elif (node := self._node_of(subject)) is not None:
+            chunks = self._node_snapshot(node, request)
         else:
-            chunks = self._node_snapshot(subject, request)
+            chunks = [encode(ErrorReply("not served: no valid node name, or too many unknown"))]
         await self._reply(reply, chunks)
 
-    def _node_snapshot(self, subject: str, request: SnapshotRequest) -> list[bytes]:
+    def _node_snapshot(self, node: str, request: SnapshotRequest) -> list[bytes]:
         """A catch-up when the consumer has a view the history reaches back to, else full."""
-        node = self.bus.subjects.node_of(subject).replace("_", ".")
         now = self.clock.time()
         zstd = COMPRESSED_OPS in request.accept
         if request.seq >= 0 and node in self.fanout.seq:
