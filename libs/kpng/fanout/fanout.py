@@ -61,6 +61,7 @@ class Fanout:
             self._snapshots.track,
             history,
             history_bytes,
+            max_op=self._limit,
         )
 
     @property
@@ -96,8 +97,22 @@ class Fanout:
             self.serve(name)
             self.nodes.set_node(name, node)
         for key in cluster.services:
-            self._published[key] = state = cluster.service_state(key)
-            self._snapshots.track(key, state)
+            state = cluster.service_state(key)
+            if not self._deltas.refuse(key, state):
+                self._published[key] = state
+                self._snapshots.track(key, state)
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """Services whose latest version is refused, and the size of the operation that
+        cannot fit a message (:mod:`kpng.fanout.oversize`); their previous version (or
+        none) is what nodes see."""
+        return self._deltas.refused
+
+    def take_refusals(self) -> list[tuple[str, int]]:
+        """(service, operation size) of each version refused since the last call."""
+        refusals, self._deltas.refusals = self._deltas.refusals, []
+        return refusals
 
     # -- deltas ------------------------------------------------------------------------------
     def publish(self, cluster: ClusterState, changes: Changes, now: float) -> list[Outgoing]:

@@ -122,6 +122,7 @@ class Publisher:
         if isinstance(event, Synced):
             if not self.synced:
                 self.fanout.load(self.state)
+                self._log_refusals()
                 self._pending = Changes()
                 self.synced = True
                 # the cluster model (10^6 objects at 10k x 10) lives on: keep the cyclic
@@ -157,6 +158,7 @@ class Publisher:
         started = self.clock.monotonic()
         async with self._publishing:
             out = self.fanout.publish(self.state, pending, self.clock.time())
+            self._log_refusals()
             await self._send(out)
             if self.on_batch is not None:
                 self.on_batch(out)
@@ -170,6 +172,17 @@ class Publisher:
             len(out),
             self.stats.last_publish_duration * 1000,
         )
+
+    def _log_refusals(self) -> None:
+        limit = self.bus.max_payload
+        for key, size in self.fanout.take_refusals():
+            log.error(
+                "service %s not published: an operation of %d bytes cannot fit the bus's "
+                "max_payload of %d bytes; nodes keep its previous version (or none)",
+                key,
+                size,
+                limit,
+            )
 
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
