@@ -372,7 +372,7 @@ def _endpoint(
     return Endpoint(
         ip=f.ip(addresses[0], f"{path}.addresses[0]", family),
         ports=ports,
-        node=f.string(e.get("nodeName"), f"{path}.nodeName"),
+        node=_node_name(f, e.get("nodeName"), f"{path}.nodeName"),
         zone=f.string(e.get("zone"), f"{path}.zone"),
         ready=ready,
         serving=f.boolean(conditions.get("serving"), f"{path}.conditions.serving", True),
@@ -408,6 +408,16 @@ def _timestamp(f: _Fields, value: Any) -> float | None:
 def _utc(when: datetime) -> datetime:
     """A time without an offset is UTC (never the host's local time)."""
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _node_name(f: _Fields, value: Any, path: str) -> str:
+    """An endpoint's ``nodeName``: "" (no node) or a Kubernetes name, which the bus's
+    decoders require of every node name."""
+    name = f.string(value, path)
+    problem = name and name_problem(name)
+    if problem:
+        raise f.fail(path, f"{shown_name(name)}: {problem}")
+    return name
 
 
 def parse_node(obj: Mapping[str, Any]) -> Node:

@@ -68,3 +68,22 @@ def test_parse_node_refuses_names_that_are_no_kubernetes_names(name: str) -> Non
 
 def test_parse_node_accepts_a_kubernetes_name() -> None:
     assert parse_node({"kind": "Node", "metadata": {"name": "a.b-c"}}).name == "a.b-c"
+
+
+def test_an_endpoint_slice_naming_an_invalid_node_is_invalid() -> None:
+    from kpng.parse import parse_endpoint_slice
+
+    raw = {
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "web"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.0.1"], "nodeName": "Node_1"}],
+    }
+    with pytest.raises(InvalidObject, match=r"nodeName"):
+        parse_endpoint_slice(raw)
+    raw["endpoints"][0]["nodeName"] = "node-1"  # type: ignore[index]
+    assert parse_endpoint_slice(raw).endpoints[0].node == "node-1"  # type: ignore[union-attr]
