@@ -92,3 +92,16 @@ async def test_a_node_object_makes_an_unknown_node_known(
     await publisher.flush()
     assert publisher.fanout.nodes.unknown == {"n2"}
     await asyncio.sleep(0)
+
+
+async def test_a_flood_of_invalid_subjects_logs_a_few_lines(
+    watcher: tuple[Publisher, FakeBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher, bus = watcher
+    status = encode(Status("n1", "", -1, "", True, 0.0))
+    for i in range(1000):
+        await bus.publish(f"kpng.v1.node.BAD{i}.status", status)
+    await until(lambda: publisher.stats.invalid_nodes == 1000)
+    lines = [r for r in caplog.records if "no valid node name" in r.getMessage()]
+    assert len(lines) == 10  # 1, 2, 4, ... 512
+    assert "(512 so far)" in lines[-1].getMessage()

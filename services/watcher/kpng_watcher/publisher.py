@@ -228,15 +228,23 @@ class Publisher:
         node = self.bus.subjects.node_name_of(subject)
         if node is None:
             self.stats.invalid_nodes += 1
-            log.warning("ignored %s: its node token is no valid node name", shown_name(subject))
+            if _worth_logging(self.stats.invalid_nodes):  # anyone can send these: a flood
+                log.warning(
+                    "ignored %s: its node token is no valid node name (%d so far)",
+                    shown_name(subject),
+                    self.stats.invalid_nodes,
+                )
             return None
         if not self.fanout.admits(node):
             self.stats.refused_nodes += 1
-            log.warning(
-                "not serving node %s: no Node object and already %d unknown nodes served",
-                node,
-                self.settings.max_unknown_nodes,
-            )
+            if _worth_logging(self.stats.refused_nodes):
+                log.warning(
+                    "not serving node %s: no Node object and already %d unknown nodes served "
+                    "(%d refused so far)",
+                    node,
+                    self.settings.max_unknown_nodes,
+                    self.stats.refused_nodes,
+                )
             return None
         return node
 
@@ -289,3 +297,8 @@ class Publisher:
             except BusError as exc:
                 log.error("snapshot reply: %s", exc)
                 return
+
+
+def _worth_logging(count: int) -> bool:
+    """The 1st, 2nd, 4th, 8th... occurrence: a flood logs ~20 lines per million."""
+    return count & (count - 1) == 0
