@@ -105,3 +105,13 @@ async def test_a_flood_of_invalid_subjects_logs_a_few_lines(
     lines = [r for r in caplog.records if "no valid node name" in r.getMessage()]
     assert len(lines) == 10  # 1, 2, 4, ... 512
     assert "(512 so far)" in lines[-1].getMessage()
+
+
+async def test_a_message_for_a_name_that_slipped_through_is_counted_not_fatal(
+    watcher: tuple[Publisher, FakeBus],
+) -> None:
+    from kpng.fanout.fanout import Outgoing
+
+    publisher, _ = watcher
+    await publisher._send([Outgoing("*", b"x"), Outgoing("n1", b"y")])
+    assert publisher.stats.publish_errors == 1
