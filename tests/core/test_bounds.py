@@ -30,7 +30,10 @@ from kpng.diff import DeleteEndpoint
 MIB = 1 << 20
 MAX_PAYLOAD = MIB  # what an agent on a default nats-server passes as max_inflated
 MEMORY_LIMIT = 50 * MIB
-CPU_LIMIT = 1.0  # seconds, under tracemalloc (which triples the cost)
+# process CPU seconds, without tracemalloc, generous for a shared machine: a refused bomb
+# measures < 50 ms; valid operations cost what the watcher's own 1 MiB messages cost (~0.16 s)
+CPU_LIMIT_REFUSED = 0.25
+CPU_LIMIT_VALID = 1.0
 
 
 def _frame(content: bytes) -> bytes:
@@ -101,19 +104,28 @@ BOMBS: dict[str, Callable[[], bytes]] = {
 }
 
 
-def _cost(data: bytes, cache: OpCache | None) -> tuple[int, float, bool]:
-    tracemalloc.start()
-    started = time.process_time()
+def _decode(data: bytes, cache: OpCache | None) -> bool:
+    """Whether ``data`` is refused."""
     try:
         decode(data, "node", cache, MAX_PAYLOAD)
-        refused = False
     except MalformedMessage:
-        refused = True
-    finally:
-        cpu = time.process_time() - started
+        return True
+    return False
+
+
+def _cost(data: bytes, cached: bool) -> tuple[int, float, bool]:
+    """Peak traced memory, process CPU time (a separate run without tracemalloc, which
+    triples it), and whether refused."""
+    tracemalloc.start()
+    try:
+        refused = _decode(data, OpCache() if cached else None)
         peak = tracemalloc.get_traced_memory()[1]
+    finally:
         tracemalloc.stop()
-    return peak, cpu, refused
+    cache = OpCache() if cached else None
+    started = time.process_time()
+    _decode(data, cache)
+    return peak, time.process_time() - started, refused
 
 
 @pytest.mark.parametrize("shape", list(BOMBS))
@@ -121,10 +133,10 @@ def _cost(data: bytes, cache: OpCache | None) -> tuple[int, float, bool]:
 def test_a_bomb_costs_less_than_50_mb(shape: str, cached: bool) -> None:
     data = BOMBS[shape]()
     assert len(data) <= MAX_PAYLOAD + 64  # every bomb fits in one message
-    peak, cpu, refused = _cost(data, OpCache() if cached else None)
+    peak, cpu, refused = _cost(data, cached)
     assert peak < MEMORY_LIMIT, f"{shape}: {peak / MIB:.1f} MiB"
-    assert cpu < CPU_LIMIT, f"{shape}: {cpu:.3f} s"
     assert refused == ("valid" not in shape or "non-operations" in shape), shape
+    assert cpu < (CPU_LIMIT_REFUSED if refused else CPU_LIMIT_VALID), f"{shape}: {cpu:.3f} s"
 
 
 def test_the_reproduction_frame_is_small() -> None:
