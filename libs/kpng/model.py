@@ -7,6 +7,7 @@ these values from Kubernetes objects and :mod:`kpng.bus.wire` puts them on the w
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -19,6 +20,32 @@ ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
 ANNOTATION_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"
 ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_AFFINITY_TIMEOUT = 10800
+NAME_MAX = 253  # a Kubernetes name (DNS-1123 subdomain) is at most this long
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+
+
+def name_problem(name: object) -> str:
+    """What makes ``name`` no Kubernetes object name (DNS-1123 subdomain), "" if nothing.
+
+    The one rule for node names at every entry (sources, bus subjects, observer paths): a
+    valid name is a valid NATS subject token once its dots are replaced (no ``*``, ``>``,
+    space or ``_``), and short enough for any subject the bus builds from it."""
+    if not isinstance(name, str):
+        return f"expected a string, got {type(name).__name__}"
+    if not name:
+        return "empty"
+    if len(name) > NAME_MAX:
+        return f"{len(name)} characters (at most {NAME_MAX})"
+    if _DNS1123_SUBDOMAIN.fullmatch(name) is None:
+        return "not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')"
+    return ""
+
+
+def shown_name(name: str, limit: int = 64) -> str:
+    """``name`` cut for a log line (a hostile name may be megabytes long)."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} chars)"
 
 
 class TransportProtocol(StrEnum):

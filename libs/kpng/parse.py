@@ -32,6 +32,8 @@ from kpng.model import (
     ServiceType,
     TrafficPolicy,
     TransportProtocol,
+    name_problem,
+    shown_name,
 )
 
 KINDS = ("Service", "EndpointSlice", "Node")
@@ -370,7 +372,7 @@ def _endpoint(
     return Endpoint(
         ip=f.ip(addresses[0], f"{path}.addresses[0]", family),
         ports=ports,
-        node=f.string(e.get("nodeName"), f"{path}.nodeName"),
+        node=_node_name(f, e.get("nodeName"), f"{path}.nodeName"),
         zone=f.string(e.get("zone"), f"{path}.zone"),
         ready=ready,
         serving=f.boolean(conditions.get("serving"), f"{path}.conditions.serving", True),
@@ -408,8 +410,21 @@ def _utc(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def _node_name(f: _Fields, value: Any, path: str) -> str:
+    """An endpoint's ``nodeName``: "" (no node) or a Kubernetes name, which the bus's
+    decoders require of every node name."""
+    name = f.string(value, path)
+    problem = name and name_problem(name)
+    if problem:
+        raise f.fail(path, f"{shown_name(name)}: {problem}")
+    return name
+
+
 def parse_node(obj: Mapping[str, Any]) -> Node:
     _, name, f = _meta(obj, "Node", namespaced=False)
+    problem = name_problem(name)
+    if problem:  # its name becomes a bus subject: one the server refuses cuts the watcher off
+        raise InvalidObject("Node", shown_name(name), "metadata.name", problem)
     labels = _labels(f, obj["metadata"])
     status = f.mapping(obj.get("status"), "status")
     addresses = []

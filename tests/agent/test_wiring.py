@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from kpng.bus.fake import FakeServer
@@ -59,3 +60,13 @@ def test_the_registry_gets_the_collectors_reading_view_backend_and_client(
         "kpng_agent_bus_snapshots",
     ):
         assert name in body, name
+
+
+@pytest.mark.parametrize("bad", ["*", "a b", "Node_1", "x" * 300])
+def test_a_node_name_that_is_no_kubernetes_name_is_a_usage_error(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["--node", bad])
+    assert exit_.value.code == 2
+    assert "no Kubernetes node name" in capsys.readouterr().err

@@ -164,3 +164,27 @@ async def test_token_protects_api_and_metrics_but_not_probes_or_dashboard() -> N
         assert (await http.get("/api/v1/nodes?access_token=s3cret")).status_code == 401
         for open_path in ("/livez", "/readyz", "/", "/static/style.css", "/openapi.json"):
             assert (await http.get(open_path)).status_code == 200, open_path
+
+
+async def test_a_node_path_that_is_no_node_name_is_404_before_any_fetch() -> None:
+    asked: list[str] = []
+
+    async def fetch_recording(node: str) -> tuple[str, int, View[ViewEndpoint]]:
+        asked.append(node)
+        return await fetch(node)
+
+    state = observer_state()
+    metrics = ObserverMetrics(state, ClientStats, clock=lambda: NOW)
+    settings = Settings(cluster_cidrs=parse_cidrs(CLUSTER_CIDR))
+    app = create_app(
+        state, fetch_recording, lambda: True, metrics.registry, settings, clock=lambda: NOW
+    )
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://observer") as http:
+        for name in ["*", ">", "a%20b", "x" * 5000, "Node1"]:
+            for path in [f"/api/v1/nodes/{name}/view", f"/api/v1/nodes/{name}/explain"]:
+                r = await http.get(path, params={"destination": "10.96.0.1", "port": 80})
+                assert r.status_code == 404, (path[:40], r.status_code)
+                assert len(r.text) < 400
+        assert asked == []
+        assert (await http.get("/api/v1/nodes/node-a1/view")).status_code == 200

@@ -182,7 +182,7 @@ class ViewClient(Generic[E]):
             self.consumer.start_resync()
             return []
         try:
-            message = decode(item, self.scope, self.op_cache)
+            message = decode(item, self.scope, self.op_cache, self.bus.max_payload)
         except MalformedMessage as exc:
             self.stats.malformed += 1
             log.warning("malformed message on %s dropped: %s", self.delta_subject, exc)
@@ -296,7 +296,7 @@ class ViewClient(Generic[E]):
                 raise SnapshotUnavailable("no watcher answered")
             try:
                 with no_gc():  # a chunk holds up to ~10^5 objects (kpng.runtime.gcpause)
-                    message = decode(data, self.scope, self.op_cache)
+                    message = decode(data, self.scope, self.op_cache, self.bus.max_payload)
             except MalformedMessage as exc:
                 self.stats.malformed += 1
                 raise SnapshotUnavailable(f"malformed snapshot reply: {exc}") from None

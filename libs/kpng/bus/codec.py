@@ -14,7 +14,8 @@ from typing import Any
 
 import msgpack
 
-from kpng.bus.compression import decompress
+from kpng.bus.bounds import array_items, unpack
+from kpng.bus.compression import MAX_INFLATED, decompress
 from kpng.bus.wire import (
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
@@ -332,9 +333,11 @@ class OpCache:
         """The operations of an encoded ``ops`` array (array header included)."""
         return self._cached(array, scope, lambda: array, "ops")
 
-    def compressed(self, frame: bytes, scope: Scope) -> tuple[Op[Any], ...]:
+    def compressed(
+        self, frame: bytes, scope: Scope, max_inflated: int = MAX_INFLATED
+    ) -> tuple[Op[Any], ...]:
         """The operations of a ``zops`` frame (cached by the frame: a hit inflates nothing)."""
-        return self._cached(frame, scope, lambda: decompress(frame, "zops"), "zops")
+        return self._cached(frame, scope, lambda: decompress(frame, "zops", max_inflated), "zops")
 
     def _cached(
         self, key_bytes: bytes, scope: Scope, array_of: Callable[[], bytes], field: str
@@ -371,52 +374,37 @@ class OpCache:
 
 def _op_of(data: bytes, path: str, scope: Scope) -> tuple[Op[Any], ...]:
     """The operations of one encoded wire operation (walked, but not checked, before)."""
-    try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # e.g. a string that is not UTF-8
-        raise MalformedMessage(path, f"not msgpack: {exc}") from None
-    return ops_from_wire(raw, path, scope)
+    return ops_from_wire(unpack(data, path), path, scope)
 
 
 OpDecoder = Callable[[bytes, str, Scope], tuple[Op[Any], ...]]
 
 
 def _array_ops(array: bytes, field: str, scope: Scope, op_of: OpDecoder) -> tuple[Op[Any], ...]:
-    """The operations of an encoded ``ops`` array, each item decoded by ``op_of``."""
-    items = _split_array(array, field)
+    """The operations of an encoded ``ops`` array, each item decoded by ``op_of`` (the
+    array walked one item at a time, its length bounded by its bytes: kpng.bus.bounds)."""
+    items = array_items(array, field)
     return tuple(op for i, o in enumerate(items) for op in op_of(o, f"{field}[{i}]", scope))
 
 
-def _split_array(array: bytes, field: str) -> list[bytes]:
-    """The encoded items of an encoded msgpack array, each still encoded."""
-    unpacker = msgpack.Unpacker(max_buffer_size=len(array) + 1)
-    unpacker.feed(array)
-    items = []
-    try:
-        for _ in range(unpacker.read_array_header()):
-            start = unpacker.tell()
-            unpacker.skip()
-            items.append(array[start : unpacker.tell()])
-    except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise MalformedMessage(field, f"not an array of operations: {exc!r}") from None
-    if unpacker.tell() != len(array):
-        raise MalformedMessage(field, f"{len(array) - unpacker.tell()} bytes after the array")
-    return items
-
-
-def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) -> Message:
+def decode(
+    data: bytes,
+    scope: Scope = "node",
+    op_cache: OpCache | None = None,
+    max_inflated: int = MAX_INFLATED,
+) -> Message:
     """Decode one message. Raises :class:`MalformedMessage` for anything but valid v1.
 
-    With ``op_cache``, operations already seen are not decoded again."""
+    With ``op_cache``, operations already seen are not decoded again. Work and memory are
+    bounded by the message's bytes (:mod:`kpng.bus.bounds`) and, for ``zops``, by
+    ``max_inflated`` (a consumer passes its bus's max_payload: the watcher never
+    compresses more than one message's worth of operations into a frame)."""
     raw: Any = None
     if op_cache is not None:
         raw = _split_ops(data, op_cache)
     if raw is None:
         op_cache = None
-        try:
-            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except Exception as exc:  # msgpack raises several unrelated types for garbage
-            raise MalformedMessage("", f"not msgpack: {exc}") from None
+        raw = unpack(data, "")
     if not isinstance(raw, dict):
         raise MalformedMessage("", f"expected a map, got {type(raw).__name__}")
     r = Reader(raw, "")
@@ -436,7 +424,7 @@ def decode(data: bytes, scope: Scope = "node", op_cache: OpCache | None = None) 
         digest = r.get("digest", str, "")
         return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float), digest)
     if kind == "snapshot":
-        return _snapshot(r, scope, op_cache)
+        return _snapshot(r, scope, op_cache, max_inflated)
     if kind == "snapshot-request":
         accept = r.strings("accept")
         if r.data.get("seq") is None:
@@ -456,16 +444,29 @@ def _split_ops(data: bytes, cache: OpCache) -> dict[Any, Any] | None:
 
     ``ops`` last (as kpng's watcher sends it) and already in ``cache``: its bytes are known
     to be a valid array, so they are not walked again (a snapshot chunk is ~1 MB)."""
+    size = len(data)
     unpacker = msgpack.Unpacker(  # reads from the message as needed, no up-front copy
-        io.BytesIO(data), raw=False, strict_map_key=False, read_size=4096
+        io.BytesIO(data),
+        raw=False,
+        strict_map_key=False,
+        read_size=4096,
+        max_str_len=size,
+        max_bin_len=size,
+        max_ext_len=size,
+        max_array_len=size,
+        max_map_len=size // 2,
     )
     try:
         out: dict[Any, Any] = {}
         entries = unpacker.read_map_header()
         for i in range(entries):
-            key = unpacker.unpack()
+            start = unpacker.tell()
+            unpacker.skip()
+            key = unpack(data[start : unpacker.tell()], "")
             if key != "ops":
-                out[key] = unpacker.unpack()
+                start = unpacker.tell()
+                unpacker.skip()
+                out[key] = unpack(data[start : unpacker.tell()], str(key)[:40])
                 continue
             start = unpacker.tell()
             first = data[start]
@@ -498,21 +499,26 @@ def _ops(r: Reader, scope: Scope, cache: OpCache | None = None) -> tuple[Op[Any]
     return tuple(op for i, o in enumerate(items) for op in ops_from_wire(o, f"ops[{i}]", scope))
 
 
-def _compressed_ops(r: Reader, scope: Scope, cache: OpCache | None) -> tuple[Op[Any], ...]:
+def _compressed_ops(
+    r: Reader, scope: Scope, cache: OpCache | None, max_inflated: int
+) -> tuple[Op[Any], ...]:
     """A chunk's operations from its ``zops`` frame (feature ``"zstd"``)."""
     if "ops" in r.data:
         raise MalformedMessage("zops", "a chunk carries ops or zops, not both")
     frame = r.get("zops", bytes)
     if cache is not None:
-        return cache.compressed(frame, scope)
-    return _array_ops(decompress(frame, "zops"), "zops", scope, _op_of)
+        return cache.compressed(frame, scope, max_inflated)
+    return _array_ops(decompress(frame, "zops", max_inflated), "zops", scope, _op_of)
 
 
-def _snapshot(r: Reader, scope: Scope, cache: OpCache | None) -> SnapshotChunk:
+def _snapshot(r: Reader, scope: Scope, cache: OpCache | None, max_inflated: int) -> SnapshotChunk:
     chunk, chunks = r.get("chunk", int), r.get("chunks", int)
     if not 0 <= chunk < chunks:
         raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
-    ops = _compressed_ops(r, scope, cache) if "zops" in r.data else _ops(r, scope, cache)
+    if "zops" in r.data:
+        ops = _compressed_ops(r, scope, cache, max_inflated)
+    else:
+        ops = _ops(r, scope, cache)
     base = -1 if r.data.get("base") is None else r.get("base", int)
     base_epoch = r.get("base_epoch", str, "")
     return SnapshotChunk(

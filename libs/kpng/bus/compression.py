@@ -20,7 +20,9 @@ from kpng.bus.wire import MalformedMessage
 
 LEVEL = 3  # ~6x on snapshot operations, ~200 MB/s one core; higher levels cost 4x for +10%
 MIN_SIZE = 4096  # smaller runs go uncompressed: a frame's overhead would eat the saving
-MAX_INFLATED = 64 << 20  # far above any message's operations (a chunk holds ~1 MB of them)
+# the default bound on a frame's content: a frame holds at most one message's operations
+# (max_payload, 1 MiB by default; NATS advises at most 8 MiB); consumers pass their own
+MAX_INFLATED = 8 << 20
 
 _local = threading.local()  # zstd contexts are not thread-safe; one pair per thread
 
@@ -44,19 +46,17 @@ def compress(data: bytes) -> bytes:
     return _compressor().compress(data)
 
 
-def decompress(frame: bytes, field: str) -> bytes:
+def decompress(frame: bytes, field: str, limit: int = MAX_INFLATED) -> bytes:
     """The content of one zstd frame; :class:`MalformedMessage` naming ``field`` for
-    anything that is not a frame, is damaged, or would inflate beyond MAX_INFLATED."""
+    anything that is not a frame, is damaged, or would inflate beyond ``limit``."""
     try:
         size = zstandard.frame_content_size(frame)
     except zstandard.ZstdError as exc:
         raise MalformedMessage(field, f"not a zstd frame: {exc}") from None
-    if size > MAX_INFLATED:
-        raise MalformedMessage(field, f"zstd frame inflates to {size} bytes (limit {MAX_INFLATED})")
+    if size > limit:
+        raise MalformedMessage(field, f"zstd frame inflates to {size} bytes (limit {limit})")
     try:
         # a frame without its content size (-1) is bounded by max_output_size instead
-        return _decompressor().decompress(
-            frame, max_output_size=MAX_INFLATED, allow_extra_data=False
-        )
+        return _decompressor().decompress(frame, max_output_size=limit, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise MalformedMessage(field, f"damaged zstd frame: {exc}") from None

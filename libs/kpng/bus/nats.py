@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 class NatsSubscription:
     subject: str
     _sub: Any
+    # what it takes to subscribe again on a new connection (see NatsBus.reopen)
+    _handler: Handler | None = None
+    _queue: str = ""
+    _pending: int = 1_000_000
+    _bus: NatsBus | None = None
 
     @property
     def sid(self) -> int:
@@ -37,20 +43,76 @@ class NatsSubscription:
         return sid
 
     async def unsubscribe(self) -> None:
+        if self._bus is not None:
+            self._bus.forget(self)
         try:
             await self._sub.unsubscribe()
         except NatsError as exc:
             log.debug("unsubscribe %s: %s", self.subject, exc)
 
 
-class NatsBus:
-    """A connected NATS client with kpng's subjects (``nc`` is nats-py's own client)."""
+Reopen = Callable[[], Awaitable[NATS]]
+REOPEN_BACKOFF = (0.5, 10.0)  # first and longest wait between attempts to connect anew
 
-    def __init__(self, nc: NATS, subjects: Subjects) -> None:
+
+class NatsBus:
+    """A connected NATS client with kpng's subjects (``nc`` is nats-py's own client).
+
+    nats-py reconnects by itself after a lost connection, but gives up for good when the
+    server closes it with an error (a control line too long, a parser error, ...). With
+    ``reopen``, the bus then connects anew with backoff, forever, subscribes again to
+    everything its callers subscribed to, and tells the listeners (disconnected, then
+    reconnected); :attr:`connected` is False meanwhile."""
+
+    def __init__(self, nc: NATS, subjects: Subjects, reopen: Reopen | None = None) -> None:
         self.nc = nc
         self.subjects = subjects
         self.listeners = BusListeners()
         self.permission_violations = 0
+        self.reopens = 0  # connections made anew after nats-py closed one for good
+        self._reopen = reopen
+        self._closing = False
+        self._reopening: asyncio.Task[None] | None = None
+        self._subs: list[NatsSubscription] = []
+
+    def forget(self, sub: NatsSubscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def closed_for_good(self) -> None:
+        """nats-py closed its client (not by :meth:`close`): connect anew, in a task."""
+        if self._closing or self._reopen is None or self._reopening is not None:
+            return
+        # nats-py called disconnected_cb just before: the listeners know already
+        log.warning("nats connection closed for good by the client library; connecting anew")
+        self._reopening = asyncio.get_running_loop().create_task(self._reopen_loop())
+
+    async def _reopen_loop(self) -> None:
+        assert self._reopen is not None
+        delay, longest = REOPEN_BACKOFF
+        while not self._closing:
+            try:
+                nc = await self._reopen()
+                break
+            except BusError as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
+        else:
+            return
+        self.nc = nc
+        for sub in list(self._subs):
+            try:
+                sub._sub = await self._subscribe_nc(
+                    sub.subject, sub._handler, sub._queue, sub._pending
+                )
+            except BusError as exc:
+                log.error("subscribing again: %s", exc)
+        self.reopens += 1
+        self._reopening = None
+        log.info("connected to nats anew (%d subscriptions restored)", len(self._subs))
+        for listener in self.listeners.reconnected:
+            listener()
 
     @property
     def max_payload(self) -> int:
@@ -68,6 +130,16 @@ class NatsBus:
     async def subscribe(
         self, subject: str, handler: Handler, *, queue: str = "", pending_msgs: int = 1_000_000
     ) -> NatsSubscription:
+        sub = await self._subscribe_nc(subject, handler, queue, pending_msgs)
+        subscription = NatsSubscription(subject, sub, handler, queue, pending_msgs, self)
+        self._subs.append(subscription)
+        return subscription
+
+    async def _subscribe_nc(
+        self, subject: str, handler: Handler | None, queue: str, pending_msgs: int
+    ) -> Any:
+        assert handler is not None
+
         async def deliver(msg: Msg) -> None:
             result = handler(msg.data, msg.subject, msg.reply)
             if result is not None:
@@ -83,7 +155,7 @@ class NatsBus:
             )
         except NatsError as exc:
             raise BusError(f"subscribe {subject}: {exc}") from exc
-        return NatsSubscription(subject, sub)
+        return sub
 
     async def publish(self, subject: str, data: bytes, reply: str = "") -> None:
         try:
@@ -108,6 +180,11 @@ class NatsBus:
             raise BusError(f"flush: {exc}") from exc
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reopening is not None:
+            self._reopening.cancel()
+            await asyncio.gather(self._reopening, return_exceptions=True)
+            self._reopening = None
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
@@ -168,11 +245,16 @@ async def connect(
         for listener in holder[0].listeners.disconnected if holder else []:
             listener()
 
+    async def on_closed() -> None:
+        if holder:
+            holder[0].closed_for_good()
+
     options: dict[str, Any] = dict(
         name=name,
         error_cb=on_error,
         reconnected_cb=on_reconnected,
         disconnected_cb=on_disconnected,
+        closed_cb=on_closed,
         connect_timeout=int(max(connect_timeout, 1)),
         reconnect_time_wait=1,
         max_reconnect_attempts=-1 if retry_forever else 3,
@@ -190,7 +272,11 @@ async def connect(
             log.warning("%s; retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-    bus = NatsBus(nc, Subjects(prefix))
+
+    async def reopen() -> NATS:
+        return await _connect_once(url, options, auth, [])
+
+    bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None)
     holder.append(bus)
     return bus
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kpng.model import name_problem, shown_name
+
 DEFAULT_PREFIX = "kpng"
 
 
@@ -19,9 +21,13 @@ class Subjects:
 
     @staticmethod
     def token(node: str) -> str:
-        """A node name as one subject token (``.`` becomes ``_``, which node names never hold)."""
-        if not node or any(c in node for c in " *>\t\r\n"):
-            raise ValueError(f"invalid node name {node!r}")
+        """A node name as one subject token (``.`` becomes ``_``, which node names never hold).
+
+        ValueError for anything but a Kubernetes name (:func:`kpng.model.name_problem`):
+        callers validate names where they enter, so this is a last line of defence."""
+        problem = name_problem(node)
+        if problem:
+            raise ValueError(f"invalid node name {shown_name(node)}: {problem}")
         return node.replace(".", "_")
 
     def node_delta(self, node: str) -> str:
@@ -65,3 +71,12 @@ class Subjects:
         if len(parts) != base + 4 or parts[base : base + 2] != ["v1", "node"]:
             raise ValueError(f"not a node subject: {subject!r}")
         return parts[base + 2]
+
+    def node_name_of(self, subject: str) -> str | None:
+        """The node name of a ``<prefix>.v1.node.<node>.<kind>`` subject; None when the
+        subject is not one or its token is no valid node name (see :meth:`token`)."""
+        try:
+            node = self.node_of(subject).replace("_", ".")
+        except ValueError:
+            return None
+        return None if name_problem(node) else node

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -29,6 +32,7 @@ from kpng.model import (
     TrafficPolicy,
     TransportProtocol,
     ViewEndpoint,
+    name_problem,
 )
 
 SCHEMA_VERSION = 1
@@ -196,12 +200,79 @@ class Reader:
             raise MalformedMessage(self.where(key), "expected a list of strings")
         return tuple(items)
 
+    def port(self, key: str, low: int = 1, default: int | None = None) -> int:
+        """An integer field that must be a port number (``low`` to 65535)."""
+        value = self.get(key, int, default)
+        if not low <= value <= 65535:
+            raise MalformedMessage(self.where(key), f"port {value} out of range")
+        return value
+
+    def ip(self, key: str) -> str:
+        return checked_ip(self.get(key, str), self.where(key))
+
+    def ips(self, key: str) -> tuple[str, ...]:
+        items = self.strings(key)
+        for i, ip in enumerate(items):
+            checked_ip(ip, f"{self.where(key)}[{i}]")
+        return items
+
+    def cidrs(self, key: str) -> tuple[str, ...]:
+        items = self.strings(key)
+        for i, cidr in enumerate(items):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise MalformedMessage(f"{self.where(key)}[{i}]", "not a CIDR") from None
+        return items
+
+    def node_name(self, key: str, default: str | None = None) -> str:
+        """A node name field ("" allowed only with a default of "": no node)."""
+        name = self.get(key, str, default)
+        return checked_node(name, self.where(key)) if name or default is None else name
+
     def enum(self, key: str, cls: Callable[[str], T], default: str | None = None) -> T:
         raw = self.get(key, str, default)
         try:
             return cls(raw or (default or ""))
         except ValueError:
             raise MalformedMessage(self.where(key), f"unknown value {raw!r}") from None
+
+
+_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+)
+
+
+def checked_ip(ip: Any, path: str) -> str:
+    """``ip`` if it is an IP address as kpng writes it (canonical text), else malformed."""
+    if type(ip) is str and (_IPV4.fullmatch(ip) is not None or _canonical_ipv6(ip)):
+        return ip
+    raise MalformedMessage(path, f"not an IP address: {str(ip)[:64]!r}")
+
+
+def _canonical_ipv6(ip: str) -> bool:
+    if ":" not in ip or len(ip) > 45:
+        return False
+    try:
+        return str(ipaddress.IPv6Address(ip)) == ip
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=8192)
+def _valid_node(name: str) -> bool:  # a view names the same few nodes thousands of times
+    return not name_problem(name)
+
+
+def checked_node(name: Any, path: str) -> str:
+    """``name`` if it is a node name (a Kubernetes name), else malformed."""
+    if type(name) is str and _valid_node(name):
+        return name
+    problem = name_problem(name)
+    if problem:
+        raise MalformedMessage(path, f"not a node name: {problem}")
+    assert isinstance(name, str)
+    return name
 
 
 def service_from_wire(r: Reader) -> Service:
@@ -211,30 +282,32 @@ def service_from_wire(r: Reader) -> Service:
             raise MalformedMessage(f"{r.path}.ports[{i}]", "expected a map")
         p = Reader(raw, f"{r.path}.ports[{i}]")
         target = raw.get("target")
-        if not isinstance(target, int | str) or isinstance(target, bool):
-            raise MalformedMessage(f"{p.path}.target", f"expected int or str, got {target!r}")
+        if isinstance(target, int) and not isinstance(target, bool):
+            target = p.port("target")
+        elif not isinstance(target, str) or not 0 < len(target) <= 63:
+            raise MalformedMessage(f"{p.path}.target", f"expected a port, got {target!r}"[:120])
         ports.append(
             ServicePort(
                 name=p.get("name", str, ""),
                 protocol=p.enum("proto", TransportProtocol),
-                port=p.get("port", int),
+                port=p.port("port"),
                 target_port=target,
-                node_port=p.get("node_port", int, 0),
+                node_port=p.port("node_port", 0, 0),
             )
         )
     return Service(
         namespace=r.get("ns", str),
         name=r.get("name", str),
         type=r.enum("type", ServiceType),
-        cluster_ips=r.strings("cluster_ips"),
+        cluster_ips=r.ips("cluster_ips"),
         ports=tuple(ports),
-        external_ips=r.strings("external_ips"),
-        load_balancer_ips=r.strings("lb_ips"),
-        load_balancer_source_ranges=r.strings("lb_source_ranges"),
+        external_ips=r.ips("external_ips"),
+        load_balancer_ips=r.ips("lb_ips"),
+        load_balancer_source_ranges=r.cidrs("lb_source_ranges"),
         affinity_timeout=r.get("affinity_timeout", int, 0),
         internal_traffic_policy=r.enum("itp", TrafficPolicy, "Cluster"),
         external_traffic_policy=r.enum("etp", TrafficPolicy, "Cluster"),
-        health_check_node_port=r.get("hc_node_port", int, 0),
+        health_check_node_port=r.port("hc_node_port", 0, 0),
         traffic_distribution=r.get("traffic_distribution", str, ""),
         topology_mode=r.get("topology_mode", str, ""),
         labels=_labels_from_wire(r),
@@ -261,6 +334,7 @@ def _port_list(items: list[Any], path: str) -> tuple[EndpointPort, ...]:
             or not isinstance(raw[0], str)
             or not isinstance(raw[2], int)
             or isinstance(raw[2], bool)
+            or not 0 <= raw[2] <= 65535
         ):
             raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, port]")
         try:
@@ -304,6 +378,9 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
             raise MalformedMessage(
                 f"{r.where('eps')}[{i}]", "expected [ip, flags, ports index, node?, zone?]"
             )
+        checked_ip(ip, f"{r.where('eps')}[{i}][0]")
+        if node:
+            checked_node(node, f"{r.where('eps')}[{i}][3]")
         endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
         out.append(SetEndpoint(key, endpoint))
     return tuple(out)
@@ -311,9 +388,9 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
 
 def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
     common: dict[str, Any] = {
-        "ip": r.get("ip", str),
+        "ip": r.ip("ip"),
         "ports": _ports_from_wire(r),
-        "node": r.get("node", str, ""),
+        "node": r.node_name("node", ""),
         "zone": r.get("zone", str, ""),
         "ready": r.get("ready", bool),
         "serving": r.get("serving", bool),
@@ -332,8 +409,8 @@ def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
 
 def node_from_wire(r: Reader) -> Node:
     return Node(
-        name=r.get("name", str),
-        addresses=r.strings("addresses"),
+        name=r.node_name("name"),
+        addresses=r.ips("addresses"),
         zone=r.get("zone", str, ""),
         region=r.get("region", str, ""),
     )
@@ -361,9 +438,9 @@ def op_from_wire(raw: Any, path: str, scope: Scope) -> Op[Any] | None:
     if kind == "ep":
         return SetEndpoint(r.get("key", str), endpoint_from_wire(r.child("ep"), scope))
     if kind == "-ep":
-        return DeleteEndpoint(r.get("key", str), r.get("ip", str))
+        return DeleteEndpoint(r.get("key", str), r.ip("ip"))
     if kind == "node":
         return SetNode(node_from_wire(r.child("node")))
     if kind == "-node":
-        return DeleteNode(r.get("name", str))
+        return DeleteNode(r.node_name("name"))
     return None  # an operation kind from a later minor version: ignored, like unknown fields

@@ -18,6 +18,7 @@ from kpng.diff import Op, diff_nodes, diff_service
 from kpng.fanout.cluster import Changes, ClusterState, ServiceState
 from kpng.fanout.history import History
 from kpng.fanout.nodes import NodeRegistry
+from kpng.fanout.oversize import oversize_op
 from kpng.fanout.stats import FanoutStats
 from kpng.fanout.views import service_view, special_nodes, view_variant
 from kpng.model import Endpoint, Node, ViewEndpoint
@@ -74,6 +75,11 @@ class DeltaBuilder:
     track: Callable[[str, ServiceState], None]  # a service's new state, for snapshots
     history_len: int = 256
     history_bytes: int = 8 * 1024 * 1024
+    max_op: int = 1 << 20  # an operation must fit one message's operations
+    # services whose latest version was refused (an operation over max_op): key -> size
+    refused: dict[str, int] = field(default_factory=dict)
+    # (key, size) of each refusal since the caller last took them, for its log
+    refusals: list[tuple[str, int]] = field(default_factory=list)
 
     def node_messages(
         self, cluster: ClusterState, changes: Changes, now: float
@@ -138,6 +144,8 @@ class DeltaBuilder:
     def _service_changed(
         self, batch: PendingOps, key: str, new: ServiceState, zones: dict[str, list[str]]
     ) -> None:
+        if self.refuse(key, new):
+            return  # the version as published stays: previous or none
         old = self.published.get(key, EMPTY)
         if new.service is None:
             self.published.pop(key, None)
@@ -171,6 +179,18 @@ class DeltaBuilder:
                 by_variant[variant] = self._encode(batch, ops)
             if by_variant[variant]:
                 batch.by_zone.setdefault(zone, []).append((key, by_variant[variant]))
+
+    def refuse(self, key: str, state: ServiceState) -> bool:
+        """Whether ``state`` cannot be published (an operation over ``max_op``): recorded
+        in ``refused``, ``refusals`` and the stats."""
+        size = oversize_op(state, self.max_op)
+        if not size:
+            self.refused.pop(key, None)
+            return False
+        self.refused[key] = size
+        self.refusals.append((key, size))
+        self.stats.refused_services += 1
+        return True
 
     def _node_changed(self, batch: PendingOps, name: str, new: Node | None) -> None:
         old = self.registry.set_node(name, new)

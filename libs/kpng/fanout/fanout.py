@@ -40,12 +40,13 @@ class Fanout:
         history: int = 256,
         history_bytes: int = 8 * 1024 * 1024,
         compress_min: int = MIN_SIZE,
+        max_unknown_nodes: int = 64,
     ) -> None:
         self.epoch = epoch
         self.max_payload = max_payload
         self.history = history
         self.history_bytes = history_bytes
-        self.nodes = NodeRegistry()
+        self.nodes = NodeRegistry(max_unknown_nodes)
         self.global_seq = 0
         self.stats = FanoutStats()
         self._history: dict[str, History] = {}
@@ -63,6 +64,7 @@ class Fanout:
             self._track,
             history,
             history_bytes,
+            max_op=self._limit,
         )
 
     @property
@@ -75,6 +77,10 @@ class Fanout:
         """Publish ``node``'s view from now on; False if it was served already (see
         :meth:`NodeRegistry.serve`)."""
         return self.nodes.serve(node, now)
+
+    def admits(self, node: str) -> bool:
+        """Whether ``node`` is or may be served (see :meth:`NodeRegistry.admits`)."""
+        return self.nodes.admits(node)
 
     def retire_idle(self, now: float, idle: float, keep: Iterable[str]) -> list[str]:
         """Stop publishing to idle nodes without a Node object (see
@@ -94,8 +100,22 @@ class Fanout:
             self.serve(name)
             self.nodes.set_node(name, node)
         for key in cluster.services:
-            self._published[key] = state = cluster.service_state(key)
-            self._track(key, state)
+            state = cluster.service_state(key)
+            if not self._deltas.refuse(key, state):
+                self._published[key] = state
+                self._track(key, state)
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """Services whose latest version is refused, and the size of the operation that
+        cannot fit a message (:mod:`kpng.fanout.oversize`); their previous version (or
+        none) is what nodes see."""
+        return self._deltas.refused
+
+    def take_refusals(self) -> list[tuple[str, int]]:
+        """(service, operation size) of each version refused since the last call."""
+        refusals, self._deltas.refusals = self._deltas.refusals, []
+        return refusals
 
     def _track(self, key: str, state: ServiceState) -> None:
         """A service's new state as published: for snapshots and digests."""

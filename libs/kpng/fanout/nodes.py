@@ -3,6 +3,8 @@
 Pure bookkeeping: no message is built here. A node is served from its Node object, or
 while its agent asks for snapshots or reports status; an idle node without a Node object
 is retired and comes back one seq further on (a gap for whoever still holds its view).
+Nodes without a Node object are a bounded set (``max_unknown``): anyone on the bus can ask
+for any name, and each served node costs a view, ticks and history.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from kpng.model import Node
 
 
 class NodeRegistry:
-    def __init__(self) -> None:
+    def __init__(self, max_unknown: int = 64) -> None:
+        self.max_unknown = max_unknown
+        self.unknown: set[str] = set()  # the served nodes without a Node object
         self.seq: dict[str, int] = {}  # the served nodes and the seq each was last sent
         self.nodes: dict[str, Node] = {}  # the Node objects, as last published
         self._last_seen: dict[str, float] = {}
@@ -28,7 +32,15 @@ class NodeRegistry:
         if node in self.seq:
             return False
         self.seq[node] = self._retired.pop(node, -1) + 1
+        if node not in self.nodes:
+            self.unknown.add(node)
         return True
+
+    def admits(self, node: str) -> bool:
+        """Whether a consumer asking for ``node`` is served: a node served already or with a
+        Node object always, an unknown one while fewer than ``max_unknown`` are (they
+        expire by :meth:`retire_idle`)."""
+        return node in self.seq or node in self.nodes or len(self.unknown) < self.max_unknown
 
     def retire_idle(self, now: float, idle: float, keep: Iterable[str]) -> list[str]:
         """Stop serving nodes not in ``keep`` (the Node objects) that nobody has asked for,
@@ -41,6 +53,7 @@ class NodeRegistry:
         ]
         for node in idle_nodes:
             self._retired[node] = self.seq.pop(node)
+            self.unknown.discard(node)
             self._last_delta.pop(node, None)
             self._ticked.pop(node, None)
         return idle_nodes
@@ -54,8 +67,11 @@ class NodeRegistry:
         old = self.nodes.get(name)
         if node is None:
             self.nodes.pop(name, None)
+            if name in self.seq:
+                self.unknown.add(name)
         else:
             self.nodes[name] = node
+            self.unknown.discard(name)
         return old
 
     def by_zone(self) -> dict[str, list[str]]:

@@ -21,3 +21,4 @@ class FanoutStats:
     compressions: int = 0  # runs compressed into zstd frames (snapshots and catch-ups)
     compressed_in: int = 0  # their bytes before
     compressed_out: int = 0  # and after
+    refused_services: int = 0  # versions refused: an operation would not fit a message

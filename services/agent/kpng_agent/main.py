@@ -11,6 +11,7 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.plugin import BackendArgumentError
+from kpng.model import name_problem, shown_name
 from kpng.runtime.clock import SYSTEM
 from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
@@ -24,6 +25,16 @@ from kpng_agent.wiring import build_agent, build_parts
 log = logging.getLogger(__name__)
 
 
+def node_name(text: str) -> str:
+    """A ``--node`` value: a Kubernetes name, as every subject built from it needs."""
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"{shown_name(text)} is no Kubernetes node name: {problem}"
+        )
+    return text
+
+
 def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
     """The agent's flags, with those of every installed backend (``backends``, default: the
     ones :func:`discover` finds; a backend that fails to add its flags is marked broken)."""
@@ -31,7 +42,12 @@ def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kpng-agent", description="Program one node's dataplane from its view on the bus."
     )
-    p.add_argument("--node", required=True, help="the name of this node (as in its Node object)")
+    p.add_argument(
+        "--node",
+        required=True,
+        type=node_name,
+        help="the name of this node (as in its Node object)",
+    )
     p.add_argument(
         "--backend",
         default="dump",

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from kpng import __version__
 from kpng.diff import View
 from kpng.labels import InvalidSelector, parse_label_selector
-from kpng.model import ServiceType, TransportProtocol, ViewEndpoint
+from kpng.model import ServiceType, TransportProtocol, ViewEndpoint, name_problem, shown_name
 from kpng.observe.explain import Explanation, Network, PacketQuery, explain, parse_cidrs
 from kpng.observe.viewjson import view_to_json
 from kpng.runtime.metrics import render
@@ -244,6 +244,9 @@ def _stream(
 async def _view_of(
     fetch_node_view: NodeViewFetcher, node: str
 ) -> tuple[str, int, View[ViewEndpoint]]:
+    problem = name_problem(node)
+    if problem:  # before any subject is built from it: the bus may refuse and drop us
+        raise HTTPException(404, f"no node {shown_name(node)}: {problem}")
     try:
         return await fetch_node_view(node)
     except LookupError as exc:

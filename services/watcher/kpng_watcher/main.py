@@ -109,6 +109,14 @@ def parser() -> argparse.ArgumentParser:
         "among the last BATCHES published (0: always a full snapshot; default: %(default)s)",
     )
     p.add_argument(
+        "--max-unknown-nodes",
+        type=int,
+        default=64,
+        metavar="N",
+        help="serve at most N nodes that have no Node object but whose agents ask (each is "
+        "retired after 10 minutes without a request or status; default: %(default)s)",
+    )
+    p.add_argument(
         "--metrics-bind-address",
         type=host_port,
         metavar="HOST:PORT",
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         tick_interval=args.tick_interval,
         tick_refresh=args.tick_refresh,
         history=args.history,
+        max_unknown_nodes=args.max_unknown_nodes,
     )
 
     async def serve() -> None:

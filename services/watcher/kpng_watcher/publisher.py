@@ -30,6 +30,7 @@ from kpng.bus.protocol import Bus, BusError
 from kpng.bus.subjects import Subjects
 from kpng.fanout.cluster import Changes, ClusterState
 from kpng.fanout.fanout import Fanout, Outgoing
+from kpng.model import shown_name
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng.source import Delete, Replace, Source, SourceEvent, Synced, Upsert
 
@@ -46,6 +47,8 @@ class PublisherSettings:
     # catch-up: per node, the last `history` deltas (at most `history_bytes` of operations)
     history: int = 256
     history_bytes: int = 8 * 1024 * 1024
+    # at most this many nodes without a Node object are served (they expire when idle)
+    max_unknown_nodes: int = 64
 
 
 @dataclass(slots=True)
@@ -55,6 +58,10 @@ class PublisherStats:
     coalesced_changes: int = 0
     malformed_requests: int = 0
     untrusted_statuses: int = 0  # undecodable, or naming another node than their subject's
+    # snapshot requests and status on a subject whose token is no valid node name
+    invalid_nodes: int = 0
+    # unknown nodes not served: already max_unknown_nodes of them
+    refused_nodes: int = 0
     publish_errors: int = 0
     # messages not sent because the gate was closed (a standby, or a leader past its deadline)
     fenced_messages: int = 0
@@ -91,7 +98,13 @@ class Publisher:
         self._took_over = asyncio.Event()
         self.state = ClusterState()
         self.epoch = secrets.token_hex(8)
-        self.fanout = Fanout(self.epoch, bus.max_payload, settings.history, settings.history_bytes)
+        self.fanout = Fanout(
+            self.epoch,
+            bus.max_payload,
+            settings.history,
+            settings.history_bytes,
+            max_unknown_nodes=settings.max_unknown_nodes,
+        )
         self.synced = False
         self.stats = PublisherStats()
         self._pending = Changes()
@@ -123,6 +136,7 @@ class Publisher:
         if isinstance(event, Synced):
             if not self.synced:
                 self.fanout.load(self.state)
+                self._log_refusals()
                 self._pending = Changes()
                 self.synced = True
                 # the cluster model (10^6 objects at 10k x 10) lives on: keep the cyclic
@@ -158,6 +172,7 @@ class Publisher:
         started = self.clock.monotonic()
         async with self._publishing:
             out = self.fanout.publish(self.state, pending, self.clock.time())
+            self._log_refusals()
             await self._send(out)
             if self.on_batch is not None:
                 self.on_batch(out)
@@ -172,16 +187,30 @@ class Publisher:
             self.stats.last_publish_duration * 1000,
         )
 
+    def _log_refusals(self) -> None:
+        limit = self.bus.max_payload
+        for key, size in self.fanout.take_refusals():
+            log.error(
+                "service %s not published: an operation of %d bytes cannot fit the bus's "
+                "max_payload of %d bytes; nodes keep its previous version (or none)",
+                key,
+                size,
+                limit,
+            )
+
     async def _send(self, out: list[Outgoing]) -> None:
         subjects = self.bus.subjects
         for i, message in enumerate(out):
             if not self.gate():
                 self.stats.fenced_messages += len(out) - i
                 return
-            subject = subjects.global_delta if message.node is None else None
-            subject = subject or subjects.node_delta(message.node or "")
             try:
+                subject = subjects.global_delta if message.node is None else None
+                subject = subject or subjects.node_delta(message.node or "")
                 await self.bus.publish(subject, message.data)
+            except ValueError as exc:  # names are checked where they enter: never here
+                self.stats.publish_errors += 1
+                log.error("not published: %s", exc)
             except BusError as exc:
                 self.stats.publish_errors += 1
                 log.error("%s (agents will resync on the gap)", exc)
@@ -220,11 +249,13 @@ class Publisher:
         status that decodes and names the node of the subject it came on. One whose view is
         not what this epoch published is ticked at once (it then resyncs)."""
         if self.synced:
+            node = self._node_of(subject)  # a valid name, and room if unknown
+            if node is None:
+                return
             status = self._trusted_status(data, subject)
             if status is None:
                 self.stats.untrusted_statuses += 1
                 return
-            node = status.node
             if self.fanout.serve(node, self.clock.time()):
                 log.info("serving node %s again (its agent reports status)", node)
             async with self._publishing:
@@ -244,6 +275,33 @@ class Publisher:
         except (MalformedMessage, ValueError):
             pass
         return None
+
+    def _node_of(self, subject: str) -> str | None:
+        """The node a snapshot request or status subject names, if it may be served; None
+        (counted, logged) for a token that is no Kubernetes name or for an unknown node
+        beyond the bounded set (``max_unknown_nodes``)."""
+        node = self.bus.subjects.node_name_of(subject)
+        if node is None:
+            self.stats.invalid_nodes += 1
+            if _worth_logging(self.stats.invalid_nodes):  # anyone can send these: a flood
+                log.warning(
+                    "ignored %s: its node token is no valid node name (%d so far)",
+                    shown_name(subject),
+                    self.stats.invalid_nodes,
+                )
+            return None
+        if not self.fanout.admits(node):
+            self.stats.refused_nodes += 1
+            if _worth_logging(self.stats.refused_nodes):
+                log.warning(
+                    "not serving node %s: no Node object and already %d unknown nodes served "
+                    "(%d refused so far)",
+                    node,
+                    self.settings.max_unknown_nodes,
+                    self.stats.refused_nodes,
+                )
+            return None
+        return node
 
     # -- snapshots ---------------------------------------------------------------------------
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
@@ -271,13 +329,14 @@ class Publisher:
             rebase = self.fanout.global_rebase(request.epoch, request.seq, request.digest)
             zstd = COMPRESSED_OPS in request.accept
             chunks = [rebase] if rebase is not None else self.fanout.global_snapshot(zstd=zstd)
+        elif (node := self._node_of(subject)) is not None:
+            chunks = self._node_snapshot(node, request)
         else:
-            chunks = self._node_snapshot(subject, request)
+            chunks = [encode(ErrorReply("not served: no valid node name, or too many unknown"))]
         await self._reply(reply, chunks)
 
-    def _node_snapshot(self, subject: str, request: SnapshotRequest) -> list[bytes]:
+    def _node_snapshot(self, node: str, request: SnapshotRequest) -> list[bytes]:
         """A catch-up when the consumer has a view the history reaches back to, else full."""
-        node = self.bus.subjects.node_of(subject).replace("_", ".")
         now = self.clock.time()
         zstd = COMPRESSED_OPS in request.accept
         if request.seq >= 0 and node in self.fanout.seq:
@@ -304,3 +363,8 @@ class Publisher:
             except BusError as exc:
                 log.error("snapshot reply: %s", exc)
                 return
+
+
+def _worth_logging(count: int) -> bool:
+    """The 1st, 2nd, 4th, 8th... occurrence: a flood logs ~20 lines per million."""
+    return count & (count - 1) == 0
