@@ -12,7 +12,7 @@ from typing import Any
 
 from kpng_netns.cluster import CLIENT, NetnsCluster
 from kpng_netns.netns import sh
-from kpng_netns.topology import PodSpec, small
+from kpng_netns.topology import PodSpec, Wiring, small
 
 HTTP_GET = """
 import sys, urllib.request, urllib.error
@@ -92,8 +92,8 @@ def eventually(
 class E2E:
     """The cluster with kpng running: 2 nodes x 2 pods, a client, NATS + watcher in infra."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.topology = small(nodes=2, pods_per_node=2)
+    def __init__(self, workdir: Path, wiring: Wiring = "routed") -> None:
+        self.topology = small(nodes=2, pods_per_node=2, wiring=wiring)
         self.c = NetnsCluster(self.topology, workdir)
         self.revision = 0
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kpng_netns.topology import WIRINGS
 from tests.e2e.cluster import E2E
 from tests.e2e.netns import Cluster, remove_leftovers
 
@@ -29,6 +30,22 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         pytest.fail("the netns tests need root and nft (run them with -m 'not netns' otherwise)")
     e2e = E2E(tmp_path_factory.mktemp("netns-cluster"))
+    try:
+        e2e.start()
+        yield e2e
+    finally:
+        e2e.close()
+
+
+@pytest.fixture(scope="module", params=WIRINGS)
+def wired(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
+    """The cluster of :func:`kube`, once per pod wiring (routed /32s; a shared L2 bridge with
+    br_netfilter and hairpin ports): a module's tests run on each, one cluster at a time."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.fail("the netns tests need root and nft (run them with -m 'not netns' otherwise)")
+    e2e = E2E(tmp_path_factory.mktemp(f"netns-{request.param}"), wiring=request.param)
     try:
         e2e.start()
         yield e2e

@@ -34,3 +34,10 @@ def test_the_example_places_its_endpoints_on_their_nodes() -> None:
     assert (dns.node, dns.ip, dns.ports) == ("node-a1", "10.244.1.10", (53, 9153))
     for p in t.pods:
         assert ipaddress.ip_address(p.ip) in ipaddress.ip_network(t.node(p.node).pod_cidr)
+
+
+def test_pods_are_slash_32s_routed_and_share_their_nodes_cidr_on_a_bridge() -> None:
+    routed, bridge = small(wiring="routed"), small(wiring="bridge")
+    assert {routed.pod_prefixlen(p) for p in routed.pods} == {32}
+    assert {bridge.pod_prefixlen(p) for p in bridge.pods} == {24}
+    assert small().wiring == "routed"

@@ -4,10 +4,16 @@ namespace, a TCP/UDP server per pod.
 
 Wiring: the infra namespace holds the underlay bridge; each node and the client hang on it
 by a veth pair; nodes route each other's pod CIDRs. A node holds a pod bridge with the
-first address of its pod CIDR; each pod's veth is on that bridge, with its address as a /32
-and the bridge address as its gateway, so that pod-to-pod traffic on one node is routed by
-the node (where conntrack un-NATs replies; a plain L2 path would need br_netfilter, a
-machine-wide module). Nothing is created in the root namespace.
+first address of its pod CIDR, each pod's veth on it (hairpin on) and the bridge address
+as the pod's gateway. The topology's wiring says how pods are addressed:
+
+- ``routed``: a pod's address is a /32, so pod-to-pod traffic on one node is routed by the
+  node (where conntrack un-NATs replies); ``bridge-nf-call-iptables`` is off in the node.
+- ``bridge``: a pod's address is in its node's pod CIDR, so two pods of a node talk over
+  L2; ``bridge-nf-call-iptables`` is on in the node (the per-namespace switch of
+  ``br_netfilter``), so bridged replies pass conntrack and are un-NATed.
+
+Nothing is created in, or changed of, the root namespace.
 """
 
 from __future__ import annotations
@@ -99,6 +105,7 @@ class NetnsCluster:
         self._underlay(ns, f"unode{i}", node.ip)
         prefixlen = node.pod_cidr.split("/")[1]
         netns.bridge(ns, "cbr0", f"{node.gateway}/{prefixlen}")
+        netns.bridge_netfilter(ns, self.topology.wiring == "bridge")
         # as on a real network, a default route (to infra, which forwards nothing): traffic
         # to a service IP is routed, so that nftables' forward hook sees it
         sh("ip", "route", "add", "default", "via", self.topology.infra_ip, ns=ns)
@@ -115,8 +122,10 @@ class NetnsCluster:
         netns.enslave(node_ns, f"pod{i}", "cbr0")
         # a pod reaching itself through a service comes back out of its own port
         sh("ip", "link", "set", f"pod{i}", "type", "bridge_slave", "hairpin", "on", ns=node_ns)
-        sh("ip", "addr", "add", f"{pod.ip}/32", "dev", "eth0", ns=ns)
-        sh("ip", "route", "add", node.gateway, "dev", "eth0", ns=ns)
+        address = f"{pod.ip}/{self.topology.pod_prefixlen(pod)}"
+        sh("ip", "addr", "add", address, "dev", "eth0", ns=ns)
+        if self.topology.wiring == "routed":
+            sh("ip", "route", "add", node.gateway, "dev", "eth0", ns=ns)
         sh("ip", "route", "add", "default", "via", node.gateway, ns=ns)
         self.serve(pod)
 

@@ -63,6 +63,16 @@ def sysctl(ns: str, *settings: str) -> None:
     sh("sysctl", "-qw", *settings, ns=ns)
 
 
+def bridge_netfilter(ns: str, on: bool) -> None:
+    """``net.bridge.bridge-nf-call-iptables`` (and ip6tables) in ``ns``: whether bridged IP
+    packets pass its netfilter hooks. Per namespace since Linux 5.3, present once
+    ``br_netfilter`` is loaded (built in, or ``modprobe br_netfilter``)."""
+    if not os.path.exists("/proc/sys/net/bridge"):
+        raise NetnsError("no /proc/sys/net/bridge: load br_netfilter (modprobe br_netfilter)")
+    sysctl(ns, f"net.bridge.bridge-nf-call-iptables={int(on)}")
+    sysctl(ns, f"net.bridge.bridge-nf-call-ip6tables={int(on)}")
+
+
 def listed() -> list[str]:
     return [line.split()[0] for line in sh("ip", "netns", "list").splitlines() if line.strip()]
 

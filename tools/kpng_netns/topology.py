@@ -1,5 +1,10 @@
 """What a namespace cluster is made of, pure: nodes (address, pod CIDR, zone), pods (node,
-address, ports), the underlay, and the Node objects the watcher reads.
+address, ports), the underlay, how pods are wired, and the Node objects the watcher reads.
+
+Two pod wirings (:data:`WIRINGS`): ``routed`` (each pod a /32 routed by its node: traffic
+between two pods of a node crosses the node's IP layer) and ``bridge`` (pods share their
+node's pod CIDR on an L2 bridge, as the bridge CNI plugin and flannel set it up: replies
+between two pods of a node are bridged, seen by conntrack only through ``br_netfilter``).
 
 :func:`small` is the test cluster; :func:`from_cluster_objects` places the pods of a
 cluster YAML file (its endpoints whose address lies in their node's pod CIDR).
@@ -10,7 +15,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+Wiring = Literal["routed", "bridge"]
+WIRINGS: tuple[Wiring, ...] = ("routed", "bridge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,7 @@ class Topology:
     underlay: str  # CIDR of the underlay bridge
     infra_ip: str  # NATS and the watcher
     client_ip: str  # the outside client
+    wiring: Wiring = "routed"
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -63,6 +72,12 @@ class Topology:
     @property
     def prefixlen(self) -> int:
         return ipaddress.ip_network(self.underlay).prefixlen
+
+    def pod_prefixlen(self, pod: PodSpec) -> int:
+        """The prefix of a pod's address: /32 routed, its node's pod CIDR on a bridge."""
+        if self.wiring == "routed":
+            return 32
+        return ipaddress.ip_network(self.node(pod.node).pod_cidr).prefixlen
 
 
 def underlay_for(node_ips: Iterable[str]) -> tuple[str, str, str]:
@@ -78,7 +93,9 @@ def underlay_for(node_ips: Iterable[str]) -> tuple[str, str, str]:
     return str(net), free[0], free[1]
 
 
-def small(nodes: int = 2, pods_per_node: int = 2, port: int = 8080) -> Topology:
+def small(
+    nodes: int = 2, pods_per_node: int = 2, port: int = 8080, wiring: Wiring = "routed"
+) -> Topology:
     """``node-1``..``node-N`` on 192.168.77.0/24, pods ``pod-<n>-<i>`` at 10.244.n.(1+i)."""
     specs = tuple(
         NodeSpec(f"node-{n}", f"192.168.77.{10 + n}", f"10.244.{n}.0/24", f"zone-{n}")
@@ -90,7 +107,7 @@ def small(nodes: int = 2, pods_per_node: int = 2, port: int = 8080) -> Topology:
         for i in range(1, pods_per_node + 1)
     )
     underlay, infra, client = underlay_for(s.ip for s in specs)
-    return Topology(specs, pods, underlay, infra, client)
+    return Topology(specs, pods, underlay, infra, client, wiring)
 
 
 def _node_spec(obj: Mapping[str, Any], index: int) -> NodeSpec | None:
