@@ -55,6 +55,11 @@ def bridge(ns: str, name: str, address: str = "") -> None:
         sh("ip", "addr", "add", address, "dev", name, ns=ns)
 
 
+def address6(ns: str, interface: str, address: str) -> None:
+    """An IPv6 address usable at once (no duplicate address detection)."""
+    sh("ip", "-6", "addr", "add", address, "dev", interface, "nodad", ns=ns)
+
+
 def enslave(ns: str, interface: str, bridge_name: str) -> None:
     sh("ip", "link", "set", interface, "master", bridge_name, ns=ns)
 

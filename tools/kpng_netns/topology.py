@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 Wiring = Literal["routed", "bridge"]
 WIRINGS: tuple[Wiring, ...] = ("routed", "bridge")
+CLUSTER_CIDR6 = "fd10::/48"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +28,21 @@ class NodeSpec:
     ip: str
     pod_cidr: str
     zone: str = "zone-a"
+    ip6: str = ""  # dual-stack: the node's IPv6 underlay address and pod CIDR
+    pod_cidr6: str = ""
 
     @property
     def gateway(self) -> str:
         """The node's address on its pod bridge: the first host of the pod CIDR."""
         return str(next(ipaddress.ip_network(self.pod_cidr).hosts()))
 
+    @property
+    def gateway6(self) -> str:
+        return str(ipaddress.ip_network(self.pod_cidr6)[1]) if self.pod_cidr6 else ""
+
     def object(self) -> dict[str, Any]:
+        cidrs = [c for c in (self.pod_cidr, self.pod_cidr6) if c]
+        addresses = [{"type": "InternalIP", "address": ip} for ip in (self.ip, self.ip6) if ip]
         return {
             "apiVersion": "v1",
             "kind": "Node",
@@ -41,8 +50,8 @@ class NodeSpec:
                 "name": self.name,
                 "labels": {"topology.kubernetes.io/zone": self.zone},
             },
-            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
-            "status": {"addresses": [{"type": "InternalIP", "address": self.ip}]},
+            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": cidrs},
+            "status": {"addresses": addresses},
         }
 
 
@@ -52,6 +61,7 @@ class PodSpec:
     node: str
     ip: str
     ports: tuple[int, ...] = (8080,)
+    ip6: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,9 @@ class Topology:
     infra_ip: str  # NATS and the watcher
     client_ip: str  # the outside client
     wiring: Wiring = "routed"
+    underlay6: str = ""  # dual-stack: the IPv6 underlay, its infra and client addresses
+    infra_ip6: str = ""
+    client_ip6: str = ""
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -79,6 +92,16 @@ class Topology:
             return 32
         return ipaddress.ip_network(self.node(pod.node).pod_cidr).prefixlen
 
+    def pod_prefixlen6(self, pod: PodSpec) -> int:
+        if self.wiring == "routed":
+            return 128
+        return ipaddress.ip_network(self.node(pod.node).pod_cidr6).prefixlen
+
+    @property
+    def cluster_cidrs(self) -> tuple[str, ...]:
+        """The pod networks an agent is told of (``--cluster-cidr``)."""
+        return ("10.244.0.0/16", CLUSTER_CIDR6) if self.underlay6 else ("10.244.0.0/16",)
+
 
 def underlay_for(node_ips: Iterable[str]) -> tuple[str, str, str]:
     """(underlay CIDR, infra IP, client IP): the smallest network (/24 at most) holding every
@@ -94,20 +117,40 @@ def underlay_for(node_ips: Iterable[str]) -> tuple[str, str, str]:
 
 
 def small(
-    nodes: int = 2, pods_per_node: int = 2, port: int = 8080, wiring: Wiring = "routed"
+    nodes: int = 2,
+    pods_per_node: int = 2,
+    port: int = 8080,
+    wiring: Wiring = "routed",
+    dual_stack: bool = False,
 ) -> Topology:
-    """``node-1``..``node-N`` on 192.168.77.0/24, pods ``pod-<n>-<i>`` at 10.244.n.(1+i)."""
+    """``node-1``..``node-N`` on 192.168.77.0/24, pods ``pod-<n>-<i>`` at 10.244.n.(1+i);
+    dual-stack, also fd00:77::(10+n) on fd00:77::/64 and pods fd10:0:0:n::(1+i) in
+    fd10:0:0:n::/64."""
     specs = tuple(
-        NodeSpec(f"node-{n}", f"192.168.77.{10 + n}", f"10.244.{n}.0/24", f"zone-{n}")
+        NodeSpec(
+            f"node-{n}",
+            f"192.168.77.{10 + n}",
+            f"10.244.{n}.0/24",
+            f"zone-{n}",
+            f"fd00:77::{10 + n}" if dual_stack else "",
+            f"fd10:0:0:{n}::/64" if dual_stack else "",
+        )
         for n in range(1, nodes + 1)
     )
     pods = tuple(
-        PodSpec(f"pod-{n}-{i}", f"node-{n}", f"10.244.{n}.{1 + i}", (port,))
+        PodSpec(
+            f"pod-{n}-{i}",
+            f"node-{n}",
+            f"10.244.{n}.{1 + i}",
+            (port,),
+            f"fd10:0:0:{n}::{1 + i}" if dual_stack else "",
+        )
         for n in range(1, nodes + 1)
         for i in range(1, pods_per_node + 1)
     )
     underlay, infra, client = underlay_for(s.ip for s in specs)
-    return Topology(specs, pods, underlay, infra, client, wiring)
+    six = ("fd00:77::/64", "fd00:77::fe", "fd00:77::fd") if dual_stack else ("", "", "")
+    return Topology(specs, pods, underlay, infra, client, wiring, *six)
 
 
 def _node_spec(obj: Mapping[str, Any], index: int) -> NodeSpec | None:
