@@ -159,6 +159,10 @@ class E2E:
     def node_ip6(self, node: str) -> str:
         return self.topology.node(node).ip6
 
+    def served_port(self, ns: str, ip: str, port: int) -> str:
+        """One TCP request from ``ns``: "<pod> <source> <the pod port that served it>"."""
+        return sh(sys.executable, str(CLIENT), "port", "tcp", ip, str(port), ns=ns).strip()
+
     def from_client(self, ip: str, port: int, proto: str = "tcp") -> str:
         return self.c.request(self.c.client, ip, port, proto)
 

@@ -120,9 +120,6 @@ class NetnsCluster:
         netns.bridge_netfilter(ns, self.topology.wiring == "bridge")
         if node.ip6:
             netns.sysctl(ns, "net.ipv6.conf.all.forwarding=1")
-            # ICMPv6 errors (a reject) are rate-limited per peer, unlike IPv4's port
-            # unreachable; a test sending rejects in a row would see some dropped
-            netns.sysctl(ns, "net.ipv6.icmp.ratelimit=0")
             netns.address6(ns, "cbr0", f"{node.gateway6}/{node.pod_cidr6.split('/')[1]}")
             sh("ip", "-6", "route", "add", "default", "via", self.topology.infra_ip6, ns=ns)
         # as on a real network, a default route (to infra, which forwards nothing): traffic

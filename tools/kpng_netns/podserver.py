@@ -1,7 +1,8 @@
 """A pod's server: answers TCP and UDP on each given port with "<name> <client ip>" (in
 HTTP when a TCP client starts with a GET line, e.g. curl; else after its first line).
 A TCP client whose first line is ``ECHO <n>`` gets that answer and a newline, then the
-``n`` bytes it sends next, echoed (large transfers through a service).
+``n`` bytes it sends next, echoed (large transfers through a service). One whose first
+line is ``PORT`` gets "<name> <client ip> <port it reached>" (which target port served).
 
     ip netns exec POD python3 podserver.py NAME PORT [PORT...]
 """
@@ -55,6 +56,8 @@ async def main(name: str, ports: list[int]) -> None:
                     await w.drain()
             except OSError:
                 pass
+        elif first.strip() == b"PORT":
+            w.write(f"{answer} {w.get_extra_info('sockname')[1]}".encode())
         elif first.startswith((b"GET ", b"HEAD ")):  # curl: answer in HTTP
             body = answer + "\n"
             w.write(f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
