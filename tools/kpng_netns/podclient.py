@@ -2,6 +2,9 @@
 
 python3 podclient.py once PROTO IP PORT [SPORT]     -> the answer, "refused" or "timeout"
 python3 podclient.py port tcp IP PORT    -> the answer with the pod port that served it
+python3 podclient.py spread tcp IP PORT COUNT [SECONDS]
+    -> COUNT new connections (fewer if SECONDS pass first), one line each:
+       "<wall-clock time> <pod address that served>"
 python3 podclient.py stream PROTO IP PORT SECONDS INTERVAL
     -> one line per request: "<elapsed> <answer>", then "done"
 python3 podclient.py repeat PROTO IP PORT COUNT
@@ -86,6 +89,13 @@ def main(argv: list[str]) -> None:
             print(answer := request(proto, ip, port), flush=True)
             if answer == "timeout":
                 break
+    elif mode == "spread":
+        end = time.monotonic() + (float(argv[5]) if len(argv) > 5 else float("inf"))
+        for _ in range(int(argv[4])):
+            if time.monotonic() > end:
+                break
+            served = request(proto, ip, port, hello=b"ADDR\n")
+            print(f"{time.time():.3f} {served}", flush=True)
     elif mode == "port":
         print(request(proto, ip, port, hello=b"PORT\n"))
     elif mode == "once":

@@ -2,7 +2,8 @@
 HTTP when a TCP client starts with a GET line, e.g. curl; else after its first line).
 A TCP client whose first line is ``ECHO <n>`` gets that answer and a newline, then the
 ``n`` bytes it sends next, echoed (large transfers through a service). One whose first
-line is ``PORT`` gets "<name> <client ip> <port it reached>" (which target port served).
+line is ``PORT`` gets "<name> <client ip> <port it reached>" (which target port served);
+``ADDR``, the address it reached (which of a pod's several addresses served).
 
     ip netns exec POD python3 podserver.py NAME PORT [PORT...]
 """
@@ -56,6 +57,8 @@ async def main(name: str, ports: list[int]) -> None:
                     await w.drain()
             except OSError:
                 pass
+        elif first.strip() == b"ADDR":
+            w.write(str(w.get_extra_info("sockname")[0]).encode())
         elif first.strip() == b"PORT":
             w.write(f"{answer} {w.get_extra_info('sockname')[1]}".encode())
         elif first.startswith((b"GET ", b"HEAD ")):  # curl: answer in HTTP
