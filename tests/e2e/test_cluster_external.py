@@ -150,3 +150,33 @@ def test_masquerade_all_and_nodeport_addresses(ext: E2E) -> None:
         ext.c.stop_agent("node-1")
         ext.c.start_agent("node-1", "--sync-period", "5")
         sh("ip", "addr", "del", "192.168.77.111/24", "dev", "eth0", ns=node_ns)
+
+
+def underlay_links(e2e: E2E) -> list[tuple[str, str]]:
+    """(namespace, interface) of every underlay link end but the infra bridge itself."""
+    nodes = [(e2e.c.node_ns(n.name), "eth0") for n in e2e.topology.nodes]
+    infra = [(e2e.c.infra, f"unode{i}") for i in range(len(e2e.topology.nodes))]
+    return [*nodes, *infra, (e2e.c.client, "eth0"), (e2e.c.infra, "uclient")]
+
+
+def test_4_mib_through_nodeport_over_an_underlay_of_mtu_1400(ext: E2E) -> None:
+    """The underlay at MTU 1400, the pod links at 1500: from the client (its MSS fits the
+    path) and from a pod on the other node (its 1500-byte packets meet the 1400 link at its
+    node, and the replies at the endpoint's node, whose ICMP "too big" must be translated
+    back through the NodePort's DNAT and masquerade) 4 MiB arrive whole."""
+    ext.apply_and_wait(
+        service("mtu", "10.96.7.10", nodePort=30714), endpoints("mtu", [ext.pod("pod-2-1")])
+    )
+    size = 4 << 20
+    links = underlay_links(ext)
+    for ns, link in links:
+        sh("ip", "link", "set", link, "mtu", "1400", ns=ns)
+    try:
+        answer = ext.echo(ext.c.client, ext.node_ip("node-1"), 30714, size)
+        assert answer.split()[0] == "pod-2-1" and answer.endswith(f"ok {size}"), answer
+        pod_ns = ext.c.pod_ns("pod-1-1")
+        answer = ext.echo(pod_ns, ext.node_ip("node-2"), 30714, size)
+        assert answer.split()[0] == "pod-2-1" and answer.endswith(f"ok {size}"), answer
+    finally:
+        for ns, link in links:
+            sh("ip", "link", "set", link, "mtu", "1500", ns=ns)
