@@ -12,7 +12,7 @@ from typing import Any
 
 from kpng_netns.cluster import CLIENT, NetnsCluster
 from kpng_netns.netns import sh
-from kpng_netns.topology import PodSpec, small
+from kpng_netns.topology import PodSpec, Wiring, small
 
 HTTP_GET = """
 import sys, urllib.request, urllib.error
@@ -76,6 +76,29 @@ def endpoints(
     }
 
 
+def endpoints6(name: str, pods: Sequence[PodSpec], proto: str = "TCP") -> dict[str, Any]:
+    """The IPv6 EndpointSlice of service ``name``: ready pods at their IPv6 addresses."""
+    out = endpoints(name, [{**endpoint(p), "addresses": [p.ip6]} for p in pods], proto)
+    out["metadata"]["name"] = f"{name}-6"
+    out["addressType"] = "IPv6"
+    return out
+
+
+def dual_stack(name: str, ip: str, ip6: str, *args: Any, **spec: Any) -> dict[str, Any]:
+    """A RequireDualStack :func:`service` with cluster IPs ``ip`` and ``ip6``."""
+    s = service(name, ip, *args, **spec)
+    s["spec"].update(
+        clusterIPs=[ip, ip6], ipFamilies=["IPv4", "IPv6"], ipFamilyPolicy="RequireDualStack"
+    )
+    return s
+
+
+def ipv6_only(name: str, ip6: str, *args: Any, **spec: Any) -> dict[str, Any]:
+    s = service(name, ip6, *args, **spec)
+    s["spec"].update(ipFamilies=["IPv6"], ipFamilyPolicy="SingleStack")
+    return s
+
+
 def eventually(
     what: str, get: Callable[[], str], ok: Callable[[str], bool], timeout: float = 15
 ) -> str:
@@ -92,8 +115,8 @@ def eventually(
 class E2E:
     """The cluster with kpng running: 2 nodes x 2 pods, a client, NATS + watcher in infra."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.topology = small(nodes=2, pods_per_node=2)
+    def __init__(self, workdir: Path, wiring: Wiring = "routed", dual_stack: bool = False) -> None:
+        self.topology = small(nodes=2, pods_per_node=2, wiring=wiring, dual_stack=dual_stack)
         self.c = NetnsCluster(self.topology, workdir)
         self.revision = 0
 
@@ -132,6 +155,13 @@ class E2E:
 
     def from_pod(self, pod: str, ip: str, port: int, proto: str = "tcp", sport: int = 0) -> str:
         return self.c.request(self.c.pod_ns(pod), ip, port, proto, sport)
+
+    def node_ip6(self, node: str) -> str:
+        return self.topology.node(node).ip6
+
+    def served_port(self, ns: str, ip: str, port: int) -> str:
+        """One TCP request from ``ns``: "<pod> <source> <the pod port that served it>"."""
+        return sh(sys.executable, str(CLIENT), "port", "tcp", ip, str(port), ns=ns).strip()
 
     def from_client(self, ip: str, port: int, proto: str = "tcp") -> str:
         return self.c.request(self.c.client, ip, port, proto)

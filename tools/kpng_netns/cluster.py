@@ -4,10 +4,20 @@ namespace, a TCP/UDP server per pod.
 
 Wiring: the infra namespace holds the underlay bridge; each node and the client hang on it
 by a veth pair; nodes route each other's pod CIDRs. A node holds a pod bridge with the
-first address of its pod CIDR; each pod's veth is on that bridge, with its address as a /32
-and the bridge address as its gateway, so that pod-to-pod traffic on one node is routed by
-the node (where conntrack un-NATs replies; a plain L2 path would need br_netfilter, a
-machine-wide module). Nothing is created in the root namespace.
+first address of its pod CIDR, each pod's veth on it (hairpin on) and the bridge address
+as the pod's gateway. The topology's wiring says how pods are addressed:
+
+- ``routed``: a pod's address is a /32, so pod-to-pod traffic on one node is routed by the
+  node (where conntrack un-NATs replies); ``bridge-nf-call-iptables`` is off in the node.
+- ``bridge``: a pod's address is in its node's pod CIDR, so two pods of a node talk over
+  L2; ``bridge-nf-call-iptables`` is on in the node (the per-namespace switch of
+  ``br_netfilter``), so bridged replies pass conntrack and are un-NATed.
+
+A dual-stack topology adds an IPv6 underlay (on the same links) and IPv6 pod CIDRs, wired
+the same way (a /128 routed, or the node's /64 on the bridge); addresses skip duplicate
+address detection, so that they are usable at once.
+
+Nothing is created in, or changed of, the root namespace.
 """
 
 from __future__ import annotations
@@ -78,17 +88,25 @@ class NetnsCluster:
         t = self.topology
         netns.add(self.infra)
         netns.bridge(self.infra, "ubr0", f"{t.infra_ip}/{t.prefixlen}")
+        if t.underlay6:
+            netns.address6(self.infra, "ubr0", f"{t.infra_ip6}/{self._prefixlen6}")
         netns.add(self.client)
-        self._underlay(self.client, "uclient", t.client_ip)
+        self._underlay(self.client, "uclient", t.client_ip, t.client_ip6)
         for i, node in enumerate(t.nodes):
             self._node(i, node)
         for i, pod in enumerate(t.pods):
             self._pod(i, pod)
 
-    def _underlay(self, ns: str, infra_if: str, ip: str) -> None:
+    @property
+    def _prefixlen6(self) -> str:
+        return self.topology.underlay6.split("/")[1]
+
+    def _underlay(self, ns: str, infra_if: str, ip: str, ip6: str = "") -> None:
         netns.veth(self.infra, infra_if, ns, "eth0")
         netns.enslave(self.infra, infra_if, "ubr0")
         sh("ip", "addr", "add", f"{ip}/{self.topology.prefixlen}", "dev", "eth0", ns=ns)
+        if ip6:
+            netns.address6(ns, "eth0", f"{ip6}/{self._prefixlen6}")
 
     def _node(self, i: int, node: NodeSpec) -> None:
         ns = self.node_ns(node.name)
@@ -96,15 +114,22 @@ class NetnsCluster:
         netns.sysctl(ns, "net.ipv4.ip_forward=1")
         netns.sysctl(ns, "net.ipv4.conf.all.send_redirects=0")
         netns.sysctl(ns, "net.ipv4.conf.default.send_redirects=0")
-        self._underlay(ns, f"unode{i}", node.ip)
+        self._underlay(ns, f"unode{i}", node.ip, node.ip6)
         prefixlen = node.pod_cidr.split("/")[1]
         netns.bridge(ns, "cbr0", f"{node.gateway}/{prefixlen}")
+        netns.bridge_netfilter(ns, self.topology.wiring == "bridge")
+        if node.ip6:
+            netns.sysctl(ns, "net.ipv6.conf.all.forwarding=1")
+            netns.address6(ns, "cbr0", f"{node.gateway6}/{node.pod_cidr6.split('/')[1]}")
+            sh("ip", "-6", "route", "add", "default", "via", self.topology.infra_ip6, ns=ns)
         # as on a real network, a default route (to infra, which forwards nothing): traffic
         # to a service IP is routed, so that nftables' forward hook sees it
         sh("ip", "route", "add", "default", "via", self.topology.infra_ip, ns=ns)
         for other in self.topology.nodes:
             if other is not node:
                 sh("ip", "route", "add", other.pod_cidr, "via", other.ip, ns=ns)
+                if other.ip6:
+                    sh("ip", "-6", "route", "add", other.pod_cidr6, "via", other.ip6, ns=ns)
 
     def _pod(self, i: int, pod: PodSpec) -> None:
         ns = self.pod_ns(pod.name)
@@ -115,9 +140,19 @@ class NetnsCluster:
         netns.enslave(node_ns, f"pod{i}", "cbr0")
         # a pod reaching itself through a service comes back out of its own port
         sh("ip", "link", "set", f"pod{i}", "type", "bridge_slave", "hairpin", "on", ns=node_ns)
-        sh("ip", "addr", "add", f"{pod.ip}/32", "dev", "eth0", ns=ns)
-        sh("ip", "route", "add", node.gateway, "dev", "eth0", ns=ns)
+        address = f"{pod.ip}/{self.topology.pod_prefixlen(pod)}"
+        sh("ip", "addr", "add", address, "dev", "eth0", ns=ns)
+        if self.topology.wiring == "routed":
+            sh("ip", "route", "add", node.gateway, "dev", "eth0", ns=ns)
         sh("ip", "route", "add", "default", "via", node.gateway, ns=ns)
+        if pod.ip6:
+            # IPv6 has no send_redirects to turn off in the node: were a redirect accepted,
+            # a pod's replies to a pod of its node would skip the node's conntrack
+            netns.sysctl(ns, "net.ipv6.conf.eth0.accept_redirects=0")
+            netns.address6(ns, "eth0", f"{pod.ip6}/{self.topology.pod_prefixlen6(pod)}")
+            if self.topology.wiring == "routed":
+                sh("ip", "-6", "route", "add", node.gateway6, "dev", "eth0", ns=ns)
+            sh("ip", "-6", "route", "add", "default", "via", node.gateway6, ns=ns)
         self.serve(pod)
 
     def serve(self, pod: PodSpec) -> None:
@@ -166,7 +201,8 @@ class NetnsCluster:
         return [
             venv_bin("kpng-agent"),
             *("--backend", "nftables", "--node", node, *self.bus_flags("agent")),
-            *("--cluster-cidr", "10.244.0.0/16", "--status-interval", "1"),
+            *("--cluster-cidr", ",".join(self.topology.cluster_cidrs)),
+            *("--status-interval", "1"),
             *extra,
         ]
 

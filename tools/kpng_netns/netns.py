@@ -55,12 +55,27 @@ def bridge(ns: str, name: str, address: str = "") -> None:
         sh("ip", "addr", "add", address, "dev", name, ns=ns)
 
 
+def address6(ns: str, interface: str, address: str) -> None:
+    """An IPv6 address usable at once (no duplicate address detection)."""
+    sh("ip", "-6", "addr", "add", address, "dev", interface, "nodad", ns=ns)
+
+
 def enslave(ns: str, interface: str, bridge_name: str) -> None:
     sh("ip", "link", "set", interface, "master", bridge_name, ns=ns)
 
 
 def sysctl(ns: str, *settings: str) -> None:
     sh("sysctl", "-qw", *settings, ns=ns)
+
+
+def bridge_netfilter(ns: str, on: bool) -> None:
+    """``net.bridge.bridge-nf-call-iptables`` (and ip6tables) in ``ns``: whether bridged IP
+    packets pass its netfilter hooks. Per namespace since Linux 5.3, present once
+    ``br_netfilter`` is loaded (built in, or ``modprobe br_netfilter``)."""
+    if not os.path.exists("/proc/sys/net/bridge"):
+        raise NetnsError("no /proc/sys/net/bridge: load br_netfilter (modprobe br_netfilter)")
+    sysctl(ns, f"net.bridge.bridge-nf-call-iptables={int(on)}")
+    sysctl(ns, f"net.bridge.bridge-nf-call-ip6tables={int(on)}")
 
 
 def listed() -> list[str]:

@@ -1,6 +1,10 @@
 """Requests from inside a namespace, for tests and `make run`.
 
 python3 podclient.py once PROTO IP PORT [SPORT]     -> the answer, "refused" or "timeout"
+python3 podclient.py port tcp IP PORT    -> the answer with the pod port that served it
+python3 podclient.py spread tcp IP PORT COUNT [SECONDS]
+    -> COUNT new connections (fewer if SECONDS pass first), one line each:
+       "<wall-clock time> <pod address that served>"
 python3 podclient.py stream PROTO IP PORT SECONDS INTERVAL
     -> one line per request: "<elapsed> <answer>", then "done"
 python3 podclient.py repeat PROTO IP PORT COUNT
@@ -20,7 +24,9 @@ import threading
 import time
 
 
-def request(proto: str, ip: str, port: int, sport: int = 0, timeout: float = 2.0) -> str:
+def request(
+    proto: str, ip: str, port: int, sport: int = 0, timeout: float = 2.0, hello: bytes = b"hi\n"
+) -> str:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, kind) as s:
@@ -31,7 +37,7 @@ def request(proto: str, ip: str, port: int, sport: int = 0, timeout: float = 2.0
         try:
             if proto == "tcp":
                 s.connect((ip, port))
-                s.sendall(b"hi\n")
+                s.sendall(hello)
             else:
                 s.connect((ip, port))
                 s.send(b"hi\n")
@@ -83,6 +89,15 @@ def main(argv: list[str]) -> None:
             print(answer := request(proto, ip, port), flush=True)
             if answer == "timeout":
                 break
+    elif mode == "spread":
+        end = time.monotonic() + (float(argv[5]) if len(argv) > 5 else float("inf"))
+        for _ in range(int(argv[4])):
+            if time.monotonic() > end:
+                break
+            served = request(proto, ip, port, hello=b"ADDR\n")
+            print(f"{time.time():.3f} {served}", flush=True)
+    elif mode == "port":
+        print(request(proto, ip, port, hello=b"PORT\n"))
     elif mode == "once":
         print(request(proto, ip, port, int(argv[4]) if len(argv) > 4 else 0))
     else:

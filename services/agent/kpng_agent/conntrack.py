@@ -34,8 +34,9 @@ class PyrouteConntrack:
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
         out: list[tuple[UdpEntry, Any]] = []
-        with Conntrack() as ct:
-            for af, family in FAMILIES.items():
+        for af, family in FAMILIES.items():
+            # a dump lists the family of its request's header only (pyroute2: AF_INET)
+            with Conntrack(nfgen_family=af) as ct:
                 wanted = NFCTAttrTuple(family=af, proto=socket.IPPROTO_UDP)
                 for e in ct.dump_entries(tuple_orig=wanted):
                     o, r = e.tuple_orig, e.tuple_reply
@@ -45,7 +46,7 @@ class PyrouteConntrack:
     def delete(self, handle: Any) -> None:
         from pyroute2 import Conntrack
 
-        with Conntrack() as ct:
+        with Conntrack(nfgen_family=handle.family) as ct:
             ct.entry("del", tuple_orig=handle)
 
 

@@ -1,0 +1,100 @@
+"""IPv6 and dual-stack with real traffic: a dual-stack namespace cluster (an IPv6 underlay
+beside the IPv4 one, IPv6 pod CIDRs fd10:0:0:N::/64), on each pod wiring, agents over NATS
+programming their ``ip6 kpng`` table beside ``ip kpng``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.cluster import E2E, dual_stack, endpoints, endpoints6, eventually, ipv6_only
+
+pytestmark = pytest.mark.netns
+
+
+def starts(name: str) -> Callable[[str], bool]:
+    return lambda answer: answer.split()[:1] == [name]
+
+
+def test_a_dual_stack_service_reaches_each_family_its_own_endpoints(dual: E2E) -> None:
+    v4, v6, client = dual.pod("pod-2-1"), dual.pod("pod-2-2"), dual.pod("pod-1-1")
+    dual.apply_and_wait(
+        dual_stack("both", "10.96.6.1", "fd00:96::1"),
+        endpoints("both", [v4]),
+        endpoints6("both", [v6]),
+    )
+    eventually("IPv6", lambda: dual.from_pod(client.name, "fd00:96::1", 80), starts(v6.name))
+    ns = dual.c.pod_ns(client.name)
+    assert set(dual.answers(ns, "10.96.6.1", 80, 8)) == {f"{v4.name} {client.ip}"}
+    assert set(dual.answers(ns, "fd00:96::1", 80, 8)) == {f"{v6.name} {client.ip6}"}
+
+
+def test_ipv6_cluster_ip_keeps_the_pod_source_and_hairpin_is_masqueraded(dual: E2E) -> None:
+    here, there, client = dual.pod("pod-1-1"), dual.pod("pod-2-1"), dual.pod("pod-1-2")
+    dual.apply_and_wait(
+        ipv6_only("here", "fd00:96::2"),
+        endpoints6("here", [here]),
+        ipv6_only("there", "fd00:96::3"),
+        endpoints6("there", [there]),
+        ipv6_only("dns", "fd00:96::8", 53, "UDP"),
+        endpoints6("dns", [here], "UDP"),
+    )
+    eventually("IPv6", lambda: dual.from_pod(client.name, "fd00:96::3", 80), starts(there.name))
+    assert dual.from_pod(client.name, "fd00:96::3", 80) == f"{there.name} {client.ip6}"
+    assert dual.from_pod(client.name, "fd00:96::2", 80) == f"{here.name} {client.ip6}"
+    assert dual.from_pod(client.name, "fd00:96::8", 53, "udp") == f"{here.name} {client.ip6}"
+    gateway6 = dual.topology.node(here.node).gateway6
+    assert dual.from_pod(here.name, "fd00:96::2", 80) == f"{here.name} {gateway6}"
+
+
+def test_nodeport_over_ipv6_masqueraded_and_etp_local_keeps_the_source_or_drops(
+    dual: E2E,
+) -> None:
+    pod = dual.pod("pod-1-1")
+    dual.apply_and_wait(
+        ipv6_only("np", "fd00:96::4", nodePort=30601),
+        endpoints6("np", [pod]),
+        ipv6_only("local", "fd00:96::5", nodePort=30602, externalTrafficPolicy="Local"),
+        endpoints6("local", [pod]),
+    )
+    client6 = dual.topology.client_ip6
+    first = dual.node_ip6("node-1")
+    eventually("NodePort over IPv6", lambda: dual.from_client(first, 30601), starts(pod.name))
+    for node in ("node-1", "node-2"):
+        answer = dual.from_client(dual.node_ip6(node), 30601)
+        assert answer.split()[0] == pod.name and answer.split()[1] != client6
+    assert dual.from_client(first, 30602) == f"{pod.name} {client6}"
+    assert dual.from_client(dual.node_ip6("node-2"), 30602) == "timeout"  # dropped
+
+
+def test_no_endpoints_is_rejected_over_ipv6_with_icmpv6(dual: E2E) -> None:
+    """A reject is an ICMPv6 port unreachable: UDP reads it at once; this kernel's TCP takes
+    the one answering a SYN as a soft error and gives up on the next (its retransmission
+    after 1 s), so TCP reads "refused" in 1-2 s, where a drop reads "timeout" (2 s)."""
+    dual.apply_and_wait(
+        ipv6_only("none", "fd00:96::6", nodePort=30603),
+        ipv6_only("none-udp", "fd00:96::7", 53, "UDP"),
+    )
+    eventually("reject", lambda: dual.from_pod("pod-1-1", "fd00:96::6", 80), "refused".__eq__)
+    assert dual.from_pod("pod-1-2", "fd00:96::6", 80) == "refused"
+    assert dual.from_client(dual.node_ip6("node-2"), 30603) == "refused"
+    took = []  # the fastest of 3 (a loaded machine starts a client slowly)
+    for _ in range(3):
+        started = time.monotonic()
+        assert dual.from_pod("pod-1-1", "fd00:96::7", 53, "udp") == "refused"
+        took.append(time.monotonic() - started)
+    assert min(took) < 1.0
+
+
+def test_udp_over_ipv6_keeps_working_after_the_server_pod_is_replaced(dual: E2E) -> None:
+    old, new = dual.pod("pod-2-1"), dual.pod("pod-2-2")
+    dual.apply_and_wait(ipv6_only("dns", "fd00:96::9", 53, "UDP"), endpoints6("dns", [old], "UDP"))
+
+    def ask() -> str:  # one 5-tuple throughout: the same conntrack entry unless it is deleted
+        return dual.from_pod("pod-1-1", "fd00:96::9", 53, "udp", sport=40063)
+
+    eventually("UDP over IPv6", ask, starts(old.name))
+    dual.apply(ipv6_only("dns", "fd00:96::9", 53, "UDP"), endpoints6("dns", [new], "UDP"))
+    eventually("UDP to the new pod", ask, starts(new.name), timeout=10)
