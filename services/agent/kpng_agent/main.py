@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -106,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.backend != "dump":  # a backend that programs this node's kernel
             from kpng_agent.netlink import bridge_addresses  # pyroute2: not for dump agents
 
-            agent.state.warnings = check_bridge_netfilter(
-                args.node, getattr(args, "cluster_cidr", ()), parts.registry, bridge_addresses
+            # pyroute2's IPRoute runs an event loop of its own: not in this one's thread
+            agent.state.warnings = await asyncio.to_thread(
+                check_bridge_netfilter,
+                args.node,
+                getattr(args, "cluster_cidr", ()),
+                parts.registry,
+                bridge_addresses,
             )
         try:
             async with serving(args, parts):
