@@ -87,7 +87,7 @@ class View(Generic[E]):
     def digest(self) -> int:
         """The digest of the view (:mod:`kpng.digest`): computed once, then kept current."""
         if self.known_digest is None:
-            self.known_digest = view_digest(self.services, self.endpoints, self.nodes)
+            self.known_digest = view_digest(self.services, self.endpoints, self.nodes, self.shares)
         return self.known_digest
 
     def shares(self, key: str, table: Mapping[str, E]) -> bool:

@@ -134,3 +134,24 @@ def test_a_global_views_digest_is_kept_current_by_its_operations(
     a: View[Any], b: View[Any]
 ) -> None:
     _kept(a, b)
+
+
+def test_shared_tables_are_hashed_once_and_give_the_same_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Views sharing endpoint tables (copy-on-write) hash each shared table once."""
+    from kpng import digest as d
+
+    ep = ViewEndpoint("10.244.0.1", (), "n1", "z1", True, True, False, True, True)
+    tables = {f"ns/s{i}": {"10.244.0.1": ep} for i in range(3)}
+    plain = d.view_digest({}, tables, {})
+    calls: list[str] = []
+    real = d.table_hash
+    monkeypatch.setattr(d, "table_hash", lambda k, t: calls.append(k) or real(k, t))
+    monkeypatch.setattr(d, "SHARED_TABLES", d._SharedTables())
+    for _ in range(5):  # five views of one zone
+        assert d.view_digest({}, tables, {}, shared=lambda key, table: True) == plain
+    assert sorted(calls) == sorted(tables)
+    other = ViewEndpoint("10.244.0.2", (), "n1", "z1", True, True, False, True, True)
+    changed = {**tables, "ns/s0": {"10.244.0.2": other}}  # a view's own (copied) table
+    assert d.view_digest({}, changed, {}, shared=lambda k, t: t is tables.get(k)) != plain

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_timeout=args.snapshot_timeout,
         sync_timeout=args.sync_timeout,
         workdir=args.workdir,
+        secure=not args.insecure,
     )
     result = asyncio.run(measure(settings))
     print(table(result))
