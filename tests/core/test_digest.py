@@ -19,15 +19,8 @@ from kpng.digest import (
     to_hex,
     view_digest,
 )
-from kpng.model import (
-    EndpointPort,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TransportProtocol,
-    ViewEndpoint,
-)
+from kpng.model import Node, Service, ServiceType, ViewEndpoint
+from tests.objects import HTTP, http_port
 
 from .strategies import global_views, node_views
 
@@ -36,11 +29,11 @@ WEB = Service(
     "web",
     ServiceType.CLUSTER_IP,
     ("10.96.0.10",),
-    (ServicePort("http", TransportProtocol.TCP, 80, 8080),),
+    (http_port(),),
 )
 EP = ViewEndpoint(
     "10.244.1.1",
-    (EndpointPort("http", TransportProtocol.TCP, 8080),),
+    HTTP,
     "node-a",
     "zone-1",
     ready=True,
