@@ -39,8 +39,5 @@ async def _leaked_task_check() -> AsyncIterator[None]:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
     """A small kpng deployment of processes, all stopped afterwards (also on failure)."""
-    group = ProcessGroup(tmp_path / "logs")
-    try:
+    with ProcessGroup(tmp_path / "logs") as group:
         yield Deployment(tmp_path, group)
-    finally:
-        group.stop()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
 SETTLE_ROUNDS = 5
 
@@ -41,7 +42,7 @@ def report(leaked: list[asyncio.Task[object]]) -> str:
     return f"{len(leaked)} asyncio task(s) still pending after the test:\n{lines}"
 
 
-async def cancel_all(tasks: list[asyncio.Task[object]]) -> None:
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Cancel and wait for ``tasks`` so that a leak does not spill into the next test."""
     for task in tasks:
         task.cancel()

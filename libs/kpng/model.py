@@ -132,8 +132,8 @@ class EndpointPort:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One endpoint address of a service, merged from its EndpointSlices."""
+class _EndpointAddress:
+    """What every endpoint has: its address and ports, where it runs and its conditions."""
 
     ip: str
     ports: tuple[EndpointPort, ...]
@@ -142,6 +142,12 @@ class Endpoint:
     ready: bool = True
     serving: bool = True
     terminating: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint(_EndpointAddress):
+    """One endpoint address of a service, merged from its EndpointSlices."""
+
     zone_hints: frozenset[str] = frozenset()
     node_hints: frozenset[str] = frozenset()
 
@@ -178,16 +184,9 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
-class ViewEndpoint:
+class ViewEndpoint(_EndpointAddress):
     """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic."""
 
-    ip: str
-    ports: tuple[EndpointPort, ...]
-    node: str = ""
-    zone: str = ""
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
     internal: bool = False
     external: bool = False
 

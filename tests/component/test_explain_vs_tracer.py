@@ -35,6 +35,7 @@ from kpng.observe.explain import PacketQuery as Question
 from kpng.observe.explain import explain, parse_cidrs
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.component.verdicts import Verdict, from_explanation, from_trace
+from tests.objects import HTTP, http_port
 
 POD_CIDR = "10.244.0.0/16"
 NODE, NODE_IP, ZONE = "node-a", "192.168.0.10", "zone-1"
@@ -230,11 +231,11 @@ def test_known_divergence_both_policies_local_short_circuit() -> None:
         "both-local",
         ServiceType.NODE_PORT,
         ("10.96.0.1",),
-        (ServicePort("http", TransportProtocol.TCP, 80, 8080, 30001),),
+        (http_port(node_port=30001),),
         internal_traffic_policy=TrafficPolicy.LOCAL,
         external_traffic_policy=TrafficPolicy.LOCAL,
     )
-    remote = Endpoint("10.244.2.1", (EndpointPort("http", TransportProtocol.TCP, 8080),), "node-b")
+    remote = Endpoint("10.244.2.1", HTTP, "node-b")
     view: View[ViewEndpoint] = View()
     view.nodes[NODE] = Node(NODE, (NODE_IP,), ZONE)
     view.services[svc.key] = svc

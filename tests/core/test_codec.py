@@ -36,15 +36,15 @@ from kpng.model import (
     ServicePort,
     ServiceType,
     TrafficPolicy,
-    TransportProtocol,
     ViewEndpoint,
 )
+from tests.objects import TCP, UDP
 
 from .strategies import messages, ops, text, view_endpoints
 
 PORTS = (
-    EndpointPort("http", TransportProtocol.TCP, 8080),
-    EndpointPort("dns", TransportProtocol.UDP, 53),
+    EndpointPort("http", TCP, 8080),
+    EndpointPort("dns", UDP, 53),
 )
 FULL_SERVICE = Service(
     namespace="shop",
@@ -52,8 +52,8 @@ FULL_SERVICE = Service(
     type=ServiceType.LOAD_BALANCER,
     cluster_ips=("10.96.0.10", "fd00::10"),
     ports=(
-        ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),
-        ServicePort("dns", TransportProtocol.UDP, 53, 5353, 31053),
+        ServicePort("http", TCP, 80, "http", 30080),
+        ServicePort("dns", UDP, 53, 5353, 31053),
     ),
     external_ips=("203.0.113.7",),
     load_balancer_ips=("198.51.100.1",),

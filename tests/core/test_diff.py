@@ -29,16 +29,8 @@ from kpng.diff import (
     diff_nodes,
     diff_service,
 )
-from kpng.model import (
-    Endpoint,
-    EndpointPort,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TransportProtocol,
-    ViewEndpoint,
-)
+from kpng.model import Endpoint, Node, Service, ServiceType, ViewEndpoint
+from tests.objects import HTTP, http_port
 
 from .strategies import global_views, node_views
 
@@ -47,10 +39,9 @@ WEB = Service(
     "web",
     ServiceType.CLUSTER_IP,
     ("10.96.0.10",),
-    (ServicePort("", TransportProtocol.TCP, 80, 80),),
+    (http_port(),),
 )
 WEB2 = dataclasses.replace(WEB, type=ServiceType.NODE_PORT)  # the same service, changed
-HTTP = (EndpointPort("", TransportProtocol.TCP, 80),)
 E1 = ViewEndpoint("10.244.1.5", HTTP, internal=True)
 E1_OFF = ViewEndpoint("10.244.1.5", HTTP, internal=False)
 E2 = ViewEndpoint("10.244.2.5", HTTP, internal=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,8 @@ from kpng.digest import (
     to_hex,
     view_digest,
 )
-from kpng.model import (
-    EndpointPort,
-    Node,
-    Service,
-    ServicePort,
-    ServiceType,
-    TransportProtocol,
-    ViewEndpoint,
-)
+from kpng.model import Node, Service, ServiceType, ViewEndpoint
+from tests.objects import HTTP, http_port
 
 from .strategies import global_views, node_views
 
@@ -37,11 +31,11 @@ WEB = Service(
     "web",
     ServiceType.CLUSTER_IP,
     ("10.96.0.10",),
-    (ServicePort("http", TransportProtocol.TCP, 80, 8080),),
+    (http_port(),),
 )
 EP = ViewEndpoint(
     "10.244.1.1",
-    (EndpointPort("http", TransportProtocol.TCP, 8080),),
+    HTTP,
     "node-a",
     "zone-1",
     ready=True,
@@ -100,17 +94,13 @@ def test_the_doc_states_the_same_vectors() -> None:
 
 def test_every_field_counts() -> None:
     base = to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: EP}}, {}))
-    moved = ViewEndpoint(**{**_fields(EP), "external": False})
+    moved = dataclasses.replace(EP, external=False)
     assert to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: moved}}, {})) != base
     # the same endpoint under another service is another item
     other = {WEB.key: WEB, "default/api": WEB}
     assert view_digest(other, {"default/api": {EP.ip: EP}}, {}) != view_digest(
         other, {WEB.key: {EP.ip: EP}}, {}
     )
-
-
-def _fields(e: ViewEndpoint) -> dict[str, Any]:
-    return {f: getattr(e, f) for f in e.__slots__}
 
 
 def _kept(a: View[Any], b: View[Any]) -> None:

@@ -16,8 +16,8 @@ from kpng.model import (
     Service,
     ServicePort,
     ServiceType,
-    TransportProtocol,
 )
+from tests.objects import TCP
 
 MAX_PAYLOAD = 64 * 1024
 KEY = "default/big"
@@ -29,14 +29,12 @@ def big(ports: int) -> Service:
         "big",
         ServiceType.CLUSTER_IP,
         cluster_ips=("10.96.0.20",),
-        ports=tuple(
-            ServicePort(f"p{i}", TransportProtocol.TCP, i + 1, i + 1) for i in range(ports)
-        ),
+        ports=tuple(ServicePort(f"p{i}", TCP, i + 1, i + 1) for i in range(ports)),
     )
 
 
 def slice_(ports: int, ip: str = "10.244.0.1") -> EndpointSlice:
-    port_list = tuple(EndpointPort(f"p{i}", TransportProtocol.TCP, i + 1) for i in range(ports))
+    port_list = tuple(EndpointPort(f"p{i}", TCP, i + 1) for i in range(ports))
     return EndpointSlice("default", "big-a", "big", "IPv4", (Endpoint(ip, port_list, "n1"),))
 
 

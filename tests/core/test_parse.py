@@ -28,6 +28,7 @@ from kpng.parse import (
     parse_object,
     parse_service,
 )
+from tests.objects import HTTP, http_port
 
 
 def service_obj(spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def test_service_minimal_defaults() -> None:
         name="web",
         type=ServiceType.CLUSTER_IP,
         cluster_ips=("10.96.0.10",),
-        ports=(ServicePort("http", TransportProtocol.TCP, 80, 8080, 0),),
+        ports=(http_port(),),
     )
     assert s.key == "shop/web"
     assert s.affinity_timeout == 0
@@ -408,7 +409,7 @@ def test_slice_conditions(
 
 def test_slice_endpoint_defaults() -> None:
     (e,) = parsed_slice(slice_obj([{"addresses": ["10.244.1.5"]}])).endpoints
-    assert e == Endpoint("10.244.1.5", (EndpointPort("http", TransportProtocol.TCP, 8080),))
+    assert e == Endpoint("10.244.1.5", HTTP)
     assert (e.node, e.zone, e.zone_hints, e.node_hints) == ("", "", frozenset(), frozenset())
     assert e.usable
 

@@ -35,6 +35,7 @@ from tests.deploy.helm import (
     template,
     values_args,
 )
+from tests.deploy.programs import program_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 # the chart's kubeVersion floor, and the newest Kubernetes kubernetes-validate knows
@@ -87,12 +88,7 @@ def components(name: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]
 
 def test_the_matrix_covers_the_deployments_we_document() -> None:
     assert set(matrix()) >= {
-        "defaults",
-        "bundled-nats",
-        "external-nats",
-        "existing-secrets",
-        "cert-manager",
-        "tls-secret",
+        *SECURE,
         "dump",
         "nftables",
         "monitoring",
@@ -303,12 +299,7 @@ def test_each_component_connects_with_its_own_role_and_tls(
         for k, v in env.items():
             if k.startswith("KPNG_"):
                 monkeypatch.setenv(k, v)
-        module = {
-            "watcher": "kpng_watcher.main",
-            "agent": "kpng_agent.main",
-            "observer": "kpng_observer.main",
-        }[role]
-        parser = __import__(module, fromlist=["parser"]).parser()
+        parser = program_parser(role)
         args = parser.parse_args([a.replace("$(NODE_NAME)", "node-a1") for a in c["args"]])
         auth = bus_auth(args, parser)
         assert not auth.insecure

@@ -25,6 +25,8 @@ import pytest
 import yaml
 
 from tests.deploy.helm import HelmError, manifests, rendered, template, values_args
+from tests.deploy.programs import program_parser
+from tests.layout.tree import SOURCE_ROOTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("kpng-watcher", "kpng-agent", "kpng-observer")
@@ -90,12 +92,7 @@ def check_command(argv: list[str], where: str) -> None:
             assert given in choices, f"{where}: {flag} {given!r} not in {sorted(choices)}"
     # the program's own parser: types (CIDRs, HOST:PORT, positive numbers) and required flags
     concrete = [a.replace("$(NODE_NAME)", "node-a1") for a in args]
-    module = {
-        "kpng-watcher": "kpng_watcher.main",
-        "kpng-agent": "kpng_agent.main",
-        "kpng-observer": "kpng_observer.main",
-    }[program]
-    parser = __import__(module, fromlist=["parser"]).parser()
+    parser = program_parser(program.removeprefix("kpng-"))
     try:
         parser.parse_args(concrete)
     except SystemExit as exc:  # pragma: no cover - the assertion message is the point
@@ -241,14 +238,7 @@ def test_package_discovery_covers_the_image_packages() -> None:
     where = re.search(r"\[tool\.setuptools\.packages\.find\]\s*where\s*=\s*\[([^\]]*)\]", pyproject)
     assert where is not None
     dirs = set(re.findall(r'"([^"]+)"', where.group(1)))
-    copied = {
-        "libs",
-        "services/watcher",
-        "services/agent",
-        "services/observer",
-        "services/auth",
-        "services/cli",
-    }
+    copied = set(SOURCE_ROOTS) - {"tools"}  # the image has the product, not the dev tools
     assert copied <= dirs
     assert dirs - copied <= {"tools"}, "a new package root must be added to the Dockerfile"
     for d in copied:

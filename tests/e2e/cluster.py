@@ -99,6 +99,23 @@ def ipv6_only(name: str, ip6: str, *args: Any, **spec: Any) -> dict[str, Any]:
     return s
 
 
+def here_there_dns(
+    here: PodSpec, there: PodSpec, ips: tuple[str, str, str], ipv6: bool = False
+) -> list[dict[str, Any]]:
+    """Services here and there (port 80) on those pods, and dns (53/UDP) on ``here``, at
+    cluster IPs ``ips``: IPv4 services and slices, or IPv6-only ones with ``ipv6``."""
+    svc: Callable[..., dict[str, Any]] = ipv6_only if ipv6 else service
+    eps: Callable[..., dict[str, Any]] = endpoints6 if ipv6 else endpoints
+    return [
+        svc("here", ips[0]),
+        eps("here", [here]),
+        svc("there", ips[1]),
+        eps("there", [there]),
+        svc("dns", ips[2], 53, "UDP"),
+        eps("dns", [here], "UDP"),
+    ]
+
+
 def eventually(
     what: str, get: Callable[[], str], ok: Callable[[str], bool], timeout: float = 15
 ) -> str:

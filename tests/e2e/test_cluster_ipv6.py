@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.cluster import E2E, dual_stack, endpoints, endpoints6, eventually, ipv6_only
+from tests.e2e.cluster import (
+    E2E,
+    dual_stack,
+    endpoints,
+    endpoints6,
+    eventually,
+    here_there_dns,
+    ipv6_only,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -34,12 +42,7 @@ def test_a_dual_stack_service_reaches_each_family_its_own_endpoints(dual: E2E) -
 def test_ipv6_cluster_ip_keeps_the_pod_source_and_hairpin_is_masqueraded(dual: E2E) -> None:
     here, there, client = dual.pod("pod-1-1"), dual.pod("pod-2-1"), dual.pod("pod-1-2")
     dual.apply_and_wait(
-        ipv6_only("here", "fd00:96::2"),
-        endpoints6("here", [here]),
-        ipv6_only("there", "fd00:96::3"),
-        endpoints6("there", [there]),
-        ipv6_only("dns", "fd00:96::8", 53, "UDP"),
-        endpoints6("dns", [here], "UDP"),
+        *here_there_dns(here, there, ("fd00:96::2", "fd00:96::3", "fd00:96::8"), ipv6=True)
     )
     eventually("IPv6", lambda: dual.from_pod(client.name, "fd00:96::3", 80), starts(there.name))
     assert dual.from_pod(client.name, "fd00:96::3", 80) == f"{there.name} {client.ip6}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from kpng_netns.netns import sh
-from tests.e2e.cluster import E2E, endpoints, service
+from tests.e2e.cluster import E2E, endpoints, here_there_dns, service
 
 pytestmark = pytest.mark.netns
 
@@ -30,14 +30,7 @@ def test_the_wiring_is_what_the_topology_says(wired: E2E) -> None:
 
 def test_cluster_ip_to_a_local_and_a_remote_endpoint_keeps_the_pod_source(wired: E2E) -> None:
     here, there, client = wired.pod("pod-1-1"), wired.pod("pod-2-1"), wired.pod("pod-1-2")
-    wired.apply_and_wait(
-        service("here", "10.96.5.1"),
-        endpoints("here", [here]),
-        service("there", "10.96.5.2"),
-        endpoints("there", [there]),
-        service("dns", "10.96.5.9", 53, "UDP"),
-        endpoints("dns", [here], "UDP"),
-    )
+    wired.apply_and_wait(*here_there_dns(here, there, ("10.96.5.1", "10.96.5.2", "10.96.5.9")))
     assert wired.from_pod(client.name, "10.96.5.1", 80) == f"{here.name} {client.ip}"
     assert wired.from_pod(client.name, "10.96.5.2", 80) == f"{there.name} {client.ip}"
     assert wired.from_pod(client.name, "10.96.5.9", 53, "udp") == f"{here.name} {client.ip}"

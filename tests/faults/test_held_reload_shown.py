@@ -18,6 +18,7 @@ from kpng_watcher.file_source import FileSettings, FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
 from tests.faults.test_file_source_safety import services, write
 from tests.integration.harness import node, until
+from tests.leaks import cancel_all
 
 
 async def test_a_held_reload_removes_nothing_and_the_observer_shows_it(tmp_path: Path) -> None:
@@ -54,9 +55,7 @@ async def test_a_held_reload_removes_nothing_and_the_observer_shows_it(tmp_path:
             held = [e.data for e in state.events.since(0)[0] if e.type == "watcher"]
             assert held[-1]["reloadHeld"] is True
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         for bus in (watcher_bus, observer_bus):
             await bus.close()
 

@@ -25,6 +25,7 @@ from kpng_observer.state import ObserverState
 from kpng_watcher.publisher import Publisher, PublisherSettings
 from tests.core.test_fanout import make_service
 from tests.integration.harness import until
+from tests.leaks import cancel_all
 
 NODES = ("n1", "n2")
 
@@ -77,9 +78,7 @@ async def stack(state: ObserverState | None = None) -> AsyncIterator[Stack]:
         await until(lambda: publisher.synced and feed.state.snapshot_received)
         yield Stack(publisher, feed, observer_bus, server.connect(name="other"))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         for bus in (watcher_bus, observer_bus):
             await bus.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.harness import Deployment, node, service, slice_, wait_until
+from tests.integration.harness import Deployment, node, wait_until, web_on_n1
 
 pytestmark = pytest.mark.integration
 
@@ -16,12 +16,7 @@ LONG = "x" * 5000
 
 
 def cluster(ip: str) -> list[dict[str, object]]:
-    return [
-        node(LONG, "z1", "192.168.0.9"),
-        node("n1", "z1", "192.168.0.1"),
-        service("web", "10.96.0.10"),
-        slice_("web", [(ip, "n1")]),
-    ]
+    return [node(LONG, "z1", "192.168.0.9"), *web_on_n1(ip)]
 
 
 def test_repro3_a_5000_character_node_name_does_not_cut_the_watcher_off(

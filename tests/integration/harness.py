@@ -81,6 +81,15 @@ def slice_(service_name: str, endpoints: list[tuple[str, str]], name: str = "") 
     }
 
 
+def web_on_n1(ip: str) -> list[dict[str, Any]]:
+    """Node n1, service default/web at 10.96.0.10 and its one endpoint ``ip`` on n1."""
+    return [
+        node("n1", "z1", "192.168.0.1"),
+        service("web", "10.96.0.10"),
+        slice_("web", [(ip, "n1")]),
+    ]
+
+
 def expected_view(cluster_file: Path, node_name: str) -> dict[str, Any]:
     objects = FileSource(cluster_file).load()
     assert objects is not None

@@ -38,13 +38,18 @@ def cluster(*ips: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_nats_restart_agents_catch_up_without_a_full_snapshot(deployment: Deployment) -> None:
+def start_converged(deployment: Deployment) -> None:
+    """NATS, the watcher on ``cluster("10.244.1.1")`` and the agents of n1 and n2, converged."""
     deployment.write_cluster(cluster("10.244.1.1"))
     deployment.start_nats()
     deployment.start_watcher()
     for name in ("n1", "n2"):
         deployment.start_agent(name)
     deployment.wait_converged("n1", "n2")
+
+
+def test_nats_restart_agents_catch_up_without_a_full_snapshot(deployment: Deployment) -> None:
+    start_converged(deployment)
     deployment.write_cluster(cluster("10.244.1.1", "10.244.1.2"))  # seq moves on
     deployment.wait_converged("n1", "n2")
 
@@ -209,12 +214,7 @@ def test_a_restarted_watcher_rebases_every_agent_without_a_snapshot(
 ) -> None:
     """An unchanged cluster across a watcher restart: each agent presents its view's digest
     and the new watcher answers with a rebase (no operations), not a full snapshot."""
-    deployment.write_cluster(cluster("10.244.1.1"))
-    deployment.start_nats()
-    deployment.start_watcher()
-    for name in ("n1", "n2"):
-        deployment.start_agent(name)
-    deployment.wait_converged("n1", "n2")
+    start_converged(deployment)
     epochs = {n: (deployment.dump(n) or {}).get("epoch") for n in ("n1", "n2")}
     deployment.group.children["watcher"].stop()
     deployment.start_watcher()

@@ -11,21 +11,13 @@ import pytest
 from kpng.bus.codec import Delta, encode
 from kpng.bus.nats import connect
 from kpng.diff import DeleteEndpoint
-from tests.integration.harness import Deployment, node, service, slice_, wait_until
+from tests.integration.harness import Deployment, wait_until, web_on_n1
 
 pytestmark = pytest.mark.integration
 
 
-def _cluster(ip: str) -> list[dict[str, object]]:
-    return [
-        node("n1", "z1", "192.168.0.1"),
-        service("web", "10.96.0.10"),
-        slice_("web", [(ip, "n1")]),
-    ]
-
-
 async def test_a_forged_delta_is_undone_within_a_tick_interval(deployment: Deployment) -> None:
-    deployment.write_cluster(_cluster("10.244.1.1"))
+    deployment.write_cluster(web_on_n1("10.244.1.1"))
     deployment.start_nats()
     deployment.start_watcher()
     deployment.start_agent("n1")

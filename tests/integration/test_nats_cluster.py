@@ -59,11 +59,8 @@ class ClusterDeployment(Deployment):
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterDeployment]:
-    group = ProcessGroup(tmp_path / "logs")
-    try:
+    with ProcessGroup(tmp_path / "logs") as group:
         yield ClusterDeployment(tmp_path, group)
-    finally:
-        group.stop()
 
 
 def objects(count: int) -> list[dict[str, Any]]:

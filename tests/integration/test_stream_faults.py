@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import msgpack
 import pytest
 
 from kpng.bus.codec import Status, decode
 from kpng.bus.nats import connect
-from tests.integration.harness import Deployment, node, service, slice_, until, wait_until
+from tests.integration.harness import (
+    Deployment,
+    until,
+    wait_until,
+    web_on_n1,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def objects(ip: str) -> list[dict[str, Any]]:
-    return [
-        node("n1", "z1", "192.168.0.1"),
-        service("web", "10.96.0.10"),
-        slice_("web", [(ip, "n1")]),
-    ]
 
 
 def test_garbage_and_wrong_schema_are_counted_and_change_nothing(
     deployment: Deployment,
 ) -> None:
-    deployment.write_cluster(objects("10.244.1.1"))
+    deployment.write_cluster(web_on_n1("10.244.1.1"))
     deployment.start_nats()
     deployment.start_watcher()
     agent = deployment.start_agent("n1")

@@ -25,11 +25,8 @@ def kubectl(sim: ApiSimulator, tmp_path: Path) -> Kubectl:
 @pytest.fixture
 async def kube(sim: ApiSimulator, tmp_path: Path) -> AsyncIterator[KubeDeployment]:
     """Processes against ``sim``, stopped (even on failure) before the simulator stops."""
-    group = ProcessGroup(tmp_path / "logs")
-    try:
+    with ProcessGroup(tmp_path / "logs") as group:
         yield KubeDeployment(sim, Deployment(tmp_path, group))
-    finally:
-        group.stop()
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from kpng.parse import Ignored, InvalidObject, parse_endpoint_slice, parse_node,
 from kpng_apisim import ApiSimulator
 from tests.integration.harness import Deployment, strip
 
+from .objects import node
+
 
 async def eventually(what: str, check: Callable[[], Any], timeout: float = 10.0) -> None:
     """Poll ``check`` (without blocking the loop the simulator runs in) until it holds."""
@@ -71,6 +73,12 @@ class KubeDeployment:
         self.base.start_watcher(source="kube", extra_args=extra)
         for name in nodes:
             self.base.start_agent(name)
+
+    async def start_logged(self, node_name: str, delta_log: DeltaLog) -> None:
+        """``node_name`` in the API, then ``start(node_name)``, ``delta_log`` following it."""
+        self.sim.store.create("nodes", node(node_name))
+        self.start(node_name)
+        await delta_log.start(self.base.url, node_name)
 
     def dump(self, node_name: str) -> dict[str, Any] | None:
         return self.base.dump(node_name)

@@ -12,7 +12,7 @@ from kpng_apisim import ApiSimulator
 from tests.apisim.conftest import Kubectl
 
 from .deploy import DeltaLog, KubeDeployment, eventually
-from .objects import endpoint_slice, node, service
+from .objects import endpoint_slice, service
 
 pytestmark = pytest.mark.kube
 
@@ -23,9 +23,7 @@ CHUNK = 100
 async def test_a_burst_of_1000_services_is_coalesced(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment, delta_log: DeltaLog
 ) -> None:
-    sim.store.create("nodes", node("n1"))
-    kube.start("n1")
-    await delta_log.start(kube.base.url, "n1")
+    await kube.start_logged("n1", delta_log)
     await kube.wait_converged("n1")
     objects = []
     for i in range(SERVICES):

@@ -37,9 +37,7 @@ async def serving_web(sim: ApiSimulator, kube: KubeDeployment) -> None:
 async def test_create_modify_delete_with_kubectl(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment, delta_log: DeltaLog
 ) -> None:
-    sim.store.create("nodes", node("n1"))
-    kube.start("n1")
-    await delta_log.start(kube.base.url, "n1")
+    await kube.start_logged("n1", delta_log)
     await kubectl("apply", "-f", "-", stdin=manifest(service("web", "10.96.0.10")))
     await kube.wait_converged("n1")
     trigger = "2024-05-01T10:00:00Z"

@@ -39,6 +39,11 @@ def ips(result: Explanation) -> list[str]:
     return [f"{t.ip}:{t.port}" for t in result.targets]
 
 
+def forwarding(result: Explanation) -> tuple[str, list[str], bool]:
+    """What the tests of forwarded packets check: the verdict, the targets, masquerading."""
+    return result.verdict, ips(result), result.masquerade
+
+
 def test_cluster_ip_spreads_over_internal_endpoints_with_named_target_port() -> None:
     result = run("node-a2", "10.96.10.1", 80, src="10.244.2.5")
     assert (result.verdict, result.match, result.service, result.port) == (
@@ -113,11 +118,7 @@ def test_health_check_node_port_is_named() -> None:
 
 def test_etp_local_node_port_keeps_source_on_a_node_with_local_endpoint() -> None:
     result = run("node-a1", NODES["node-a1"], 30443, src="172.16.0.1")
-    assert (result.verdict, ips(result), result.masquerade) == (
-        "forward",
-        ["10.244.1.30:8443"],
-        False,
-    )
+    assert forwarding(result) == ("forward", ["10.244.1.30:8443"], False)
 
 
 def test_etp_local_without_local_endpoint_drops() -> None:
@@ -144,11 +145,7 @@ def test_etp_local_from_a_pod_short_circuits_to_cluster_endpoints_without_snat()
 
 def test_etp_local_from_the_node_itself_short_circuits_with_snat() -> None:
     result = run("node-a2", NODES["node-a2"], 30443, src=NODES["node-a2"])
-    assert (result.verdict, ips(result), result.masquerade) == (
-        "forward",
-        ["10.244.1.30:8443"],
-        True,
-    )
+    assert forwarding(result) == ("forward", ["10.244.1.30:8443"], True)
 
 
 def test_lb_ip_source_outside_ranges_is_dropped() -> None:
@@ -159,11 +156,7 @@ def test_lb_ip_source_outside_ranges_is_dropped() -> None:
 
 def test_lb_ip_source_inside_ranges_goes_to_local_endpoints() -> None:
     result = run("node-a1", "198.51.100.10", 443, src="10.1.2.3", pods=False)
-    assert (result.verdict, ips(result), result.masquerade) == (
-        "forward",
-        ["10.244.1.30:8443"],
-        False,
-    )
+    assert forwarding(result) == ("forward", ["10.244.1.30:8443"], False)
 
 
 def test_source_ranges_do_not_apply_to_external_ips() -> None:

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from kpng.bus.client import NodeViewClient
 from kpng.bus.fake import FakeServer
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.integration.harness import Deployment, node, service, slice_, until
-
-
-def objects(ip: str) -> list[dict[str, Any]]:
-    return [
-        node("n1", "z1", "192.168.0.1"),
-        service("web", "10.96.0.10"),
-        slice_("web", [(ip, "n1")]),
-    ]
+from tests.integration.harness import Deployment, until, web_on_n1
 
 
 async def test_lost_delta_is_repaired_within_the_tick_interval(deployment: Deployment) -> None:
-    deployment.write_cluster(objects("10.244.1.1"))
+    deployment.write_cluster(web_on_n1("10.244.1.1"))
     server = FakeServer()
     bus, client_bus = server.connect(), server.connect()
     tick = 0.5
@@ -40,7 +31,7 @@ async def test_lost_delta_is_repaired_within_the_tick_interval(deployment: Deplo
         follower = tasks.create_task(follow())
         await until(lambda: "10.244.1.1" in client.view.endpoints_of("default/web"))
         server.lose_next(bus.subjects.node_delta("n1"))
-        deployment.write_cluster(objects("10.244.1.2"))
+        deployment.write_cluster(web_on_n1("10.244.1.2"))
         await until(lambda: server.lost == 1)  # the delta was lost
         lost_at = time.monotonic()
         await until(lambda: "10.244.1.2" in client.view.endpoints_of("default/web"), 5)
