@@ -24,7 +24,7 @@ import hashlib
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from kpng.model import Endpoint, EndpointPort, Node, Service, ViewEndpoint
@@ -161,29 +161,32 @@ def table_hash(key: str, table: Iterable[Endpoint | ViewEndpoint]) -> int:
     return d
 
 
-class _SharedTables:
-    """The hashes of endpoint tables that several views share copy-on-write (never changed
-    in place: a view copies before writing), by identity. A process that follows many
-    nodes (the observer, the scale bench's agents) hashes a zone's tables once, not once per
-    node: 1,000 views of 10^5 endpoints took 300 s of hashing, now about one view's worth.
-    Holds each table so that its id stays its own; bounded, oldest first out."""
+class _ByIdentity:
+    """Hashes of objects that never change, by identity: a process that follows many nodes
+    (the observer, the scale bench's agents) shares one zone's Service objects and endpoint
+    tables (copy-on-write: a view copies a table before writing) across its views, and
+    hashes each once, not once per view: 1,000 views of 10^5 endpoints took minutes of
+    hashing. Holds each object so that its id stays its own; bounded, oldest first out."""
 
     def __init__(self, size: int = 1 << 18) -> None:
         self.size = size
         self._hashes: OrderedDict[int, tuple[object, int]] = OrderedDict()
 
-    def table_hash(self, key: str, table: Mapping[str, Endpoint | ViewEndpoint]) -> int:
-        found = self._hashes.get(id(table))
-        if found is not None and found[0] is table:
+    def get(self, obj: object, compute: Callable[[], int]) -> int:
+        found = self._hashes.get(id(obj))
+        if found is not None and found[0] is obj:
             return found[1]
-        d = table_hash(key, table.values())
-        self._hashes[id(table)] = (table, d)
+        d = compute()
+        self._hashes[id(obj)] = (obj, d)
         if len(self._hashes) > self.size:
             self._hashes.popitem(last=False)
         return d
 
+    def table_hash(self, key: str, table: Mapping[str, Endpoint | ViewEndpoint]) -> int:
+        return self.get(table, lambda: table_hash(key, table.values()))
 
-SHARED_TABLES = _SharedTables()
+
+SHARED_TABLES = _ByIdentity()  # shared endpoint tables and Service objects
 Shared = Callable[[str, Mapping[str, Any]], bool]
 
 
@@ -197,7 +200,7 @@ def view_digest(
     says which endpoint tables other views share: their hashes are reused."""
     d = 0
     for service in services.values():
-        d ^= service_hash(service)
+        d ^= SHARED_TABLES.get(service, partial(service_hash, service))
     for key, table in endpoints.items():
         if shared is not None and shared(key, table):
             d ^= SHARED_TABLES.table_hash(key, table)

@@ -139,7 +139,7 @@ def test_shared_tables_are_hashed_once_and_give_the_same_digest(
     calls: list[str] = []
     real = d.table_hash
     monkeypatch.setattr(d, "table_hash", lambda k, t: calls.append(k) or real(k, t))
-    monkeypatch.setattr(d, "SHARED_TABLES", d._SharedTables())
+    monkeypatch.setattr(d, "SHARED_TABLES", d._ByIdentity())
     for _ in range(5):  # five views of one zone
         assert d.view_digest({}, tables, {}, shared=lambda key, table: True) == plain
     assert sorted(calls) == sorted(tables)
