@@ -8,7 +8,7 @@ view of the bus holds :class:`~kpng.model.ViewEndpoint`, the global view holds
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -83,12 +83,29 @@ class View(Generic[E]):
     base: Mapping[str, Mapping[str, E]] | None = field(default=None, compare=False, repr=False)
     # the view's digest (kpng.digest) once asked for, then kept current by apply_in_place
     known_digest: int | None = field(default=None, compare=False, repr=False)
+    # the (never changed) view this one was copied from: its digest is computed once, and
+    # this view's from what differs (a zone's nodes of one process: one hashing, not N)
+    origin: View[E] | None = field(default=None, compare=False, repr=False)
 
     def digest(self) -> int:
         """The digest of the view (:mod:`kpng.digest`): computed once, then kept current."""
         if self.known_digest is None:
-            self.known_digest = view_digest(self.services, self.endpoints, self.nodes, self.shares)
+            if self.origin is not None:
+                self.known_digest = self._digest_from(self.origin)
+            else:
+                self.known_digest = view_digest(
+                    self.services, self.endpoints, self.nodes, self.shares
+                )
         return self.known_digest
+
+    def _digest_from(self, origin: View[E]) -> int:
+        """The digest as ``origin``'s, corrected by the items that are not its own objects."""
+        return (
+            origin.digest()
+            ^ _correction(self.services, origin.services, lambda k, s: service_hash(s))
+            ^ _correction(self.endpoints, origin.endpoints, lambda k, t: table_hash(k, t.values()))
+            ^ _correction(self.nodes, origin.nodes, lambda k, n: node_hash(n))
+        )
 
     def shares(self, key: str, table: Mapping[str, E]) -> bool:
         """Whether ``table`` (this view's table of ``key``) is another view's as well."""
@@ -103,6 +120,24 @@ class View(Generic[E]):
             "endpoints": sum(len(eps) for eps in self.endpoints.values()),
             "nodes": len(self.nodes),
         }
+
+
+_T = TypeVar("_T")
+
+
+def _correction(
+    mine: Mapping[str, _T], theirs: Mapping[str, _T], hash_of: Callable[[str, _T], int]
+) -> int:
+    """The XOR of the hashes of items of ``mine`` and ``theirs`` that are not the same
+    object under the same key (added, removed or replaced)."""
+    d = 0
+    for key, item in mine.items():
+        old = theirs.get(key)
+        if old is not item:
+            d ^= hash_of(key, item) ^ (0 if old is None else hash_of(key, old))
+    for key in theirs.keys() - mine.keys():
+        d ^= hash_of(key, theirs[key])
+    return d
 
 
 def diff_service(
@@ -350,6 +385,7 @@ def apply_snapshot(
         base = prefixes.view(lead)
         tables = base.endpoints
         view = View(dict(base.services), dict(tables), dict(base.nodes), set(), tables)
+        view.origin = base
         parts = parts[len(lead) :]
     for ops in parts:
         grouping = ops.grouped() if isinstance(ops, SharedOps) else group_sets(ops)

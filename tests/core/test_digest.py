@@ -146,3 +146,41 @@ def test_shared_tables_are_hashed_once_and_give_the_same_digest(
     other = ViewEndpoint("10.244.0.2", (), "n1", "z1", True, True, False, True, True)
     changed = {**tables, "ns/s0": {"10.244.0.2": other}}  # a view's own (copied) table
     assert d.view_digest({}, changed, {}, shared=lambda k, t: t is tables.get(k)) != plain
+
+
+def test_views_copied_from_a_zone_view_digest_as_computed_from_scratch() -> None:
+    """A process's consumers of one zone copy the zone's view (SnapshotPrefixes): a view's
+    digest starts from that view's and corrects what differs; it equals the digest from
+    scratch, also after deltas."""
+    from kpng.bus.codec import OpCache, decode
+    from kpng.bus.consumer import Consumer
+    from kpng.digest import view_digest
+    from kpng.fanout.cluster import ClusterState
+    from kpng.fanout.fanout import Fanout
+    from kpng_scale.synth import Cluster, Spec, node_name
+
+    cluster = Cluster(Spec(12, 300, 3, 7))
+    state = ClusterState()
+    state.replace(cluster.objects(), 0.0)
+    fanout = Fanout("e1", max_payload=16 * 1024)
+    fanout.load(state)
+    cache = OpCache()
+    consumers = []
+    for i in range(12):
+        chunks = fanout.snapshot(node_name(i), 0.0, compact=True, zstd=True)
+        consumer: Consumer[Any] = Consumer(prefixes=cache.prefixes)
+        consumer.on_snapshot([decode(c, "node", cache) for c in chunks])
+        consumers.append(consumer)
+    copied = [c for c in consumers if c.view.origin is not None]
+    assert copied, "no view was copied from a zone view"
+    for c in consumers:
+        v = c.view
+        assert v.digest() == view_digest(v.services, v.endpoints, v.nodes)
+    for step in range(5):  # deltas keep it current from there
+        changes = state.upsert(cluster.change(1.0 + step), 1.0 + step)
+        for out in fanout.publish(state, changes, 1.0 + step):
+            if out.node is not None:
+                consumers[int(out.node.rsplit("-", 1)[1])].on_delta(decode(out.data, "node"))
+    for c in consumers:
+        v = c.view
+        assert v.digest() == view_digest(v.services, v.endpoints, v.nodes)
