@@ -22,6 +22,7 @@ import sys
 from kpng.bus import NodeViewClient, connect
 from kpng.bus.auth import BusAuth
 from kpng.bus.flags import add_bus_arguments, bus_auth
+from kpng.runtime import config
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, BusAuth]:
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, BusAu
         "--max-events", type=int, default=0, help="stop after N events (default: run forever)"
     )
     add_bus_arguments(p)  # --nats, --prefix, credentials and TLS
-    args = p.parse_args(argv)
+    args = config.parse_args(p, argv)  # flags, then KPNG_* variables for those not given
     return args, bus_auth(args, p)
 
 

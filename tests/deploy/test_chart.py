@@ -21,6 +21,7 @@ import yaml
 from kpng.bus.flags import bus_auth
 from kpng.bus.permissions import role_permissions
 from kpng.bus.subjects import Subjects
+from kpng.runtime.config import parse_args
 from kpng_auth.natsconfig import generate, parse_settings
 from kpng_auth.pki import make_tls
 from tests.deploy.helm import (
@@ -300,7 +301,7 @@ def test_each_component_connects_with_its_own_role_and_tls(
             if k.startswith("KPNG_"):
                 monkeypatch.setenv(k, v)
         parser = program_parser(role)
-        args = parser.parse_args([a.replace("$(NODE_NAME)", "node-a1") for a in c["args"]])
+        args = parse_args(parser, [a.replace("$(NODE_NAME)", "node-a1") for a in c["args"]])
         auth = bus_auth(args, parser)
         assert not auth.insecure
         for k in env:

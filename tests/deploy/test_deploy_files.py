@@ -315,6 +315,7 @@ def test_compose_connects_every_program_with_its_role_over_tls(
     import argparse
 
     from kpng.bus.flags import add_bus_arguments, bus_auth
+    from kpng.runtime.config import apply_settings
 
     services = compose()["services"]
     settings = yaml.safe_load((ROOT / "deploy" / "compose" / "bus.yaml").read_text())
@@ -332,6 +333,7 @@ def test_compose_connects_every_program_with_its_role_over_tls(
             monkeypatch.setenv(key, value)
         p = argparse.ArgumentParser()
         add_bus_arguments(p)
+        apply_settings(p, {}, "", os.environ)  # as every program parses: KPNG_* variables
         args, _ = p.parse_known_args(svc["command"][1:])
         auth = bus_auth(args, p)
         role = {"kpng-watcher": "watcher", "kpng-agent": "agent", "kpng-observer": "observer"}

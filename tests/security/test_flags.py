@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from kpng.bus.flags import add_bus_arguments, bus_auth, env_name
+from kpng.bus.flags import add_bus_arguments, bus_auth
+from kpng.runtime.config import env_name, parse_args
 from kpng_agent.main import main as agent_main
 from kpng_watcher.main import main as watcher_main
 
@@ -15,7 +16,7 @@ from kpng_watcher.main import main as watcher_main
 def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="kpng-test")
     add_bus_arguments(p)
-    return p, p.parse_args(argv)
+    return p, parse_args(p, argv)
 
 
 def test_a_program_without_credentials_or_tls_refuses_to_start(

@@ -15,6 +15,7 @@ from typing import Any
 
 from kpng.bus.flags import bus_auth
 from kpng.bus.protocol import Bus, Subscription
+from kpng.runtime.config import parse_args
 from kpng.runtime.process import run, setup_logging
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def run_process(
     """A scale process's main: parse ``p`` (plus ``--log-level``), then run ``serve`` until a
     signal, profiled when asked."""
     p.add_argument("--log-level", default="warning")
-    args = p.parse_args()
+    args = parse_args(p)  # KPNG_* variables too (kpng.runtime.config)
     setup_logging(args.log_level)
     if hasattr(args, "nats_insecure"):  # the bus flags (kpng.bus.flags): checked once here
         args.auth = bus_auth(args, p)

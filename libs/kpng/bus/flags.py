@@ -1,7 +1,8 @@
 """The bus flags every kpng program takes: where NATS is, who we are, and TLS.
 
-Each flag has a ``KPNG_*`` environment variable as its default (``--nats-creds`` reads
-``KPNG_NATS_CREDS``); secrets are only ever named by file. Without credentials and TLS a
+Each flag reads a ``KPNG_*`` environment variable (``--nats-creds``: ``KPNG_NATS_CREDS``)
+when parsed by :func:`kpng.runtime.config.parse_args`, as every flag of every program does;
+secrets are only ever named by file. Without credentials and TLS a
 program refuses to start unless ``--nats-insecure`` says so; then it warns once.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from kpng.bus.auth import INSECURE_WARNING, BusAuth, split_urls
 
@@ -33,36 +33,31 @@ _FLAGS = (
 )
 
 
-def env_name(flag: str) -> str:
-    return "KPNG_" + flag.removeprefix("--").replace("-", "_").upper()
-
-
 def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
         "bus (NATS): every flag also reads KPNG_<FLAG> from the environment"
     )
     g.add_argument(
         "--nats",
-        default=os.environ.get("KPNG_NATS", "nats://127.0.0.1:4222"),
+        default="nats://127.0.0.1:4222",
         help="NATS server URL(s), comma-separated; tls:// for TLS (default: %(default)s)",
     )
     g.add_argument(
         "--prefix",
-        default=os.environ.get("KPNG_PREFIX", "kpng"),
+        default="kpng",
         help="bus subject prefix (default: %(default)s)",
     )
     for flag, attr, text in _FLAGS:
         g.add_argument(
             flag,
             dest=f"nats_{attr}",
-            default=os.environ.get(env_name(flag), ""),
+            default="",
             metavar="FILE" if attr.endswith(("file", "_ca", "_cert", "_key")) else None,
             help=text,
         )
     g.add_argument(
         "--nats-insecure",
         action="store_true",
-        default=os.environ.get("KPNG_NATS_INSECURE", "").lower() in ("1", "true", "yes"),
         help="connect without credentials or TLS if none are given (logged as a warning: "
         "anyone who reaches NATS can then read and change every node's rules)",
     )
