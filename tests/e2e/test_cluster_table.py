@@ -262,16 +262,16 @@ def _converges(kube: E2E, ns: str, chain: str, before: dict[str, Any]) -> None:
 def _whole_mark_layout(ns: str) -> str:
     """The chains as the version before ``--masquerade-bit`` wrote them: kpng's register in
     the whole packet mark (``meta mark set ... map @service_ips``), masquerade on its bit 30
-    left set, no ``nat_input``; their digests are not this version's."""
+    left set, no ``nat_input``; their digests are not this version's. (One listing of the
+    table, not one per chain: the table holds ~500 chains, and an ``nft`` run each took
+    minutes.)"""
+    digests = _digests(ns)
     script = [
         "delete chain ip kpng nat_input",
-        f"delete element ip kpng chain_digests {{ {_digest(ns, 'nat_input')} }}",
+        f"delete element ip kpng chain_digests {{ {digests['nat_input']} }}",
     ]
-    listed = nft(ns, "list", "table", "ip", "kpng")
-    chains = [line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")]
-    for chain in chains:
-        text = nft(ns, "list", "chain", "ip", "kpng", chain)
-        if "ct mark" not in text or chain == "nat_input":
+    for chain, body in _chain_bodies(nft(ns, "list", "table", "ip", "kpng")).items():
+        if "ct mark" not in body or chain == "nat_input":
             continue
         if chain == "nat_postrouting":
             rules = [
@@ -280,19 +280,37 @@ def _whole_mark_layout(ns: str) -> str:
                 "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
             ]
         else:
-            body = text.split("{", 2)[2].rsplit("}", 2)[0]
             rules = [r.strip().replace("ct mark", "meta mark") for r in body.splitlines()]
             rules = [r for r in rules if r]
         script.append(f"flush chain ip kpng {chain}")
         script += [f"add rule ip kpng {chain} {r}" for r in rules]
-        script.append(f"delete element ip kpng chain_digests {{ {_digest(ns, chain)} }}")
+        script.append(f"delete element ip kpng chain_digests {{ {digests[chain]} }}")
     return "\n".join(script) + "\n"
 
 
-def _digest(ns: str, chain: str) -> str:
-    digests = listing(ns)["sets"]["chain_digests"]["elements"]
-    e = next(e for e in digests if isinstance(e, dict) and e["elem"].get("comment") == chain)
-    return str(e["elem"]["val"])
+def _chain_bodies(table: str) -> dict[str, str]:
+    """Each chain's body (the lines between its braces) in ``nft list table`` output."""
+    out: dict[str, str] = {}
+    name, body = "", list[str]()
+    for line in table.splitlines():
+        if not name and line.startswith("\tchain ") and line.endswith("{"):
+            name, body = line.split()[1], []
+        elif name and line == "\t}":
+            out[name] = "\n".join(body)
+            name = ""
+        elif name:
+            body.append(line)
+    return out
+
+
+def _digests(ns: str) -> dict[str, str]:
+    """The ``chain_digests`` elements: chain name (the element's comment) to digest."""
+    elements = listing(ns)["sets"]["chain_digests"]["elements"]
+    return {
+        e["elem"]["comment"]: str(e["elem"]["val"])
+        for e in elements
+        if isinstance(e, dict) and "comment" in e["elem"]
+    }
 
 
 def test_an_agent_converges_a_table_of_the_whole_mark_layout(kube: E2E) -> None:
