@@ -58,8 +58,13 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest -q -m "not integration and not netns and not kube"
 
+# the netns tier waits on packets and agents more than it computes: its clusters run side by
+# side (each in namespaces of its own, one test file per worker), the rest of the suite first
+NETNS_WORKERS ?= 3
+
 test: venv test-deps lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not netns"
+	$(PY) -m pytest -q -m netns -n $(NETNS_WORKERS) --dist loadfile
 
 bench: venv system-deps
 	$(PY) -m kpng_bench
