@@ -170,6 +170,29 @@ def test_session_affinity_uses_a_per_target_chain() -> None:
     assert [s.timeout for s in aff] == [30]
 
 
+def test_ipv6_session_affinity_keeps_address_and_port_in_two_maps() -> None:
+    """nft 1.0.6 aborts on ``update @m { ip6 saddr : ip6 daddr . th dport }`` (nine
+    registers), which failed a node's whole ``ip6`` batch: IPv6 records the endpoint's
+    address and port in a map each, with the same timeout, and dnats from both."""
+    from dataclasses import replace
+
+    h = Harness(replace(CONFIG, family=6, pod_cidrs=("fd10::/64",), nodeport_cidrs=()))
+    s = svc("a", ip="fd00::10", affinity_timeout=30)
+    h.full(view((s, [ep("fd10::5"), ep("fd10::6")])))
+    t = h.trace("fd10::9", "fd00::10", 80)
+    assert t.affinity and t.endpoint_ips == {"fd10::5", "fd10::6"}
+    state = h.nft.state(h.config.nft_table)
+    aff = {s.name: s for s in state.sets.values() if s.timeout}
+    assert sorted((s.type, s.data, s.timeout) for s in aff.values()) == [
+        ("ipv6_addr", "inet_service", 30),
+        ("ipv6_addr", "ipv6_addr", 30),
+    ]
+    rules = [
+        r for c in state.chains.values() for r in c.rules if "saddr map" in r or "update @" in r
+    ]
+    assert rules and not any("daddr . th dport" in r for r in rules), rules
+
+
 def test_dual_stack_each_family_its_own_endpoints() -> None:
     from dataclasses import replace
 

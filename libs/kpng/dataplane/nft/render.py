@@ -246,24 +246,37 @@ def _pick_objects(c: Config, n: int, i: int) -> tuple[Chain, Element]:
 
 
 def _affinity(t: TrafficTarget, c: Config, timeout: int) -> list[Object]:
-    """A dynamic map client -> endpoint per target; renamed (so emptied) when endpoints change."""
+    """A dynamic map client -> endpoint per target; renamed (so emptied) when endpoints change.
+
+    IPv6 keeps the endpoint's address and port in two maps (``<name>`` and ``<name>p``):
+    ``nft`` (1.0.6, Debian 12's) aborts on an update whose key and data take nine registers
+    (``ip6 saddr : ip6 daddr . th dport``; ``netlink_gen_expr: Assertion `dreg <
+    ctx->reg_low'``), and one such rule failed the whole ``ip6`` batch."""
     f, n = c.nft_family, len(t.backends)
     tag = hashlib.sha1(repr((t.backends, timeout)).encode()).hexdigest()[:8]
     name = f"affmap_{t.id}_{tag}"
+    flags = ("dynamic", "timeout")
+    maps: list[Set]
+    if c.family == 6:
+        ports = f"{name}p"
+        maps = [
+            Set(name, c.addr_type, c.addr_type, flags, timeout),
+            Set(ports, c.addr_type, "inet_service", flags, timeout),
+        ]
+        dnat = f"dnat {f} to {f} saddr map @{name} : {f} saddr map @{ports}"
+        update = (
+            f"update @{name} {{ {f} saddr : {f} daddr }} update @{ports} {{ {f} saddr : th dport }}"
+        )
+    else:
+        maps = [Set(name, c.addr_type, f"{c.addr_type} . inet_service", flags, timeout)]
+        dnat = f"dnat {f} to {f} saddr map @{name}"
+        update = f"update @{name} {{ {f} saddr : {f} daddr . th dport }}"
     lookup = Chain(
-        f"aff_{t.id}",
-        (
-            f"meta l4proto {PROTOCOLS} dnat {f} to {f} saddr map @{name}",
-            f"goto pick_{n}_{shard(t.id)}",
-        ),
+        f"aff_{t.id}", (f"meta l4proto {PROTOCOLS} {dnat}", f"goto pick_{n}_{shard(t.id)}")
     )
-    record = Chain(f"affupd_{t.id}", (f"update @{name} {{ {f} saddr : {f} daddr . th dport }}",))
-    clients = Set(
-        name, c.addr_type, f"{c.addr_type} . inet_service", ("dynamic", "timeout"), timeout
-    )
+    record = Chain(f"affupd_{t.id}", (update,))
     return [
-        clients,
-        digest_element(clients),
+        *[o for m in maps for o in (m, digest_element(m))],
         lookup,
         record,
         digest_element(lookup),
