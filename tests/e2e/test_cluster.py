@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kpng_netns.cluster import CLIENT
-from tests.e2e.cluster import E2E, endpoints, eventually, service
+from tests.e2e.cluster import E2E, endpoint, endpoints, eventually, service
 
 pytestmark = pytest.mark.netns
 
@@ -198,6 +198,17 @@ def test_healthz_health_check_node_port_metrics_and_proxy_mode(kube: E2E) -> Non
     eventually(
         "the old port closed", lambda: "up" if _up(kube, node1, url) else "closed", "closed".__eq__
     )
+    # only a serving, terminating endpoint on node-1: not healthy (kube-proxy counts ready)
+    url = "http://127.0.0.1:32086/"
+    eventually("the new port", lambda: str(kube.http(node1, url)["status"]), "200".__eq__)
+    going = endpoint(kube.pod("pod-1-1"), ready=False, serving=True, terminating=True)
+    kube.apply(s, endpoints("lb", [going]))
+    eventually(
+        "503 with only a terminating endpoint",
+        lambda: str(kube.http(node1, url)["status"]),
+        "503".__eq__,
+    )
+    assert '"localEndpoints": 0' in kube.http(node1, url)["body"]
 
 
 def _up(kube: E2E, ns: str, url: str) -> bool:
