@@ -40,6 +40,12 @@ system-deps:
 test-deps: venv
 	@bash tools/system-deps.sh --with-browser
 	@$(PY) tools/install-helm.py
+	@$(MAKE) --no-print-directory $(ASYNCAPI)
+
+# docs/asyncapi.yaml is checked by the official AsyncAPI parser from npm, as its lock file pins it
+ASYNCAPI := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	cd tools/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)
