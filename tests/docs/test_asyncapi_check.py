@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from kpng.bus.codec import MAX_SEQ
@@ -105,10 +106,11 @@ def test_no_keyword_outside_the_asyncapi_2_6_schema_dialect() -> None:
     assert port["additionalItems"] is True  # bus.md 5.2: extra elements are ignored
 
 
-def test_bus_md_tables_are_not_broken_by_blank_lines() -> None:
+@pytest.mark.parametrize("doc", ["bus.md", "configuration.md", "observer.md"])
+def test_tables_are_not_broken_by_blank_lines(doc: str) -> None:
     """A table row after a blank line must start a new table (a header and its separator):
-    otherwise a renderer shows it as text, as happened to 3.3's epoch, seq and accept."""
-    lines = BUS_MD.read_text().splitlines()
+    otherwise a renderer shows it as text, as happened to bus.md 3.3's epoch, seq and accept."""
+    lines = (ROOT / "docs" / doc).read_text().splitlines()
     for i, line in enumerate(lines[1:-1], start=1):
         if line.startswith("|") and not lines[i - 1].strip():
-            assert re.match(r"^\|( *:?-+:? *\|)+$", lines[i + 1]), f"bus.md:{i + 1}: {line}"
+            assert re.match(r"^\|( *:?-+:? *\|)+$", lines[i + 1]), f"{doc}:{i + 1}: {line}"
