@@ -42,7 +42,8 @@ test-deps: venv
 	@$(PY) tools/install-helm.py
 	@$(MAKE) --no-print-directory $(ASYNCAPI)
 
-# docs/asyncapi.yaml is checked by the official AsyncAPI parser from npm, as its lock file pins it
+# docs/asyncapi.yaml (the official AsyncAPI parser) and the observer's OpenAPI are checked by
+# validators from npm, as tools/asyncapi/package-lock.json pins them
 ASYNCAPI := tools/asyncapi/node_modules/.package-lock.json
 $(ASYNCAPI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
 	cd tools/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error

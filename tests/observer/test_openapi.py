@@ -3,6 +3,10 @@ error a route can return is declared, and what the API answers matches what it d
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +23,8 @@ from kpng_observer.metrics import ObserverMetrics
 from tests.observer.cluster import CLUSTER_CIDR
 from tests.observer.test_api import NOW, fetch, observer_state
 
+ROOT = Path(__file__).resolve().parents[2]
+CHECKER = ROOT / "tools" / "asyncapi"  # the spec checkers from npm (make test-deps)
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -189,3 +195,23 @@ async def test_readyz_not_ready_is_a_declared_503() -> None:
     assert response.status_code == 503
     declared = OPENAPI["paths"]["/readyz"]["get"]["responses"]["503"]
     _check(declared["content"]["application/json"]["schema"], response.json())
+
+
+def test_the_document_is_valid_openapi(tmp_path: Path) -> None:
+    """Against the OpenAPI 3.1 specification's schema, every $ref resolving (an npm
+    validator, @apidevtools/swagger-parser, installed beside the AsyncAPI parser)."""
+    node = shutil.which("node")
+    assert node, "no node: `make test-deps` installs nodejs and npm (tools/system-deps.sh)"
+    assert (CHECKER / "node_modules" / "@apidevtools" / "swagger-parser").is_dir(), (
+        f"`make test-deps` runs npm ci in {CHECKER}"
+    )
+    document = tmp_path / "openapi.json"
+    document.write_text(json.dumps(OPENAPI))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**OPENAPI, "info": {"title": "no version"}}))
+    script = str(CHECKER / "validate-openapi.mjs")
+    ok = subprocess.run([node, script, str(document)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "valid OpenAPI 3.1" in ok.stdout
+    bad = subprocess.run([node, script, str(broken)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "version" in bad.stdout
