@@ -1,10 +1,11 @@
-"""The observer API's response bodies, as pydantic models: what /openapi.json promises and
-what every response is checked against (FastAPI validates each body by its route's model).
+"""The observer API's response bodies, as pydantic models: what /openapi.json promises.
+FastAPI checks the small bodies against them on every answer; the ones that grow with the
+cluster (services, nodes, node views) are checked by tests/observer/test_openapi.py.
 
 Field names are the JSON keys (the bus's wire names inside services and endpoints,
-docs/bus.md section 5). Models forbid unknown fields, so a key added to a body without its
-model fails the API tests instead of reaching clients undocumented. Fields that the wire
-omits when empty have defaults, and routes leave unset fields out (as the bus does).
+docs/bus.md section 5). Models forbid unknown fields (``additionalProperties: false``), so a
+key added to a body without its model fails the API tests instead of reaching clients
+undocumented. Fields that the wire omits when empty have defaults.
 """
 
 from __future__ import annotations
