@@ -161,3 +161,11 @@ def test_a_delta_just_after_a_pass_waits_for_the_second_pass() -> None:
     """The bound of docs/bus.md section 8 is reached: "within one interval" would be wrong."""
     node_at, _ = _first_tick_after(1.001)
     assert node_at == 3.0
+
+
+def test_a_request_with_a_seq_needs_its_epoch() -> None:
+    data = packb({"v": 1, "kind": "snapshot-request", "seq": 3})
+    with pytest.raises(MalformedMessage) as caught:
+        decode(data)
+    assert caught.value.field == "epoch"
+    assert decode(packb({"v": 1, "kind": "snapshot-request", "seq": -1})) == SnapshotRequest()
