@@ -40,6 +40,13 @@ system-deps:
 test-deps: venv
 	@bash tools/system-deps.sh --with-browser
 	@$(PY) tools/install-helm.py
+	@$(MAKE) --no-print-directory $(ASYNCAPI)
+
+# docs/asyncapi.yaml (the official AsyncAPI parser) and the observer's OpenAPI are checked by
+# validators from npm, as tools/asyncapi/package-lock.json pins them
+ASYNCAPI := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	cd tools/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 run: venv system-deps
 	$(PY) -m kpng_devrun $(RUN_ARGS)

@@ -8,6 +8,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # the observer's dashboard test drives a headless Chromium through the DevTools protocol
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # the AsyncAPI check runs node (tools/asyncapi)
+  command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

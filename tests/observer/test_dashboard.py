@@ -25,6 +25,11 @@ NODES_JS = "[...document.querySelectorAll('#nodes tbody tr')].map(r => r.dataset
 SERVICES_JS = "[...document.querySelectorAll('#services tbody tr')].map(r => r.dataset.service)"
 STATES_JS = "[...document.querySelectorAll('#nodes tbody .pill')].map(p => p.textContent)"
 EVENTS_JS = "document.getElementById('events').innerText"
+GRID_JS = (
+    "[...document.querySelectorAll('#node-grid .tile')].map(t => [t.dataset.node, t.dataset.state])"
+)
+TILE = "#node-grid .tile"
+CHART_JS = "document.getElementById('latency-chart').dataset.points"
 
 
 def example_objects() -> list[dict[str, Any]]:
@@ -83,5 +88,19 @@ def test_dashboard_shows_the_cluster_and_follows_changes(
         "latency shown",
         lambda: browser.evaluate("document.getElementById('samples').textContent") != "0",
     )
+    wait_until("the node map", lambda: browser.evaluate(GRID_JS) == [[n, "ok"] for n in nodes])
+    green = browser.evaluate(f"getComputedStyle(document.querySelector({TILE!r})).backgroundColor")
+    red, grn, blue = (int(c) for c in green[green.index("(") + 1 : -1].split(","))
+    assert grn > red and grn > blue, green  # ok is green
+    wait_until("the latency chart", lambda: int(browser.evaluate(CHART_JS) or 0) >= 1, timeout=10)
+    for series in ("p50", "p99"):
+        line = browser.evaluate(f"document.querySelector('#latency-chart path.{series}')")
+        assert line is not None
+        d = browser.evaluate(
+            f"document.querySelector('#latency-chart path.{series}').getAttribute('d')"
+        )
+        assert d.startswith("M"), (series, d)
+    labels = browser.evaluate("document.getElementById('latency-chart').textContent")
+    assert "-15 min" in labels and "now" in labels
     path = browser.screenshot(ARTIFACT)
     print(f"dashboard screenshot: {path}")

@@ -39,6 +39,7 @@ from kpng.diff import Op, SharedOps, SnapshotPrefixes
 __all__ = [
     "COMPACT_ENDPOINTS",
     "COMPRESSED_OPS",
+    "MAX_SEQ",
     "SCHEMA_VERSION",
     "Delta",
     "ErrorReply",
@@ -70,6 +71,11 @@ __all__ = [
     "service_from_wire",
     "service_to_wire",
 ]
+
+
+# The largest seq of the contract (2^53 - 1): every seq fits a float64 exactly, so a decoder
+# that reads numbers as doubles (JavaScript's) keeps it. Decoders refuse larger ones.
+MAX_SEQ = 2**53 - 1
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -415,14 +421,14 @@ def decode(
     if kind == "delta":
         return Delta(
             r.get("epoch", str),
-            r.get("seq", int),
+            _seq(r, "seq"),
             r.get("time", float),
             r.optional_float("trigger"),
             _ops(r, scope, op_cache),
         )
     if kind == "tick":
         digest = r.get("digest", str, "")
-        return Tick(r.get("epoch", str), r.get("seq", int), r.get("time", float), digest)
+        return Tick(r.get("epoch", str), _seq(r, "seq"), r.get("time", float), digest)
     if kind == "snapshot":
         return _snapshot(r, scope, op_cache, max_inflated)
     if kind == "snapshot-request":
@@ -430,7 +436,10 @@ def decode(
         if r.data.get("seq") is None:
             return SnapshotRequest(accept=accept)
         digest = r.get("digest", str, "")
-        return SnapshotRequest(r.get("epoch", str), r.get("seq", int), accept, digest)
+        seq = _seq(r, "seq", low=-1)  # -1: as absent, a full snapshot
+        if seq < 0:
+            return SnapshotRequest(accept=accept)
+        return SnapshotRequest(r.get("epoch", str), seq, accept, digest)
     if kind == "error":
         return ErrorReply(r.get("reason", str))
     if kind == "status":
@@ -519,11 +528,17 @@ def _snapshot(r: Reader, scope: Scope, cache: OpCache | None, max_inflated: int)
         ops = _compressed_ops(r, scope, cache, max_inflated)
     else:
         ops = _ops(r, scope, cache)
-    base = -1 if r.data.get("base") is None else r.get("base", int)
+    base = -1 if r.data.get("base") is None else _seq(r, "base", low=-1)
     base_epoch = r.get("base_epoch", str, "")
-    return SnapshotChunk(
-        r.get("epoch", str), r.get("seq", int), chunk, chunks, ops, base, base_epoch
-    )
+    return SnapshotChunk(r.get("epoch", str), _seq(r, "seq"), chunk, chunks, ops, base, base_epoch)
+
+
+def _seq(r: Reader, key: str, low: int = 0, default: int | None = None) -> int:
+    """A seq field: an integer from ``low`` to :data:`MAX_SEQ`."""
+    value = r.get(key, int, default)
+    if not low <= value <= MAX_SEQ:
+        raise MalformedMessage(r.where(key), f"seq {value} outside {low}..2^53-1")
+    return value
 
 
 def _status(r: Reader) -> Status:
@@ -533,7 +548,7 @@ def _status(r: Reader) -> Status:
     return Status(
         node=r.get("node", str),
         epoch=r.get("epoch", str, ""),
-        seq=r.get("seq", int, -1),
+        seq=_seq(r, "seq", low=-1, default=-1),
         backend=r.get("backend", str, ""),
         healthy=r.get("healthy", bool),
         time=r.get("time", float),

@@ -18,7 +18,7 @@ from kpng.fanout.cluster import Changes, ClusterState, ServiceState
 from kpng.fanout.deltas import DeltaBuilder, Outgoing
 from kpng.fanout.digests import ViewDigests
 from kpng.fanout.history import History
-from kpng.fanout.nodes import NodeRegistry
+from kpng.fanout.nodes import NodeRegistry, next_seq
 from kpng.fanout.snapshots import ENVELOPE, Snapshots, chunk_messages, pack
 from kpng.fanout.stats import FanoutStats
 
@@ -178,7 +178,7 @@ class Fanout:
         self.stats.node_messages += len(out)
         self.stats.node_bytes += sum(o.size for o in out)
         for count, run in self._pack(global_ops):
-            self.global_seq += 1
+            self.global_seq = next_seq(self.global_seq, "global view")
             head = delta_head(self.epoch, self.global_seq, now, changes.trigger_time, count)
             out.append(Outgoing(None, head, run))
         self.stats.messages += len(out)

@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kpng.bus.codec import MAX_SEQ
 from kpng.model import Node
+
+
+class SeqExhausted(RuntimeError):
+    """A subject's seq would pass the contract's largest (2^53 - 1): the watcher stops, and
+    its successor starts a new epoch (at 1,000 deltas a second, 285,000 years away)."""
+
+
+def next_seq(seq: int, subject: str) -> int:
+    """The seq after ``seq`` on ``subject``, never beyond :data:`MAX_SEQ`."""
+    if seq >= MAX_SEQ:
+        raise SeqExhausted(f"{subject}: seq {seq} is the largest the bus contract allows")
+    return seq + 1
 
 
 class NodeRegistry:
@@ -31,7 +44,7 @@ class NodeRegistry:
         self._last_seen[node] = max(now, self._last_seen.get(node, 0.0))
         if node in self.seq:
             return False
-        self.seq[node] = self._retired.pop(node, -1) + 1
+        self.seq[node] = next_seq(self._retired.pop(node, -1), f"node {node}")
         if node not in self.nodes:
             self.unknown.add(node)
         return True
@@ -84,7 +97,7 @@ class NodeRegistry:
     def next_seq(self, node: str, now: float) -> int:
         """The seq of a delta about to be sent to ``node``."""
         self._last_delta[node] = now
-        self.seq[node] += 1
+        self.seq[node] = next_seq(self.seq[node], f"node {node}")
         return self.seq[node]
 
     def due_ticks(self, now: float, quiet: float, full: bool) -> list[tuple[str, int]]:

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
@@ -21,9 +27,13 @@ from kpng.model import ServiceType, TransportProtocol, ViewEndpoint, name_proble
 from kpng.observe.explain import Explanation, Network, PacketQuery, explain, parse_cidrs
 from kpng.observe.viewjson import view_to_json
 from kpng.runtime.metrics import render
+from kpng_observer import schemas
 from kpng_observer.auth import require_token
 from kpng_observer.events import parse_last_event_id, sse_stream
+from kpng_observer.schemas import ERROR_MEANINGS, errors
 from kpng_observer.state import ObserverState
+
+ERROR_BODY = "#/components/schemas/ErrorBody"
 
 NodeViewFetcher = Callable[[str], Awaitable[tuple[str, int, View[ViewEndpoint]]]]
 STATIC = Path(__file__).parent / "static"
@@ -54,7 +64,7 @@ def create_app(
     )
     _health(app, state, connected, clock)
     protected = [Depends(require_token(settings.token))]
-    api = APIRouter(prefix="/api/v1", dependencies=protected)
+    api = APIRouter(prefix="/api/v1", dependencies=protected, responses=errors(401))
     _services(api, state)
     _nodes(api, state, fetch_node_view, clock)
     _explain(api, state, fetch_node_view, settings, clock)
@@ -75,11 +85,16 @@ def _health(
     app: FastAPI, state: ObserverState, connected: Callable[[], bool], clock: Callable[[], float]
 ) -> None:
     @app.get("/livez", tags=["health"], summary="The process is up")
-    def livez() -> dict[str, str]:
-        return {"status": "ok"}
+    def livez() -> schemas.Liveness:
+        return schemas.Liveness(status="ok")
 
     @app.get(
-        "/readyz", tags=["health"], summary="Connected, holding the global view, watcher alive"
+        "/readyz",
+        tags=["health"],
+        summary="Connected, holding the global view, watcher alive",
+        response_model=schemas.Readiness,
+        response_model_exclude_unset=True,
+        responses={503: {"model": schemas.Readiness, "description": "not ready (see reason)"}},
     )
     def readyz() -> JSONResponse:
         watcher = state.watcher_state(clock())
@@ -92,18 +107,38 @@ def _health(
         }
         if watcher == "gone":
             body["reason"] = f"watcher gone: no tick for over {state.watcher_gone_after:g}s"
-        return JSONResponse(body, status_code=200 if ready else 503)
+        checked = schemas.Readiness.model_validate(body).model_dump(exclude_unset=True)
+        return JSONResponse(checked, status_code=200 if ready else 503)
 
 
 def _metrics(app: FastAPI, registry: CollectorRegistry, protected: list[Any]) -> None:
-    @app.get("/metrics", tags=["metrics"], dependencies=protected, summary="Prometheus text")
+    @app.get(
+        "/metrics",
+        tags=["metrics"],
+        dependencies=protected,
+        summary="Prometheus text",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            401: {
+                "description": ERROR_MEANINGS[401],
+                "content": {"application/json": {"schema": {"$ref": ERROR_BODY}}},
+            },
+        },
+    )
     def metrics() -> Response:
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
 
 def _services(api: APIRouter, state: ObserverState) -> None:
-    @api.get("/services", tags=["services"], summary="Services of the global view")
+    @api.get(
+        "/services",
+        tags=["services"],
+        summary="Services of the global view",
+        response_model=list[schemas.Service],
+        responses=errors(400, 422),
+    )
     def services(
         namespace: str | None = None,
         type: Annotated[ServiceType | None, Query(description="ClusterIP, NodePort...")] = None,
@@ -111,14 +146,14 @@ def _services(api: APIRouter, state: ObserverState) -> None:
         label: Annotated[
             str | None, Query(description="label selector, as kubectl's -l: app=web,tier!=db")
         ] = None,
-    ) -> list[JSON]:
+    ) -> JSONResponse:
         """Services with their endpoints and endpoint counts. Filters: namespace, type, name
         and a Kubernetes label selector."""
         try:
             selector = parse_label_selector(label)
         except InvalidSelector as exc:
             raise HTTPException(400, f"label: {exc}") from None
-        return state.services_json(namespace, type.value if type else None, name, selector)
+        return large(state.services_json(namespace, type.value if type else None, name, selector))
 
     def known(namespace: str, name: str) -> str:
         key = f"{namespace}/{name}"
@@ -126,14 +161,22 @@ def _services(api: APIRouter, state: ObserverState) -> None:
             raise HTTPException(404, f"service {key} not found")
         return key
 
-    @api.get("/services/{namespace}/{name}", tags=["services"], summary="One service")
-    def service(namespace: str, name: str) -> JSON:
-        return state.service_json(known(namespace, name))
+    @api.get(
+        "/services/{namespace}/{name}",
+        tags=["services"],
+        summary="One service",
+        response_model=schemas.Service,
+        responses=errors(404, 422),
+    )
+    def service(namespace: str, name: str) -> JSONResponse:
+        return large(state.service_json(known(namespace, name)))
 
     @api.get(
         "/services/{namespace}/{name}/programming",
         tags=["services"],
         summary="Which nodes have programmed the service's latest version",
+        response_model=schemas.Programming,
+        responses=errors(404, 422),
     )
     def programming(namespace: str, name: str) -> JSON:
         """Per node: ``requiredSeq``, the seq of the node delta that last changed this service
@@ -151,23 +194,40 @@ def _nodes(
     fetch_node_view: NodeViewFetcher,
     clock: Callable[[], float],
 ) -> None:
-    @api.get("/nodes", tags=["nodes"], summary="Every node: state, lag, applied status")
-    def nodes() -> list[JSON]:
+    @api.get(
+        "/nodes",
+        tags=["nodes"],
+        summary="Every node: state, lag, applied status",
+        response_model=list[schemas.NodeStatus],
+    )
+    def nodes() -> JSONResponse:
         """``state`` is ok, lagging (behind what was published for longer than the lag
         threshold), failed (errors or unhealthy), silent (no status within --silent-after) or
         unknown. ``lag`` says since when and by how many seqs a node is behind."""
-        return state.nodes_json(clock())
+        return large(state.nodes_json(clock()))
 
-    @api.get("/nodes/{node}", tags=["nodes"], summary="One node")
+    @api.get(
+        "/nodes/{node}",
+        tags=["nodes"],
+        summary="One node",
+        response_model=schemas.NodeStatus,
+        responses=errors(404, 422),
+    )
     def one_node(node: str) -> JSON:
         if node not in state.nodes and node not in state.view.nodes:
             raise HTTPException(404, f"node {node} not known")
         return state.node_json(node, clock())
 
-    @api.get("/nodes/{node}/view", tags=["nodes"], summary="The node's view, from the watcher")
-    async def node_view(node: str) -> JSON:
+    @api.get(
+        "/nodes/{node}/view",
+        tags=["nodes"],
+        summary="The node's view, from the watcher",
+        response_model=schemas.NodeView,
+        responses=errors(404, 422, 503),
+    )
+    async def node_view(node: str) -> JSONResponse:
         epoch, seq, view = await _view_of(fetch_node_view, node)
-        return view_to_json(node, epoch, seq, view)
+        return large(view_to_json(node, epoch, seq, view))
 
 
 def _explain(
@@ -177,7 +237,13 @@ def _explain(
     settings: Settings,
     clock: Callable[[], float],
 ) -> None:
-    @api.get("/nodes/{node}/explain", tags=["nodes"], summary="Where a packet would go")
+    @api.get(
+        "/nodes/{node}/explain",
+        tags=["nodes"],
+        summary="Where a packet would go",
+        response_model=schemas.PacketExplanation,
+        responses=errors(404, 422, 503),
+    )
     async def explain_packet(
         node: str,
         destination: Annotated[str, Query(description="destination IP address")],
@@ -201,19 +267,42 @@ def _explain(
             raise HTTPException(422, str(exc)) from None
         return {"node": node, "epoch": epoch, "seq": seq, **explanation_json(result)}
 
-    @api.get("/watcher", tags=["nodes"], summary="The watcher: alive or gone, its source")
+    @api.get(
+        "/watcher",
+        tags=["nodes"],
+        summary="The watcher: alive or gone, its source",
+        response_model=schemas.Watcher,
+    )
     def watcher() -> JSON:
         """``state``: ok, gone (three ticks missed) or unknown; ``status``: what the watcher
         last said of itself, such as a source reload held back (``reloadHeld``)."""
         return state.watcher_json(clock())
 
-    @api.get("/latency", tags=["latency"], summary="Network-programming latency percentiles")
+    @api.get(
+        "/latency",
+        tags=["latency"],
+        summary="Network-programming latency percentiles",
+        response_model=schemas.Latency,
+        responses=errors(422),
+    )
     def latency(
         window: Annotated[float | None, Query(gt=0, description="seconds")] = None,
     ) -> JSON:
         """p50, p90, p99 and max of (agent applied - Kubernetes change) over the last
         ``window`` seconds (default: --latency-window), cluster-wide and per node."""
         return state.latency.summary(clock(), window or settings.latency_window)
+
+    @api.get(
+        "/latency/history",
+        tags=["latency"],
+        summary="Cluster-wide p50 and p99 latency per 10 s over the last 15 minutes",
+        response_model=schemas.LatencyHistory,
+    )
+    def latency_history() -> JSON:
+        """One point per step (``step`` seconds), oldest first, covering ``span`` seconds up
+        to now; a step without samples has ``count`` 0 and null percentiles. Percentiles come
+        from a log-scale histogram per step: within 5 % of the exact value."""
+        return state.latency.history.to_json(clock())
 
 
 def _stream(
@@ -224,7 +313,10 @@ def _stream(
         tags=["events"],
         summary="Server-Sent Events: global deltas, status changes, node state changes",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **errors(422),
+        },
     )
     async def events(
         last_event_id: Annotated[str | None, Header()] = None,
@@ -251,6 +343,13 @@ async def _view_of(
         return await fetch_node_view(node)
     except LookupError as exc:
         raise HTTPException(503, f"view of node {node} unavailable: {exc}") from None
+
+
+def large(body: JSON | list[JSON]) -> JSONResponse:
+    """A body that grows with the cluster (services, nodes, a node's view), sent as it is:
+    its route's model documents it and the tests check it (tests/observer/test_openapi.py),
+    but validating 100,000 endpoints on every request would triple its cost."""
+    return JSONResponse(body)
 
 
 def explanation_json(result: Explanation) -> JSON:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kpng_observer.history import LatencyHistory
+
 QUANTILES = (0.5, 0.9, 0.99)
 
 
@@ -37,11 +39,13 @@ def summarize(values: Iterable[float]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class LatencyWindow:
-    """Per node, the samples (applied at, seconds) of the last ``keep`` seconds."""
+    """Per node, the samples (applied at, seconds) of the last ``keep`` seconds; and the
+    cluster's percentiles over time (``history``, for the dashboard's chart)."""
 
     keep: float = 3600.0
     per_node_limit: int = 10_000
     samples: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    history: LatencyHistory = field(default_factory=LatencyHistory)
 
     def add(self, node: str, samples: Iterable[tuple[float, float]], now: float) -> list[float]:
         """Record the samples newer than the node's last one; returns the new latencies."""
@@ -52,6 +56,7 @@ class LatencyWindow:
         new = [(at, seconds) for at, seconds in samples if at > last and seconds >= 0]
         new.sort()
         kept.extend(new)
+        self.history.add(new, now)
         while kept and kept[0][0] < now - self.keep:
             kept.popleft()
         return [seconds for _, seconds in new]

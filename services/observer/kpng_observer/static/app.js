@@ -79,9 +79,12 @@ function renderLatency(latency) {
 
 async function refresh() {
   try {
-    const [nodes, services, latency] = await Promise.all([
-      api("/api/v1/nodes"), api("/api/v1/services"), api("/api/v1/latency")]);
+    const [nodes, services, latency, history] = await Promise.all([
+      api("/api/v1/nodes"), api("/api/v1/services"), api("/api/v1/latency"),
+      api("/api/v1/latency/history")]);
     renderLatency(latency);
+    renderLatencyChart(history);
+    renderNodeGrid(nodes);
     renderNodes(nodes, latency);
     renderServices(services);
   } catch (error) {
