@@ -54,6 +54,8 @@ class _Reader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = bytearray()
+        self._chunk = bytearray(1 << 18)
+        self._view = memoryview(self._chunk)
 
     def line(self) -> bytes:
         while (end := self.buf.find(b"\r\n")) < 0:
@@ -78,10 +80,12 @@ class _Reader:
         return head, size
 
     def _fill(self) -> None:
-        data = self.sock.recv(4 << 20)
-        if not data:
+        # into one reused buffer: an SSL socket's recv(n) allocates n bytes for each TLS
+        # record (16 KB), and recv(4 MiB) made the reader 3x slower than the data it reads
+        n = self.sock.recv_into(self._chunk)
+        if not n:
             raise ConnectionError("nats-server closed the connection")
-        self.buf += data
+        self.buf += self._view[:n]
 
 
 def drain(
