@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import sys
@@ -75,6 +76,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--only", default="", help="faults whose name contains this")
     args = p.parse_args()
+    # the API simulator, stopped with watches open, logs each one cut: not the measurement
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     names = [n for n in [*matrix.FAULTS, *matrix.KUBE_FAULTS] if args.only in n]
     load = os.getloadavg()[0]
     results = {name: measure(name, args.runs) for name in names}
