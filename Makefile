@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 RUN_ARGS ?=
 
-.PHONY: all venv constraints system-deps test-deps run test lint typecheck unit bench bench-scale clean
+.PHONY: all venv constraints system-deps test-deps run test lint typecheck unit bench bench-scale reliability clean
 
 all: test
 
@@ -78,6 +78,11 @@ bench: venv system-deps
 
 bench-scale: venv
 	$(PY) -m kpng_scale $(SCALE_ARGS)
+
+# the fault matrix (tests/faults/matrix.py), each fault timed from its recovery, several runs:
+# the figures of docs/reliability.md (RELIABILITY_ARGS="--runs 5 --only NATS")
+reliability: venv
+	$(PY) -m tests.faults.measure $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -155,7 +155,8 @@ class Deployment:
             ],
         )
 
-    def start_agent(self, node_name: str) -> Child:
+    def start_agent(self, node_name: str, url: str = "") -> Child:
+        """A dump agent for ``node_name`` on the bus at ``url`` (default: the deployment's)."""
         child = self.group.start(
             f"agent-{node_name}",
             [
@@ -163,7 +164,7 @@ class Deployment:
                 "--node",
                 node_name,
                 "--nats",
-                self.url,
+                url or self.url,
                 "--nats-insecure",
                 "--dump-file",
                 str(self.dump_path(node_name)),

@@ -1,4 +1,5 @@
-"""``python -m kpng_bench``: full sync, one change, restart and RSS of the agent's nftables
+"""``python -m kpng_bench``: what one message costs an agent (:mod:`kpng_bench.decoding`);
+then full sync, one change, restart and RSS of the agent's nftables
 backend (both families, as ``kpng-agent`` runs it), against kube-proxy's ruleset shape, inside
 a network namespace made for the run. The process holds what an agent holds: the node view,
 the backend's plans, the agent's modules."""
@@ -27,6 +28,7 @@ from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.nftables import NftablesBackend, Settings
+from kpng_bench import decoding
 from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
 
 
@@ -236,7 +238,16 @@ def main() -> int:
     p.add_argument(
         "--path", choices=("netlink", "text"), default="netlink", help="element path to measure"
     )
+    p.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="only what one message costs an agent (decode + apply; no root needed)",
+    )
     args = p.parse_args()
+    print(f"one message as large as a message may be; load average {os.getloadavg()[0]:.1f}")
+    print(decoding.table(decoding.measure()), flush=True)
+    if args.decode_only:
+        return 0
     if os.geteuid() != 0:
         print("kpng_bench needs root (it runs nft in a network namespace it creates)")
         return 1

@@ -10,11 +10,16 @@ decoder of bus messages goes through these functions, which refuse (as
   one per ~30 bytes; a 1 MiB message then decodes to at most ~12 MB of containers);
 - nesting beyond msgpack's own stack (:data:`MAX_NESTING` levels);
 - an ``ops`` array claiming more items than one per :data:`MIN_OP_BYTES` bytes (the
-  smallest valid operation), walked without keeping its items.
+  smallest valid operation), walked without keeping its items;
+- a message (or the content of a ``zops`` frame) of more than :data:`MAX_MESSAGE` bytes,
+  whatever the server's max_payload: the watcher never sends more in one message.
 
-Measured on one core (tests/core/test_bounds.py): every bomb shape at 1 MiB is refused in
-under 50 ms and 20 MB; a message of 1 MiB of valid operations costs what the same bytes
-from the watcher cost (~0.1 s, ~10 MB).
+Valid operations are what cost most per byte (a Python object or two per 10-20 bytes):
+1 MiB of them took an agent 100-300 ms to decode, depending on their shape (minimal
+Services, endpoints with many ports, source ranges). :data:`MAX_MESSAGE` bounds that: the
+costliest shape measured, at :data:`MAX_MESSAGE`, decodes and applies in under 100 ms, and
+every bomb shape is refused in under 50 ms and 20 MB (tests/core/test_bounds.py,
+``python -m kpng_bench --decode``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ from kpng.bus.wire import MalformedMessage
 CONTAINER_BYTES = 8
 MIN_OP_BYTES = 16  # {"op": "-node", "name": "a"}: the smallest valid operation
 MAX_NESTING = 1024  # msgpack's unpacker stack; deeper raises before allocating more
+# the most bytes a message may have: the watcher splits at min(max_payload, MAX_MESSAGE)
+MAX_MESSAGE = 256 << 10
+
+
+def check_size(size: int, field: str) -> None:
+    """Refuse ``size`` bytes (of a message, or of a frame's content) beyond MAX_MESSAGE."""
+    if size > MAX_MESSAGE:
+        raise MalformedMessage(field, f"{size} bytes, more than a message may hold ({MAX_MESSAGE})")
 
 
 class _TooMany(Exception):

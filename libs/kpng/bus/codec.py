@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from kpng.bus.bounds import array_items, unpack
+from kpng.bus.bounds import MAX_MESSAGE, array_items, check_size, unpack
 from kpng.bus.compression import MAX_INFLATED, decompress
 from kpng.bus.wire import (
     COMPACT_ENDPOINTS,
@@ -404,7 +404,10 @@ def decode(
     With ``op_cache``, operations already seen are not decoded again. Work and memory are
     bounded by the message's bytes (:mod:`kpng.bus.bounds`) and, for ``zops``, by
     ``max_inflated`` (a consumer passes its bus's max_payload: the watcher never
-    compresses more than one message's worth of operations into a frame)."""
+    compresses more than one message's worth of operations into a frame). A message, or a
+    frame's content, beyond :data:`kpng.bus.bounds.MAX_MESSAGE` is refused unread."""
+    check_size(len(data), "")
+    max_inflated = min(max_inflated, MAX_MESSAGE)
     raw: Any = None
     if op_cache is not None:
         raw = _split_ops(data, op_cache)

@@ -44,7 +44,10 @@ def encode_status(status: WatcherStatus) -> bytes:
 def decode_status(data: bytes) -> WatcherStatus:
     if len(data) > MAX_BYTES:
         raise ValueError(f"watcher status of {len(data)} bytes")
-    raw = json.loads(data)
+    try:
+        raw = json.loads(data)
+    except RecursionError:  # a few KB of "[[[[": json's declared errors are ValueErrors
+        raise ValueError("watcher status nested too deeply") from None
     if not isinstance(raw, dict) or raw.get("v") != 1 or raw.get("kind") != KIND:
         raise ValueError("not a v1 watcher-status")
     return WatcherStatus(

@@ -219,6 +219,8 @@ class Reader:
     def cidrs(self, key: str) -> tuple[str, ...]:
         items = self.strings(key)
         for i, cidr in enumerate(items):
+            if _IPV4_CIDR.fullmatch(cidr) is not None:  # 4x cheaper than ipaddress
+                continue
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
@@ -241,6 +243,7 @@ class Reader:
 _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 )
+_IPV4_CIDR = re.compile(_IPV4.pattern + r"/(?:3[0-2]|[12]?\d)")
 
 
 def checked_ip(ip: Any, path: str) -> str:
@@ -325,22 +328,25 @@ def _ports_from_wire(r: Reader) -> tuple[EndpointPort, ...]:
     return _port_list(r.get("ports", list, []), f"{r.path}.ports")
 
 
+_PROTOCOLS: dict[Any, TransportProtocol] = {p.value: p for p in TransportProtocol}
+
+
 def _port_list(items: list[Any], path: str) -> tuple[EndpointPort, ...]:
     ports = []
+    protocols = _PROTOCOLS  # a dict lookup: a third of the cost of TransportProtocol(...)
     for i, raw in enumerate(items):
         if (
-            not isinstance(raw, list)
+            type(raw) is not list
             or len(raw) < 3
-            or not isinstance(raw[0], str)
-            or not isinstance(raw[2], int)
-            or isinstance(raw[2], bool)
+            or type(raw[0]) is not str
+            or type(raw[2]) is not int
             or not 0 <= raw[2] <= 65535
         ):
             raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, port]")
-        try:
-            ports.append(EndpointPort(raw[0], TransportProtocol(raw[1]), raw[2]))
-        except ValueError:
-            raise MalformedMessage(f"{path}[{i}]", f"bad protocol {raw[1]!r}") from None
+        protocol = protocols.get(raw[1]) if type(raw[1]) is str else None
+        if protocol is None:
+            raise MalformedMessage(f"{path}[{i}]", f"bad protocol {raw[1]!r}"[:120])
+        ports.append(EndpointPort(raw[0], protocol, raw[2]))
     return tuple(ports)
 
 

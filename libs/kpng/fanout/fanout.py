@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kpng.bus.bounds import MAX_MESSAGE
 from kpng.bus.codec import Tick, delta_head, encode, pack_snapshot_chunk
 from kpng.bus.compression import MIN_SIZE
 from kpng.digest import to_hex
@@ -191,7 +192,8 @@ class Fanout:
 
     @property
     def _limit(self) -> int:
-        return max(self.max_payload - ENVELOPE, 1)
+        # consumers refuse messages beyond MAX_MESSAGE, whatever the server allows
+        return max(min(self.max_payload, MAX_MESSAGE) - ENVELOPE, 1)
 
     # -- snapshots and ticks -----------------------------------------------------------------
     def snapshot(

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kpng.bus.bounds import MAX_MESSAGE
 from kpng.bus.codec import (
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
@@ -188,11 +189,11 @@ class Publisher:
         )
 
     def _log_refusals(self) -> None:
-        limit = self.bus.max_payload
+        limit = min(self.bus.max_payload, MAX_MESSAGE)
         for key, size in self.fanout.take_refusals():
             log.error(
-                "service %s not published: an operation of %d bytes cannot fit the bus's "
-                "max_payload of %d bytes; nodes keep its previous version (or none)",
+                "service %s not published: an operation of %d bytes cannot fit a message "
+                "of %d bytes; nodes keep its previous version (or none)",
                 key,
                 size,
                 limit,
