@@ -113,7 +113,8 @@ async def phases(bus: Bus, access: Access, procs: int, s: Settings, started: flo
         timeout=s.duration + 120,
     )
     after = (await stats())[0]
-    statuses = await wait_converged(bus, procs, s, 60.0)
+    # on a busy machine the agents may take over a minute to drain the churn's backlog
+    statuses = await wait_converged(bus, procs, s, s.sync_timeout)
     reports = await control.request(bus, f"{control.AGENTS}.report", replies=procs, timeout=60)
     out["churn"] = Phase(churn["started"], churn["ended"], before, after, statuses, reports)
     out["warmup"] = Phase(warmup["started"], warmup["ended"], warm_before, warm_after, [], reports)
