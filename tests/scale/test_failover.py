@@ -36,8 +36,11 @@ def test_a_failover_moves_every_agent_by_a_rebase(tmp_path: Path) -> None:
         assert 0 < case["bytes_per_node"] < 1024, case["bytes"]
         assert case["bytes"]["request_bytes"] > 0 and case["bytes"]["reply_bytes"] > 0
         assert 0 <= case["seconds"] <= case["seconds_from_kill"]
+        assert 0 <= case["digests_computed"] <= NODES
     assert failover["standby"]["seconds_from_kill"] >= 0.5  # the lease wait
     assert failover["restart"]["load_s"] > 0
+    # the standby's rebases made every agent compute its digest: none left for the restart
+    assert failover["restart"]["digests_computed"] == 0
     assert set(result["targets"]) >= {"failover_s", "failover_bytes_per_node"}
     assert result["targets"]["failover_bytes_per_node"]["ok"]
     assert result["targets"]["failover_s"]["limit"] == 1.0

@@ -126,10 +126,14 @@ class Agents:
 
     async def mark(self, body: control.Json) -> control.Json:
         """Forget when each agent last took a snapshot (catch-up, rebase or full): the
-        next ``status`` says when the last of them took one since."""
+        next ``status`` says when the last of them took one since. Also says how many
+        have not computed their view's digest yet (a view's digest is computed when first
+        asked for, by a tick or a snapshot request, then kept current)."""
         for agent in self.agents:
             agent.snapshot_at = 0.0
-        return {"agents": len(self.agents)}
+        clients = [a.client for a in self.agents if a.client is not None]
+        unknown = sum(1 for c in clients if c.view.known_digest is None)
+        return {"agents": len(self.agents), "digests_unknown": unknown}
 
     async def report(self, body: control.Json) -> control.Json:
         return {"batches": [[t, *v] for t, v in self.recorder.batches.items()]}

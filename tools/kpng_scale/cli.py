@@ -151,7 +151,8 @@ def failover_rows(failover: dict[str, Any] | None) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"failover, {name}: rebases / catch-ups / full snapshots",
-                f"{case['rebases']} / {case['catchups']} / {case['full_snapshots']}",
+                f"{case['rebases']} / {case['catchups']} / {case['full_snapshots']}"
+                f" ({case['digests_computed']} digests computed for it)",
             )
         )
     return rows

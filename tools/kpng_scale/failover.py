@@ -79,7 +79,7 @@ async def _case(
 ) -> control.Json:
     """Kill ``leader``, let ``take_over`` bring the watcher at ``new`` to lead, measure."""
     before_agents = await wait_converged(bus, procs, s, 60.0, leader_control)
-    await control.request(bus, f"{control.AGENTS}.mark", replies=procs, timeout=60)
+    marks = await control.request(bus, f"{control.AGENTS}.mark", replies=procs, timeout=60)
     [old] = await control.request(bus, f"{leader_control}.stats", timeout=60)
     before = await _stats(bus, new)  # a standby's counters (a restart starts from zero)
     killed = time.time()
@@ -97,6 +97,9 @@ async def _case(
         "bytes_per_node": moved / s.nodes,
         "bytes": {k: after[k] - before.get(k, 0) for k in MOVED},
         "epochs": [old["epoch"], after["epoch"]],
+        # agents that computed their view's digest for the rebase request (not since their
+        # last full snapshot: a tick refresh, every 30 s, makes them compute it)
+        "digests_computed": sum(m["digests_unknown"] for m in marks),
         **{kind: _delta(before_agents, statuses, kind) for kind in KINDS},
     }
 
