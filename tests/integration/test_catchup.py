@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -213,14 +214,19 @@ def test_a_restarted_watcher_rebases_every_agent_without_a_snapshot(
     deployment: Deployment,
 ) -> None:
     """An unchanged cluster across a watcher restart: each agent presents its view's digest
-    and the new watcher answers with a rebase (no operations), not a full snapshot."""
+    and the new watcher answers with a rebase (no operations), not a full snapshot; the
+    dump backend writes nothing (its file keeps the old epoch, its mtime unchanged)."""
     start_converged(deployment)
-    epochs = {n: (deployment.dump(n) or {}).get("epoch") for n in ("n1", "n2")}
+    old = 1_000_000_000_000_000_000  # an mtime long past: any write shows
+    dumps = {n: deployment.dump(n) for n in ("n1", "n2")}
+    for name in dumps:
+        os.utime(deployment.dump_path(name), ns=(old, old))
     deployment.group.children["watcher"].stop()
     deployment.start_watcher()
     for name in ("n1", "n2"):
         log = deployment.agents[name].log
         wait_until(f"{name} rebased", lambda log=log: "rebased from" in log(), 15)
         deployment.wait_converged(name)
-        assert (deployment.dump(name) or {}).get("epoch") != epochs[name]
+        assert deployment.dump(name) == dumps[name]
+        assert deployment.dump_path(name).stat().st_mtime_ns == old, "the dump was rewritten"
         assert len(FULL.findall(log())) == 1, log()  # the first sync only

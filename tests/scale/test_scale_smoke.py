@@ -56,6 +56,7 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     argv = [sys.executable, "-m", "kpng_scale", "-n", "20", "-s", "50", "-d", "5"]
     argv += ["-r", "50", "--processes", "2", "--json", str(out), "--workdir", str(tmp_path)]
+    argv += ["--no-failover"]  # test_failover
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())

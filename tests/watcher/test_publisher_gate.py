@@ -135,3 +135,60 @@ async def test_a_snapshot_reply_stops_when_the_gate_closes_mid_reply() -> None:
     assert publisher.stats.fenced_messages == 2
     await bus.close()
     await agent.close()
+
+
+async def _ticks_to(agent: object, bus: object, node: str) -> list[Tick]:
+    ticks: list[Tick] = []
+
+    def on(data: bytes, subject: str, reply: str) -> None:
+        message = decode(data, "node")
+        assert isinstance(message, Tick)
+        ticks.append(message)
+
+    await agent.subscribe(bus.subjects.node_delta(node), on)  # type: ignore[attr-defined]
+    return ticks
+
+
+async def test_a_watcher_alone_ticks_every_node_as_its_initial_load_completes() -> None:
+    # a restarted single watcher: its agents learn the new epoch at once (then rebase by
+    # digest), not at the first tick interval (up to a second later)
+    server = FakeServer()
+    bus, agent = server.connect(), server.connect()
+    ticks = await _ticks_to(agent, bus, "n1")
+    clock = FakeClock()
+    publisher = Publisher(bus, None, SETTINGS, clock)  # type: ignore[arg-type]
+    task = asyncio.create_task(publisher._takeover_loop())
+    try:
+        loaded(publisher)
+        await until(lambda: len(ticks) == 1)
+        assert ticks[0].epoch == publisher.epoch and clock.sleeps == []
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(ticks) == 1  # once
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await bus.close()
+    await agent.close()
+
+
+async def test_a_standby_ticks_nobody_when_its_initial_load_completes() -> None:
+    server = FakeServer()
+    bus, agent = server.connect(), server.connect()
+    ticks = await _ticks_to(agent, bus, "n1")
+    gate = Gate(0)
+    publisher = Publisher(bus, None, SETTINGS, FakeClock(), gate=gate)  # type: ignore[arg-type]
+    task = asyncio.create_task(publisher._takeover_loop())
+    try:
+        loaded(publisher)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert ticks == [] and publisher.stats.fenced_messages == 0
+        gate.open_for = 10**9
+        publisher.take_over()
+        await until(lambda: len(ticks) == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await bus.close()
+    await agent.close()

@@ -4,8 +4,8 @@
 I..I+K-1 over one NATS connection. Each delta event is "applied" when the client yields it
 (the null backend programs nothing); the process records, per change batch (identified by
 its trigger time), how many agents applied it and when the last one did. ``storm``
-restarts every client at once (each fetches a snapshot again); ``status`` and ``report``
-answer the benchmark.
+restarts every client at once (each fetches a snapshot again); ``status``, ``report`` and
+``mark`` (before a failover) answer the benchmark.
 """
 
 from __future__ import annotations
@@ -119,9 +119,21 @@ class Agents:
             "resyncs": sum(c.stats.resyncs for c in clients),
             "full_snapshots": sum(c.stats.snapshots for c in clients),
             "catchups": sum(c.stats.catchups for c in clients),
+            "rebases": sum(c.stats.rebases for c in clients),
             "snapshot_failures": sum(c.stats.snapshot_failures for c in clients),
             "usage": control.process_usage(),
         }
+
+    async def mark(self, body: control.Json) -> control.Json:
+        """Forget when each agent last took a snapshot (catch-up, rebase or full): the
+        next ``status`` says when the last of them took one since. Also says how many
+        have not computed their view's digest yet (a view's digest is computed when first
+        asked for, by a tick or a snapshot request, then kept current)."""
+        for agent in self.agents:
+            agent.snapshot_at = 0.0
+        clients = [a.client for a in self.agents if a.client is not None]
+        unknown = sum(1 for c in clients if c.view.known_digest is None)
+        return {"agents": len(self.agents), "digests_unknown": unknown}
 
     async def report(self, body: control.Json) -> control.Json:
         return {"batches": [[t, *v] for t, v in self.recorder.batches.items()]}
@@ -138,7 +150,7 @@ async def serve(args: argparse.Namespace) -> None:
     bus = await connect(args.nats, name=f"kpng-scale-agents-{args.first}", auth=args.auth)
     agents = Agents(bus, nodes, args.snapshot_timeout)
     try:
-        for command in ("status", "report", "storm"):
+        for command in ("status", "report", "storm", "mark"):
             await control.serve(bus, f"{control.AGENTS}.{command}", getattr(agents, command))
         agents.start()
         await asyncio.Event().wait()

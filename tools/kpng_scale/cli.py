@@ -35,6 +35,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coalesce-ms", type=float, default=d.coalesce_ms)
     p.add_argument("--snapshot-timeout", type=float, default=d.snapshot_timeout)
     p.add_argument("--sync-timeout", type=float, default=d.sync_timeout)
+    p.add_argument(
+        "--no-failover",
+        dest="failover",
+        action="store_false",
+        help="skip the failover phase (the leader killed, a standby and a restart take over)",
+    )
+    p.add_argument(
+        "--lease-wait",
+        type=float,
+        default=d.lease_wait,
+        help="failover: seconds from the kill to the standby's takeover (%(default)s)",
+    )
     p.add_argument("--workdir", type=Path, help="process logs (default: a temporary directory)")
     p.add_argument(
         "--insecure",
@@ -114,12 +126,36 @@ def table(result: dict[str, Any]) -> str:
             f" ({result['agents']['gc_max_pause_in_churn_s']:.2f} s)",
         ),
     ]
+    rows += failover_rows(result.get("failover"))
     rows += [
         (f"target {name}", f"{'ok' if t['ok'] else 'MISSED'} ({t['value']:.4g} vs {t['limit']:g})")
         for name, t in result["targets"].items()
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def failover_rows(failover: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if failover is None:
+        return []
+    rows = []
+    for name in ("standby", "restart"):
+        case = failover[name]
+        rows.append(
+            (
+                f"failover, {name}: all current from its start / kill",
+                f"{case['seconds']:.2f} / {case['seconds_from_kill']:.1f} s,"
+                f" {case['bytes_per_node']:.0f} bytes per node",
+            )
+        )
+        rows.append(
+            (
+                f"failover, {name}: rebases / catch-ups / full snapshots",
+                f"{case['rebases']} / {case['catchups']} / {case['full_snapshots']}"
+                f" ({case['digests_computed']} digests computed for it)",
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_timeout=args.snapshot_timeout,
         sync_timeout=args.sync_timeout,
         workdir=args.workdir,
+        failover=args.failover,
+        lease_wait=args.lease_wait,
         secure=not args.insecure,
     )
     result = asyncio.run(measure(settings))

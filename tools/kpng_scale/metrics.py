@@ -8,13 +8,19 @@ from typing import Any
 from kpng_scale.settings import Settings
 
 Json = dict[str, Any]
-TARGETS = {  # name: (where in the result, limit, "max" or "eq")
+Target = tuple[tuple[str, ...], float, str]
+TARGETS: dict[str, Target] = {  # name: (where in the result, limit, "max" or "eq")
     "p99_latency_s": (("latency", "p99_s"), 1.0, "max"),
     "snapshot_storm_s": (("storm", "seconds"), 10.0, "max"),  # warm: catch-ups
     "snapshot_storm_cold_s": (("storm_cold", "seconds"), 10.0, "max"),  # full snapshots
     "watcher_peak_rss_bytes": (("watcher", "peak_rss_bytes"), 1e9, "max"),
     "bytes_per_change_per_node": (("per_change_per_node", "bytes"), 300.0, "max"),
     "encodings_per_distinct_op": (("encodings", "per_distinct_op"), 1.0, "eq"),
+}
+# failover: the worse of a standby's takeover and a single replica's restart
+FAILOVER_TARGETS: dict[str, Target] = {
+    "failover_s": (("failover", "seconds"), 1.0, "max"),  # new leader's start to all current
+    "failover_bytes_per_node": (("failover", "bytes_per_node"), 1024.0, "max"),
 }
 
 
@@ -175,9 +181,13 @@ def _pause_figures(pauses: list[tuple[float, float]]) -> Json:
     }
 
 
-def check_targets(result: Json) -> Json:
+def failover_targets(result: Json) -> Json:
+    return check_targets(result, FAILOVER_TARGETS)
+
+
+def check_targets(result: Json, targets: dict[str, Target] = TARGETS) -> Json:
     out: Json = {}
-    for name, (path, limit, kind) in TARGETS.items():
+    for name, (path, limit, kind) in targets.items():
         value: Any = result
         for key in path:
             value = value[key]

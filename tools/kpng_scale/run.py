@@ -6,7 +6,8 @@ settle (every agent at the watcher's seq), an encoding probe, the raw nats-py pu
 comparison, a warm snapshot storm (every client resyncs at once keeping its view, as after a
 NATS reconnect: catch-ups) and a cold one (every client restarts without state: full
 snapshots), then the same cold storm seen from the watcher's side only (every full snapshot
-requested at once by one raw reader that counts the replies, see ``drain``).
+requested at once by one raw reader that counts the replies, see ``drain``); last the
+failover: the leader watcher killed, a standby taking over, then a restart (``failover``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from kpng.bus.nats import connect
@@ -23,9 +25,11 @@ from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_fo
 from kpng_scale import control
 from kpng_scale.access import Access, secure_access
 from kpng_scale.drain import drain
-from kpng_scale.metrics import Phase, summarize
+from kpng_scale.failover import failover
+from kpng_scale.metrics import Phase, failover_targets, summarize
 from kpng_scale.settings import Settings
 from kpng_scale.synth import node_name
+from kpng_scale.waits import converged, wait_converged, wait_watcher
 
 # simulated agents share a connection per process, so the server must hold more for it
 NATS_CONFIG = 'max_pending: 2GB\nwrite_deadline: "120s"\n'
@@ -46,16 +50,24 @@ def start_processes(group: ProcessGroup, s: Settings, port: int) -> Access:
         config.write_text(NATS_CONFIG)
     group.start("nats-server", nats_server_argv(port, config))
     wait_for_port("127.0.0.1", port)
+    start_watcher(group, s, access, "watcher")
+    return access
+
+
+def start_watcher(
+    group: ProcessGroup, s: Settings, access: Access, name: str, *extra: object
+) -> None:
+    """A watcher process (``extra``: its options for the failover phase)."""
     group.start(
-        "watcher",
+        name,
         _argv(
             "kpng_scale.watcher",
             *access.flags("watcher"),
             *("--nodes", s.nodes, "--services", s.services),
             *("--endpoints", s.endpoints, "--coalesce-ms", s.coalesce_ms),
+            *extra,
         ),
     )
-    return access
 
 
 def start_agents(group: ProcessGroup, s: Settings, access: Access) -> int:
@@ -75,52 +87,6 @@ def start_agents(group: ProcessGroup, s: Settings, access: Access) -> int:
         )
         started += 1
     return started
-
-
-async def wait_watcher(bus: Bus, timeout: float) -> control.Json:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            [stats] = await control.request(bus, f"{control.WATCHER}.stats", timeout=2.0)
-            if stats["synced"]:
-                return stats
-        except TimeoutError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the watcher did not load the cluster in time")
-        await asyncio.sleep(0.2)
-
-
-async def wait_converged(bus: Bus, procs: int, s: Settings, timeout: float) -> list[control.Json]:
-    """Poll until every agent is at the watcher's seq for its node (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    statuses: list[control.Json] = []
-    while time.monotonic() < deadline:
-        try:
-            [watcher] = await control.request(
-                bus, f"{control.WATCHER}.stats", {"seqs": True}, timeout=30
-            )
-            statuses = await control.request(
-                bus, f"{control.AGENTS}.status", replies=procs, timeout=10
-            )
-        except TimeoutError:  # agent processes still starting, or too busy to answer
-            continue
-        if converged(watcher, statuses, s) == s.nodes:
-            return statuses
-        await asyncio.sleep(0.25)
-    if not statuses:
-        raise TimeoutError("the agent processes did not answer")
-    return statuses
-
-
-def converged(watcher: control.Json, statuses: list[control.Json], s: Settings) -> int:
-    seqs: dict[str, int] = watcher["seqs"]
-    count = 0
-    for status in statuses:
-        for node, (_epoch, seq) in status["seqs"].items():
-            if seq >= 0 and seq == seqs.get(node) and status["services"][node] == s.services:
-                count += 1
-    return count
 
 
 async def phases(bus: Bus, access: Access, procs: int, s: Settings, started: float) -> control.Json:
@@ -147,7 +113,8 @@ async def phases(bus: Bus, access: Access, procs: int, s: Settings, started: flo
         timeout=s.duration + 120,
     )
     after = (await stats())[0]
-    statuses = await wait_converged(bus, procs, s, 60.0)
+    # on a busy machine the agents may take over a minute to drain the churn's backlog
+    statuses = await wait_converged(bus, procs, s, s.sync_timeout)
     reports = await control.request(bus, f"{control.AGENTS}.report", replies=procs, timeout=60)
     out["churn"] = Phase(churn["started"], churn["ended"], before, after, statuses, reports)
     out["warmup"] = Phase(warmup["started"], warmup["ended"], warm_before, warm_after, [], reports)
@@ -191,9 +158,15 @@ async def measure(s: Settings) -> control.Json:
             started = time.time()
             procs = start_agents(group, s, access)
             result = await phases(bus, access, procs, s, started)
+            if s.failover:
+                start = partial(start_watcher, group, s, access)
+                result["failover"] = await failover(bus, group, start, procs, s)
+                result["targets"].update(failover_targets(result))
         finally:
             await bus.close()
+        killed = set(result.get("failover", {}).get("killed", ()))  # on purpose
         failed = [c.name for c in group.children.values() if not c.running]
+        failed = [name for name in failed if name not in killed]
         result["crashed_processes"] = failed
         result["bus_security"] = "roles+tls" if s.secure else "insecure"
         result["workdir"] = str(workdir)

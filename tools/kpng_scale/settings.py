@@ -20,4 +20,8 @@ class Settings:
     sync_timeout: float = 300.0
     probe_changes: int = 20
     workdir: Path | None = None
+    failover: bool = True  # the failover phase, last (kpng_scale.failover)
+    # a standby leads this long after the leader's kill: the lease duration (15 s), as a
+    # killed leader's lease is taken over lease_duration after its last renewal
+    lease_wait: float = 15.0
     secure: bool = True  # NATS with kpng's roles, passwords and TLS, as deployed

@@ -88,6 +88,14 @@ class Cluster:
         self.services = [service(i) for i in range(spec.services)]
         self._next_ip = 1
         self.slices = [self._slice(s) for s in self.services]
+        # every change made so far (its ``independent`` flag): replayed by a new watcher
+        # process, it gives the same objects (a restarted watcher lists the same cluster)
+        self.log: list[bool] = []
+
+    def replay(self, log: list[bool]) -> None:
+        """Make the changes of another Cluster's ``log`` (of the same spec): same objects."""
+        for independent in log:
+            self.change(0.0, independent)
 
     def objects(self) -> tuple[Node | Service | EndpointSlice, ...]:
         return (*self.nodes, *self.services, *self.slices)
@@ -109,6 +117,7 @@ class Cluster:
 
         ``independent``: only services that look the same on every node (no Local policy,
         no topology hints)."""
+        self.log.append(independent)
         i = self.rng.randrange(len(self.slices))
         while independent and not node_independent(i):
             i = self.rng.randrange(len(self.slices))

@@ -5,16 +5,24 @@ synthetic cluster as the initial list, then waits for control requests: ``churn`
 endpoint changes at a rate through the source (the Publisher's own consume loop handles
 them), ``stats`` reports CPU, memory and fan-out figures, ``rawbench`` republishes the
 delta messages it sent with bare nats-py publishes to compare rates.
+
+For the failover phase: ``state`` writes the changes made so far to a file that a new
+watcher process replays (``--replay FILE``: the same cluster, as a restarted watcher lists
+it); ``--standby`` starts it with its gate closed (views kept current, nothing published,
+no snapshot answered) until ``lead`` opens it, as the election does when the lease is won;
+``--control`` gives it its own control subjects meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 from kpng.bus.codec import Delta, decode
 from kpng.bus.flags import add_bus_arguments
@@ -49,8 +57,18 @@ class FeedSource:
 class MeasuredPublisher(Publisher):
     """The real Publisher, timing its flushes and snapshot replies."""
 
-    def __init__(self, bus: Bus, source: FeedSource, settings: PublisherSettings) -> None:
-        super().__init__(bus, source, settings, on_batch=self._batch_sent)
+    def __init__(
+        self, bus: Bus, source: FeedSource, settings: PublisherSettings, standby: bool = False
+    ) -> None:
+        super().__init__(bus, source, settings, on_batch=self._batch_sent, gate=self._leading)
+        self.leading = not standby
+        self.lead_at = 0.0  # when ``lead`` opened the gate (a standby's takeover)
+        self.ready_at = 0.0  # when the initial load was complete
+        # bytes this watcher moved to and from node subjects: deltas and ticks it sent,
+        # snapshot replies (full, catch-up or rebase) and the requests it answered
+        self.sent_bytes = 0
+        self.reply_bytes = 0
+        self.request_bytes = 0
         self.flush_seconds = 0.0
         self.flush_messages = 0
         self.snapshot_seconds = 0.0
@@ -66,12 +84,38 @@ class MeasuredPublisher(Publisher):
             self.flush_seconds += time.perf_counter() - started
             self.flushed.set()
 
+    def _leading(self) -> bool:
+        return self.leading
+
+    def lead(self) -> None:
+        self.leading, self.lead_at = True, time.time()
+        self.take_over()
+
+    def handle(self, event: SourceEvent) -> None:
+        synced = self.synced
+        super().handle(event)
+        if self.synced and not synced:
+            self.ready_at = time.time()
+
+    async def _send(self, out: list[Outgoing]) -> None:
+        if self.gate():
+            self.sent_bytes += sum(o.size for o in out)
+        await super()._send(out)
+
+    async def _reply(self, reply: str, chunks: list[bytes]) -> None:
+        if self.gate():
+            self.reply_bytes += sum(len(c) for c in chunks)
+        await super()._reply(reply, chunks)
+
     def _batch_sent(self, out: Sequence[Outgoing]) -> None:
         # only a batch's deltas: ticks sent meanwhile are not part of it
         self.flush_messages += len(out)
         self.sent = [*self.sent[-KEEP_BATCHES + 1 :], out]
 
     async def _on_snapshot_request(self, data: bytes, subject: str, reply: str) -> None:
+        if not self.gate():
+            return  # the leader answers
+        self.request_bytes += len(data)
         started = time.perf_counter()
         await super()._on_snapshot_request(data, subject, reply)
         self.snapshot_seconds += time.perf_counter() - started
@@ -97,7 +141,25 @@ class Controller:
             "snapshot_requests": p.snapshot_requests,
             "changes": self.changes,
             "seqs": dict(p.fanout.seq) if body.get("seqs") else {},
+            "epoch": p.epoch,
+            "leading": p.leading,
+            "ready_at": p.ready_at,
+            "lead_at": p.lead_at,
+            "sent_bytes": p.sent_bytes,
+            "reply_bytes": p.reply_bytes,
+            "request_bytes": p.request_bytes,
         }
+
+    async def state(self, body: control.Json) -> control.Json:
+        """Write the changes made so far to ``body["path"]`` (for ``--replay``)."""
+        text = json.dumps(self.source.cluster.log)
+        await asyncio.to_thread(Path(body["path"]).write_text, text)
+        return {"changes": len(self.source.cluster.log)}
+
+    async def lead(self, body: control.Json) -> control.Json:
+        """Take over (a standby that won the lease): publish from now on."""
+        self.publisher.lead()
+        return {"lead_at": self.publisher.lead_at}
 
     async def churn(self, body: control.Json) -> control.Json:
         rate, duration = float(body["rate"]), float(body["duration"])
@@ -164,16 +226,17 @@ def _ops(out: Outgoing) -> list[object]:
 
 async def serve(args: argparse.Namespace) -> None:
     spec = Spec(args.nodes, args.services, args.endpoints, args.seed)
-    source = FeedSource(Cluster(spec))
+    cluster = Cluster(spec)
+    if args.replay is not None:
+        cluster.replay(json.loads(args.replay.read_text()))
+    source = FeedSource(cluster)
     bus = await connect(args.nats, name="kpng-scale-watcher", auth=args.auth)
     try:
         settings = PublisherSettings(coalesce=args.coalesce_ms / 1000)
-        publisher = MeasuredPublisher(bus, source, settings)
+        publisher = MeasuredPublisher(bus, source, settings, standby=args.standby)
         controller = Controller(bus, publisher, source)
-        await control.serve(bus, f"{control.WATCHER}.stats", controller.stats)
-        await control.serve(bus, f"{control.WATCHER}.churn", controller.churn)
-        await control.serve(bus, f"{control.WATCHER}.rawbench", controller.rawbench)
-        await control.serve(bus, f"{control.WATCHER}.probe", controller.probe)
+        for command in ("stats", "churn", "rawbench", "probe", "state", "lead"):
+            await control.serve(bus, f"{args.control}.{command}", getattr(controller, command))
         await publisher.run()
     finally:
         await bus.close()
@@ -187,6 +250,9 @@ def main() -> int:
     p.add_argument("--endpoints", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--coalesce-ms", type=float, default=100.0)
+    p.add_argument("--replay", type=Path, help="changes to make first (from ``state``)")
+    p.add_argument("--standby", action="store_true", help="publish nothing until ``lead``")
+    p.add_argument("--control", default=control.WATCHER, help="control subjects' prefix")
     return control.run_process(p, serve)
 
 

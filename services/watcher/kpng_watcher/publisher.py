@@ -144,6 +144,7 @@ class Publisher:
                 # collector's full passes off it (they paused publishing up to 0.5 s)
                 gc.freeze()
                 self.ready.set()
+                self._took_over.set()  # if leading already (or alone): tick every node now
                 counts = (len(self.state.services), len(self.state.slices), len(self.state.nodes))
                 log.info("initial load complete: %d services, %d slices, %d nodes", *counts)
             return
@@ -233,14 +234,17 @@ class Publisher:
                     await self._send(self.fanout.ticks(now, self.settings.tick_interval, full))
 
     def take_over(self) -> None:
-        """This watcher leads from now on: tick every node at once (they learn its epoch)."""
+        """This watcher leads from now on: tick every node at once (they learn its epoch).
+        A watcher that leads (or runs alone) when its initial load completes does so then."""
         self._took_over.set()
 
     async def _takeover_loop(self) -> None:
         while True:
             await self._took_over.wait()
-            self._took_over.clear()
             await self.ready.wait()
+            self._took_over.clear()
+            if not self.gate():
+                continue  # a standby loaded: it ticks when it takes over
             async with self._publishing:
                 await self._send(self.fanout.ticks(self.clock.time(), 0.0, True))
             log.info("leading: ticked every node with epoch %s", self.epoch)

@@ -40,11 +40,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* NATS URL(s) for --nats: the bundled server's Service, or nats.url. */}}
+{{/* NATS URL(s) for --nats: the bundled server's Service (a cluster: every server's own
+name, comma-separated; clients then reconnect to any of them), or nats.url. */}}
 {{- define "kpng.natsUrl" -}}
 {{- if .Values.nats.bundled.enabled }}
 {{- $scheme := ternary "tls" "nats" (and (not .Values.nats.insecure) .Values.nats.tls.enabled) }}
+{{- if .Values.nats.bundled.cluster.enabled }}
+{{- $urls := list }}
+{{- range $host := include "kpng.natsServerHosts" . | fromYamlArray }}
+{{- $urls = append $urls (printf "%s://%s:%v" $scheme $host $.Values.nats.bundled.port) }}
+{{- end }}
+{{- join "," $urls }}
+{{- else }}
 {{- printf "%s://%s-nats.%s.svc:%v" $scheme (include "kpng.fullname" .) .Release.Namespace .Values.nats.bundled.port }}
+{{- end }}
 {{- else }}
 {{- required "set nats.url, or nats.bundled.enabled=true" .Values.nats.url }}
 {{- end }}

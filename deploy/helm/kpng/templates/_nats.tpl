@@ -129,3 +129,26 @@ existingSecret instead.
 {{- define "kpng.quotedList" -}}
 {{- range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}
 {{- end }}
+
+{{/* The bundled NATS cluster's headless Service: each server's stable DNS name is under it. */}}
+{{- define "kpng.natsClusterService" -}}
+{{- printf "%s-nats-cluster" (include "kpng.fullname" .) }}
+{{- end }}
+
+{{/* Each server of the bundled NATS cluster: its DNS name (a YAML list), in order. */}}
+{{- define "kpng.natsServerHosts" -}}
+{{- $fullname := include "kpng.fullname" . }}
+{{- $service := include "kpng.natsClusterService" . }}
+{{- range $i := until (int .Values.nats.bundled.cluster.replicas) }}
+- {{ printf "%s-nats-%d.%s.%s.svc" $fullname $i $service $.Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* The routes every server of the cluster is given (itself included: NATS skips it). */}}
+{{- define "kpng.natsRoutes" -}}
+{{- $routes := list }}
+{{- range $host := include "kpng.natsServerHosts" . | fromYamlArray }}
+{{- $routes = append $routes (printf "nats-route://%s:%v" $host $.Values.nats.bundled.cluster.routePort) }}
+{{- end }}
+{{- toYaml $routes }}
+{{- end }}

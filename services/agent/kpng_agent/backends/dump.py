@@ -1,4 +1,9 @@
-"""The dump backend: writes the node's view as JSON after each applied batch, atomically."""
+"""The dump backend: writes the node's view as JSON after each applied batch, atomically.
+
+Only when the view changed: an event that changes nothing (a rebase to a new watcher's
+epoch, an empty catch-up, a full snapshot of the view already written) writes nothing, so
+the file keeps the epoch and seq of the last change (as any dataplane keeps what it has).
+"""
 
 from __future__ import annotations
 
@@ -34,10 +39,21 @@ class DumpBackend:
     def __init__(self, node: str, path: str | Path) -> None:
         self.node = node
         self.path = Path(path)
+        self.writes = 0
+        self._written: str | None = None  # the view last written (without epoch and seq)
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
+        if not full and not event.ops and self._written is not None:
+            return  # a rebase or an empty catch-up: the view written is the view
         document = view_to_json(self.node, event.epoch, event.seq, event.view)
+        view = json.dumps(
+            {k: v for k, v in document.items() if k not in ("epoch", "seq")}, sort_keys=True
+        )
+        if view == self._written:
+            return  # a full sync of the same view (a snapshot at a new epoch, a retry)
         write_atomically(self.path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+        self._written = view
+        self.writes += 1
 
     async def close(self) -> None:
         return None
