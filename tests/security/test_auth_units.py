@@ -98,7 +98,8 @@ def test_an_agent_token_gets_exactly_its_node_subjects_until_the_token_expires()
 @pytest.mark.parametrize(
     ("review", "expiry", "reason"),
     [
-        (Review(False, error="[invalid bearer token, token has expired]"), None, "token-invalid"),
+        (Review(False, error="[invalid bearer token, token has expired]"), None, "expired"),
+        (Review(False, error="[invalid bearer token, unknown token]"), None, "token-invalid"),
         (Review(False, error="token audiences [x] is invalid for [kpng]"), None, "audience"),
         (agent_review(audiences=("other",)), int(NOW) + 60, "audience"),
         (agent_review(), int(NOW) - 1, "expired"),

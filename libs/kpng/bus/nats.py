@@ -70,7 +70,10 @@ class NatsBus:
         self.listeners = BusListeners()
         self.permission_violations = 0
         self.reopens = 0  # connections made anew after nats-py closed one for good
+        self.renewals = 0  # connections swapped for one with fresh credentials (renew)
+        self.renewing = False  # the old connection's close is not news to the listeners
         self._reopen = reopen
+        self._fresh: Reopen | None = reopen  # a new connection with freshly read credentials
         self._closing = False
         self._reopening: asyncio.Task[None] | None = None
         self._subs: list[NatsSubscription] = []
@@ -114,6 +117,45 @@ class NatsBus:
         for listener in self.listeners.reconnected:
             listener()
 
+    async def renew(self) -> None:
+        """Connect anew with fresh credentials (a rotated token file) and retire the
+        current connection, make-before-break: the new one carries every subscription before
+        the old one drains, so no message is lost and the listeners hear of nothing (no
+        resync). BusError if the new connection fails; the current one then stays."""
+        if self._fresh is None:
+            raise BusError("this connection cannot be renewed (not made by connect)")
+        if self._reopening is not None or self._closing:
+            return
+        nc = await self._fresh()
+        moved = []
+        try:
+            for sub in list(self._subs):
+                moved.append(
+                    (
+                        sub,
+                        await self._subscribe_nc(
+                            sub.subject, sub._handler, sub._queue, sub._pending, nc
+                        ),
+                    )
+                )
+            await nc.flush(timeout=5)
+        except (BusError, TimeoutError, NatsError) as exc:
+            await nc.close()
+            raise BusError(f"renewing the connection: {exc}") from exc
+        old, self.nc = self.nc, nc
+        for sub, new in moved:
+            sub._sub = new
+        self.renewing = True
+        try:
+            await old.drain()
+        except (TimeoutError, NatsError) as exc:
+            log.debug("drain of the renewed connection: %s", exc)
+            await old.close()
+        finally:
+            self.renewing = False
+        self.renewals += 1
+        log.info("nats connection renewed with fresh credentials (%d subscriptions)", len(moved))
+
     @property
     def max_payload(self) -> int:
         size: int = self.nc.max_payload
@@ -136,9 +178,15 @@ class NatsBus:
         return subscription
 
     async def _subscribe_nc(
-        self, subject: str, handler: Handler | None, queue: str, pending_msgs: int
+        self,
+        subject: str,
+        handler: Handler | None,
+        queue: str,
+        pending_msgs: int,
+        nc: NATS | None = None,
     ) -> Any:
         assert handler is not None
+        nc = nc or self.nc
 
         async def deliver(msg: Msg) -> None:
             result = handler(msg.data, msg.subject, msg.reply)
@@ -146,7 +194,7 @@ class NatsBus:
                 await result
 
         try:
-            sub = await self.nc.subscribe(
+            sub = await nc.subscribe(
                 subject,
                 queue=queue,
                 cb=deliver,
@@ -209,10 +257,12 @@ async def connect(
     connect_timeout: float = 5.0,
     retry_forever: bool = True,
     auth: BusAuth | None = None,
+    inbox_prefix: str = "",
 ) -> NatsBus:
     """Connect to NATS at ``url`` (comma-separated for a cluster) with ``auth``'s
     credentials and TLS; retries with backoff (logging why) until it connects, then
-    reconnects forever. Without ``auth`` the connection is anonymous and in clear text."""
+    reconnects forever. Without ``auth`` the connection is anonymous and in clear text.
+    ``inbox_prefix``: where replies come (an agent's own, :func:`kpng.bus.identity.node_inbox`)."""
     auth = auth or BusAuth(insecure=True)
     holder: list[NatsBus] = []
     seen: list[str] = []  # errors while connecting: they say why it fails
@@ -241,12 +291,14 @@ async def connect(
             listener()
 
     async def on_disconnected() -> None:
+        if holder and holder[0].renewing:
+            return
         log.info("disconnected from nats")
         for listener in holder[0].listeners.disconnected if holder else []:
             listener()
 
     async def on_closed() -> None:
-        if holder:
+        if holder and not holder[0].renewing:
             holder[0].closed_for_good()
 
     options: dict[str, Any] = dict(
@@ -260,6 +312,8 @@ async def connect(
         max_reconnect_attempts=-1 if retry_forever else 3,
         allow_reconnect=True,
     )
+    if inbox_prefix:
+        options["inbox_prefix"] = inbox_prefix
     delay = 0.5
     while True:
         try:
@@ -277,6 +331,7 @@ async def connect(
         return await _connect_once(url, options, auth, [])
 
     bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None)
+    bus._fresh = reopen
     holder.append(bus)
     return bus
 
@@ -289,7 +344,7 @@ def credential_options(auth: BusAuth) -> dict[str, Any]:
     elif auth.nkey_file:
         options["nkeys_seed"] = _readable(auth.nkey_file, "--nats-nkey")
     elif auth.token_file:
-        options["token"] = _secret(auth.token_file, "--nats-token-file")
+        options["token"] = _token_reader(auth.token_file)
     elif auth.user:
         options["user"] = auth.user
         options["password"] = _secret(auth.password_file, "--nats-password-file")
@@ -332,6 +387,22 @@ def _secret(path: str, flag: str) -> str:
     if not secret:
         raise BusError(f"{flag} {path}: the file is empty")
     return secret
+
+
+def _token_reader(path: str) -> Callable[[], str]:
+    """The token as the file holds it at each (re)connect: kubelet rotates projected
+    tokens in place. The first read must succeed (BusError); later ones fall back to the
+    last good token (a half-written file is retried at the next connect)."""
+    last = [_secret(path, "--nats-token-file")]
+
+    def read() -> str:
+        try:
+            last[0] = _secret(path, "--nats-token-file")
+        except BusError as exc:
+            log.warning("%s; presenting the last token read", exc)
+        return last[0]
+
+    return read
 
 
 def _explain(exc: BaseException) -> str:

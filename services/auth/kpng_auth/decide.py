@@ -83,7 +83,14 @@ def decide_token(review: Review, token_expiry: int | None, now: float, policy: P
     """A token's permissions, from its review: the agents' account gets its node's
     subjects (the node the token is bound to), an account in ``policy.roles`` its role's."""
     if not review.authenticated:
-        reason = "audience" if "audience" in review.error.lower() else "token-invalid"
+        error = review.error.lower()
+        reason = (
+            "audience"
+            if "audience" in error
+            else "expired"
+            if "expired" in error
+            else "token-invalid"
+        )
         return Denial(reason, review.error or "the API server did not authenticate the token")
     if policy.audience not in review.audiences:
         return Denial(

@@ -37,7 +37,7 @@ from kpng_auth.natsjwt import ACCOUNT, JwtError, Signer, new_seed
 from kpng_auth.respond import AuthMetrics, Responder
 from kpng_auth.reviewer import ReviewUnavailable
 
-log = logging.getLogger("kpng_auth")
+log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
