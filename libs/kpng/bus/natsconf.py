@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kpng.bus.identity import node_permissions
 from kpng.bus.permissions import NONE, Permissions, role_permissions
 from kpng.bus.subjects import Subjects
 
@@ -22,6 +23,7 @@ class User:
     password: str
     node_views: bool = False  # consumers only: may follow node views too
     also: Permissions = NONE  # subjects beyond the role's (e.g. a tool's own)
+    node: str = ""  # an agent of this node only (per-node identity): its subjects, no role's
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,11 @@ def render(
         lines += ["  timeout: 5", "}"]
     lines += ["authorization {", "  users = ["]
     for user in users:
-        role = role_permissions(user.role, subjects, user.node_views)
+        role = (
+            node_permissions(subjects, user.node)
+            if user.node
+            else role_permissions(user.role, subjects, user.node_views)
+        )
         perms = Permissions(role.publish + user.also.publish, role.subscribe + user.also.subscribe)
         lines.append(
             f"    {{user: {_q(user.name)}, password: {_q(user.password)}, "

@@ -11,6 +11,7 @@
       observer: {role: observer}
       dashboards: {role: consumer, node_views: true}
       exporter: {role: consumer, also: {subscribe: [metrics.>]}}  # beyond the role
+    nodes: [node-a1, node-a2]    # per-node agents: user node-NAME, only that node's subjects
     cluster:                     # optional: one file for every server of a NATS cluster
       name: kpng
       listen: 0.0.0.0:6222
@@ -19,9 +20,14 @@
 writes ``nats.conf``, one password file per user (``users/NAME.password``, mode 0600, kept
 across runs) and, with ``generate``, the certificates under ``tls/``. Each kpng program
 then takes ``--nats-user NAME --nats-password-file users/NAME.password`` and
-``--nats-tls-ca tls/ca.pem``. With ``cluster``, the routes between servers authenticate with
-a generated password (``cluster.password``) and, with ``tls``, use the same certificate (so
-``generate`` must name every server's host).
+``--nats-tls-ca tls/ca.pem``. Each of ``nodes`` gets a user ``node-NAME`` (password in
+``nodes/NAME.password``) whose permissions are that node's subjects only
+(:mod:`kpng.bus.identity`), the same scope kpng-auth grants from a Kubernetes token; its
+agent must then use its own reply inbox, which ``kpng-agent`` always does.
+
+With ``cluster``, the routes between servers authenticate with a generated password
+(``cluster.password``) and, with ``tls``, use the same certificate (so ``generate`` must
+name every server's host).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import yaml
 from kpng.bus.natsconf import ServerTls, User, render
 from kpng.bus.permissions import NONE, ROLES, Permissions
 from kpng.bus.subjects import Subjects
+from kpng.model import name_problem
 from kpng.runtime.config import add_version_argument
 from kpng_auth.pki import make_tls
 
@@ -75,13 +82,18 @@ class Settings:
     max_payload: int | None = None
     extra: str = ""  # raw nats-server settings appended (e.g. write_deadline)
     cluster: ClusterSpec | None = None
+    nodes: tuple[str, ...] = ()  # agents with a per-node identity
+
+
+def node_user(node: str) -> str:
+    return f"node-{node}"
 
 
 def parse_settings(raw: Any, where: str = "settings") -> Settings:
     """The settings file's content, checked; SettingsError names the field."""
     if not isinstance(raw, dict):
         raise SettingsError(f"{where}: expected a mapping")
-    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload", "cluster"}
+    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload", "cluster", "nodes"}
     if unknown:
         raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     prefix = str(raw.get("prefix", "kpng"))
@@ -123,7 +135,20 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
     if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 1024):
         raise SettingsError(f"{where}.max_payload: expected bytes, at least 1024")
     cluster = _cluster(raw.get("cluster"), f"{where}.cluster")
-    return Settings(prefix, listen, tuple(users), generate, files, max_payload, cluster=cluster)
+    nodes = _nodes(raw.get("nodes", []), f"{where}.nodes")
+    return Settings(
+        prefix, listen, tuple(users), generate, files, max_payload, cluster=cluster, nodes=nodes
+    )
+
+
+def _nodes(raw: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise SettingsError(f"{field}: expected a list of node names")
+    for node in raw:
+        problem = name_problem(node)
+        if problem:
+            raise SettingsError(f"{field}: {node!r}: {problem}")
+    return tuple(dict.fromkeys(raw))
 
 
 def _cluster(raw: Any, field: str) -> ClusterSpec | None:
@@ -200,6 +225,9 @@ def generate(settings: Settings, out: Path) -> Path:
     users = [
         User(u.name, u.role, _password(out / "users" / f"{u.name}.password"), u.node_views, u.also)
         for u in settings.users
+    ] + [
+        User(node_user(n), "agent", _password(out / "nodes" / f"{n}.password"), node=n)
+        for n in settings.nodes
     ]
     tls = settings.tls_files
     if settings.tls_generate:
@@ -241,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {user.name} ({user.role}): --nats-user {user.name} --nats-password-file "
             f"{args.out / 'users' / (user.name + '.password')}"
+        )
+    for node in settings.nodes:
+        print(
+            f"  agent of {node}: --nats-user {node_user(node)} --nats-password-file "
+            f"{args.out / 'nodes' / (node + '.password')}"
         )
     if settings.tls_generate:
         print(f"  every program: --nats-tls-ca {args.out / 'tls' / 'ca.pem'}")
