@@ -197,3 +197,4 @@ def test_callout_config_names_the_issuer_and_the_auth_user() -> None:
     text = render_callout(CalloutConf("AISSUER", "kpng-auth", "pw"))
     assert 'issuer: "AISSUER"' in text and 'auth_users: [ "kpng-auth" ]' in text
     assert "account: AUTH" in text and "KPNG: {}" in text
+    assert "  timeout: 10\n" in text

@@ -22,6 +22,9 @@ class CalloutConf:
     auth_password: str
     account: str = BUS_ACCOUNT
     xkey: str = ""  # optional: the curve key requests are encrypted for (not used yet)
+    # seconds a connection may wait for its answer (nats-server's default, 2, makes a
+    # connection storm's late answers wasted work: the client retries, the callout answers twice)
+    timeout: float = 10.0
 
 
 def render_callout(conf: CalloutConf) -> str:
@@ -35,6 +38,7 @@ def render_callout(conf: CalloutConf) -> str:
             f"  {conf.account}: {{}}",
             "}",
             "authorization {",
+            f"  timeout: {conf.timeout:g}",
             "  auth_callout {",
             f"    issuer: {q(conf.issuer)}",
             f"    auth_users: [ {q(conf.auth_user)} ]",
