@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -123,20 +124,63 @@ async def storm(bus: CalloutBus, connections: int) -> tuple[float, list[NatsBus]
     return time.perf_counter() - started, list(conns)
 
 
+async def _clients(url: str, tokens: Path, connections: int) -> None:
+    """The agents' side of the storm (its own process, as agents are on their own nodes)."""
+    files = [tokens / f"token-{i}" for i in range(connections)]
+    started = time.perf_counter()
+    conns = await asyncio.gather(
+        *(
+            connect(
+                url,
+                name=f"kpng-agent-node-{i}",
+                auth=BusAuth(token_file=str(f), insecure=True),
+                retry_forever=False,
+                connect_timeout=30,
+                inbox_prefix=node_inbox(Subjects(), f"node-{i}"),
+            )
+            for i, f in enumerate(files)
+        )
+    )
+    print(f"{time.perf_counter() - started:.3f}", flush=True)
+    await asyncio.gather(*(c.close() for c in conns))
+
+
 async def _measure(connections: int) -> None:
+    """kpng-auth, the simulator and nats-server here; the agents in a child process."""
     with TemporaryDirectory(prefix="kpng-storm-") as tmp:
         async with callout_bus(Path(tmp)) as bus:
-            seconds, conns = await storm(bus, connections)
-            assert bus.responder is not None
+            tokens = Path(tmp) / "tokens"
+            tokens.mkdir()
+            for i in range(connections):
+                token = bus.sim.tokens.issue(AGENT_SA, f"node-{i}")
+                (tokens / f"token-{i}").write_text(token + "\n")
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.security.callout_harness",
+                "--clients",
+                bus.url,
+                str(tokens),
+                str(connections),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await child.communicate()
+            assert bus.responder is not None and child.returncode == 0, out
             granted = bus.responder.metrics.granted.labels("node")._value.get()
             print(
-                f"{connections} agents authorized through the callout in {seconds:.2f}s "
-                f"({granted:.0f} grants, {bus.sim.tokens.reviews} TokenReviews)"
+                f"{connections} agents authorized through the callout in "
+                f"{float(out.decode().split()[-1]):.2f}s ({granted:.0f} grants, "
+                f"{bus.sim.tokens.reviews} TokenReviews)"
             )
-            await asyncio.gather(*(c.close() for c in conns))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connections", type=int, default=1000)
-    asyncio.run(_measure(parser.parse_args().connections))
+    parser.add_argument("--clients", nargs=3, metavar=("URL", "TOKENS", "N"))
+    args = parser.parse_args()
+    if args.clients:
+        url, tokens, n = args.clients
+        asyncio.run(_clients(url, Path(tokens), int(n)))
+    else:
+        asyncio.run(_measure(args.connections))
