@@ -143,12 +143,17 @@ async def test_the_charts_callout_config_works_with_kpng_auth(
             got: list[str] = []
             await agent.subscribe(s.node_delta("n1"), lambda d, subj, r: got.append(subj))
             await agent.flush()
-            await watcher.publish(s.node_delta("n1"), b"d")
+            await until(lambda: agent.connected and watcher.connected, 15)
             await agent.publish(s.node_status("n2"), b"{}")
             await agent.flush()
-            await watcher.flush()
             await until(lambda: agent.permission_violations == 1, 15)
-            await until(lambda: got == [s.node_delta("n1")], 15)
+            for _ in range(100):  # until the delta is in (a busy machine may be slow)
+                await watcher.publish(s.node_delta("n1"), b"d")
+                await watcher.flush()
+                await asyncio.sleep(0.1)
+                if got:
+                    break
+            assert got and set(got) == {s.node_delta("n1")}
             await agent.close()
             await watcher.close()
         finally:

@@ -69,12 +69,17 @@ async def test_a_node_user_reaches_only_its_node(tmp_path: Path) -> None:
             await agent.publish(s.node_status("node-b"), b"{}")
             await agent.publish(s.node_snapshot("node-b"), b"", reply=agent.new_inbox())
             await agent.flush()
-            for node in ("node-a", "node-b"):
-                await watcher.publish(s.node_delta(node), b"d")
-            await watcher.flush()
-            await until(lambda: len(refused) == 3 and got == [s.node_delta("node-a")], 15)
+            await until(lambda: agent.connected and watcher.connected, 15)
+            await until(lambda: len(refused) == 3, 15)
+            for _ in range(100):  # until node-a's delta is in (a busy machine may be slow)
+                for node in ("node-b", "node-a"):
+                    await watcher.publish(s.node_delta(node), b"d")
+                await watcher.flush()
+                await asyncio.sleep(0.1)
+                if got:
+                    break
             await asyncio.sleep(0.2)
-            assert got == [s.node_delta("node-a")]
+            assert got and set(got) == {s.node_delta("node-a")}
         finally:
             await agent.close()
             await watcher.close()
