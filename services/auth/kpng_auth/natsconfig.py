@@ -12,6 +12,8 @@
       dashboards: {role: consumer, node_views: true}
       exporter: {role: consumer, also: {subscribe: [metrics.>]}}  # beyond the role
     nodes: [node-a1, node-a2]    # per-node agents: user node-NAME, only that node's subjects
+    callout:                     # optional: per-node identity from tokens through kpng-auth
+      issuer: A...               # kpng-auth --init-issuer prints it
     cluster:                     # optional: one file for every server of a NATS cluster
       name: kpng
       listen: 0.0.0.0:6222
@@ -24,6 +26,11 @@ then takes ``--nats-user NAME --nats-password-file users/NAME.password`` and
 ``nodes/NAME.password``) whose permissions are that node's subjects only
 (:mod:`kpng.bus.identity`), the same scope kpng-auth grants from a Kubernetes token; its
 agent must then use its own reply inbox, which ``kpng-agent`` always does.
+
+With ``callout``, every connection but kpng-auth's goes through kpng-auth (NATS auth
+callout): its password is ``users/kpng-auth.password`` and ``kpng-auth-users.yaml`` lists
+the users above for its ``--users-file`` (their passwords are checked by kpng-auth); agents
+present Kubernetes tokens instead (``nodes`` and agent users do not apply).
 
 With ``cluster``, the routes between servers authenticate with a generated password
 (``cluster.password``) and, with ``tls``, use the same certificate (so ``generate`` must
@@ -48,6 +55,8 @@ from kpng.bus.permissions import NONE, ROLES, Permissions
 from kpng.bus.subjects import Subjects
 from kpng.model import name_problem
 from kpng.runtime.config import add_version_argument
+from kpng_auth.calloutconf import CalloutConf, render_callout
+from kpng_auth.natsjwt import ACCOUNT, JwtError, public_key_bytes
 from kpng_auth.pki import make_tls
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
@@ -83,6 +92,7 @@ class Settings:
     extra: str = ""  # raw nats-server settings appended (e.g. write_deadline)
     cluster: ClusterSpec | None = None
     nodes: tuple[str, ...] = ()  # agents with a per-node identity
+    callout_issuer: str = ""  # kpng-auth's account public key: auth callout
 
 
 def node_user(node: str) -> str:
@@ -93,7 +103,9 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
     """The settings file's content, checked; SettingsError names the field."""
     if not isinstance(raw, dict):
         raise SettingsError(f"{where}: expected a mapping")
-    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload", "cluster", "nodes"}
+    unknown = set(raw) - {
+        "prefix", "listen", "tls", "users", "max_payload", "cluster", "nodes", "callout"
+    }  # fmt: skip
     if unknown:
         raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     prefix = str(raw.get("prefix", "kpng"))
@@ -136,9 +148,36 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
         raise SettingsError(f"{where}.max_payload: expected bytes, at least 1024")
     cluster = _cluster(raw.get("cluster"), f"{where}.cluster")
     nodes = _nodes(raw.get("nodes", []), f"{where}.nodes")
+    issuer = _callout(raw.get("callout"), f"{where}.callout")
+    if issuer and (nodes or any(u.role == "agent" for u in users)):
+        raise SettingsError(
+            f"{where}.callout: agents present tokens to kpng-auth; drop nodes and agent users"
+        )
+    if issuer and any(u.also != NONE for u in users):
+        raise SettingsError(f"{where}.callout: kpng-auth grants roles only; drop also")
     return Settings(
-        prefix, listen, tuple(users), generate, files, max_payload, cluster=cluster, nodes=nodes
+        prefix,
+        listen,
+        tuple(users),
+        generate,
+        files,
+        max_payload,
+        cluster=cluster,
+        nodes=nodes,
+        callout_issuer=issuer,
     )
+
+
+def _callout(raw: Any, field: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, dict) or set(raw) != {"issuer"}:
+        raise SettingsError(f"{field}: expected {{issuer: A...}} (kpng-auth --init-issuer)")
+    try:
+        public_key_bytes(str(raw["issuer"]), ACCOUNT)
+    except JwtError as exc:
+        raise SettingsError(f"{field}.issuer: {exc}") from None
+    return str(raw["issuer"])
 
 
 def _nodes(raw: Any, field: str) -> tuple[str, ...]:
@@ -238,7 +277,14 @@ def generate(settings: Settings, out: Path) -> Path:
             str(files.cert.resolve()), str(files.key.resolve()), str(files.ca.resolve())
         )
     subjects = Subjects(settings.prefix)
-    text = render(settings.listen, users, subjects, tls, settings.max_payload, settings.extra)
+    callout = ""
+    if settings.callout_issuer:
+        password = _password(out / "users" / "kpng-auth.password")
+        callout = render_callout(CalloutConf(settings.callout_issuer, "kpng-auth", password))
+        _write_auth_users(settings, out)
+    text = render(
+        settings.listen, users, subjects, tls, settings.max_payload, settings.extra, callout
+    )
     if settings.cluster is not None:
         text += render_cluster(settings.cluster, _password(out / "cluster.password"), tls)
     conf = out / "nats.conf"
@@ -246,6 +292,19 @@ def generate(settings: Settings, out: Path) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return conf
+
+
+def _write_auth_users(settings: Settings, out: Path) -> None:
+    """kpng-auth's --users-file: the users, checked by kpng-auth through the callout."""
+    users = {
+        u.name: {
+            "role": u.role,
+            "password_file": str((out / "users" / f"{u.name}.password").resolve()),
+            "node_views": u.node_views,
+        }
+        for u in settings.users
+    }
+    (out / "kpng-auth-users.yaml").write_text(yaml.safe_dump(users, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {user.name} ({user.role}): --nats-user {user.name} --nats-password-file "
             f"{args.out / 'users' / (user.name + '.password')}"
+        )
+    if settings.callout_issuer:
+        print(
+            f"  kpng-auth: --nats-user kpng-auth --nats-password-file "
+            f"{args.out / 'users' / 'kpng-auth.password'} --users-file "
+            f"{args.out / 'kpng-auth-users.yaml'}"
         )
     for node in settings.nodes:
         print(
