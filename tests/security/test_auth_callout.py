@@ -206,8 +206,11 @@ async def test_kpng_auth_down_keeps_running_agents_and_new_ones_wait(
         await until(lambda: "default/web1" in client.view.services)  # still served
         await running.publish(running.subjects.node_status("node-a"), status("node-a"))
         await running.flush()
-        await asyncio.sleep(2)
-        assert not waiting.done() and running.connected
+        with pytest.raises(BusError):  # no fresh connection now: the current one stays
+            await running.renew()
+        assert not waiting.done() and running.connected and running.renewals == 0
+        write_cluster(tmp_path / "cluster.yaml", services=3)
+        await until(lambda: "default/web2" in client.view.services)
         back = time.monotonic()
         await bus.start_responder()
         late = await asyncio.wait_for(waiting, 20)

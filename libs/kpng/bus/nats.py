@@ -7,6 +7,7 @@ nats-py's callbacks into listeners and its exceptions into :class:`BusError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -64,7 +64,13 @@ class NatsBus:
     everything its callers subscribed to, and tells the listeners (disconnected, then
     reconnected); :attr:`connected` is False meanwhile."""
 
-    def __init__(self, nc: NATS, subjects: Subjects, reopen: Reopen | None = None) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        subjects: Subjects,
+        reopen: Reopen | None = None,
+        fresh: Reopen | None = None,
+    ) -> None:
         self.nc = nc
         self.subjects = subjects
         self.listeners = BusListeners()
@@ -73,7 +79,7 @@ class NatsBus:
         self.renewals = 0  # connections swapped for one with fresh credentials (renew)
         self.renewing = False  # the old connection's close is not news to the listeners
         self._reopen = reopen
-        self._fresh: Reopen | None = reopen  # a new connection with freshly read credentials
+        self._fresh = fresh or reopen  # a new connection with freshly read credentials (renew)
         self._closing = False
         self._reopening: asyncio.Task[None] | None = None
         self._subs: list[NatsSubscription] = []
@@ -330,8 +336,7 @@ async def connect(
     async def reopen() -> NATS:
         return await _connect_once(url, options, auth, [])
 
-    bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None)
-    bus._fresh = reopen
+    bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None, fresh=reopen)
     holder.append(bus)
     return bus
 
@@ -429,9 +434,13 @@ async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: 
     secured = {**options, **credential_options(auth), **tls_options(auth, servers)}
     # nats-py retries a failing TLS handshake without end and without a word: bound it
     limit = options["connect_timeout"] * 2 + 1
+    nc = NATS()
     try:
-        nc: NATS = await asyncio.wait_for(nats.connect(servers=servers, **secured), limit)
+        await asyncio.wait_for(nc.connect(servers=servers, **secured), limit)
     except (TimeoutError, NatsError, OSError) as exc:
+        if not nc.is_closed:  # cut short (e.g. an auth callout that does not answer)
+            with contextlib.suppress(NatsError, OSError, TimeoutError):
+                await nc.close()
         why = _explain(exc) if str(exc) else "no answer in time"
         causes = [s for s in dict.fromkeys(seen) if "broken pipe" not in s.lower()]
         if not causes and "tls" in secured:
