@@ -48,6 +48,7 @@ def test_agents_present_a_projected_token_of_their_own_account() -> None:
     env = {e["name"]: e.get("value") for e in container(agent)["env"]}
     assert env["KPNG_NATS_TOKEN_FILE"] == "/var/run/secrets/kpng/token"
     assert "KPNG_NATS_USER" not in env and "KPNG_NATS_PASSWORD_FILE" not in env
+    assert "each gets its own node's subjects only" in rendered("kpng-auth")["NOTES.txt"]
     mounts = {m["name"]: m["mountPath"] for m in container(agent)["volumeMounts"]}
     assert mounts["kpng-token"] == "/var/run/secrets/kpng" and "nats-auth" not in mounts
 
