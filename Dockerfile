@@ -4,6 +4,7 @@
 #   kpng-watcher   Kubernetes API or cluster file -> NATS          (runs as the kpng user)
 #   kpng-agent     NATS -> this node's nftables and conntrack      (runs as root with NET_ADMIN)
 #   kpng-observer  NATS -> HTTP API, SSE, metrics, dashboard       (runs as the kpng user)
+#   kpng-auth      NATS auth callout: per-node identity from tokens (runs as the kpng user)
 # Choose the program with the container command, e.g.
 #   docker run --rm kpng:dev kpng-agent --help
 #
@@ -54,6 +55,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && kpng-watcher --help >/dev/null \
     && kpng-agent --help >/dev/null \
     && kpng-observer --help >/dev/null \
+    && kpng-auth --help >/dev/null \
     && kpng-agent --version \
     && kpng --help >/dev/null
 # Non-root by default (watcher, observer, dump-backend agents). The nftables agent overrides

@@ -337,9 +337,15 @@ def test_compose_connects_every_program_with_its_role_over_tls(
         args, _ = p.parse_known_args(svc["command"][1:])
         auth = bus_auth(args, p)
         role = {"kpng-watcher": "watcher", "kpng-agent": "agent", "kpng-observer": "observer"}
-        assert auth.user == role[svc["command"][0]], name
-        assert settings["users"][auth.user]["role"] == auth.user
-        assert auth.password_file == f"/var/lib/kpng/bus/users/{auth.user}.password"
+        if role[svc["command"][0]] == "agent":  # each agent its node's own user
+            node_name = flag(svc["command"], "--node")
+            assert node_name in settings["nodes"], name
+            assert auth.user == f"node-{node_name}", name
+            assert auth.password_file == f"/var/lib/kpng/bus/nodes/{node_name}.password"
+        else:
+            assert auth.user == role[svc["command"][0]], name
+            assert settings["users"][auth.user]["role"] == auth.user
+            assert auth.password_file == f"/var/lib/kpng/bus/users/{auth.user}.password"
         assert auth.tls_ca == "/var/lib/kpng/bus/tls/ca.pem"
         assert any(v.startswith("bus:/var/lib/kpng/bus") for v in svc["volumes"]), name
 

@@ -20,6 +20,7 @@ from kpng_apisim.patches import APPLY, apply_patch
 from kpng_apisim.paths import ListParams, Target, parse_list_params, parse_resource_path, parse_rv
 from kpng_apisim.store import Store
 from kpng_apisim.tables import table, wants_table
+from kpng_apisim.tokens import Tokens
 from kpng_apisim.watch import WatchOptions, error_line, stream_events
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ApiApp:
         self.config = config or ServerConfig()
         self.requests: Counter[tuple[str, str]] = Counter()
         self.server_address = "127.0.0.1:0"
+        self.tokens = Tokens()  # TokenReview
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +64,11 @@ class ApiApp:
             return Response(b"ok", media_type="text/plain")
         if parts[:1] in (["api"], ["apis"]) and len(parts) <= 3 - (parts[0] == "api"):
             return self._discovery(parts)
+        if parts == ["apis", "authentication.k8s.io", "v1", "tokenreviews"]:
+            if request.method != "POST":
+                raise ApiError(405, "tokenreviews: only create (POST)")
+            self.requests["create", "tokenreviews"] += 1
+            return json_response(self.tokens.review(await _body(request)), 201)
         if parts[:2] == ["api", "v1"]:
             return await self._resource(request, "", "v1", parts[2:])
         if parts[:1] == ["apis"] and len(parts) >= 3:

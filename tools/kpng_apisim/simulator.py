@@ -17,6 +17,7 @@ from kpng_apisim.defaults import AllocatorConfig
 from kpng_apisim.kubeconfig import write_kubeconfig
 from kpng_apisim.server import ApiApp, ServerConfig
 from kpng_apisim.store import Store
+from kpng_apisim.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ class ApiSimulator:
     def requests(self) -> Counter[tuple[str, str]]:
         """Requests served, keyed by (verb, resource), e.g. ``("list", "services")``."""
         return self.app.requests
+
+    @property
+    def tokens(self) -> Tokens:
+        """Service-account tokens to issue, reviewed by ``TokenReview``."""
+        return self.app.tokens
 
     def request_count(self, verb: str, resource: str) -> int:
         return self.app.requests[verb, resource]

@@ -49,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
 def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
     """Start everything; returns what runs where."""
     nats_port = args.nats_port or free_port()
-    bus = secure_bus(args.workdir / "bus", "127.0.0.1", nats_port, args.prefix)
+    nodes = nodes_of(args.cluster)
+    names = [n.name for n in nodes]
+    bus = secure_bus(args.workdir / "bus", "127.0.0.1", nats_port, args.prefix, names)
     group.start("nats-server", nats_server_argv(nats_port, bus.config))
     wait_for_port("127.0.0.1", nats_port)
     prefix = ["--prefix", args.prefix]
@@ -57,7 +59,7 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
     watcher = [venv_bin("kpng-watcher"), "--source", f"file:{args.cluster}"]
     group.start("watcher", [*watcher, *bus.flags("watcher"), *prefix])
     where["watcher"] = f"watching {args.cluster}"
-    for node in nodes_of(args.cluster):
+    for node in nodes:
         dump = args.workdir / "dumps" / f"{node.name}.json"
         healthz, metrics = free_port(), free_port()
         group.start(
@@ -76,7 +78,7 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
                 f"127.0.0.1:{healthz}",
                 "--metrics-bind-address",
                 f"127.0.0.1:{metrics}",
-                *bus.flags("agent"),
+                *bus.node_flags(node.name),
                 *prefix,
             ],
         )

@@ -7,6 +7,7 @@ nats-py's callbacks into listeners and its exceptions into :class:`BusError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -64,13 +64,22 @@ class NatsBus:
     everything its callers subscribed to, and tells the listeners (disconnected, then
     reconnected); :attr:`connected` is False meanwhile."""
 
-    def __init__(self, nc: NATS, subjects: Subjects, reopen: Reopen | None = None) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        subjects: Subjects,
+        reopen: Reopen | None = None,
+        fresh: Reopen | None = None,
+    ) -> None:
         self.nc = nc
         self.subjects = subjects
         self.listeners = BusListeners()
         self.permission_violations = 0
         self.reopens = 0  # connections made anew after nats-py closed one for good
+        self.renewals = 0  # connections swapped for one with fresh credentials (renew)
+        self.renewing = False  # the old connection's close is not news to the listeners
         self._reopen = reopen
+        self._fresh = fresh or reopen  # a new connection with freshly read credentials (renew)
         self._closing = False
         self._reopening: asyncio.Task[None] | None = None
         self._subs: list[NatsSubscription] = []
@@ -114,6 +123,45 @@ class NatsBus:
         for listener in self.listeners.reconnected:
             listener()
 
+    async def renew(self) -> None:
+        """Connect anew with fresh credentials (a rotated token file) and retire the
+        current connection, make-before-break: the new one carries every subscription before
+        the old one drains, so no message is lost and the listeners hear of nothing (no
+        resync). BusError if the new connection fails; the current one then stays."""
+        if self._fresh is None:
+            raise BusError("this connection cannot be renewed (not made by connect)")
+        if self._reopening is not None or self._closing:
+            return
+        nc = await self._fresh()
+        moved = []
+        try:
+            for sub in list(self._subs):
+                moved.append(
+                    (
+                        sub,
+                        await self._subscribe_nc(
+                            sub.subject, sub._handler, sub._queue, sub._pending, nc
+                        ),
+                    )
+                )
+            await nc.flush(timeout=5)
+        except (BusError, TimeoutError, NatsError) as exc:
+            await nc.close()
+            raise BusError(f"renewing the connection: {exc}") from exc
+        old, self.nc = self.nc, nc
+        for sub, new in moved:
+            sub._sub = new
+        self.renewing = True
+        try:
+            await old.drain()
+        except (TimeoutError, NatsError) as exc:
+            log.debug("drain of the renewed connection: %s", exc)
+            await old.close()
+        finally:
+            self.renewing = False
+        self.renewals += 1
+        log.info("nats connection renewed with fresh credentials (%d subscriptions)", len(moved))
+
     @property
     def max_payload(self) -> int:
         size: int = self.nc.max_payload
@@ -136,9 +184,15 @@ class NatsBus:
         return subscription
 
     async def _subscribe_nc(
-        self, subject: str, handler: Handler | None, queue: str, pending_msgs: int
+        self,
+        subject: str,
+        handler: Handler | None,
+        queue: str,
+        pending_msgs: int,
+        nc: NATS | None = None,
     ) -> Any:
         assert handler is not None
+        nc = nc or self.nc
 
         async def deliver(msg: Msg) -> None:
             result = handler(msg.data, msg.subject, msg.reply)
@@ -146,7 +200,7 @@ class NatsBus:
                 await result
 
         try:
-            sub = await self.nc.subscribe(
+            sub = await nc.subscribe(
                 subject,
                 queue=queue,
                 cb=deliver,
@@ -209,10 +263,12 @@ async def connect(
     connect_timeout: float = 5.0,
     retry_forever: bool = True,
     auth: BusAuth | None = None,
+    inbox_prefix: str = "",
 ) -> NatsBus:
     """Connect to NATS at ``url`` (comma-separated for a cluster) with ``auth``'s
     credentials and TLS; retries with backoff (logging why) until it connects, then
-    reconnects forever. Without ``auth`` the connection is anonymous and in clear text."""
+    reconnects forever. Without ``auth`` the connection is anonymous and in clear text.
+    ``inbox_prefix``: where replies come (an agent's own, :func:`kpng.bus.identity.node_inbox`)."""
     auth = auth or BusAuth(insecure=True)
     holder: list[NatsBus] = []
     seen: list[str] = []  # errors while connecting: they say why it fails
@@ -241,12 +297,14 @@ async def connect(
             listener()
 
     async def on_disconnected() -> None:
+        if holder and holder[0].renewing:
+            return
         log.info("disconnected from nats")
         for listener in holder[0].listeners.disconnected if holder else []:
             listener()
 
     async def on_closed() -> None:
-        if holder:
+        if holder and not holder[0].renewing:
             holder[0].closed_for_good()
 
     options: dict[str, Any] = dict(
@@ -260,6 +318,8 @@ async def connect(
         max_reconnect_attempts=-1 if retry_forever else 3,
         allow_reconnect=True,
     )
+    if inbox_prefix:
+        options["inbox_prefix"] = inbox_prefix
     delay = 0.5
     while True:
         try:
@@ -276,7 +336,7 @@ async def connect(
     async def reopen() -> NATS:
         return await _connect_once(url, options, auth, [])
 
-    bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None)
+    bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None, fresh=reopen)
     holder.append(bus)
     return bus
 
@@ -289,7 +349,7 @@ def credential_options(auth: BusAuth) -> dict[str, Any]:
     elif auth.nkey_file:
         options["nkeys_seed"] = _readable(auth.nkey_file, "--nats-nkey")
     elif auth.token_file:
-        options["token"] = _secret(auth.token_file, "--nats-token-file")
+        options["token"] = _token_reader(auth.token_file)
     elif auth.user:
         options["user"] = auth.user
         options["password"] = _secret(auth.password_file, "--nats-password-file")
@@ -334,6 +394,22 @@ def _secret(path: str, flag: str) -> str:
     return secret
 
 
+def _token_reader(path: str) -> Callable[[], str]:
+    """The token as the file holds it at each (re)connect: kubelet rotates projected
+    tokens in place. The first read must succeed (BusError); later ones fall back to the
+    last good token (a half-written file is retried at the next connect)."""
+    last = [_secret(path, "--nats-token-file")]
+
+    def read() -> str:
+        try:
+            last[0] = _secret(path, "--nats-token-file")
+        except BusError as exc:
+            log.warning("%s; presenting the last token read", exc)
+        return last[0]
+
+    return read
+
+
 def _explain(exc: BaseException) -> str:
     """nats-py's and ssl's errors, said so that an operator knows what to fix."""
     text = str(exc).removeprefix("nats: ").strip("'")
@@ -358,9 +434,13 @@ async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: 
     secured = {**options, **credential_options(auth), **tls_options(auth, servers)}
     # nats-py retries a failing TLS handshake without end and without a word: bound it
     limit = options["connect_timeout"] * 2 + 1
+    nc = NATS()
     try:
-        nc: NATS = await asyncio.wait_for(nats.connect(servers=servers, **secured), limit)
+        await asyncio.wait_for(nc.connect(servers=servers, **secured), limit)
     except (TimeoutError, NatsError, OSError) as exc:
+        if not nc.is_closed:  # cut short (e.g. an auth callout that does not answer)
+            with contextlib.suppress(NatsError, OSError, TimeoutError):
+                await nc.close()
         why = _explain(exc) if str(exc) else "no answer in time"
         causes = [s for s in dict.fromkeys(seen) if "broken pipe" not in s.lower()]
         if not causes and "tls" in secured:

@@ -8,8 +8,11 @@ import logging
 import sys
 
 from kpng.bus.flags import add_bus_arguments, bus_auth
+from kpng.bus.identity import node_inbox
 from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
+from kpng.bus.rotation import renewing
+from kpng.bus.subjects import Subjects
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.plugin import BackendArgumentError
 from kpng.model import name_problem, shown_name
@@ -98,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         bus = await connect(
-            args.nats, name=f"kpng-agent-{args.node}", prefix=args.prefix, auth=auth
+            args.nats,
+            name=f"kpng-agent-{args.node}",
+            prefix=args.prefix,
+            auth=auth,
+            # replies on an inbox of this node's own: per-node identity grants only that one
+            inbox_prefix=node_inbox(Subjects(args.prefix), args.node),
         )
         settings = AgentSettings(args.status_interval, args.sync_period)
         parts = build_parts(bus, args.node, backend, settings, SYSTEM)
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 bridge_addresses,
             )
         try:
-            async with serving(args, parts):
+            # a rotated --nats-token-file: a fresh connection before the old token expires
+            async with serving(args, parts), renewing(auth.token_file, bus.renew, SYSTEM):
                 await agent.run()
         finally:
             await close_hooks()

@@ -11,6 +11,9 @@
       observer: {role: observer}
       dashboards: {role: consumer, node_views: true}
       exporter: {role: consumer, also: {subscribe: [metrics.>]}}  # beyond the role
+    nodes: [node-a1, node-a2]    # per-node agents: user node-NAME, only that node's subjects
+    callout:                     # optional: per-node identity from tokens through kpng-auth
+      issuer: A...               # kpng-auth --init-issuer prints it
     cluster:                     # optional: one file for every server of a NATS cluster
       name: kpng
       listen: 0.0.0.0:6222
@@ -19,9 +22,19 @@
 writes ``nats.conf``, one password file per user (``users/NAME.password``, mode 0600, kept
 across runs) and, with ``generate``, the certificates under ``tls/``. Each kpng program
 then takes ``--nats-user NAME --nats-password-file users/NAME.password`` and
-``--nats-tls-ca tls/ca.pem``. With ``cluster``, the routes between servers authenticate with
-a generated password (``cluster.password``) and, with ``tls``, use the same certificate (so
-``generate`` must name every server's host).
+``--nats-tls-ca tls/ca.pem``. Each of ``nodes`` gets a user ``node-NAME`` (password in
+``nodes/NAME.password``) whose permissions are that node's subjects only
+(:mod:`kpng.bus.identity`), the same scope kpng-auth grants from a Kubernetes token; its
+agent must then use its own reply inbox, which ``kpng-agent`` always does.
+
+With ``callout``, every connection but kpng-auth's goes through kpng-auth (NATS auth
+callout): its password is ``users/kpng-auth.password`` and ``kpng-auth-users.yaml`` lists
+the users above for its ``--users-file`` (their passwords are checked by kpng-auth); agents
+present Kubernetes tokens instead (``nodes`` and agent users do not apply).
+
+With ``cluster``, the routes between servers authenticate with a generated password
+(``cluster.password``) and, with ``tls``, use the same certificate (so ``generate`` must
+name every server's host).
 """
 
 from __future__ import annotations
@@ -40,7 +53,10 @@ import yaml
 from kpng.bus.natsconf import ServerTls, User, render
 from kpng.bus.permissions import NONE, ROLES, Permissions
 from kpng.bus.subjects import Subjects
+from kpng.model import name_problem
 from kpng.runtime.config import add_version_argument
+from kpng_auth.calloutconf import CalloutConf, render_callout
+from kpng_auth.natsjwt import ACCOUNT, JwtError, public_key_bytes
 from kpng_auth.pki import make_tls
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
@@ -75,13 +91,21 @@ class Settings:
     max_payload: int | None = None
     extra: str = ""  # raw nats-server settings appended (e.g. write_deadline)
     cluster: ClusterSpec | None = None
+    nodes: tuple[str, ...] = ()  # agents with a per-node identity
+    callout_issuer: str = ""  # kpng-auth's account public key: auth callout
+
+
+def node_user(node: str) -> str:
+    return f"node-{node}"
 
 
 def parse_settings(raw: Any, where: str = "settings") -> Settings:
     """The settings file's content, checked; SettingsError names the field."""
     if not isinstance(raw, dict):
         raise SettingsError(f"{where}: expected a mapping")
-    unknown = set(raw) - {"prefix", "listen", "tls", "users", "max_payload", "cluster"}
+    unknown = set(raw) - {
+        "prefix", "listen", "tls", "users", "max_payload", "cluster", "nodes", "callout"
+    }  # fmt: skip
     if unknown:
         raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     prefix = str(raw.get("prefix", "kpng"))
@@ -123,7 +147,47 @@ def parse_settings(raw: Any, where: str = "settings") -> Settings:
     if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 1024):
         raise SettingsError(f"{where}.max_payload: expected bytes, at least 1024")
     cluster = _cluster(raw.get("cluster"), f"{where}.cluster")
-    return Settings(prefix, listen, tuple(users), generate, files, max_payload, cluster=cluster)
+    nodes = _nodes(raw.get("nodes", []), f"{where}.nodes")
+    issuer = _callout(raw.get("callout"), f"{where}.callout")
+    if issuer and (nodes or any(u.role == "agent" for u in users)):
+        raise SettingsError(
+            f"{where}.callout: agents present tokens to kpng-auth; drop nodes and agent users"
+        )
+    if issuer and any(u.also != NONE for u in users):
+        raise SettingsError(f"{where}.callout: kpng-auth grants roles only; drop also")
+    return Settings(
+        prefix,
+        listen,
+        tuple(users),
+        generate,
+        files,
+        max_payload,
+        cluster=cluster,
+        nodes=nodes,
+        callout_issuer=issuer,
+    )
+
+
+def _callout(raw: Any, field: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, dict) or set(raw) != {"issuer"}:
+        raise SettingsError(f"{field}: expected {{issuer: A...}} (kpng-auth --init-issuer)")
+    try:
+        public_key_bytes(str(raw["issuer"]), ACCOUNT)
+    except JwtError as exc:
+        raise SettingsError(f"{field}.issuer: {exc}") from None
+    return str(raw["issuer"])
+
+
+def _nodes(raw: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise SettingsError(f"{field}: expected a list of node names")
+    for node in raw:
+        problem = name_problem(node)
+        if problem:
+            raise SettingsError(f"{field}: {node!r}: {problem}")
+    return tuple(dict.fromkeys(raw))
 
 
 def _cluster(raw: Any, field: str) -> ClusterSpec | None:
@@ -200,6 +264,9 @@ def generate(settings: Settings, out: Path) -> Path:
     users = [
         User(u.name, u.role, _password(out / "users" / f"{u.name}.password"), u.node_views, u.also)
         for u in settings.users
+    ] + [
+        User(node_user(n), "agent", _password(out / "nodes" / f"{n}.password"), node=n)
+        for n in settings.nodes
     ]
     tls = settings.tls_files
     if settings.tls_generate:
@@ -210,7 +277,14 @@ def generate(settings: Settings, out: Path) -> Path:
             str(files.cert.resolve()), str(files.key.resolve()), str(files.ca.resolve())
         )
     subjects = Subjects(settings.prefix)
-    text = render(settings.listen, users, subjects, tls, settings.max_payload, settings.extra)
+    callout = ""
+    if settings.callout_issuer:
+        password = _password(out / "users" / "kpng-auth.password")
+        callout = render_callout(CalloutConf(settings.callout_issuer, "kpng-auth", password))
+        _write_auth_users(settings, out)
+    text = render(
+        settings.listen, users, subjects, tls, settings.max_payload, settings.extra, callout
+    )
     if settings.cluster is not None:
         text += render_cluster(settings.cluster, _password(out / "cluster.password"), tls)
     conf = out / "nats.conf"
@@ -218,6 +292,19 @@ def generate(settings: Settings, out: Path) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return conf
+
+
+def _write_auth_users(settings: Settings, out: Path) -> None:
+    """kpng-auth's --users-file: the users, checked by kpng-auth through the callout."""
+    users = {
+        u.name: {
+            "role": u.role,
+            "password_file": str((out / "users" / f"{u.name}.password").resolve()),
+            "node_views": u.node_views,
+        }
+        for u in settings.users
+    }
+    (out / "kpng-auth-users.yaml").write_text(yaml.safe_dump(users, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +328,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {user.name} ({user.role}): --nats-user {user.name} --nats-password-file "
             f"{args.out / 'users' / (user.name + '.password')}"
+        )
+    if settings.callout_issuer:
+        print(
+            f"  kpng-auth: --nats-user kpng-auth --nats-password-file "
+            f"{args.out / 'users' / 'kpng-auth.password'} --users-file "
+            f"{args.out / 'kpng-auth-users.yaml'}"
+        )
+    for node in settings.nodes:
+        print(
+            f"  agent of {node}: --nats-user {node_user(node)} --nats-password-file "
+            f"{args.out / 'nodes' / (node + '.password')}"
         )
     if settings.tls_generate:
         print(f"  every program: --nats-tls-ca {args.out / 'tls' / 'ca.pem'}")
