@@ -19,8 +19,24 @@ from kpng.dataplane.nft.state import (
 )
 from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from kpng.diff import Op, View, service_keys
-from kpng.model import ViewEndpoint
+from kpng.model import Service, ViewEndpoint
 from kpng.runtime.gcpause import no_gc
+
+
+def serves(config: Config, services: Iterable[Service | None]) -> bool:
+    """Whether a family's table would do anything: it has node-port addresses, or a service
+    has an address (cluster, external, load-balancer) of the family. Without either, no
+    packet can match it (node ports need ``nodeport_addrs``), so it need not exist: an IPv4
+    cluster's node does not load an ``ip6`` skeleton."""
+    if config.nodeport_cidrs:
+        return True
+    v6 = config.family == 6  # an IPv6 address has a colon, an IPv4 one never
+    return any(
+        (":" in ip) == v6
+        for svc in services
+        if svc is not None
+        for ip in (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
+    )
 
 
 @dataclass(slots=True)
