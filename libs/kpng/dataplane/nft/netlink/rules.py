@@ -128,9 +128,11 @@ def encodable(chain: Chain) -> bool:
     return chain.hook is None and all(rule_expressions(r) is not None for r in chain.rules)
 
 
-def chain_messages(table: str, chain: Chain) -> list[Message] | None:
+@lru_cache(maxsize=4096)
+def chain_messages(table: str, chain: Chain) -> tuple[Message, ...] | None:
     """``add chain``, ``flush chain`` and ``add rule`` for each rule, as ``nft -f`` runs them
-    (:meth:`Transaction.script`); None when the chain is not :func:`encodable`."""
+    (:meth:`Transaction.script`); None when the chain is not :func:`encodable`. Kept per
+    chain: a skeleton's are the same on every full sync."""
     if chain.hook is not None:
         return None
     exprs = [rule_expressions(r) for r in chain.rules]
@@ -150,4 +152,4 @@ def chain_messages(table: str, chain: Chain) -> list[Message] | None:
         for e in exprs
         if e is not None
     ]
-    return out
+    return tuple(out)
