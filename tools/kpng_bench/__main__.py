@@ -16,6 +16,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.nftables import NftablesBackend, Settings
+from kpng_bench.coldstart import cold_start
 from kpng_bench.workload import (
     FAMILIES,
     NODE,
@@ -284,6 +286,11 @@ def main() -> int:
     p.add_argument("--sizes", default="100,1000,10000", help="IPv4 cluster sizes")
     p.add_argument("--stacks", default="ipv6,dual", help="other stacks (ipv6, dual), or none")
     p.add_argument("--stack-sizes", default="10000", help="sizes of the other stacks")
+    p.add_argument(
+        "--cold-start",
+        default="100,10000",
+        help="sizes at which to time kpng-agent from exec to programmed (none: skip)",
+    )
     p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
     p.add_argument("--out", default="kpng-bench.json")
     p.add_argument(
@@ -296,15 +303,27 @@ def main() -> int:
     runs = [("ipv4", int(s)) for s in args.sizes.split(",") if s]
     stacks = [s for s in args.stacks.split(",") if s and s != "none"]
     runs += [(st, int(s)) for st in stacks for s in args.stack_sizes.split(",") if s]
+    cold_sizes = [int(s) for s in args.cold_start.split(",") if s and s != "none"]
     results = []
+    starts = []
     with namespace() as ns:
         for stack, size in runs:
             results.append(asyncio.run(size_run(ns, size, args.cap, args.path, stack)))
             print(f"done {stack} {size}", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix="kpng-bench-") as work:
+            for size in cold_sizes:
+                starts.append(cold_start(ns, size, Path(work)))
+                print(f"done cold start {size}", file=sys.stderr, flush=True)
     load = os.getloadavg()[0]
     print(f"element path: {args.path}; load average {load:.1f} on {os.cpu_count()} CPUs")
     print(table(results))
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    for c in starts:
+        print(
+            f"cold start, {c['services']} services: exec to programmed"
+            f" {c['exec_to_programmed_s']:.2f} s, {c['cpu_s']:.2f} s of CPU (medians of"
+            f" {len(c['runs_s'])}; of it the first full sync {c['first_sync_s']:.2f} s)"
+        )
+    Path(args.out).write_text(json.dumps({"sizes": results, "cold_start": starts}, indent=1) + "\n")
     print(f"results written to {args.out}")
     return 0
 
