@@ -28,6 +28,7 @@ from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
+from kpng_agent.backends.trim import trim
 
 log = logging.getLogger(__name__)
 PRIMARY = "primary"
@@ -111,6 +112,8 @@ class NftablesBackend:
             if isinstance(outcome, BaseException):
                 raise outcome
         self.last_ops = sum(n for n in done if isinstance(n, int))
+        if full:
+            trim()  # the plans and the table read back are freed: give the pages back
         self._report_conflicts()
         log.info(
             "programmed %s seq %d: %d ops in %.1f ms",
