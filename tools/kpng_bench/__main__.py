@@ -27,7 +27,9 @@ from typing import Any
 from kpng.bus.consumer import Applied
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
+from kpng.dataplane.nft.netlink.rules import chain_messages
 from kpng.dataplane.nft.objects import Table
+from kpng.dataplane.nft.planner import static_planned
 from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
@@ -206,7 +208,9 @@ async def size_run(
     b, timed, full = await full_sync(ns, path, v, stack)
     change = await one_change(b, v, 21, FAMILIES[stack][0])
     close(b, timed)
-    del b, timed  # a restarted agent starts without a plan
+    del b, timed  # a restarted agent starts without a plan, nor what a process keeps
+    static_planned.cache_clear()
+    chain_messages.cache_clear()
     b, timed, restart = await full_sync(ns, path, v, stack)
     out = {
         "path": path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from kpng.dataplane.claims import NOTHING, Claims, Conflict
 from kpng.dataplane.nft.packed import Planned, packer
@@ -21,6 +22,13 @@ from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from kpng.diff import Op, View, service_keys
 from kpng.model import Service, ViewEndpoint
 from kpng.runtime.gcpause import no_gc
+
+
+@lru_cache(maxsize=4)
+def static_planned(config: Config) -> tuple[Planned, ...]:
+    """The skeleton's sets, chains and elements, packed: the same for every full sync of a
+    configuration (building them took 5-15 ms of each)."""
+    return packer(config).pack_all(static_objects(config))
 
 
 def serves(config: Config, services: Iterable[Service | None]) -> bool:
@@ -63,7 +71,7 @@ class Planner:
             self.ids = Ids.adopt(live)
         self.programmed = None  # freed before the new one is built (a resync's peak memory)
         pk = packer(self.config)
-        by_service = {"": pk.pack_all(static_objects(self.config))}
+        by_service = {"": static_planned(self.config)}
         keep: set[str] = set()
         self.ids.seen = keep
         self.claims.set_all(view.services)
