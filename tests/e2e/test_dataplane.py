@@ -234,3 +234,33 @@ def test_two_services_claiming_one_external_ip_port(
     assert d.c.request(d.c.client, ext, 80).split()[0] == "pod-b"
     assert d.backend.conflicts == ()
     assert any("no longer" in r.getMessage() and ext in r.getMessage() for r in caplog.records)
+
+
+def test_pick_chains_written_over_netlink_list_as_nft_writes_them(d: Driver) -> None:
+    """The pick chains go in the element batch (kpng.dataplane.nft.netlink.rules): the same
+    table through ``nft -f`` alone lists the same, chains and rules (elements aside)."""
+    many = [local(f"10.244.2.{i}") for i in range(1, 41)]
+    v = view(
+        (svc("web", affinity_timeout=60), [local(A), local(B)]),
+        (svc("big", ip="10.96.0.11", affinity_timeout=60), many),  # affinity jumps to pick_40_*
+        (svc("wide", ip="10.96.0.12"), many[:33]),  # pick_33_* beyond the static chains
+    )
+    d.program(v, full=True)
+    settings = replace(d.backend.settings, table="kpngtext", netlink=False)
+    text = NftablesBackend(settings, NftCommand(d.c.nft_argv()), lambda: [d.c.node_ip])
+    asyncio.run(text.program(Applied("snapshot", "e1", 1, d.view, ()), True))  # type: ignore[arg-type]
+    try:
+        by_netlink = sh("nft", "-t", "list", "table", "ip", "kpng", ns=d.c.node)
+        by_nft = sh("nft", "-t", "list", "table", "ip", "kpngtext", ns=d.c.node)
+    finally:
+        sh("nft", "delete", "table", "ip", "kpngtext", ns=d.c.node)
+    assert "chain pick_33_" in by_netlink and "goto pick_40_" in by_netlink
+    # chains list in the order they were made: nft's first, then the batch's
+    assert _blocks(by_netlink) == _blocks(by_nft.replace("kpngtext", "kpng"))
+
+
+def _blocks(listing: str) -> list[str]:
+    """A table's listing as its sorted chain and set blocks (without the table's lines)."""
+    inner = listing.strip().splitlines()[1:-1]
+    assert inner
+    return sorted("\n".join(inner).split("\n\n"))

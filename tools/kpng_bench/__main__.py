@@ -2,7 +2,10 @@
 then full sync, one change, restart and RSS of the agent's nftables
 backend (both families, as ``kpng-agent`` runs it), against kube-proxy's ruleset shape, inside
 a network namespace made for the run. The process holds what an agent holds: the node view,
-the backend's plans, the agent's modules."""
+the backend's plans, the agent's modules. Besides the IPv4 cluster at every size, an IPv6-only
+and a dual-stack cluster (``--stacks``, ``--stack-sizes``); every figure comes with the CPU
+time it took (this process and its ``nft`` children), which a loaded machine changes less than
+wall time."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +28,27 @@ from typing import Any
 from kpng.bus.consumer import Applied
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
+from kpng.dataplane.nft.netlink.rules import chain_messages
 from kpng.dataplane.nft.objects import Table
+from kpng.dataplane.nft.planner import static_planned
 from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from kpng_bench import decoding
-from kpng_bench.workload import NODE, NODE_IP, endpoint, kube_proxy_shape, node_view
+from kpng_bench.coldstart import cold_start
+from kpng_bench.workload import (
+    FAMILIES,
+    NODE,
+    NODE_IP,
+    NODE_IP6,
+    endpoint,
+    kube_proxy_shape,
+    node_view,
+)
+
+POD_CIDRS = {4: "10.244.0.0/16", 6: "fd00:244::/64"}
+NODE_CIDRS = {4: f"{NODE_IP}/32", 6: f"{NODE_IP6}/128"}
 
 
 @contextmanager
@@ -73,15 +92,25 @@ class Timed:
                 self.run_s += time.perf_counter() - t0
 
 
-def backend(ns: str, path: str) -> tuple[NftablesBackend, Timed]:
+def cpu_s() -> float:
+    """CPU seconds of this process and of its children waited for (``nft``)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def backend(ns: str, path: str, stack: str = "ipv4") -> tuple[NftablesBackend, Timed]:
+    families = FAMILIES[stack]
     settings = Settings(
         node=NODE,
-        cluster_cidrs=("10.244.0.0/16",),
-        nodeport_addresses=(f"{NODE_IP}/32",),
+        cluster_cidrs=tuple(POD_CIDRS[f] for f in families),
+        nodeport_addresses=tuple(NODE_CIDRS[f] for f in families),
         netlink=path == "netlink",
     )
     b = NftablesBackend(settings, NftCommand(("ip", "netns", "exec", ns, "nft")), lambda: [NODE_IP])
-    timed = Timed(b.nft, Table("ip", "kpng"))
+    timed = Timed(b.nft, Table("ip" if families[0] == 4 else "ip6", "kpng"))
     b.nft = timed
     return b, timed
 
@@ -98,18 +127,19 @@ def event(
 
 
 async def full_sync(
-    ns: str, path: str, v: View[ViewEndpoint]
+    ns: str, path: str, v: View[ViewEndpoint], stack: str = "ipv4"
 ) -> tuple[NftablesBackend, Timed, dict[str, float]]:
-    b, timed = backend(ns, path)
-    t0 = time.perf_counter()
+    b, timed = backend(ns, path, stack)
+    c0, t0 = cpu_s(), time.perf_counter()
     await b.program(event(v, 1), full=True)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, cpu_s() - c0
     plan = took - timed.read_s - timed.run_s
     return (
         b,
         timed,
         {
             "seconds": took,
+            "cpu": cpu,
             "read": timed.read_s,
             "plan": plan,
             "apply": timed.run_s,
@@ -118,12 +148,12 @@ async def full_sync(
     )
 
 
-async def one_change(b: NftablesBackend, v: View[ViewEndpoint], n: int) -> float:
+async def one_change(b: NftablesBackend, v: View[ViewEndpoint], n: int, family: int = 4) -> float:
     """Median of ``n`` single endpoint additions/removals on a loaded table."""
     times = []
     key = next(iter(v.services))
     for r in range(n):
-        e = endpoint(10**6 + r // 2, 0, 1)
+        e = endpoint(10**6 + r // 2, 0, 1, family)
         op: Op[ViewEndpoint] = SetEndpoint(key, e) if r % 2 == 0 else DeleteEndpoint(key, e.ip)
         eps = dict(v.endpoints[key])
         if r % 2 == 0:
@@ -137,9 +167,10 @@ async def one_change(b: NftablesBackend, v: View[ViewEndpoint], n: int) -> float
     return statistics.median(times)
 
 
-def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> float | None:
+def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> tuple[float, float] | None:
+    """Wall and CPU seconds (``nft``'s) of loading kube-proxy's shape; None past the cap."""
     text = kube_proxy_shape(v, "kubeproxy")
-    t0 = time.perf_counter()
+    c0, t0 = cpu_s(), time.perf_counter()
     try:
         subprocess.run(
             ["ip", "netns", "exec", ns, "nft", "-f", "-"],
@@ -148,6 +179,7 @@ def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> float | None:
             timeout=cap,
             capture_output=True,
         )
+        took = time.perf_counter() - t0, cpu_s() - c0
     except subprocess.TimeoutExpired:
         return None
     finally:
@@ -156,7 +188,7 @@ def baseline(ns: str, v: View[ViewEndpoint], cap: float) -> float | None:
             capture_output=True,
             check=False,
         )
-    return time.perf_counter() - t0
+    return took
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -168,18 +200,23 @@ def rss_mb(field: str = "VmRSS") -> float:
     return 0.0
 
 
-async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, Any]:
+async def size_run(
+    ns: str, services: int, cap: float, path: str, stack: str = "ipv4"
+) -> dict[str, Any]:
     cmd = NftCommand(("ip", "netns", "exec", ns, "nft"))
     for family in ("ip", "ip6"):
         await cmd.delete_table(Table(family, "kpng"))
-    v = node_view(services, 10)
-    b, timed, full = await full_sync(ns, path, v)
-    change = await one_change(b, v, 21)
+    v = node_view(services, 10, stack)
+    b, timed, full = await full_sync(ns, path, v, stack)
+    change = await one_change(b, v, 21, FAMILIES[stack][0])
     close(b, timed)
-    del b, timed  # a restarted agent starts without a plan
-    b, timed, restart = await full_sync(ns, path, v)
+    del b, timed  # a restarted agent starts without a plan, nor what a process keeps
+    static_planned.cache_clear()
+    chain_messages.cache_clear()
+    b, timed, restart = await full_sync(ns, path, v, stack)
     out = {
         "path": path,
+        "stack": stack,
         "services": services,
         "endpoints": services * 10,
         "full_sync": full,
@@ -190,7 +227,10 @@ async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, A
     }
     close(b, timed)
     del b, timed
-    out["kube_proxy_shape_s"] = baseline(ns, v, cap)
+    # kube-proxy's shape is written for IPv4 only: the other stacks compare with IPv4's figures
+    base = baseline(ns, v, cap) if stack == "ipv4" else None
+    out["kube_proxy_shape_s"] = None if base is None else base[0]
+    out["kube_proxy_shape_cpu"] = None if base is None else base[1]
     for family in ("ip", "ip6"):
         await cmd.delete_table(Table(family, "kpng"))
     return out
@@ -199,29 +239,30 @@ async def size_run(ns: str, services: int, cap: float, path: str) -> dict[str, A
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
         (
+            "stack",
             "services x 10 eps",
-            "full sync (ip: read+plan+apply)",
+            "full sync (first family: read+plan+apply; cpu)",
             "1 change (median)",
-            "restart (ip: read+plan, ops)",
+            "restart (first family: read+plan, ops)",
             "RSS MB",
-            "kube-proxy shape",
-            "ratio",
+            "kube-proxy shape (cpu)",
+            "ratio (cpu)",
         )
     ]
     for r in results:
-        base = r["kube_proxy_shape_s"]
         full = r["full_sync"]["seconds"]
         rows.append(
             (
+                r["stack"],
                 str(r["services"]),
                 f"{full:.2f} s ({r['full_sync']['read']:.2f}+{r['full_sync']['plan']:.2f}"
-                f"+{r['full_sync']['apply']:.2f})",
+                f"+{r['full_sync']['apply']:.2f}; {r['full_sync']['cpu']:.2f})",
                 f"{r['one_change_median_s'] * 1000:.1f} ms",
                 f"{r['restart']['seconds']:.2f} s ({r['restart']['read']:.2f}"
                 f"+{r['restart']['plan']:.2f}, {r['restart']['ops']})",
                 f"{r['rss_mb']:.0f}",
-                "did not finish" if base is None else f"{base:.2f} s",
-                ">cap" if base is None else f"{base / full:.1f}x",
+                _baseline(r),
+                _ratio(r),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -230,9 +271,32 @@ def table(results: list[dict[str, Any]]) -> str:
     )
 
 
+def _baseline(r: dict[str, Any]) -> str:
+    base = r["kube_proxy_shape_s"]
+    if r["stack"] != "ipv4":
+        return "-"
+    return "did not finish" if base is None else f"{base:.2f} s ({r['kube_proxy_shape_cpu']:.2f})"
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    base, full = r["kube_proxy_shape_s"], r["full_sync"]
+    if r["stack"] != "ipv4":
+        return "-"
+    if base is None:
+        return ">cap"
+    return f"{base / full['seconds']:.1f}x ({r['kube_proxy_shape_cpu'] / full['cpu']:.1f}x)"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="kpng_bench")
-    p.add_argument("--sizes", default="100,1000,10000")
+    p.add_argument("--sizes", default="100,1000,10000", help="IPv4 cluster sizes")
+    p.add_argument("--stacks", default="ipv6,dual", help="other stacks (ipv6, dual), or none")
+    p.add_argument("--stack-sizes", default="10000", help="sizes of the other stacks")
+    p.add_argument(
+        "--cold-start",
+        default="100,10000",
+        help="sizes at which to time kpng-agent from exec to programmed (none: skip)",
+    )
     p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
     p.add_argument("--out", default="kpng-bench.json")
     p.add_argument(
@@ -251,15 +315,30 @@ def main() -> int:
     if os.geteuid() != 0:
         print("kpng_bench needs root (it runs nft in a network namespace it creates)")
         return 1
+    runs = [("ipv4", int(s)) for s in args.sizes.split(",") if s]
+    stacks = [s for s in args.stacks.split(",") if s and s != "none"]
+    runs += [(st, int(s)) for st in stacks for s in args.stack_sizes.split(",") if s]
+    cold_sizes = [int(s) for s in args.cold_start.split(",") if s and s != "none"]
     results = []
+    starts = []
     with namespace() as ns:
-        for size in (int(s) for s in args.sizes.split(",")):
-            results.append(asyncio.run(size_run(ns, size, args.cap, args.path)))
-            print(f"done {size}", file=sys.stderr, flush=True)
+        for stack, size in runs:
+            results.append(asyncio.run(size_run(ns, size, args.cap, args.path, stack)))
+            print(f"done {stack} {size}", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix="kpng-bench-") as work:
+            for size in cold_sizes:
+                starts.append(cold_start(ns, size, Path(work)))
+                print(f"done cold start {size}", file=sys.stderr, flush=True)
     load = os.getloadavg()[0]
     print(f"element path: {args.path}; load average {load:.1f} on {os.cpu_count()} CPUs")
     print(table(results))
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    for c in starts:
+        print(
+            f"cold start, {c['services']} services: exec to programmed"
+            f" {c['exec_to_programmed_s']:.2f} s, {c['cpu_s']:.2f} s of CPU (medians of"
+            f" {len(c['runs_s'])}; of it the first full sync {c['first_sync_s']:.2f} s)"
+        )
+    Path(args.out).write_text(json.dumps({"sizes": results, "cold_start": starts}, indent=1) + "\n")
     print(f"results written to {args.out}")
     return 0
 

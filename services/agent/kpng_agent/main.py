@@ -9,7 +9,6 @@ import sys
 
 from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.identity import node_inbox
-from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.bus.rotation import renewing
 from kpng.bus.subjects import Subjects
@@ -22,6 +21,7 @@ from kpng.runtime.process import add_common_arguments, positive_float, run, setu
 from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
+from kpng_agent.imports import import_bus
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
 from kpng_agent.startcheck import check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     backend = make_backend(args, p, backends)
 
     async def serve() -> None:
+        import_bus(args.nats)  # nats-py, without its websocket client unless a URL needs it
+        from kpng.bus.nats import connect
+
         bus = await connect(
             args.nats,
             name=f"kpng-agent-{args.node}",

@@ -99,15 +99,6 @@ class Set:
         return " ; ".join(parts) + " ;"
 
 
-_NUMS = tuple(str(i) for i in range(65536))
-
-
-def num(i: int) -> str:
-    """``str(i)`` for ids, ports and indexes, shared by rendering and reading back rather
-    than allocated per element (a 10k-service table holds ~450k such tokens)."""
-    return _NUMS[i] if 0 <= i < 65536 else str(i)
-
-
 Token = str
 Key = tuple[Token, ...]
 

@@ -3,6 +3,11 @@
 A snapshot, a retry or a change of this node's addresses is a full sync: the live table
 is read once and only what differs is written (a restarted agent that finds its table as
 it wants it writes nothing). Every other delta touches only the services it names.
+
+A family whose table could match no packet (no node-port address and no service address
+of that family, :func:`~kpng.dataplane.nft.planner.serves`: the ``ip6`` table of an IPv4
+cluster) has no table: a full sync removes one left there, and the first change that gives
+a service an address of the family makes it with a full sync of that family.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
-from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.planner import Planner, serves
 from kpng.dataplane.nft.skeleton import Config
-from kpng.dataplane.nft.transaction import Nftables
-from kpng.diff import View
+from kpng.dataplane.nft.transaction import Nftables, Transaction
+from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
+from kpng_agent.backends.trim import trim
 
 log = logging.getLogger(__name__)
 PRIMARY = "primary"
@@ -89,6 +95,7 @@ class NftablesBackend:
         self.nft = with_netlink(nft) if settings.netlink else nft
         self.local_addresses = local_addresses
         self.planners: dict[int, Planner] = {}
+        self.idle: set[int] = set()  # families without a table (see the module's docstring)
         self.last_ops = 0  # operations written by the last program()
         # IP:ports that several services claim, as programmed (see kpng.dataplane.claims)
         self.conflicts: tuple[Conflict, ...] = ()
@@ -105,6 +112,8 @@ class NftablesBackend:
             if isinstance(outcome, BaseException):
                 raise outcome
         self.last_ops = sum(n for n in done if isinstance(n, int))
+        if full:
+            trim()  # the plans and the table read back are freed: give the pages back
         self._report_conflicts()
         log.info(
             "programmed %s seq %d: %d ops in %.1f ms",
@@ -128,6 +137,14 @@ class NftablesBackend:
 
     async def _program_family(self, event: Applied[ViewEndpoint], full: bool, family: int) -> int:
         config = config_for(self.settings, event.view, family, self.local_addresses)
+        if family in self.idle and not full:
+            touched = service_keys(event.ops)
+            if not serves(config, (event.view.services.get(k) for k in touched)):
+                return 0
+            full = True  # a service now has an address of this family: make its table
+        if full and not serves(config, event.view.services.values()):
+            return await self._idle(config)
+        self.idle.discard(family)
         planner = self.planners.get(family)
         if planner is None or planner.config != config:
             full = True
@@ -143,6 +160,17 @@ class NftablesBackend:
         except Exception:
             planner.programmed = None  # a plan may be half recorded: the next sync reads back
             raise
+        return len(tx)
+
+    async def _idle(self, config: Config) -> int:
+        """No table for this family: remove the one there is, if any."""
+        self.idle.add(config.family)
+        self.planners.pop(config.family, None)
+        if await self.nft.read(config.nft_table) is None:
+            return 0
+        tx = Transaction(config.nft_table)
+        tx.delete(config.nft_table)
+        await self.nft.run(tx)
         return len(tx)
 
     async def close(self) -> None:

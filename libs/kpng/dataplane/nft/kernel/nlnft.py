@@ -2,15 +2,19 @@
 
 A transaction is cut in three, each step leaving every reference valid:
 
-1. ``nft -f`` (only when there is any): the table, sets and chains added or rewritten, and
-   elements of sets netlink does not write here (intervals);
-2. one netlink batch (all or nothing): element deletes, then element adds;
+1. ``nft -f`` (only when there is any): the table, sets and chains added or rewritten that
+   netlink does not encode here, and elements of sets netlink does not write here (intervals);
+2. one netlink batch (all or nothing): the ``pick_<N>_<S>`` chains added or rewritten (their
+   rules are the one shape :mod:`~kpng.dataplane.nft.netlink.rules` encodes; a chain that an
+   ``nft``-written chain of the same transaction jumps to stays with ``nft``), element
+   deletes, then element adds;
 3. ``nft -f`` (only when there is any): chains and sets deleted.
 
 Element-only transactions, the common case (endpoint and service changes), are one batch and
-never start ``nft``. A full sync from empty is one small script for the skeleton and one
-batch. Reading a table back dumps its chains and set definitions, then the elements of each
-set, over netlink, and lists interval sets with ``nft -j list set``.
+never start ``nft``. A full sync from empty is one small script for the skeleton (the table,
+sets, hook chains and their few rules: ~10 ms) and one batch. Reading a table back dumps
+its chains and set definitions, then the elements of each set, over netlink, and lists
+interval sets with ``nft -j list set``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import asyncio
 import errno
 import json
 import logging
+import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kpng.dataplane.nft.jsonread import Listing, listing
@@ -35,6 +41,7 @@ from kpng.dataplane.nft.netlink.read import (
     dump_request,
     set_definition,
 )
+from kpng.dataplane.nft.netlink.rules import encodable
 from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
 from kpng.dataplane.nft.transaction import Nftables, Op, Ruleset, Transaction
 from kpng.runtime.gcpause import no_gc
@@ -50,6 +57,10 @@ class Steps:
     before: Transaction
     runs: list[Run]
     after: Transaction
+    chains: list[Chain] = field(default_factory=list)  # added in the batch, before its runs
+
+
+_TARGET = re.compile(r"\b(?:goto|jump) ([A-Za-z0-9_]+)")
 
 
 def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
@@ -57,8 +68,12 @@ def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
     before, after = Transaction(tx.table), Transaction(tx.table)
     runs: list[Run] = []
     adds: list[Run] = []
+    chains: dict[str, Chain] = {}
     for op in tx.ops:  # packed runs go after each verb's element runs
         obj = op.obj
+        if op.verb == "add" and type(obj) is Chain and encodable(obj):
+            chains[obj.name] = obj
+            continue
         if type(obj) is Element:
             lay = layouts.get(obj.set)
             if lay is None:
@@ -75,7 +90,22 @@ def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
             before.ops.append(op)
     packed_dels: list[Run] = [r for r in tx.packed if r[0] == "delete"]
     packed_adds: list[Run] = [r for r in tx.packed if r[0] != "delete"]
-    return Steps(before, runs + packed_dels + adds + packed_adds, after)
+    _keep_targets(before, chains)
+    return Steps(before, runs + packed_dels + adds + packed_adds, after, list(chains.values()))
+
+
+def _keep_targets(before: Transaction, chains: dict[str, Chain]) -> None:
+    """Chains that a rule written by ``nft`` jumps to are written by ``nft`` too (it runs
+    before the batch, and refuses a jump to a chain that does not exist yet)."""
+    wanted = {
+        name
+        for op in before.ops
+        if op.verb == "add" and isinstance(op.obj, Chain)
+        for rule in op.obj.rules
+        for name in _TARGET.findall(rule)
+        if name in chains
+    }
+    before.ops.extend(Op("add", chains.pop(name)) for name in sorted(wanted))
 
 
 @dataclass(slots=True)
@@ -104,11 +134,11 @@ class NetlinkNftables:
         known = self._learn(tx)
         with no_gc():
             steps = split(tx, known)
-        count = sum(len(r[2]) for r in steps.runs)
+        count = sum(len(r[2]) for r in steps.runs) + 3 * len(steps.chains)
         if steps.before.ops and count > THREAD_ABOVE:
             # encode the batch while nft loads the skeleton: another process, another CPU
             encoded, ran = await asyncio.gather(
-                asyncio.to_thread(self._build, tx.table, steps.runs),
+                asyncio.to_thread(self._build, tx.table, steps.runs, steps.chains),
                 self.nft.run(steps.before),
                 return_exceptions=True,
             )
@@ -120,12 +150,12 @@ class NetlinkNftables:
         else:
             if steps.before.ops:
                 await self.nft.run(steps.before)
-            if steps.runs:
+            if steps.runs or steps.chains:
                 big = count > THREAD_ABOVE
                 batch = (
-                    await asyncio.to_thread(self._build, tx.table, steps.runs)
+                    await asyncio.to_thread(self._build, tx.table, steps.runs, steps.chains)
                     if big
-                    else (self._build(tx.table, steps.runs))
+                    else (self._build(tx.table, steps.runs, steps.chains))
                 )
                 await self._send(batch, count)
         if steps.after.ops:
@@ -144,14 +174,14 @@ class NetlinkNftables:
                     known.pop(op.obj.name, None)
         return known
 
-    def _build(self, table: Table, runs: list[Run]) -> Batch:
+    def _build(self, table: Table, runs: list[Run], chains: Sequence[Chain] = ()) -> Batch:
         try:
             with no_gc():
                 with self.lock:  # sequence numbers reserved for this batch (u32, wrapped)
                     sock = self._sock()
                     seq = sock.seq
                     sock.seq = (seq + SEQ_BLOCK) % SEQ_WRAP
-                return build(table, runs, seq)
+                return build(table, runs, seq, chains)
         except NftError:
             self.errors += 1
             raise
@@ -170,7 +200,7 @@ class NetlinkNftables:
             self.errors += 1
             raise
         self.batches += 1
-        self.elements += count
+        self.elements += batch.elements
 
     async def read(self, table: Table) -> Ruleset | None:
         found = await asyncio.to_thread(self._definitions, table)

@@ -106,7 +106,7 @@ class NetlinkSocket:
         if len(data) + 4096 > self._sndbuf:
             self._sndbuf = len(data) + (1 << 20)
             self.sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, self._sndbuf)
-        self.seq += len(batch.messages) + 2
+        self.seq += len(batch.messages) + len(batch.labels) + 2
         self.sock.sendto(data, (0, 0))
         # nfnetlink runs the batch inside sendto: every answer is queued by now
         got = self._drain()
@@ -171,7 +171,7 @@ class NetlinkSocket:
 
 def _error(batch: Batch, first: Answer, count: int) -> NftError:
     m = batch.messages.get(first.seq)
-    where = "the batch"
+    where = batch.labels.get(first.seq, "the batch")
     if m is not None:
         e = batch.element_at(first.seq, first.offset) if first.offset >= 0 else None
         what = f"element {e.text}" if e is not None else f"one of {len(m.elements)} elements"

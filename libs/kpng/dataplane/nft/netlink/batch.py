@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -22,7 +22,8 @@ from kpng.dataplane.nft.netlink.codec import (
     decode_element,
     nla,
 )
-from kpng.dataplane.nft.objects import Element, NftError, Table
+from kpng.dataplane.nft.netlink.rules import chain_messages
+from kpng.dataplane.nft.objects import Chain, Element, NftError, Table
 from kpng.dataplane.nft.packed import sent_forms
 
 NFNL_SUBSYS_NFTABLES = 10
@@ -67,6 +68,8 @@ class Batch:
     parts: list[bytes] = field(default_factory=list)
     messages: dict[int, Message] = field(default_factory=dict)
     elements: int = 0
+    # chain and rule messages (no ack asked: only errors answer) by sequence number
+    labels: dict[int, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -91,13 +94,17 @@ Run = tuple[str, Layout, list[Element] | list[bytes]]
 the ``NFTA_LIST_ELEM`` to send, see :mod:`kpng.dataplane.nft.packed`)."""
 
 
-def build(table: Table, runs: Iterable[Run], seq: int = 1) -> Batch:
-    """One batch: each run in order, split into messages of at most 64 KiB of elements."""
+def build(table: Table, runs: Iterable[Run], seq: int = 1, chains: Sequence[Chain] = ()) -> Batch:
+    """One batch: the chains first (each added, flushed and given its rules, see
+    :mod:`~kpng.dataplane.nft.netlink.rules`), then each run in order, split into messages
+    of at most 64 KiB of elements."""
     family = FAMILIES[table.family]
     b = Batch()
     b.parts.append(_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
     seq += 1
+    for chain in chains:
+        seq = _chain(b, family, table, chain, seq)
     head_attrs = nla(NFTA_SET_ELEM_LIST_TABLE, table.name.encode() + b"\0")
     for verb, lay, elements in runs:
         set_attrs = head_attrs + nla(NFTA_SET_ELEM_LIST_SET, lay.name.encode() + b"\0")
@@ -107,6 +114,22 @@ def build(table: Table, runs: Iterable[Run], seq: int = 1) -> Batch:
     b.parts.append(_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
     return b
+
+
+def _chain(b: Batch, family: int, table: Table, chain: Chain, seq: int) -> int:
+    found = chain_messages(table.name, chain)
+    if found is None:
+        raise NftError(f"chain {chain.name} has rules netlink does not encode here")
+    for i, (kind, flags, body) in enumerate(found):
+        payload = _nfgen(family) + body
+        b.parts.append(
+            _header(NFNL_SUBSYS_NFTABLES << 8 | kind, NLM_F_REQUEST | flags, seq, 16 + len(payload))
+        )
+        b.parts.append(payload)
+        what = ("add chain", "flush chain")[i] if i < 2 else f"add rule {i - 1} to chain"
+        b.labels[seq] = f"{what} {chain.name}"
+        seq += 1
+    return seq
 
 
 def _header(kind: int, flags: int, seq: int, length: int) -> bytes:

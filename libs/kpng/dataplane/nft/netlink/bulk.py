@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from kpng.dataplane.nft.netlink.addresses import htons, inet6_aton, inet6_ntoa, inet_aton, inet_ntoa
 from kpng.dataplane.nft.netlink.codec import PROTO_NAMES, PROTOS, Layout
-from kpng.dataplane.nft.objects import Element, num
+from kpng.dataplane.nft.objects import Element
 
 NFTA_LIST_ELEM = 1
 _new = cast(Callable[[Any], Element], functools.partial(tuple.__new__, Element))
@@ -37,9 +37,9 @@ _ENCODE: dict[str, _Steps] = {
     "ipv6_addr": (inet6_aton,),
 }
 _DECODE: dict[str, _Steps] = {
-    "mark": (num,),
-    "integer": (num,),
-    "inet_service": (htons, num),
+    "mark": (str,),
+    "integer": (str,),
+    "inet_service": (htons, str),
     "inet_proto": (PROTO_NAMES.__getitem__,),
     "ipv4_addr": (inet_ntoa,),
     "ipv6_addr": (inet6_ntoa,),
