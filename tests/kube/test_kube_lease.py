@@ -8,10 +8,10 @@ import pytest
 from kubernetes_asyncio import client
 
 from kpng.runtime.clock import FakeClock
+from kpng.runtime.kubeclient import api_client
 from kpng_apisim import ApiSimulator
 from kpng_watcher.election import ElectionTiming, Elector, LeaseRecord
 from kpng_watcher.kube_lease import KubeLeaseLock
-from kpng_watcher.kube_source import api_client
 from kpng_watcher.leader import LeaderElection, LeaseError
 
 pytestmark = pytest.mark.kube

@@ -5,27 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
+from kpng.runtime.kubeclient import KubeConfigError
+from kpng.runtime.kubeclient import api_client as kube_api_client
 from kpng_auth.decide import Review
 from kpng_auth.reviewer import Reviewer, ReviewUnavailable
 
 
 async def api_client(kubeconfig: str | None) -> client.ApiClient:
     """A client for ``kubeconfig`` or the in-cluster configuration; ReviewUnavailable."""
-    configuration = client.Configuration()
     try:
-        if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=kubeconfig, client_configuration=configuration
-            )
-    except (ConfigException, OSError, ValueError) as exc:
-        raise ReviewUnavailable(f"{kubeconfig or 'in-cluster configuration'}: {exc}") from exc
-    return client.ApiClient(configuration)
+        return await kube_api_client(kubeconfig)
+    except KubeConfigError as exc:
+        raise ReviewUnavailable(str(exc)) from exc
 
 
 def review_of(status: Any) -> Review:

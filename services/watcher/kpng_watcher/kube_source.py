@@ -1,8 +1,9 @@
 """The Kubernetes API source: Services, EndpointSlices and Nodes, listed and watched.
 
-The only importer of kubernetes_asyncio in kpng. One :class:`~kpng_watcher.kube_watch.Reflector`
-per resource does the list/watch work; this module builds the client (a kubeconfig, or the
-in-cluster configuration), translates its responses and exceptions into ours, applies the
+One of kpng's few importers of kubernetes_asyncio (with the lease, kpng-auth's TokenReview and
+the client loader, :mod:`kpng.runtime.kubeclient`, which builds the client from a kubeconfig or
+the in-cluster configuration). One :class:`~kpng_watcher.kube_watch.Reflector` per resource
+does the list/watch work; this module translates its responses and exceptions into ours, applies the
 label selectors kube-proxy uses, and gates :class:`Synced` on all three initial lists.
 
 A malformed object is skipped with a log line and counted in :class:`SourceStats`. A
@@ -24,12 +25,12 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from kpng.model import LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME
 from kpng.parse import KINDS, Parsed, parse_endpoint_slice, parse_node, parse_service
+from kpng.runtime.kubeclient import api_client
 from kpng.source import Replace, SourceEvent, SourceStats, Synced
 from kpng_watcher.kube_watch import (
     ApiUnavailable,
@@ -44,10 +45,6 @@ from kpng_watcher.kube_watch import (
 log = logging.getLogger(__name__)
 
 _NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, json.JSONDecodeError)
-
-
-class KubeConfigError(Exception):
-    """No usable Kubernetes client configuration (kubeconfig or in-cluster)."""
 
 
 def label_selector(service_proxy_name: str = "") -> str:
@@ -144,22 +141,6 @@ def _json_object(data: bytes, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ApiUnavailable(f"{what}: expected a JSON object, got {type(value).__name__}")
     return value
-
-
-async def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """A client for the kubeconfig, or for the in-cluster configuration; raises KubeConfigError."""
-    configuration = client.Configuration()
-    try:
-        if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=kubeconfig, client_configuration=configuration
-            )
-    except (ConfigException, OSError, ValueError) as exc:
-        where = kubeconfig or "the in-cluster configuration"
-        raise KubeConfigError(f"cannot use {where}: {exc}") from exc
-    return client.ApiClient(configuration)
 
 
 class KubeSource:

@@ -15,6 +15,7 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.runtime.clock import SYSTEM
 from kpng.runtime.config import parse_args
+from kpng.runtime.kubeclient import KubeConfigError, api_client
 from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
@@ -23,7 +24,7 @@ from kpng_watcher.announce import announce
 from kpng_watcher.election import ElectionTiming, Elector
 from kpng_watcher.file_source import FileSettings, FileSource, FileSourceStats
 from kpng_watcher.kube_lease import KubeLeaseLock
-from kpng_watcher.kube_source import KubeConfigError, KubeSettings, KubeSource, api_client
+from kpng_watcher.kube_source import KubeSettings, KubeSource
 from kpng_watcher.kube_watch import WatchSettings
 from kpng_watcher.leader import LeaderElection, default_namespace, identity
 from kpng_watcher.leader_flags import add_election_arguments, election_timing
