@@ -29,7 +29,7 @@ def observer(deployment: Deployment, tmp_path: Path) -> str:
     for name in NODES:
         deployment.start_agent(name)
     base = start_observer(deployment, "--token-file", str(token_file))
-    deployment.wait_converged(*NODES, timeout=20)
+    deployment.wait_converged(*NODES)
     return base
 
 

@@ -208,7 +208,9 @@ class Deployment:
         dump = self.dump(node_name)
         return dump is not None and strip(dump) == expected_view(self.cluster_file, node_name)
 
-    def wait_converged(self, *nodes: str, timeout: float = 20.0) -> None:
+    def wait_converged(self, *nodes: str, timeout: float = 60.0) -> None:
+        """Until each node's dump is its view: generous, a loaded 2-core machine starts a
+        whole stack slowly (one setup took 21 s); a converged node returns at once."""
         for name in nodes:
             wait_until(
                 f"{name}'s dump to equal its view", lambda n=name: self.converged(n), timeout
