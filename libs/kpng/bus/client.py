@@ -45,6 +45,8 @@ ViewEvent = Applied
 # the watcher ticks every subject it serves every tick refresh (30 s by default): silence
 # longer than that means it does not know this subject (docs/bus.md, section 8)
 SILENCE = 35.0
+DIGEST_IDLE = 1.0  # seconds of quiet before a view's unknown digest is computed
+DIGEST_STEP = 1000  # items hashed per step of it (~5 ms)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class ViewClient(Generic[E]):
         compressed: bool = True,
         clock: Clock = SYSTEM,
         silence: float | None = SILENCE,
+        digest_idle: float | None = DIGEST_IDLE,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -95,6 +98,9 @@ class ViewClient(Generic[E]):
         # nothing on the delta subject for this long (no delta, no tick): resync, so that a
         # watcher that does not know this subject yet (a new one) learns of it
         self.silence = silence
+        # quiet for this long with a view whose digest is unknown (after a full snapshot):
+        # compute it in steps while nothing arrives, so that no rebase request waits for it
+        self.digest_idle = digest_idle
         self.stats = ClientStats()
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
@@ -142,13 +148,35 @@ class ViewClient(Generic[E]):
             self._sub = None
 
     async def _next(self) -> bytes | Resync:
+        started = asyncio.get_running_loop().time()
+        if self.digest_idle is not None and self.consumer.view.known_digest is None:
+            idle = min(self.digest_idle, self.silence or self.digest_idle)
+            item = await self._digest_while_idle(idle)
+            if item is not None:
+                return item
         if self.silence is None:
             return await self._queue.get()
+        silence = self.silence - (asyncio.get_running_loop().time() - started)
         try:
-            async with asyncio.timeout(self.silence):
+            async with asyncio.timeout(silence):
                 return await self._queue.get()
         except TimeoutError:
             return Resync(f"nothing on the delta subject for {self.silence:.0f}s")
+
+    async def _digest_while_idle(self, idle: float) -> bytes | Resync | None:
+        """After ``idle`` seconds with nothing to handle, the view's digest in steps (of a
+        few milliseconds), each followed by a look at the queue: an item that arrives
+        meanwhile is returned at once, the steps done kept (the view resumes them)."""
+        try:
+            async with asyncio.timeout(idle):
+                return await self._queue.get()
+        except TimeoutError:
+            pass
+        for _ in self.consumer.view.digest_steps(DIGEST_STEP):
+            await asyncio.sleep(0)
+            if not self._queue.empty():
+                return self._queue.get_nowait()
+        return None
 
     def _on_message(self, data: bytes, subject: str, reply: str) -> None:
         self._put(data)
