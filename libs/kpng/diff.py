@@ -405,6 +405,9 @@ class SnapshotPrefixes:
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self.hits = 0
+        # full snapshots applied with these prefixes: while it grows, their process is busy
+        # with a storm (kpng.bus.client waits for it to stop before computing digests)
+        self.snapshots = 0
         self._views: OrderedDict[tuple[int, ...], tuple[list[SharedOps], View[Any]]] = OrderedDict()
 
     def view(self, runs: list[SharedOps]) -> View[Any]:
@@ -432,6 +435,8 @@ def apply_snapshot(
     With ``prefixes``, the view of the leading shared runs (all but the last) is built once
     and copied, its endpoint tables shared copy-on-write."""
     view: View[E] = View()
+    if prefixes is not None:
+        prefixes.snapshots += 1
     lead = _shared_lead(parts) if prefixes is not None else []
     if prefixes is not None and len(lead) >= 2:
         base = prefixes.view(lead)

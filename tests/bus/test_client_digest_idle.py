@@ -10,9 +10,9 @@ import pytest
 from kpng import digest
 from kpng.bus import client as client_module
 from kpng.bus.client import NodeViewClient
-from kpng.bus.codec import Delta, SnapshotChunk, encode
+from kpng.bus.codec import Delta, OpCache, SnapshotChunk, encode
 from kpng.bus.fake import FakeServer
-from kpng.diff import SetEndpoint, SetService, View
+from kpng.diff import SetEndpoint, SetService, View, apply_snapshot
 from kpng.digest import key_hash, view_digest
 from kpng.model import Service, ServiceType, ViewEndpoint
 from tests.integration.harness import until
@@ -76,3 +76,37 @@ async def test_the_digest_is_computed_while_idle_and_a_delta_gets_through(
         await asyncio.gather(task, return_exceptions=True)
         await agent.close()
         await watcher.close()
+
+
+async def test_no_digest_is_computed_while_the_process_takes_snapshots() -> None:
+    """Clients sharing an OpCache (one process following many nodes): a storm's last
+    snapshots are applied before any view's digest is computed (its zone views are the
+    costly part), then the digest once the whole process was quiet for the idle time."""
+    server = FakeServer()
+    watcher, agent = server.connect(), server.connect()
+
+    async def answer(data: bytes, subject: str, reply: str) -> None:
+        await watcher.publish(reply, encode(SnapshotChunk("e1", 1, 0, 1, OPS)))
+
+    await watcher.subscribe(watcher.subjects.node_snapshot("n1"), answer)
+    cache = OpCache()
+    client = NodeViewClient(agent, "n1", op_cache=cache, digest_idle=0.1)
+    task = asyncio.create_task(_follow(client))
+    try:
+        await until(lambda: cache.prefixes.snapshots == 1)
+        for _ in range(10):  # other clients of the process take snapshots: 0.3 s of storm
+            await asyncio.sleep(0.03)
+            apply_snapshot([OPS], cache.prefixes)
+        assert client.view.known_digest is None and client.view.partial is None
+        await until(lambda: client.view.known_digest is not None)
+        assert client.view.known_digest == _scratch(client.view)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await agent.close()
+        await watcher.close()
+
+
+async def _follow(client: NodeViewClient) -> None:
+    async for _ in client:
+        pass

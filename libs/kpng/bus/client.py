@@ -45,7 +45,7 @@ ViewEvent = Applied
 # the watcher ticks every subject it serves every tick refresh (30 s by default): silence
 # longer than that means it does not know this subject (docs/bus.md, section 8)
 SILENCE = 35.0
-DIGEST_IDLE = 1.0  # seconds of quiet before a view's unknown digest is computed
+DIGEST_IDLE = 3.0  # seconds of quiet (no snapshot in the process) before a digest is computed
 DIGEST_STEP = 1000  # items hashed per step of it (~5 ms)
 
 
@@ -148,30 +148,40 @@ class ViewClient(Generic[E]):
             self._sub = None
 
     async def _next(self) -> bytes | Resync:
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         if self.digest_idle is not None and self.consumer.view.known_digest is None:
-            idle = min(self.digest_idle, self.silence or self.digest_idle)
-            item = await self._digest_while_idle(idle)
+            until = started + (self.silence if self.silence is not None else float("inf"))
+            item = await self._digest_while_idle(self.digest_idle, until)
             if item is not None:
                 return item
         if self.silence is None:
             return await self._queue.get()
-        silence = self.silence - (asyncio.get_running_loop().time() - started)
         try:
-            async with asyncio.timeout(silence):
+            async with asyncio.timeout(self.silence - (loop.time() - started)):
                 return await self._queue.get()
         except TimeoutError:
             return Resync(f"nothing on the delta subject for {self.silence:.0f}s")
 
-    async def _digest_while_idle(self, idle: float) -> bytes | Resync | None:
-        """After ``idle`` seconds with nothing to handle, the view's digest in steps (of a
-        few milliseconds), each followed by a look at the queue: an item that arrives
-        meanwhile is returned at once, the steps done kept (the view resumes them)."""
-        try:
-            async with asyncio.timeout(idle):
-                return await self._queue.get()
-        except TimeoutError:
-            pass
+    async def _digest_while_idle(self, idle: float, until: float) -> bytes | Resync | None:
+        """Once nothing came for ``idle`` seconds, and no client sharing this one's
+        snapshot prefixes took a full snapshot meanwhile (a storm: its views are built
+        first), the view's digest in steps of a few milliseconds, each followed by a look
+        at the queue: an item that arrives is returned at once, the steps done kept (the
+        view resumes them). None: the digest is known, or ``until`` (loop time) passed."""
+        loop = asyncio.get_running_loop()
+        prefixes = self.consumer.prefixes
+        while True:
+            before = prefixes.snapshots if prefixes is not None else 0
+            try:
+                async with asyncio.timeout(min(idle, until - loop.time())):
+                    return await self._queue.get()
+            except TimeoutError:
+                pass
+            if loop.time() >= until:
+                return None
+            if prefixes is None or prefixes.snapshots == before:
+                break
         for _ in self.consumer.view.digest_steps(DIGEST_STEP):
             await asyncio.sleep(0)
             if not self._queue.empty():
