@@ -289,29 +289,20 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
     # a digest being computed (View.digest_steps): the keys it has done are kept right too
     partial = view.partial if d is None else None
     changed = view.changed if d is None else None  # the keys to correct from the origin's
+    done = partial.done if partial is not None else ()
     for op in ops:
-        if isinstance(op, SetNode | DeleteNode):
-            if isinstance(op, SetNode):
-                old_node = nodes.get(op.node.name)
-                nodes[op.node.name] = op.node
-            else:
-                old_node = nodes.pop(op.name, None)
-            if d is not None:
-                d ^= 0 if old_node is None else node_hash(old_node)
-                d ^= node_hash(op.node) if isinstance(op, SetNode) else 0
-            continue
-        key = op.service.key if isinstance(op, SetService) else _service_key(op)
-        if changed is not None:
-            changed.add(key)
-        track = d is not None or (partial is not None and key in partial.done)
-        x = 0
         if isinstance(op, SetEndpoint | DeleteEndpoint):
+            key = op.service
+            if changed is not None:
+                changed.add(key)
+            track = d is not None or key in done
             table = endpoints.get(key)
             if table is None:
                 table = endpoints[key] = {}
             elif view.shares(key, table):
                 table = endpoints[key] = dict(table)
                 shared.discard(key)
+            x = 0
             if isinstance(op, SetEndpoint):
                 old_ep = table.get(op.endpoint.ip)
                 table[op.endpoint.ip] = op.endpoint
@@ -323,18 +314,36 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
                 touched.add(key)
                 if track and old_ep is not None:
                     x = endpoint_hash(key, old_ep)
-        elif isinstance(op, SetService):
-            old_svc = services.get(key)
-            services[key] = op.service
-            if track:
-                x = service_hash(op.service) ^ (0 if old_svc is None else service_hash(old_svc))
+        elif isinstance(op, SetService | DeleteService):
+            key = op.service.key if isinstance(op, SetService) else op.key
+            if changed is not None:
+                changed.add(key)
+            track = d is not None or key in done
+            x = 0
+            if isinstance(op, SetService):
+                old_svc = services.get(key)
+                services[key] = op.service
+                if track:
+                    x = service_hash(op.service) ^ (0 if old_svc is None else service_hash(old_svc))
+            else:
+                old_svc = services.pop(key, None)
+                old_table = endpoints.pop(key, None)
+                shared.discard(key)
+                if track:
+                    x = 0 if old_svc is None else service_hash(old_svc)
+                    x ^= 0 if old_table is None else table_hash(key, old_table.values())
         else:
-            old_svc = services.pop(key, None)
-            old_table = endpoints.pop(key, None)
-            shared.discard(key)
-            if track:
-                x = 0 if old_svc is None else service_hash(old_svc)
-                x ^= 0 if old_table is None else table_hash(key, old_table.values())
+            if isinstance(op, SetNode):
+                old_node = nodes.get(op.node.name)
+                nodes[op.node.name] = op.node
+            else:
+                old_node = nodes.pop(op.name, None)
+            if d is not None:
+                d ^= 0 if old_node is None else node_hash(old_node)
+                d ^= node_hash(op.node) if isinstance(op, SetNode) else 0
+            continue
+        if not track:
+            continue
         if d is not None:
             d ^= x
         elif partial is not None:
@@ -344,10 +353,6 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
         if key in endpoints and not endpoints[key]:
             del endpoints[key]
     return view
-
-
-def _service_key(op: SetEndpoint[E] | DeleteEndpoint | DeleteService) -> str:
-    return op.key if isinstance(op, DeleteService) else op.service
 
 
 @dataclass(frozen=True, slots=True)
