@@ -171,17 +171,18 @@ class ViewClient(Generic[E]):
         view resumes them). None: the digest is known, or ``until`` (loop time) passed."""
         loop = asyncio.get_running_loop()
         prefixes = self.consumer.prefixes
-        while True:
-            before = prefixes.snapshots if prefixes is not None else 0
-            try:
-                async with asyncio.timeout(min(idle, until - loop.time())):
+        before = prefixes.snapshots if prefixes is not None else 0
+        quiet_since = loop.time()
+        while (left := quiet_since + idle - loop.time()) > 0:
+            try:  # a look at the process's snapshots every quarter of the idle time
+                async with asyncio.timeout(min(left, idle / 4, until - loop.time())):
                     return await self._queue.get()
             except TimeoutError:
                 pass
             if loop.time() >= until:
                 return None
-            if prefixes is None or prefixes.snapshots == before:
-                break
+            if prefixes is not None and prefixes.snapshots != before:
+                before, quiet_since = prefixes.snapshots, loop.time()
         for _ in self.consumer.view.digest_steps(DIGEST_STEP):
             await asyncio.sleep(0)
             if not self._queue.empty():
