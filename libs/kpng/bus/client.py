@@ -45,7 +45,7 @@ ViewEvent = Applied
 # the watcher ticks every subject it serves every tick refresh (30 s by default): silence
 # longer than that means it does not know this subject (docs/bus.md, section 8)
 SILENCE = 35.0
-DIGEST_IDLE = 3.0  # seconds of quiet (no snapshot in the process) before a digest is computed
+DIGEST_IDLE = 5.0  # seconds of quiet (no snapshot in the process) before a digest is computed
 DIGEST_STEP = 1000  # items hashed per step of it (~5 ms)
 
 
