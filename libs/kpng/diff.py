@@ -8,11 +8,11 @@ view of the bus holds :class:`~kpng.model.ViewEndpoint`, the global view holds
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from kpng.digest import endpoint_hash, node_hash, service_hash, table_hash, view_digest
+from kpng.digest import PartialDigest, endpoint_hash, node_hash, service_hash, table_hash
 from kpng.model import Endpoint, Node, Service, ViewEndpoint
 
 E = TypeVar("E", Endpoint, ViewEndpoint)
@@ -86,26 +86,58 @@ class View(Generic[E]):
     # the (never changed) view this one was copied from: its digest is computed once, and
     # this view's from what differs (a zone's nodes of one process: one hashing, not N)
     origin: View[E] | None = field(default=None, compare=False, repr=False)
+    # the service keys that may differ from origin's (None: any), while the digest is unknown
+    changed: set[str] | None = field(default=None, compare=False, repr=False)
+    # the digest being computed in steps (digest_steps), kept right by apply_in_place
+    partial: PartialDigest | None = field(default=None, compare=False, repr=False)
 
     def digest(self) -> int:
         """The digest of the view (:mod:`kpng.digest`): computed once, then kept current."""
-        if self.known_digest is None:
-            if self.origin is not None:
-                self.known_digest = self._digest_from(self.origin)
-            else:
-                self.known_digest = view_digest(
-                    self.services, self.endpoints, self.nodes, self.shares
-                )
+        for _ in self.digest_steps(budget=1 << 62):
+            pass
+        assert self.known_digest is not None
         return self.known_digest
 
+    def digest_steps(self, budget: int = 2000) -> Iterator[None]:
+        """Computes the digest, yielding after each ``budget`` items (services, endpoints)
+        hashed; the view may change between steps. The progress is the view's own (and its
+        origin's): steps left unfinished are resumed by the next call, from any caller."""
+        if self.origin is not None:
+            yield from self.origin.digest_steps(budget)
+            if self.known_digest is None:
+                self.known_digest = self._digest_from(self.origin)
+                self.changed = None
+            return
+        while self.known_digest is None:
+            if self.partial is None:
+                self.partial = PartialDigest(self.services.keys() | self.endpoints.keys())
+            if self.partial.step(self.services, self.endpoints, self.shares, budget):
+                self.known_digest = self.partial.finish(
+                    self.services, self.endpoints, self.nodes, self.shares
+                )
+                self.partial = None
+                return
+            yield
+
     def _digest_from(self, origin: View[E]) -> int:
-        """The digest as ``origin``'s, corrected by the items that are not its own objects."""
-        return (
-            origin.digest()
-            ^ _correction(self.services, origin.services, lambda k, s: service_hash(s))
-            ^ _correction(self.endpoints, origin.endpoints, lambda k, t: table_hash(k, t.values()))
-            ^ _correction(self.nodes, origin.nodes, lambda k, n: node_hash(n))
-        )
+        """The digest as ``origin``'s, corrected by the items that are not its own objects:
+        only those under the keys changed since the copy (a node's own part), if known."""
+        assert origin.known_digest is not None
+        d = origin.known_digest ^ _correction(self.nodes, origin.nodes, lambda k, n: node_hash(n))
+        keys = self.changed
+        if keys is None:
+            keys = self.services.keys() | self.endpoints.keys()
+            keys |= origin.services.keys() | origin.endpoints.keys()
+        for key in keys:
+            new, old = self.services.get(key), origin.services.get(key)
+            if new is not old:
+                d ^= (0 if new is None else service_hash(new)) ^ (
+                    0 if old is None else service_hash(old)
+                )
+            table, was = self.endpoints.get(key), origin.endpoints.get(key)
+            if table is not was:
+                d ^= _correction(table or {}, was or {}, partial_endpoint_hash(key))
+        return d
 
     def shares(self, key: str, table: Mapping[str, E]) -> bool:
         """Whether ``table`` (this view's table of ``key``) is another view's as well."""
@@ -138,6 +170,10 @@ def _correction(
     for key in theirs.keys() - mine.keys():
         d ^= hash_of(key, theirs[key])
     return d
+
+
+def partial_endpoint_hash(key: str) -> Callable[[str, Any], int]:
+    return lambda ip, endpoint: endpoint_hash(key, endpoint)
 
 
 def diff_service(
@@ -250,47 +286,68 @@ def apply_in_place(ops: Sequence[Op[E]], view: View[E]) -> View[E]:
     touched: set[str] = set()
     services, endpoints, nodes, shared = view.services, view.endpoints, view.nodes, view.shared
     d = view.known_digest
+    # a digest being computed (View.digest_steps): the keys it has done are kept right too
+    partial = view.partial if d is None else None
+    changed = view.changed if d is None else None  # the keys to correct from the origin's
+    done = partial.done if partial is not None else ()
     for op in ops:
         if isinstance(op, SetEndpoint | DeleteEndpoint):
             key = op.service
+            if changed is not None:
+                changed.add(key)
+            track = d is not None or key in done
             table = endpoints.get(key)
             if table is None:
                 table = endpoints[key] = {}
             elif view.shares(key, table):
                 table = endpoints[key] = dict(table)
                 shared.discard(key)
+            x = 0
             if isinstance(op, SetEndpoint):
                 old_ep = table.get(op.endpoint.ip)
                 table[op.endpoint.ip] = op.endpoint
-                if d is not None:
-                    d ^= endpoint_hash(key, op.endpoint)
-                    d ^= 0 if old_ep is None else endpoint_hash(key, old_ep)
+                if track:
+                    x = endpoint_hash(key, op.endpoint)
+                    x ^= 0 if old_ep is None else endpoint_hash(key, old_ep)
             else:
                 old_ep = table.pop(op.ip, None)
                 touched.add(key)
-                if d is not None and old_ep is not None:
-                    d ^= endpoint_hash(key, old_ep)
-        elif isinstance(op, SetService):
-            old_svc = services.get(op.service.key)
-            services[op.service.key] = op.service
-            if d is not None:
-                d ^= service_hash(op.service) ^ (0 if old_svc is None else service_hash(old_svc))
-        elif isinstance(op, DeleteService):
-            old_svc = services.pop(op.key, None)
-            old_table = endpoints.pop(op.key, None)
-            shared.discard(op.key)
-            if d is not None:
-                d ^= 0 if old_svc is None else service_hash(old_svc)
-                d ^= 0 if old_table is None else table_hash(op.key, old_table.values())
-        elif isinstance(op, SetNode):
-            old_node = nodes.get(op.node.name)
-            nodes[op.node.name] = op.node
-            if d is not None:
-                d ^= node_hash(op.node) ^ (0 if old_node is None else node_hash(old_node))
+                if track and old_ep is not None:
+                    x = endpoint_hash(key, old_ep)
+        elif isinstance(op, SetService | DeleteService):
+            key = op.service.key if isinstance(op, SetService) else op.key
+            if changed is not None:
+                changed.add(key)
+            track = d is not None or key in done
+            x = 0
+            if isinstance(op, SetService):
+                old_svc = services.get(key)
+                services[key] = op.service
+                if track:
+                    x = service_hash(op.service) ^ (0 if old_svc is None else service_hash(old_svc))
+            else:
+                old_svc = services.pop(key, None)
+                old_table = endpoints.pop(key, None)
+                shared.discard(key)
+                if track:
+                    x = 0 if old_svc is None else service_hash(old_svc)
+                    x ^= 0 if old_table is None else table_hash(key, old_table.values())
         else:
-            old_node = nodes.pop(op.name, None)
-            if d is not None and old_node is not None:
-                d ^= node_hash(old_node)
+            if isinstance(op, SetNode):
+                old_node = nodes.get(op.node.name)
+                nodes[op.node.name] = op.node
+            else:
+                old_node = nodes.pop(op.name, None)
+            if d is not None:
+                d ^= 0 if old_node is None else node_hash(old_node)
+                d ^= node_hash(op.node) if isinstance(op, SetNode) else 0
+            continue
+        if not track:
+            continue
+        if d is not None:
+            d ^= x
+        elif partial is not None:
+            partial.acc ^= x
     view.known_digest = d
     for key in touched:
         if key in endpoints and not endpoints[key]:
@@ -353,6 +410,9 @@ class SnapshotPrefixes:
     def __init__(self, size: int = 8) -> None:
         self.size = size
         self.hits = 0
+        # full snapshots applied with these prefixes: while it grows, their process is busy
+        # with a storm (kpng.bus.client waits for it to stop before computing digests)
+        self.snapshots = 0
         self._views: OrderedDict[tuple[int, ...], tuple[list[SharedOps], View[Any]]] = OrderedDict()
 
     def view(self, runs: list[SharedOps]) -> View[Any]:
@@ -380,12 +440,14 @@ def apply_snapshot(
     With ``prefixes``, the view of the leading shared runs (all but the last) is built once
     and copied, its endpoint tables shared copy-on-write."""
     view: View[E] = View()
+    if prefixes is not None:
+        prefixes.snapshots += 1
     lead = _shared_lead(parts) if prefixes is not None else []
     if prefixes is not None and len(lead) >= 2:
         base = prefixes.view(lead)
         tables = base.endpoints
         view = View(dict(base.services), dict(tables), dict(base.nodes), set(), tables)
-        view.origin = base
+        view.origin, view.changed = base, set()
         parts = parts[len(lead) :]
     for ops in parts:
         grouping = ops.grouped() if isinstance(ops, SharedOps) else group_sets(ops)
@@ -397,6 +459,8 @@ def apply_snapshot(
             raise InconsistentOp(f"endpoint for unknown service {missing[0]}")
         view.services.update(grouping.services)
         tables = grouping.endpoints
+        if view.changed is not None:  # a node's own part on its zone's: what to correct
+            view.changed.update(grouping.services, tables)
         overlap = tables.keys() & view.endpoints.keys() if view.endpoints else set()
         fresh = {k: t for k, t in tables.items() if k not in overlap} if overlap else tables
         view.endpoints.update(fresh)

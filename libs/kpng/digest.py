@@ -211,6 +211,76 @@ def view_digest(
     return d
 
 
+def key_hash(
+    key: str,
+    services: Mapping[str, Service],
+    endpoints: Mapping[str, Mapping[str, Endpoint | ViewEndpoint]],
+    shared: Shared | None = None,
+) -> int:
+    """The XOR of the hashes of a service and of its endpoints (as :func:`view_digest`)."""
+    d = 0
+    service = services.get(key)
+    if service is not None:
+        d ^= SHARED_TABLES.get(service, partial(service_hash, service))
+    table = endpoints.get(key)
+    if table is not None:
+        if shared is not None and shared(key, table):
+            d ^= SHARED_TABLES.table_hash(key, table)
+        else:
+            d ^= table_hash(key, table.values())
+    return d
+
+
+class PartialDigest:
+    """A view's digest being computed a few services at a time (so that a process computes
+    it while idle, in steps that do not hold its event loop): ``acc`` is the XOR of the
+    hashes of the services (with their endpoints) in ``done``. The view may change between
+    steps: :func:`kpng.diff.apply_in_place` corrects ``acc`` for a key already done; a key
+    not done yet is hashed as it is when its turn comes, and nodes at the end."""
+
+    __slots__ = ("acc", "done", "todo")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.acc = 0
+        self.done: set[str] = set()
+        self.todo = list(keys)
+
+    def step(
+        self,
+        services: Mapping[str, Service],
+        endpoints: Mapping[str, Mapping[str, Endpoint | ViewEndpoint]],
+        shared: Shared | None,
+        budget: int,
+    ) -> bool:
+        """Hashes the next services until about ``budget`` items; True when none is left."""
+        spent = 0
+        todo, done = self.todo, self.done
+        while todo and spent < budget:
+            key = todo.pop()
+            if key not in done:
+                done.add(key)
+                self.acc ^= key_hash(key, services, endpoints, shared)
+                spent += 1 + len(endpoints.get(key, ()))
+        return not todo
+
+    def finish(
+        self,
+        services: Mapping[str, Service],
+        endpoints: Mapping[str, Mapping[str, Endpoint | ViewEndpoint]],
+        nodes: Mapping[str, Node],
+        shared: Shared | None,
+    ) -> int:
+        """The digest: the keys added since the start hashed too, then the nodes."""
+        d = self.acc
+        for key in (*services, *endpoints):
+            if key not in self.done:
+                self.done.add(key)
+                d ^= key_hash(key, services, endpoints, shared)
+        for node in nodes.values():
+            d ^= node_hash(node)
+        return d
+
+
 def to_hex(digest: int) -> str:
     """The digest as the wire carries it."""
     return f"{digest:016x}"

@@ -127,8 +127,8 @@ class Agents:
     async def mark(self, body: control.Json) -> control.Json:
         """Forget when each agent last took a snapshot (catch-up, rebase or full): the
         next ``status`` says when the last of them took one since. Also says how many
-        have not computed their view's digest yet (a view's digest is computed when first
-        asked for, by a tick or a snapshot request, then kept current)."""
+        have not computed their view's digest yet (a client computes it once its process
+        took no snapshot for a while, or when first asked for, then keeps it current)."""
         for agent in self.agents:
             agent.snapshot_at = 0.0
         clients = [a.client for a in self.agents if a.client is not None]

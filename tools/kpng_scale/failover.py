@@ -97,8 +97,9 @@ async def _case(
         "bytes_per_node": moved / s.nodes,
         "bytes": {k: after[k] - before.get(k, 0) for k in MOVED},
         "epochs": [old["epoch"], after["epoch"]],
-        # agents that computed their view's digest for the rebase request (not since their
-        # last full snapshot: a tick refresh, every 30 s, makes them compute it)
+        # agents whose view's digest was unknown before the kill: each computes it once its
+        # process has been quiet for a while (kpng.bus.client.DIGEST_IDLE), else for the
+        # rebase request
         "digests_computed": sum(m["digests_unknown"] for m in marks),
         **{kind: _delta(before_agents, statuses, kind) for kind in KINDS},
     }

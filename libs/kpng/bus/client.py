@@ -45,6 +45,8 @@ ViewEvent = Applied
 # the watcher ticks every subject it serves every tick refresh (30 s by default): silence
 # longer than that means it does not know this subject (docs/bus.md, section 8)
 SILENCE = 35.0
+DIGEST_IDLE = 5.0  # seconds of quiet (no snapshot in the process) before a digest is computed
+DIGEST_STEP = 1000  # items hashed per step of it (~5 ms)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class ViewClient(Generic[E]):
         compressed: bool = True,
         clock: Clock = SYSTEM,
         silence: float | None = SILENCE,
+        digest_idle: float | None = DIGEST_IDLE,
     ) -> None:
         self.bus = bus
         self.delta_subject = delta_subject
@@ -95,6 +98,9 @@ class ViewClient(Generic[E]):
         # nothing on the delta subject for this long (no delta, no tick): resync, so that a
         # watcher that does not know this subject yet (a new one) learns of it
         self.silence = silence
+        # quiet for this long with a view whose digest is unknown (after a full snapshot):
+        # compute it in steps while nothing arrives, so that no rebase request waits for it
+        self.digest_idle = digest_idle
         self.stats = ClientStats()
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
@@ -142,13 +148,46 @@ class ViewClient(Generic[E]):
             self._sub = None
 
     async def _next(self) -> bytes | Resync:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self.digest_idle is not None and self.consumer.view.known_digest is None:
+            until = started + (self.silence if self.silence is not None else float("inf"))
+            item = await self._digest_while_idle(self.digest_idle, until)
+            if item is not None:
+                return item
         if self.silence is None:
             return await self._queue.get()
         try:
-            async with asyncio.timeout(self.silence):
+            async with asyncio.timeout(self.silence - (loop.time() - started)):
                 return await self._queue.get()
         except TimeoutError:
             return Resync(f"nothing on the delta subject for {self.silence:.0f}s")
+
+    async def _digest_while_idle(self, idle: float, until: float) -> bytes | Resync | None:
+        """Once nothing came for ``idle`` seconds, and no client sharing this one's
+        snapshot prefixes took a full snapshot meanwhile (a storm: its views are built
+        first), the view's digest in steps of a few milliseconds, each followed by a look
+        at the queue: an item that arrives is returned at once, the steps done kept (the
+        view resumes them). None: the digest is known, or ``until`` (loop time) passed."""
+        loop = asyncio.get_running_loop()
+        prefixes = self.consumer.prefixes
+        before = prefixes.snapshots if prefixes is not None else 0
+        quiet_since = loop.time()
+        while (left := quiet_since + idle - loop.time()) > 0:
+            try:  # a look at the process's snapshots every quarter of the idle time
+                async with asyncio.timeout(min(left, idle / 4, until - loop.time())):
+                    return await self._queue.get()
+            except TimeoutError:
+                pass
+            if loop.time() >= until:
+                return None
+            if prefixes is not None and prefixes.snapshots != before:
+                before, quiet_since = prefixes.snapshots, loop.time()
+        for _ in self.consumer.view.digest_steps(DIGEST_STEP):
+            await asyncio.sleep(0)
+            if not self._queue.empty():
+                return self._queue.get_nowait()
+        return None
 
     def _on_message(self, data: bytes, subject: str, reply: str) -> None:
         self._put(data)
