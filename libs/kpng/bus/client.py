@@ -150,11 +150,17 @@ class ViewClient(Generic[E]):
     async def _next(self) -> bytes | Resync:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self.digest_idle is not None and self.consumer.view.known_digest is None:
+        due = self.consumer.digest_due()  # a tick's digest waits: no idle wait first
+        if (self.digest_idle is not None or due) and self.consumer.view.known_digest is None:
             until = started + (self.silence if self.silence is not None else float("inf"))
-            item = await self._digest_while_idle(self.digest_idle, until)
+            idle = 0.0 if due else (self.digest_idle or 0.0)
+            item = await self._digest_while_idle(idle, until)
             if item is not None:
                 return item
+        if self.consumer.pending_check is not None and self.consumer.view.known_digest is not None:
+            for result in self.consumer.check_pending():
+                if isinstance(result, Resync):
+                    return result
         if self.silence is None:
             return await self._queue.get()
         try:

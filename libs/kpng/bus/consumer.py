@@ -98,6 +98,9 @@ class Consumer(Generic[E]):
     epoch: str = ""
     seq: int = -1
     synced: bool = False
+    # a tick's digest at the applied seq, waiting for the view's own to be known (its
+    # computation is spread over idle moments, not done at once: see :meth:`digest_due`)
+    pending_check: tuple[str, int, str] | None = None
     trusted: bool = False  # the view is exactly the watcher's at (epoch, seq)
     _buffer: list[Delta] = field(default_factory=list)
     # shared by the consumers of one process that follow many nodes (kpng.bus.codec.OpCache)
@@ -194,9 +197,29 @@ class Consumer(Generic[E]):
         if tick.digest and tick.seq < self.seq:  # applied a seq the watcher never sent
             self.trusted = False
             return [self._lost(f"tick at seq {tick.seq}, behind the applied {self.seq}")]
-        if tick.digest and tick.seq == self.seq and tick.digest != self.digest():
+        if tick.digest and tick.seq == self.seq:
+            if self.view.known_digest is None:  # hashing a whole view now would stall the
+                self.pending_check = (tick.epoch, tick.seq, tick.digest)  # deltas behind it
+                return []
+            return self._compare(tick.digest)
+        return []
+
+    def digest_due(self) -> bool:
+        """A tick's digest waits for the view's: compute it now (in steps), not when idle."""
+        return self.pending_check is not None and self.view.known_digest is None
+
+    def check_pending(self) -> list[Applied[E] | Resync]:
+        """The waiting tick's digest against the view's, once that is known, if the view is
+        still at the tick's (epoch, seq); a later tick compares its own otherwise."""
+        pending, self.pending_check = self.pending_check, None
+        if pending is None or not self.synced or (self.epoch, self.seq) != pending[:2]:
+            return []
+        return self._compare(pending[2])
+
+    def _compare(self, digest: str) -> list[Applied[E] | Resync]:
+        if digest != self.digest():
             self.trusted = False  # a forged or corrupted operation: only a full snapshot
-            return [self._lost(f"view digest {self.digest()} differs from {tick.digest}")]
+            return [self._lost(f"view digest {self.digest()} differs from {digest}")]
         return []
 
     def _lost(self, reason: str) -> Resync:
