@@ -67,6 +67,8 @@ def test_kpng_auth_may_only_create_tokenreviews_and_knows_the_agents_account() -
     assert args[args.index("--agent-service-account") + 1] == "kube-system/kpng-agent"
     assert args[args.index("--audience") + 1] == "kpng"
     assert auth["spec"]["template"]["spec"]["serviceAccountName"] == "kpng-auth"
+    probe = container(auth)["livenessProbe"]["httpGet"]
+    assert probe == {"path": "/metrics", "port": "metrics"}
     nats_env = {e["name"] for e in container(objs["Deployment", "kpng-nats"])["env"]}
     assert "KPNG_AUTH_PASSWORD" in nats_env
 
