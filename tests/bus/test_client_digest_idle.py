@@ -12,9 +12,10 @@ from kpng.bus import client as client_module
 from kpng.bus.client import NodeViewClient
 from kpng.bus.codec import Delta, OpCache, SnapshotChunk, Tick, encode
 from kpng.bus.fake import FakeServer
-from kpng.diff import SetEndpoint, SetService, View, apply_snapshot
+from kpng.diff import SetEndpoint, SetService, View
 from kpng.digest import key_hash, view_digest
 from kpng.model import Service, ServiceType, ViewEndpoint
+from kpng.sharedviews import apply_snapshot
 from tests.integration.harness import until
 from tests.objects import HTTP, http_port
 

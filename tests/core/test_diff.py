@@ -19,17 +19,15 @@ from kpng.diff import (
     SetEndpoint,
     SetNode,
     SetService,
-    SharedOps,
-    SnapshotPrefixes,
     View,
     apply,
     apply_in_place,
-    apply_snapshot,
     diff,
     diff_nodes,
     diff_service,
 )
 from kpng.model import Endpoint, Node, Service, ServiceType, ViewEndpoint
+from kpng.sharedviews import SharedOps, SnapshotPrefixes, apply_snapshot
 from tests.objects import HTTP, http_port
 
 from .strategies import global_views, node_views

@@ -11,20 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpng import digest
-from kpng.diff import (
-    SetEndpoint,
-    SetNode,
-    SetService,
-    SharedOps,
-    SnapshotPrefixes,
-    View,
-    apply,
-    apply_in_place,
-    apply_snapshot,
-    diff,
-)
+from kpng.diff import SetEndpoint, SetNode, SetService, View, apply, apply_in_place, diff
 from kpng.digest import view_digest
 from kpng.model import Node, Service, ServiceType, ViewEndpoint
+from kpng.sharedviews import SharedOps, SnapshotPrefixes, apply_snapshot
 from tests.objects import HTTP, http_port
 
 from .strategies import node_views

@@ -34,7 +34,8 @@ from kpng.bus.wire import (
     service_from_wire,
     service_to_wire,
 )
-from kpng.diff import Op, SharedOps, SnapshotPrefixes
+from kpng.diff import Op
+from kpng.sharedviews import SharedOps, SnapshotPrefixes
 
 __all__ = [
     "COMPACT_ENDPOINTS",

@@ -24,16 +24,9 @@ from itertools import chain
 from typing import Any, Generic, Literal, overload
 
 from kpng.bus.codec import Delta, SnapshotChunk, Tick
-from kpng.diff import (
-    E,
-    InconsistentOp,
-    Op,
-    SnapshotPrefixes,
-    View,
-    apply_in_place,
-    apply_snapshot,
-)
+from kpng.diff import E, InconsistentOp, Op, View, apply_in_place
 from kpng.digest import to_hex
+from kpng.sharedviews import SnapshotPrefixes, apply_snapshot
 
 
 @dataclass(frozen=True, slots=True)
