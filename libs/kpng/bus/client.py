@@ -151,10 +151,10 @@ class ViewClient(Generic[E]):
         loop = asyncio.get_running_loop()
         started = loop.time()
         # a tick's digest waits for the view's: a process following one node computes it at
-        # once (in steps); one following many (shared snapshot prefixes: the observer, the
-        # scale bench) keeps to the idle wait, or hundreds of views hash at the same moment
-        # and every delta behind them waits (10 s of churn p99 in the scale bench)
-        due = self.consumer.digest_due() and self.consumer.prefixes is None
+        # once (in steps); one following many keeps to the idle wait, or hundreds of views
+        # hash at the same moment and every delta behind them waits (10 s of churn p99 in
+        # the scale bench)
+        due = self.consumer.digest_due() and not self.consumer.follows_many
         if (self.digest_idle is not None or due) and self.consumer.view.known_digest is None:
             until = started + (self.silence if self.silence is not None else float("inf"))
             idle = 0.0 if due else (self.digest_idle or 0.0)
@@ -328,7 +328,7 @@ class ViewClient(Generic[E]):
             # nodes sends it only when known (hashing hundreds of views for one storm of
             # same-epoch catch-ups, which need none, took 15 s in the scale bench)
             known = self.consumer.view.known_digest is not None
-            ask = since is not None and (known or self.consumer.prefixes is None)
+            ask = since is not None and (known or not self.consumer.follows_many)
             digest = self.consumer.digest() if ask else ""
             request = SnapshotRequest(epoch, seq, accept, digest)
             await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)

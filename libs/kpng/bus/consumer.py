@@ -197,6 +197,13 @@ class Consumer(Generic[E]):
             return self._compare(tick.digest)
         return []
 
+    @property
+    def follows_many(self) -> bool:
+        """This consumer's process follows many nodes (it shares snapshot prefixes: the
+        observer, the scale bench): their views' digests are hashed only when idle, never
+        all at once on a tick or a storm of requests."""
+        return self.prefixes is not None
+
     def digest_due(self) -> bool:
         """A tick's digest waits for the view's: compute it now (in steps), not when idle."""
         return self.pending_check is not None and self.view.known_digest is None
