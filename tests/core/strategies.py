@@ -11,7 +11,17 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kpng.bus.codec import Delta, ErrorReply, SnapshotChunk, SnapshotRequest, Status, Tick
+from kpng.bus.codec import (
+    CastChunk,
+    CastRef,
+    CastRequest,
+    Delta,
+    ErrorReply,
+    SnapshotChunk,
+    SnapshotRequest,
+    Status,
+    Tick,
+)
 from kpng.diff import (
     DeleteEndpoint,
     DeleteNode,
@@ -302,6 +312,7 @@ def ops(scope: str) -> st.SearchStrategy[Op[Any]]:
 
 
 epochs = text
+cast_ids = st.text("0123456789abcdef", min_size=16, max_size=16)
 seqs = st.integers(0, 2**53 - 1)  # the contract's range (kpng.bus.codec.MAX_SEQ)
 
 
@@ -327,12 +338,29 @@ def messages(scope: str) -> st.SearchStrategy[Any]:
                 ops=op_lists,
             )
         ),
+        st.integers(1, 20).flatmap(
+            lambda chunks: st.builds(
+                SnapshotChunk,
+                epoch=epochs,
+                seq=seqs,
+                chunk=st.integers(0, chunks - 1),
+                chunks=st.just(chunks),
+                ops=op_lists,
+                cast=st.builds(CastRef, cast_ids, st.integers(1, 4096)),
+            )
+        ),
+        st.builds(CastRequest, cast_ids),
+        st.integers(1, 20).flatmap(
+            lambda chunks: st.builds(
+                CastChunk, cast_ids, st.integers(0, chunks - 1), st.just(chunks), op_lists
+            )
+        ),
         st.just(SnapshotRequest()),
         st.builds(
             SnapshotRequest,
             epoch=epochs,
             seq=seqs,
-            accept=st.lists(st.sampled_from(("eps", "later")), max_size=2).map(tuple),
+            accept=st.lists(st.sampled_from(("eps", "cast", "later")), max_size=2).map(tuple),
         ),
         st.builds(ErrorReply, reason=text),
         st.builds(

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from kpng.bus.codec import (
     SCHEMA_VERSION,
+    CastChunk,
+    CastRef,
+    CastRequest,
     Delta,
     ErrorReply,
     MalformedMessage,
@@ -93,6 +96,7 @@ GLOBAL_OPS: tuple[Any, ...] = (
     *NODE_OPS[4:],
 )
 
+CAST_ID = "0123456789abcdef"
 EXAMPLES: list[Any] = [
     Delta("epoch-1", 7, 1700000000.25, 1699999999.5, NODE_OPS),
     Delta("epoch-1", 8, 1700000001.0, None, ()),
@@ -121,6 +125,11 @@ EXAMPLES: list[Any] = [
     SnapshotRequest("epoch-1", 7, ("eps",), "5e3d5d4f82e2c582"),
     SnapshotChunk("epoch-2", 0, 0, 1, (), base=7, base_epoch="epoch-1"),
     Status("node-a1", "epoch-1", 8, "nftables", True, 1700000003.0, digest="5e3d5d4f82e2c582"),
+    # casts (bus.md 9a)
+    SnapshotChunk("epoch-1", 8, 0, 1, NODE_OPS[5:6], cast=CastRef(CAST_ID, 3)),
+    SnapshotRequest(accept=("eps", "zstd", "cast")),
+    CastRequest(CAST_ID),
+    CastChunk(CAST_ID, 1, 3, NODE_OPS),
 ]
 
 
@@ -394,6 +403,38 @@ def test_field_of_the_wrong_type(path: tuple[Any, ...], value: Any) -> None:
     error = malformed(_replaced(_raw(EXAMPLES[0]), path, value))
     assert error.field
     assert str(path[0]) in error.field
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ({"kind": "cast-request", "id": "0123456789ABCDEF"}, "id"),  # upper case
+        ({"kind": "cast-request", "id": "0123456789abcde"}, "id"),  # 15 digits
+        ({"kind": "cast-request", "id": "kpng.v1.node.n1x"}, "id"),  # a subject's worth
+        ({"kind": "cast", "id": CAST_ID, "chunk": 3, "chunks": 3, "ops": []}, "chunk"),
+        (
+            {"kind": "snapshot", "epoch": "e", "seq": 1, "chunk": 0, "chunks": 1, "ops": []}
+            | {"cast": {"id": CAST_ID, "chunks": 0}},
+            "cast.chunks",
+        ),
+        (
+            {"kind": "snapshot", "epoch": "e", "seq": 1, "chunk": 0, "chunks": 1, "ops": []}
+            | {"cast": {"id": CAST_ID, "chunks": 4097}},
+            "cast.chunks",
+        ),
+        (
+            {"kind": "snapshot", "epoch": "e", "seq": 1, "chunk": 0, "chunks": 1, "ops": []}
+            | {"base": 0, "cast": {"id": CAST_ID, "chunks": 1}},
+            "cast",
+        ),
+    ],
+)
+def test_casts_are_checked(message: dict[str, Any], field: str) -> None:
+    """A cast id becomes a subject token: only 16 lowercase hex digits pass; a cast is
+    bounded and only starts a full snapshot."""
+    with pytest.raises(MalformedMessage) as err:
+        decode(msgpack.packb({"v": 1, **message}))
+    assert err.value.field == field
 
 
 def test_snapshot_chunk_out_of_range() -> None:

@@ -91,6 +91,7 @@ def test_an_agent_token_gets_exactly_its_node_subjects_until_the_token_expires()
     )
     assert decision.permissions.subscribe == (
         "kpng.v1.node.node-a1_example.delta",
+        "kpng.v1.cast.*",  # zone parts every node may read (only the watcher publishes)
         "_INBOX.kpng.node-a1_example.>",
     )
     assert decision.expires == int(NOW) + 300  # the token's expiry, sooner than max_lifetime
@@ -146,7 +147,10 @@ def test_other_service_accounts_get_their_role_and_static_users_theirs() -> None
 def test_node_identity_subjects() -> None:
     assert node_inbox(S, "n1") == "_INBOX.kpng.n1"
     perms = node_permissions(S, "n1")
-    assert all("n2" not in s and "*" not in s for s in perms.publish + perms.subscribe)
+    assert all("n2" not in s and "*" not in s for s in perms.publish)
+    # another node's subjects never; a wildcard only for the casts (read-only)
+    assert all("n2" not in s for s in perms.subscribe)
+    assert [s for s in perms.subscribe if "*" in s] == [S.all_casts]
     with pytest.raises(ValueError):
         node_permissions(S, "../x")
 

@@ -35,6 +35,7 @@ USERS = (
     UserSpec("agent", "agent"),
     UserSpec("observer", "observer"),
     UserSpec("reader", "consumer"),
+    UserSpec("oldagent", "agent"),  # configured as before casts (see secure_nats)
 )
 FORGED = Service(
     "evil",
@@ -67,6 +68,11 @@ def secure_nats(tmp_path: Path) -> Iterator[SecureNats]:
     port = free_port()
     settings = Settings("kpng", f"127.0.0.1:{port}", USERS, tls_generate=("127.0.0.1",))
     config = generate(settings, tmp_path / "bus")
+    # an external NATS set up from the docs of before casts: its agents may not hear them
+    lines = config.read_text().splitlines(keepends=True)
+    old = [i for i, line in enumerate(lines) if '{user: "oldagent"' in line]
+    lines[old[0]] = lines[old[0]].replace('"kpng.v1.cast.*", ', "")
+    config.write_text("".join(lines))
     with ProcessGroup(tmp_path / "logs") as group:
         group.start("nats-server", nats_server_argv(port, config))
         wait_for_port("127.0.0.1", port)
@@ -148,6 +154,54 @@ async def test_agent_credentials_cannot_forge_a_delta(
         await asyncio.gather(task, return_exceptions=True)
         await attacker.close()
         await agent_bus.close()
+
+
+async def test_agents_take_the_zone_part_as_a_cast_and_cannot_forge_one(
+    secure_nats: SecureNats, watcher: Publisher
+) -> None:
+    watcher.fanout.casts.min_size = 1  # this small view as a cast too
+    agent_bus = await secure_nats.connect("agent")
+    client = NodeViewClient(agent_bus, "n1")
+    task = asyncio.create_task(follow(client))
+    attacker = await secure_nats.connect("agent")
+    try:
+        await until(lambda: client.consumer.synced and "default/web" in client.view.services)
+        assert client.stats.casts == 1 and watcher.fanout.stats.cast_rounds == 1
+        (id,) = watcher.fanout.casts._casts
+        heard: list[bytes] = []
+        await attacker.subscribe(attacker.subjects.cast(id), lambda d, s, r: heard.append(d))
+        await attacker.publish(attacker.subjects.cast(id), b"forged")
+        await attacker.flush()
+        await until(lambda: attacker.permission_violations == 1)
+        await asyncio.sleep(0.2)
+        assert heard == []  # refused by the server: nobody hears it
+        assert agent_bus.permission_violations == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await attacker.close()
+        await agent_bus.close()
+
+
+async def test_an_agent_whose_nats_predates_casts_falls_back_to_inline(
+    secure_nats: SecureNats, watcher: Publisher
+) -> None:
+    watcher.fanout.casts.min_size = 1
+    bus = await secure_nats.connect("oldagent")
+    client = NodeViewClient(bus, "n1", max_backoff=0.2)
+    task = asyncio.create_task(follow(client))
+    try:
+        await until(lambda: client.consumer.synced and "default/web" in client.view.services)
+        assert client.stats.casts == 0 and client.stats.snapshot_failures == 1
+        assert client.casts is None  # never asks for one again
+        assert bus.permission_violations == 1
+        client.request_resync("test")
+        await until(lambda: client.stats.snapshots == 2 or client.stats.catchups == 1)
+        assert bus.permission_violations == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await bus.close()
 
 
 async def test_consumer_follows_the_global_view_and_publishes_nothing(

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from kpng.bus import NodeViewClient
+from kpng.bus.casts import CastReceiver
 from kpng.bus.codec import OpCache
 from kpng.bus.flags import add_bus_arguments
 from kpng.bus.nats import connect
@@ -61,6 +62,8 @@ class Agents:
         self.snapshot_timeout = snapshot_timeout
         self.recorder = Recorder()
         self.op_cache = OpCache()  # agents of one process decode each distinct op once
+        # and hear each cast (a zone's part of their snapshots) once: one subscription
+        self.casts = CastReceiver(bus, self.op_cache, keep=2)
         self.storm_at = 0.0
 
     def start(self) -> None:
@@ -77,7 +80,11 @@ class Agents:
 
     async def _follow(self, agent: SimAgent) -> None:
         client = NodeViewClient(
-            self.bus, agent.node, snapshot_timeout=self.snapshot_timeout, op_cache=self.op_cache
+            self.bus,
+            agent.node,
+            snapshot_timeout=self.snapshot_timeout,
+            op_cache=self.op_cache,
+            casts=self.casts,
         )
         agent.client = client
         async for event in client:
@@ -121,6 +128,7 @@ class Agents:
             "catchups": sum(c.stats.catchups for c in clients),
             "rebases": sum(c.stats.rebases for c in clients),
             "snapshot_failures": sum(c.stats.snapshot_failures for c in clients),
+            "casts": sum(c.stats.casts for c in clients),
             "usage": control.process_usage(),
         }
 

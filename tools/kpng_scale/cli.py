@@ -95,7 +95,14 @@ def table(result: dict[str, Any]) -> str:
             "cold storm: zstd frames made (ratio)",
             f"{cold['compressions']} ({cold['compression_ratio']:.1f}x)",
         ),
-        ("full view per node", f"{cold['snapshot_bytes_per_node'] / 1e6:.2f} MB"),
+        (
+            "cold storm: snapshots by cast / cast rounds (MB sent)",
+            f"{cold['casts']} / {cold['cast_rounds']} ({cold['cast_bytes'] / 1e6:.1f} MB)",
+        ),
+        (
+            "cold storm: watcher MB per full snapshot per full snapshot (replies and casts)",
+            f"{cold['sent_bytes_per_full_snapshot'] / 1e6:.3f}",
+        ),
         (
             "watcher CPU churn / warm / cold storm",
             f"{w['cpu_percent_churn']:.0f}% / {w['cpu_percent_storm']:.0f}%"

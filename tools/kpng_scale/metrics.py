@@ -98,6 +98,16 @@ def sync_phase(phase: Phase) -> Json:
         / max(phase.delta("fanout", "compressed_out"), 1),
         "agent_resyncs": sum(s["resyncs"] for s in phase.statuses),
         "snapshot_failures": sum(s["snapshot_failures"] for s in phase.statuses),
+        # zone parts published once for every agent waiting (kpng.fanout.casts): the full
+        # snapshots that took one, the rounds and their bytes, and what the watcher sent
+        # per full snapshot in all (replies and casts)
+        "casts": sum(s.get("casts", 0) for s in phase.statuses),
+        "cast_rounds": int(phase.delta("fanout", "cast_rounds")),
+        "cast_bytes": int(phase.delta("fanout", "cast_bytes")),
+        "sent_bytes_per_full_snapshot": (
+            phase.delta("fanout", "snapshot_bytes") + phase.delta("fanout", "cast_bytes")
+        )
+        / max(phase.delta("fanout", "snapshots"), 1),
     }
 
 

@@ -18,6 +18,7 @@ from kpng.bus.bounds import MAX_MESSAGE, check_size, unpack
 from kpng.bus.compression import MAX_INFLATED, decompress
 from kpng.bus.opcache import OpCache, array_ops, op_of
 from kpng.bus.wire import (
+    CAST,
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
     SCHEMA_VERSION,
@@ -38,10 +39,14 @@ from kpng.bus.wire import (
 from kpng.diff import Op
 
 __all__ = [
+    "CAST",
     "COMPACT_ENDPOINTS",
     "COMPRESSED_OPS",
     "MAX_SEQ",
     "SCHEMA_VERSION",
+    "CastChunk",
+    "CastRef",
+    "CastRequest",
     "Delta",
     "ErrorReply",
     "MalformedMessage",
@@ -65,6 +70,7 @@ __all__ = [
     "op_to_wire",
     "ops_array",
     "ops_from_wire",
+    "pack_cast_chunk",
     "pack_compressed_chunk",
     "pack_delta",
     "pack_snapshot_chunk",
@@ -77,6 +83,9 @@ __all__ = [
 # The largest seq of the contract (2^53 - 1): every seq fits a float64 exactly, so a decoder
 # that reads numbers as doubles (JavaScript's) keeps it. Decoders refuse larger ones.
 MAX_SEQ = 2**53 - 1
+# the most chunks a cast may have: a zone's part of a node view is ~4 MB at 10k services x 10
+# endpoints before compression (16 chunks of MAX_MESSAGE); room for 100x that
+MAX_CAST_CHUNKS = 4096
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -100,6 +109,15 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class CastRef:
+    """In a node snapshot's chunks: the snapshot starts with the ``chunks`` chunks of the
+    cast ``id``, published on ``<prefix>.v1.cast.<id>`` when asked for (a zone's part)."""
+
+    id: str
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotChunk:
     """A chunk of a full snapshot (``base`` -1), or of a catch-up reply: ``ops`` then move a
     view at seq ``base`` to ``seq``."""
@@ -113,6 +131,7 @@ class SnapshotChunk:
     # a rebase (``base`` >= 0 in another epoch): the view at (``base_epoch``, ``base``) is
     # the view at (``epoch``, ``seq``); "": ``base`` is in this chunk's epoch
     base_epoch: str = ""
+    cast: CastRef | None = None  # a full snapshot whose first operations come as a cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +146,24 @@ class SnapshotRequest:
     # the digest of the trusted view at (epoch, seq): a watcher of another epoch whose view
     # of the node has it answers with a rebase instead of a full snapshot
     digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CastRequest:
+    """Sent to a node's snapshot subject once subscribed to the cast ``id``'s subject: the
+    watcher publishes the cast there soon (with the others who asked meanwhile)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CastChunk:
+    """A chunk of a cast: operations shared by the snapshots that name it."""
+
+    id: str
+    chunk: int
+    chunks: int
+    ops: tuple[Op[Any], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +193,9 @@ class Status:
     digest: str = ""  # the digest of the agent's view at (epoch, seq); "" if none
 
 
-Message = Delta | Tick | SnapshotChunk | SnapshotRequest | ErrorReply | Status
+Message = (
+    Delta | Tick | SnapshotChunk | SnapshotRequest | CastRequest | CastChunk | ErrorReply | Status
+)
 _packer = msgpack.Packer(use_bin_type=True)
 
 
@@ -223,26 +262,48 @@ def pack_snapshot_chunk(
     count: int | None = None,
     base: int = -1,
     base_epoch: str = "",
+    cast: CastRef | None = None,
 ) -> bytes:
     """A snapshot chunk; ``base`` >= 0 makes it a chunk of a catch-up reply (of a rebase
-    with ``base_epoch``)."""
-    header = _snapshot_header(epoch, seq, chunk, chunks, base)
+    with ``base_epoch``); ``cast``: of a full snapshot that starts with that cast."""
+    header = _snapshot_header(epoch, seq, chunk, chunks, base, cast)
     if base_epoch and base >= 0:
         header["base_epoch"] = base_epoch
     return _pack_with_ops(header, ops, count)
 
 
 def pack_compressed_chunk(
-    epoch: str, seq: int, chunk: int, chunks: int, frame: bytes, base: int = -1
+    epoch: str,
+    seq: int,
+    chunk: int,
+    chunks: int,
+    frame: bytes,
+    base: int = -1,
+    cast: CastRef | None = None,
 ) -> bytes:
     """A snapshot chunk whose operations are a zstd ``frame`` of an encoded ``ops`` array
     (header included): the ``zops`` field, for consumers that accept ``"zstd"``."""
-    header = _snapshot_header(epoch, seq, chunk, chunks, base)
+    header = _snapshot_header(epoch, seq, chunk, chunks, base, cast)
     header["zops"] = frame
     return packb(header)
 
 
-def _snapshot_header(epoch: str, seq: int, chunk: int, chunks: int, base: int) -> dict[str, Any]:
+def pack_cast_chunk(
+    id: str, chunk: int, chunks: int, ops: bytes | None, count: int, frame: bytes | None
+) -> bytes:
+    """A cast chunk around a run of ``count`` encoded operations, or a zstd ``frame`` of
+    them (``zops``)."""
+    header: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "cast", "id": id, "chunk": chunk}
+    header["chunks"] = chunks
+    if frame is not None:
+        header["zops"] = frame
+        return packb(header)
+    return _pack_with_ops(header, (ops or b"",), count)
+
+
+def _snapshot_header(
+    epoch: str, seq: int, chunk: int, chunks: int, base: int, cast: CastRef | None = None
+) -> dict[str, Any]:
     header: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "kind": "snapshot",
@@ -253,6 +314,8 @@ def _snapshot_header(epoch: str, seq: int, chunk: int, chunks: int, base: int) -
     }
     if base >= 0:
         header["base"] = base
+    if cast is not None:
+        header["cast"] = {"id": cast.id, "chunks": cast.chunks}
     return header
 
 
@@ -266,9 +329,16 @@ def encode(message: Message) -> bytes:
     match message:
         case Delta(epoch, seq, time, trigger, ops):
             return pack_delta(epoch, seq, time, trigger, [encode_op(o) for o in ops])
-        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base, base_epoch):
+        case SnapshotChunk(epoch, seq, chunk, chunks, ops, base, base_epoch, cast):
             encoded = [encode_op(o) for o in ops]
-            return pack_snapshot_chunk(epoch, seq, chunk, chunks, encoded, None, base, base_epoch)
+            return pack_snapshot_chunk(
+                epoch, seq, chunk, chunks, encoded, None, base, base_epoch, cast
+            )
+        case CastRequest(id):
+            return packb({"v": SCHEMA_VERSION, "kind": "cast-request", "id": id})
+        case CastChunk(id, chunk, chunks, ops):
+            run = b"".join(encode_op(o) for o in ops)
+            return pack_cast_chunk(id, chunk, chunks, run, len(ops), None)
         case Tick(epoch, seq, time, digest):
             tick = {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
             if digest:
@@ -363,6 +433,11 @@ def decode(
         if seq < 0:
             return SnapshotRequest(accept=accept)
         return SnapshotRequest(r.get("epoch", str), seq, accept, digest)
+    if kind == "cast-request":
+        return CastRequest(_cast_id(r))
+    if kind == "cast":
+        chunk, chunks = _chunk(r)
+        return CastChunk(_cast_id(r), chunk, chunks, _chunk_ops(r, scope, op_cache, max_inflated))
     if kind == "error":
         return ErrorReply(r.get("reason", str))
     if kind == "status":
@@ -444,16 +519,43 @@ def _compressed_ops(
 
 
 def _snapshot(r: Reader, scope: Scope, cache: OpCache | None, max_inflated: int) -> SnapshotChunk:
-    chunk, chunks = r.get("chunk", int), r.get("chunks", int)
-    if not 0 <= chunk < chunks:
-        raise MalformedMessage("chunk", f"chunk {chunk} of {chunks}")
-    if "zops" in r.data:
-        ops = _compressed_ops(r, scope, cache, max_inflated)
-    else:
-        ops = _ops(r, scope, cache)
+    chunk, chunks = _chunk(r)
+    ops = _chunk_ops(r, scope, cache, max_inflated)
     base = -1 if r.data.get("base") is None else _seq(r, "base", low=-1)
     base_epoch = r.get("base_epoch", str, "")
-    return SnapshotChunk(r.get("epoch", str), _seq(r, "seq"), chunk, chunks, ops, base, base_epoch)
+    cast = None
+    if r.data.get("cast") is not None:
+        if base >= 0:
+            raise MalformedMessage("cast", "only a full snapshot starts with a cast")
+        c = r.child("cast")
+        cast = CastRef(_cast_id(c), c.get("chunks", int))
+        if not 1 <= cast.chunks <= MAX_CAST_CHUNKS:
+            raise MalformedMessage(c.where("chunks"), f"{cast.chunks} (1..{MAX_CAST_CHUNKS})")
+    epoch, seq = r.get("epoch", str), _seq(r, "seq")
+    return SnapshotChunk(epoch, seq, chunk, chunks, ops, base, base_epoch, cast)
+
+
+def _chunk(r: Reader) -> tuple[int, int]:
+    chunk, chunks = r.get("chunk", int), r.get("chunks", int)
+    if not 0 <= chunk < chunks:
+        raise MalformedMessage(r.where("chunk"), f"chunk {chunk} of {chunks}")
+    return chunk, chunks
+
+
+def _chunk_ops(
+    r: Reader, scope: Scope, cache: OpCache | None, max_inflated: int
+) -> tuple[Op[Any], ...]:
+    if "zops" in r.data:
+        return _compressed_ops(r, scope, cache, max_inflated)
+    return _ops(r, scope, cache)
+
+
+def _cast_id(r: Reader) -> str:
+    """A cast id: 16 lowercase hex digits (it becomes a subject token)."""
+    value = r.get("id", str)
+    if len(value) != 16 or value.strip("0123456789abcdef"):
+        raise MalformedMessage(r.where("id"), "expected 16 lowercase hex digits")
+    return value
 
 
 def _seq(r: Reader, key: str, low: int = 0, default: int | None = None) -> int:

@@ -59,6 +59,16 @@ class Subjects:
     def global_snapshot(self) -> str:
         return f"{self.prefix}.v1.global.snapshot"
 
+    def cast(self, id: str) -> str:
+        """Where the watcher publishes the cast ``id`` (a zone's part of node snapshots)."""
+        if len(id) != 16 or id.strip("0123456789abcdef"):
+            raise ValueError(f"invalid cast id {shown_name(id)}")
+        return f"{self.prefix}.v1.cast.{id}"
+
+    @property
+    def all_casts(self) -> str:
+        return f"{self.prefix}.v1.cast.*"
+
     @property
     def watcher_status(self) -> str:
         """The watcher's own condition (JSON, :mod:`kpng.bus.watcher_status`)."""

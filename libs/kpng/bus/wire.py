@@ -91,6 +91,9 @@ def _ports_to_wire(ports: Sequence[EndpointPort]) -> list[list[Any]]:
 EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL = 1, 2, 4, 8, 16
 COMPACT_ENDPOINTS = "eps"  # the snapshot-request feature that allows "eps" operations
 COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng.bus.compression)
+# the snapshot-request feature that lets a node snapshot's zone part come as a cast: published
+# once on a subject every consumer waiting for it hears (docs/bus.md, section 9a)
+CAST = "cast"
 _FLAGS = [  # (ready, serving, terminating, internal, external) of each flags value
     tuple(bool(f & bit) for bit in (EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL))
     for f in range(32)

@@ -15,6 +15,7 @@ from kpng.bus.bounds import MAX_MESSAGE
 from kpng.bus.codec import Tick, delta_head, encode, pack_snapshot_chunk
 from kpng.bus.compression import MIN_SIZE
 from kpng.digest import to_hex
+from kpng.fanout.casts import CastStore
 from kpng.fanout.cluster import Changes, ClusterState, ServiceState
 from kpng.fanout.deltas import DeltaBuilder, Outgoing
 from kpng.fanout.digests import ViewDigests
@@ -53,6 +54,7 @@ class Fanout:
         self._history: dict[str, History] = {}
         self._published: dict[str, ServiceState] = {}
         self._snapshots = Snapshots(self._published, self.stats, compress_min)
+        self.casts = CastStore(self.stats)
         self._digests = ViewDigests()
         self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
         self._deltas = DeltaBuilder(
@@ -203,12 +205,18 @@ class Fanout:
 
     # -- snapshots and ticks -----------------------------------------------------------------
     def snapshot(
-        self, node: str, now: float = 0.0, compact: bool = False, zstd: bool = False
+        self,
+        node: str,
+        now: float = 0.0,
+        compact: bool = False,
+        zstd: bool = False,
+        cast: bool = False,
     ) -> list[bytes]:
         """The node's whole view at its current seq, as chunks under the max payload: its
         zone's part (the same bytes for every node of the zone), then its own
         (:mod:`kpng.fanout.snapshots`). ``compact``: endpoints as ``eps`` operations;
-        ``zstd``: large chunks compressed (``zops``)."""
+        ``zstd``: large chunks compressed (``zops``); ``cast``: a large zone part as a cast
+        the chunks name (:mod:`kpng.fanout.casts`, :meth:`cast`)."""
         self.serve(node, now)
         self.stats.snapshots += 1
         chunks = self._snapshots.node_chunks(
@@ -220,9 +228,14 @@ class Fanout:
             compact,
             self._limit,
             zstd,
+            self.casts if cast else None,
         )
         self.stats.snapshot_bytes += sum(len(c) for c in chunks)
         return chunks
+
+    def cast(self, id: str) -> list[bytes] | None:
+        """The messages of a cast offered lately (None: not, or no longer, kept)."""
+        return self.casts.get(id)
 
     def catch_up(
         self, node: str, epoch: str, since: int, now: float = 0.0, zstd: bool = False

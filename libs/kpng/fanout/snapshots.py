@@ -19,15 +19,18 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from kpng.bus.codec import (
+    CastRef,
     encode_op,
     endpoints_to_wire,
     ops_array,
+    pack_cast_chunk,
     pack_compressed_chunk,
     pack_snapshot_chunk,
     packb,
 )
 from kpng.bus.compression import MIN_SIZE, compress
 from kpng.diff import Op, SetEndpoint, SetNode, SetService, diff_service
+from kpng.fanout.casts import CastStore
 from kpng.fanout.cluster import ServiceState
 from kpng.fanout.stats import FanoutStats
 from kpng.fanout.views import service_view, special_nodes, view_variant
@@ -79,10 +82,13 @@ class Snapshots:
         self._zone_frames: dict[tuple[str, bool, int], list[Part]] = {}
         self._specials: dict[str, set[str]] = {}  # node: services it is special to
         self._special_of: dict[str, set[str]] = {}
+        # moves with every change: with the epoch, it names the zone parts' bytes (casts)
+        self.generation = 0
 
     def track(self, key: str, state: ServiceState) -> None:
         """Forget the encodings of a changed service; note its bucket and special nodes."""
         bucket = _bucket(key)
+        self.generation += 1
         self._encoded.pop(key, None)
         self._blocks.pop(bucket, None)
         self._zone_runs.clear()
@@ -120,16 +126,26 @@ class Snapshots:
         compact: bool,
         limit: int,
         zstd: bool = False,
+        casts: CastStore | None = None,
     ) -> list[bytes]:
         """``name``'s whole view at ``seq`` as chunks of at most ``limit`` bytes of
         operations; ``compact``: endpoints as one ``eps`` operation per service; ``zstd``:
-        chunks of more than a few KB compressed (the zone's part once per zone)."""
+        chunks of more than a few KB compressed (the zone's part once per zone); ``casts``
+        (for consumers that accept them): a zone's part of at least ``casts.min_size``
+        bytes as a cast that the chunks name, which then carry only the node's own part."""
         zone_runs = self._zone_part(zone, compact, limit)
         own: list[Run] = []
         for key in sorted(self._specials.get(name, ())):
             own.extend((1, op) for op in self._override(key, name, zone))
         if node is not None:
             own.append((1, encode_op(SetNode(node))))
+        if casts is not None and sum(len(r[1]) for r in zone_runs) >= casts.min_size:
+            zone_parts: list[Part] = (
+                self._zone_compressed(zone, compact, limit) if zstd else list(zone_runs)
+            )
+            version = (epoch, zone, compact, limit, zstd, self.generation)
+            ref = casts.offer(version, lambda id: cast_chunk_messages(id, zone_parts))
+            return chunk_messages(epoch, seq, self.parts(pack(own, limit), zstd), cast=ref)
         parts: list[Part]
         small = len(zone_runs) <= 1
         if zstd and not (small and sum(len(r[1]) for r in zone_runs) < self.min_size):
@@ -290,17 +306,32 @@ def pack(items: Iterable[Run], limit: int) -> list[Run]:
     return out
 
 
-def chunk_messages(epoch: str, seq: int, parts: list[Part], base: int = -1) -> list[bytes]:
+def chunk_messages(
+    epoch: str, seq: int, parts: list[Part], base: int = -1, cast: CastRef | None = None
+) -> list[bytes]:
     """Snapshot (or catch-up, ``base`` >= 0) chunks around runs or frames; one empty chunk
-    for none."""
+    for none. ``cast``: a full snapshot's chunks that start with that cast."""
+    parts = parts or [(0, b"")]
+    out = []
+    n = len(parts)
+    for i, part in enumerate(parts):
+        if isinstance(part, Compressed):
+            out.append(pack_compressed_chunk(epoch, seq, i, n, part.frame, base, cast))
+        else:
+            count, blob = part
+            out.append(pack_snapshot_chunk(epoch, seq, i, n, (blob,), count, base, cast=cast))
+    return out
+
+
+def cast_chunk_messages(id: str, parts: list[Part]) -> list[bytes]:
+    """The chunks of the cast ``id`` around runs or frames (at least one)."""
     parts = parts or [(0, b"")]
     out = []
     for i, part in enumerate(parts):
         if isinstance(part, Compressed):
-            out.append(pack_compressed_chunk(epoch, seq, i, len(parts), part.frame, base))
+            out.append(pack_cast_chunk(id, i, len(parts), None, 0, part.frame))
         else:
-            count, blob = part
-            out.append(pack_snapshot_chunk(epoch, seq, i, len(parts), (blob,), count, base=base))
+            out.append(pack_cast_chunk(id, i, len(parts), part[1], part[0], None))
     return out
 
 

@@ -21,4 +21,7 @@ class FanoutStats:
     compressions: int = 0  # runs compressed into zstd frames (snapshots and catch-ups)
     compressed_in: int = 0  # their bytes before
     compressed_out: int = 0  # and after
+    casts_offered: int = 0  # zone parts made into casts (kpng.fanout.casts)
+    cast_rounds: int = 0  # casts published (each once for everyone waiting)
+    cast_bytes: int = 0  # their bytes
     refused_services: int = 0  # versions refused: an operation would not fit a message

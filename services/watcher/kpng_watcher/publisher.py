@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from kpng.bus.bounds import MAX_MESSAGE
 from kpng.bus.codec import (
+    CAST,
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
+    CastRequest,
     ErrorReply,
     MalformedMessage,
     SnapshotRequest,
@@ -50,6 +52,9 @@ class PublisherSettings:
     history_bytes: int = 8 * 1024 * 1024
     # at most this many nodes without a Node object are served (they expire when idle)
     max_unknown_nodes: int = 64
+    # a cast goes out this long after the first request for it, once for all who asked
+    # meanwhile (kpng.fanout.casts)
+    cast_window: float = 0.05
 
 
 @dataclass(slots=True)
@@ -58,6 +63,7 @@ class PublisherStats:
     # services and nodes changed, summed over batches: changes / batches is the coalescing
     coalesced_changes: int = 0
     malformed_requests: int = 0
+    unknown_casts: int = 0  # cast requests for a cast not (or no longer) kept
     untrusted_statuses: int = 0  # undecodable, or naming another node than their subject's
     # snapshot requests and status on a subject whose token is no valid node name
     invalid_nodes: int = 0
@@ -114,6 +120,8 @@ class Publisher:
         # whose delta is still unsent would make that node resync for nothing)
         self._publishing = asyncio.Lock()
         self.ready = asyncio.Event()
+        self._casts_due: dict[str, None] = {}  # casts asked for, published at the next round
+        self._cast_wanted = asyncio.Event()
 
     async def run(self) -> None:
         subjects = self.bus.subjects
@@ -126,6 +134,7 @@ class Publisher:
             tasks.create_task(self._flush_loop())
             tasks.create_task(self._tick_loop())
             tasks.create_task(self._takeover_loop())
+            tasks.create_task(self._cast_loop())
 
     # -- source ------------------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -319,8 +328,11 @@ class Publisher:
         request = SnapshotRequest()
         try:
             message = decode(data) if data else request
+            if isinstance(message, CastRequest) and subject != self.bus.subjects.global_snapshot:
+                await self._on_cast_request(message, subject, reply)
+                return
             if not isinstance(message, SnapshotRequest):
-                raise MalformedMessage("kind", "expected snapshot-request")
+                raise MalformedMessage("kind", "expected snapshot-request or cast-request")
             request = message
         except MalformedMessage as exc:
             self.stats.malformed_requests += 1
@@ -355,8 +367,39 @@ class Publisher:
                 return [rebase]
         if self.fanout.serve(node, now):
             log.info("serving node %s (asked for a snapshot)", node)
-        compact = COMPACT_ENDPOINTS in request.accept
-        return self.fanout.snapshot(node, now, compact=compact, zstd=zstd)
+        compact, cast = COMPACT_ENDPOINTS in request.accept, CAST in request.accept
+        return self.fanout.snapshot(node, now, compact=compact, zstd=zstd, cast=cast)
+
+    # -- casts -------------------------------------------------------------------------------
+    async def _on_cast_request(self, request: CastRequest, subject: str, reply: str) -> None:
+        """Publish the cast at the next round (an error reply if it is not kept: the
+        consumer then asks for its snapshot again)."""
+        if not self.synced or self._node_of(subject) is None:
+            return
+        if self.fanout.cast(request.id) is None:
+            self.stats.unknown_casts += 1
+            await self._reply(reply, [encode(ErrorReply(f"cast {request.id} is not kept"))])
+            return
+        self._casts_due[request.id] = None
+        self._cast_wanted.set()
+
+    async def _cast_loop(self) -> None:
+        """Every cast asked for goes out once per round: a round starts ``cast_window``
+        after the first request that finds none pending, and serves every request that came
+        until then (a consumer subscribes to the cast's subject before it asks)."""
+        subjects = self.bus.subjects
+        while True:
+            await self._cast_wanted.wait()
+            await self.clock.sleep(self.settings.cast_window)
+            self._cast_wanted.clear()
+            due, self._casts_due = self._casts_due, {}
+            for id in due:
+                messages = self.fanout.cast(id)
+                if messages is None:
+                    continue  # dropped since: its consumers time out and ask again
+                self.fanout.stats.cast_rounds += 1
+                self.fanout.stats.cast_bytes += sum(len(m) for m in messages)
+                await self._reply(subjects.cast(id), messages)
 
     async def _reply(self, reply: str, chunks: list[bytes]) -> None:
         for i, chunk in enumerate(chunks):

@@ -11,17 +11,18 @@ permission lists below are kpng.bus.permissions.role_permissions (a test keeps t
 {{- $nodeStatuses := printf "%s.node.*.status" $v }}
 {{- $globalDelta := printf "%s.global.delta" $v }}
 {{- $globalSnapshot := printf "%s.global.snapshot" $v }}
+{{- $casts := printf "%s.cast.*" $v }}
 {{- $watcherStatus := printf "%s.watcher.status" $v }}
 {{- $inboxes := "_INBOX.>" }}
 {{- if eq .role "watcher" }}
-publish: [{{ $nodeDeltas | quote }}, {{ $globalDelta | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
+publish: [{{ $nodeDeltas | quote }}, {{ $globalDelta | quote }}, {{ $casts | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
 subscribe: [{{ $nodeSnapshots | quote }}, {{ $globalSnapshot | quote }}, {{ $nodeStatuses | quote }}]
 {{- else if eq .role "agent" }}
 publish: [{{ $nodeStatuses | quote }}, {{ $nodeSnapshots | quote }}]
-subscribe: [{{ $nodeDeltas | quote }}, {{ $inboxes | quote }}]
+subscribe: [{{ $nodeDeltas | quote }}, {{ $casts | quote }}, {{ $inboxes | quote }}]
 {{- else if eq .role "observer" }}
 publish: [{{ $nodeSnapshots | quote }}, {{ $globalSnapshot | quote }}]
-subscribe: [{{ $nodeDeltas | quote }}, {{ $nodeStatuses | quote }}, {{ $globalDelta | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
+subscribe: [{{ $nodeDeltas | quote }}, {{ $nodeStatuses | quote }}, {{ $globalDelta | quote }}, {{ $casts | quote }}, {{ $watcherStatus | quote }}, {{ $inboxes | quote }}]
 {{- else }}
 {{- fail (printf "unknown kpng role %q" .role) }}
 {{- end }}
