@@ -59,11 +59,11 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(window: float = 0.05, keep: int = 8) -> AsyncIterator[Stack]:
+async def stack(window: float = 0.05, keep: int = 8, casts: bool = True) -> AsyncIterator[Stack]:
     server = FakeServer()
     watcher_bus = server.connect(name="watcher")
     settings = PublisherSettings(
-        coalesce=0.01, tick_interval=3600.0, tick_refresh=3600.0, cast_window=window
+        coalesce=0.01, tick_interval=3600.0, tick_refresh=3600.0, cast_window=window, casts=casts
     )
     publisher = Publisher(watcher_bus, ClusterSource(), settings)
     publisher.fanout.casts.min_size = 1  # a small view as a cast too
@@ -191,5 +191,18 @@ async def test_later_consumers_get_a_later_round() -> None:
             assert second.stats.casts == 1
             assert s.publisher.fanout.stats.cast_rounds == 2
             assert s.publisher.fanout.stats.casts_offered == 1  # the same bytes
+        finally:
+            await cancel_all(tasks)
+
+
+async def test_a_watcher_with_no_casts_sends_snapshots_whole() -> None:
+    async with stack(casts=False) as s:  # kpng-watcher --no-casts
+        client = NodeViewClient(s.bus(), "n1")
+        tasks = await follow([client])
+        try:
+            await until(lambda: client.consumer.synced)
+            assert client.stats.casts == 0 and client.stats.snapshot_failures == 0
+            assert s.publisher.fanout.stats.casts_offered == 0 and s.cast_messages == 0
+            assert len(client.view.services) == 40
         finally:
             await cancel_all(tasks)

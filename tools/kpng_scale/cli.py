@@ -100,7 +100,7 @@ def table(result: dict[str, Any]) -> str:
             f"{cold['casts']} / {cold['cast_rounds']} ({cold['cast_bytes'] / 1e6:.1f} MB)",
         ),
         (
-            "cold storm: watcher MB per full snapshot per full snapshot (replies and casts)",
+            "cold storm: watcher MB per full snapshot (replies and casts)",
             f"{cold['sent_bytes_per_full_snapshot'] / 1e6:.3f}",
         ),
         (

@@ -118,6 +118,13 @@ def parser() -> argparse.ArgumentParser:
         "retired after 10 minutes without a request or status; default: %(default)s)",
     )
     p.add_argument(
+        "--no-casts",
+        action="store_true",
+        help="send every node snapshot whole instead of offering its zone's part as a cast "
+        "(published once for all the agents that wait for it): agents then cannot hear "
+        "other zones' parts, at the cost of the zone part once per node in a storm",
+    )
+    p.add_argument(
         "--metrics-bind-address",
         type=host_port,
         metavar="HOST:PORT",
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         tick_refresh=args.tick_refresh,
         history=args.history,
         max_unknown_nodes=args.max_unknown_nodes,
+        casts=not args.no_casts,
     )
 
     async def serve() -> None:

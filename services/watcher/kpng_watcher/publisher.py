@@ -52,8 +52,9 @@ class PublisherSettings:
     history_bytes: int = 8 * 1024 * 1024
     # at most this many nodes without a Node object are served (they expire when idle)
     max_unknown_nodes: int = 64
-    # a cast goes out this long after the first request for it, once for all who asked
-    # meanwhile (kpng.fanout.casts)
+    # offer large zone parts as casts to consumers that accept them (kpng.fanout.casts); a
+    # cast goes out this long after the first request for it, once for all who asked meanwhile
+    casts: bool = True
     cast_window: float = 0.05
 
 
@@ -367,7 +368,8 @@ class Publisher:
                 return [rebase]
         if self.fanout.serve(node, now):
             log.info("serving node %s (asked for a snapshot)", node)
-        compact, cast = COMPACT_ENDPOINTS in request.accept, CAST in request.accept
+        compact = COMPACT_ENDPOINTS in request.accept
+        cast = self.settings.casts and CAST in request.accept
         return self.fanout.snapshot(node, now, compact=compact, zstd=zstd, cast=cast)
 
     # -- casts -------------------------------------------------------------------------------
