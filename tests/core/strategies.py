@@ -336,17 +336,7 @@ def messages(scope: str) -> st.SearchStrategy[Any]:
                 chunk=st.integers(0, chunks - 1),
                 chunks=st.just(chunks),
                 ops=op_lists,
-            )
-        ),
-        st.integers(1, 20).flatmap(
-            lambda chunks: st.builds(
-                SnapshotChunk,
-                epoch=epochs,
-                seq=seqs,
-                chunk=st.integers(0, chunks - 1),
-                chunks=st.just(chunks),
-                ops=op_lists,
-                cast=st.builds(CastRef, cast_ids, st.integers(1, 4096)),
+                cast=st.one_of(st.none(), st.builds(CastRef, cast_ids, st.integers(1, 4096))),
             )
         ),
         st.builds(CastRequest, cast_ids),
