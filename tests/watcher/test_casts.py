@@ -138,7 +138,6 @@ async def test_a_process_of_many_views_hears_each_cast_once() -> None:
             assert s.cast_messages == chunks * s.publisher.fanout.stats.cast_rounds
         finally:
             await cancel_all(tasks)
-            shared.close()
 
 
 async def test_a_cast_no_longer_kept_falls_back_to_an_inline_snapshot() -> None:
@@ -206,3 +205,16 @@ async def test_a_watcher_with_no_casts_sends_snapshots_whole() -> None:
             assert len(client.view.services) == 40
         finally:
             await cancel_all(tasks)
+
+
+async def test_a_one_off_fetch_leaves_nothing_behind() -> None:
+    """The observer fetches a node's snapshot once per API request: each leaves no
+    subscription and no listener on its connection."""
+    async with stack() as s:
+        bus = s.bus()
+        for _ in range(3):
+            chunks = await NodeViewClient(bus, "n1").fetch_snapshot()
+            assert len(chunks) >= 2  # the cast's, then the node's own
+        assert bus.listeners.permission_violation == []
+        assert not any(sub.bus is bus for sub in s.server._subs)
+        assert s.publisher.fanout.stats.cast_rounds == 3

@@ -47,7 +47,6 @@ class CastReceiver:
         self.malformed = 0
         self._pending: dict[str, _Pending] = {}
         self._done: OrderedDict[str, tuple[CastChunk, ...]] = OrderedDict()
-        self.bus.listeners.permission_violation.append(self._on_violation)
 
     async def receive(
         self, ref: CastRef, ask: Callable[[], Awaitable[None]]
@@ -76,6 +75,9 @@ class CastReceiver:
                 await self._release(ref.id, pending)
 
     async def _subscribe(self, ref: CastRef) -> _Pending:
+        listeners = self.bus.listeners.permission_violation
+        if self._on_violation not in listeners:  # while a subscription is pending
+            listeners.append(self._on_violation)
         pending = self._pending[ref.id] = _Pending(ref.chunks)
         subject = self.bus.subjects.cast(ref.id)
         try:
@@ -85,6 +87,7 @@ class CastReceiver:
         except BaseException:
             if self._pending.get(ref.id) is pending:
                 del self._pending[ref.id]
+            self._unlisten_if_idle()
             raise
         pending.subscribed.set()
         return pending
@@ -92,12 +95,18 @@ class CastReceiver:
     async def _release(self, id: str, pending: _Pending) -> None:
         if self._pending.get(id) is pending:
             del self._pending[id]
+        self._unlisten_if_idle()
         if pending.sub is not None:
             sub, pending.sub = pending.sub, None
             try:
                 await sub.unsubscribe()
             except BusError as exc:  # closed meanwhile: nothing left to undo
                 log.debug("cast %s: unsubscribe: %s", id, exc)
+
+    def _unlisten_if_idle(self) -> None:
+        listeners = self.bus.listeners.permission_violation
+        if not self._pending and self._on_violation in listeners:
+            listeners.remove(self._on_violation)
 
     def _on_chunk(self, id: str, pending: _Pending, data: bytes) -> None:
         try:
@@ -125,8 +134,3 @@ class CastReceiver:
             if self.bus.subjects.cast(id) in text:
                 pending.refused = f"the server refused the cast's subscription: {text}"
                 pending.complete.set()
-
-    def close(self) -> None:
-        listeners = self.bus.listeners.permission_violation
-        if self._on_violation in listeners:
-            listeners.remove(self._on_violation)

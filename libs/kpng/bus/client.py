@@ -16,34 +16,35 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic
 
-from kpng.bus.casts import CastReceiver, CastRefused
+from kpng.bus.casts import CastReceiver
 from kpng.bus.codec import (
-    CAST,
-    COMPACT_ENDPOINTS,
-    COMPRESSED_OPS,
-    CastChunk,
-    CastRef,
-    CastRequest,
     Delta,
-    ErrorReply,
     MalformedMessage,
     OpCache,
     Scope,
     SnapshotChunk,
-    SnapshotRequest,
     Tick,
     decode,
-    encode,
 )
 from kpng.bus.consumer import Applied, Consumer, Resync
-from kpng.bus.protocol import Bus, BusError, Subscription
+from kpng.bus.fetch import SnapshotFetcher, SnapshotUnavailable
+from kpng.bus.protocol import Bus, Subscription
 from kpng.diff import E, View
 from kpng.model import Endpoint, ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng.runtime.gcpause import no_gc
+
+__all__ = [
+    "ClientStats",
+    "GlobalViewClient",
+    "NodeViewClient",
+    "SnapshotUnavailable",
+    "ViewClient",
+    "ViewEvent",
+]
 
 log = logging.getLogger(__name__)
 ViewEvent = Applied
@@ -65,10 +66,6 @@ class ClientStats:
     snapshot_failures: int = 0
     casts: int = 0  # full snapshots whose zone part came as a cast
     last_resync_reason: str = ""
-
-
-class SnapshotUnavailable(BusError):
-    pass
 
 
 class ViewClient(Generic[E]):
@@ -108,14 +105,19 @@ class ViewClient(Generic[E]):
         # quiet for this long with a view whose digest is unknown (after a full snapshot):
         # compute it in steps while nothing arrives, so that no rebase request waits for it
         self.digest_idle = digest_idle
-        # node snapshots: take a large zone part as a cast (kpng.bus.casts), heard by the
-        # receiver given (shared by a process's clients) or one of this client's own
-        self.casts: CastReceiver | None = None
-        self._own_casts = not isinstance(casts, CastReceiver)  # made here: closed here
-        if casts is not False and scope == "node":
-            self.casts = casts if isinstance(casts, CastReceiver) else CastReceiver(bus, op_cache)
-        self._cast_next = True  # False after a cast failed: the next request asks for none
         self.stats = ClientStats()
+        # node snapshots: take a large zone part as a cast (kpng.bus.casts), heard by the
+        # receiver given (shared by a process's clients) or one of the fetcher's own
+        self.fetcher = SnapshotFetcher(
+            bus,
+            snapshot_subject,
+            scope,
+            self.stats,
+            timeout=snapshot_timeout,
+            compressed=compressed,
+            op_cache=op_cache,
+            casts=casts,
+        )
         prefixes = op_cache.prefixes if op_cache is not None else None
         self.consumer: Consumer[E] = Consumer(prefixes=prefixes)
         self._queue: asyncio.Queue[bytes | Resync] = asyncio.Queue(max_queue)
@@ -124,6 +126,11 @@ class ViewClient(Generic[E]):
     @property
     def view(self) -> View[E]:
         return self.consumer.view
+
+    @property
+    def casts(self) -> CastReceiver | None:
+        """Where casts are heard; None: snapshots come whole."""
+        return self.fetcher.casts
 
     def __aiter__(self) -> AsyncIterator[Applied[E]]:
         return self.events()
@@ -160,8 +167,6 @@ class ViewClient(Generic[E]):
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
-        if self.casts is not None and self._own_casts:
-            self.casts.close()
 
     async def _next(self) -> bytes | Resync:
         loop = asyncio.get_running_loop()
@@ -333,101 +338,14 @@ class ViewClient(Generic[E]):
 
         ``since``: (epoch, seq) of a view this client trusts; the watcher may then answer
         with only the operations missed since (chunks with ``base`` == seq)."""
-        inbox = self.bus.new_inbox()
-        replies: asyncio.Queue[bytes] = asyncio.Queue()
-        sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
-        try:
-            accept: tuple[str, ...] = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
-            accept += (COMPRESSED_OPS,) if self.compressed else ()
-            cast, self._cast_next = self.casts is not None and self._cast_next, True
-            accept += (CAST,) if cast else ()
-            epoch, seq = since if since is not None else ("", -1)
-            # the digest lets a new watcher answer with a rebase; a process following many
-            # nodes sends it only when known (hashing hundreds of views for one storm of
-            # same-epoch catch-ups, which need none, took 15 s in the scale bench)
-            known = self.consumer.view.known_digest is not None
-            ask = since is not None and (known or not self.consumer.follows_many)
-            digest = self.consumer.digest() if ask else ""
-            request = SnapshotRequest(epoch, seq, accept, digest)
-            await self.bus.publish(self.snapshot_subject, encode(request), reply=inbox)
-            # not wait_for: on 3.11 it loses a cancellation that comes as the reply completes
-            async with asyncio.timeout(self.snapshot_timeout):
-                chunks = await self._gather(replies)
-                ref = chunks[0].cast
-                if ref is None:
-                    return chunks
-                if any(c.cast != ref for c in chunks):
-                    raise SnapshotUnavailable("snapshot chunks name different casts")
-                return _joined(await self._cast(ref, inbox, replies), chunks)
-        except TimeoutError:
-            self._cast_next = False  # a cast may not reach us: the next asks for none
-            raise SnapshotUnavailable("no complete reply in time") from None
-        except BusError as exc:
-            raise SnapshotUnavailable(str(exc)) from exc
-        finally:
-            await sub.unsubscribe()
-
-    async def _cast(
-        self, ref: CastRef, inbox: str, replies: asyncio.Queue[bytes]
-    ) -> tuple[CastChunk, ...]:
-        """The cast a snapshot starts with: subscribed, asked for (on the snapshot subject,
-        with our inbox for an error reply), awaited; an error reply ends the wait."""
-        assert self.casts is not None
-
-        async def ask() -> None:
-            await self.bus.publish(self.snapshot_subject, encode(CastRequest(ref.id)), inbox)
-
-        receiving = asyncio.ensure_future(self.casts.receive(ref, ask))
-        failing = asyncio.ensure_future(self._gather(replies))  # only an error comes there
-        try:
-            await asyncio.wait((receiving, failing), return_when=asyncio.FIRST_COMPLETED)
-            if receiving.done():
-                cast = receiving.result()  # raises CastRefused
-                self.stats.casts += 1
-                return cast
-            self._cast_next = False  # the next request asks for none: it cannot fail so
-            failing.result()  # raises SnapshotUnavailable
-            raise SnapshotUnavailable("a second reply to a snapshot request")
-        except CastRefused as exc:
-            if self._own_casts:
-                self.casts.close()
-            self.casts = None  # the server's permissions predate casts: never again
-            log.warning("%s; snapshots come without casts from now on", exc)
-            raise SnapshotUnavailable(str(exc)) from None
-        finally:
-            for task in (receiving, failing):
-                task.cancel()
-            await asyncio.gather(receiving, failing, return_exceptions=True)
-
-    async def _gather(self, replies: asyncio.Queue[bytes]) -> list[SnapshotChunk]:
-        chunks: dict[int, SnapshotChunk] = {}
-        while True:
-            data = await replies.get()
-            if not data:  # NATS's "no responders" status: no watcher is answering
-                raise SnapshotUnavailable("no watcher answered")
-            try:
-                with no_gc():  # a chunk holds up to ~10^5 objects (kpng.runtime.gcpause)
-                    message = decode(data, self.scope, self.op_cache, self.bus.max_payload)
-            except MalformedMessage as exc:
-                self.stats.malformed += 1
-                raise SnapshotUnavailable(f"malformed snapshot reply: {exc}") from None
-            if isinstance(message, ErrorReply):
-                raise SnapshotUnavailable(message.reason)
-            if not isinstance(message, SnapshotChunk):
-                raise SnapshotUnavailable(f"unexpected {type(message).__name__} reply")
-            chunks[message.chunk] = message
-            if len(chunks) == message.chunks:
-                return [chunks[i] for i in sorted(chunks)]
-
-
-def _joined(cast: tuple[CastChunk, ...], chunks: list[SnapshotChunk]) -> list[SnapshotChunk]:
-    """One snapshot: the cast's operations, then the chunks' own."""
-    first, total = chunks[0], len(cast) + len(chunks)
-    out = [SnapshotChunk(first.epoch, first.seq, i, total, c.ops) for i, c in enumerate(cast)]
-    out.extend(
-        replace(c, chunk=len(cast) + i, chunks=total, cast=None) for i, c in enumerate(chunks)
-    )
-    return out
+        epoch, seq = since if since is not None else ("", -1)
+        # the digest lets a new watcher answer with a rebase; a process following many
+        # nodes sends it only when known (hashing hundreds of views for one storm of
+        # same-epoch catch-ups, which need none, took 15 s in the scale bench)
+        known = self.consumer.view.known_digest is not None
+        ask = since is not None and (known or not self.consumer.follows_many)
+        digest = self.consumer.digest() if ask else ""
+        return await self.fetcher.fetch(epoch, seq, digest)
 
 
 class NodeViewClient(ViewClient[ViewEndpoint]):
