@@ -28,6 +28,9 @@ FIELDS = {
         "snapshot_bytes_per_node",
         "compressions",
         "compression_ratio",
+        "casts",
+        "cast_rounds",
+        "sent_bytes_per_full_snapshot",
     },
     "watcher": {
         "cpu_percent_churn",
@@ -54,7 +57,8 @@ FIELDS = {
 
 def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
-    argv = [sys.executable, "-m", "kpng_scale", "-n", "20", "-s", "50", "-d", "5"]
+    # 300 services: a zone part over 64 KiB, so the cold storm's snapshots come by casts
+    argv = [sys.executable, "-m", "kpng_scale", "-n", "20", "-s", "300", "-d", "5"]
     argv += ["-r", "50", "--processes", "2", "--json", str(out), "--workdir", str(tmp_path)]
     argv += ["--no-failover"]  # test_failover
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
@@ -77,6 +81,12 @@ def test_tiny_run_reports_every_figure_and_converges(tmp_path: Path) -> None:
     # the agents ask for zstd: a zone's part is compressed once, not once per node
     assert 3 <= result["storm_cold"]["compressions"] < 20
     assert result["storm_cold"]["compression_ratio"] > 2
+    # the zone part came by casts: one per round for all the agents waiting, so the
+    # watcher sent far less than a zone part per node
+    cold = result["storm_cold"]
+    assert cold["casts"] == cold["full_snapshots"] and cold["snapshot_failures"] == 0
+    assert 1 <= cold["cast_rounds"] < 20
+    assert cold["sent_bytes_per_full_snapshot"] < cold["cast_bytes"] / cold["cast_rounds"]
     # the watcher's side of a cold storm: every node's full view, counted by a raw reader
     delivery = result["storm_cold_delivery"]
     per_node = result["storm_cold"]["snapshot_bytes_per_node"]
