@@ -28,6 +28,7 @@ from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
+from kpng_agent.backends.steps import apply_steps
 from kpng_agent.backends.trim import trim
 
 log = logging.getLogger(__name__)
@@ -153,9 +154,8 @@ class NftablesBackend:
         try:
             if full or planner.programmed is None:
                 live = await self.nft.read(config.nft_table)
-                tx = planner.plan_full(event.view, live)
-            else:
-                tx = planner.plan_ops(event.view, event.ops)
+                return await apply_steps(self.nft, planner.plan_full_steps(event.view, live))
+            tx = planner.plan_ops(event.view, event.ops)
             await self.nft.run(tx)
         except Exception:
             planner.programmed = None  # a plan may be half recorded: the next sync reads back
