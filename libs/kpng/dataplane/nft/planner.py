@@ -87,15 +87,16 @@ class Planner:
         return full_sync(self.config.nft_table, programmed.desired(), live, pk)
 
     def plan_full_steps(
-        self, view: View[ViewEndpoint], live: Ruleset | None, step: int = STEP
+        self, view: View[ViewEndpoint], live: Ruleset | None, step: int = 0
     ) -> Iterator[Transaction]:
         """A full sync as transactions to apply in order, so that one can be applied while
         the next is planned. Against a live table, one: :meth:`plan_full`. Into a new table
-        (``live`` None), ``step`` services at a time: the first transaction makes the table
-        (its skeleton, the first services), each later one adds only elements and objects
-        no earlier one added. The table is new, so nothing depended on these being one
-        transaction (nor was it: ``nft`` writes the skeleton before the element batch); if
-        one fails, the next full sync reads back what the earlier ones wrote.
+        (``live`` None), ``step`` (default :data:`STEP`) services at a time: the first
+        transaction makes the table (its skeleton, the first services), each later one adds
+        only elements and objects no earlier one added. The table is new, so nothing
+        depended on these being one transaction (nor was it: ``nft`` writes the skeleton
+        before the element batch); if one fails, the next full sync reads back what the
+        earlier ones wrote.
 
         The steps may be planned in another thread than the one changing the view: the
         services, and each service's endpoints, are taken at once (copies made in C, under
@@ -104,6 +105,7 @@ class Planner:
             yield self.plan_full(view, live)
             return
         self.programmed = None  # freed before the new one is built
+        step = step or STEP
         items = list(view.services.items())  # the steps' order, fixed
         self.claims.set_all(dict(items))
         keep: set[str] = set()

@@ -21,19 +21,20 @@ THREAD_ABOVE = 2000  # operations: after a bigger step the next is planned in a 
 
 
 async def apply_steps(
-    nft: Nftables, steps: Iterable[Transaction], thread_above: int = THREAD_ABOVE
+    nft: Nftables, steps: Iterable[Transaction], thread_above: int | None = None
 ) -> int:
     """Apply ``steps`` in order, each while the next is planned (in a worker thread after a
-    step of more than ``thread_above`` operations); the operations written. The first step
-    that fails stops the planning, and its error is raised once the steps already started
-    have ended."""
+    step of more than ``thread_above`` operations, default :data:`THREAD_ABOVE`); the
+    operations written. The first step that fails stops the planning, and its error is
+    raised once the steps already started have ended."""
     queue: asyncio.Queue[Transaction | None] = asyncio.Queue()
     applying = asyncio.ensure_future(_apply_all(nft, queue))
     planned = iter(steps)
     ops, size = 0, 0
+    limit = THREAD_ABOVE if thread_above is None else thread_above
     try:
         while not applying.done():  # done before the end: a step failed, raised below
-            if size > thread_above:
+            if size > limit:
                 tx = await asyncio.to_thread(next, planned, None)
             else:
                 tx = next(planned, None)
