@@ -104,8 +104,11 @@ class Planner:
         if live is not None:
             yield self.plan_full(view, live)
             return
+        with no_gc():  # over every step: a collector resumed between them ran ~100 times
+            yield from self._new_table_steps(view, step or STEP)
+
+    def _new_table_steps(self, view: View[ViewEndpoint], step: int) -> Iterator[Transaction]:
         self.programmed = None  # freed before the new one is built
-        step = step or STEP
         items = list(view.services.items())  # the steps' order, fixed
         self.claims.set_all(dict(items))
         keep: set[str] = set()
@@ -113,19 +116,17 @@ class Planner:
         by_service: dict[str, tuple[Planned, ...]] = {"": static_planned(self.config)}
         pk = packer(self.config)
         for start in range(0, max(len(items), 1), step):
-            with no_gc():
-                part = self._render(view, items[start : start + step], keep, copy=True)
-                if start == 0:
-                    part[""] = by_service[""]
-                by_service.update(part)
-                found = list(chain.from_iterable(part.values()))
-                new = list(filterfalse(counts.__contains__, dict.fromkeys(found)))
-                counts.update(found)
-                if start == 0:
-                    tx = full_sync(self.config.nft_table, set(new), None, pk)
-                else:
-                    tx = transaction(self.config.nft_table, new, (), pk)
-            yield tx
+            part = self._render(view, items[start : start + step], keep, copy=True)
+            if start == 0:
+                part[""] = by_service[""]
+            by_service.update(part)
+            found = list(chain.from_iterable(part.values()))
+            new = list(filterfalse(counts.__contains__, dict.fromkeys(found)))
+            counts.update(found)
+            if start == 0:
+                yield full_sync(self.config.nft_table, set(new), None, pk)
+            else:
+                yield transaction(self.config.nft_table, new, (), pk)
         self.ids.release([k for k in self.ids.by_key if k not in keep])
         programmed = Programmed(self.config)
         programmed.by_service = {k: objs for k, objs in by_service.items() if objs}
