@@ -2,7 +2,9 @@
 
 A snapshot, a retry or a change of this node's addresses is a full sync: the live table
 is read once and only what differs is written (a restarted agent that finds its table as
-it wants it writes nothing). Every other delta touches only the services it names.
+it wants it writes nothing); into a new table it is written in steps, each applied while the
+next is planned (:mod:`kpng_agent.backends.steps`). Every other delta touches only the
+services it names.
 
 A family whose table could match no packet (no node-port address and no service address
 of that family, :func:`~kpng.dataplane.nft.planner.serves`: the ``ip6`` table of an IPv4
