@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kpng.bus.consumer import Applied
+from kpng.dataplane.nft import planner
 from kpng.dataplane.nft.jsonread import listing
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
@@ -26,6 +27,7 @@ from kpng.model import (
     TransportProtocol,
     ViewEndpoint,
 )
+from kpng_agent.backends import steps
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.e2e.netns import Cluster, sh
 from tests.nft.helpers import ep, svc, view
@@ -264,3 +266,29 @@ def _blocks(listing: str) -> list[str]:
     inner = listing.strip().splitlines()[1:-1]
     assert inner
     return sorted("\n".join(inner).split("\n\n"))
+
+
+def test_a_new_table_written_in_steps_carries_traffic_and_is_adopted(
+    d: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planner, "STEP", 2)  # 7 services: 4 steps, each planned in a thread
+    monkeypatch.setattr(steps, "THREAD_ABOVE", 0)
+    v = view(
+        (svc("a", ip="10.96.0.11"), [local(A)]),
+        (svc("b", ip="10.96.0.12", np=30080), [local(A), local(B)]),
+        (svc("c", ip="10.96.0.13"), []),
+        (svc("d", ip="10.96.0.14", affinity_timeout=60), [local(B)]),
+        (svc("e", ip="10.96.0.15"), [local(A)]),
+        (svc("f", ip="10.96.0.16", np=30081), [local(B)]),
+        (svc("g", ip="10.96.0.17"), [local(A), local(B)]),
+    )
+    d.program(v, full=True)
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables) and nl.batches == 4
+    assert d.c.request(pod_b(d), "10.96.0.17", 80).split()[0] in ("pod-a", "pod-b")
+    assert d.c.request(d.c.client, d.c.node_ip, 30081).split()[0] == "pod-b"
+    assert d.c.request(pod_b(d), "10.96.0.13", 80) == "refused"
+    asyncio.run(d.backend.close())
+    d.backend = d.new_backend()
+    d.view = View()
+    assert d.program(v, full=True) == 0  # read back: what the steps wrote is the plan

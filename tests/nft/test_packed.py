@@ -60,6 +60,30 @@ def test_render_packs_what_the_codec_encodes() -> None:
         assert PK.pack(PK.unpack(p)) == p
 
 
+def test_verdict_elements_of_another_shape_come_back_one_by_one() -> None:
+    """The ``pick`` fast path (key, then data, then a comment) leaves any other shape to
+    the attribute walk: a flags attribute between key and data, no comment, an attribute
+    after the comment, a second data attribute (which the walk flags too)."""
+    h = _plan(3)
+    assert h.planner.programmed is not None
+    i = PK.index["pick"]
+    picks = [p[1:] for p in h.planner.programmed.counts if isinstance(p, bytes) and p[0] == i]
+    flags = struct.pack("=HHI", 8, 3, 0)  # NFTA_SET_ELEM_FLAGS
+    odd = []
+    for raw in picks[:3]:
+        (klen,) = struct.unpack_from("=H", raw, 4)
+        cut = 4 + ((klen + 3) & ~3)
+        spans = [(a - 4, b) for _, a, b in attrs(raw, 4, len(raw))]
+        no_comment = raw[: spans[1][1] + (-spans[1][1] & 3)]
+        data = raw[spans[1][0] : spans[1][1] + (-spans[1][1] & 3)]
+        variants = (raw[:cut] + flags + raw[cut:], no_comment, raw + flags, raw + data)
+        for body in variants:
+            odd.append(struct.pack("=H", len(body)) + body[2:])
+    raws = [picks[0], *odd, picks[1]]
+    body = b"".join(map(_dumped, raws))
+    assert sent_forms(PK.layouts["pick"], body, 0, len(body)) == raws
+
+
 def test_dumped_elements_come_back_to_the_sent_form() -> None:
     h = _plan()
     assert h.planner.programmed is not None

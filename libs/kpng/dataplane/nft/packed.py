@@ -176,7 +176,10 @@ def sent_form(lay: Layout, buf: bytes, start: int, end: int) -> bytes:
 
 def sent_forms(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
     """The elements of a dump's ``NFTA_SET_ELEM_LIST_ELEMENTS`` payload, as sent. Plain
-    elements of one size (most) are fixed at once, column by column."""
+    elements of one size (most) are fixed at once, column by column; verdict maps' (the
+    ``pick`` elements) by the offsets their attributes have."""
+    if lay.verdict and _LITTLE:
+        return _verdicts(lay, buf, start, end)
     st = lay.whole if lay.data is not None else lay.whole_key
     size, span = st.size, end - start
     if not lay.verdict and _LITTLE and span and span % size == 0:
@@ -195,6 +198,55 @@ def sent_forms(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
             whole = bytes(chunk)
             return [whole[i : i + size] for i in range(0, span, size)]
     return _one_by_one(lay, buf, start, end)
+
+
+def _verdicts(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
+    """Elements of a verdict map, as :func:`sent_form` makes them, where the key comes
+    first and the data (a verdict nest) second, as the kernel dumps them: the nested flags
+    are set at those offsets (the high byte of a type, little-endian) in one copy of the
+    payload. Any other element goes through :func:`sent_form`."""
+    e = bytearray(buf[start:end])
+    spans: list[tuple[int, int]] = []
+    odd: dict[int, bytes] = {}
+    unpack, at, stop = _HH.unpack_from, 0, end - start
+    high = NLA_F_NESTED >> 8
+    while at + 4 <= stop:
+        n, kind = unpack(e, at)
+        if n < 4 or kind & 0x3FFF != NFTA_LIST_ELEM:
+            return _one_by_one(lay, buf, start, end)
+        size = (n + 3) & ~3
+        d = at + 4 + ((e[at + 4] | e[at + 5] << 8) + 3 & ~3)  # the attribute after the key
+        if (
+            at + n >= d + 8
+            and e[at + 6] == NFTA_SET_ELEM_KEY
+            and not e[at + 7] & 0x3F
+            and e[d + 2] == NFTA_SET_ELEM_DATA
+            and not e[d + 3] & 0x3F
+            and _rest_is_comment(e, d + ((e[d] | e[d + 1] << 8) + 3 & ~3), at + size)
+        ):
+            e[at + 3] |= high
+            e[at + 7] |= high
+            e[d + 3] |= high
+            e[d + 7] |= high  # the verdict's nest, first in the data
+        else:
+            odd[len(spans)] = sent_form(lay, buf, start + at + 4, start + at + n)
+        spans.append((at, at + size))
+        at += size
+    whole = bytes(e)
+    out = [whole[a:b] for a, b in spans]
+    for i, fixed in odd.items():
+        out[i] = fixed
+    return out
+
+
+def _rest_is_comment(e: bytearray, at: int, end: int) -> bool:
+    """Whether nothing, or one user data attribute (the comment), follows ``at``: no other
+    attribute that :func:`sent_form` would flag."""
+    return at == end or (
+        e[at + 2] == NFTA_SET_ELEM_USERDATA
+        and not e[at + 3] & 0x3F
+        and at + ((e[at] | e[at + 1] << 8) + 3 & ~3) == end
+    )
 
 
 def _one_by_one(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:

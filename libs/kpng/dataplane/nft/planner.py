@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain, filterfalse
 
 from kpng.dataplane.claims import NOTHING, Claims, Conflict
 from kpng.dataplane.nft.packed import Planned, packer
@@ -47,6 +49,9 @@ def serves(config: Config, services: Iterable[Service | None]) -> bool:
     )
 
 
+STEP = 500  # services per step of a full sync into a new table (see Planner.plan_full_steps)
+
+
 @dataclass(slots=True)
 class Planner:
     config: Config
@@ -73,21 +78,82 @@ class Planner:
         pk = packer(self.config)
         by_service = {"": static_planned(self.config)}
         keep: set[str] = set()
-        self.ids.seen = keep
         self.claims.set_all(view.services)
-        lost = self.claims.lost
-        try:
-            for key, svc in view.services.items():
-                by_service[key] = render_service(
-                    svc, view.endpoints_of(key), self.config, self.ids, lost.get(key, NOTHING)
-                )
-        finally:
-            self.ids.seen = None
+        by_service.update(self._render(view, list(view.services.items()), keep))
         self.ids.release([k for k in self.ids.by_key if k not in keep])
         programmed = Programmed(self.config)
         programmed.set_all(by_service)
         self.programmed = programmed
         return full_sync(self.config.nft_table, programmed.desired(), live, pk)
+
+    def plan_full_steps(
+        self, view: View[ViewEndpoint], live: Ruleset | None, step: int = 0
+    ) -> Iterator[Transaction]:
+        """A full sync as transactions to apply in order, so that one can be applied while
+        the next is planned. Against a live table, one: :meth:`plan_full`. Into a new table
+        (``live`` None), ``step`` (default :data:`STEP`) services at a time: the first
+        transaction makes the table (its skeleton, the first services), each later one adds
+        only elements and objects no earlier one added. The table is new, so nothing
+        depended on these being one transaction (nor was it: ``nft`` writes the skeleton
+        before the element batch); if one fails, the next full sync reads back what the
+        earlier ones wrote.
+
+        The steps may be planned in another thread than the one changing the view: the
+        services, and each service's endpoints, are taken at once (copies made in C, under
+        the GIL), so each service's plan is of one state of it."""
+        if live is not None:
+            yield self.plan_full(view, live)
+            return
+        with no_gc():  # over every step: a collector resumed between them ran ~100 times
+            yield from self._new_table_steps(view, step or STEP)
+
+    def _new_table_steps(self, view: View[ViewEndpoint], step: int) -> Iterator[Transaction]:
+        self.programmed = None  # freed before the new one is built
+        items = list(view.services.items())  # the steps' order, fixed
+        self.claims.set_all(dict(items))
+        keep: set[str] = set()
+        counts: Counter[Planned] = Counter()
+        by_service: dict[str, tuple[Planned, ...]] = {"": static_planned(self.config)}
+        pk = packer(self.config)
+        for start in range(0, max(len(items), 1), step):
+            part = self._render(view, items[start : start + step], keep, copy=True)
+            if start == 0:
+                part[""] = by_service[""]
+            by_service.update(part)
+            found = list(chain.from_iterable(part.values()))
+            new = list(filterfalse(counts.__contains__, dict.fromkeys(found)))
+            counts.update(found)
+            if start == 0:
+                yield full_sync(self.config.nft_table, set(new), None, pk)
+            else:
+                yield transaction(self.config.nft_table, new, (), pk)
+        self.ids.release([k for k in self.ids.by_key if k not in keep])
+        programmed = Programmed(self.config)
+        programmed.by_service = {k: objs for k, objs in by_service.items() if objs}
+        programmed.counts = counts
+        self.programmed = programmed
+
+    def _render(
+        self,
+        view: View[ViewEndpoint],
+        items: list[tuple[str, Service]],
+        keep: set[str],
+        copy: bool = False,
+    ) -> dict[str, tuple[Planned, ...]]:
+        """The objects of some services (the ids they use are added to ``keep``); with
+        ``copy``, each from a copy of its endpoints (see :meth:`plan_full_steps`)."""
+        lost = self.claims.lost
+        out: dict[str, tuple[Planned, ...]] = {}
+        self.ids.seen = keep
+        try:
+            for key, svc in items:
+                eps = view.endpoints_of(key)
+                out[key] = render_service(
+                    svc, dict(eps) if copy else eps, self.config, self.ids, lost.get(key, NOTHING)
+                )
+        finally:
+            self.ids.seen = None
+        return out
 
     def plan_ops(self, view: View[ViewEndpoint], ops: Iterable[Op[ViewEndpoint]]) -> Transaction:
         """Only what the touched services changed. Needs a :meth:`plan_full` first."""

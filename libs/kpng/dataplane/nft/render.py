@@ -74,7 +74,8 @@ def render_service(
     ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
     if not any(_fam(ip) == c.family for ip in ips) and not any(p.node_port for p in svc.ports):
         return ()  # nothing of this family reaches it (the other family's table serves it)
-    eps = [e for e in endpoints.values() if _fam(e.ip) == c.family]
+    v6 = c.family == 6
+    eps = [e for e in endpoints.values() if (":" in e.ip) is v6]  # as _fam, inlined
     out: list[Planned] = []
     for sp in svc.ports:
         out.extend(_render_port(svc, sp, eps, c, id_of, lost))
@@ -150,7 +151,8 @@ def _render_external(
 ) -> list[Planned]:
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
-    ext = _target(ext_key, backends(ported, "external"), id_of, svc)
+    same = all(e.external is e.internal for e, _ in ported)  # the usual case
+    ext = _target(ext_key, internal.backends if same else backends(ported, "external"), id_of, svc)
     out = _target_objects(svc, ext, c)
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
     mark = ext.mark | (LOCAL_EXT if local else MASQ)
@@ -173,7 +175,9 @@ def _render_external(
     if sp.node_port and won([""]):
         key = (proto, str(sp.node_port))
         if dispatch:
-            out.append(pack(Element("service_nodeports", key, (str(mark),))))
+            f = packer(c).fast("service_nodeports")
+            np = _htons(sp.node_port)
+            out.append(f.pack(f.first, f.size, ELEM, f.key, PROTOS[proto], np, f.data, mark))
         if not ext.backends:
             out.append(pack(Element("no_endpoint_nodeports", key, (none,))))
     return out

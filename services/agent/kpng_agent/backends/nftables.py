@@ -2,7 +2,9 @@
 
 A snapshot, a retry or a change of this node's addresses is a full sync: the live table
 is read once and only what differs is written (a restarted agent that finds its table as
-it wants it writes nothing). Every other delta touches only the services it names.
+it wants it writes nothing); into a new table it is written in steps, each applied while the
+next is planned (:mod:`kpng_agent.backends.steps`). Every other delta touches only the
+services it names.
 
 A family whose table could match no packet (no node-port address and no service address
 of that family, :func:`~kpng.dataplane.nft.planner.serves`: the ``ip6`` table of an IPv4
@@ -28,6 +30,7 @@ from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
+from kpng_agent.backends.steps import apply_steps
 from kpng_agent.backends.trim import trim
 
 log = logging.getLogger(__name__)
@@ -153,9 +156,8 @@ class NftablesBackend:
         try:
             if full or planner.programmed is None:
                 live = await self.nft.read(config.nft_table)
-                tx = planner.plan_full(event.view, live)
-            else:
-                tx = planner.plan_ops(event.view, event.ops)
+                return await apply_steps(self.nft, planner.plan_full_steps(event.view, live))
+            tx = planner.plan_ops(event.view, event.ops)
             await self.nft.run(tx)
         except Exception:
             planner.programmed = None  # a plan may be half recorded: the next sync reads back
