@@ -35,7 +35,6 @@ from kpng.dataplane.nft.transaction import Nftables, Ruleset, Transaction
 from kpng.diff import DeleteEndpoint, Op, SetEndpoint, View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.nftables import NftablesBackend, Settings
-from kpng_bench import decoding
 from kpng_bench.coldstart import cold_start
 from kpng_bench.workload import (
     FAMILIES,
@@ -347,6 +346,8 @@ def main() -> int:
 
 
 def _decoding() -> None:
+    from kpng_bench import decoding  # only here: what it imports is no agent's memory
+
     print(f"one message as large as a message may be; load average {os.getloadavg()[0]:.1f}")
     print(decoding.table(decoding.measure()), flush=True)
 
