@@ -243,7 +243,7 @@ def test_pick_chains_written_over_netlink_list_as_nft_writes_them(d: Driver) -> 
     v = view(
         (svc("web", affinity_timeout=60), [local(A), local(B)]),
         (svc("big", ip="10.96.0.11", affinity_timeout=60), many),  # affinity jumps to pick_40_*
-        (svc("wide", ip="10.96.0.12"), many[:33]),  # pick_33_* beyond the static chains
+        (svc("wide", ip="10.96.0.12"), many[:33]),  # pick_33_*: no pick_static element
     )
     d.program(v, full=True)
     settings = replace(d.backend.settings, table="kpngtext", netlink=False)
