@@ -17,6 +17,7 @@ from kpng.dataplane.nft.jsonread import listing
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
 from kpng.dataplane.nft.objects import NftError, Set, Table
+from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import View, diff
 from kpng.model import (
     EndpointPort,
@@ -256,6 +257,49 @@ def test_pick_chains_written_over_netlink_list_as_nft_writes_them(d: Driver) -> 
         sh("nft", "delete", "table", "ip", "kpngtext", ns=d.c.node)
     assert "chain pick_33_" in by_netlink and "goto pick_40_" in by_netlink
     # chains list in the order they were made: nft's first, then the batch's
+    assert _blocks(by_netlink) == _blocks(by_nft.replace("kpngtext", "kpng"))
+
+
+class CountingNft(NftCommand):
+    """The ``nft`` command, counting the scripts it runs."""
+
+    runs: list[str] = []
+
+    async def run(self, tx: Transaction) -> None:
+        if tx.ops or tx.packed:
+            self.runs.append(tx.script())
+        await super().run(tx)
+
+
+def test_a_table_made_over_netlink_alone_lists_as_nft_writes_it(d: Driver) -> None:
+    """Without affinity or source ranges, a full sync from empty starts no ``nft``: the table,
+    its sets, hook and dispatch chains and their rules, the pick chains and the interval
+    elements go in the element batch (kpng.dataplane.nft.netlink.definitions and .exprs). The
+    table lists as the same table written by ``nft -f`` alone, and serves."""
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables)
+    CountingNft.runs = []
+    nl.nft = CountingNft(nl.nft.argv)
+    np = ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080)
+    v = view(
+        (svc("web", ports=(np,)), [local(A), local(B)]),
+        (svc("db", ip="10.96.0.11"), [local(A)]),
+        (svc("none", ip="10.96.0.12"), []),
+    )
+    d.program(v, full=True)
+    assert CountingNft.runs == []
+    assert d.c.request(pod_b(d), "10.96.0.11", 80) == f"pod-a {B}"
+    assert d.c.request(pod_b(d), "10.96.0.12", 80) == "refused"  # reject_chain
+    assert d.c.request(pod_b(d), "10.96.0.10", 80).split()[0] in ("pod-a", "pod-b")
+    settings = replace(d.backend.settings, table="kpngtext", netlink=False)
+    text = NftablesBackend(settings, NftCommand(d.c.nft_argv()), lambda: [d.c.node_ip])
+    asyncio.run(text.program(Applied("snapshot", "e1", 1, d.view, ()), True))  # type: ignore[arg-type]
+    try:
+        by_netlink = sh("nft", "list", "table", "ip", "kpng", ns=d.c.node)
+        by_nft = sh("nft", "list", "table", "ip", "kpngtext", ns=d.c.node)
+    finally:
+        sh("nft", "delete", "table", "ip", "kpngtext", ns=d.c.node)
+    assert "type nat hook prerouting" in by_netlink and "typeof meta mark" in by_netlink
     assert _blocks(by_netlink) == _blocks(by_nft.replace("kpngtext", "kpng"))
 
 
