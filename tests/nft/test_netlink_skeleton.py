@@ -14,8 +14,10 @@ import struct
 import pytest
 
 from kpng.dataplane.nft.kernel.steps import Steps, split
+from kpng.dataplane.nft.netlink.batch import build
 from kpng.dataplane.nft.netlink.codec import NLA_F_NESTED, layout
 from kpng.dataplane.nft.netlink.definitions import (
+    delete_message,
     interval_elements,
     set_message,
     table_message,
@@ -25,6 +27,7 @@ from kpng.dataplane.nft.netlink.rules import chain_messages
 from kpng.dataplane.nft.objects import Chain, Element, Set
 from kpng.dataplane.nft.planner import Planner
 from kpng.dataplane.nft.skeleton import chains, config_elements, sets
+from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from tests.nft.capture import CONFIGS, DATA, messages
@@ -165,3 +168,26 @@ def test_a_new_table_is_one_batch_without_nft_unless_a_chain_needs_it() -> None:
     names = [getattr(op.obj, "name", "") for op in steps.before.ops]
     assert "kpng" in names and "aff_1" in names and "dispatch" in names and "pick_1_1" in names
     assert steps.head == [] and steps.tail == []
+
+
+def test_deletes_of_chains_and_sets_are_what_nft_sends_and_go_last_in_the_batch() -> None:
+    # ``delete chain ip k c`` and ``delete set ip k s``: the attributes nft 1.0.6 sent (strace)
+    chain = delete_message("k", Chain("c"))
+    assert chain == (5, 0, bytes.fromhex("060001006b0000000600030063000000"))
+    assert delete_message("k", Set("s", "ipv4_addr")) == (
+        11,
+        0,
+        bytes.fromhex("060001006b0000000600020073000000"),
+    )
+    c = CONFIGS["ip"]
+    defined = {s.name: s for s in sets(c)}
+    layouts = {n: layout(s) for n, s in defined.items()}
+    tx = Transaction(c.nft_table)
+    tx.delete(Element("pick_static", ("50331652",), ("goto pick_3_4",)))
+    tx.delete(Chain("pick_3_4"))
+    steps = split(tx, layouts, defined)
+    assert not steps.before.ops and not steps.after.ops
+    assert [label for _, label in steps.final] == ["delete chain pick_3_4"]
+    b = build(c.nft_table, steps.runs, 1, steps.chains, steps.context, final=steps.final)
+    kinds = [struct.unpack_from("=H", m, 4)[0] & 0xFF for m in messages(b"".join(b.parts))]
+    assert kinds == [0x10, 14, 5, 0x11]  # begin, the element deleted, then the chain, end

@@ -2,13 +2,13 @@
 
 A transaction is cut in three steps (:mod:`~kpng.dataplane.nft.kernel.steps`): ``nft -f``
 for what netlink does not encode here (only if there is any), one netlink batch, ``nft -f``
-for chains and sets deleted (only if any). A full sync from empty (the table, its sets, hook
-and dispatch chains, pick chains and every element) is one batch, without any ``nft``
-process, unless a service has session affinity or source ranges (their chains, maps and
-interval elements are nft's, and then so is the rest of the table's structure); element-only
-transactions, the common case, are one batch. Reading a table back dumps its chains and set
-definitions, then the elements of each set, over netlink, and lists interval sets with
-``nft -j list set``.
+for chains and sets deleted (only if any, and only when the rest needed ``nft``). A full
+sync from empty (the table, its sets, hook and dispatch chains, pick chains and every
+element) is one batch, without any ``nft`` process, unless a service has session affinity
+or source ranges (their chains, maps and interval elements are nft's, and then so is the
+rest of the table's structure); element-only transactions, the common case, are one batch.
+Reading a table back dumps its chains and set definitions, then the elements of each set,
+over netlink, and lists interval sets with ``nft -j list set``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class NetlinkNftables:
         with no_gc():
             steps = split(tx, known, self.sets.get(tx.table, {}))
         count = sum(len(r[2]) for r in steps.runs) + 3 * len(steps.chains)
-        batch = bool(steps.runs or steps.chains or steps.head or steps.tail)
+        batch = bool(steps.runs or steps.chains or steps.head or steps.tail or steps.final)
         if steps.before.ops and count > THREAD_ABOVE:
             # encode the batch while nft runs: another process, another CPU
             encoded, ran = await asyncio.gather(
@@ -124,7 +124,14 @@ class NetlinkNftables:
                     seq = sock.seq
                     sock.seq = (seq + SEQ_BLOCK) % SEQ_WRAP
                 return build(
-                    table, steps.runs, seq, steps.chains, steps.context, steps.head, steps.tail
+                    table,
+                    steps.runs,
+                    seq,
+                    steps.chains,
+                    steps.context,
+                    steps.head,
+                    steps.tail,
+                    steps.final,
                 )
         except NftError:
             self.errors += 1

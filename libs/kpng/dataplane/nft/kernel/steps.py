@@ -6,7 +6,8 @@ Three steps, each leaving every reference valid:
 2. one netlink batch (all or nothing): a new table, its sets and chains with their rules
    (:mod:`~kpng.dataplane.nft.netlink.definitions`, :mod:`~kpng.dataplane.nft.netlink.rules`),
    the elements of interval sets of addresses, then element deletes, then element adds;
-3. ``nft -f`` (only when there is any): chains and sets deleted.
+3. ``nft -f`` (only when there is any): chains and sets deleted (at the end of the batch
+   when the rest is in it).
 
 When anything of a transaction must go through ``nft`` (an affinity chain or map, a
 firewall interval element, a table deleted to be remade), its table, sets and chains go
@@ -24,7 +25,12 @@ from dataclasses import dataclass, field
 
 from kpng.dataplane.nft.netlink.batch import Labelled, Run
 from kpng.dataplane.nft.netlink.codec import Layout
-from kpng.dataplane.nft.netlink.definitions import interval_elements, set_message, table_message
+from kpng.dataplane.nft.netlink.definitions import (
+    delete_message,
+    interval_elements,
+    set_message,
+    table_message,
+)
 from kpng.dataplane.nft.netlink.exprs import Context
 from kpng.dataplane.nft.netlink.rules import encodable
 from kpng.dataplane.nft.objects import Chain, Element, Set, Table
@@ -40,6 +46,7 @@ class Steps:
     context: Context | None = None  # for the chains' rules beyond the pick chains'
     head: list[Labelled] = field(default_factory=list)  # the table and sets, first
     tail: list[Labelled] = field(default_factory=list)  # interval elements, after the chains
+    final: list[Labelled] = field(default_factory=list)  # chains and sets deleted, last
 
 
 def context(table: Table, sets: Mapping[str, Set]) -> Context:
@@ -66,10 +73,9 @@ def split(
 def _all_netlink(
     tx: Transaction, layouts: dict[str, Layout | None], sets: Mapping[str, Set]
 ) -> Steps | None:
-    """Everything but deletes of chains and sets in the batch; None if anything else needs
-    ``nft``."""
+    """Everything in the batch; None if anything needs ``nft``."""
     ctx = context(tx.table, sets)
-    after = Transaction(tx.table)
+    final: list[Labelled] = []
     head: list[Labelled] = []
     set_ids = 0  # nft numbers the sets a batch makes: 1, 2, ...
     chains: list[Chain] = []
@@ -82,7 +88,8 @@ def _all_netlink(
                 if type(obj) is not Element or layouts.get(obj.set) is None:
                     return None  # a table, or an interval element: nft
             else:
-                after.ops.append(op)
+                kind = "chain" if isinstance(obj, Chain) else "set"
+                final.append((delete_message(table, obj), f"delete {kind} {obj.name}"))
         elif type(obj) is Table:
             head.append((table_message(obj.name), f"add table {obj.name}"))
         elif type(obj) is Set:
@@ -105,7 +112,8 @@ def _all_netlink(
             return None
         tail.append((found, f"add elements to set {name}"))
     steps = _pick_chains_only(tx, layouts)  # the element runs, cut as always
-    return Steps(Transaction(tx.table), steps.runs, after, chains, ctx, head, tail)
+    empty = Transaction(tx.table)
+    return Steps(empty, steps.runs, Transaction(tx.table), chains, ctx, head, tail, final)
 
 
 _TARGET = re.compile(r"\b(?:goto|jump) ([A-Za-z0-9_]+)")

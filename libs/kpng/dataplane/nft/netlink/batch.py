@@ -108,11 +108,13 @@ def build(
     context: Context | None = None,
     head: Sequence[Labelled] = (),
     tail: Sequence[Labelled] = (),
+    final: Sequence[Labelled] = (),
 ) -> Batch:
     """One batch: ``head`` (a table, its sets), the chains (all added first, then each
     flushed and given its rules, see :mod:`~kpng.dataplane.nft.netlink.rules`; ``context``
-    for rules beyond the pick chains'), ``tail`` (interval elements), then each run in
-    order, split into messages of at most 64 KiB of elements."""
+    for rules beyond the pick chains'), ``tail`` (interval elements), each run in order,
+    split into messages of at most 64 KiB of elements, then ``final`` (chains and sets
+    deleted, once no element refers to them)."""
     family = FAMILIES[table.family]
     b = Batch()
     b.parts.append(_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 16 + 4))
@@ -135,6 +137,8 @@ def build(
         for chunk in _chunks(lay, elements, verb == "add"):
             b.parts.append(_message(verb, family, seq, (lay, set_attrs), chunk, b))
             seq += 1
+    for message, label in final:
+        seq = _add(b, family, message, label, seq)
     b.parts.append(_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
     return b

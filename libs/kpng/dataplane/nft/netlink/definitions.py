@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from functools import lru_cache
 
 from kpng.dataplane.nft.netlink.codec import FIELD_TYPES, nest, nla
 from kpng.dataplane.nft.objects import Chain, Element, Hook, Set
 
 NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM = 0, 3, 9, 12
+NFT_MSG_DELCHAIN, NFT_MSG_DELSET = 5, 11
 NLM_F_CREATE = 0x400
 NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_CONCAT = 0x4, 0x8, 0x80
 NFT_SET_ELEM_INTERVAL_END = 1
@@ -80,6 +82,13 @@ def chain_head(table: str, chain: Chain) -> Message:
     return (NFT_MSG_NEWCHAIN, NLM_F_CREATE, body)
 
 
+def delete_message(table: str, obj: Chain | Set) -> Message:
+    """``delete chain`` (the kernel deletes its rules with it) or ``delete set``."""
+    if isinstance(obj, Chain):
+        return (NFT_MSG_DELCHAIN, 0, _name(1, table) + _name(3, obj.name))
+    return (NFT_MSG_DELSET, 0, _name(1, table) + _name(2, obj.name))
+
+
 def _hook(h: Hook) -> bytes:
     return nest(4, _u32(1, HOOKS[h.hook]) + _u32(2, h.priority))
 
@@ -124,8 +133,10 @@ def _typeof(part: str) -> bytes:
     return _ud32(0, etype) + _tlv(1, b"".join(_ud32(k, v) for k, v in fields))
 
 
+@lru_cache(maxsize=256)
 def set_message(table: str, s: Set, set_id: int) -> Message | None:
-    """``add set``/``add map``; None for a set nft writes otherwise here (timeouts, dynamic)."""
+    """``add set``/``add map``; None for a set nft writes otherwise here (timeouts, dynamic).
+    Kept: a skeleton's are the same on every full sync."""
     if s.timeout or "dynamic" in s.flags or set(s.flags) - {"interval"}:
         return None
     try:
