@@ -9,6 +9,7 @@ set ids nft gives lookups and element lists (kpng names the set; see
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 import pytest
@@ -23,6 +24,8 @@ from kpng.dataplane.nft.netlink.definitions import (
     table_message,
 )
 from kpng.dataplane.nft.netlink.exprs import Context, compile_rule
+from kpng.dataplane.nft.netlink.intervals import boundaries
+from kpng.dataplane.nft.netlink.intervals import elements as read_intervals
 from kpng.dataplane.nft.netlink.rules import chain_messages
 from kpng.dataplane.nft.objects import Chain, Element, Set
 from kpng.dataplane.nft.planner import Planner
@@ -191,3 +194,36 @@ def test_deletes_of_chains_and_sets_are_what_nft_sends_and_go_last_in_the_batch(
     b = build(c.nft_table, steps.runs, 1, steps.chains, steps.context, final=steps.final)
     kinds = [struct.unpack_from("=H", m, 4)[0] & 0xFF for m in messages(b"".join(b.parts))]
     assert kinds == [0x10, 14, 5, 0x11]  # begin, the element deleted, then the chain, end
+
+
+@pytest.mark.parametrize("family", ["ip", "ip6"])
+def test_interval_sets_read_back_as_nft_lists_them(family: str) -> None:
+    """The element messages nft sent (the set's creation with its end at 0, then the adds)
+    hold the elements a dump gives: read back, they are the elements kpng renders."""
+    c = CONFIGS[family]
+    raw = [bytes.fromhex(line) for line in (DATA / f"skeleton-{family}.hex").read_text().split()]
+    for name in ("pod_cidrs", "nodeport_addrs"):
+        want = [e for e in config_elements(c) if e.set == name]
+        sent = [m for m in raw if m[4] == NEWSETELEM and f"{name}\0".encode() in m[:64]]
+        assert len(sent) == 2  # at the set's creation (with nft's end at 0), then the add
+        for m in sent:
+            edges = boundaries(m, 20, len(m))
+            assert read_intervals(name, 32 if family == "ip" else 128, edges) == want
+
+
+def test_intervals_pair_boundaries_in_any_order() -> None:
+    def edges(*pairs: tuple[str, bool]) -> list[tuple[int, bool]]:
+        return [(int(ipaddress.ip_address(a)), end) for a, end in pairs]
+
+    found = edges(
+        ("10.0.1.0", True),
+        ("10.0.0.0", False),
+        ("10.0.1.0", False),  # adjacent: the next one starts where the first ends
+        ("10.0.3.0", True),
+        ("0.0.0.0", True),  # nft's end at 0
+        ("192.168.0.10", False),
+        ("192.168.0.11", True),
+        ("255.255.255.0", False),  # to the last address: no end
+    )
+    tokens = [e.key[0] for e in read_intervals("s", 32, found)]
+    assert tokens == ["10.0.0.0/24", "10.0.1.0-10.0.2.255", "192.168.0.10", "255.255.255.0/24"]

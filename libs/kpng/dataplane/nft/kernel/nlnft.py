@@ -8,7 +8,8 @@ element) is one batch, without any ``nft`` process, unless a service has session
 or source ranges (their chains, maps and interval elements are nft's, and then so is the
 rest of the table's structure); element-only transactions, the common case, are one batch.
 Reading a table back dumps its chains and set definitions, then the elements of each set,
-over netlink, and lists interval sets with ``nft -j list set``.
+over netlink; ``nft -j list set`` lists only an interval set of a concatenated key that
+holds elements (load-balancer source ranges).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 
 from kpng.dataplane.nft.jsonread import Listing, listing
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
 from kpng.dataplane.nft.kernel.steps import Steps, split
 from kpng.dataplane.nft.netlink.batch import Batch, build
+from kpng.dataplane.nft.netlink.batch import dump_request as elements_request
 from kpng.dataplane.nft.netlink.codec import Layout, layout
+from kpng.dataplane.nft.netlink.intervals import any_element, boundaries
+from kpng.dataplane.nft.netlink.intervals import elements as interval_elements
 from kpng.dataplane.nft.netlink.read import (
     NFT_MSG_GETCHAIN,
     NFT_MSG_GETSET,
@@ -163,11 +168,9 @@ class NetlinkNftables:
         self.layouts[table] = known
         self.sets[table] = dict(found.sets)
         intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
-        dumped = asyncio.ensure_future(asyncio.to_thread(self._dump_all, table, known, found))
-        try:  # meanwhile, nft lists the interval sets
-            docs = await asyncio.gather(*(self._list_set(table, n) for n in intervals))
-        finally:
-            await dumped
+        listed = await asyncio.to_thread(self._dump_all, table, known, found, intervals)
+        # nft lists only an interval set of a concatenated key that holds elements
+        docs = await asyncio.gather(*(self._list_set(table, n) for n in listed))
         for doc in docs:
             listing(doc, found)
         return found.ruleset(table)
@@ -204,16 +207,36 @@ class NetlinkNftables:
         doc: dict[str, object] = json.loads(out)
         return doc
 
-    def _dump_all(self, table: Table, known: dict[str, Layout | None], into: Listing) -> None:
+    def _dump_all(
+        self, table: Table, known: dict[str, Layout | None], into: Listing, intervals: list[str]
+    ) -> list[str]:
+        """Every set's elements: raw for the sets with a layout, as objects for the interval
+        sets of addresses (:mod:`~kpng.dataplane.nft.netlink.intervals`). Returns the interval
+        sets left for ``nft`` to list (a concatenated key, not empty)."""
+        left = []
         with no_gc(), self.lock:
             sock = self._sock()
             for lay in known.values():
                 if lay is not None:
                     into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
+            for name in intervals:
+                found = sock.dump_messages(partial(elements_request, table, name))
+                bits = _ADDRESS_BITS.get(into.sets[name].type)
+                if bits is None:
+                    if any(any_element(buf, a, b) for _, buf, a, b in found):
+                        left.append(name)
+                    continue
+                edges = [e for _, buf, a, b in found for e in boundaries(buf, a, b)]
+                for e in interval_elements(name, bits, edges):
+                    into.elements[(e.set, e.key)] = e
+        return left
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
+
+
+_ADDRESS_BITS = {"ipv4_addr": 32, "ipv6_addr": 128}
 
 
 def _dynamic(s: Set) -> bool:
