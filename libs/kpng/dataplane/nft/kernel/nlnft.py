@@ -159,7 +159,13 @@ class NetlinkNftables:
         self.elements += batch.elements
 
     async def read(self, table: Table) -> Ruleset | None:
-        found = await asyncio.to_thread(self._definitions, table)
+        if self.lock.acquire(blocking=False):  # two small dumps: on the loop, no thread hop
+            try:
+                found = self._definitions_locked(table)
+            finally:
+                self.lock.release()
+        else:  # the other family's batch is being sent: wait for the socket in a thread
+            found = await asyncio.to_thread(self._definitions, table)
         if found is None:
             self.layouts.pop(table, None)
             self.sets.pop(table, None)
@@ -176,17 +182,20 @@ class NetlinkNftables:
         return found.ruleset(table)
 
     def _definitions(self, table: Table) -> Listing | None:
-        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
-        in nft 1.0.6); None when the table does not exist."""
         with self.lock:
-            sock = self._sock()
-            try:
-                sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
-            except DumpError as e:
-                if e.errno == errno.ENOENT:
-                    return None
-                raise
-            chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
+            return self._definitions_locked(table)
+
+    def _definitions_locked(self, table: Table) -> Listing | None:
+        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
+        in nft 1.0.6); None when the table does not exist. Call with :attr:`lock` held."""
+        sock = self._sock()
+        try:
+            sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
+        except DumpError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
         found = Listing()
         for _, buf, a, b in sets:
             s = set_definition(table, buf, a, b)
