@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kpng.dataplane.nft.netlink.codec import PROTOS, VERDICTS, nest, nla
+from kpng.dataplane.nft.netlink.codec import VERDICTS, nest, nla
 
 NFTA_LIST_ELEM, NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 1, 2
 NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
@@ -35,7 +35,6 @@ NF_NAT_RANGE_PROTO_RANDOM_FULLY = 0x10
 NFT_BYTEORDER_HTON = 1
 NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH = 0, 3, 4
 IP_CT_NEW, IPS_DST_NAT = 0x8, 0x20
-AF = {"ip": 2, "ip6": 10}
 
 # payload fields: (base, offset, length) of each spelling, per family
 FIELDS = {
@@ -266,6 +265,3 @@ def _compile(rule: str, family: str, swapped: frozenset[str]) -> bytes | None:
         else:
             return None
     return b"".join(out)
-
-
-__all__ = ["AF", "PROTOS", "Context", "compile_rule", "expr", "nest"]
