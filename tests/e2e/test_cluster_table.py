@@ -329,7 +329,11 @@ def test_an_agent_converges_a_table_of_the_whole_mark_layout(kube: E2E) -> None:
     kube.c.start_agent("node-1", "--sync-period", "5")
     serves(kube, "node-1")
     got = listing(ns)
-    assert got["chains"] == before["chains"]
+    # a pick chain no target uses any more stays until a full sync (kpng.dataplane.nft.picks):
+    # the restart's full sync may drop some that were there before
+    assert got["chains"].keys() <= before["chains"].keys()
+    assert got["chains"] == {k: v for k, v in before["chains"].items() if k in got["chains"]}
+    assert {k for k in before["chains"].keys() - got["chains"].keys() if k[:5] != "pick_"} == set()
     table = nft(ns, "list", "table", "ip", "kpng")
     rules = [r.strip() for r in table.splitlines() if not r.strip().startswith("typeof")]
     assert mark_uses(rules) == {"set | 0x4000", "test & 0x4000 != 0", "set & 0xffffbfff"}

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from kpng.dataplane.nft.jsonread import listing
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
 from kpng.dataplane.nft.objects import NftError, Set, Table
+from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import View, diff
 from kpng.model import (
     EndpointPort,
@@ -245,7 +246,7 @@ def test_pick_chains_written_over_netlink_list_as_nft_writes_them(d: Driver) -> 
     v = view(
         (svc("web", affinity_timeout=60), [local(A), local(B)]),
         (svc("big", ip="10.96.0.11", affinity_timeout=60), many),  # affinity jumps to pick_40_*
-        (svc("wide", ip="10.96.0.12"), many[:33]),  # pick_33_* beyond the static chains
+        (svc("wide", ip="10.96.0.12"), many[:33]),  # pick_33_*: no pick_static element
     )
     d.program(v, full=True)
     settings = replace(d.backend.settings, table="kpngtext", netlink=False)
@@ -259,6 +260,62 @@ def test_pick_chains_written_over_netlink_list_as_nft_writes_them(d: Driver) -> 
     assert "chain pick_33_" in by_netlink and "goto pick_40_" in by_netlink
     # chains list in the order they were made: nft's first, then the batch's
     assert _blocks(by_netlink) == _blocks(by_nft.replace("kpngtext", "kpng"))
+
+
+class CountingNft(NftCommand):
+    """The ``nft`` command, counting the scripts it runs."""
+
+    runs: list[str] = []
+
+    async def run(self, tx: Transaction) -> None:
+        if tx.ops or tx.packed:
+            self.runs.append(tx.script())
+        await super().run(tx)
+
+    async def exec(self, args: Sequence[str], stdin: str = "") -> tuple[int, str, str]:
+        self.runs.append(" ".join(args))
+        return await super().exec(args, stdin)
+
+
+def test_a_table_made_over_netlink_alone_lists_as_nft_writes_it(d: Driver) -> None:
+    """Without affinity or source ranges, a full sync from empty starts no ``nft``: the table,
+    its sets, hook and dispatch chains and their rules, the pick chains and the interval
+    elements go in the element batch (kpng.dataplane.nft.netlink.definitions and .exprs). The
+    table lists as the same table written by ``nft -f`` alone, and serves."""
+    nl = d.backend.nft
+    assert isinstance(nl, NetlinkNftables)
+    CountingNft.runs = []
+    nl.nft = CountingNft(nl.nft.argv)
+    np = ServicePort("http", TransportProtocol.TCP, 80, 8080, 30080)
+    v = view(
+        (svc("web", ports=(np,)), [local(A), local(B)]),
+        (svc("db", ip="10.96.0.11"), [local(A)]),
+        (svc("none", ip="10.96.0.12"), []),
+    )
+    d.program(v, full=True)
+    assert CountingNft.runs == []
+    assert d.c.request(pod_b(d), "10.96.0.11", 80) == f"pod-a {B}"
+    assert d.c.request(pod_b(d), "10.96.0.12", 80) == "refused"  # reject_chain
+    assert d.c.request(pod_b(d), "10.96.0.10", 80).split()[0] in ("pod-a", "pod-b")
+    settings = replace(d.backend.settings, table="kpngtext", netlink=False)
+    text = NftablesBackend(settings, NftCommand(d.c.nft_argv()), lambda: [d.c.node_ip])
+    asyncio.run(text.program(Applied("snapshot", "e1", 1, d.view, ()), True))  # type: ignore[arg-type]
+    try:
+        by_netlink = sh("nft", "list", "table", "ip", "kpng", ns=d.c.node)
+        by_nft = sh("nft", "list", "table", "ip", "kpngtext", ns=d.c.node)
+    finally:
+        sh("nft", "delete", "table", "ip", "kpngtext", ns=d.c.node)
+    assert "type nat hook prerouting" in by_netlink and "typeof meta mark" in by_netlink
+    assert _blocks(by_netlink) == _blocks(by_nft.replace("kpngtext", "kpng"))
+    # a restart reads the table back over netlink alone (interval sets included), writes nothing
+    restarted = d.new_backend()
+    assert isinstance(restarted.nft, NetlinkNftables)
+    restarted.nft.nft = CountingNft(restarted.nft.nft.argv)
+    try:
+        asyncio.run(restarted.program(Applied("snapshot", "e1", 2, d.view, ()), True))  # type: ignore[arg-type]
+    finally:
+        asyncio.run(restarted.close())
+    assert restarted.last_ops == 0 and CountingNft.runs == []
 
 
 def _blocks(listing: str) -> list[str]:

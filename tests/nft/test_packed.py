@@ -9,12 +9,13 @@ from dataclasses import replace
 
 from kpng.dataplane.nft.kernel.nlnft import SEQ_WRAP, NetlinkNftables
 from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
+from kpng.dataplane.nft.kernel.steps import Steps
 from kpng.dataplane.nft.netlink.batch import build, dump_raw
 from kpng.dataplane.nft.netlink.codec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, attrs
 from kpng.dataplane.nft.objects import Element
 from kpng.dataplane.nft.packed import Packer, adopt, key_only, packer, sent_forms
 from kpng.dataplane.nft.planner import Planner
-from kpng.dataplane.nft.transaction import Ruleset
+from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 from tests.nft.test_netlink import TABLE
 
@@ -203,5 +204,5 @@ def test_batch_sequence_numbers_wrap_before_32_bits() -> None:
     nl.sock.seq = SEQ_WRAP - 5
     run = [("add", PK.layouts["cluster_ips"], [PK.pack(Element("cluster_ips", ("10.96.0.1",)))])]
     for _ in range(3):
-        nl._build(TABLE, run)  # type: ignore[arg-type]
+        nl._build(TABLE, Steps(Transaction(TABLE), run, Transaction(TABLE)))  # type: ignore[arg-type]
     assert 0 < nl.sock.seq < SEQ_WRAP

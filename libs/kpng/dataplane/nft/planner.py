@@ -10,6 +10,7 @@ from itertools import chain, filterfalse
 
 from kpng.dataplane.claims import NOTHING, Claims, Conflict
 from kpng.dataplane.nft.packed import Planned, packer
+from kpng.dataplane.nft.picks import sticky
 from kpng.dataplane.nft.render import render_service
 from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.state import (
@@ -24,6 +25,8 @@ from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from kpng.diff import Op, View, service_keys
 from kpng.model import Service, ViewEndpoint
 from kpng.runtime.gcpause import no_gc
+
+KEPT_PICKS = "\0picks"  # not a service key: the pick shapes kept since the last full sync
 
 
 @lru_cache(maxsize=4)
@@ -178,4 +181,10 @@ class Planner:
             removed += r
             gone = set(old_targets) - set(target_keys(objs, pk))
             self.ids.release(gone)
+        keep = sticky(self.config, added, removed)
+        if keep:  # pick chains no target uses stay until the next full sync
+            kept = self.programmed.by_service.get(KEPT_PICKS, ())
+            self.programmed.set_service(KEPT_PICKS, (*kept, *keep))
+            kept_now = set(keep)
+            removed = [o for o in removed if o not in kept_now]
         return transaction(self.config.nft_table, added, removed, pk)

@@ -9,7 +9,6 @@ the caller counts references.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +20,7 @@ from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import PROTOS
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
 from kpng.dataplane.nft.packed import ELEM, Planned, packer
+from kpng.dataplane.nft.picks import pick_objects
 from kpng.dataplane.nft.skeleton import (
     CLUSTER,
     DROP,
@@ -31,13 +31,11 @@ from kpng.dataplane.nft.skeleton import (
     PICK_BITS,
     PICK_MARK_MAX,
     PICK_SHIFT,
-    PICK_STATIC,
     PROTOCOLS,
     REJECT,
     SHARDS,
     Config,
     cidr_token,
-    pick_chain,
     shard,
 )
 from kpng.dataplane.nft.transaction import digest_element
@@ -229,8 +227,7 @@ def _target_objects(svc: Service, t: TrafficTarget, c: Config) -> list[Planned]:
     # on the static path (the mark carries n) the pick element only records the target key
     verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
     if n:
-        if n > PICK_STATIC:
-            out += [pk.pack(o) for o in _pick_objects(c, n, i)]
+        out += pick_objects(c, n, i, static=bool(t.mark & PICK_BITS))
         if svc.affinity_timeout:
             out += map(pk.pack, _affinity(t, c, svc.affinity_timeout))
             verdict = f"goto aff_{t.id}"
@@ -240,13 +237,6 @@ def _target_objects(svc: Service, t: TrafficTarget, c: Config) -> list[Planned]:
 
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))
 _htons = addresses.htons
-
-
-@functools.lru_cache(maxsize=1024)
-def _pick_objects(c: Config, n: int, i: int) -> tuple[Chain, Element]:
-    """A ``pick_<n>_<i>`` chain beyond the skeleton's static ones, and its digest."""
-    pick = pick_chain(c, n, i)
-    return pick, digest_element(pick)
 
 
 def _affinity(t: TrafficTarget, c: Config, timeout: int) -> list[Object]:

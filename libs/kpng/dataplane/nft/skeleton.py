@@ -14,7 +14,9 @@ Packet path (one family; ``A`` is the address type):
   15 endpoints without affinity) or ``pick`` (by target id: more endpoints, affinity, none)
   sends the target to ``pick_<N>_<S>``, which DNATs through ``endpoints_<S>`` keyed by
   (target . ``numgen random mod N``), or to an affinity chain. ``S`` is the target id's
-  shard (:func:`shard`). Endpoint changes thus rewrite plain elements only.
+  shard (:func:`shard`). The ``pick_<N>_<S>`` chains and their ``pick_static`` elements are
+  not part of the skeleton: the targets that use one bring it (:mod:`~kpng.dataplane.nft.picks`).
+  Endpoint changes thus rewrite plain elements only, once their (N, S) is there.
 * filter input/forward/output: new connections still addressed to a service (nothing was
   DNATed) hit ``no_endpoint_ips``/``no_endpoint_nodeports`` (reject, or drop for Local
   policies), and any other port of a cluster IP is rejected.
@@ -39,7 +41,6 @@ LOCAL_EXT = 0x10000000  # external traffic of an eTP Local service: short-circui
 REJECT = "goto reject_chain"
 DROP = "drop"
 PROTOCOLS = "{ tcp, udp, sctp }"
-PICK_STATIC = 32  # pick_1_*..pick_32_* are part of the skeleton: endpoint changes add no chains
 PICK_SHIFT = 24  # mark bits 24-27: a target's endpoint count, when 1..PICK_MARK_MAX
 PICK_BITS = 0x0F000000
 PICK_MARK_MAX = 15
@@ -124,15 +125,8 @@ def pick_mark(n: int, i: int) -> int:
 
 
 def config_elements(c: Config) -> tuple[Element, ...]:
-    """Elements that follow from the configuration alone. ``pick_static`` is the only verdict
-    map written for every target, and it never changes: adding a jump or goto element makes
-    the kernel validate every verdict map of the table (~3.6 ms at 10k services)."""
-    out = [
-        Element("pick_static", (str(pick_mark(n, i)),), (f"goto pick_{n}_{i}",))
-        for n in range(1, PICK_MARK_MAX + 1)
-        for i in range(SHARDS)
-    ]
-    out += [Element("pod_cidrs", (cidr_token(cidr),)) for cidr in c.pod_cidrs]
+    """Elements that follow from the configuration alone."""
+    out = [Element("pod_cidrs", (cidr_token(cidr),)) for cidr in c.pod_cidrs]
     out += [Element("nodeport_addrs", (cidr_token(cidr),)) for cidr in c.nodeport_cidrs]
     return tuple(out)
 
@@ -161,7 +155,6 @@ def chains(c: Config) -> tuple[Chain, ...]:
         Chain("filter_output", check, Hook("filter", "output", -10)),
         Chain("endpoints_check", _endpoints_check(f)),
         Chain("reject_chain", ("reject",)),
-        *(pick_chain(c, n, i) for n in range(1, PICK_STATIC + 1) for i in range(SHARDS)),
     )
 
 
@@ -231,6 +224,12 @@ def _endpoints_check(f: str) -> tuple[str, ...]:
         " meta l4proto . th dport vmap @no_endpoint_nodeports",
         f"{f} daddr @cluster_ips goto reject_chain",
     )
+
+
+def pick_static(n: int, i: int) -> Element:
+    """The ``pick_static`` element of the targets with ``n`` (1..15) endpoints in shard ``i``
+    and no affinity: made with their ``pick_<n>_<i>`` chain, when a first target needs it."""
+    return Element("pick_static", (str(pick_mark(n, i)),), (f"goto pick_{n}_{i}",))
 
 
 def pick_chain(c: Config, n: int, i: int) -> Chain:

@@ -1,20 +1,15 @@
-"""Nftables over netlink for elements, over ``nft`` for the rest: the fast dataplane adapter.
+"""Nftables over netlink, with ``nft`` for what is left: the fast dataplane adapter.
 
-A transaction is cut in three, each step leaving every reference valid:
-
-1. ``nft -f`` (only when there is any): the table, sets and chains added or rewritten that
-   netlink does not encode here, and elements of sets netlink does not write here (intervals);
-2. one netlink batch (all or nothing): the ``pick_<N>_<S>`` chains added or rewritten (their
-   rules are the one shape :mod:`~kpng.dataplane.nft.netlink.rules` encodes; a chain that an
-   ``nft``-written chain of the same transaction jumps to stays with ``nft``), element
-   deletes, then element adds;
-3. ``nft -f`` (only when there is any): chains and sets deleted.
-
-Element-only transactions, the common case (endpoint and service changes), are one batch and
-never start ``nft``. A full sync from empty is one small script for the skeleton (the table,
-sets, hook chains and their few rules: ~10 ms) and one batch. Reading a table back dumps
-its chains and set definitions, then the elements of each set, over netlink, and lists
-interval sets with ``nft -j list set``.
+A transaction is cut in three steps (:mod:`~kpng.dataplane.nft.kernel.steps`): ``nft -f``
+for what netlink does not encode here (only if there is any), one netlink batch, ``nft -f``
+for chains and sets deleted (only if any, and only when the rest needed ``nft``). A full
+sync from empty (the table, its sets, hook and dispatch chains, pick chains and every
+element) is one batch, without any ``nft`` process, unless a service has session affinity
+or source ranges (their chains, maps and interval elements are nft's, and then so is the
+rest of the table's structure); element-only transactions, the common case, are one batch.
+Reading a table back dumps its chains and set definitions, then the elements of each set,
+over netlink; ``nft -j list set`` lists only an interval set of a concatenated key that
+holds elements (load-balancer source ranges).
 """
 
 from __future__ import annotations
@@ -23,16 +18,19 @@ import asyncio
 import errno
 import json
 import logging
-import re
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from kpng.dataplane.nft.jsonread import Listing, listing
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
-from kpng.dataplane.nft.netlink.batch import Batch, Run, build
+from kpng.dataplane.nft.kernel.steps import Steps, split
+from kpng.dataplane.nft.netlink.batch import Batch, build
+from kpng.dataplane.nft.netlink.batch import dump_request as elements_request
 from kpng.dataplane.nft.netlink.codec import Layout, layout
+from kpng.dataplane.nft.netlink.intervals import any_element, boundaries
+from kpng.dataplane.nft.netlink.intervals import elements as interval_elements
 from kpng.dataplane.nft.netlink.read import (
     NFT_MSG_GETCHAIN,
     NFT_MSG_GETSET,
@@ -41,8 +39,7 @@ from kpng.dataplane.nft.netlink.read import (
     dump_request,
     set_definition,
 )
-from kpng.dataplane.nft.netlink.rules import encodable
-from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.objects import NftError, Set, Table
 from kpng.dataplane.nft.transaction import Nftables, Op, Ruleset, Transaction
 from kpng.runtime.gcpause import no_gc
 
@@ -53,68 +50,13 @@ SEQ_WRAP = 1 << 31  # a seq stays below 2**32 with a block and a send's messages
 
 
 @dataclass(slots=True)
-class Steps:
-    before: Transaction
-    runs: list[Run]
-    after: Transaction
-    chains: list[Chain] = field(default_factory=list)  # added in the batch, before its runs
-
-
-_TARGET = re.compile(r"\b(?:goto|jump) ([A-Za-z0-9_]+)")
-
-
-def split(tx: Transaction, layouts: dict[str, Layout | None]) -> Steps:
-    """The three steps of a transaction (see the module's docstring)."""
-    before, after = Transaction(tx.table), Transaction(tx.table)
-    runs: list[Run] = []
-    adds: list[Run] = []
-    chains: dict[str, Chain] = {}
-    for op in tx.ops:  # packed runs go after each verb's element runs
-        obj = op.obj
-        if op.verb == "add" and type(obj) is Chain and encodable(obj):
-            chains[obj.name] = obj
-            continue
-        if type(obj) is Element:
-            lay = layouts.get(obj.set)
-            if lay is None:
-                before.ops.append(op)
-                continue
-            todo = runs if op.verb == "delete" else adds
-            if todo and todo[-1][1] is lay and todo[-1][0] == op.verb:
-                todo[-1][2].append(obj)  # type: ignore[arg-type]
-            else:
-                todo.append((op.verb, lay, [obj]))
-        elif op.verb == "delete" and isinstance(obj, Chain | Set):
-            after.ops.append(op)
-        else:
-            before.ops.append(op)
-    packed_dels: list[Run] = [r for r in tx.packed if r[0] == "delete"]
-    packed_adds: list[Run] = [r for r in tx.packed if r[0] != "delete"]
-    _keep_targets(before, chains)
-    return Steps(before, runs + packed_dels + adds + packed_adds, after, list(chains.values()))
-
-
-def _keep_targets(before: Transaction, chains: dict[str, Chain]) -> None:
-    """Chains that a rule written by ``nft`` jumps to are written by ``nft`` too (it runs
-    before the batch, and refuses a jump to a chain that does not exist yet)."""
-    wanted = {
-        name
-        for op in before.ops
-        if op.verb == "add" and isinstance(op.obj, Chain)
-        for rule in op.obj.rules
-        for name in _TARGET.findall(rule)
-        if name in chains
-    }
-    before.ops.extend(Op("add", chains.pop(name)) for name in sorted(wanted))
-
-
-@dataclass(slots=True)
 class NetlinkNftables:
     """An :class:`~kpng.dataplane.nft.transaction.Nftables` for one network namespace."""
 
     nft: NftCommand = field(default_factory=NftCommand)
     sock: NetlinkSocket | None = None
     layouts: dict[Table, dict[str, Layout | None]] = field(default_factory=dict)
+    sets: dict[Table, dict[str, Set]] = field(default_factory=dict)  # definitions, as known
     batches: int = 0
     elements: int = 0
     errors: int = 0  # batches the kernel refused
@@ -133,12 +75,13 @@ class NetlinkNftables:
             return
         known = self._learn(tx)
         with no_gc():
-            steps = split(tx, known)
+            steps = split(tx, known, self.sets.get(tx.table, {}))
         count = sum(len(r[2]) for r in steps.runs) + 3 * len(steps.chains)
+        batch = bool(steps.runs or steps.chains or steps.head or steps.tail or steps.final)
         if steps.before.ops and count > THREAD_ABOVE:
-            # encode the batch while nft loads the skeleton: another process, another CPU
+            # encode the batch while nft runs: another process, another CPU
             encoded, ran = await asyncio.gather(
-                asyncio.to_thread(self._build, tx.table, steps.runs, steps.chains),
+                asyncio.to_thread(self._build, tx.table, steps),
                 self.nft.run(steps.before),
                 return_exceptions=True,
             )
@@ -150,38 +93,51 @@ class NetlinkNftables:
         else:
             if steps.before.ops:
                 await self.nft.run(steps.before)
-            if steps.runs or steps.chains:
-                big = count > THREAD_ABOVE
-                batch = (
-                    await asyncio.to_thread(self._build, tx.table, steps.runs, steps.chains)
-                    if big
-                    else (self._build(tx.table, steps.runs, steps.chains))
+            if batch:
+                built = (
+                    await asyncio.to_thread(self._build, tx.table, steps)
+                    if count > THREAD_ABOVE
+                    else self._build(tx.table, steps)
                 )
-                await self._send(batch, count)
+                await self._send(built, count)
         if steps.after.ops:
             await self.nft.run(steps.after)
 
     def _learn(self, tx: Transaction) -> dict[str, Layout | None]:
-        """Layouts of the sets this transaction adds; a table deleted forgets its own."""
+        """Layouts and definitions of the sets this transaction adds; a table deleted forgets
+        its own."""
         known = self.layouts.setdefault(tx.table, {})
+        defined = self.sets.setdefault(tx.table, {})
         for op in tx.ops:
             if isinstance(op.obj, Table) and op.verb == "delete":
                 known.clear()
+                defined.clear()
             elif isinstance(op.obj, Set):
                 if op.verb == "add":
                     known[op.obj.name] = layout(op.obj)
+                    defined[op.obj.name] = op.obj
                 else:
                     known.pop(op.obj.name, None)
+                    defined.pop(op.obj.name, None)
         return known
 
-    def _build(self, table: Table, runs: list[Run], chains: Sequence[Chain] = ()) -> Batch:
+    def _build(self, table: Table, steps: Steps) -> Batch:
         try:
             with no_gc():
                 with self.lock:  # sequence numbers reserved for this batch (u32, wrapped)
                     sock = self._sock()
                     seq = sock.seq
                     sock.seq = (seq + SEQ_BLOCK) % SEQ_WRAP
-                return build(table, runs, seq, chains)
+                return build(
+                    table,
+                    steps.runs,
+                    seq,
+                    steps.chains,
+                    steps.context,
+                    steps.head,
+                    steps.tail,
+                    steps.final,
+                )
         except NftError:
             self.errors += 1
             raise
@@ -203,34 +159,43 @@ class NetlinkNftables:
         self.elements += batch.elements
 
     async def read(self, table: Table) -> Ruleset | None:
-        found = await asyncio.to_thread(self._definitions, table)
+        if self.lock.acquire(blocking=False):  # two small dumps: on the loop, no thread hop
+            try:
+                found = self._definitions_locked(table)
+            finally:
+                self.lock.release()
+        else:  # the other family's batch is being sent: wait for the socket in a thread
+            found = await asyncio.to_thread(self._definitions, table)
         if found is None:
             self.layouts.pop(table, None)
+            self.sets.pop(table, None)
             return None
         known = {name: layout(s) for name, s in found.sets.items()}
         self.layouts[table] = known
+        self.sets[table] = dict(found.sets)
         intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
-        dumped = asyncio.ensure_future(asyncio.to_thread(self._dump_all, table, known, found))
-        try:  # meanwhile, nft lists the interval sets
-            docs = await asyncio.gather(*(self._list_set(table, n) for n in intervals))
-        finally:
-            await dumped
+        listed = await asyncio.to_thread(self._dump_all, table, known, found, intervals)
+        # nft lists only an interval set of a concatenated key that holds elements
+        docs = await asyncio.gather(*(self._list_set(table, n) for n in listed))
         for doc in docs:
             listing(doc, found)
         return found.ruleset(table)
 
     def _definitions(self, table: Table) -> Listing | None:
-        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
-        in nft 1.0.6); None when the table does not exist."""
         with self.lock:
-            sock = self._sock()
-            try:
-                sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
-            except DumpError as e:
-                if e.errno == errno.ENOENT:
-                    return None
-                raise
-            chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
+            return self._definitions_locked(table)
+
+    def _definitions_locked(self, table: Table) -> Listing | None:
+        """Chain names and set definitions over netlink (``nft -j -t`` lists every element
+        in nft 1.0.6); None when the table does not exist. Call with :attr:`lock` held."""
+        sock = self._sock()
+        try:
+            sets = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETSET, seq))
+        except DumpError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        chains = sock.dump_messages(lambda seq: dump_request(table, NFT_MSG_GETCHAIN, seq))
         found = Listing()
         for _, buf, a, b in sets:
             s = set_definition(table, buf, a, b)
@@ -251,16 +216,36 @@ class NetlinkNftables:
         doc: dict[str, object] = json.loads(out)
         return doc
 
-    def _dump_all(self, table: Table, known: dict[str, Layout | None], into: Listing) -> None:
+    def _dump_all(
+        self, table: Table, known: dict[str, Layout | None], into: Listing, intervals: list[str]
+    ) -> list[str]:
+        """Every set's elements: raw for the sets with a layout, as objects for the interval
+        sets of addresses (:mod:`~kpng.dataplane.nft.netlink.intervals`). Returns the interval
+        sets left for ``nft`` to list (a concatenated key, not empty)."""
+        left = []
         with no_gc(), self.lock:
             sock = self._sock()
             for lay in known.values():
                 if lay is not None:
                     into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
+            for name in intervals:
+                found = sock.dump_messages(partial(elements_request, table, name))
+                bits = _ADDRESS_BITS.get(into.sets[name].type)
+                if bits is None:
+                    if any(any_element(buf, a, b) for _, buf, a, b in found):
+                        left.append(name)
+                    continue
+                edges = [e for _, buf, a, b in found for e in boundaries(buf, a, b)]
+                for e in interval_elements(name, bits, edges):
+                    into.elements[(e.set, e.key)] = e
+        return left
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
+
+
+_ADDRESS_BITS = {"ipv4_addr": 32, "ipv6_addr": 128}
 
 
 def _dynamic(s: Set) -> bool:

@@ -22,6 +22,7 @@ from kpng.dataplane.nft.netlink.codec import (
     decode_element,
     nla,
 )
+from kpng.dataplane.nft.netlink.exprs import Context
 from kpng.dataplane.nft.netlink.rules import chain_messages
 from kpng.dataplane.nft.objects import Chain, Element, NftError, Table
 from kpng.dataplane.nft.packed import sent_forms
@@ -94,42 +95,74 @@ Run = tuple[str, Layout, list[Element] | list[bytes]]
 the ``NFTA_LIST_ELEM`` to send, see :mod:`kpng.dataplane.nft.packed`)."""
 
 
-def build(table: Table, runs: Iterable[Run], seq: int = 1, chains: Sequence[Chain] = ()) -> Batch:
-    """One batch: the chains first (each added, flushed and given its rules, see
-    :mod:`~kpng.dataplane.nft.netlink.rules`), then each run in order, split into messages
-    of at most 64 KiB of elements."""
+Labelled = tuple[tuple[int, int, bytes], str]
+"""A message (nf_tables type, flags beyond ``NLM_F_REQUEST``, attributes) and what it does,
+for an error (``add set service_ips``)."""
+
+
+def build(
+    table: Table,
+    runs: Iterable[Run],
+    seq: int = 1,
+    chains: Sequence[Chain] = (),
+    context: Context | None = None,
+    head: Sequence[Labelled] = (),
+    tail: Sequence[Labelled] = (),
+    final: Sequence[Labelled] = (),
+) -> Batch:
+    """One batch: ``head`` (a table, its sets), the chains (all added first, then each
+    flushed and given its rules, see :mod:`~kpng.dataplane.nft.netlink.rules`; ``context``
+    for rules beyond the pick chains'), ``tail`` (interval elements), each run in order,
+    split into messages of at most 64 KiB of elements, then ``final`` (chains and sets
+    deleted, once no element refers to them)."""
     family = FAMILIES[table.family]
     b = Batch()
     b.parts.append(_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
     seq += 1
-    for chain in chains:
-        seq = _chain(b, family, table, chain, seq)
+    for message, label in head:
+        seq = _add(b, family, message, label, seq)
+    encoded = [(chain, _chain_messages(table, chain, context)) for chain in chains]
+    for chain, found in encoded:
+        seq = _add(b, family, found[0], f"add chain {chain.name}", seq)
+    for chain, found in encoded:
+        for i, message in enumerate(found[1:]):
+            what = f"add rule {i} to chain" if i else "flush chain"
+            seq = _add(b, family, message, f"{what} {chain.name}", seq)
+    for message, label in tail:
+        seq = _add(b, family, message, label, seq)
     head_attrs = nla(NFTA_SET_ELEM_LIST_TABLE, table.name.encode() + b"\0")
     for verb, lay, elements in runs:
         set_attrs = head_attrs + nla(NFTA_SET_ELEM_LIST_SET, lay.name.encode() + b"\0")
         for chunk in _chunks(lay, elements, verb == "add"):
             b.parts.append(_message(verb, family, seq, (lay, set_attrs), chunk, b))
             seq += 1
+    for message, label in final:
+        seq = _add(b, family, message, label, seq)
     b.parts.append(_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 16 + 4))
     b.parts.append(_nfgen(0, NFNL_SUBSYS_NFTABLES))
     return b
 
 
-def _chain(b: Batch, family: int, table: Table, chain: Chain, seq: int) -> int:
-    found = chain_messages(table.name, chain)
+def _chain_messages(
+    table: Table, chain: Chain, context: Context | None
+) -> tuple[tuple[int, int, bytes], ...]:
+    found = chain_messages(table.name, chain, context)
     if found is None:
         raise NftError(f"chain {chain.name} has rules netlink does not encode here")
-    for i, (kind, flags, body) in enumerate(found):
-        payload = _nfgen(family) + body
-        b.parts.append(
-            _header(NFNL_SUBSYS_NFTABLES << 8 | kind, NLM_F_REQUEST | flags, seq, 16 + len(payload))
-        )
-        b.parts.append(payload)
-        what = ("add chain", "flush chain")[i] if i < 2 else f"add rule {i - 1} to chain"
-        b.labels[seq] = f"{what} {chain.name}"
-        seq += 1
-    return seq
+    return found
+
+
+def _add(b: Batch, family: int, message: tuple[int, int, bytes], label: str, seq: int) -> int:
+    """One message without an ack (only an error answers it, named by ``label``)."""
+    kind, flags, body = message
+    payload = _nfgen(family) + body
+    b.parts.append(
+        _header(NFNL_SUBSYS_NFTABLES << 8 | kind, NLM_F_REQUEST | flags, seq, 16 + len(payload))
+    )
+    b.parts.append(payload)
+    b.labels[seq] = label
+    return seq + 1
 
 
 def _header(kind: int, flags: int, seq: int, length: int) -> bytes:

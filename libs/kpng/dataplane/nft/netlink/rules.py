@@ -1,11 +1,12 @@
-"""Chains and rules as nf_tables netlink messages, for the rule shapes kpng writes in bulk. Pure.
+"""Chains and their rules as nf_tables netlink messages. Pure.
 
-Only the ``pick_<N>_<S>`` rule is encoded here (``meta l4proto P dnat F to ct mark & M .
-numgen random mod N map @endpoints_S``): the skeleton holds 512 such chains (1536 rules) per
-family, which were most of what ``nft -f`` spent on a new table. A rule of any other shape is
-refused (:func:`chain_messages` returns None) and goes through ``nft``.
+The ``pick_<N>_<S>`` rule (``meta l4proto P dnat F to ct mark & M . numgen random mod N map
+@endpoints_S``), the one kpng writes in bulk, is encoded here directly; every other rule
+through the statement compiler of :mod:`~kpng.dataplane.nft.netlink.exprs` (the skeleton's
+hook and dispatch rules). A chain with a rule of any other shape is refused
+(:func:`chain_messages` returns None) and goes through ``nft`` (affinity chains).
 
-The expressions are the ones nft 1.0.6 generates for that rule (``nft --debug=netlink``)::
+The expressions are the ones nft 1.0.6 generates for the pick rule (``nft --debug=netlink``)::
 
     [ meta load l4proto => reg 1 ]
     [ cmp eq reg 1 0x00000006 ]
@@ -15,7 +16,7 @@ The expressions are the ones nft 1.0.6 generates for that rule (``nft --debug=ne
     [ lookup reg 1 set endpoints_4 dreg 1 ]
     [ nat dnat ip addr_min reg 1 proto_min reg 9 ]      (ip6: proto_min reg 2)
 
-without ``NFTA_LOOKUP_SET_ID`` (the map exists by name before the batch).
+without ``NFTA_LOOKUP_SET_ID`` (sets are found by name, also those made in the same batch).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import struct
 from functools import lru_cache
 
 from kpng.dataplane.nft.netlink.codec import PROTOS, nest, nla
+from kpng.dataplane.nft.netlink.definitions import chain_head
+from kpng.dataplane.nft.netlink.exprs import Context, compile_rule
 from kpng.dataplane.nft.objects import Chain
 
 NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_DELRULE = 3, 6, 8
@@ -63,13 +66,14 @@ def _value(kind: int, raw: bytes) -> bytes:
     return nest(kind, nla(NFTA_DATA_VALUE, raw))
 
 
-def rule_expressions(rule: str) -> bytes | None:
+def rule_expressions(rule: str, context: Context | None = None) -> bytes | None:
     """The ``NFTA_RULE_EXPRESSIONS`` payload of a rule kpng knows how to encode, else None.
-    Each expression is built once per distinct value and joined (a skeleton's 1536 rules
-    in ~3 ms, not ~80 ms)."""
+    A pick rule's expressions are built once per distinct value and joined (a skeleton's
+    1536 rules in ~3 ms, not ~80 ms); any other rule is compiled (``context``: its family
+    and interval sets, see :class:`~kpng.dataplane.nft.netlink.exprs.Context`)."""
     m = PICK_RULE.fullmatch(rule)
     if m is None:
-        return None
+        return None if context is None else compile_rule(rule, context)
     proto, family, mask, modulus, target = m.groups()
     return b"".join(
         (
@@ -123,30 +127,25 @@ def _dnat(family: str) -> bytes:
     )
 
 
-def encodable(chain: Chain) -> bool:
-    """A base-less chain whose every rule this module encodes."""
-    return chain.hook is None and all(rule_expressions(r) is not None for r in chain.rules)
+def encodable(chain: Chain, context: Context | None = None) -> bool:
+    """A chain whose every rule this module encodes (without ``context``: pick chains only)."""
+    if context is None and chain.hook is not None:
+        return False
+    return all(rule_expressions(r, context) is not None for r in chain.rules)
 
 
 @lru_cache(maxsize=4096)
-def chain_messages(table: str, chain: Chain) -> tuple[Message, ...] | None:
-    """``add chain``, ``flush chain`` and ``add rule`` for each rule, as ``nft -f`` runs them
-    (:meth:`Transaction.script`); None when the chain is not :func:`encodable`. Kept per
-    chain: a skeleton's are the same on every full sync."""
-    if chain.hook is not None:
+def chain_messages(
+    table: str, chain: Chain, context: Context | None = None
+) -> tuple[Message, ...] | None:
+    """``add chain`` (with its hook), ``flush chain`` and ``add rule`` for each rule, as
+    ``nft -f`` runs them (:meth:`Transaction.script`); None when the chain is not
+    :func:`encodable`. Kept per chain: a skeleton's are the same on every full sync."""
+    if not encodable(chain, context):
         return None
-    exprs = [rule_expressions(r) for r in chain.rules]
-    if any(e is None for e in exprs):
-        return None
+    exprs = [rule_expressions(r, context) for r in chain.rules]
     head = _name(NFTA_RULE_TABLE, table) + _name(NFTA_RULE_CHAIN, chain.name)
-    out: list[Message] = [
-        (
-            NFT_MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            _name(NFTA_CHAIN_TABLE, table) + _name(NFTA_CHAIN_NAME, chain.name),
-        ),
-        (NFT_MSG_DELRULE, 0, head),
-    ]
+    out: list[Message] = [chain_head(table, chain), (NFT_MSG_DELRULE, 0, head)]
     out += [
         (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, head + nest(NFTA_RULE_EXPRESSIONS, e))
         for e in exprs
