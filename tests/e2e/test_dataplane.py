@@ -165,6 +165,9 @@ def test_netlink_elements_are_what_nft_lists_and_carry_traffic(d: Driver) -> Non
         by_netlink.maps,
     )
     assert ("endpoints_1", ("1", "1")) in by_nft.elements  # target 1: shard 1
+    # the ids' and digests' sets read before the table is returned, the others by a thread
+    assert {"pick", "chain_digests"} <= set(by_netlink.first)
+    assert by_netlink.rest is not None and "endpoints_1" in by_netlink.rest.result()
     assert d.c.request(d.c.client, d.c.node_ip, 30080).split()[0] in ("pod-a", "pod-b")
     sh("nft", "add", "element", "ip", "kpng", "cluster_ips", "{ 10.96.9.9 }", ns=d.c.node)
     again = asyncio.run(nl.read(table))

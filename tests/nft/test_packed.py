@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import sys
+from concurrent.futures import Future
 from dataclasses import replace
 
-from kpng.dataplane.nft.kernel.nlnft import SEQ_WRAP, NetlinkNftables
+from kpng.dataplane.nft.kernel.nlnft import SEQ_WRAP, NetlinkNftables, Raw, switching
 from kpng.dataplane.nft.kernel.nlsocket import NetlinkSocket
 from kpng.dataplane.nft.kernel.steps import Steps
 from kpng.dataplane.nft.netlink.batch import build, dump_raw
@@ -15,6 +17,7 @@ from kpng.dataplane.nft.netlink.codec import NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_K
 from kpng.dataplane.nft.objects import Element
 from kpng.dataplane.nft.packed import Packer, adopt, key_only, packer, sent_forms
 from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.state import Ids
 from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 from tests.nft.test_netlink import TABLE
@@ -159,6 +162,47 @@ def test_a_restart_on_raw_elements_writes_nothing_then_only_what_differs() -> No
         h.view, Ruleset(live.table, live.chains, live.sets, live.maps, live.decoded, changed)
     )
     assert [(op.verb, op.obj) for op in tx] == [("delete", Element("cluster_ips", ("10.96.7.7",)))]
+
+
+def _split_ruleset(live: Ruleset, rest: Future[Raw]) -> Ruleset:
+    """``live`` as a netlink read returns it: ``pick`` and the digests now, the rest later."""
+    now = {n: r for n, r in live.raw.items() if n in ("pick", "chain_digests")}
+    return Ruleset(live.table, live.chains, live.sets, live.maps, live.decoded, now, rest)
+
+
+def test_a_restart_renders_from_pick_alone_and_compares_once_the_rest_is_dumped() -> None:
+    h = _plan()
+    live = _raw_ruleset(h, PK)
+    never: Future[Raw] = Future()
+    never.set_exception(AssertionError("waited for the rest of the dump"))
+    # the ids come from pick alone: adopting does not wait for (nor fail with) the rest
+    assert Ids.adopt(_split_ruleset(live, never)).by_key == h.planner.ids.by_key
+    rest: Future[Raw] = Future()
+    rest.set_result({n: r for n, r in live.raw.items() if n not in ("pick", "chain_digests")})
+    split = _split_ruleset(live, rest)
+    assert split.raw == live.raw
+    assert len(Planner(CONFIG).plan_full(h.view, split)) == 0
+    failed: Future[Raw] = Future()
+    failed.set_exception(OSError("dump failed"))
+    try:
+        Planner(CONFIG).plan_full(h.view, _split_ruleset(live, failed))
+    except OSError as e:
+        assert str(e) == "dump failed"  # the dump's error, raised to the planning
+    else:
+        raise AssertionError("planned without the rest of the table")
+
+
+def test_a_dump_switches_threads_often_and_puts_the_interval_back() -> None:
+    was = sys.getswitchinterval()
+    with switching(0.0005):
+        assert sys.getswitchinterval() == 0.0005
+    assert sys.getswitchinterval() == was
+    try:
+        with switching(0.0002):
+            raise ValueError
+    except ValueError:
+        pass
+    assert sys.getswitchinterval() == was
 
 
 def test_a_table_of_an_earlier_layout_is_recreated_even_if_its_elements_do_not_pack() -> None:

@@ -8,6 +8,8 @@ Chains are known by the digests kpng records in ``chain_digests``.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +29,11 @@ class Listing:
     elements: dict[tuple[str, Key], Element] = field(default_factory=dict)
     raw: dict[str, tuple[Layout, list[bytes]]] = field(default_factory=dict)
 
-    def ruleset(self, table: Table) -> Ruleset:
-        """Chains and sets known by the digests recorded in ``chain_digests``."""
+    def ruleset(
+        self, table: Table, rest: Future[Mapping[str, tuple[Layout, list[bytes]]]] | None = None
+    ) -> Ruleset:
+        """Chains and sets known by the digests recorded in ``chain_digests``; ``rest``, the
+        raw sets still being dumped (see :class:`Ruleset`)."""
         found = [e for e in self.elements.values() if e.set == DIGESTS]
         if DIGESTS in self.raw:
             lay, raws = self.raw[DIGESTS]
@@ -37,7 +42,7 @@ class Listing:
         chains = {name: digests.get(name, "") for name in self.chains}
         set_digests = {name: digests.get(f"set:{name}", "") for name in self.sets}
         maps = frozenset(self.maps)
-        return Ruleset(table, chains, set_digests, maps, self.elements, self.raw)
+        return Ruleset(table, chains, set_digests, maps, self.elements, self.raw, rest)
 
 
 def listing(doc: dict[str, Any], into: Listing | None = None) -> Listing:

@@ -59,8 +59,8 @@ class Ids:
         for e in live.decoded.values():
             if e.set == "pick" and e.comment:
                 ids.by_key[e.comment] = int(e.key[0])
-        if "pick" in live.raw:
-            ids.by_key.update(adopt(live.raw["pick"][1]))
+        if "pick" in live.first:  # not live.raw: the other sets may still be being dumped
+            ids.by_key.update(adopt(live.first["pick"][1]))
         used = set(ids.by_key.values())
         ids.next = max(used, default=0) + 1
         ids.free = sorted(set(range(1, ids.next)) - used, reverse=True)
@@ -239,13 +239,14 @@ def _diff_packed(
     at a time, so the copies stay small."""
     read: dict[int, list[bytes]] = {}
     objects: dict[tuple[str, Key], Element] = {}
+    raw = live.raw  # waits for the sets still being dumped
     for k, e in live.decoded.items():
         p = _packed(pk, e) if e.set in pk.index else e  # read as objects (nft's listing, a fake)
         if isinstance(p, bytes):
             read.setdefault(p[0], []).append(p)
         else:
             objects[k] = e
-    for name, (lay, raws) in live.raw.items():
+    for name, (lay, raws) in raw.items():
         if name not in pk.index:
             for e in (decode_element(lay, r, 4, len(r)) for r in raws):
                 objects[(e.set, e.key)] = e
@@ -254,8 +255,8 @@ def _diff_packed(
     for i, name in enumerate(pk.names):
         w = want.get(i, [])
         have = set(read.get(i, ()))
-        if name in live.raw:
-            have.update(map(pk.prefixes[i].__add__, live.raw[name][1]))
+        if name in raw:
+            have.update(map(pk.prefixes[i].__add__, raw[name][1]))
         if len(have) == len(w) and have.issuperset(w):  # w holds no duplicates
             continue
         ws = set(w)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Literal, NamedTuple, Protocol
@@ -163,14 +164,25 @@ def _chain_lines(t: str, verb: Verb, chain: Chain) -> Iterable[str]:
 class Ruleset:
     """What a table holds: chains and sets by name (as digests; ``""`` when unknown), which
     sets are maps, elements read as objects by (set, key) and, per set read over netlink,
-    its elements as sent (``NFTA_LIST_ELEM``, not decoded) with the set's layout."""
+    its elements as sent (``NFTA_LIST_ELEM``, not decoded) with the set's layout: ``first``
+    those read when the table was returned (always ``pick`` and ``chain_digests``), ``rest``
+    the sets a worker thread is still dumping, while the caller plans (see :attr:`raw`)."""
 
     table: Table
     chains: Mapping[str, str]
     sets: Mapping[str, str]
     maps: frozenset[str]
     decoded: Mapping[tuple[str, Key], Element]
-    raw: Mapping[str, tuple[Layout, list[bytes]]] = field(default_factory=dict)
+    first: Mapping[str, tuple[Layout, list[bytes]]] = field(default_factory=dict)
+    rest: Future[Mapping[str, tuple[Layout, list[bytes]]]] | None = None
+
+    @property
+    def raw(self) -> Mapping[str, tuple[Layout, list[bytes]]]:
+        """Every set read over netlink: ``first`` and, once dumped (waited for here; its
+        error raised here), ``rest``."""
+        if self.rest is None:
+            return self.first
+        return {**self.first, **self.rest.result()}
 
     @property
     def elements(self) -> Mapping[tuple[str, Key], Element]:

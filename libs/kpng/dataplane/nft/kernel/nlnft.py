@@ -18,7 +18,11 @@ import asyncio
 import errno
 import json
 import logging
+import sys
 import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -40,7 +44,7 @@ from kpng.dataplane.nft.netlink.read import (
     set_definition,
 )
 from kpng.dataplane.nft.objects import NftError, Set, Table
-from kpng.dataplane.nft.transaction import Nftables, Op, Ruleset, Transaction
+from kpng.dataplane.nft.transaction import DIGESTS, Nftables, Op, Ruleset, Transaction
 from kpng.runtime.gcpause import no_gc
 
 log = logging.getLogger(__name__)
@@ -174,12 +178,32 @@ class NetlinkNftables:
         self.layouts[table] = known
         self.sets[table] = dict(found.sets)
         intervals = [n for n, s in found.sets.items() if known[n] is None and not _dynamic(s)]
-        listed = await asyncio.to_thread(self._dump_all, table, known, found, intervals)
+        now = [lay for n, lay in known.items() if lay is not None and n in FIRST]
+        later = [lay for n, lay in known.items() if lay is not None and n not in FIRST]
+        listed = await asyncio.to_thread(self._dump_all, table, now, found, intervals)
         # nft lists only an interval set of a concatenated key that holds elements
         docs = await asyncio.gather(*(self._list_set(table, n) for n in listed))
         for doc in docs:
             listing(doc, found)
-        return found.ruleset(table)
+        return found.ruleset(table, self._dump_later(table, later) if later else None)
+
+    def _dump_later(self, table: Table, layouts: list[Layout]) -> Future[Raw]:
+        """The raw sets in ``layouts``, dumped by a thread of their own while the caller
+        plans from the rest (the ids it renders with are in ``pick``): the kernel's half of
+        a dump, and the socket reads, release the GIL. A thread, not the loop's executor,
+        so that a caller blocked on the result waits for nothing the loop has to run."""
+        out: Future[Raw] = Future()
+
+        def dump() -> None:
+            try:  # no no_gc() here: it would turn the collector back on under the planner's
+                with self.lock, switching(DUMP_SWITCH_S):
+                    sock = self._sock()
+                    out.set_result({lay.name: (lay, sock.dump_raw(table, lay)) for lay in layouts})
+            except BaseException as e:  # raised where the result is taken (Ruleset.raw)
+                out.set_exception(e)
+
+        threading.Thread(target=dump, name=f"nft-dump-{table.name}", daemon=True).start()
+        return out
 
     def _definitions(self, table: Table) -> Listing | None:
         with self.lock:
@@ -217,17 +241,16 @@ class NetlinkNftables:
         return doc
 
     def _dump_all(
-        self, table: Table, known: dict[str, Layout | None], into: Listing, intervals: list[str]
+        self, table: Table, layouts: list[Layout], into: Listing, intervals: list[str]
     ) -> list[str]:
-        """Every set's elements: raw for the sets with a layout, as objects for the interval
-        sets of addresses (:mod:`~kpng.dataplane.nft.netlink.intervals`). Returns the interval
-        sets left for ``nft`` to list (a concatenated key, not empty)."""
+        """The elements of the sets in ``layouts``, raw, and of the interval sets of
+        addresses, as objects (:mod:`~kpng.dataplane.nft.netlink.intervals`). Returns the
+        interval sets left for ``nft`` to list (a concatenated key, not empty)."""
         left = []
         with no_gc(), self.lock:
             sock = self._sock()
-            for lay in known.values():
-                if lay is not None:
-                    into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
+            for lay in layouts:
+                into.raw[lay.name] = (lay, sock.dump_raw(table, lay))
             for name in intervals:
                 found = sock.dump_messages(partial(elements_request, table, name))
                 bits = _ADDRESS_BITS.get(into.sets[name].type)
@@ -244,6 +267,29 @@ class NetlinkNftables:
         if self.sock is not None:
             self.sock.close()
 
+
+# the interpreter's switch interval while a dump overlaps the planning: each socket read of
+# the dump (one kernel message buffer, <= 32 KB, ~300 at 10k services) waits for the GIL,
+# which a planning thread gives up only every switch interval (5 ms by default): the dump
+# then ended ~0.4 s after it began, past the planning, which waited for it
+DUMP_SWITCH_S = 0.0005
+
+
+@contextmanager
+def switching(seconds: float) -> Iterator[None]:
+    """The switch interval set for the block (call with :attr:`NetlinkNftables.lock` held,
+    so that two blocks do not restore each other's)."""
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(min(was, seconds))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(was)
+
+
+# read before the table is returned: the target ids (``pick``'s comments) and the digests
+FIRST = frozenset(("pick", DIGESTS))
+Raw = Mapping[str, tuple[Layout, list[bytes]]]
 
 _ADDRESS_BITS = {"ipv4_addr": 32, "ipv6_addr": 128}
 
