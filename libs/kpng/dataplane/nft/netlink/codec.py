@@ -56,6 +56,16 @@ def nest(kind: int, payload: bytes) -> bytes:
     return nla(kind | NLA_F_NESTED, payload)
 
 
+def u32_attr(kind: int, value: int) -> bytes:
+    """A 32-bit attribute in network order (a flag set, a handle, a register number)."""
+    return nla(kind, struct.pack(">I", value & 0xFFFFFFFF))
+
+
+def name_attr(kind: int, text: str) -> bytes:
+    """A NUL-terminated string attribute (a table's, set's, chain's or expression's name)."""
+    return nla(kind, text.encode() + b"\0")
+
+
 Codec = tuple[Callable[[str], bytes], Callable[[bytes], str], int]
 
 

@@ -19,7 +19,7 @@ import ipaddress
 import struct
 from functools import lru_cache
 
-from kpng.dataplane.nft.netlink.codec import FIELD_TYPES, nest, nla
+from kpng.dataplane.nft.netlink.codec import FIELD_TYPES, name_attr, nest, nla, u32_attr
 from kpng.dataplane.nft.objects import Chain, Element, Hook, Set
 
 NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM = 0, 3, 9, 12
@@ -53,14 +53,6 @@ TYPEOF = {
 Message = tuple[int, int, bytes]
 
 
-def _u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack(">I", value & 0xFFFFFFFF))
-
-
-def _name(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
 def _tlv(kind: int, value: bytes) -> bytes:
     return bytes((kind, len(value))) + value
 
@@ -71,26 +63,26 @@ def _ud32(kind: int, value: int) -> bytes:
 
 def table_message(name: str) -> Message:
     """``add table``: nft asks for no ``NLM_F_CREATE`` (an existing table is kept)."""
-    return (NFT_MSG_NEWTABLE, 0, _name(1, name) + _u32(2, 0))
+    return (NFT_MSG_NEWTABLE, 0, name_attr(1, name) + u32_attr(2, 0))
 
 
 def chain_head(table: str, chain: Chain) -> Message:
     """``add chain``, with its type and hook for a base chain."""
-    body = _name(1, table) + _name(3, chain.name)
+    body = name_attr(1, table) + name_attr(3, chain.name)
     if chain.hook is not None:
-        body += _name(7, chain.hook.type) + _hook(chain.hook)
+        body += name_attr(7, chain.hook.type) + _hook(chain.hook)
     return (NFT_MSG_NEWCHAIN, NLM_F_CREATE, body)
 
 
 def delete_message(table: str, obj: Chain | Set) -> Message:
     """``delete chain`` (the kernel deletes its rules with it) or ``delete set``."""
     if isinstance(obj, Chain):
-        return (NFT_MSG_DELCHAIN, 0, _name(1, table) + _name(3, obj.name))
-    return (NFT_MSG_DELSET, 0, _name(1, table) + _name(2, obj.name))
+        return (NFT_MSG_DELCHAIN, 0, name_attr(1, table) + name_attr(3, obj.name))
+    return (NFT_MSG_DELSET, 0, name_attr(1, table) + name_attr(2, obj.name))
 
 
 def _hook(h: Hook) -> bytes:
-    return nest(4, _u32(1, HOOKS[h.hook]) + _u32(2, h.priority))
+    return nest(4, u32_attr(1, HOOKS[h.hook]) + u32_attr(2, h.priority))
 
 
 class Spec:
@@ -148,15 +140,15 @@ def set_message(table: str, s: Set, set_id: int) -> Message | None:
     flags = (NFT_SET_MAP if s.data else 0) | (NFT_SET_INTERVAL if interval else 0)
     if interval and key.concat:
         flags |= NFT_SET_CONCAT
-    body = _name(1, table) + _name(2, s.name) + _u32(3, flags)
-    body += _u32(4, key.type) + _u32(5, key.length)
+    body = name_attr(1, table) + name_attr(2, s.name) + u32_attr(3, flags)
+    body += u32_attr(4, key.type) + u32_attr(5, key.length)
     if s.data == "verdict":
-        body += _u32(6, NFT_DATA_VERDICT) + _u32(7, 0)
+        body += u32_attr(6, NFT_DATA_VERDICT) + u32_attr(7, 0)
     elif data is not None:
-        body += _u32(6, data.type) + _u32(7, data.length)
-    body += _u32(10, set_id)
+        body += u32_attr(6, data.type) + u32_attr(7, data.length)
+    body += u32_attr(10, set_id)
     if interval and key.concat:
-        fields = b"".join(nest(1, _u32(1, n)) for n in key.lengths)
+        fields = b"".join(nest(1, u32_attr(1, n)) for n in key.lengths)
         body += nest(9, nest(2, fields))
     ud = _ud32(UD_KEYBYTEORDER, key.byteorder)
     if s.data:
@@ -197,6 +189,10 @@ def interval_elements(table: str, s: Set, elements: list[Element]) -> Message | 
         if end < 1 << net.max_prefixlen:
             n += 1
             key = nest(1, nla(1, end.to_bytes(size, "big")))
-            body += nest(n, _u32(3, NFT_SET_ELEM_INTERVAL_END) + key)
+            body += nest(n, u32_attr(3, NFT_SET_ELEM_INTERVAL_END) + key)
         last = end
-    return (NFT_MSG_NEWSETELEM, NLM_F_CREATE, _name(1, table) + _name(2, s.name) + nest(3, body))
+    return (
+        NFT_MSG_NEWSETELEM,
+        NLM_F_CREATE,
+        name_attr(1, table) + name_attr(2, s.name) + nest(3, body),
+    )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kpng.dataplane.nft.netlink.codec import VERDICTS, nest, nla
+from kpng.dataplane.nft.netlink.codec import VERDICTS, name_attr, nest, nla, u32_attr
 
 NFTA_LIST_ELEM, NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 1, 2
 NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
@@ -52,84 +52,86 @@ CONCAT = rf"{FIELD}(?: \. {FIELD})*"
 Expr = bytes  # one NFTA_LIST_ELEM of NFTA_RULE_EXPRESSIONS
 
 
-def _u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack(">I", value & 0xFFFFFFFF))
-
-
-def _name(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
 def _host(kind: int, value: int) -> bytes:
     """A value in host order, as nft writes marks and masks (``NFTA_DATA_VALUE`` nest)."""
     return nest(kind, nla(NFTA_DATA_VALUE, struct.pack("=I", value)))
 
 
 def expr(name: str, data: bytes) -> Expr:
-    return nest(NFTA_LIST_ELEM, _name(NFTA_EXPR_NAME, name) + nest(NFTA_EXPR_DATA, data))
+    return nest(NFTA_LIST_ELEM, name_attr(NFTA_EXPR_NAME, name) + nest(NFTA_EXPR_DATA, data))
 
 
 def meta_load(key: int, reg: int = NFT_REG_1) -> Expr:
-    return expr("meta", _u32(2, key) + _u32(1, reg))
+    return expr("meta", u32_attr(2, key) + u32_attr(1, reg))
 
 
 def meta_set(key: int) -> Expr:
-    return expr("meta", _u32(2, key) + _u32(3, NFT_REG_1))
+    return expr("meta", u32_attr(2, key) + u32_attr(3, NFT_REG_1))
 
 
 def ct_load(key: int) -> Expr:
-    return expr("ct", _u32(2, key) + _u32(1, NFT_REG_1))
+    return expr("ct", u32_attr(2, key) + u32_attr(1, NFT_REG_1))
 
 
 def ct_set(key: int) -> Expr:
-    return expr("ct", _u32(2, key) + _u32(4, NFT_REG_1))
+    return expr("ct", u32_attr(2, key) + u32_attr(4, NFT_REG_1))
 
 
 def bitwise(mask: int, xor: int = 0, op: bool = True) -> Expr:
     """``reg 1 = (reg 1 & mask) ^ xor``. nft names the operation (``NFTA_BITWISE_OP``, bool)
     for a written ``&``/``|``, not for a flag test (``ct state new``, ``ct status dnat``)."""
-    data = _u32(1, NFT_REG_1) + _u32(2, NFT_REG_1) + (_u32(6, 0) if op else b"")
-    return expr("bitwise", data + _u32(3, 4) + _host(4, mask) + _host(5, xor))
+    data = u32_attr(1, NFT_REG_1) + u32_attr(2, NFT_REG_1) + (u32_attr(6, 0) if op else b"")
+    return expr("bitwise", data + u32_attr(3, 4) + _host(4, mask) + _host(5, xor))
 
 
 def cmp(op: int, value: bytes) -> Expr:
-    return expr("cmp", _u32(1, NFT_REG_1) + _u32(2, op) + nest(3, nla(NFTA_DATA_VALUE, value)))
+    return expr(
+        "cmp", u32_attr(1, NFT_REG_1) + u32_attr(2, op) + nest(3, nla(NFTA_DATA_VALUE, value))
+    )
 
 
 def payload(field: str, reg: int) -> Expr:
     base, offset, length = FIELDS[field]
-    return expr("payload", _u32(1, reg) + _u32(2, base) + _u32(3, offset) + _u32(4, length))
+    return expr(
+        "payload", u32_attr(1, reg) + u32_attr(2, base) + u32_attr(3, offset) + u32_attr(4, length)
+    )
 
 
 def lookup(set_name: str, dreg: int | None = None, invert: bool = False) -> Expr:
-    data = _u32(2, NFT_REG_1) + (b"" if dreg is None else _u32(3, dreg)) + _name(1, set_name)
-    return expr("lookup", data + (_u32(5, NFT_LOOKUP_F_INV) if invert else b""))
+    data = (
+        u32_attr(2, NFT_REG_1)
+        + (b"" if dreg is None else u32_attr(3, dreg))
+        + name_attr(1, set_name)
+    )
+    return expr("lookup", data + (u32_attr(5, NFT_LOOKUP_F_INV) if invert else b""))
 
 
 def verdict(text: str) -> Expr:
     word, _, chain = text.partition(" ")
-    body = _u32(1, VERDICTS[word]) + (_name(2, chain) if chain else b"")
-    return expr("immediate", _u32(1, NFT_REG_VERDICT) + nest(2, nest(NFTA_DATA_VERDICT, body)))
+    body = u32_attr(1, VERDICTS[word]) + (name_attr(2, chain) if chain else b"")
+    return expr("immediate", u32_attr(1, NFT_REG_VERDICT) + nest(2, nest(NFTA_DATA_VERDICT, body)))
 
 
 def immediate(value: int) -> Expr:
     data = nest(2, nla(NFTA_DATA_VALUE, struct.pack("=I", value)))
-    return expr("immediate", _u32(1, NFT_REG_1) + data)
+    return expr("immediate", u32_attr(1, NFT_REG_1) + data)
 
 
 def fib_local(addr: str) -> list[Expr]:
     flag = NFTA_FIB_F_DADDR if addr == "daddr" else NFTA_FIB_F_SADDR
-    load = expr("fib", _u32(3, flag) + _u32(2, NFT_FIB_RESULT_ADDRTYPE) + _u32(1, NFT_REG_1))
+    load = expr(
+        "fib", u32_attr(3, flag) + u32_attr(2, NFT_FIB_RESULT_ADDRTYPE) + u32_attr(1, NFT_REG_1)
+    )
     return [load, cmp(NFT_CMP_EQ, struct.pack("=I", RTN_LOCAL))]
 
 
 def masquerade_fully_random() -> Expr:
-    return expr("masq", _u32(1, NF_NAT_RANGE_PROTO_RANDOM_FULLY))
+    return expr("masq", u32_attr(1, NF_NAT_RANGE_PROTO_RANDOM_FULLY))
 
 
 def reject(family: str) -> Expr:
     code = ICMP_PORT_UNREACH if family == "ip" else ICMPV6_PORT_UNREACH
-    return expr("reject", _u32(1, NFT_REJECT_ICMP_UNREACH) + nla(2, bytes((code,))))
+    return expr("reject", u32_attr(1, NFT_REJECT_ICMP_UNREACH) + nla(2, bytes((code,))))
 
 
 def register(word: int) -> int:
@@ -157,7 +159,13 @@ def concat(spec: str, swap_proto: bool = False) -> list[Expr]:
 
 
 def _hton(reg: int) -> Expr:
-    data = _u32(1, reg) + _u32(2, reg) + _u32(3, NFT_BYTEORDER_HTON) + _u32(4, 1) + _u32(5, 2)
+    data = (
+        u32_attr(1, reg)
+        + u32_attr(2, reg)
+        + u32_attr(3, NFT_BYTEORDER_HTON)
+        + u32_attr(4, 1)
+        + u32_attr(5, 2)
+    )
     return expr("byteorder", data)
 
 

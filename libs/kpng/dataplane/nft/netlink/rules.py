@@ -25,9 +25,9 @@ import re
 import struct
 from functools import lru_cache
 
-from kpng.dataplane.nft.netlink.codec import PROTOS, nest, nla
+from kpng.dataplane.nft.netlink.codec import PROTOS, name_attr, nest, nla, u32_attr
 from kpng.dataplane.nft.netlink.definitions import chain_head
-from kpng.dataplane.nft.netlink.exprs import Context, compile_rule
+from kpng.dataplane.nft.netlink.exprs import Context, compile_rule, expr
 from kpng.dataplane.nft.objects import Chain
 
 NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_DELRULE = 3, 6, 8
@@ -48,18 +48,6 @@ Message = tuple[int, int, bytes]
 """(nf_tables message type, netlink flags beyond ``NLM_F_REQUEST``, attributes)."""
 
 NLM_F_CREATE, NLM_F_APPEND = 0x400, 0x800
-
-
-def _u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack(">I", value))
-
-
-def _name(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
-def _expr(name: str, data: bytes) -> bytes:
-    return nest(NFTA_LIST_ELEM, _name(NFTA_EXPR_NAME, name) + nest(NFTA_EXPR_DATA, data))
 
 
 def _value(kind: int, raw: bytes) -> bytes:
@@ -88,19 +76,19 @@ def rule_expressions(rule: str, context: Context | None = None) -> bytes | None:
 
 @lru_cache(maxsize=8)
 def _l4proto(proto: str) -> bytes:
-    return _expr("meta", _u32(2, NFT_META_L4PROTO) + _u32(1, NFT_REG_1)) + _expr(
-        "cmp", _u32(1, NFT_REG_1) + _u32(2, 0) + _value(3, bytes((PROTOS[proto],)))
+    return expr("meta", u32_attr(2, NFT_META_L4PROTO) + u32_attr(1, NFT_REG_1)) + expr(
+        "cmp", u32_attr(1, NFT_REG_1) + u32_attr(2, 0) + _value(3, bytes((PROTOS[proto],)))
     )
 
 
 @lru_cache(maxsize=8)
 def _masked_ct_mark(mask: int) -> bytes:
-    return _expr("ct", _u32(2, NFT_CT_MARK) + _u32(1, NFT_REG_1)) + _expr(
+    return expr("ct", u32_attr(2, NFT_CT_MARK) + u32_attr(1, NFT_REG_1)) + expr(
         "bitwise",
-        _u32(1, NFT_REG_1)
-        + _u32(2, NFT_REG_1)
-        + _u32(6, 0)
-        + _u32(3, 4)
+        u32_attr(1, NFT_REG_1)
+        + u32_attr(2, NFT_REG_1)
+        + u32_attr(6, 0)
+        + u32_attr(3, 4)
         + _value(4, struct.pack("=I", mask))
         + _value(5, bytes(4)),
     )
@@ -108,22 +96,29 @@ def _masked_ct_mark(mask: int) -> bytes:
 
 @lru_cache(maxsize=256)
 def _numgen(modulus: int) -> bytes:
-    return _expr(
+    return expr(
         "numgen",
-        _u32(1, NFT_REG32_01) + _u32(2, modulus) + _u32(3, NFT_NG_RANDOM) + _u32(4, 0),
+        u32_attr(1, NFT_REG32_01)
+        + u32_attr(2, modulus)
+        + u32_attr(3, NFT_NG_RANDOM)
+        + u32_attr(4, 0),
     )
 
 
 @lru_cache(maxsize=256)
 def _lookup(target: str) -> bytes:
-    return _expr("lookup", _u32(2, NFT_REG_1) + _u32(3, NFT_REG_1) + _name(1, target))
+    return expr("lookup", u32_attr(2, NFT_REG_1) + u32_attr(3, NFT_REG_1) + name_attr(1, target))
 
 
 @lru_cache(maxsize=4)
 def _dnat(family: str) -> bytes:
     proto_reg = NFT_REG32_01 if family == "ip" else NFT_REG_2
-    return _expr(
-        "nat", _u32(1, NFT_NAT_DNAT) + _u32(2, AF[family]) + _u32(3, NFT_REG_1) + _u32(5, proto_reg)
+    return expr(
+        "nat",
+        u32_attr(1, NFT_NAT_DNAT)
+        + u32_attr(2, AF[family])
+        + u32_attr(3, NFT_REG_1)
+        + u32_attr(5, proto_reg),
     )
 
 
@@ -144,7 +139,7 @@ def chain_messages(
     if not encodable(chain, context):
         return None
     exprs = [rule_expressions(r, context) for r in chain.rules]
-    head = _name(NFTA_RULE_TABLE, table) + _name(NFTA_RULE_CHAIN, chain.name)
+    head = name_attr(NFTA_RULE_TABLE, table) + name_attr(NFTA_RULE_CHAIN, chain.name)
     out: list[Message] = [chain_head(table, chain), (NFT_MSG_DELRULE, 0, head)]
     out += [
         (NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, head + nest(NFTA_RULE_EXPRESSIONS, e))
