@@ -17,6 +17,7 @@ import msgpack
 from kpng.bus.bounds import MAX_MESSAGE, check_size, unpack
 from kpng.bus.compression import MAX_INFLATED, decompress
 from kpng.bus.opcache import OpCache, array_ops, op_of
+from kpng.bus.subjects import is_cast_id
 from kpng.bus.wire import (
     CAST,
     COMPACT_ENDPOINTS,
@@ -71,6 +72,7 @@ __all__ = [
     "ops_array",
     "ops_from_wire",
     "pack_cast_chunk",
+    "pack_compressed_cast_chunk",
     "pack_compressed_chunk",
     "pack_delta",
     "pack_snapshot_chunk",
@@ -288,17 +290,18 @@ def pack_compressed_chunk(
     return packb(header)
 
 
-def pack_cast_chunk(
-    id: str, chunk: int, chunks: int, ops: bytes | None, count: int, frame: bytes | None
-) -> bytes:
-    """A cast chunk around a run of ``count`` encoded operations, or a zstd ``frame`` of
-    them (``zops``)."""
-    header: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "cast", "id": id, "chunk": chunk}
-    header["chunks"] = chunks
-    if frame is not None:
-        header["zops"] = frame
-        return packb(header)
-    return _pack_with_ops(header, (ops or b"",), count)
+def pack_cast_chunk(id: str, chunk: int, chunks: int, run: bytes, count: int) -> bytes:
+    """A cast chunk around a run of ``count`` encoded operations."""
+    return _pack_with_ops(_cast_header(id, chunk, chunks), (run,), count)
+
+
+def pack_compressed_cast_chunk(id: str, chunk: int, chunks: int, frame: bytes) -> bytes:
+    """A cast chunk whose operations are a zstd ``frame`` (``zops``, as in a snapshot)."""
+    return packb({**_cast_header(id, chunk, chunks), "zops": frame})
+
+
+def _cast_header(id: str, chunk: int, chunks: int) -> dict[str, Any]:
+    return {"v": SCHEMA_VERSION, "kind": "cast", "id": id, "chunk": chunk, "chunks": chunks}
 
 
 def _snapshot_header(
@@ -338,7 +341,7 @@ def encode(message: Message) -> bytes:
             return packb({"v": SCHEMA_VERSION, "kind": "cast-request", "id": id})
         case CastChunk(id, chunk, chunks, ops):
             run = b"".join(encode_op(o) for o in ops)
-            return pack_cast_chunk(id, chunk, chunks, run, len(ops), None)
+            return pack_cast_chunk(id, chunk, chunks, run, len(ops))
         case Tick(epoch, seq, time, digest):
             tick = {"v": SCHEMA_VERSION, "kind": "tick", "epoch": epoch, "seq": seq, "time": time}
             if digest:
@@ -553,7 +556,7 @@ def _chunk_ops(
 def _cast_id(r: Reader) -> str:
     """A cast id: 16 lowercase hex digits (it becomes a subject token)."""
     value = r.get("id", str)
-    if len(value) != 16 or value.strip("0123456789abcdef"):
+    if not is_cast_id(value):
         raise MalformedMessage(r.where("id"), "expected 16 lowercase hex digits")
     return value
 

@@ -9,6 +9,11 @@ from kpng.model import name_problem, shown_name
 DEFAULT_PREFIX = "kpng"
 
 
+def is_cast_id(id: str) -> bool:
+    """A cast's id: 16 lowercase hex digits (it becomes a subject token)."""
+    return len(id) == 16 and not id.strip("0123456789abcdef")
+
+
 @dataclass(frozen=True, slots=True)
 class Subjects:
     """All subjects under one prefix (default ``kpng``)."""
@@ -61,7 +66,7 @@ class Subjects:
 
     def cast(self, id: str) -> str:
         """Where the watcher publishes the cast ``id`` (a zone's part of node snapshots)."""
-        if len(id) != 16 or id.strip("0123456789abcdef"):
+        if not is_cast_id(id):
             raise ValueError(f"invalid cast id {shown_name(id)}")
         return f"{self.prefix}.v1.cast.{id}"
 

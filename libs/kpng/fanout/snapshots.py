@@ -15,7 +15,7 @@ that accept ``"zstd"``, the zone part's chunks are compressed once too (kpng.bus
 from __future__ import annotations
 
 import zlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from kpng.bus.codec import (
@@ -24,6 +24,7 @@ from kpng.bus.codec import (
     endpoints_to_wire,
     ops_array,
     pack_cast_chunk,
+    pack_compressed_cast_chunk,
     pack_compressed_chunk,
     pack_snapshot_chunk,
     packb,
@@ -311,28 +312,35 @@ def chunk_messages(
 ) -> list[bytes]:
     """Snapshot (or catch-up, ``base`` >= 0) chunks around runs or frames; one empty chunk
     for none. ``cast``: a full snapshot's chunks that start with that cast."""
-    parts = parts or [(0, b"")]
-    out = []
-    n = len(parts)
-    for i, part in enumerate(parts):
-        if isinstance(part, Compressed):
-            out.append(pack_compressed_chunk(epoch, seq, i, n, part.frame, base, cast))
-        else:
-            count, blob = part
-            out.append(pack_snapshot_chunk(epoch, seq, i, n, (blob,), count, base, cast=cast))
-    return out
+    return _chunks(
+        parts,
+        lambda i, n, run: pack_snapshot_chunk(epoch, seq, i, n, (run[1],), run[0], base, cast=cast),
+        lambda i, n, frame: pack_compressed_chunk(epoch, seq, i, n, frame, base, cast),
+    )
 
 
 def cast_chunk_messages(id: str, parts: list[Part]) -> list[bytes]:
     """The chunks of the cast ``id`` around runs or frames (at least one)."""
+    return _chunks(
+        parts,
+        lambda i, n, run: pack_cast_chunk(id, i, n, run[1], run[0]),
+        lambda i, n, frame: pack_compressed_cast_chunk(id, i, n, frame),
+    )
+
+
+def _chunks(
+    parts: list[Part],
+    plain: Callable[[int, int, Run], bytes],
+    compressed: Callable[[int, int, bytes], bytes],
+) -> list[bytes]:
+    """One message per part (chunk i of n): a run plain, a frame compressed; one empty
+    chunk for no part."""
     parts = parts or [(0, b"")]
-    out = []
-    for i, part in enumerate(parts):
-        if isinstance(part, Compressed):
-            out.append(pack_cast_chunk(id, i, len(parts), None, 0, part.frame))
-        else:
-            out.append(pack_cast_chunk(id, i, len(parts), part[1], part[0], None))
-    return out
+    n = len(parts)
+    return [
+        compressed(i, n, p.frame) if isinstance(p, Compressed) else plain(i, n, p)
+        for i, p in enumerate(parts)
+    ]
 
 
 def _bucket(key: str) -> int:
