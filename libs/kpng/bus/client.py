@@ -93,11 +93,9 @@ class ViewClient(Generic[E]):
         self.delta_subject = delta_subject
         self.snapshot_subject = snapshot_subject
         self.scope: Scope = scope
-        self.snapshot_timeout = snapshot_timeout
         self.max_backoff = max_backoff
         self.op_cache = op_cache  # shared by the clients of a process that runs many
         self.catch_up = catch_up  # resync from a trusted view with only what it missed
-        self.compressed = compressed  # ask for zstd-compressed snapshot chunks
         self.clock = clock  # the backoff between failed resyncs waits on it
         # nothing on the delta subject for this long (no delta, no tick): resync, so that a
         # watcher that does not know this subject yet (a new one) learns of it
