@@ -35,3 +35,23 @@ def test_a_dual_stack_table_holds_what_the_single_stack_one_does() -> None:
     assert endpoints("dual", 4) == endpoints("ipv4", 4) and len(endpoints("dual", 4)) == 60
     assert endpoints("dual", 6) == endpoints("ipv6", 6) and len(endpoints("dual", 6)) == 60
     assert not endpoints("ipv4", 6)
+
+
+def test_each_other_stack_is_compared_with_ipv4_at_its_size() -> None:
+    from kpng_bench.__main__ import stack_ratios
+
+    def run(stack: str, size: int, seconds: float, cpu: float, handed: float = 0.0) -> dict:  # type: ignore[type-arg]
+        full = {"seconds": seconds, "cpu": cpu, "plan_handed_back": handed}
+        return {"stack": stack, "services": size, "full_sync": full}
+
+    lines = stack_ratios(
+        [
+            run("ipv4", 100, 0.1, 0.1),
+            run("ipv4", 10000, 0.5, 0.5),
+            run("dual", 10000, 0.6, 1.1, 0.13),
+        ]
+    )
+    assert lines == [
+        "dual 10000: full sync 1.20x of IPv4's (0.60 s against 0.50 s; CPU 2.20x; a forked"
+        " family's plan handed back 0.13 s later)"
+    ]

@@ -206,6 +206,7 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("agent.backend=bogus", "/agent/backend"),
         ("agent.masqueradeBit=99", "/agent/masqueradeBit"),
         ("agent.masqueradeBit=-1", "/agent/masqueradeBit"),
+        ("agent.parallelFamiliesAbove=-1", "/agent/parallelFamiliesAbove"),
         ("watcher.replicas=0", "/watcher/replicas"),
         ("agent.healthz.port=70000", "/agent/healthz/port"),
         ("agent.conntrackCleanup=maybe", "/agent/conntrackCleanup"),

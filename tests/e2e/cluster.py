@@ -132,17 +132,24 @@ def eventually(
 class E2E:
     """The cluster with kpng running: 2 nodes x 2 pods, a client, NATS + watcher in infra."""
 
-    def __init__(self, workdir: Path, wiring: Wiring = "routed", dual_stack: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        wiring: Wiring = "routed",
+        dual_stack: bool = False,
+        agent_args: tuple[str, ...] = (),
+    ) -> None:
         self.topology = small(nodes=2, pods_per_node=2, wiring=wiring, dual_stack=dual_stack)
         self.c = NetnsCluster(self.topology, workdir)
         self.revision = 0
+        self.agent_args = agent_args
 
     def start(self) -> None:
         self.c.build()
         self.c.write_cluster()
         self.c.start_control()
         for node in self.topology.nodes:
-            self.c.start_agent(node.name, "--sync-period", "5")
+            self.c.start_agent(node.name, "--sync-period", "5", *self.agent_args)
 
     def pod(self, name: str) -> PodSpec:
         return self.topology.pod(name)

@@ -38,10 +38,12 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         e2e.close()
 
 
-def _started(workdir: Path, wiring: Wiring, dual_stack: bool) -> Iterator[E2E]:
+def _started(
+    workdir: Path, wiring: Wiring, dual_stack: bool, agent_args: tuple[str, ...] = ()
+) -> Iterator[E2E]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         pytest.fail("the netns tests need root and nft (run them with -m 'not netns' otherwise)")
-    e2e = E2E(workdir, wiring=wiring, dual_stack=dual_stack)
+    e2e = E2E(workdir, wiring=wiring, dual_stack=dual_stack, agent_args=agent_args)
     try:
         e2e.start()
         yield e2e
@@ -60,6 +62,9 @@ def wired(
 
 @pytest.fixture(scope="module", params=WIRINGS)
 def dual(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    """:func:`wired` dual-stack: an IPv6 underlay and IPv6 pod CIDRs beside the IPv4 ones."""
+    """:func:`wired` dual-stack: an IPv6 underlay and IPv6 pod CIDRs beside the IPv4 ones. On
+    the first wiring the agents write the IPv6 table of every full sync from a forked child
+    (``--parallel-families-above 1``), on the other in their own process."""
     workdir = tmp_path_factory.mktemp(f"netns-dual-{request.param}")
-    yield from _started(workdir, request.param, True)
+    fork = ("--parallel-families-above", "1") if request.param == WIRINGS[0] else ()
+    yield from _started(workdir, request.param, True, fork)

@@ -43,6 +43,17 @@ def mark_bit(text: str) -> int:
     return bit
 
 
+def services_count(text: str) -> int:
+    """``--parallel-families-above``: a number of services, 0 or more."""
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of services") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative (0 turns the child off)")
+    return n
+
+
 def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--table-name", default="kpng", help="nftables table name (default: kpng)")
     g.add_argument(
@@ -63,6 +74,14 @@ def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
         help="the one packet-mark bit kpng owns, marking connections to masquerade "
         "(0..31, default 14: 0x4000, as kube-proxy's --iptables-masquerade-bit)",
     )
+    g.add_argument(
+        "--parallel-families-above",
+        type=services_count,
+        default=2000,
+        metavar="N",
+        help="a full sync of both families' tables for N services or more writes the second "
+        "family from a forked child process, on another CPU (0: never; default 2000)",
+    )
 
 
 def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBackend:
@@ -77,6 +96,7 @@ def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBacken
         nodeport_addresses=args.nodeport_addresses,
         masquerade_all=args.masquerade_all,
         masquerade_bit=args.masquerade_bit,
+        fork_above=args.parallel_families_above,
     )
     return NftablesBackend(settings, NftCommand(), local_addresses)
 
