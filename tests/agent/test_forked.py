@@ -18,7 +18,7 @@ INHERITED: dict[str, Any] = {}
 async def both(work: Any, what: str = "the work") -> tuple[Any, Any]:
     child = start_in_child(work, what)
     done = await child.done
-    return done, await child.result
+    return done, await child.result()
 
 
 async def test_the_child_sees_the_parents_objects_and_sends_back_outcome_then_result() -> None:
@@ -55,15 +55,17 @@ async def test_an_nft_error_in_the_child_is_raised_as_one_naming_the_work() -> N
     with pytest.raises(NftError, match="ip6 kpng full sync: NftError: kernel refused add"):
         await child.done
     with pytest.raises(NftError, match="kernel refused"):
-        await child.result
+        await child.result()
 
 
 async def test_any_other_error_is_a_child_failure() -> None:
     async def work() -> tuple[int, None]:
         raise KeyError("lost")
 
-    with pytest.raises(ChildFailed, match="the work: KeyError: 'lost'"):
-        await both(work)
+    child = start_in_child(work, "the work")
+    for outcome in (child.done, child.result()):
+        with pytest.raises(ChildFailed, match="the work: KeyError: 'lost'"):
+            await outcome
 
 
 async def test_a_child_killed_or_exiting_without_a_result_is_named() -> None:
@@ -91,4 +93,4 @@ async def test_a_result_that_does_not_pickle_fails_after_the_outcome() -> None:
     child = start_in_child(work, "unpicklable")
     assert await child.done == 7  # the work itself was done
     with pytest.raises(ChildFailed, match="unpicklable: AttributeError: Can't pickle local"):
-        await child.result
+        await child.result()

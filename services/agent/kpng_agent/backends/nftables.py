@@ -111,6 +111,7 @@ class NftablesBackend:
         # the netlink adapter, kept when self.nft is wrapped (a bench's timing): a forked
         # family's child makes its own from its command, and its knowledge comes back here
         self.netlink = self.nft if isinstance(self.nft, NetlinkNftables) else None
+        self.children: dict[int, tuple[Planner, Child[int, tuple[Any, ...]]]] = {}  # this sync's
         self.adopting: dict[int, asyncio.Future[None]] = {}  # family: its child's plan coming
         self.fork_above = settings.fork_above  # 0 once a child could not be made
         self.local_addresses = local_addresses
@@ -127,10 +128,15 @@ class NftablesBackend:
         forked = self._to_fork(event, full)
         # a forked family first: its child starts before the parent plans its own first step
         families = sorted(self.settings.families, key=lambda f: f != forked)
-        done = await asyncio.gather(
-            *(self._program_family(event, full, f, f == forked) for f in families),
-            return_exceptions=True,
-        )
+        try:
+            done = await asyncio.gather(
+                *(self._program_family(event, full, f, f == forked) for f in families),
+                return_exceptions=True,
+            )
+        finally:  # a child's plan is taken once the parent's own work is done
+            for family, (planner, child) in self.children.items():
+                self.adopting[family] = asyncio.ensure_future(self._adopt(planner, child))
+            self.children.clear()
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -235,7 +241,7 @@ class NftablesBackend:
             self.fork_above = 0
             live = await self.nft.read(table)
             return await apply_steps(self.nft, planner.plan_full_steps(view, live))
-        self.adopting[planner.config.family] = asyncio.ensure_future(self._adopt(planner, child))
+        self.children[planner.config.family] = (planner, child)  # adopted after the sync
         try:
             return await asyncio.shield(child.done)
         except asyncio.CancelledError:
@@ -248,7 +254,7 @@ class NftablesBackend:
         assert self.netlink is not None
         table = planner.config.nft_table
         try:
-            programmed, ids, claims, known, batches, elements = await child.result
+            programmed, ids, claims, known, batches, elements = await child.result()
         except Exception as exc:
             if child.done.done() and child.done.exception() is None:  # else raised by done
                 log.warning(
