@@ -51,7 +51,7 @@ class Node:
 
         async def go() -> None:
             await self.backend.program(event, full)
-            await asyncio.gather(*self.backend.adopting.values())  # the child's plan taken
+            await asyncio.gather(*self.backend.parallel.adopting.values())  # the child's plan taken
 
         asyncio.run(go())
         return self.backend.last_ops
@@ -98,7 +98,7 @@ def test_the_child_writes_the_table_one_process_writes_and_its_plan_serves_the_n
     for family in ("ip", "ip6"):
         assert forked.table(family) == plain.table(family), family
     assert forked.backend.planners[6].programmed is not None  # the child's, adopted
-    netlink = forked.backend.netlink
+    netlink = forked.backend.parallel.netlink
     assert netlink is not None and netlink.layouts.get(forked.backend.planners[6].config.nft_table)
     # a change of each family is planned incrementally from the adopted plan: what one process
     # writes (a shape of 4 endpoints, new here: its pick chain too), not a full sync
@@ -176,7 +176,7 @@ def test_a_change_right_after_the_sync_waits_for_the_childs_plan(nodes: tuple[No
     async def both() -> tuple[bool, int]:
         b = forked.backend
         await b.program(Applied("snapshot", "e1", 1, v, ()), True)
-        pending = 6 in b.adopting and not b.adopting[6].done()
+        pending = 6 in b.parallel.adopting and not b.parallel.adopting[6].done()
         await b.program(Applied("delta", "e1", 2, v, change(v, 6)), False)
         return pending, b.last_ops
 
@@ -199,6 +199,6 @@ def test_without_a_child_the_family_is_written_here_from_then_on(
     monkeypatch.setattr(os, "memfd_create", refused)
     v = node_view(30, 3, "dual")
     assert forked.program(v, full=True) == plain.program(v, full=True)
-    assert forked.backend.fork_above == 0 and not forked.backend.adopting
+    assert forked.backend.parallel.above == 0 and not forked.backend.parallel.adopting
     for family in ("ip", "ip6"):
         assert forked.table(family) == plain.table(family), family

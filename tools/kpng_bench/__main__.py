@@ -134,7 +134,7 @@ async def full_sync(
     took = time.perf_counter() - t0
     # a family written by a forked child: its plan comes back after the sync (its CPU counts
     # once it is reaped)
-    await asyncio.gather(*b.adopting.values())
+    await asyncio.gather(*b.parallel.adopting.values())
     handed, cpu = time.perf_counter() - t0 - took, cpu_s() - c0
     plan = took - timed.read_s - timed.run_s
     return (

@@ -13,7 +13,7 @@ a service an address of the family makes it with a full sync of that family.
 
 A full sync of both families of a big view (``Settings.fork_above`` services or more, on a
 node with a second CPU) programs the second family in a forked child, as kube-proxy's
-proxiers run on two CPUs (:mod:`kpng_agent.backends.forked`): the child plans and writes
+proxiers run on two CPUs (:mod:`kpng_agent.backends.parallel`): the child plans and writes
 the family's table over a netlink socket of its own, and sends back the planner's state,
 which the parent adopts for the changes that follow.
 """
@@ -26,19 +26,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
-from kpng.dataplane.nft.netlink.codec import layout
 from kpng.dataplane.nft.planner import Planner, serves
 from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
-from kpng_agent.backends.forked import Child, can_fork, start_in_child
+from kpng_agent.backends.parallel import ParallelFamilies
 from kpng_agent.backends.steps import apply_steps
 from kpng_agent.backends.trim import trim
 
@@ -108,12 +106,9 @@ class NftablesBackend:
     ) -> None:
         self.settings = settings
         self.nft = with_netlink(nft) if settings.netlink else nft
-        # the netlink adapter, kept when self.nft is wrapped (a bench's timing): a forked
-        # family's child makes its own from its command, and its knowledge comes back here
-        self.netlink = self.nft if isinstance(self.nft, NetlinkNftables) else None
-        self.children: dict[int, tuple[Planner, Child[int, tuple[Any, ...]]]] = {}  # this sync's
-        self.adopting: dict[int, asyncio.Future[None]] = {}  # family: its child's plan coming
-        self.fork_above = settings.fork_above  # 0 once a child could not be made
+        # the netlink adapter, kept when self.nft is wrapped (a bench's timing)
+        netlink = self.nft if isinstance(self.nft, NetlinkNftables) else None
+        self.parallel = ParallelFamilies(netlink, settings.fork_above)
         self.local_addresses = local_addresses
         self.planners: dict[int, Planner] = {}
         self.idle: set[int] = set()  # families without a table (see the module's docstring)
@@ -134,9 +129,7 @@ class NftablesBackend:
                 return_exceptions=True,
             )
         finally:  # a child's plan is taken once the parent's own work is done
-            for family, (planner, child) in self.children.items():
-                self.adopting[family] = asyncio.ensure_future(self._adopt(planner, child))
-            self.children.clear()
+            self.parallel.adopt(self._report_conflicts)
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -165,26 +158,21 @@ class NftablesBackend:
         self.conflicts = now
 
     def _to_fork(self, event: Applied[ViewEndpoint], full: bool) -> int | None:
-        """The family to write from a child in this sync, if any: the last of two or more
-        that a full sync of a big view makes tables for."""
-        view = event.view
-        if not full or self.netlink is None or not 0 < self.fork_above <= len(view.services):
+        """The family this sync writes from a child (:mod:`kpng_agent.backends.parallel`)."""
+        if not full:
             return None
-        busy = [
+        view, s = event.view, self.settings
+        busy = (
             f
-            for f in self.settings.families
-            if serves(
-                config_for(self.settings, view, f, self.local_addresses), view.services.values()
-            )
-        ]
-        return busy[-1] if len(busy) > 1 and can_fork() else None
+            for f in s.families
+            if serves(config_for(s, view, f, self.local_addresses), view.services.values())
+        )
+        return self.parallel.choose(len(view.services), busy)
 
     async def _program_family(
         self, event: Applied[ViewEndpoint], full: bool, family: int, fork: bool = False
     ) -> int:
-        pending = self.adopting.pop(family, None)
-        if pending is not None:  # the plan of the last full sync, from its child
-            await pending
+        await self.parallel.wait(family)  # the plan of the last full sync, from its child
         config = config_for(self.settings, event.view, family, self.local_addresses)
         if family in self.idle and not full:
             touched = service_keys(event.ops)
@@ -200,8 +188,8 @@ class NftablesBackend:
             planner = Planner(config) if planner is None else replace(planner, config=config)
             self.planners[family] = planner
         try:
-            if fork:
-                return await self._full_in_child(planner, event.view)
+            if fork and (ops := await self.parallel.write(planner, event.view)) is not None:
+                return ops
             if full or planner.programmed is None:
                 live = await self.nft.read(config.nft_table)
                 return await apply_steps(self.nft, planner.plan_full_steps(event.view, live))
@@ -211,65 +199,6 @@ class NftablesBackend:
             planner.programmed = None  # a plan may be half recorded: the next sync reads back
             raise
         return len(tx)
-
-    async def _full_in_child(self, planner: Planner, view: View[ViewEndpoint]) -> int:
-        """A full sync of the planner's family written by a forked child. Once the child has
-        written the table, the sync is done; the planner and the netlink adapter take over
-        what the child planned and learnt when its result comes (:meth:`_adopt`), before
-        the family's next change is planned."""
-        assert self.netlink is not None
-        command, table = self.netlink.nft, planner.config.nft_table
-
-        async def work() -> tuple[int, tuple[Any, ...]]:  # in the child
-            nft = NetlinkNftables(command)
-            try:
-                live = await nft.read(table)
-                ops = await apply_steps(nft, planner.plan_full_steps(view, live))
-                known = nft.sets.get(table, {})  # the layouts' codecs do not pickle
-                state = (planner.programmed, planner.ids, planner.claims, known)
-                return ops, (*state, nft.batches, nft.elements)
-            finally:
-                nft.close()
-
-        planner.programmed = None  # until the child's comes
-        try:
-            child = start_in_child(work, f"{table.ref} full sync")
-        except OSError as exc:
-            log.warning(
-                "no child for the %s full sync (%s): written here, from now on", table.ref, exc
-            )
-            self.fork_above = 0
-            live = await self.nft.read(table)
-            return await apply_steps(self.nft, planner.plan_full_steps(view, live))
-        self.children[planner.config.family] = (planner, child)  # adopted after the sync
-        try:
-            return await asyncio.shield(child.done)
-        except asyncio.CancelledError:
-            child.kill()
-            raise
-
-    async def _adopt(self, planner: Planner, child: Child[int, tuple[Any, ...]]) -> None:
-        """The child's planner state, taken over; on failure the planner has none, so the
-        family's next change reads its table back (a full sync)."""
-        assert self.netlink is not None
-        table = planner.config.nft_table
-        try:
-            programmed, ids, claims, known, batches, elements = await child.result()
-        except Exception as exc:
-            if child.done.done() and child.done.exception() is None:  # else raised by done
-                log.warning(
-                    "%s: the child's plan is lost (%s); the next change resyncs", table.ref, exc
-                )
-            return
-        planner.programmed, planner.ids, planner.claims = programmed, ids, claims
-        self.netlink.sets[table] = known
-        self.netlink.layouts[table] = {name: layout(s) for name, s in known.items()}
-        self.netlink.batches += batches
-        self.netlink.elements += elements
-        log.info(
-            "%s written by a child process (pid %d); its plan taken back", table.ref, child.pid
-        )
-        self._report_conflicts()
 
     async def _idle(self, config: Config) -> int:
         """No table for this family: remove the one there is, if any."""
@@ -283,10 +212,6 @@ class NftablesBackend:
         return len(tx)
 
     async def close(self) -> None:
-        pending = [f for f in self.adopting.values() if not f.done()]
-        for f in pending:
-            f.cancel()  # the child is killed
-        await asyncio.gather(*pending, return_exceptions=True)
-        self.adopting.clear()
+        await self.parallel.close()
         if isinstance(self.nft, NetlinkNftables):
             self.nft.close()
