@@ -218,3 +218,41 @@ async def test_a_one_off_fetch_leaves_nothing_behind() -> None:
         assert bus.listeners.permission_violation == []
         assert not any(sub.bus is bus for sub in s.server._subs)
         assert s.publisher.fanout.stats.cast_rounds == 3
+
+
+async def test_garbage_on_a_cast_subject_is_dropped_counted_and_exported() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from kpng_agent.backends.dump import DumpBackend
+    from kpng_agent.wiring import register_collectors
+
+    async with stack() as s:
+        evil = s.bus()
+        sent = [0]
+        count = s.server.lose
+
+        def garbage_first(subject: str, data: bytes) -> bool:
+            """The first cast chunk goes out after a message that is no chunk of it."""
+            if subject.startswith("kpng.v1.cast.") and sent[0] == 0:
+                sent[0] += 1
+
+                async def resend() -> None:
+                    await evil.publish(subject, b"\xc1 not msgpack")
+                    await evil.publish(subject, data)
+
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(resend()))
+                return True
+            return count(subject, data) if count is not None else False
+
+        s.server.lose = garbage_first
+        client = NodeViewClient(s.bus(), "n3", snapshot_timeout=5)
+        registry = CollectorRegistry()
+        register_collectors(registry, "n3", client, DumpBackend("n3", "/nonexistent/unused"))
+        tasks = await follow([client])
+        try:
+            await until(lambda: client.consumer.synced)
+            assert client.stats.casts == 1 and len(client.view.services) == 40  # still the cast
+            assert client.casts is not None and client.casts.stats.malformed == 1
+            assert b"kpng_agent_bus_cast_malformed_total 1.0" in generate_latest(registry)
+        finally:
+            await cancel_all(tasks)

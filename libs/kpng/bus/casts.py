@@ -37,6 +37,11 @@ class _Pending:
     sub: Subscription | None = None
 
 
+@dataclass(slots=True)
+class CastStats:
+    malformed: int = 0  # messages on a cast's subject that were not one of its chunks
+
+
 class CastReceiver:
     """Casts heard on ``bus``; ``keep``: complete casts kept for clients that ask later."""
 
@@ -44,7 +49,7 @@ class CastReceiver:
         self.bus = bus
         self.op_cache = op_cache
         self.keep = keep
-        self.malformed = 0
+        self.stats = CastStats()
         self._pending: dict[str, _Pending] = {}
         self._done: OrderedDict[str, tuple[CastChunk, ...]] = OrderedDict()
 
@@ -117,7 +122,7 @@ class CastReceiver:
             if message.id != id or message.chunks != pending.chunks:
                 raise MalformedMessage("id", f"cast {message.id} of {message.chunks} chunks")
         except MalformedMessage as exc:
-            self.malformed += 1
+            self.stats.malformed += 1
             log.warning("malformed message on cast %s dropped: %s", id, exc)
             return
         pending.received[message.chunk] = message

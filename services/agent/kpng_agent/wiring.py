@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from kpng.bus.casts import CastStats
 from kpng.bus.client import NodeViewClient
 from kpng.bus.protocol import Bus
 from kpng.dataplane.backend import Backend
@@ -84,6 +85,11 @@ def register_collectors(
     conflicts.set_function(lambda: len(backend.conflicts))
     # kpng_agent_bus_*: the bus client's snapshots, deltas, resyncs, malformed messages
     registry.register(StatsCollector("kpng_agent_bus", lambda: client.stats))
+    # kpng_agent_bus_cast_malformed_total: what came on a cast's subject and was not its chunk
+    casts = client.casts
+    registry.register(
+        StatsCollector("kpng_agent_bus_cast", lambda: casts.stats if casts else CastStats())
+    )
 
 
 def build_agent(bus: Bus, backend: Backend, parts: Parts, hooks: Sequence[SyncHook] = ()) -> Agent:
