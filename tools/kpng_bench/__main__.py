@@ -324,6 +324,12 @@ def main() -> int:
         default="100,10000",
         help="sizes at which to time kpng-agent from exec to programmed (none: skip)",
     )
+    p.add_argument(
+        "--cold-start-dual",
+        default="10000",
+        help="sizes at which to time a dual-stack agent's cold start, with the second family "
+        "written by a child and without (--parallel-families-above 0); none: skip",
+    )
     p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
     p.add_argument("--out", default="kpng-bench.json")
     p.add_argument(
@@ -345,6 +351,7 @@ def main() -> int:
     stacks = [s for s in args.stacks.split(",") if s and s != "none"]
     runs += [(st, int(s)) for st in stacks for s in args.stack_sizes.split(",") if s]
     cold_sizes = [int(s) for s in args.cold_start.split(",") if s and s != "none"]
+    dual_sizes = [int(s) for s in args.cold_start_dual.split(",") if s and s != "none"]
     results = []
     starts = []
     with namespace() as ns:
@@ -355,6 +362,10 @@ def main() -> int:
             for size in cold_sizes:
                 starts.append(cold_start(ns, size, Path(work)))
                 print(f"done cold start {size}", file=sys.stderr, flush=True)
+            for size in dual_sizes:
+                for extra in ((), ("--parallel-families-above", "0")):
+                    starts.append(cold_start(ns, size, Path(work), stack="dual", agent_args=extra))
+                    print(f"done dual cold start {size} {extra}", file=sys.stderr, flush=True)
     load = os.getloadavg()[0]
     # after the dataplane's figures: its heap (~20 MB kept) is not what an agent holds
     _decoding()
@@ -363,8 +374,10 @@ def main() -> int:
     for line in stack_ratios(results):
         print(line)
     for c in starts:
+        what = "" if c["stack"] == "ipv4" else f", {c['stack']}"
+        what += f" ({' '.join(c['agent_args'])})" if c["agent_args"] else ""
         print(
-            f"cold start, {c['services']} services: exec to programmed"
+            f"cold start, {c['services']} services{what}: exec to programmed"
             f" {c['exec_to_programmed_s']:.2f} s, {c['cpu_s']:.2f} s of CPU (medians of"
             f" {len(c['runs_s'])}; of it the first full sync {c['first_sync_s']:.2f} s)"
         )

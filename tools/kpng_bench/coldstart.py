@@ -31,6 +31,7 @@ from kpng_bench.workload import NODE, node_view
 
 PORT = 4222  # inside the namespace, whose loopback only this run uses
 PROGRAMMED = re.compile(r"programmed full seq \d+: (\d+) ops in ([0-9.]+) ms")
+ADOPTED = re.compile(r"written by a child process")  # a forked family's plan taken back
 
 
 def cluster_objects(v: View[ViewEndpoint]) -> dict[str, Any]:
@@ -159,12 +160,21 @@ def _drop_tables(ns: str) -> None:
         subprocess.run(_in(ns, "nft", "delete", "table", family, "kpng"), capture_output=True)
 
 
-def cold_start(ns: str, services: int, workdir: Path, runs: int = 3) -> dict[str, Any]:
+def cold_start(
+    ns: str,
+    services: int,
+    workdir: Path,
+    runs: int = 3,
+    stack: str = "ipv4",
+    agent_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Median seconds from exec to the first full sync programmed, and the agent's own
     figure for that sync (planning and programming), over ``runs`` starts."""
     subprocess.run(_in(ns, "ip", "link", "set", "lo", "up"), check=True)
-    cluster = workdir / f"cluster-{services}.json"
-    cluster.write_text(json.dumps(cluster_objects(node_view(services, 10))))
+    cluster = workdir / f"cluster-{stack}-{services}.json"
+    cluster.write_text(json.dumps(cluster_objects(node_view(services, 10, stack))))
+    cidrs = {"ipv4": "10.244.0.0/16", "ipv6": "fd00:244::/64"}
+    cidr = ",".join(cidrs.values()) if stack == "dual" else cidrs[stack]
     url = f"nats://127.0.0.1:{PORT}"
     nats = _in(ns, _bin("nats-server"), "-a", "127.0.0.1", "-p", str(PORT))
     watcher = _in(ns, _bin("kpng-watcher"), "--source", f"file:{cluster}", "--nats", url)
@@ -181,15 +191,19 @@ def cold_start(ns: str, services: int, workdir: Path, runs: int = 3) -> dict[str
         for _ in range(runs):
             _drop_tables(ns)
             t0 = time.perf_counter()
-            with _started([*agent, "--nats-insecure", "--cluster-cidr", "10.244.0.0/16"]) as a:
+            with _started([*agent, "--nats-insecure", "--cluster-cidr", cidr, *agent_args]) as a:
                 assert a.stdout is not None
                 m = _wait_for(a.stdout, PROGRAMMED, 120)
                 totals.append(time.perf_counter() - t0)
+                if stack == "dual" and "--parallel-families-above" not in agent_args:
+                    _wait_for(a.stdout, ADOPTED, 30)  # the child reaped: its CPU counts
                 cpus.append(_cpu_s(a.pid))  # ip netns exec execs the agent: same process
                 programs.append(float(m.group(2)) / 1000)
         _drop_tables(ns)
     return {
         "services": services,
+        "stack": stack,
+        "agent_args": list(agent_args),
         "exec_to_programmed_s": statistics.median(totals),
         "runs_s": totals,
         "cpu_s": statistics.median(cpus),
