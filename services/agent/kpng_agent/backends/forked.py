@@ -138,7 +138,7 @@ def _settle(child: Child[Any, Any], reaper: asyncio.Future[Any]) -> None:
         exc = ChildFailed(f"{child.what}: no longer waited for")
     else:
         exc = reaper.exception()
-    _set(child.done, None, exc or ChildFailed("the child ended without an outcome"))
+    _set(child.done, None, exc or ChildFailed(f"{child.what}: the child ended without an outcome"))
     _set(child.pickled, None if exc else reaper.result(), exc)
 
 
