@@ -70,20 +70,33 @@ def render_service(
     lost: AbstractSet[Lost] = NOTHING,
 ) -> tuple[Planned, ...]:
     """``lost``: the IP:ports another service won (see :mod:`kpng.dataplane.claims`), left out."""
-    ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
-    if not any(_fam(ip) == c.family for ip in ips) and not any(p.node_port for p in svc.ports):
-        return ()  # nothing of this family reaches it (the other family's table serves it)
     r = _fasts(c)
     v6 = r.v6
-    eps = [e for e in endpoints.values() if (":" in e.ip) is v6]  # as _fam, inlined
+    if not _reached(svc, v6):
+        return ()  # nothing of this family reaches it (the other family's table serves it)
+    eps = list(endpoints.values())
+    if v6 or ":" in "".join(map(_IP, eps)):  # (an IPv4 address has no colon)
+        eps = [e for e in eps if (":" in e.ip) is v6]  # as _fam, inlined
     eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton)
     out: list[Planned] = []
     for sp in svc.ports:
         _render_port(out, svc, sp, eps_, r, id_of, lost)
-    if c.node:
-        pack = r.pk.pack
-        out.extend(pack(Element("hairpin", (e.ip, e.ip))) for e in eps if e.node == c.node)
+    node = c.node
+    if node:
+        here = [e for e in eps if e.node == node]
+        if here:
+            pack = r.pk.pack
+            out += [pack(Element("hairpin", (e.ip, e.ip))) for e in here]
     return tuple(out)
+
+
+def _reached(svc: Service, v6: bool) -> bool:
+    """Whether the service has an address of the family, or a node port."""
+    for ips in (svc.cluster_ips, svc.external_ips, svc.load_balancer_ips):
+        for ip in ips:
+            if (":" in ip) is v6:
+                return True
+    return any(p.node_port for p in svc.ports)
 
 
 Ported = list[tuple[ViewEndpoint, int]]  # endpoints with their port for one service port
