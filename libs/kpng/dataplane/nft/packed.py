@@ -62,7 +62,7 @@ ELEM = NLA_F_NESTED | NFTA_LIST_ELEM
 class Packer:
     """The packed form of one configuration's elements."""
 
-    __slots__ = ("aton", "index", "layouts", "names", "prefixes")
+    __slots__ = ("_pick", "aton", "index", "layouts", "names", "prefixes")
 
     def __init__(self, c: Config) -> None:
         found = [(s.name, layout(s)) for s in sets(c)]
@@ -71,6 +71,9 @@ class Packer:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
         self.aton: Callable[[str], bytes] = addresses.aton(c.family)
+        if "pick" in self.layouts:  # (set index, key's headers, element size before its data)
+            f = self.fast("pick")
+            self._pick = (f.first, f.key, 4 + len(f.key) + 4)
 
     @functools.cache  # noqa: B019 (one packer per configuration, kept for the process)
     def fast(self, name: str) -> Fast:
@@ -81,20 +84,24 @@ class Packer:
         return Fast(pack, self.prefixes[self.index[name]], st.size, lay.key.prefix, data)
 
     def pick(self, tid: int, verdict: str, comment: str) -> bytes:
-        """A ``pick`` element (target id : verdict, the target's key as comment), packed:
-        the key, :func:`verdict_attr` and the codec's ``comment_attr``, in one join (one per target
-        of a full sync)."""
-        f = self.fast("pick")
+        """A ``pick`` element (target id : verdict, the target's key as comment), packed."""
+        return self.pick_with(tid, verdict_attr(verdict), comment)
+
+    def pick_with(self, tid: int, verdict: bytes, comment: str) -> bytes:
+        """:meth:`pick` with the verdict's attribute (:func:`verdict_attr`) given: the
+        key, the verdict and the codec's ``comment_attr`` in one join (one per target of a
+        full sync)."""
         raw = comment.encode() + b"\0"
         n = len(raw)
         if n > 255:
             raise NftError(f"comment too long: {comment!r}")
-        verdict_b = verdict_attr(verdict)
         pad = -(6 + n) & 3
-        size = 4 + len(f.key) + 4 + len(verdict_b) + 6 + n + pad
-        head = f.first + _HH.pack(size, ELEM) + f.key
+        first, fkey, before = self._pick
+        size = before + len(verdict) + 6 + n + pad
         udata = _UDATA.pack(6 + n, NFTA_SET_ELEM_USERDATA, 0, n)
-        return b"".join((head, _MARK.pack(tid), verdict_b, udata, raw, _PADS[pad]))
+        return b"".join(
+            (first, _HH.pack(size, ELEM), fkey, _MARK.pack(tid), verdict, udata, raw, _PADS[pad])
+        )
 
     def pack(self, o: Planned) -> Planned:
         """An element of a set with a netlink layout, packed; anything else as it is."""

@@ -19,9 +19,9 @@ from operator import attrgetter
 
 from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
 from kpng.dataplane.nft.netlink import addresses
-from kpng.dataplane.nft.netlink.codec import PROTOS
+from kpng.dataplane.nft.netlink.codec import PROTOS, verdict_attr
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
-from kpng.dataplane.nft.packed import ELEM, Planned, packer
+from kpng.dataplane.nft.packed import ELEM, Fast, Planned, packer
 from kpng.dataplane.nft.picks import pick_objects
 from kpng.dataplane.nft.skeleton import (
     CLUSTER,
@@ -129,7 +129,7 @@ class _Endpoints:
 
     def __init__(self, eps: list[ViewEndpoint], aton: Callable[[str], bytes]) -> None:
         self.eps = eps
-        self.ips = ips = [e.ip for e in eps]
+        self.ips = ips = list(map(_IP, eps))
         self.addrs: Sequence[bytes]
         try:
             self.addrs = list(map(aton, ips))
@@ -193,21 +193,27 @@ class _Fasts:
         self.pk = pk = packer(c)
         self.v6 = c.family == 6
         self.aton = pk.aton
-        self.endpoints = tuple(pk.fast(name) for name in _ENDPOINTS)
+        self.endpoints = tuple(_fields(pk.fast(name)) for name in _ENDPOINTS)
         self.cluster = pk.fast("cluster_ips")
         self.svc_ips = pk.fast("service_ips")
         self.nodeports = pk.fast("service_nodeports")
         # (endpoint count, shard, static) -> the shape's objects and the pick verdict
-        self.shapes: dict[tuple[int, int, bool], tuple[tuple[Planned, ...], str]] = {}
+        self.shapes: dict[tuple[int, int, bool], tuple[tuple[Planned, ...], bytes]] = {}
 
-    def shape(self, n: int, i: int, static: bool) -> tuple[tuple[Planned, ...], str]:
+    def shape(self, n: int, i: int, static: bool) -> tuple[tuple[Planned, ...], bytes]:
+        """A target's shape: the objects it brings (:func:`pick_objects`), and the verdict
+        of its pick element, encoded."""
         found = self.shapes.get((n, i, static))
         if found is None:
             objs = pick_objects(self.c, n, i, static) if n else ()
             # on the static path (the mark carries n) the pick element only records the key
             verdict = f"goto pick_{n}_{i}" if n and not static else "return"
-            found = self.shapes[(n, i, static)] = (objs, verdict)
+            found = self.shapes[(n, i, static)] = (objs, verdict_attr(verdict))
         return found
+
+
+def _fields(f: Fast) -> tuple[Callable[..., bytes], bytes, int, bytes, bytes]:
+    return f.pack, f.first, f.size, f.key, f.data
 
 
 _last_fasts: list[_Fasts] = []
@@ -354,22 +360,23 @@ def _target_objects(
         raise ValueError(f"target id {tid} out of range for {key}")
     n = len(sel)
     i = tid % SHARDS  # shard(), inlined
-    f, addrs = r.endpoints[i], eps.addrs
-    pack, first, size, fkey, data = f.pack, f.first, f.size, f.key, f.data
+    pack, first, size, fkey, data = r.endpoints[i]
+    addrs = eps.addrs
     out += [
         pack(first, size, ELEM, fkey, tid, k, data, addrs[j], _htons(ports[j]))
         for k, j in enumerate(sel)
     ]
     affinity = svc.affinity_timeout
     static = 0 < n <= PICK_MARK_MAX and not affinity
-    objs, verdict = r.shape(n, i, static)
-    out += objs
+    shape = r.shapes.get((n, i, static)) or r.shape(n, i, static)
+    out += shape[0]
+    verdict = shape[1]
     if n and affinity:
         bk = tuple((eps.ips[j], ports[j]) for j in sel)
         out += map(r.pk.pack, _affinity(TrafficTarget(key, tid, bk, True), r.c, affinity))
-        verdict = f"goto aff_{tid}"
+        verdict = verdict_attr(f"goto aff_{tid}")
     comment = key if len(key) <= 128 and '"' not in key else key[-128:]
-    out.append(r.pk.pick(tid, verdict, comment))
+    out.append(r.pk.pick_with(tid, verdict, comment))
     return OWNED | tid | (n << PICK_SHIFT if static else 0)
 
 
