@@ -17,6 +17,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 
 from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import (
@@ -138,6 +139,7 @@ def adopt(pick: Iterable[bytes]) -> Iterator[tuple[str, int]]:
 
 
 _H = struct.Struct("=H")
+_ONLY: Callable[[tuple[bytes]], bytes] = itemgetter(0)
 _COMMENT_AT = bytes((NFTA_SET_ELEM_USERDATA, 0, 0))  # attribute type, then the comment's TLV
 
 
@@ -213,8 +215,8 @@ def sent_forms(lay: Layout, buf: bytes, start: int, end: int) -> list[bytes]:
                 if chunk[at + 2 :: size] != bytes((NFTA_SET_ELEM_DATA,)) * n:
                     return _one_by_one(lay, buf, start, end)
                 chunk[at + 3 :: size] = high
-            whole = bytes(chunk)
-            return [whole[i : i + size] for i in range(0, span, size)]
+            # cut in C: one bytes per element (a slice each cost twice as much at 155k)
+            return list(map(_ONLY, struct.iter_unpack(f"{size}s", chunk)))
     return _one_by_one(lay, buf, start, end)
 
 
