@@ -99,18 +99,6 @@ def _reached(svc: Service, v6: bool) -> bool:
     return any(p.node_port for p in svc.ports)
 
 
-Ported = list[tuple[ViewEndpoint, int]]  # endpoints with their port for one service port
-
-
-def backends(ported: Ported, use: str) -> tuple[tuple[str, int], ...]:
-    """The (ip, port) pairs of endpoints flagged ``use`` ("internal"/"external") for a port."""
-    if use == "internal":
-        found = {(e.ip, port) for e, port in ported if port and e.internal}
-    else:
-        found = {(e.ip, port) for e, port in ported if port and e.external}
-    return tuple(sorted(found))
-
-
 def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
     """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
     this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
@@ -154,7 +142,7 @@ class _Endpoints:
 
     def select(self, ports: list[int], external: bool) -> list[int]:
         """Indices of the endpoints flagged for a target's traffic that have the port: its
-        backends, in the order of their (ip, port) pairs (see :func:`backends`)."""
+        backends, in the order of their (ip, port) pairs, each pair once."""
         eps = self.eps
         if external:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
