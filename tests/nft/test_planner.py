@@ -177,3 +177,14 @@ def test_endpoints_sharing_an_address_are_one_backend_per_address_and_port() -> 
         ("1", "10.244.0.2", "8080"),
         ("2", "10.244.0.2", "9090"),
     ]
+
+
+def test_an_address_that_does_not_pack_fails_only_a_target_that_uses_it() -> None:
+    """Addresses are packed once per service; one that does not pack raises only where a
+    target uses it, as when each target packed its own."""
+    other = (EndpointPort("metrics", TransportProtocol.TCP, 9100),)
+    eps = {"x": ep("10.244.0.300", ports=other), "a": ep("10.244.0.1")}
+    objs = render_service(svc("s"), eps, CONFIG, Ids())
+    assert any(isinstance(o, bytes) for o in objs)
+    with pytest.raises(OSError):
+        render_service(svc("s"), {**eps, "x": ep("10.244.0.300")}, CONFIG, Ids())
