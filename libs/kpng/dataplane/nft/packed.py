@@ -39,8 +39,6 @@ from kpng.dataplane.nft.skeleton import Config, sets
 Planned = Object | bytes  # what a plan holds: objects, and elements packed
 _HH = struct.Struct("=HH")
 _MARK = struct.Struct("=I")
-_UDATA = struct.Struct("=HHBB")  # a comment's attribute header, then its TLV's type and length
-_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
 _LITTLE = sys.byteorder == "little"
 
 
@@ -63,7 +61,7 @@ ELEM = NLA_F_NESTED | NFTA_LIST_ELEM
 class Packer:
     """The packed form of one configuration's elements."""
 
-    __slots__ = ("_pick", "aton", "index", "layouts", "names", "prefixes")
+    __slots__ = ("_pick", "_picks", "aton", "index", "layouts", "names", "prefixes")
 
     def __init__(self, c: Config) -> None:
         found = [(s.name, layout(s)) for s in sets(c)]
@@ -72,6 +70,7 @@ class Packer:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.prefixes = tuple(bytes((i,)) for i in range(len(self.names)))
         self.aton: Callable[[str], bytes] = addresses.aton(c.family)
+        self._picks: dict[tuple[int, int], tuple[Callable[..., bytes], int]] = {}
         if "pick" in self.layouts:  # (set index, key's headers, element size before its data)
             f = self.fast("pick")
             self._pick = (f.first, f.key, 4 + len(f.key) + 4)
@@ -90,19 +89,27 @@ class Packer:
 
     def pick_with(self, tid: int, verdict: bytes, comment: str) -> bytes:
         """:meth:`pick` with the verdict's attribute (:func:`verdict_attr`) given: the
-        key, the verdict and the codec's ``comment_attr`` in one join (one per target of a
-        full sync)."""
-        raw = comment.encode() + b"\0"
-        n = len(raw)
-        if n > 255:
-            raise NftError(f"comment too long: {comment!r}")
+        key, the verdict and the codec's ``comment_attr`` (NUL-terminated, padded) in one
+        ``struct`` call, of a format kept per verdict and comment length (one element per
+        target of a full sync)."""
+        raw = comment.encode()
+        n = len(raw) + 1
+        found = self._picks.get((len(verdict), n))
+        if found is None:
+            if n > 255:
+                raise NftError(f"comment too long: {comment!r}")
+            found = self._picks[(len(verdict), n)] = self._pick_format(len(verdict), n)
+        pack, size = found
+        first, fkey, _ = self._pick
+        return pack(first, size, ELEM, fkey, tid, verdict, 6 + n, NFTA_SET_ELEM_USERDATA, 0, n, raw)
+
+    def _pick_format(self, verdict: int, n: int) -> tuple[Callable[..., bytes], int]:
+        """The ``struct`` packing a pick element whose verdict attribute takes ``verdict``
+        bytes and comment ``n`` (its NUL included), and the element's size."""
+        _, fkey, before = self._pick
         pad = -(6 + n) & 3
-        first, fkey, before = self._pick
-        size = before + len(verdict) + 6 + n + pad
-        udata = _UDATA.pack(6 + n, NFTA_SET_ELEM_USERDATA, 0, n)
-        return b"".join(
-            (first, _HH.pack(size, ELEM), fkey, _MARK.pack(tid), verdict, udata, raw, _PADS[pad])
-        )
+        fmt = f"=cHH{len(fkey)}sI{verdict}sHHBB{n}s{pad}x"
+        return struct.Struct(fmt).pack, before + verdict + 6 + n + pad
 
     def pack(self, o: Planned) -> Planned:
         """An element of a set with a netlink layout, packed; anything else as it is."""
