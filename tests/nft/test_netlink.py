@@ -39,6 +39,7 @@ from kpng.dataplane.nft.netlink.read import (
     type_name,
 )
 from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.packed import packer
 from kpng.dataplane.nft.skeleton import sets
 from kpng.dataplane.nft.transaction import Transaction
 from tests.nft.helpers import CONFIG
@@ -146,6 +147,25 @@ def test_a_kernel_error_names_the_element_it_points_at() -> None:
     err = _error(b, got[0], 1)
     assert "add element 2 . 0 : 10.0.0.1 . 80 in set endpoints" in str(err)
     assert "File exists" in str(err) and "nothing applied" in str(err)
+
+
+def test_a_kernel_error_names_the_packed_element_it_points_at() -> None:
+    """Packed elements of one size: their offsets are a range, each pointing at one."""
+    pk = packer(CONFIG)
+    eps = [Element("endpoints_0", (str(i), "0"), ("10.0.0.1", "80")) for i in range(1, 3000)]
+    packed = [pk.pack(e) for e in eps]
+    assert len(set(map(len, packed))) == 1
+    b = build(TABLE, [("add", lay("endpoints_0"), packed)], seq=1)  # type: ignore[list-item]
+    assert len(b.messages) > 1  # 3000 elements do not fit one 64 KiB attribute
+    sent = {struct.unpack_from("=I", p, 8)[0]: p for p in b.parts if len(p) > 16}
+    size, first = len(packed[0]) - 1, 0
+    for seq, m in sorted(b.messages.items()):
+        at = len(sent[seq]) - len(m.elements) * size  # the elements end the message
+        assert list(m.offsets) == [at + k * size for k in range(len(m.elements))]
+        for k in (0, len(m.elements) // 2, len(m.elements) - 1):
+            assert b.element_at(seq, m.offsets[k] + 8) == eps[first + k]
+        first += len(m.elements)
+    assert first == len(eps)
 
 
 def test_a_dump_decodes_every_element_until_done() -> None:

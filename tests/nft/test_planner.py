@@ -8,9 +8,13 @@ import pytest
 
 from kpng.dataplane.nft.fake import FakeNftables
 from kpng.dataplane.nft.objects import Chain, Element, NftError, Set, Table
+from kpng.dataplane.nft.packed import packer
 from kpng.dataplane.nft.planner import Planner
+from kpng.dataplane.nft.render import render_service
+from kpng.dataplane.nft.state import Ids
 from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import apply, diff
+from kpng.model import EndpointPort, TransportProtocol
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 
 POD = "10.244.1.5"
@@ -149,3 +153,38 @@ def test_endpoint_changes_up_to_15_write_no_jump_or_goto_elements() -> None:
     # endpoints in its shard brings that shape's pick_static element (kpng.dataplane.nft.picks),
     # kept when the target leaves it: the second round adds none
     assert seen == [1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 0]
+
+
+def test_endpoints_sharing_an_address_are_one_backend_per_address_and_port() -> None:
+    """A view keys endpoints by address; a table keyed otherwise may hold two of one
+    address: the target's backends are still its (address, port) pairs, sorted, each once."""
+
+    def at(port: int) -> tuple[EndpointPort, ...]:
+        return (EndpointPort("http", TransportProtocol.TCP, port),)
+
+    eps = {
+        "b": ep("10.244.0.2", ports=at(8080)),
+        "a": ep("10.244.0.1", ports=at(8080)),
+        "c": ep("10.244.0.2", ports=at(8080)),
+        "d": ep("10.244.0.2", ports=at(9090)),
+        "e": ep("10.244.0.3", ports=at(8080), internal=False),
+    }
+    pk = packer(CONFIG)
+    objs = render_service(svc("s"), eps, CONFIG, Ids())
+    found = [pk.unpack(o) for o in objs if isinstance(o, bytes) and o[0] == pk.index["endpoints_1"]]
+    assert [(e.key[1], *(e.value or ())) for e in found] == [
+        ("0", "10.244.0.1", "8080"),
+        ("1", "10.244.0.2", "8080"),
+        ("2", "10.244.0.2", "9090"),
+    ]
+
+
+def test_an_address_that_does_not_pack_fails_only_a_target_that_uses_it() -> None:
+    """Addresses are packed once per service; one that does not pack raises only where a
+    target uses it, as when each target packed its own."""
+    other = (EndpointPort("metrics", TransportProtocol.TCP, 9100),)
+    eps = {"x": ep("10.244.0.300", ports=other), "a": ep("10.244.0.1")}
+    objs = render_service(svc("s"), eps, CONFIG, Ids())
+    assert any(isinstance(o, bytes) for o in objs)
+    with pytest.raises(OSError):
+        render_service(svc("s"), {**eps, "x": ep("10.244.0.300")}, CONFIG, Ids())

@@ -70,6 +70,27 @@ def test_each_object_is_written_by_one_step() -> None:
     assert all(op.verb == "add" for tx in steps[1:] for op in tx)
 
 
+def test_a_later_step_writes_its_new_elements_in_the_order_they_were_rendered() -> None:
+    """Per set, each first occurrence once, in the services' order: what a step adds does
+    not depend on how the counts are kept."""
+    v = cluster(12)
+    p = Planner(CONFIG)
+    steps = stepped(p, v, None, 4)
+    assert p.programmed is not None
+    keys = list(v.services)
+    seen = set().union(*(p.programmed.by_service[k] for k in ["", *keys[:4]]))
+    for n, tx in enumerate(steps[1:], start=1):
+        expected: dict[int, list[bytes]] = {}
+        for key in keys[4 * n : 4 * n + 4]:
+            for o in p.programmed.by_service[key]:
+                if isinstance(o, bytes) and o not in seen:
+                    seen.add(o)
+                    expected.setdefault(o[0], []).append(o)
+        got = {run[2][0][0]: run[2] for run in tx.packed}
+        assert all(run[0] == "add" for run in tx.packed)
+        assert got == expected and got
+
+
 def test_the_plan_after_steps_is_the_plan_of_one_transaction() -> None:
     v = cluster(17)
     a, b = Planner(CONFIG), Planner(CONFIG)

@@ -100,16 +100,11 @@ class Claims:
     def set_all(self, services: Mapping[str, Service]) -> None:
         """Every service's claims at once (a full sync)."""
         self.holders, self.by_service, self.lost = {}, {}, {}
-        holders = self.holders
+        holders, by_service, family = self.holders, self.by_service, self.family
         for key, svc in services.items():
-            mine = service_claims(svc, self.family)
-            self.by_service[key] = mine
+            by_service[key] = mine = service_claims(svc, family)
             for claim, who in mine:
-                found = holders.get(claim)
-                if found is None:
-                    holders[claim] = [who]
-                else:
-                    found.append(who)
+                holders.setdefault(claim, []).append(who)  # one look-up of the claim
         self.contested = {c for c, h in holders.items() if len(h) > 1}
         if self.contested:
             self._relose(self._holding(self.contested))

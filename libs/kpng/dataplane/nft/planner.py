@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import chain, filterfalse
+from itertools import chain, islice
 
 from kpng.dataplane.claims import NOTHING, Claims, Conflict
 from kpng.dataplane.nft.packed import Planned, packer
@@ -50,6 +50,17 @@ def serves(config: Config, services: Iterable[Service | None]) -> bool:
         if svc is not None
         for ip in (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
     )
+
+
+def _counted(counts: Counter[Planned], found: Iterable[Planned]) -> list[Planned]:
+    """Count ``found`` into ``counts``; returns the objects counted for the first time, in
+    the order they first came. A dict keeps its keys in the order they were first set, and
+    a count that goes up keeps its place: the new ones are the last keys."""
+    before = len(counts)
+    counts.update(found)  # in C
+    new = list(islice(reversed(counts), len(counts) - before))
+    new.reverse()
+    return new
 
 
 STEP = 500  # services per step of a full sync into a new table (see Planner.plan_full_steps)
@@ -123,9 +134,7 @@ class Planner:
             if start == 0:
                 part[""] = by_service[""]
             by_service.update(part)
-            found = list(chain.from_iterable(part.values()))
-            new = list(filterfalse(counts.__contains__, dict.fromkeys(found)))
-            counts.update(found)
+            new = _counted(counts, chain.from_iterable(part.values()))
             if start == 0:
                 yield full_sync(self.config.nft_table, set(new), None, pk)
             else:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import attrgetter
 
 from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
 from kpng.dataplane.nft.netlink import addresses
-from kpng.dataplane.nft.netlink.codec import PROTOS
+from kpng.dataplane.nft.netlink.codec import PROTOS, verdict_attr
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
-from kpng.dataplane.nft.packed import ELEM, Planned, packer
+from kpng.dataplane.nft.packed import ELEM, Fast, Planned, packer
 from kpng.dataplane.nft.picks import pick_objects
 from kpng.dataplane.nft.skeleton import (
     CLUSTER,
@@ -28,7 +30,6 @@ from kpng.dataplane.nft.skeleton import (
     LOCAL_EXT,
     MASQ,
     OWNED,
-    PICK_BITS,
     PICK_MARK_MAX,
     PICK_SHIFT,
     PROTOCOLS,
@@ -69,30 +70,33 @@ def render_service(
     lost: AbstractSet[Lost] = NOTHING,
 ) -> tuple[Planned, ...]:
     """``lost``: the IP:ports another service won (see :mod:`kpng.dataplane.claims`), left out."""
-    ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
-    if not any(_fam(ip) == c.family for ip in ips) and not any(p.node_port for p in svc.ports):
+    r = _fasts(c)
+    v6 = r.v6
+    if not _reached(svc, v6):
         return ()  # nothing of this family reaches it (the other family's table serves it)
-    v6 = c.family == 6
-    eps = [e for e in endpoints.values() if (":" in e.ip) is v6]  # as _fam, inlined
+    eps = list(endpoints.values())
+    if v6 or ":" in "".join(map(_IP, eps)):  # (an IPv4 address has no colon)
+        eps = [e for e in eps if (":" in e.ip) is v6]  # as _fam, inlined
+    eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton)
     out: list[Planned] = []
     for sp in svc.ports:
-        out.extend(_render_port(svc, sp, eps, c, id_of, lost))
-    if c.node:
-        pack = packer(c).pack
-        out.extend(pack(Element("hairpin", (e.ip, e.ip))) for e in eps if e.node == c.node)
+        _render_port(out, svc, sp, eps_, r, id_of, lost)
+    node = c.node
+    if node:
+        here = [e for e in eps if e.node == node]
+        if here:
+            pack = r.pk.pack
+            out += [pack(Element("hairpin", (e.ip, e.ip))) for e in here]
     return tuple(out)
 
 
-Ported = list[tuple[ViewEndpoint, int]]  # endpoints with their port for one service port
-
-
-def backends(ported: Ported, use: str) -> tuple[tuple[str, int], ...]:
-    """The (ip, port) pairs of endpoints flagged ``use`` ("internal"/"external") for a port."""
-    if use == "internal":
-        found = {(e.ip, port) for e, port in ported if port and e.internal}
-    else:
-        found = {(e.ip, port) for e, port in ported if port and e.external}
-    return tuple(sorted(found))
+def _reached(svc: Service, v6: bool) -> bool:
+    """Whether the service has an address of the family, or a node port."""
+    for ips in (svc.cluster_ips, svc.external_ips, svc.load_balancer_ips):
+        for ip in ips:
+            if (":" in ip) is v6:
+                return True
+    return any(p.node_port for p in svc.ports)
 
 
 def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
@@ -105,78 +109,199 @@ def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
     return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
 
 
+class _Endpoints:
+    """A service's endpoints of the family, sorted by address, with their addresses packed
+    once for all its ports and targets."""
+
+    __slots__ = ("addrs", "eps", "ips", "unique")
+
+    def __init__(self, eps: list[ViewEndpoint], aton: Callable[[str], bytes]) -> None:
+        self.eps = eps
+        self.ips = ips = list(map(_IP, eps))
+        self.addrs: Sequence[bytes]
+        try:
+            self.addrs = list(map(aton, ips))
+        except (OSError, ValueError):  # raised where such an address is used, as before
+            self.addrs = _Addresses(ips, aton)
+        # a view keys endpoints by address; if two share one, (ip, port) pairs are sorted
+        self.unique = len(ips) < 2 or len(set(ips)) == len(ips)
+
+    def ports(self, sp: ServicePort) -> list[int]:
+        """:func:`endpoint_port` of each endpoint, in one loop."""
+        proto, name = sp.protocol, sp.name
+        fallback = sp.target_port if isinstance(sp.target_port, int) else 0
+        out = []
+        for e in self.eps:
+            for p in e.ports:
+                if p.protocol == proto and p.name == name:
+                    out.append(p.port)
+                    break
+            else:
+                out.append(0 if e.ports else fallback)
+        return out
+
+    def select(self, ports: list[int], external: bool) -> list[int]:
+        """Indices of the endpoints flagged for a target's traffic that have the port: its
+        backends, in the order of their (ip, port) pairs, each pair once."""
+        eps = self.eps
+        if external:
+            sel = [j for j, port in enumerate(ports) if port and eps[j].external]
+        else:
+            sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
+        if not self.unique and len(sel) > 1:
+            ips = self.ips
+            by = {(ips[j], ports[j]): j for j in sel}
+            sel = [by[k] for k in sorted(by)]
+        return sel
+
+
+class _Addresses(Sequence[bytes]):
+    """Addresses packed one at a time, when used."""
+
+    def __init__(self, ips: list[str], aton: Callable[[str], bytes]) -> None:
+        self.ips, self.aton = ips, aton
+
+    def __getitem__(self, j: int) -> bytes:  # type: ignore[override]
+        return self.aton(self.ips[j])
+
+    def __len__(self) -> int:
+        return len(self.ips)
+
+
+_IP: Callable[[ViewEndpoint], str] = attrgetter("ip")
+
+
+class _Fasts:
+    """What rendering takes from a configuration, looked up once (see :func:`_fasts`)."""
+
+    __slots__ = ("aton", "c", "cluster", "endpoints", "nodeports", "pk", "shapes", "svc_ips", "v6")
+
+    def __init__(self, c: Config) -> None:
+        self.c = c
+        self.pk = pk = packer(c)
+        self.v6 = c.family == 6
+        self.aton = pk.aton
+        self.endpoints = tuple(_fields(pk.fast(name)) for name in _ENDPOINTS)
+        self.cluster = pk.fast("cluster_ips")
+        self.svc_ips = pk.fast("service_ips")
+        self.nodeports = pk.fast("service_nodeports")
+        # (endpoint count, shard, static) -> the shape's objects and the pick verdict
+        self.shapes: dict[tuple[int, int, bool], tuple[tuple[Planned, ...], bytes]] = {}
+
+    def shape(self, n: int, i: int, static: bool) -> tuple[tuple[Planned, ...], bytes]:
+        """A target's shape: the objects it brings (:func:`pick_objects`), and the verdict
+        of its pick element, encoded."""
+        found = self.shapes.get((n, i, static))
+        if found is None:
+            objs = pick_objects(self.c, n, i, static) if n else ()
+            # on the static path (the mark carries n) the pick element only records the key
+            verdict = f"goto pick_{n}_{i}" if n and not static else "return"
+            found = self.shapes[(n, i, static)] = (objs, verdict_attr(verdict))
+        return found
+
+
+def _fields(f: Fast) -> tuple[Callable[..., bytes], bytes, int, bytes, bytes]:
+    return f.pack, f.first, f.size, f.key, f.data
+
+
+_last_fasts: list[_Fasts] = []
+
+
+def _fasts(c: Config) -> _Fasts:
+    """The configuration's :class:`_Fasts`, kept for the last one used (as :func:`packer`)."""
+    last = _last_fasts[-1] if _last_fasts else None
+    if last is not None and last.c is c:
+        return last
+    found = _fasts_of(c)
+    _last_fasts[:] = [found]
+    return found
+
+
+@lru_cache(maxsize=16)
+def _fasts_of(c: Config) -> _Fasts:
+    return _Fasts(c)
+
+
 def _render_port(
+    out: list[Planned],
     svc: Service,
     sp: ServicePort,
-    eps: list[ViewEndpoint],
-    c: Config,
+    eps: _Endpoints,
+    r: _Fasts,
     id_of: IdOf,
     lost: AbstractSet[Lost],
-) -> list[Planned]:
-    proto, port = sp.protocol.lower(), str(sp.port)
+) -> None:
+    c = r.c
+    proto = sp.protocol.lower()
+    ports = eps.ports(sp)
+    sel = eps.select(ports, False)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
-    ported = [(e, endpoint_port(sp, e)) for e in eps]
-    internal = _target(f"{base}|i", backends(ported, "internal"), id_of, svc)
-    has_any = any(port for _, port in ported)
-    out = _target_objects(svc, internal, c)
+    mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
+    has_any = any(ports)
     local = svc.internal_traffic_policy is TrafficPolicy.LOCAL
     none = DROP if local and has_any else REJECT
-    pk = packer(c)
-    cluster = pk.fast("cluster_ips")
-    for ip in _family(svc.cluster_ips, c):
-        addr = pk.aton(ip)
+    cluster, aton = r.cluster, r.aton
+    for ip in svc.cluster_ips:
+        if (":" in ip) is not r.v6:
+            continue
+        addr = aton(ip)
         out.append(cluster.pack(cluster.first, cluster.size, ELEM, cluster.key, addr))
         if lost and (CLUSTER_IP, sp.name, (ip, sp.protocol, sp.port)) in lost:
             continue  # another port of this service took this IP:port
-        if internal.backends:
-            out.append(_service_ip(c, addr, proto, sp.port, internal.mark | CLUSTER))
+        if sel:
+            out.append(_service_ip(r, addr, proto, sp.port, mark | CLUSTER))
         else:
-            out.append(pk.pack(Element("no_endpoint_ips", (ip, proto, port), (none,))))
+            out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if svc.externally_accessible:
-        out.extend(_render_external(svc, sp, ported, c, id_of, internal, has_any, lost))
-    return out
+        ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
+        out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
 
 
 def _render_external(
     svc: Service,
     sp: ServicePort,
-    ported: Ported,
     c: Config,
+    r: _Fasts,
     id_of: IdOf,
-    internal: TrafficTarget,
-    has_any: bool,
+    internal: tuple[int, bool],
+    sel: list[int],
+    eps: _Endpoints,
+    ports: list[int],
     lost: AbstractSet[Lost],
 ) -> list[Planned]:
+    """``internal``: the internal target's mark, and whether it has backends."""
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
-    same = all(e.external is e.internal for e, _ in ported)  # the usual case
-    ext = _target(ext_key, internal.backends if same else backends(ported, "external"), id_of, svc)
-    out = _target_objects(svc, ext, c)
+    has_any = any(ports)
+    out: list[Planned] = []
+    ext_mark = _target_objects(out, r, svc, ext_key, id_of, sel, eps, ports)
+    internal_mark, internal_backends = internal
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
-    mark = ext.mark | (LOCAL_EXT if local else MASQ)
+    mark = ext_mark | (LOCAL_EXT if local else MASQ)
     none = DROP if local and has_any else REJECT
-    pack = packer(c).pack
+    pack = r.pk.pack
     if local:
-        out.append(pack(Element("shortcuts", (str(ext.id),), (str(internal.mark | CLUSTER),))))
+        ext_id = ext_mark & ID_MASK
+        out.append(pack(Element("shortcuts", (str(ext_id),), (str(internal_mark | CLUSTER),))))
     # an eTP Local target without local endpoints still dispatches, for the short-circuit
-    dispatch = bool(ext.backends) or (local and bool(internal.backends))
+    dispatch = bool(sel) or (local and internal_backends)
     key: tuple[str, ...]
     won = _won(lost, sp)
     for ip in won(_family(svc.external_ips + svc.load_balancer_ips, c)):
         key = (ip, proto, port)
         if dispatch:
-            out.append(_service_ip(c, packer(c).aton(ip), proto, sp.port, mark))
-        if not ext.backends:
+            out.append(_service_ip(r, r.aton(ip), proto, sp.port, mark))
+        if not sel:
             out.append(pack(Element("no_endpoint_ips", key, (none,))))
     for lb in won(_family(svc.load_balancer_ips, c)):
         out.extend(map(pack, _firewall(svc, (lb, proto, port), c)))
     if sp.node_port and won([""]):
         key = (proto, str(sp.node_port))
         if dispatch:
-            f = packer(c).fast("service_nodeports")
+            f = r.nodeports
             np = _htons(sp.node_port)
             out.append(f.pack(f.first, f.size, ELEM, f.key, PROTOS[proto], np, f.data, mark))
-        if not ext.backends:
+        if not sel:
             out.append(pack(Element("no_endpoint_nodeports", key, (none,))))
     return out
 
@@ -200,39 +325,47 @@ def _all(ips: list[str]) -> list[str]:
     return ips
 
 
-def _service_ip(c: Config, addr: bytes, proto: str, port: int, mark: int) -> bytes:
+def _service_ip(r: _Fasts, addr: bytes, proto: str, port: int, mark: int) -> bytes:
     """A ``service_ips`` element, packed: address . protocol . port : mark."""
-    f = packer(c).fast("service_ips")
+    f = r.svc_ips
     return f.pack(f.first, f.size, ELEM, f.key, addr, PROTOS[proto], _htons(port), f.data, mark)
 
 
-def _target(key: str, bk: tuple[tuple[str, int], ...], id_of: IdOf, svc: Service) -> TrafficTarget:
+def _target_objects(
+    out: list[Planned],
+    r: _Fasts,
+    svc: Service,
+    key: str,
+    id_of: IdOf,
+    sel: list[int],
+    eps: _Endpoints,
+    ports: list[int],
+) -> int:
+    """A target's objects (its endpoints ``sel`` of ``eps``) onto ``out``; returns its mark
+    (:attr:`TrafficTarget.mark`)."""
     tid = id_of(key)
     if not 0 < tid <= ID_MASK:
         raise ValueError(f"target id {tid} out of range for {key}")
-    return TrafficTarget(key, tid, bk, bool(svc.affinity_timeout))
-
-
-def _target_objects(svc: Service, t: TrafficTarget, c: Config) -> list[Planned]:
-    n = len(t.backends)
-    comment = t.key if len(t.key) <= 128 and '"' not in t.key else t.key[-128:]
-    i = shard(t.id)
-    pk = packer(c)
-    f, aton, ident = pk.fast(_ENDPOINTS[i]), pk.aton, t.id
-    pack, first, size, key, data = f.pack, f.first, f.size, f.key, f.data
-    out: list[Planned] = [
-        pack(first, size, ELEM, key, ident, k, data, aton(ip), _htons(port))
-        for k, (ip, port) in enumerate(t.backends)
+    n = len(sel)
+    i = tid % SHARDS  # shard(), inlined
+    pack, first, size, fkey, data = r.endpoints[i]
+    addrs = eps.addrs
+    out += [
+        pack(first, size, ELEM, fkey, tid, k, data, addrs[j], _htons(ports[j]))
+        for k, j in enumerate(sel)
     ]
-    # on the static path (the mark carries n) the pick element only records the target key
-    verdict = f"goto pick_{n}_{i}" if n and not t.mark & PICK_BITS else "return"
-    if n:
-        out += pick_objects(c, n, i, static=bool(t.mark & PICK_BITS))
-        if svc.affinity_timeout:
-            out += map(pk.pack, _affinity(t, c, svc.affinity_timeout))
-            verdict = f"goto aff_{t.id}"
-    out.append(pk.pick(t.id, verdict, comment))
-    return out
+    affinity = svc.affinity_timeout
+    static = 0 < n <= PICK_MARK_MAX and not affinity
+    shape = r.shapes.get((n, i, static)) or r.shape(n, i, static)
+    out += shape[0]
+    verdict = shape[1]
+    if n and affinity:
+        bk = tuple((eps.ips[j], ports[j]) for j in sel)
+        out += map(r.pk.pack, _affinity(TrafficTarget(key, tid, bk, True), r.c, affinity))
+        verdict = verdict_attr(f"goto aff_{tid}")
+    comment = key if len(key) <= 128 and '"' not in key else key[-128:]
+    out.append(r.pk.pick_with(tid, verdict, comment))
+    return OWNED | tid | (n << PICK_SHIFT if static else 0)
 
 
 _ENDPOINTS = tuple(f"endpoints_{i}" for i in range(SHARDS))

@@ -58,7 +58,7 @@ class Message:
     verb: str
     set: str
     elements: list[Element] | list[bytes]  # objects, or packed (decoded if refused)
-    offsets: list[int]  # of each element's attribute, from the start of the message
+    offsets: Sequence[int]  # of each element's attribute, from the start of the message
     layout: Layout | None = None
 
 
@@ -169,7 +169,8 @@ def _header(kind: int, flags: int, seq: int, length: int) -> bytes:
     return HEADER.pack(length, kind, flags, seq, 0)
 
 
-Chunk = tuple[list[Element] | list[bytes], bytes, list[int]]  # elements, encoded, sizes
+Chunk = tuple[list[Element] | list[bytes], bytes, list[int] | int]
+"""Elements, encoded, their sizes (one int: each element's, when they are of one size)."""
 
 
 def _packed_chunks(elements: list[bytes]) -> Iterator[Chunk]:
@@ -182,7 +183,7 @@ def _packed_chunks(elements: list[bytes]) -> Iterator[Chunk]:
             part = elements[i : i + per]
             body = bytearray(b"".join(part))
             del body[::size]
-            yield part, bytes(body), [size - 1] * len(part)
+            yield part, bytes(body), size - 1
         return
     run: list[bytes] = []
     raws: list[memoryview] = []
@@ -239,7 +240,11 @@ def _message(
     kind = NFT_MSG_NEWSETELEM if verb == "add" else NFT_MSG_DELSETELEM
     flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if verb == "add" else 0)
     at = 16 + 4 + len(set_attrs) + 4
-    offsets = list(accumulate(sizes[:-1], initial=at))
+    offsets: Sequence[int]
+    if isinstance(sizes, int):  # the offsets of elements of one size, without a list of them
+        offsets = range(at, at + sizes * len(elements), sizes)
+    else:
+        offsets = list(accumulate(sizes[:-1], initial=at))
     elements_hdr = struct.pack("=HH", 4 + len(body), NLA_F_NESTED | NFTA_SET_ELEM_LIST_ELEMENTS)
     payload = _nfgen(family) + set_attrs + elements_hdr + body
     b.messages[seq] = Message(seq, verb, lay.name, elements, offsets, lay)
