@@ -50,8 +50,11 @@ class Node:
         event = Applied("snapshot" if full else "delta", "e1", self.seq, v, ops)
 
         async def go() -> None:
-            await self.backend.program(event, full)
-            await asyncio.gather(*self.backend.parallel.adopting.values())  # the child's plan taken
+            try:
+                await self.backend.program(event, full)
+            finally:  # the child's plan taken (or given up) in this loop, even if the sync failed
+                adopting = self.backend.parallel.adopting.values()
+                await asyncio.gather(*(f for f in adopting if not f.done()))
 
         asyncio.run(go())
         return self.backend.last_ops
@@ -202,3 +205,32 @@ def test_without_a_child_the_family_is_written_here_from_then_on(
     assert forked.backend.parallel.above == 0 and not forked.backend.parallel.adopting
     for family in ("ip", "ip6"):
         assert forked.table(family) == plain.table(family), family
+
+
+def test_a_plan_no_longer_awaited_leaves_the_family_to_read_its_table_back(
+    nodes: tuple[Node, Node],
+) -> None:
+    forked, plain = nodes
+    v = node_view(30, 3, "dual")
+    plain.program(v, full=True)
+
+    async def go() -> int:
+        b = forked.backend
+        await b.program(Applied("snapshot", "e1", 1, v, ()), True)
+        b.parallel.adopting[6].cancel()  # as close() does
+        await b.program(Applied("delta", "e1", 2, v, change(v, 6)), False)
+        return b.last_ops
+
+    written = asyncio.run(go())
+    # no plan came back: the change was a full sync of ip6 reading its table back, and it
+    # wrote only the change (the adopted plan would have written the same)
+    assert written == plain.program(v, full=False, ops=change_again(v))
+    for family in ("ip", "ip6"):
+        assert forked.table(family) == plain.table(family), family
+
+
+def change_again(v: View[ViewEndpoint]) -> tuple[Op[Any], ...]:
+    """The op of :func:`change` already applied to ``v`` (for a second backend)."""
+    key = next(iter(v.services))
+    e = endpoint(10**5, 0, 1, 6)
+    return (SetEndpoint(key, v.endpoints[key][e.ip]),)

@@ -87,8 +87,8 @@ class ParallelFamilies:
     async def wait(self, family: int) -> None:
         """The family's last child's plan, taken (or given up: then the planner has none)."""
         pending = self.adopting.pop(family, None)
-        if pending is not None:
-            await pending
+        if pending is not None and not pending.done():
+            await asyncio.wait({pending})  # not raised if cancelled: then the planner has no plan
 
     async def _adopt(self, planner: Planner, child: Child[int, State], then: Any) -> None:
         assert self.netlink is not None
