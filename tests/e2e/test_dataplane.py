@@ -28,7 +28,7 @@ from kpng.model import (
     TransportProtocol,
     ViewEndpoint,
 )
-from kpng_agent.backends import steps
+from kpng_agent.backends import pipeline
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.e2e.netns import Cluster, sh
 from tests.nft.helpers import ep, svc, view
@@ -332,7 +332,7 @@ def test_a_new_table_written_in_steps_carries_traffic_and_is_adopted(
     d: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(planner, "STEP", 2)  # 7 services: 4 steps, each planned in a thread
-    monkeypatch.setattr(steps, "THREAD_ABOVE", 0)
+    monkeypatch.setattr(pipeline, "THREAD_ABOVE", 0)
     v = view(
         (svc("a", ip="10.96.0.11"), [local(A)]),
         (svc("b", ip="10.96.0.12", np=30080), [local(A), local(B)]),

@@ -3,7 +3,7 @@
 A snapshot, a retry or a change of this node's addresses is a full sync: the live table
 is read once and only what differs is written (a restarted agent that finds its table as
 it wants it writes nothing); into a new table it is written in steps, each applied while the
-next is planned (:mod:`kpng_agent.backends.steps`). Every other delta touches only the
+next is planned (:mod:`kpng_agent.backends.pipeline`). Every other delta touches only the
 services it names.
 
 A family whose table could match no packet (no node-port address and no service address
@@ -37,7 +37,7 @@ from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.parallel import ParallelFamilies
-from kpng_agent.backends.steps import apply_steps
+from kpng_agent.backends.pipeline import apply_steps
 from kpng_agent.backends.trim import trim
 
 log = logging.getLogger(__name__)

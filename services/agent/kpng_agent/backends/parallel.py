@@ -20,7 +20,7 @@ from kpng.dataplane.nft.planner import Planner
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.forked import Child, can_fork, start_in_child
-from kpng_agent.backends.steps import apply_steps
+from kpng_agent.backends.pipeline import apply_steps
 
 log = logging.getLogger(__name__)
 State = tuple[Any, ...]  # what a child hands back: see ParallelFamilies.write

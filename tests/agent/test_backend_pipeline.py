@@ -16,7 +16,7 @@ from kpng.dataplane.nft.planner import Planner
 from kpng.dataplane.nft.transaction import Ruleset, Transaction
 from kpng_agent.backends import nftables
 from kpng_agent.backends.nftables import NftablesBackend, Settings
-from kpng_agent.backends.steps import apply_steps
+from kpng_agent.backends.pipeline import apply_steps
 from tests.nft.helpers import ep, svc, view
 
 T = Table("ip", "kpng")
