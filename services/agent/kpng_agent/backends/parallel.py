@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
@@ -76,7 +76,7 @@ class ParallelFamilies:
             child.kill()
             raise
 
-    def adopt(self, then: Any) -> None:
+    def adopt(self, then: Callable[[], None]) -> None:
         """Take this sync's children's plans as they come (call once the sync's own work is
         done: unpickling holds the GIL); ``then()`` after each (the conflicts' report)."""
         for planner, child in self.started:
@@ -90,7 +90,9 @@ class ParallelFamilies:
         if pending is not None and not pending.done():
             await asyncio.wait({pending})  # not raised if cancelled: then the planner has no plan
 
-    async def _adopt(self, planner: Planner, child: Child[int, State], then: Any) -> None:
+    async def _adopt(
+        self, planner: Planner, child: Child[int, State], then: Callable[[], None]
+    ) -> None:
         assert self.netlink is not None
         table = planner.config.nft_table
         try:
