@@ -71,6 +71,14 @@ def devrun(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
             os.kill(pid, signal.SIGKILL)
 
 
+def log_tails(workdir: Path, lines: int = 30) -> str:
+    out = []
+    for log in sorted((workdir / "logs").glob("*")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"== {log.name}\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -105,7 +113,10 @@ def test_make_run_serves_the_example_and_stops_everything_on_ctrl_c(
             for name in names
         )
 
-    wait_until("every example node applied what was published", all_in_sync, timeout=40)
+    try:
+        wait_until("every example node applied what was published", all_in_sync, timeout=40)
+    except AssertionError as exc:  # what each process logged, to see why (it failed once)
+        raise AssertionError(f"{exc}; nodes: {nodes(base)}\n{log_tails(workdir)}") from None
     for name in names:
         dump = json.loads((workdir / "dumps" / f"{name}.json").read_text())
         assert strip(dump) == expected_view(EXAMPLE, name), name
