@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import TypeVar
 
 from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import (
@@ -150,22 +151,30 @@ _ONLY: Callable[[tuple[bytes]], bytes] = itemgetter(0)
 _COMMENT_AT = bytes((NFTA_SET_ELEM_USERDATA, 0, 0))  # attribute type, then the comment's TLV
 
 
-@functools.lru_cache(maxsize=16)
-def _packer(c: Config) -> Packer:
-    return Packer(c)
+T = TypeVar("T")
 
 
-_last: list[tuple[Config, Packer]] = []
+def per_config(make: Callable[[Config], T]) -> Callable[[Config], T]:
+    """``make(c)`` made once per configuration (the last 16), and the last one's found
+    without hashing ``c``: a frozen dataclass hashes its fields on every call, and rendering
+    asks once per service."""
+    made = functools.lru_cache(maxsize=16)(make)
+    last: list[tuple[Config, T]] = []
+
+    def get(c: Config) -> T:
+        if last and last[0][0] is c:
+            return last[0][1]
+        found = made(c)
+        last[:] = [(c, found)]
+        return found
+
+    return get
 
 
+@per_config
 def packer(c: Config) -> Packer:
-    """The packer of a configuration (the same object as last time without hashing it)."""
-    last = _last[-1] if _last else None
-    if last is not None and last[0] is c:
-        return last[1]
-    pk = _packer(c)
-    _last[:] = [(c, pk)]
-    return pk
+    """The packer of a configuration."""
+    return Packer(c)
 
 
 def key_only(p: bytes, at: int = 1) -> bytes:

@@ -14,14 +14,13 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import attrgetter
 
 from kpng.dataplane.claims import CLUSTER_IP, EXTERNAL, NOTHING, Lost
 from kpng.dataplane.nft.netlink import addresses
 from kpng.dataplane.nft.netlink.codec import PROTOS, verdict_attr
 from kpng.dataplane.nft.objects import Chain, Element, Object, Set
-from kpng.dataplane.nft.packed import ELEM, Fast, Planned, packer
+from kpng.dataplane.nft.packed import ELEM, Fast, Planned, packer, per_config
 from kpng.dataplane.nft.picks import pick_objects
 from kpng.dataplane.nft.skeleton import (
     CLUSTER,
@@ -204,21 +203,8 @@ def _fields(f: Fast) -> tuple[Callable[..., bytes], bytes, int, bytes, bytes]:
     return f.pack, f.first, f.size, f.key, f.data
 
 
-_last_fasts: list[_Fasts] = []
-
-
+@per_config
 def _fasts(c: Config) -> _Fasts:
-    """The configuration's :class:`_Fasts`, kept for the last one used (as :func:`packer`)."""
-    last = _last_fasts[-1] if _last_fasts else None
-    if last is not None and last.c is c:
-        return last
-    found = _fasts_of(c)
-    _last_fasts[:] = [found]
-    return found
-
-
-@lru_cache(maxsize=16)
-def _fasts_of(c: Config) -> _Fasts:
     return _Fasts(c)
 
 
