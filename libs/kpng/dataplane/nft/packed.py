@@ -32,7 +32,6 @@ from kpng.dataplane.nft.netlink.codec import (
     decode_element,
     layout,
     udata_comment,
-    verdict_attr,
 )
 from kpng.dataplane.nft.objects import Element, NftError, Object
 from kpng.dataplane.nft.skeleton import Config, sets
@@ -84,12 +83,9 @@ class Packer:
         data = lay.data.prefix if lay.data is not None else b""
         return Fast(pack, self.prefixes[self.index[name]], st.size, lay.key.prefix, data)
 
-    def pick(self, tid: int, verdict: str, comment: str) -> bytes:
-        """A ``pick`` element (target id : verdict, the target's key as comment), packed."""
-        return self.pick_with(tid, verdict_attr(verdict), comment)
-
-    def pick_with(self, tid: int, verdict: bytes, comment: str) -> bytes:
-        """:meth:`pick` with the verdict's attribute (:func:`verdict_attr`) given: the
+    def pick(self, tid: int, verdict: bytes, comment: str) -> bytes:
+        """A ``pick`` element (target id : verdict, the target's key as comment), packed,
+        the verdict given as its attribute (``codec.verdict_attr``): the
         key, the verdict and the codec's ``comment_attr`` (NUL-terminated, padded) in one
         ``struct`` call, of a format kept per verdict and comment length (one element per
         target of a full sync)."""

@@ -350,7 +350,7 @@ def _target_objects(
         out += map(r.pk.pack, _affinity(TrafficTarget(key, tid, bk, True), r.c, affinity))
         verdict = verdict_attr(f"goto aff_{tid}")
     comment = key if len(key) <= 128 and '"' not in key else key[-128:]
-    out.append(r.pk.pick_with(tid, verdict, comment))
+    out.append(r.pk.pick(tid, verdict, comment))
     return OWNED | tid | (n << PICK_SHIFT if static else 0)
 
 
