@@ -191,6 +191,9 @@ def test_healthz_health_check_node_port_metrics_and_proxy_mode(kube: E2E) -> Non
         "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
         "kubeproxy_conntrack_reconciler_deleted_entries",
         "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+        "process_cpu_seconds",  # the process's own, as kube-proxy's
+        "process_resident_memory_bytes",
+        "kpng_process_children_cpu_seconds",
     ):
         assert name in names, name
     s["spec"]["healthCheckNodePort"] = 32086

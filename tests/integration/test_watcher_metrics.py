@@ -36,6 +36,10 @@ def test_watcher_metrics_parse_and_count(deployment: Deployment) -> None:
 
     before = scrape(port)
     assert before["kpng_watcher_invalid_objects_total{kind=Service}"] == 1
+    # the process's own, as kube-proxy exports them
+    assert before["process_resident_memory_bytes"] > 0
+    assert before["process_cpu_seconds_total"] > 0
+    assert "kpng_process_children_cpu_seconds_total" in before
     assert before["kpng_watcher_fanout_snapshots_total"] >= 1
     deployment.write_cluster([*objects, slice_("web", [("10.244.1.6", "n1")])])
     deployment.wait_converged("n1")

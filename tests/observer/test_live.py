@@ -163,3 +163,5 @@ def test_metrics_parse(observer: str) -> None:
     received = families["kpng_bus_messages"].samples
     assert any(s.labels == {"direction": "in", "kind": "status"} and s.value > 0 for s in received)
     assert "kpng_network_programming_duration_seconds" in families
+    assert families["process_resident_memory_bytes"].samples[0].value > 0
+    assert "kpng_process_children_cpu_seconds" in families

@@ -18,6 +18,7 @@ from kpng.model import name_problem, shown_name
 from kpng.runtime.clock import SYSTEM
 from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
+from kpng.runtime.procmetrics import register_process_metrics
 from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         settings = AgentSettings(args.status_interval, args.sync_period)
         parts = build_parts(bus, args.node, backend, settings, SYSTEM)
+        register_process_metrics(parts.registry)
         hooks, close_hooks = hooks_for(args, parts)
         agent = build_agent(bus, backend, parts, hooks)
         if args.backend != "dump":  # a backend that programs this node's kernel

@@ -22,6 +22,7 @@ from kpng.observe.explain import Network, parse_cidrs
 from kpng.runtime.clock import SYSTEM
 from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
+from kpng.runtime.procmetrics import register_process_metrics
 from kpng_observer.api import Settings, create_app
 from kpng_observer.auth import check_listen, read_token
 from kpng_observer.feed import Feed
@@ -111,6 +112,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
         watcher_gone_after=3 * args.watcher_tick_interval,
     )
     feed = Feed(bus, state, clock=SYSTEM)
+    register_process_metrics(feed.metrics.registry)
     await feed.start()
     settings = Settings(token, args.cluster_cidr, args.latency_window)
     app = create_app(

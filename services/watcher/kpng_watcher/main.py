@@ -19,6 +19,7 @@ from kpng.runtime.kubeclient import KubeConfigError, api_client
 from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, StatsCollector
 from kpng.runtime.metrics import serve as serve_metrics
 from kpng.runtime.process import add_common_arguments, host_port, positive_float, run, setup_logging
+from kpng.runtime.procmetrics import register_process_metrics
 from kpng.source import Source
 from kpng_watcher.announce import announce
 from kpng_watcher.election import ElectionTiming, Elector
@@ -260,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             server = None
             if args.metrics_bind_address is not None:
                 host, port = args.metrics_bind_address
-                server, _ = serve_metrics(metrics_registry(publisher, source), host, port)
+                registry = metrics_registry(publisher, source)
+                register_process_metrics(registry)
+                server, _ = serve_metrics(registry, host, port)
                 log.info("metrics on http://%s:%d/metrics", host, server.server_port)
             try:
                 async with asyncio.TaskGroup() as tasks:
