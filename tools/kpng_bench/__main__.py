@@ -378,8 +378,9 @@ def main() -> int:
         what += f" ({' '.join(c['agent_args'])})" if c["agent_args"] else ""
         print(
             f"cold start, {c['services']} services{what}: exec to programmed"
-            f" {c['exec_to_programmed_s']:.2f} s, {c['cpu_s']:.2f} s of CPU (medians of"
-            f" {len(c['runs_s'])}; of it the first full sync {c['first_sync_s']:.2f} s)"
+            f" {c['exec_to_programmed_s']:.2f} s, {c['cpu_s']:.2f} s of CPU, peak RSS"
+            f" {c['peak_rss_mb']:.0f} MB (medians of {len(c['runs_s'])}; of it the first full"
+            f" sync {c['first_sync_s']:.2f} s)"
         )
     Path(args.out).write_text(json.dumps({"sizes": results, "cold_start": starts}, indent=1) + "\n")
     print(f"results written to {args.out}")

@@ -155,6 +155,14 @@ def _cpu_s(pid: int) -> float:
     return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (its forked children's not included)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _drop_tables(ns: str) -> None:
     for family in ("ip", "ip6"):
         subprocess.run(_in(ns, "nft", "delete", "table", family, "kpng"), capture_output=True)
@@ -169,7 +177,8 @@ def cold_start(
     agent_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Median seconds from exec to the first full sync programmed, and the agent's own
-    figure for that sync (planning and programming), over ``runs`` starts."""
+    figure for that sync (planning and programming), its CPU and its peak resident memory
+    then, over ``runs`` starts."""
     subprocess.run(_in(ns, "ip", "link", "set", "lo", "up"), check=True)
     cluster = workdir / f"cluster-{stack}-{services}.json"
     cluster.write_text(json.dumps(cluster_objects(node_view(services, 10, stack))))
@@ -182,6 +191,7 @@ def cold_start(
     totals: list[float] = []
     programs: list[float] = []
     cpus: list[float] = []
+    peaks: list[float] = []
     with (
         _started(nats, workdir / "nats.log"),
         _started([*watcher, "--nats-insecure"]) as w,
@@ -198,6 +208,7 @@ def cold_start(
                 if stack == "dual" and "--parallel-families-above" not in agent_args:
                     _wait_for(a.stdout, ADOPTED, 30)  # the child reaped: its CPU counts
                 cpus.append(_cpu_s(a.pid))  # ip netns exec execs the agent: same process
+                peaks.append(_peak_rss_mb(a.pid))
                 programs.append(float(m.group(2)) / 1000)
         _drop_tables(ns)
     return {
@@ -207,5 +218,6 @@ def cold_start(
         "exec_to_programmed_s": statistics.median(totals),
         "runs_s": totals,
         "cpu_s": statistics.median(cpus),
+        "peak_rss_mb": statistics.median(peaks),
         "first_sync_s": statistics.median(programs),
     }

@@ -20,6 +20,13 @@ from kpng.dataplane.nft.planner import Planner
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng_agent.backends.forked import Child, can_fork, start_in_child
+from kpng_agent.backends.memroom import (
+    CHILD_SHARE,
+    child_fits,
+    child_need,
+    resident_bytes,
+    room_bytes,
+)
 from kpng_agent.backends.pipeline import apply_steps
 
 log = logging.getLogger(__name__)
@@ -27,21 +34,53 @@ State = tuple[Any, ...]  # what a child hands back: see ParallelFamilies.write
 
 
 class ParallelFamilies:
-    def __init__(self, netlink: NetlinkNftables | None, above: int) -> None:
+    def __init__(
+        self,
+        netlink: NetlinkNftables | None,
+        above: int,
+        room: Callable[[], int | None] = room_bytes,
+        resident: Callable[[], int] = resident_bytes,
+    ) -> None:
         # the parent's netlink adapter: the child makes its own from its command, and what
         # it learns of the table's sets comes back here
         self.netlink = netlink
         self.above = above  # services; 0: never (also once a child could not be made)
+        self.room, self.resident = room, resident  # memory (kpng_agent.backends.memroom)
+        self.short = False  # the last sync that could have had a child had no room for it
         self.started: list[tuple[Planner, Child[int, State]]] = []  # this sync's
         self.adopting: dict[int, asyncio.Future[None]] = {}  # family: its child's plan coming
 
     def choose(self, services: int, busy: Iterable[int]) -> int | None:
         """The family a full sync of ``services`` writes from a child: the last of the
-        families it makes tables for (``busy``), if there are two and a second CPU."""
+        families it makes tables for (``busy``), if there are two, a second CPU, and memory
+        for the child (:mod:`kpng_agent.backends.memroom`)."""
         if self.netlink is None or not 0 < self.above <= services:
             return None
         families = list(busy)
-        return families[-1] if len(families) > 1 and can_fork() else None
+        if len(families) < 2 or not can_fork() or not self._fits():
+            return None
+        return families[-1]
+
+    def _fits(self) -> bool:
+        """Room for the child's memory (logged when that changes)."""
+        resident, room = self.resident(), self.room()
+        fits = child_fits(resident, room)
+        if fits == self.short:  # changed
+            mb = 1 << 20
+            if fits:
+                log.info("room for a child again: full syncs write the families in parallel")
+            else:
+                log.warning(
+                    "no child for this full sync: it would need ~%d MB (%.1f x the agent's "
+                    "%d MB resident) and %d MB are free under the memory limit or on the node; "
+                    "both families are written here until there is room",
+                    child_need(resident) // mb,
+                    CHILD_SHARE,
+                    resident // mb,
+                    (room or 0) // mb,
+                )
+        self.short = not fits
+        return fits
 
     async def write(self, planner: Planner, view: View[ViewEndpoint]) -> int | None:
         """The planner's family, full sync, written by a child: the operations written; None
