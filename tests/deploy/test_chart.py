@@ -217,6 +217,8 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("agent.typo=1", "/agent"),
         ("monitoring.podMonitor.interval=often", "/monitoring/podMonitor/interval"),
         ("securityContext.runAsUser=0", "/securityContext/runAsUser"),
+        ("kpngAuth.readinessProbe.periodSeconds=0", "/kpngAuth/readinessProbe/periodSeconds"),
+        ("kpngAuth.readinessProbe.initialDelay=5", "/kpngAuth/readinessProbe"),
     ],
 )
 def test_bad_values_fail_template_and_lint(setting: str, message: str) -> None:

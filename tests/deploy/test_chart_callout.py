@@ -73,6 +73,34 @@ def test_kpng_auth_may_only_create_tokenreviews_and_knows_the_agents_account() -
     assert "KPNG_AUTH_PASSWORD" in nats_env
 
 
+def test_kpng_auth_is_ready_once_it_answers_and_rolls_without_a_gap() -> None:
+    """/readyz on the metrics port: a rolling update waits for a new replica to answer the
+    callout before it stops an old one; liveness stays on /metrics (a NATS outage is no
+    reason to restart)."""
+    auth = objects(rendered("kpng-auth"))["Deployment", "kpng-auth"]
+    c = container(auth)
+    assert c["readinessProbe"] == {
+        "httpGet": {"path": "/readyz", "port": "metrics"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": 2,
+    }
+    assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    (port,) = [p for p in c["ports"] if p["name"] == "metrics"]
+    address = c["args"][c["args"].index("--metrics-bind-address") + 1]
+    assert address == f"0.0.0.0:{port['containerPort']}"  # the probe's port is the listener
+    assert auth["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    tuned = {"kpngAuth": {"metricsPort": 9200, "readinessProbe": {"periodSeconds": 2}}}
+    text = template(*values_args("kpng-auth"), overrides=tuned)
+    c = container(objects({"all.yaml": text})["Deployment", "kpng-auth"])
+    assert c["readinessProbe"]["periodSeconds"] == 2
+    assert c["readinessProbe"]["failureThreshold"] == 2  # the rest kept
+    assert {"name": "metrics", "containerPort": 9200, "protocol": "TCP"} in c["ports"]
+
+
 def test_without_an_issuer_the_chart_says_what_to_do() -> None:
     with pytest.raises(HelmError, match="kpng-auth --issuer-seed seed --init-issuer"):
         template(*values_args("kpng-auth"), overrides={"kpngAuth": {"enabled": True, "issuer": ""}})

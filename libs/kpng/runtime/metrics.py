@@ -11,15 +11,21 @@ the global registry), so tests and several components in one process do not coll
 
 Counters that services already keep in plain dataclasses (the client's ``ClientStats``, the
 fan-out's ``FanoutStats``) are exported at scrape time by :class:`StatsCollector` instead of
-being counted twice.
+being counted twice. :func:`serve` answers a few more paths beside ``/metrics`` when asked
+(a ``/readyz``), on the same listener.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,7 +34,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -216,10 +222,72 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+@dataclass(frozen=True, slots=True)
+class PageAnswer:
+    """What a page served beside ``/metrics`` answers (see :func:`serve`)."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+# called in the server's thread at each GET: it must only read state, never block
+Page = Callable[[], PageAnswer]
+
+
+def serve(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    pages: Mapping[str, Page] | None = None,
+) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``host:port`` from a daemon thread (for services without an HTTP
-    server of their own, e.g. behind ``--metrics-bind-address``). Call ``server.shutdown()``."""
-    return start_http_server(port, addr=host, registry=registry)
+    server of their own, e.g. behind ``--metrics-bind-address``), and a GET of each path of
+    ``pages`` (e.g. ``{"/readyz": check}``) with what its function answers. Any other path is
+    the metrics, as prometheus_client serves them. Call ``server.shutdown()``."""
+    family, address = _best_family(host, port)
+    server_class = type(
+        "MetricsServer",
+        (ThreadingMixIn, WSGIServer),
+        {"daemon_threads": True, "address_family": family},
+    )
+    app = _with_pages(make_wsgi_app(registry), dict(pages or {}))
+    server: WSGIServer = make_server(address, port, app, server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _with_pages(metrics: WSGIApplication, pages: Mapping[str, Page]) -> WSGIApplication:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        page = pages.get(environ.get("PATH_INFO", ""))
+        if page is None or environ.get("REQUEST_METHOD") != "GET":
+            return metrics(environ, start_response)
+        answer = page()
+        status = HTTPStatus(answer.status)
+        headers = [
+            ("Content-Type", answer.content_type),
+            ("Content-Length", str(len(answer.body))),
+            ("Cache-Control", "no-store"),
+        ]
+        start_response(f"{status.value} {status.phrase}", headers)
+        return [answer.body]
+
+    return app
+
+
+def _best_family(host: str, port: int) -> tuple[socket.AddressFamily, str]:
+    """The address family of ``host`` (IPv4 or IPv6), as prometheus_client picks it."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = info[0]
+    return family, str(address[0])
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (a probe every few seconds)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 class PermissionViolations(Collector):

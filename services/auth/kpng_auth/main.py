@@ -10,6 +10,9 @@
 An agent presents its projected service-account token (audience ``kpng``); a TokenReview
 says which node it is bound to; the agent gets that node's subjects only, until the token
 expires (at most ``--max-lifetime``). See docs/security.md.
+
+``--metrics-bind-address`` serves ``/metrics`` and ``/readyz``: 200 once answering the
+callout, 503 (and why) while loading, connecting or reconnecting to NATS.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from kpng_auth.calloutconf import BUS_ACCOUNT
 from kpng_auth.decide import Policy, StaticUser, check_roles
 from kpng_auth.kube import KubeReviewer, api_client
 from kpng_auth.natsjwt import ACCOUNT, JwtError, Signer, new_seed
+from kpng_auth.readiness import CalloutReadiness, readyz
 from kpng_auth.respond import AuthMetrics, Responder
 from kpng_auth.reviewer import ReviewUnavailable
 
@@ -68,7 +72,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lifetime", type=int, default=3600, help="seconds (%(default)s)")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster)")
     p.add_argument("--concurrency", type=int, default=64, help="requests answered at once")
-    p.add_argument("--metrics-bind-address", type=host_port, help="host:port for /metrics")
+    p.add_argument(
+        "--metrics-bind-address", type=host_port, help="host:port for /metrics and /readyz"
+    )
     return p
 
 
@@ -122,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
     setup_logging(args.log_level)
+    readiness = CalloutReadiness()
     try:
         if args.init_issuer:
             print(init_issuer(Path(args.issuer_seed)))
@@ -132,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     auth = bus_auth(args, p)
     policy = policy_of(args, p)
+    readiness.loaded()
     registry = CollectorRegistry()
+    metrics = AuthMetrics(registry)
     if args.metrics_bind_address:
-        serve(registry, *args.metrics_bind_address)
+        host, port = args.metrics_bind_address
+        serve(registry, host, port, pages={"/readyz": lambda: readyz(readiness.check())})
 
     async def serve_callout() -> None:
         try:
@@ -152,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 policy,
                 signer,
                 args.account,
-                metrics=AuthMetrics(registry),
+                metrics=metrics,
                 concurrency=args.concurrency,
+                readiness=readiness,
             )
             log.info("kpng-auth issuer %s, agents %s", signer.public, policy.agent)
             await responder.run()
