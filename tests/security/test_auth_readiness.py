@@ -294,6 +294,7 @@ async def test_readyz_follows_the_nats_connection(tmp_path: Path) -> None:
             assert "disconnected from NATS" in await becomes(503)
             scraped = await asyncio.to_thread(scrape, f"http://127.0.0.1:{metrics}/metrics")
             assert "kpng_auth_ready 0.0" in scraped  # alive (the liveness probe's /metrics)
+            assert "process_resident_memory_bytes" in scraped  # the process's own, too
             nats.start()
             wait_for_port("127.0.0.1", port)
             assert await becomes(200) == "answering the auth callout"

@@ -33,6 +33,7 @@ from kpng.bus.subjects import Subjects
 from kpng.runtime.config import parse_args
 from kpng.runtime.metrics import serve
 from kpng.runtime.process import add_common_arguments, host_port, run, setup_logging
+from kpng.runtime.procmetrics import register_process_metrics
 from kpng_auth.calloutconf import BUS_ACCOUNT
 from kpng_auth.decide import Policy, StaticUser, check_roles
 from kpng_auth.kube import KubeReviewer, api_client
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     readiness.loaded()
     registry = CollectorRegistry()
     metrics = AuthMetrics(registry)
+    register_process_metrics(registry)
     if args.metrics_bind_address:
         host, port = args.metrics_bind_address
         serve(registry, host, port, pages={"/readyz": lambda: readyz(readiness.check())})
