@@ -93,13 +93,20 @@ class CalloutBus:
         )
 
 
+def callout_files(directory: Path, issuer: str) -> Path:
+    """kpng-auth's NATS password file (``auth.pw``, "auth-secret") and a nats-server config
+    that sends every connection to its callout, signed by ``issuer``: the config's path."""
+    (directory / "auth.pw").write_text("auth-secret\n")
+    conf = directory / "nats.conf"
+    conf.write_text(render_callout(CalloutConf(issuer, "kpng-auth", "auth-secret")))
+    return conf
+
+
 @contextlib.asynccontextmanager
 async def callout_bus(directory: Path, responder: bool = True) -> AsyncIterator[CalloutBus]:
     signer = Signer(new_seed())
-    (directory / "auth.pw").write_text("auth-secret\n")
+    conf = callout_files(directory, signer.public)
     port = free_port()
-    conf = directory / "nats.conf"
-    conf.write_text(render_callout(CalloutConf(signer.public, "kpng-auth", "auth-secret")))
     policy = Policy(Subjects(), agent=AGENT_SA, roles={WATCHER_SA: "watcher"}, max_lifetime=600)
     with ProcessGroup(directory / "logs") as group:
         group.start("nats-server", nats_server_argv(port, conf))

@@ -18,11 +18,11 @@ from kpng.bus.nats import connect
 from kpng.bus.protocol import BusError
 from kpng.bus.subjects import Subjects
 from kpng_apisim import ApiSimulator
-from kpng_auth.calloutconf import CalloutConf, render_callout
 from kpng_auth.main import init_issuer, main, read_users
 from kpng_auth.natsjwt import Signer
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from tests.integration.harness import until
+from tests.security.callout_harness import callout_files
 
 
 def test_init_issuer_writes_a_private_seed_once(
@@ -71,10 +71,7 @@ async def test_kpng_auth_as_a_process_authorizes_an_agent(
     tmp_path: Path, sim: ApiSimulator
 ) -> None:
     seed = tmp_path / "seed"
-    issuer = init_issuer(seed)
-    (tmp_path / "auth.pw").write_text("auth-secret\n")
-    conf = tmp_path / "nats.conf"
-    conf.write_text(render_callout(CalloutConf(issuer, "kpng-auth", "auth-secret")))
+    conf = callout_files(tmp_path, init_issuer(seed))
     port, metrics = free_port(), free_port()
     url = f"nats://127.0.0.1:{port}"
     token = tmp_path / "token"

@@ -22,7 +22,6 @@ from kpng.bus.subjects import Subjects
 from kpng.runtime.clock import FakeClock
 from kpng_apisim import ApiSimulator
 from kpng_auth.callout import SUBJECT
-from kpng_auth.calloutconf import CalloutConf, render_callout
 from kpng_auth.decide import Policy
 from kpng_auth.main import init_issuer
 from kpng_auth.natsjwt import Signer, new_seed
@@ -31,6 +30,7 @@ from kpng_auth.respond import CONFIRM_RETRY, AuthMetrics, Responder
 from kpng_auth.reviewer import FakeReviewer
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
 from tests.integration.harness import until
+from tests.security.callout_harness import callout_files
 
 
 # -- the state, pure ----------------------------------------------------------------------
@@ -250,10 +250,7 @@ def scrape(url: str) -> str:
 @pytest.mark.integration
 async def test_readyz_follows_the_nats_connection(tmp_path: Path) -> None:
     seed = tmp_path / "seed"
-    issuer = init_issuer(seed)
-    (tmp_path / "auth.pw").write_text("auth-secret\n")
-    conf = tmp_path / "nats.conf"
-    conf.write_text(render_callout(CalloutConf(issuer, "kpng-auth", "auth-secret")))
+    conf = callout_files(tmp_path, init_issuer(seed))
     port, metrics = free_port(), free_port()
     readyz_url = f"http://127.0.0.1:{metrics}/readyz"
 
