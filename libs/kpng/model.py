@@ -184,11 +184,47 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class PortMarks:
+    """A view endpoint's marks for one service port (name, protocol) where they differ from
+    the endpoint's own (see :class:`ViewEndpoint`)."""
+
+    name: str
+    protocol: TransportProtocol
+    internal: bool
+    external: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ViewEndpoint(_EndpointAddress):
-    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic."""
+    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic.
+
+    Endpoints are selected per service port, as kube-proxy does: ``internal``/``external``
+    hold for every port of the service, except the ports named in ``port_marks``, which
+    carry their own. ``port_marks`` is empty (the shared ``()``) unless the endpoints of
+    the service list different ports and some port's own selection differs (a rollout that
+    drops a named port, Local policy or topology hints judged per port): the common case
+    costs no object and no byte more."""
 
     internal: bool = False
     external: bool = False
+    port_marks: tuple[PortMarks, ...] = ()
+
+    def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
+        """(internal, external) for the service port of this name and protocol."""
+        for m in self.port_marks:
+            if m.name == name and m.protocol == protocol:
+                return m.internal, m.external
+        return self.internal, self.external
+
+
+def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:
+    """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
+    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
+    target port."""
+    for p in e.ports:
+        if p.protocol == sp.protocol and p.name == sp.name:
+            return p.port
+    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
 
 
 def ip_family(ip: str) -> int:

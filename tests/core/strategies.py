@@ -37,6 +37,7 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
+    PortMarks,
     Service,
     ServicePort,
     ServiceType,
@@ -199,7 +200,21 @@ def view_endpoints(ip: str | None = None) -> st.SearchStrategy[ViewEndpoint]:
         terminating=st.booleans(),
         internal=st.booleans(),
         external=st.booleans(),
+        # mostly none, as in real views; at most one per (name, protocol), as a view gives
+        port_marks=st.one_of(
+            st.just(()),
+            st.lists(port_marks, max_size=3, unique_by=lambda m: (m.name, m.protocol)).map(tuple),
+        ),
     )
+
+
+port_marks = st.builds(
+    PortMarks,
+    name=st.sampled_from(("", "http", "dns", "metrics")),
+    protocol=st.sampled_from(list(TransportProtocol)),
+    internal=st.booleans(),
+    external=st.booleans(),
+)
 
 
 def _service_variants(key: str) -> list[Service]:

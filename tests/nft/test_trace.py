@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from kpng.dataplane.nft.skeleton import SHARDS
-from kpng.model import EndpointPort, ServicePort, TrafficPolicy, TransportProtocol
+from kpng.fanout.views import service_view
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    PortMarks,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    TransportProtocol,
+    ViewEndpoint,
+)
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"
@@ -245,3 +255,67 @@ def test_an_endpoint_serves_only_the_service_ports_it_names() -> None:
     h.full(view((svc("a", ports=ports), [ep("10.244.2.1")])))  # lists "http" only
     assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
     assert h.trace(POD, "10.96.0.10", 81).verdict == "reject"
+
+
+def _rollout(**policies: TrafficPolicy) -> Service:
+    """http (80, node port 30080) and metrics (9090, node port 30090), after a rollout that
+    dropped metrics: new pods ready with http only, old ones terminating with both."""
+    ports = (
+        ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),
+        ServicePort("metrics", TransportProtocol.TCP, 9090, "metrics", 30090),
+    )
+    return svc("a", ports=ports, **policies)
+
+
+HTTP_PORT = EndpointPort("http", TransportProtocol.TCP, 8080)
+METRICS_PORT = EndpointPort("metrics", TransportProtocol.TCP, 9091)
+
+
+def _rollout_endpoints() -> tuple[Endpoint, ...]:
+    both = (HTTP_PORT, METRICS_PORT)
+    gone = {"ready": False, "serving": True, "terminating": True}
+    return (
+        Endpoint("10.244.2.1", (HTTP_PORT,), "node-b"),
+        Endpoint("10.244.2.2", both, "node-b", **gone),
+        Endpoint("10.244.3.1", (HTTP_PORT,), NODE),
+        Endpoint("10.244.3.2", both, NODE, **gone),
+    )
+
+
+def _programmed(service: Service) -> Harness:
+    h = Harness()
+    h.full(view((service, list(service_view(service, _rollout_endpoints(), NODE, "")))))
+    return h
+
+
+def test_each_port_goes_to_its_own_endpoints() -> None:
+    """kube-proxy's per-port selection: metrics, which no ready endpoint lists, goes to
+    the old serving-terminating pods, http to the new ready ones; cluster IP and node port."""
+    h = _programmed(_rollout())
+    new = {("10.244.2.1", 8080), ("10.244.3.1", 8080)}
+    old = {("10.244.2.2", 9091), ("10.244.3.2", 9091)}
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == new
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == old
+    assert h.trace(OUTSIDE, NODE_IP, 30080).endpoints == new
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == old
+
+
+def test_each_port_local_policy_takes_the_nodes_own_endpoints_of_the_port() -> None:
+    local = TrafficPolicy.LOCAL
+    h = _programmed(_rollout(internal_traffic_policy=local, external_traffic_policy=local))
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.3.1", 8080)}
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.3.2", 9091)}
+    assert h.trace(OUTSIDE, NODE_IP, 30080).endpoints == {("10.244.3.1", 8080)}
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == {("10.244.3.2", 9091)}
+
+
+def test_a_port_marks_own_drop_is_a_drop_not_a_reject() -> None:
+    """Marked off for a port whose endpoints are elsewhere (Local): dropped, as kube-proxy."""
+    ports = (HTTP_PORT, METRICS_PORT)
+    marks = (PortMarks("metrics", TransportProtocol.TCP, False, False),)
+    endpoint = ViewEndpoint("10.244.2.2", ports, "node-b", internal=True, port_marks=marks)
+    service = _rollout(internal_traffic_policy=TrafficPolicy.LOCAL)
+    h = Harness()
+    h.full(view((service, [endpoint])))
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.2", 8080)}
+    assert h.trace(POD, "10.96.0.10", 9090).verdict == "drop"

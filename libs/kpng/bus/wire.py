@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from kpng.diff import (
@@ -26,6 +26,7 @@ from kpng.model import (
     Endpoint,
     EndpointPort,
     Node,
+    PortMarks,
     Service,
     ServicePort,
     ServiceType,
@@ -94,8 +95,15 @@ COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng
 # the snapshot-request feature that lets a node snapshot's zone part come as a cast: published
 # once on a subject every consumer waiting for it hears (docs/bus.md, section 9a)
 CAST = "cast"
-_FLAGS = [  # (ready, serving, terminating, internal, external) of each flags value
-    tuple(bool(f & bit) for bit in (EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL))
+_FLAGS: list[tuple[bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
+    # internal, external) of each flags value
+    (
+        bool(f & EP_READY),
+        bool(f & EP_SERVING),
+        bool(f & EP_TERMINATING),
+        bool(f & EP_INTERNAL),
+        bool(f & EP_EXTERNAL),
+    )
     for f in range(32)
 ]
 
@@ -120,7 +128,28 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
         elif e.node:
             row.append(e.node)
         rows.append(row)
-    return {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+    op = {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+    marks = [
+        [i, *mark]
+        for i, e in enumerate(endpoints)
+        if e.port_marks
+        for mark in _port_marks_to_wire(e.port_marks)
+    ]
+    if marks:
+        op["port_marks"] = marks
+    return op
+
+
+def _port_marks_to_wire(marks: Sequence[PortMarks]) -> list[list[Any]]:
+    """``[name, protocol, flags]`` per port mark; flags: EP_INTERNAL | EP_EXTERNAL bits."""
+    return [
+        [
+            m.name,
+            m.protocol.value,
+            (EP_INTERNAL if m.internal else 0) | (EP_EXTERNAL if m.external else 0),
+        ]
+        for m in marks
+    ]
 
 
 def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
@@ -136,6 +165,8 @@ def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
     if isinstance(e, ViewEndpoint):
         d["internal"] = e.internal
         d["external"] = e.external
+        if e.port_marks:
+            d["port_marks"] = _port_marks_to_wire(e.port_marks)
     else:
         if e.zone_hints:
             d["zone_hints"] = sorted(e.zone_hints)
@@ -392,7 +423,62 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
             checked_node(node, f"{r.where('eps')}[{i}][3]")
         endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
         out.append(SetEndpoint(key, endpoint))
+    if "port_marks" in r.data:  # rare: the rows' own marks are patched after, not looked up
+        for i, marks in _row_marks(r, len(out)).items():
+            out[i] = SetEndpoint(key, replace(out[i].endpoint, port_marks=marks))
     return tuple(out)
+
+
+_MARKS = EP_INTERNAL | EP_EXTERNAL
+
+
+def _row_marks(r: Reader, rows: int) -> dict[int, tuple[PortMarks, ...]]:
+    """An "eps" operation's ``port_marks``: ``[row, name, protocol, flags]`` each -> the
+    marks of each row."""
+    out: dict[int, list[PortMarks]] = {}
+    interned: dict[tuple[Any, ...], PortMarks] = {}
+    path = r.where("port_marks")
+    for i, raw in enumerate(r.get("port_marks", list)):
+        if type(raw) is not list or len(raw) < 4 or type(raw[0]) is not int:
+            raise MalformedMessage(f"{path}[{i}]", "expected [row, name, protocol, flags]")
+        row = raw[0]
+        if not 0 <= row < rows:
+            raise MalformedMessage(f"{path}[{i}][0]", f"row {row} out of range (0..{rows - 1})")
+        marks = out.setdefault(row, [])
+        _add_mark(marks, raw[1:], f"{path}[{i}]", interned)
+    return {row: tuple(marks) for row, marks in out.items()}
+
+
+def _add_mark(
+    marks: list[PortMarks], raw: list[Any], path: str, interned: dict[tuple[Any, ...], PortMarks]
+) -> None:
+    """One ``[name, protocol, flags]`` onto an endpoint's ``marks``; unknown flag bits are
+    ignored (as an "eps" row's), a port marked twice is malformed."""
+    name, protocol, flags = raw[0], raw[1], raw[2]
+    if type(name) is not str or type(flags) is not int or flags < 0:
+        raise MalformedMessage(path, "expected [name, protocol, flags] (flags >= 0)")
+    proto = _PROTOCOLS.get(protocol) if type(protocol) is str else None
+    if proto is None:
+        raise MalformedMessage(path, f"bad protocol {protocol!r}"[:120])
+    if any(m.name == name and m.protocol is proto for m in marks):
+        raise MalformedMessage(path, f"port {name!r} {proto.value} marked twice"[:120])
+    flags &= _MARKS
+    mark = interned.get((name, proto, flags))
+    if mark is None:
+        mark = PortMarks(name, proto, bool(flags & EP_INTERNAL), bool(flags & EP_EXTERNAL))
+        interned[(name, proto, flags)] = mark
+    marks.append(mark)
+
+
+def _endpoint_marks(r: Reader) -> tuple[PortMarks, ...]:
+    """An "ep" operation's endpoint's ``port_marks``: ``[name, protocol, flags]`` each."""
+    marks: list[PortMarks] = []
+    path = r.where("port_marks")
+    for i, raw in enumerate(r.get("port_marks", list)):
+        if type(raw) is not list or len(raw) < 3:
+            raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, flags]")
+        _add_mark(marks, raw, f"{path}[{i}]", {})
+    return tuple(marks)
 
 
 def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
@@ -407,7 +493,10 @@ def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
     }
     if scope == "node":
         return ViewEndpoint(
-            **common, internal=r.get("internal", bool), external=r.get("external", bool)
+            **common,
+            internal=r.get("internal", bool),
+            external=r.get("external", bool),
+            port_marks=_endpoint_marks(r) if "port_marks" in r.data else (),
         )
     return Endpoint(
         **common,

@@ -98,24 +98,16 @@ def _reached(svc: Service, v6: bool) -> bool:
     return any(p.node_port for p in svc.ports)
 
 
-def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
-    """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
-    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
-    target port."""
-    for p in e.ports:
-        if p.protocol == sp.protocol and p.name == sp.name:
-            return p.port
-    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
-
-
 class _Endpoints:
     """A service's endpoints of the family, sorted by address, with their addresses packed
     once for all its ports and targets."""
 
-    __slots__ = ("addrs", "eps", "ips", "unique")
+    __slots__ = ("addrs", "eps", "ips", "marked", "unique")
 
     def __init__(self, eps: list[ViewEndpoint], aton: Callable[[str], bytes]) -> None:
         self.eps = eps
+        # whether some endpoint has marks of its own for some port (rare: see ViewEndpoint)
+        self.marked = any(map(_PORT_MARKS, eps))
         self.ips = ips = list(map(_IP, eps))
         self.addrs: Sequence[bytes]
         try:
@@ -126,7 +118,7 @@ class _Endpoints:
         self.unique = len(ips) < 2 or len(set(ips)) == len(ips)
 
     def ports(self, sp: ServicePort) -> list[int]:
-        """:func:`endpoint_port` of each endpoint, in one loop."""
+        """:func:`kpng.model.endpoint_port` of each endpoint, in one loop."""
         proto, name = sp.protocol, sp.name
         fallback = sp.target_port if isinstance(sp.target_port, int) else 0
         out = []
@@ -139,11 +131,14 @@ class _Endpoints:
                 out.append(0 if e.ports else fallback)
         return out
 
-    def select(self, ports: list[int], external: bool) -> list[int]:
-        """Indices of the endpoints flagged for a target's traffic that have the port: its
-        backends, in the order of their (ip, port) pairs, each pair once."""
+    def select(self, ports: list[int], external: bool, sp: ServicePort) -> list[int]:
+        """Indices of the endpoints flagged for a target's traffic (on port ``sp``) that
+        have the port: its backends, in the order of their (ip, port) pairs, each pair once."""
         eps = self.eps
-        if external:
+        if self.marked:
+            name, proto, k = sp.name, sp.protocol, int(external)
+            sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
+        elif external:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
         else:
             sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
@@ -168,6 +163,7 @@ class _Addresses(Sequence[bytes]):
 
 
 _IP: Callable[[ViewEndpoint], str] = attrgetter("ip")
+_PORT_MARKS: Callable[[ViewEndpoint], tuple[object, ...]] = attrgetter("port_marks")
 
 
 class _Fasts:
@@ -220,7 +216,7 @@ def _render_port(
     c = r.c
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
-    sel = eps.select(ports, False)
+    sel = eps.select(ports, False, sp)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
     has_any = any(ports)
@@ -239,7 +235,8 @@ def _render_port(
         else:
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if svc.externally_accessible:
-        ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
+        same = not eps.marked and all(e.external is e.internal for e in eps.eps)
+        ext = sel if same else eps.select(ports, True, sp)
         out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
 
 
