@@ -186,3 +186,8 @@ def test_each_port_is_selected_as_kube_proxy_does(
         assert len(names) == len(set(names))
         # a mark is only there when it says something else than the endpoint's own
         assert all((m.internal, m.external) != (e.internal, e.external) for m in e.port_marks)
+        # and only for a port some endpoint of the view does not list (docs/bus.md: the
+        # renderer relies on it)
+        for m in e.port_marks:
+            sp = next(p for p in service.ports if (p.name, p.protocol) == (m.name, m.protocol))
+            assert not all(endpoint_port(sp, other) for other in view), m

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kpng.dataplane.nft.skeleton import SHARDS
@@ -14,7 +16,6 @@ from kpng.model import (
     ServicePort,
     TrafficPolicy,
     TransportProtocol,
-    ViewEndpoint,
 )
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
@@ -309,13 +310,42 @@ def test_each_port_local_policy_takes_the_nodes_own_endpoints_of_the_port() -> N
     assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == {("10.244.3.2", 9091)}
 
 
-def test_a_port_marks_own_drop_is_a_drop_not_a_reject() -> None:
-    """Marked off for a port whose endpoints are elsewhere (Local): dropped, as kube-proxy."""
-    ports = (HTTP_PORT, METRICS_PORT)
-    marks = (PortMarks("metrics", TransportProtocol.TCP, False, False),)
-    endpoint = ViewEndpoint("10.244.2.2", ports, "node-b", internal=True, port_marks=marks)
-    service = _rollout(internal_traffic_policy=TrafficPolicy.LOCAL)
+def test_a_port_marks_own_topology_narrows_it() -> None:
+    """Every ready endpoint with metrics is zone-hinted, one with http only is not: hints
+    apply to metrics alone (zone-1: its one endpoint there), http goes to all three."""
+    both = (HTTP_PORT, METRICS_PORT)
+    endpoints = (
+        Endpoint("10.244.2.1", both, "node-b", "zone-1", zone_hints=frozenset({"zone-1"})),
+        Endpoint("10.244.3.1", both, "node-c", "zone-2", zone_hints=frozenset({"zone-2"})),
+        Endpoint("10.244.3.2", (HTTP_PORT,), "node-c", "zone-2"),
+    )
+    service = _rollout(traffic_distribution="PreferClose")
+    marked = service_view(service, endpoints, NODE, "zone-1")
+    assert [e.port_marks for e in marked][1] == (
+        PortMarks("metrics", TransportProtocol.TCP, False, False),
+    )
     h = Harness()
-    h.full(view((service, [endpoint])))
-    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.2", 8080)}
-    assert h.trace(POD, "10.96.0.10", 9090).verdict == "drop"
+    h.full(view((service, list(marked))))
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.2.1", 9091)}
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == {("10.244.2.1", 9091)}
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {
+        ("10.244.2.1", 8080),
+        ("10.244.3.1", 8080),
+        ("10.244.3.2", 8080),
+    }
+
+
+def test_a_port_marked_because_of_the_other_familys_endpoints() -> None:
+    """Every IPv4 endpoint lists metrics, an IPv6 one does not: the IPv4 table must still
+    read the IPv4 endpoints' port marks (the view selects over both families)."""
+    gone = {"ready": False, "serving": True, "terminating": True}
+    endpoints = (
+        Endpoint("10.244.2.2", (HTTP_PORT, METRICS_PORT), "node-b", **gone),
+        Endpoint("fd10::5", (HTTP_PORT,), "node-b"),
+    )
+    service = replace(_rollout(), cluster_ips=("10.96.0.10", "fd00::10"))
+    marked = service_view(service, endpoints, NODE, "")
+    assert marked[0].port_marks == (PortMarks("metrics", TransportProtocol.TCP, True, True),)
+    h = Harness()
+    h.full(view((service, list(marked))))
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.2.2", 9091)}

@@ -173,7 +173,8 @@ def port_marks(
     """Address -> its marks for the service ports whose own selection (over the usable
     endpoints that list the port) differs from ``marked``, the service-wide one. Empty,
     at the cost of one pass, when every usable endpoint lists the same ports: each port's
-    candidates are then all of them or none."""
+    candidates are then all of them or none. A port listed by every usable endpoint is
+    never marked (docs/bus.md promises it: the renderer looks for marks only otherwise)."""
     if len(usable) < 2:
         return {}
     first = usable[0].ports

@@ -76,7 +76,8 @@ def render_service(
     eps = list(endpoints.values())
     if v6 or ":" in "".join(map(_IP, eps)):  # (an IPv4 address has no colon)
         eps = [e for e in eps if (":" in e.ip) is v6]  # as _fam, inlined
-    eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton)
+    whole = len(eps) == len(endpoints)  # every endpoint of the service is of this family
+    eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton, whole)
     out: list[Planned] = []
     for sp in svc.ports:
         _render_port(out, svc, sp, eps_, r, id_of, lost)
@@ -100,14 +101,23 @@ def _reached(svc: Service, v6: bool) -> bool:
 
 class _Endpoints:
     """A service's endpoints of the family, sorted by address, with their addresses packed
-    once for all its ports and targets."""
+    once for all its ports and targets.
 
-    __slots__ = ("addrs", "eps", "ips", "marked", "unique")
+    Port marks (:class:`ViewEndpoint`) are looked for only where a view can hold some for
+    the port: the view gives a port marks only when some endpoint of the service does not
+    list it (:func:`kpng.fanout.views.port_marks`). When every endpoint of the service is
+    of this family and lists the port, as nearly always, :meth:`ports` notices it for free
+    and :meth:`marked` costs nothing more."""
 
-    def __init__(self, eps: list[ViewEndpoint], aton: Callable[[str], bytes]) -> None:
+    __slots__ = ("_marks", "addrs", "eps", "ips", "lacking", "unique", "whole")
+
+    def __init__(
+        self, eps: list[ViewEndpoint], aton: Callable[[str], bytes], whole: bool = True
+    ) -> None:
         self.eps = eps
-        # whether some endpoint has marks of its own for some port (rare: see ViewEndpoint)
-        self.marked = any(map(_PORT_MARKS, eps))
+        self.whole = whole  # False: the service has endpoints of the other family too
+        self.lacking = False  # some endpoint lacked the port of the last ports() call
+        self._marks: bool | None = None  # some endpoint has port marks (looked for once)
         self.ips = ips = list(map(_IP, eps))
         self.addrs: Sequence[bytes]
         try:
@@ -122,6 +132,7 @@ class _Endpoints:
         proto, name = sp.protocol, sp.name
         fallback = sp.target_port if isinstance(sp.target_port, int) else 0
         out = []
+        lacking = False
         for e in self.eps:
             for p in e.ports:
                 if p.protocol == proto and p.name == name:
@@ -129,13 +140,24 @@ class _Endpoints:
                     break
             else:
                 out.append(0 if e.ports else fallback)
+                lacking = True  # (or has no ports at all: a numeric target may serve it)
+        self.lacking = lacking
         return out
 
-    def select(self, ports: list[int], external: bool, sp: ServicePort) -> list[int]:
-        """Indices of the endpoints flagged for a target's traffic (on port ``sp``) that
-        have the port: its backends, in the order of their (ip, port) pairs, each pair once."""
+    def marked(self) -> bool:
+        """Whether port marks may apply to the port of the last :meth:`ports` call."""
+        if not self.lacking and self.whole:
+            return False
+        if self._marks is None:
+            self._marks = any(map(_PORT_MARKS, self.eps))
+        return self._marks
+
+    def select(self, ports: list[int], external: bool, sp: ServicePort, marked: bool) -> list[int]:
+        """Indices of the endpoints flagged for a target's traffic (on port ``sp``; with
+        ``marked``, their port marks apply) that have the port: its backends, in the order
+        of their (ip, port) pairs, each pair once."""
         eps = self.eps
-        if self.marked:
+        if marked:
             name, proto, k = sp.name, sp.protocol, int(external)
             sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
         elif external:
@@ -216,7 +238,8 @@ def _render_port(
     c = r.c
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
-    sel = eps.select(ports, False, sp)
+    marked = (eps.lacking or not eps.whole) and eps.marked()  # (the test inlined: hot path)
+    sel = eps.select(ports, False, sp, marked)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
     has_any = any(ports)
@@ -235,8 +258,8 @@ def _render_port(
         else:
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if svc.externally_accessible:
-        same = not eps.marked and all(e.external is e.internal for e in eps.eps)
-        ext = sel if same else eps.select(ports, True, sp)
+        same = not marked and all(e.external is e.internal for e in eps.eps)
+        ext = sel if same else eps.select(ports, True, sp, marked)
         out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
 
 
