@@ -103,21 +103,21 @@ class _Endpoints:
     """A service's endpoints of the family, sorted by address, with their addresses packed
     once for all its ports and targets.
 
-    Port marks (:class:`ViewEndpoint`) are looked for only where a view can hold some for
-    the port: the view gives a port marks only when some endpoint of the service does not
-    list it (:func:`kpng.fanout.views.port_marks`). When every endpoint of the service is
-    of this family and lists the port, as nearly always, :meth:`ports` notices it for free
-    and :meth:`marked` costs nothing more."""
+    Port marks (:class:`ViewEndpoint`) are looked for only where a view can hold some: it
+    gives a port marks only when some endpoint of the service does not list the port
+    (:func:`kpng.fanout.views.port_marks`). :meth:`ports` notes such an endpoint in the
+    branch it takes for it anyway, so when every endpoint of the service is of this family
+    and lists every port, as nearly always, ``lacking`` stays False at no cost."""
 
-    __slots__ = ("_marks", "addrs", "eps", "ips", "lacking", "unique", "whole")
+    __slots__ = ("addrs", "eps", "ips", "lacking", "unique")
 
     def __init__(
         self, eps: list[ViewEndpoint], aton: Callable[[str], bytes], whole: bool = True
     ) -> None:
+        """``whole``: False when the service has endpoints of the other family too, whose
+        missing ports this family's endpoints may carry marks for."""
         self.eps = eps
-        self.whole = whole  # False: the service has endpoints of the other family too
-        self.lacking = False  # some endpoint lacked the port of the last ports() call
-        self._marks: bool | None = None  # some endpoint has port marks (looked for once)
+        self.lacking = not whole  # some endpoint lacked some port (see ports())
         self.ips = ips = list(map(_IP, eps))
         self.addrs: Sequence[bytes]
         try:
@@ -132,7 +132,6 @@ class _Endpoints:
         proto, name = sp.protocol, sp.name
         fallback = sp.target_port if isinstance(sp.target_port, int) else 0
         out = []
-        lacking = False
         for e in self.eps:
             for p in e.ports:
                 if p.protocol == proto and p.name == name:
@@ -140,35 +139,33 @@ class _Endpoints:
                     break
             else:
                 out.append(0 if e.ports else fallback)
-                lacking = True  # (or has no ports at all: a numeric target may serve it)
-        self.lacking = lacking
+                self.lacking = True  # (or has no ports at all: a numeric target may serve it)
         return out
 
     def marked(self) -> bool:
-        """Whether port marks may apply to the port of the last :meth:`ports` call."""
-        if not self.lacking and self.whole:
-            return False
-        if self._marks is None:
-            self._marks = any(map(_PORT_MARKS, self.eps))
-        return self._marks
+        """Whether some endpoint has port marks (looked for once ``lacking``)."""
+        return any(map(_PORT_MARKS, self.eps))
 
-    def select(self, ports: list[int], external: bool, sp: ServicePort, marked: bool) -> list[int]:
-        """Indices of the endpoints flagged for a target's traffic (on port ``sp``; with
-        ``marked``, their port marks apply) that have the port: its backends, in the order
-        of their (ip, port) pairs, each pair once."""
+    def select(self, ports: list[int], external: bool) -> list[int]:
+        """Indices of the endpoints flagged for a target's traffic that have the port: its
+        backends, in the order of their (ip, port) pairs, each pair once."""
         eps = self.eps
-        if marked:
-            name, proto, k = sp.name, sp.protocol, int(external)
-            sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
-        elif external:
+        if external:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
         else:
             sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
-        if not self.unique and len(sel) > 1:
-            ips = self.ips
-            by = {(ips[j], ports[j]): j for j in sel}
-            sel = [by[k] for k in sorted(by)]
-        return sel
+        return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
+
+    def select_marked(self, ports: list[int], external: bool, sp: ServicePort) -> list[int]:
+        """:meth:`select`, where an endpoint's marks for ``sp`` may be its own."""
+        eps, name, proto, k = self.eps, sp.name, sp.protocol, int(external)
+        sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
+        return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
+
+    def _ordered(self, sel: list[int], ports: list[int]) -> list[int]:
+        ips = self.ips
+        by = {(ips[j], ports[j]): j for j in sel}
+        return [by[k] for k in sorted(by)]
 
 
 class _Addresses(Sequence[bytes]):
@@ -238,8 +235,8 @@ def _render_port(
     c = r.c
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
-    marked = (eps.lacking or not eps.whole) and eps.marked()  # (the test inlined: hot path)
-    sel = eps.select(ports, False, sp, marked)
+    marked = eps.lacking and eps.marked()
+    sel = eps.select_marked(ports, False, sp) if marked else eps.select(ports, False)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
     has_any = any(ports)
@@ -258,8 +255,10 @@ def _render_port(
         else:
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if svc.externally_accessible:
-        same = not marked and all(e.external is e.internal for e in eps.eps)
-        ext = sel if same else eps.select(ports, True, sp, marked)
+        if marked:
+            ext = eps.select_marked(ports, True, sp)
+        else:
+            ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
         out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
 
 
