@@ -10,6 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import ClassVar
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
@@ -200,14 +201,15 @@ class ViewEndpoint(_EndpointAddress):
 
     Endpoints are selected per service port, as kube-proxy does: ``internal``/``external``
     hold for every port of the service, except the ports named in ``port_marks``, which
-    carry their own. ``port_marks`` is empty (the shared ``()``) unless the endpoints of
-    the service list different ports and some port's own selection differs (a rollout that
-    drops a named port, Local policy or topology hints judged per port): the common case
-    costs no object and no byte more."""
+    carry their own. Only a :class:`MarkedViewEndpoint` has port marks, and only when the
+    endpoints of the service list different ports and some port's own selection differs
+    (a rollout that drops a named port, Local policy or topology hints judged per port):
+    here ``port_marks`` is a class attribute, so the common case costs no object and no
+    byte more (no slot) than before port marks existed."""
 
     internal: bool = False
     external: bool = False
-    port_marks: tuple[PortMarks, ...] = ()
+    port_marks: ClassVar[tuple[PortMarks, ...]] = ()
 
     def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
         """(internal, external) for the service port of this name and protocol."""
@@ -215,6 +217,31 @@ class ViewEndpoint(_EndpointAddress):
             if m.name == name and m.protocol == protocol:
                 return m.internal, m.external
         return self.internal, self.external
+
+    def with_port_marks(self, marks: tuple[PortMarks, ...]) -> ViewEndpoint:
+        """This endpoint with these port marks: a :class:`MarkedViewEndpoint`, or a plain
+        ViewEndpoint when there are none (so that equal endpoints compare equal)."""
+        fields = (
+            self.ip,
+            self.ports,
+            self.node,
+            self.zone,
+            self.ready,
+            self.serving,
+            self.terminating,
+            self.internal,
+            self.external,
+        )
+        if marks:
+            return MarkedViewEndpoint(*fields, marks)
+        return self if type(self) is ViewEndpoint else ViewEndpoint(*fields)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedViewEndpoint(ViewEndpoint):
+    """A view endpoint with port marks (never none: see :meth:`ViewEndpoint.with_port_marks`)."""
+
+    port_marks: tuple[PortMarks, ...] = ()  # type: ignore[misc]  # (a field here, see above)
 
 
 def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:

@@ -45,7 +45,7 @@ EP = ViewEndpoint(
     external=True,
 )
 NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
-MARKED = dataclasses.replace(EP, port_marks=(PortMarks("metrics", TCP, False, True),))
+MARKED = EP.with_port_marks((PortMarks("metrics", TCP, False, True),))
 
 # (encoding, hash) of each item, and the view's digest: also in docs/bus.md
 VECTORS = {
@@ -115,7 +115,7 @@ def test_every_field_counts() -> None:
     (mark,) = MARKED.port_marks
     for change in ({"name": "http"}, {"protocol": UDP}, {"internal": True}, {"external": False}):
         marks = (dataclasses.replace(mark, **change),)
-        e = dataclasses.replace(EP, port_marks=marks)
+        e = EP.with_port_marks(marks)
         hashes.add(to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: e}}, {})))
     assert len(hashes) == 6
     # the same endpoint under another service is another item

@@ -18,13 +18,8 @@ METRICS = EndpointPort("metrics", TCP, 9090)
 KEY = "shop/web"
 NEW = ViewEndpoint("10.244.1.5", (HTTP_ENDPOINT_PORT,), "node-a1", internal=True, external=True)
 OLD = ViewEndpoint(
-    "10.244.1.6",
-    (HTTP_ENDPOINT_PORT, METRICS),
-    "node-a1",
-    ready=False,
-    terminating=True,
-    port_marks=(PortMarks("metrics", TCP, True, True),),
-)
+    "10.244.1.6", (HTTP_ENDPOINT_PORT, METRICS), "node-a1", ready=False, terminating=True
+).with_port_marks((PortMarks("metrics", TCP, True, True),))
 OLDER = dataclasses.replace(OLD, ip="10.244.1.7")
 ROLLOUT = (NEW, OLD, OLDER)
 
@@ -57,7 +52,7 @@ def test_the_compact_form_shares_equal_marks() -> None:
 
 def test_the_common_case_carries_no_new_field() -> None:
     """Without port marks the operations are the ones written before port marks existed."""
-    plain = (NEW, dataclasses.replace(OLD, port_marks=()))
+    plain = (NEW, OLD.with_port_marks(()))
     assert set(endpoints_to_wire(KEY, plain)) == {"op", "key", "ports", "eps"}
     for e in plain:
         assert "port_marks" not in op_to_wire(SetEndpoint(KEY, e))["ep"]
@@ -65,7 +60,7 @@ def test_the_common_case_carries_no_new_field() -> None:
 
 def test_a_message_without_port_marks_decodes_as_before() -> None:
     """What an older watcher sends: every endpoint's marks hold for every port."""
-    plain = (NEW, dataclasses.replace(OLD, port_marks=()))
+    plain = (NEW, OLD.with_port_marks(()))
     for compact in (False, True):
         for e in decoded(delta(*plain, compact=compact)):
             assert e.port_marks == ()
@@ -86,9 +81,7 @@ def test_what_an_older_agent_reads() -> None:
     assert compact["port_marks"] == [[1, "metrics", "TCP", 24], [2, "metrics", "TCP", 24]]
     assert all(3 <= len(row) <= 5 for row in compact["eps"])
     old_view = endpoints_from_wire(Reader(_without_port_marks(compact), ""), "node")
-    assert [op.endpoint for op in old_view] == [
-        dataclasses.replace(e, port_marks=()) for e in ROLLOUT
-    ]
+    assert [op.endpoint for op in old_view] == [e.with_port_marks(()) for e in ROLLOUT]
     single = op_to_wire(SetEndpoint(KEY, OLD))
     assert single["ep"]["port_marks"] == [["metrics", "TCP", 24]]
     data = msgpack.packb(
@@ -105,7 +98,7 @@ def test_what_an_older_agent_reads() -> None:
             "ops": [_without_port_marks(single)],
         }
     )
-    assert decoded(stripped) == (dataclasses.replace(OLD, port_marks=()),)
+    assert decoded(stripped) == (OLD.with_port_marks(()),)
 
 
 def test_unknown_flag_bits_of_a_port_mark_are_ignored() -> None:

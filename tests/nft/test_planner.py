@@ -207,7 +207,7 @@ def test_an_endpoint_gaining_port_marks_is_an_incremental_change() -> None:
     new = ViewEndpoint("10.244.0.3", (http,), "node-b", internal=True, external=True)
     marks = (PortMarks("metrics", TransportProtocol.TCP, True, True),)
     leaving = replace(old, ready=False, terminating=True, internal=False, external=False)
-    after = view((s, [replace(leaving, port_marks=marks), new]))
+    after = view((s, [leaving.with_port_marks(marks), new]))
     a, b = Harness(), Harness()
     a.full(before)
     assert 0 < step(a, after) <= 12

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from kpng.diff import (
@@ -425,7 +425,7 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
         out.append(SetEndpoint(key, endpoint))
     if "port_marks" in r.data:  # rare: the rows' own marks are patched after, not looked up
         for i, marks in _row_marks(r, len(out)).items():
-            out[i] = SetEndpoint(key, replace(out[i].endpoint, port_marks=marks))
+            out[i] = SetEndpoint(key, out[i].endpoint.with_port_marks(marks))
     return tuple(out)
 
 
@@ -492,12 +492,10 @@ def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
         "terminating": r.get("terminating", bool),
     }
     if scope == "node":
-        return ViewEndpoint(
-            **common,
-            internal=r.get("internal", bool),
-            external=r.get("external", bool),
-            port_marks=_endpoint_marks(r) if "port_marks" in r.data else (),
+        e = ViewEndpoint(
+            **common, internal=r.get("internal", bool), external=r.get("external", bool)
         )
+        return e.with_port_marks(_endpoint_marks(r)) if "port_marks" in r.data else e
     return Endpoint(
         **common,
         zone_hints=frozenset(r.strings("zone_hints")),

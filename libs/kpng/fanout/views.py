@@ -17,10 +17,12 @@ ready without it, the old ones serve it while terminating, and take its traffic)
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import attrgetter
 
 from kpng.model import (
     Endpoint,
+    EndpointPort,
     EndpointSlice,
     PortMarks,
     Service,
@@ -29,6 +31,7 @@ from kpng.model import (
     endpoint_port,
 )
 
+_PORTS: Callable[[Endpoint | ViewEndpoint], tuple[EndpointPort, ...]] = attrgetter("ports")
 TOPOLOGY_NONE = ""
 TOPOLOGY_NODE = "PreferSameNode"
 TOPOLOGY_ZONE = "PreferSameZone"
@@ -177,8 +180,7 @@ def port_marks(
     never marked (docs/bus.md promises it: the renderer looks for marks only otherwise)."""
     if len(usable) < 2:
         return {}
-    first = usable[0].ports
-    if all(e.ports is first or e.ports == first for e in usable):
+    if [*map(_PORTS, usable)].count(usable[0].ports) == len(usable):  # (C loops: fastest)
         return {}
     internal, external = marked
     out: dict[str, list[PortMarks]] = {}
@@ -208,9 +210,7 @@ def service_view(
     for a port tells the dataplane that the port has endpoints elsewhere (Local policy:
     drop, rather than reject)."""
     internal, external = marked = _selection(service, endpoints, node, zone)
-    usable = [e for e in endpoints if e.usable]
-    overrides = port_marks(service, usable, marked, node, zone)
-    return tuple(
+    view = tuple(
         ViewEndpoint(
             ip=e.ip,
             ports=e.ports,
@@ -221,10 +221,17 @@ def service_view(
             terminating=e.terminating,
             internal=e.ip in internal,
             external=e.ip in external,
-            port_marks=overrides.get(e.ip, ()) if overrides else (),
         )
-        for e in usable
+        for e in endpoints
+        if e.usable
     )
+    if len(view) < 2 or [*map(_PORTS, view)].count(view[0].ports) == len(view):
+        return view  # every endpoint lists the same ports: no port marks (C loops: fastest)
+    usable = [e for e in endpoints if e.usable]
+    overrides = port_marks(service, usable, marked, node, zone)
+    if not overrides:
+        return view
+    return tuple(e.with_port_marks(overrides[e.ip]) if e.ip in overrides else e for e in view)
 
 
 def view_variant(
