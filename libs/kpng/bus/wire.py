@@ -114,6 +114,7 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
     and zone omitted from the end when empty). Sent only to consumers that ask for it."""
     tables: dict[tuple[EndpointPort, ...], int] = {}
     rows: list[list[Any]] = []
+    marks: list[list[Any]] = []
     for e in endpoints:
         flags = (
             (EP_READY if e.ready else 0)
@@ -127,14 +128,10 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
             row += [e.node, e.zone]
         elif e.node:
             row.append(e.node)
+        if e.port_marks:  # (rare: see ViewEndpoint)
+            marks += ([len(rows), *m] for m in _port_marks_to_wire(e.port_marks))
         rows.append(row)
     op = {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
-    marks = [
-        [i, *mark]
-        for i, e in enumerate(endpoints)
-        if e.port_marks
-        for mark in _port_marks_to_wire(e.port_marks)
-    ]
     if marks:
         op["port_marks"] = marks
     return op
