@@ -95,6 +95,10 @@ COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng
 # the snapshot-request feature that lets a node snapshot's zone part come as a cast: published
 # once on a subject every consumer waiting for it hears (docs/bus.md, section 9a)
 CAST = "cast"
+# the snapshot-request feature that says the consumer holds port marks (kpng.model.PortMarks),
+# so that its digests cover them: only such consumers of a node get digests in its ticks
+# (an older one could never match a view with port marks: docs/bus.md, section 5.2)
+PORT_MARKS = "marks"
 _FLAGS: list[tuple[bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
     # internal, external) of each flags value
     (
