@@ -436,7 +436,7 @@ _MARKS = EP_INTERNAL | EP_EXTERNAL
 def _row_marks(r: Reader, rows: int) -> dict[int, tuple[PortMarks, ...]]:
     """An "eps" operation's ``port_marks``: ``[row, name, protocol, flags]`` each -> the
     marks of each row."""
-    out: dict[int, list[PortMarks]] = {}
+    out: dict[int, _Marks] = {}
     interned: dict[tuple[Any, ...], PortMarks] = {}
     path = r.where("port_marks")
     for i, raw in enumerate(r.get("port_marks", list)):
@@ -445,13 +445,16 @@ def _row_marks(r: Reader, rows: int) -> dict[int, tuple[PortMarks, ...]]:
         row = raw[0]
         if not 0 <= row < rows:
             raise MalformedMessage(f"{path}[{i}][0]", f"row {row} out of range (0..{rows - 1})")
-        marks = out.setdefault(row, [])
+        marks = out.setdefault(row, {})
         _add_mark(marks, raw[1:], f"{path}[{i}]", interned)
-    return {row: tuple(marks) for row, marks in out.items()}
+    return {row: tuple(marks.values()) for row, marks in out.items()}
+
+
+_Marks = dict[tuple[str, TransportProtocol], PortMarks]  # an endpoint's, by port, in order
 
 
 def _add_mark(
-    marks: list[PortMarks], raw: list[Any], path: str, interned: dict[tuple[Any, ...], PortMarks]
+    marks: _Marks, raw: list[Any], path: str, interned: dict[tuple[Any, ...], PortMarks]
 ) -> None:
     """One ``[name, protocol, flags]`` onto an endpoint's ``marks``; unknown flag bits are
     ignored (as an "eps" row's), a port marked twice is malformed."""
@@ -461,25 +464,26 @@ def _add_mark(
     proto = _PROTOCOLS.get(protocol) if type(protocol) is str else None
     if proto is None:
         raise MalformedMessage(path, f"bad protocol {protocol!r}"[:120])
-    if any(m.name == name and m.protocol is proto for m in marks):
+    if (name, proto) in marks:
         raise MalformedMessage(path, f"port {name!r} {proto.value} marked twice"[:120])
     flags &= _MARKS
     mark = interned.get((name, proto, flags))
     if mark is None:
         mark = PortMarks(name, proto, bool(flags & EP_INTERNAL), bool(flags & EP_EXTERNAL))
         interned[(name, proto, flags)] = mark
-    marks.append(mark)
+    marks[(name, proto)] = mark
 
 
 def _endpoint_marks(r: Reader) -> tuple[PortMarks, ...]:
     """An "ep" operation's endpoint's ``port_marks``: ``[name, protocol, flags]`` each."""
-    marks: list[PortMarks] = []
+    marks: _Marks = {}
+    interned: dict[tuple[Any, ...], PortMarks] = {}
     path = r.where("port_marks")
     for i, raw in enumerate(r.get("port_marks", list)):
         if type(raw) is not list or len(raw) < 3:
             raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, flags]")
-        _add_mark(marks, raw, f"{path}[{i}]", {})
-    return tuple(marks)
+        _add_mark(marks, raw, f"{path}[{i}]", interned)
+    return tuple(marks.values())
 
 
 def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
