@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar
 
@@ -242,6 +242,17 @@ class MarkedViewEndpoint(ViewEndpoint):
     """A view endpoint with port marks (never none: see :meth:`ViewEndpoint.with_port_marks`)."""
 
     port_marks: tuple[PortMarks, ...] = ()  # type: ignore[misc]  # (a field here, see above)
+    # the marks by (name, protocol): one lookup per port, however many marks a message gave
+    _by_port: dict[tuple[str, str], tuple[bool, bool]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        by_port = {(m.name, m.protocol.value): (m.internal, m.external) for m in self.port_marks}
+        object.__setattr__(self, "_by_port", by_port)
+
+    def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
+        return self._by_port.get((name, protocol.value), (self.internal, self.external))
 
 
 def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:

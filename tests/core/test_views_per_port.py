@@ -10,6 +10,7 @@ where it does not.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 from typing import Any
 
@@ -192,3 +193,18 @@ def test_each_port_is_selected_as_kube_proxy_does(
         for m in e.port_marks:
             sp = next(p for p in service.ports if (p.name, p.protocol) == (m.name, m.protocol))
             assert not all(endpoint_port(sp, other) for other in view), m
+
+
+def test_a_marked_endpoint_answers_each_port_with_one_lookup() -> None:
+    """MarkedViewEndpoint.marks reads a dict, not its marks one by one (a message may give
+    an endpoint tens of thousands; the renderer asks once per port)."""
+    marks = tuple(PortMarks(f"p{i}", TCP, i % 2 == 0, False) for i in range(20_000))
+    e = ViewEndpoint("10.244.1.5", HTTP_ONLY, internal=False, external=True).with_port_marks(marks)
+    assert e.marks("p19998", TCP) == (True, False)
+    assert e.marks("p19999", TCP) == (False, False)
+    assert e.marks("http", TCP) == (False, True)  # no mark: the endpoint's own
+    assert e == dataclasses.replace(e)  # the lookup table is no part of the value
+    started = time.process_time()
+    for i in range(20_000):
+        e.marks(f"p{i}", TCP)
+    assert time.process_time() - started < 0.5  # a scan each: ~10 s
