@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache, partial
 from typing import Any
 
-from kpng.model import Endpoint, EndpointPort, Node, Service, ViewEndpoint
+from kpng.model import Endpoint, EndpointPort, Node, PortMarks, Service, ViewEndpoint
 
 _I64 = struct.Struct(">q")
 _U32 = struct.Struct(">I")
@@ -108,8 +108,10 @@ def encode_service(s: Service) -> bytes:
 
 def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
     """A node view's endpoint: ``E``, then the service key, IP, ports (each: name,
-    protocol, port), node, zone, ready, serving, terminating, internal, external. A global
-    view's: ``G``, then the same up to terminating, then zone hints and node hints (sorted)."""
+    protocol, port), node, zone, ready, serving, terminating, internal, external, and only
+    when it has port marks: ``P`` and their list (each: name, protocol, internal,
+    external). A global view's: ``G``, then the same up to terminating, then zone hints and
+    node hints (sorted)."""
     ip = e.ip.encode()
     flags = _FLAGS[e.ready] + _FLAGS[e.serving] + _FLAGS[e.terminating]
     common = b"".join(
@@ -124,8 +126,20 @@ def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
         )
     )
     if isinstance(e, ViewEndpoint):
+        marks = e.port_marks
+        if marks:  # absent from the common case, so the encoding is the same as before them
+            return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external] + _port_marks(marks)
         return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external]
     return b"G" + common + _strs(sorted(e.zone_hints)) + _strs(sorted(e.node_hints))
+
+
+def _port_marks(marks: tuple[PortMarks, ...]) -> bytes:
+    out = [b"P", _U32.pack(len(marks))]
+    out += [
+        _str(m.name) + _str(m.protocol.value) + _FLAGS[m.internal] + _FLAGS[m.external]
+        for m in marks
+    ]
+    return b"".join(out)
 
 
 def encode_node(n: Node) -> bytes:

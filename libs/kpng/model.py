@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import ClassVar
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
@@ -184,11 +185,84 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class PortMarks:
+    """A view endpoint's marks for one service port (name, protocol) where they differ from
+    the endpoint's own (see :class:`ViewEndpoint`)."""
+
+    name: str
+    protocol: TransportProtocol
+    internal: bool
+    external: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ViewEndpoint(_EndpointAddress):
-    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic."""
+    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic.
+
+    Endpoints are selected per service port, as kube-proxy does: ``internal``/``external``
+    hold for every port of the service, except the ports named in ``port_marks``, which
+    carry their own. Only a :class:`MarkedViewEndpoint` has port marks, and only when the
+    endpoints of the service list different ports and some port's own selection differs
+    (a rollout that drops a named port, Local policy or topology hints judged per port):
+    here ``port_marks`` is a class attribute, so the common case costs no object and no
+    byte more (no slot) than before port marks existed."""
 
     internal: bool = False
     external: bool = False
+    port_marks: ClassVar[tuple[PortMarks, ...]] = ()
+
+    def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
+        """(internal, external) for the service port of this name and protocol."""
+        for m in self.port_marks:
+            if m.name == name and m.protocol == protocol:
+                return m.internal, m.external
+        return self.internal, self.external
+
+    def with_port_marks(self, marks: tuple[PortMarks, ...]) -> ViewEndpoint:
+        """This endpoint with these port marks: a :class:`MarkedViewEndpoint`, or a plain
+        ViewEndpoint when there are none (so that equal endpoints compare equal)."""
+        fields = (
+            self.ip,
+            self.ports,
+            self.node,
+            self.zone,
+            self.ready,
+            self.serving,
+            self.terminating,
+            self.internal,
+            self.external,
+        )
+        if marks:
+            return MarkedViewEndpoint(*fields, marks)
+        return self if type(self) is ViewEndpoint else ViewEndpoint(*fields)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedViewEndpoint(ViewEndpoint):
+    """A view endpoint with port marks (never none: see :meth:`ViewEndpoint.with_port_marks`)."""
+
+    port_marks: tuple[PortMarks, ...] = ()  # type: ignore[misc]  # (a field here, see above)
+    # the marks by (name, protocol): one lookup per port, however many marks a message gave
+    _by_port: dict[tuple[str, str], tuple[bool, bool]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        by_port = {(m.name, m.protocol.value): (m.internal, m.external) for m in self.port_marks}
+        object.__setattr__(self, "_by_port", by_port)
+
+    def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
+        return self._by_port.get((name, protocol.value), (self.internal, self.external))
+
+
+def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:
+    """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
+    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
+    target port."""
+    for p in e.ports:
+        if p.protocol == sp.protocol and p.name == sp.name:
+            return p.port
+    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
 
 
 def ip_family(ip: str) -> int:

@@ -16,13 +16,15 @@ from kpng.dataplane.health import (
     no_local_endpoints,
     service_health,
 )
-from kpng.model import TrafficPolicy
+from kpng.fanout.views import service_view
+from kpng.model import Endpoint, Service, ServiceType, TrafficPolicy
 from kpng.runtime.clock import FakeClock
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 from kpng_agent.main import parser as agent_parser
 from kpng_devrun.procs import free_port
 from tests.agent.helpers import NODE, ep, event, lb, udp, view
+from tests.objects import DNS_ENDPOINT_PORT, HTTP_ENDPOINT_PORT, dns_port, http_port
 
 
 def test_healthy_until_an_update_waits_longer_than_the_timeout() -> None:
@@ -87,6 +89,37 @@ def test_no_local_endpoints_per_traffic_policy() -> None:
         (udp("here", ip="10.96.0.11", internal_traffic_policy=TrafficPolicy.LOCAL), [ep("x")]),
     )
     assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 1}
+
+
+def test_no_local_endpoints_counts_service_ports_as_kube_proxy() -> None:
+    """Per service port: dns has a remote endpoint only (dropped here), http a local one.
+    The old per-service count saw a local endpoint and counted nothing."""
+    service = Service(
+        "default",
+        "both",
+        ServiceType.CLUSTER_IP,
+        ("10.96.0.12",),
+        (http_port(), dns_port()),
+        internal_traffic_policy=TrafficPolicy.LOCAL,
+    )
+    here = Endpoint("10.244.0.7", (HTTP_ENDPOINT_PORT,), NODE)
+    there = Endpoint("10.244.1.7", (HTTP_ENDPOINT_PORT, DNS_ENDPOINT_PORT), "node-b")
+    v = view((service, list(service_view(service, (here, there), NODE, ""))))
+    assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 0}
+    # two ports without a local endpoint count twice, as kube-proxy's gauge does
+    v = view((service, list(service_view(service, (there,), NODE, ""))))
+    assert no_local_endpoints(v, NODE) == {"internal": 2, "external": 0}
+
+
+def test_health_check_node_port_counts_local_ready_endpoints_of_any_port() -> None:
+    """kube-proxy's LocalReadyEndpoints: per service, the distinct local ready addresses over
+    all its ports; an endpoint without the LB's one port still counts (kube-proxy's
+    count is of the service, not of a port)."""
+    other = Endpoint("10.244.0.8", (DNS_ENDPOINT_PORT,), NODE)
+    remote = Endpoint("10.244.1.8", (HTTP_ENDPOINT_PORT,), "node-b")
+    service = lb("only-dns-here")
+    v = view((service, list(service_view(service, (other, remote), NODE, ""))))
+    assert health_services(v, NODE)[32100].local_endpoints == 1
 
 
 @pytest.mark.parametrize("bad", ["foo:bar", "127.0.0.1:70000", "[::1]:x"])

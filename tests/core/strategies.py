@@ -37,6 +37,7 @@ from kpng.model import (
     EndpointPort,
     EndpointSlice,
     Node,
+    PortMarks,
     Service,
     ServicePort,
     ServiceType,
@@ -188,7 +189,7 @@ def endpoint_slices(draw: st.DrawFn, service_key: str | None = None) -> Endpoint
 
 
 def view_endpoints(ip: str | None = None) -> st.SearchStrategy[ViewEndpoint]:
-    return st.builds(
+    plain = st.builds(
         ViewEndpoint,
         ip=st.just(ip) if ip is not None else pod_ips,
         ports=st.lists(endpoint_ports, max_size=2).map(tuple),
@@ -200,6 +201,21 @@ def view_endpoints(ip: str | None = None) -> st.SearchStrategy[ViewEndpoint]:
         internal=st.booleans(),
         external=st.booleans(),
     )
+    # mostly none, as in real views; at most one per (name, protocol), as a view gives
+    marks = st.one_of(
+        st.just(()),
+        st.lists(port_marks, max_size=3, unique_by=lambda m: (m.name, m.protocol)).map(tuple),
+    )
+    return st.tuples(plain, marks).map(lambda pair: pair[0].with_port_marks(pair[1]))
+
+
+port_marks = st.builds(
+    PortMarks,
+    name=st.sampled_from(("", "http", "dns", "metrics")),
+    protocol=st.sampled_from(list(TransportProtocol)),
+    internal=st.booleans(),
+    external=st.booleans(),
+)
 
 
 def _service_variants(key: str) -> list[Service]:

@@ -21,8 +21,8 @@ from kpng.digest import (
     to_hex,
     view_digest,
 )
-from kpng.model import Node, Service, ServiceType, ViewEndpoint
-from tests.objects import HTTP, http_port
+from kpng.model import Node, PortMarks, Service, ServiceType, ViewEndpoint
+from tests.objects import HTTP, TCP, UDP, http_port
 
 from .strategies import global_views, node_views
 
@@ -45,6 +45,7 @@ EP = ViewEndpoint(
     external=True,
 )
 NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
+MARKED = EP.with_port_marks((PortMarks("metrics", TCP, False, True),))
 
 # (encoding, hash) of each item, and the view's digest: also in docs/bus.md
 VECTORS = {
@@ -62,6 +63,15 @@ VECTORS = {
         "652d310101000101",
         "df3da0fadfcfcbc2",
     ),
+    # the endpoint with a port mark: metrics/TCP external only (a view's endpoint has such
+    # marks only for ports whose own selection differs; see kpng.fanout.views)
+    "endpoint with port marks": (
+        "450000000b64656661756c742f7765620000000a31302e3234342e312e31000000010000"
+        "000468747470000000035443500000000000001f90000000066e6f64652d610000000"
+        "67a6f6e652d3101010001015000000001000000076d6574726963730000000354435000"
+        "01",
+        "27d93d11ab739942",
+    ),
     "node": (
         "4e000000066e6f64652d61000000010000000c3139322e3136382e302e3130000000067a6f"
         "6e652d3100000000",
@@ -75,6 +85,10 @@ def test_the_vectors_of_the_contract() -> None:
     items = {
         "service": (encode_service(WEB), service_hash(WEB)),
         "endpoint": (encode_endpoint(WEB.key, EP), endpoint_hash(WEB.key, EP)),
+        "endpoint with port marks": (
+            encode_endpoint(WEB.key, MARKED),
+            endpoint_hash(WEB.key, MARKED),
+        ),
         "node": (encode_node(NODE), node_hash(NODE)),
     }
     for name, (encoding, digest) in items.items():
@@ -96,6 +110,14 @@ def test_every_field_counts() -> None:
     base = to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: EP}}, {}))
     moved = dataclasses.replace(EP, external=False)
     assert to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: moved}}, {})) != base
+    # port marks count, each of their fields too
+    hashes = {to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: MARKED}}, {})), base}
+    (mark,) = MARKED.port_marks
+    for change in ({"name": "http"}, {"protocol": UDP}, {"internal": True}, {"external": False}):
+        marks = (dataclasses.replace(mark, **change),)
+        e = EP.with_port_marks(marks)
+        hashes.add(to_hex(view_digest({WEB.key: WEB}, {WEB.key: {EP.ip: e}}, {})))
+    assert len(hashes) == 6
     # the same endpoint under another service is another item
     other = {WEB.key: WEB, "default/api": WEB}
     assert view_digest(other, {"default/api": {EP.ip: EP}}, {}) != view_digest(

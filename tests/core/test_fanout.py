@@ -630,3 +630,26 @@ def test_the_watcher_ticks_at_once_a_node_that_reports_a_view_it_did_not_publish
     for epoch, seq, other in (("e2", 0, "0123456789abcdef"), ("e2", 1, ""), ("e1", 7, digest)):
         tick = decode(fanout.check("n1", epoch, seq, other, 1.0) or b"")
         assert tick == Tick("e2", 0, 1.0, digest), (epoch, seq)
+
+
+def test_a_consumer_without_port_marks_gets_ticks_without_digest_and_is_not_checked() -> None:
+    """An agent of before port marks ignores them: its digest of a view that holds some can
+    never be the watcher's, and each check would resync it (thousands of full snapshots a
+    second, seen over NATS). Asking without "marks" turns the node's digests off; a
+    consumer asking with it turns them on again."""
+    cluster = ClusterState()
+    cluster.replace([make_service(1, False, False, False)])
+    fanout = Fanout("e2")
+    fanout.load(cluster)
+    fanout.serve("n1")
+    digest = fanout.node_digest("n1")
+    fanout.holds_marks("n1", False)
+    assert fanout.check("n1", "e2", 0, "0123456789abcdef", 1.0) is None
+    assert decode(fanout.check("n1", "e1", 7, digest, 1.0) or b"") == Tick("e2", 0, 1.0, "")
+    ticks = {o.node: decode(o.data) for o in fanout.ticks(5.0, full=True)}
+    assert ticks["n1"] == Tick("e2", 0, 5.0, "")
+    fanout.holds_marks("n1", True)
+    tick = decode(fanout.check("n1", "e2", 0, "0123456789abcdef", 1.0) or b"")
+    assert tick == Tick("e2", 0, 1.0, digest)
+    ticks = {o.node: decode(o.data) for o in fanout.ticks(6.0, full=True)}
+    assert ticks["n1"] == Tick("e2", 0, 6.0, digest)

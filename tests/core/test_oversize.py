@@ -3,11 +3,14 @@ as published stays (or none), nothing oversize reaches a delta, a snapshot or th
 
 from __future__ import annotations
 
-from kpng.bus.codec import Delta, SnapshotChunk, decode
-from kpng.diff import SetService
+import dataclasses
+
+from kpng.bus.codec import Delta, SnapshotChunk, decode, encode_op
+from kpng.diff import SetEndpoint, SetService
 from kpng.fanout.cluster import ClusterState
 from kpng.fanout.fanout import Fanout
-from kpng.fanout.oversize import oversize_op
+from kpng.fanout.oversize import VIEW_MARGIN, oversize_op
+from kpng.fanout.views import service_view
 from kpng.model import (
     Endpoint,
     EndpointPort,
@@ -112,3 +115,30 @@ def test_oversize_op_encodes_an_endpoint_only_when_its_bound_does_not_fit() -> N
     cluster.replace((big(2), slice_(2)))
     assert oversize_op(cluster.service_state(KEY), 4096) == 0
     assert oversize_op(cluster.service_state(KEY), 100) > 100
+
+
+def test_an_endpoint_whose_node_view_port_marks_cannot_fit_is_refused() -> None:
+    """The old pod lists 300 long-named ports and serves them while terminating; the new
+    one is ready and lists one: a node view marks the old pod for 299 ports of its own
+    (kpng.fanout.views), so its operation is larger than the global one by nearly its port
+    list, and cannot fit where the service's and the global endpoint's do."""
+    names = [f"{i:03d}-" + "x" * 56 for i in range(300)]
+    service = dataclasses.replace(
+        big(0), ports=tuple(ServicePort(n, TCP, i + 1, i + 1) for i, n in enumerate(names))
+    )
+    ports = tuple(EndpointPort(n, TCP, i + 1) for i, n in enumerate(names))
+    old = Endpoint("10.244.0.1", ports, "n1", ready=False, terminating=True)
+    new = Endpoint("10.244.0.2", ports[:1], "n1")
+    cluster = ClusterState()
+    cluster.replace((service, EndpointSlice("default", "big-a", "big", "IPv4", (old, new))))
+    state = cluster.service_state(KEY)
+    (marked, _) = service_view(service, state.endpoints, "n1", "")
+    assert len(marked.port_marks) == len(names) - 1
+    node_op = len(encode_op(SetEndpoint(KEY, marked)))
+    fits = max(len(encode_op(SetService(service))), len(encode_op(SetEndpoint(KEY, old))))
+    limit = fits + VIEW_MARGIN + 8
+    assert node_op > limit  # the node view's operation cannot fit...
+    assert oversize_op(state, limit) > limit - VIEW_MARGIN  # ...so the version is refused
+    alone = ClusterState()  # one endpoint: no port marks, the global operation's room
+    alone.replace((service, EndpointSlice("default", "big-a", "big", "IPv4", (old,))))
+    assert oversize_op(alone.service_state(KEY), limit) == 0

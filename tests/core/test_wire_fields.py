@@ -72,6 +72,36 @@ BAD = {
         {"op": "eps", "key": "k", "ports": [[["http", "TCP", -5]]], "eps": []},
         "ports[0][0]",
     ),
+    "port mark not a list": (ep(port_marks=["http"]), "ep.port_marks[0]"),
+    "port mark protocol": (ep(port_marks=[["http", "ICMP", 8]]), "ep.port_marks[0]"),
+    "port mark flags": (ep(port_marks=[["http", "TCP", "8"]]), "ep.port_marks[0]"),
+    "port mark negative flags": (ep(port_marks=[["http", "TCP", -8]]), "ep.port_marks[0]"),
+    "port marked twice": (
+        ep(port_marks=[["http", "TCP", 8], ["http", "TCP", 16]]),
+        "ep.port_marks[1]",
+    ),
+    "port marks nil": (ep(port_marks=None), "ep.port_marks"),
+    "eps port marks not a list": ({**eps(["10.244.0.1", 1, 0]), "port_marks": {}}, "port_marks"),
+    "eps port mark row": (
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [[1, "http", "TCP", 8]]},
+        "port_marks[0][0]",
+    ),
+    "eps port mark row type": (
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [["0", "http", "TCP", 8]]},
+        "port_marks[0]",
+    ),
+    "eps port mark short": (
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [[0, "http", "TCP"]]},
+        "port_marks[0]",
+    ),
+    "eps port mark protocol": (
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [[0, "http", 6, 8]]},
+        "port_marks[0]",
+    ),
+    "eps port marked twice": (
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [[0, "", "UDP", 8], [0, "", "UDP", 0]]},
+        "port_marks[1]",
+    ),
     "delete endpoint ip": ({"op": "-ep", "key": "default/web", "ip": "x"}, "ip"),
     "node name": ({"op": "node", "node": {"name": ">", "addresses": []}}, "node.name"),
     "node address": (
@@ -100,6 +130,8 @@ def test_a_bad_field_makes_the_message_malformed_naming_it(case: str) -> None:
         ep(node=""),
         eps(["10.244.0.1", 1, 0]),
         eps(["fd00::1", 1, 0, "n1.example.com", "z1"]),
+        ep(port_marks=[["http", "TCP", 8], ["metrics", "TCP", 24 | 64]]),
+        {**eps(["10.244.0.1", 1, 0]), "port_marks": [[0, "http", "TCP", 0]]},
         {"op": "-ep", "key": "default/web", "ip": "10.244.0.1"},
         {"op": "node", "node": {"name": "n1", "addresses": ["192.168.0.1", "fd00::1"]}},
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,7 @@ from kpng.dataplane.nft.render import render_service
 from kpng.dataplane.nft.state import Ids
 from kpng.dataplane.nft.transaction import Transaction
 from kpng.diff import apply, diff
-from kpng.model import EndpointPort, TransportProtocol
+from kpng.model import EndpointPort, PortMarks, ServicePort, TransportProtocol, ViewEndpoint
 from tests.nft.helpers import CONFIG, Harness, ep, svc, view
 
 POD = "10.244.1.5"
@@ -188,3 +189,32 @@ def test_an_address_that_does_not_pack_fails_only_a_target_that_uses_it() -> Non
     assert any(isinstance(o, bytes) for o in objs)
     with pytest.raises(OSError):
         render_service(svc("s"), {**eps, "x": ep("10.244.0.300")}, CONFIG, Ids())
+
+
+def test_an_endpoint_gaining_port_marks_is_an_incremental_change() -> None:
+    """A rollout dropping a named port: the old pod's metrics mark comes in a delta (the
+    new pod turned ready); the incremental plan serves metrics from the old pod, as a full
+    sync of the new view does."""
+    metrics = EndpointPort("metrics", TransportProtocol.TCP, 9091)
+    http = EndpointPort("http", TransportProtocol.TCP, 8080)
+    ports = (
+        ServicePort("http", TransportProtocol.TCP, 80, "http"),
+        ServicePort("metrics", TransportProtocol.TCP, 9090, "metrics"),
+    )
+    s = svc("roll", ports=ports)
+    old = ViewEndpoint("10.244.0.2", (http, metrics), "node-b", internal=True, external=True)
+    before = view((s, [old]))
+    new = ViewEndpoint("10.244.0.3", (http,), "node-b", internal=True, external=True)
+    marks = (PortMarks("metrics", TransportProtocol.TCP, True, True),)
+    leaving = replace(old, ready=False, terminating=True, internal=False, external=False)
+    after = view((s, [leaving.with_port_marks(marks), new]))
+    a, b = Harness(), Harness()
+    a.full(before)
+    assert 0 < step(a, after) <= 12
+    b.full(after)
+    for port, backends in ((80, {("10.244.0.3", 8080)}), (9090, {("10.244.0.2", 9091)})):
+        assert a.trace(POD, "10.96.0.10", port).endpoints == backends
+        assert b.trace(POD, "10.96.0.10", port).endpoints == backends
+    assert sorted(a.nft.dump(CONFIG.nft_table).splitlines()) == sorted(
+        b.nft.dump(CONFIG.nft_table).splitlines()
+    )

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kpng.dataplane.nft.skeleton import SHARDS
-from kpng.model import EndpointPort, ServicePort, TrafficPolicy, TransportProtocol
+from kpng.fanout.views import service_view
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    PortMarks,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    TransportProtocol,
+)
 from tests.nft.helpers import CONFIG, NODE, NODE_IP, Harness, ep, svc, view
 
 POD = "10.244.1.5"
@@ -245,3 +256,96 @@ def test_an_endpoint_serves_only_the_service_ports_it_names() -> None:
     h.full(view((svc("a", ports=ports), [ep("10.244.2.1")])))  # lists "http" only
     assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.1", 8080)}
     assert h.trace(POD, "10.96.0.10", 81).verdict == "reject"
+
+
+def _rollout(**policies: TrafficPolicy) -> Service:
+    """http (80, node port 30080) and metrics (9090, node port 30090), after a rollout that
+    dropped metrics: new pods ready with http only, old ones terminating with both."""
+    ports = (
+        ServicePort("http", TransportProtocol.TCP, 80, "http", 30080),
+        ServicePort("metrics", TransportProtocol.TCP, 9090, "metrics", 30090),
+    )
+    return svc("a", ports=ports, **policies)
+
+
+HTTP_PORT = EndpointPort("http", TransportProtocol.TCP, 8080)
+METRICS_PORT = EndpointPort("metrics", TransportProtocol.TCP, 9091)
+
+
+def _rollout_endpoints() -> tuple[Endpoint, ...]:
+    both = (HTTP_PORT, METRICS_PORT)
+    gone = {"ready": False, "serving": True, "terminating": True}
+    return (
+        Endpoint("10.244.2.1", (HTTP_PORT,), "node-b"),
+        Endpoint("10.244.2.2", both, "node-b", **gone),
+        Endpoint("10.244.3.1", (HTTP_PORT,), NODE),
+        Endpoint("10.244.3.2", both, NODE, **gone),
+    )
+
+
+def _programmed(service: Service) -> Harness:
+    h = Harness()
+    h.full(view((service, list(service_view(service, _rollout_endpoints(), NODE, "")))))
+    return h
+
+
+def test_each_port_goes_to_its_own_endpoints() -> None:
+    """kube-proxy's per-port selection: metrics, which no ready endpoint lists, goes to
+    the old serving-terminating pods, http to the new ready ones; cluster IP and node port."""
+    h = _programmed(_rollout())
+    new = {("10.244.2.1", 8080), ("10.244.3.1", 8080)}
+    old = {("10.244.2.2", 9091), ("10.244.3.2", 9091)}
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == new
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == old
+    assert h.trace(OUTSIDE, NODE_IP, 30080).endpoints == new
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == old
+
+
+def test_each_port_local_policy_takes_the_nodes_own_endpoints_of_the_port() -> None:
+    local = TrafficPolicy.LOCAL
+    h = _programmed(_rollout(internal_traffic_policy=local, external_traffic_policy=local))
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.3.1", 8080)}
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.3.2", 9091)}
+    assert h.trace(OUTSIDE, NODE_IP, 30080).endpoints == {("10.244.3.1", 8080)}
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == {("10.244.3.2", 9091)}
+
+
+def test_a_port_marks_own_topology_narrows_it() -> None:
+    """Every ready endpoint with metrics is zone-hinted, one with http only is not: hints
+    apply to metrics alone (zone-1: its one endpoint there), http goes to all three."""
+    both = (HTTP_PORT, METRICS_PORT)
+    endpoints = (
+        Endpoint("10.244.2.1", both, "node-b", "zone-1", zone_hints=frozenset({"zone-1"})),
+        Endpoint("10.244.3.1", both, "node-c", "zone-2", zone_hints=frozenset({"zone-2"})),
+        Endpoint("10.244.3.2", (HTTP_PORT,), "node-c", "zone-2"),
+    )
+    service = _rollout(traffic_distribution="PreferClose")
+    marked = service_view(service, endpoints, NODE, "zone-1")
+    assert [e.port_marks for e in marked][1] == (
+        PortMarks("metrics", TransportProtocol.TCP, False, False),
+    )
+    h = Harness()
+    h.full(view((service, list(marked))))
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.2.1", 9091)}
+    assert h.trace(OUTSIDE, NODE_IP, 30090).endpoints == {("10.244.2.1", 9091)}
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {
+        ("10.244.2.1", 8080),
+        ("10.244.3.1", 8080),
+        ("10.244.3.2", 8080),
+    }
+
+
+def test_a_port_marked_because_of_the_other_familys_endpoints() -> None:
+    """Every IPv4 endpoint lists metrics, an IPv6 one does not: the IPv4 table must still
+    read the IPv4 endpoints' port marks (the view selects over both families)."""
+    gone = {"ready": False, "serving": True, "terminating": True}
+    endpoints = (
+        Endpoint("10.244.2.2", (HTTP_PORT, METRICS_PORT), "node-b", **gone),
+        Endpoint("fd10::5", (HTTP_PORT,), "node-b"),
+    )
+    service = replace(_rollout(), cluster_ips=("10.96.0.10", "fd00::10"))
+    marked = service_view(service, endpoints, NODE, "")
+    assert marked[0].port_marks == (PortMarks("metrics", TransportProtocol.TCP, True, True),)
+    h = Harness()
+    h.full(view((service, list(marked))))
+    assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.2.2", 9091)}

@@ -32,6 +32,7 @@ from kpng.diff import DeleteNode, SetEndpoint, SetNode, SetService, View, apply_
 from kpng.model import (
     EndpointPort,
     Node,
+    PortMarks,
     Service,
     ServicePort,
     ServiceType,
@@ -76,6 +77,13 @@ def _largest(make: Callable[[int], bytes], room: int = ROOM) -> bytes:
 
 def _endpoint(i: int, ports: tuple[EndpointPort, ...] = ()) -> ViewEndpoint:
     return ViewEndpoint(_ip(i), ports, "node-a", "zone-a", True, True, False, True, True)
+
+
+def _marked(n: int) -> ViewEndpoint:
+    """An endpoint with ``n`` port marks, each for another port (a row's marks are checked
+    for a port marked twice: that must not cost n^2)."""
+    marks = tuple(PortMarks(f"p{i}", TransportProtocol.TCP, True, False) for i in range(n))
+    return _endpoint(1).with_port_marks(marks)
 
 
 def _delta(ops: list[bytes]) -> bytes:
@@ -132,6 +140,12 @@ SHAPES: dict[str, Callable[[], bytes]] = {
             _largest(
                 lambda n: encode_op(SetEndpoint(KEY, _endpoint(1, _ports(n)))), ROOM - len(SVC)
             ),
+        ]
+    ),
+    "an endpoint of many port marks": lambda: _delta(
+        [
+            SVC,
+            _largest(lambda n: packb(endpoints_to_wire(KEY, [_marked(n)])), ROOM - len(SVC)),
         ]
     ),
     "many source ranges": lambda: _delta(

@@ -21,7 +21,13 @@ from urllib.parse import urlparse
 import msgpack
 
 from kpng.bus.auth import BusAuth
-from kpng.bus.codec import COMPACT_ENDPOINTS, COMPRESSED_OPS, SnapshotRequest, encode
+from kpng.bus.codec import (
+    COMPACT_ENDPOINTS,
+    COMPRESSED_OPS,
+    PORT_MARKS,
+    SnapshotRequest,
+    encode,
+)
 from kpng.bus.subjects import Subjects
 
 INBOX = "_INBOX.kpngscale.drain"
@@ -120,7 +126,7 @@ def drain(
         sock.sendall(f"CONNECT {json.dumps(options)}\r\nSUB {INBOX}.* 1\r\nPING\r\n".encode())
         while reader.line() != b"PONG":
             pass
-        request = encode(SnapshotRequest(accept=(COMPACT_ENDPOINTS, COMPRESSED_OPS)))
+        request = encode(SnapshotRequest(accept=(COMPACT_ENDPOINTS, COMPRESSED_OPS, PORT_MARKS)))
         started = time.perf_counter()
         batch = bytearray()
         for i, node in enumerate(nodes):

@@ -14,6 +14,7 @@ from kpng.bus.codec import (
     CAST,
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
+    PORT_MARKS,
     CastChunk,
     CastRef,
     CastRequest,
@@ -79,7 +80,8 @@ class SnapshotFetcher:
         replies: asyncio.Queue[bytes] = asyncio.Queue()
         sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
         try:
-            accept: tuple[str, ...] = (COMPACT_ENDPOINTS,) if self.scope == "node" else ()
+            node = self.scope == "node"
+            accept: tuple[str, ...] = (COMPACT_ENDPOINTS, PORT_MARKS) if node else ()
             accept += (COMPRESSED_OPS,) if self.compressed else ()
             cast, self._cast_next = self.casts is not None and self._cast_next, True
             accept += (CAST,) if cast else ()

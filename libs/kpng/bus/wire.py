@@ -26,6 +26,7 @@ from kpng.model import (
     Endpoint,
     EndpointPort,
     Node,
+    PortMarks,
     Service,
     ServicePort,
     ServiceType,
@@ -94,8 +95,19 @@ COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng
 # the snapshot-request feature that lets a node snapshot's zone part come as a cast: published
 # once on a subject every consumer waiting for it hears (docs/bus.md, section 9a)
 CAST = "cast"
-_FLAGS = [  # (ready, serving, terminating, internal, external) of each flags value
-    tuple(bool(f & bit) for bit in (EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL))
+# the snapshot-request feature that says the consumer holds port marks (kpng.model.PortMarks),
+# so that its digests cover them: only such consumers of a node get digests in its ticks
+# (an older one could never match a view with port marks: docs/bus.md, section 5.2)
+PORT_MARKS = "marks"
+_FLAGS: list[tuple[bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
+    # internal, external) of each flags value
+    (
+        bool(f & EP_READY),
+        bool(f & EP_SERVING),
+        bool(f & EP_TERMINATING),
+        bool(f & EP_INTERNAL),
+        bool(f & EP_EXTERNAL),
+    )
     for f in range(32)
 ]
 
@@ -106,6 +118,7 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
     and zone omitted from the end when empty). Sent only to consumers that ask for it."""
     tables: dict[tuple[EndpointPort, ...], int] = {}
     rows: list[list[Any]] = []
+    marks: list[list[Any]] = []
     for e in endpoints:
         flags = (
             (EP_READY if e.ready else 0)
@@ -119,8 +132,25 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
             row += [e.node, e.zone]
         elif e.node:
             row.append(e.node)
+        if e.port_marks:  # (rare: see ViewEndpoint)
+            marks += ([len(rows), *m] for m in _port_marks_to_wire(e.port_marks))
         rows.append(row)
-    return {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+    op = {"op": "eps", "key": key, "ports": [_ports_to_wire(p) for p in tables], "eps": rows}
+    if marks:
+        op["port_marks"] = marks
+    return op
+
+
+def _port_marks_to_wire(marks: Sequence[PortMarks]) -> list[list[Any]]:
+    """``[name, protocol, flags]`` per port mark; flags: EP_INTERNAL | EP_EXTERNAL bits."""
+    return [
+        [
+            m.name,
+            m.protocol.value,
+            (EP_INTERNAL if m.internal else 0) | (EP_EXTERNAL if m.external else 0),
+        ]
+        for m in marks
+    ]
 
 
 def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
@@ -136,6 +166,8 @@ def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
     if isinstance(e, ViewEndpoint):
         d["internal"] = e.internal
         d["external"] = e.external
+        if e.port_marks:
+            d["port_marks"] = _port_marks_to_wire(e.port_marks)
     else:
         if e.zone_hints:
             d["zone_hints"] = sorted(e.zone_hints)
@@ -392,7 +424,66 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
             checked_node(node, f"{r.where('eps')}[{i}][3]")
         endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
         out.append(SetEndpoint(key, endpoint))
+    if "port_marks" in r.data:  # rare: the rows' own marks are patched after, not looked up
+        for i, marks in _row_marks(r, len(out)).items():
+            out[i] = SetEndpoint(key, out[i].endpoint.with_port_marks(marks))
     return tuple(out)
+
+
+_MARKS = EP_INTERNAL | EP_EXTERNAL
+
+
+def _row_marks(r: Reader, rows: int) -> dict[int, tuple[PortMarks, ...]]:
+    """An "eps" operation's ``port_marks``: ``[row, name, protocol, flags]`` each -> the
+    marks of each row."""
+    out: dict[int, _Marks] = {}
+    interned: dict[tuple[Any, ...], PortMarks] = {}
+    path = r.where("port_marks")
+    for i, raw in enumerate(r.get("port_marks", list)):
+        if type(raw) is not list or len(raw) < 4 or type(raw[0]) is not int:
+            raise MalformedMessage(f"{path}[{i}]", "expected [row, name, protocol, flags]")
+        row = raw[0]
+        if not 0 <= row < rows:
+            raise MalformedMessage(f"{path}[{i}][0]", f"row {row} out of range (0..{rows - 1})")
+        marks = out.setdefault(row, {})
+        _add_mark(marks, raw[1:], f"{path}[{i}]", interned)
+    return {row: tuple(marks.values()) for row, marks in out.items()}
+
+
+_Marks = dict[tuple[str, TransportProtocol], PortMarks]  # an endpoint's, by port, in order
+
+
+def _add_mark(
+    marks: _Marks, raw: list[Any], path: str, interned: dict[tuple[Any, ...], PortMarks]
+) -> None:
+    """One ``[name, protocol, flags]`` onto an endpoint's ``marks``; unknown flag bits are
+    ignored (as an "eps" row's), a port marked twice is malformed."""
+    name, protocol, flags = raw[0], raw[1], raw[2]
+    if type(name) is not str or type(flags) is not int or flags < 0:
+        raise MalformedMessage(path, "expected [name, protocol, flags] (flags >= 0)")
+    proto = _PROTOCOLS.get(protocol) if type(protocol) is str else None
+    if proto is None:
+        raise MalformedMessage(path, f"bad protocol {protocol!r}"[:120])
+    if (name, proto) in marks:
+        raise MalformedMessage(path, f"port {name!r} {proto.value} marked twice"[:120])
+    flags &= _MARKS
+    mark = interned.get((name, proto, flags))
+    if mark is None:
+        mark = PortMarks(name, proto, bool(flags & EP_INTERNAL), bool(flags & EP_EXTERNAL))
+        interned[(name, proto, flags)] = mark
+    marks[(name, proto)] = mark
+
+
+def _endpoint_marks(r: Reader) -> tuple[PortMarks, ...]:
+    """An "ep" operation's endpoint's ``port_marks``: ``[name, protocol, flags]`` each."""
+    marks: _Marks = {}
+    interned: dict[tuple[Any, ...], PortMarks] = {}
+    path = r.where("port_marks")
+    for i, raw in enumerate(r.get("port_marks", list)):
+        if type(raw) is not list or len(raw) < 3:
+            raise MalformedMessage(f"{path}[{i}]", "expected [name, protocol, flags]")
+        _add_mark(marks, raw, f"{path}[{i}]", interned)
+    return tuple(marks.values())
 
 
 def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
@@ -406,9 +497,10 @@ def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
         "terminating": r.get("terminating", bool),
     }
     if scope == "node":
-        return ViewEndpoint(
+        e = ViewEndpoint(
             **common, internal=r.get("internal", bool), external=r.get("external", bool)
         )
+        return e.with_port_marks(_endpoint_marks(r)) if "port_marks" in r.data else e
     return Endpoint(
         **common,
         zone_hints=frozenset(r.strings("zone_hints")),

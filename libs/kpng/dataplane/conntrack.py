@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kpng.diff import View
-from kpng.model import Service, TransportProtocol, ViewEndpoint
+from kpng.model import Service, ServicePort, TransportProtocol, ViewEndpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +39,22 @@ class UdpPort:
 
 def udp_ports(svc: Service, endpoints: Mapping[str, ViewEndpoint]) -> tuple[UdpPort, ...]:
     serving = frozenset(e.ip for e in endpoints.values() if e.internal or e.external)
+    marked = any(e.port_marks for e in endpoints.values())
     ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
     return tuple(
-        UdpPort(frozenset((ip, sp.port) for ip in ips), sp.node_port, serving)
+        UdpPort(
+            frozenset((ip, sp.port) for ip in ips),
+            sp.node_port,
+            _serving(sp, endpoints) if marked else serving,
+        )
         for sp in svc.ports
         if sp.protocol is TransportProtocol.UDP
     )
+
+
+def _serving(sp: ServicePort, endpoints: Mapping[str, ViewEndpoint]) -> frozenset[str]:
+    """The endpoints marked for some traffic of the service port ``sp`` (its own marks)."""
+    return frozenset(e.ip for e in endpoints.values() if any(e.marks(sp.name, sp.protocol)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,11 @@ responses; nothing here does I/O or reads a clock.
   knows, when this node's Node object was in the view and has gone. ``/livez`` ignores that.
 - healthCheckNodePort (LoadBalancer with externalTrafficPolicy Local): 200 when the node
   has at least one local *ready* endpoint (only-terminating endpoints count 0) and the proxy
-  is healthy, else 503.
+  is healthy, else 503. The count is per service, as kube-proxy's (``LocalReadyEndpoints``:
+  the distinct addresses of the local ready endpoints over all the service's ports), so the
+  per-port selection of the view (``port_marks``) does not enter it.
+- The no-local-endpoints gauge is per service port, as kube-proxy's: a port with endpoints
+  whose traffic of a Local policy has none marked for it on this node (it is dropped).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kpng.diff import View
-from kpng.model import ServiceType, TrafficPolicy, ViewEndpoint
+from kpng.model import ServiceType, TrafficPolicy, ViewEndpoint, endpoint_port
 
 WEIGHT_HEADER = "X-Load-Balancing-Endpoint-Weight"
 
@@ -143,15 +147,23 @@ def service_health(hs: HealthService, proxy_healthy: bool) -> Response:
 
 
 def no_local_endpoints(view: View[ViewEndpoint], node: str) -> dict[str, int]:
-    """kube-proxy's ``sync_proxy_rules_no_local_endpoints_total`` gauge: services with a
-    Local policy (per "internal"/"external" traffic) that have endpoints, none on this node."""
+    """kube-proxy's ``sync_proxy_rules_no_local_endpoints_total`` gauge: the service ports
+    with a Local policy (per "internal"/"external" traffic) that have endpoints (usable
+    ones that list the port), none of them marked for that traffic on this node (the
+    view's per-port marks: the node drops it)."""
     counts = {"internal": 0, "external": 0}
     for key, svc in view.services.items():
+        internal = svc.internal_traffic_policy is TrafficPolicy.LOCAL
+        external = svc.externally_accessible and svc.external_traffic_policy is TrafficPolicy.LOCAL
         eps = view.endpoints_of(key)
-        if not eps or any(e.node == node for e in eps.values()):
+        if not eps or not (internal or external):
             continue
-        if svc.internal_traffic_policy is TrafficPolicy.LOCAL:
-            counts["internal"] += 1
-        if svc.externally_accessible and svc.external_traffic_policy is TrafficPolicy.LOCAL:
-            counts["external"] += 1
+        for sp in svc.ports:
+            marks = [e.marks(sp.name, sp.protocol) for e in eps.values() if endpoint_port(sp, e)]
+            if not marks:
+                continue  # no endpoint of this port: rejected, not dropped
+            if internal and not any(i for i, _ in marks):
+                counts["internal"] += 1
+            if external and not any(x for _, x in marks):
+                counts["external"] += 1
     return counts

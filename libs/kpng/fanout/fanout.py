@@ -57,6 +57,9 @@ class Fanout:
         self.casts = CastStore(self.stats)
         self._digests = ViewDigests()
         self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
+        # nodes whose consumer's last snapshot request did not accept "marks" (an agent of
+        # before port marks): their ticks carry no digest, their statuses are not checked
+        self.without_marks: set[str] = set()
         self._deltas = DeltaBuilder(
             epoch,
             self.nodes,
@@ -91,6 +94,7 @@ class Fanout:
         retired = self.nodes.retire_idle(now, idle, keep)
         for node in retired:
             self._history.pop(node, None)
+            self.without_marks.discard(node)
         return retired
 
     def zone(self, node: str) -> str:
@@ -133,6 +137,21 @@ class Fanout:
         self._digests.track(key, state, special | self._snapshots.special_to(key))
 
     # -- digests -----------------------------------------------------------------------------
+    def holds_marks(self, node: str, accepted: bool) -> None:
+        """Whether the consumer of ``node`` that asked for a snapshot accepts port marks
+        (``"marks"``). One that does not (an agent of before port marks) ignores them, so
+        its digest of a view with port marks can never be the watcher's: checking it would
+        resync it again and again. Until a consumer that accepts them asks, the node's
+        ticks carry no digest (as an older watcher's) and its statuses are not checked."""
+        if accepted:
+            self.without_marks.discard(node)
+        else:
+            self.without_marks.add(node)
+
+    def tick_digest(self, node: str) -> str:
+        """The digest a tick of ``node`` carries: ``""`` for a consumer without marks."""
+        return "" if node in self.without_marks else self.node_digest(node)
+
     def node_digest(self, node: str) -> str:
         """The digest of ``node``'s view at its current seq (16 hex digits)."""
         zone, obj = self.zone(node), self.nodes.nodes.get(node)
@@ -150,12 +169,13 @@ class Fanout:
         if current is None or not epoch:
             return None
         if epoch != self.epoch:  # a consumer of an earlier watcher: the new epoch at once
-            return encode(Tick(self.epoch, current, now, self.node_digest(node)))
+            return encode(Tick(self.epoch, current, now, self.tick_digest(node)))
         if seq < current:
             return None  # a lagging consumer: the ticks tell it
-        if seq == current and (not digest or digest == self.node_digest(node)):
+        unchecked = not digest or node in self.without_marks
+        if seq == current and (unchecked or digest == self.node_digest(node)):
             return None
-        return encode(Tick(self.epoch, current, now, self.node_digest(node)))
+        return encode(Tick(self.epoch, current, now, self.tick_digest(node)))
 
     def global_rebase(self, epoch: str, seq: int, digest: str) -> bytes | None:
         """:meth:`rebase` for the global view."""
@@ -275,7 +295,7 @@ class Fanout:
         encoded: dict[tuple[int, str], bytes] = {}  # most nodes are at the same seq and view
         out = []
         for node, seq in self.nodes.due_ticks(now, quiet, full):
-            digest = self.node_digest(node)
+            digest = self.tick_digest(node)
             data = encoded.get((seq, digest))
             if data is None:
                 data = encoded[(seq, digest)] = encode(Tick(self.epoch, seq, now, digest))

@@ -12,14 +12,17 @@ from __future__ import annotations
 from kpng.bus.codec import encode_op
 from kpng.diff import SetEndpoint, SetService
 from kpng.fanout.cluster import ServiceState
-from kpng.model import Endpoint
+from kpng.model import Endpoint, Service
 
-# what a node view's variant of an operation may add to the global one (internal/external)
+# what a node view's variant of an operation may add to the global one (internal/external);
+# its port marks are bounded per endpoint (_marks_bound)
 VIEW_MARGIN = 64
 # an endpoint's encoding beyond its strings: map keys, flags, integers (generous)
 _ENDPOINT_FIXED = 160
 _PORT_FIXED = 16
 _HINT_FIXED = 8
+_MARKS_FIXED = 16  # the "port_marks" key and its list's header
+_MARK_FIXED = 24  # a port mark's list header, row, name header, protocol and flags
 
 
 def oversize_op(state: ServiceState, limit: int) -> int:
@@ -33,10 +36,20 @@ def oversize_op(state: ServiceState, limit: int) -> int:
     size = len(encode_op(SetService(spec)))
     if size > room:
         return size
+    several = len(state.endpoints) > 1  # port marks need endpoints listing different ports
     for e in state.endpoints:
-        if _endpoint_bound(spec.key, e) > room and (size := _encoded(spec.key, e)) > room:
+        marks = _marks_bound(spec, e) if several else 0
+        bound = _endpoint_bound(spec.key, e) + marks
+        if bound > room and (size := _encoded(spec.key, e) + marks) > room:
             return size
     return 0
+
+
+def _marks_bound(spec: Service, e: Endpoint) -> int:
+    """At least the size of the port marks a node view may give the endpoint (one per
+    service port it serves, see kpng.fanout.views): ``[row, name, protocol, flags]``."""
+    names = [p.name for p in e.ports] if e.ports else [p.name for p in spec.ports]
+    return _MARKS_FIXED + sum(4 * len(name) + _MARK_FIXED for name in names) if names else 0
 
 
 def _endpoint_bound(key: str, e: Endpoint) -> int:

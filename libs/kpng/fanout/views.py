@@ -5,14 +5,33 @@ kube-proxy's topology code): ready endpoints, else serving-and-terminating ones;
 hints (node hints, then zone hints) for Cluster policy traffic when the service opts in;
 internal and external traffic policy Local. Backends program the result and never
 re-implement any of it.
+
+Like kube-proxy's, the selection is **per service port**: a port's candidates are the
+endpoints that list it (same name and protocol), and readiness, the serving-terminating
+fallback, Local policy and topology hints are all judged over those. The view marks each
+endpoint with the service-wide selection and adds :class:`~kpng.model.PortMarks` only
+for the ports whose own selection marks it otherwise, which happens only when the
+endpoints list different ports (a rollout that drops a named port: the new pods are
+ready without it, the old ones serve it while terminating, and take its traffic).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import attrgetter
 
-from kpng.model import Endpoint, EndpointSlice, Service, TrafficPolicy, ViewEndpoint
+from kpng.model import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    PortMarks,
+    Service,
+    TrafficPolicy,
+    ViewEndpoint,
+    endpoint_port,
+)
 
+_PORTS: Callable[[Endpoint | ViewEndpoint], tuple[EndpointPort, ...]] = attrgetter("ports")
 TOPOLOGY_NONE = ""
 TOPOLOGY_NODE = "PreferSameNode"
 TOPOLOGY_ZONE = "PreferSameZone"
@@ -111,9 +130,7 @@ def _in_topology(e: Endpoint, mode: str, node: str, zone: str) -> bool:
     return True
 
 
-def _cluster_endpoints(
-    endpoints: tuple[Endpoint, ...], mode: str, node: str, zone: str
-) -> set[str]:
+def _cluster_endpoints(endpoints: Sequence[Endpoint], mode: str, node: str, zone: str) -> set[str]:
     chosen = {e.ip for e in endpoints if e.ready and _in_topology(e, mode, node, zone)}
     if not chosen:
         chosen = {
@@ -124,7 +141,7 @@ def _cluster_endpoints(
     return chosen
 
 
-def _local_endpoints(endpoints: tuple[Endpoint, ...], node: str) -> set[str]:
+def _local_endpoints(endpoints: Sequence[Endpoint], node: str) -> set[str]:
     local = [e for e in endpoints if node and e.node == node]
     ready = {e.ip for e in local if e.ready}
     if ready:
@@ -132,14 +149,11 @@ def _local_endpoints(endpoints: tuple[Endpoint, ...], node: str) -> set[str]:
     return {e.ip for e in local if e.serving and e.terminating}
 
 
-def service_view(
-    service: Service, endpoints: tuple[Endpoint, ...], node: str, zone: str
-) -> tuple[ViewEndpoint, ...]:
-    """The service's usable endpoints as this node sees them, each marked for the traffic
-    it may carry: ``internal`` (cluster IPs) and ``external`` (NodePorts, LB IPs, external
-    IPs). Endpoints neither ready nor serving-and-terminating are left out; a usable
-    endpoint with both marks off tells the dataplane that the service has endpoints
-    elsewhere (Local policy: drop, rather than reject)."""
+def _selection(
+    service: Service, endpoints: Sequence[Endpoint], node: str, zone: str
+) -> tuple[set[str], set[str]]:
+    """The addresses that may carry internal, and external, traffic: kube-proxy's
+    ``CategorizeEndpoints`` over ``endpoints``."""
     cluster: set[str] = set()
     if uses_cluster_endpoints(service):
         mode = topology_mode(service, endpoints, node, zone)
@@ -149,7 +163,54 @@ def service_view(
     external: set[str] = set()
     if service.externally_accessible:
         external = local if service.external_traffic_policy is TrafficPolicy.LOCAL else cluster
-    return tuple(
+    return internal, external
+
+
+def port_marks(
+    service: Service,
+    usable: Sequence[Endpoint],
+    marked: tuple[set[str], set[str]],
+    node: str,
+    zone: str,
+) -> dict[str, tuple[PortMarks, ...]]:
+    """Address -> its marks for the service ports whose own selection (over the usable
+    endpoints that list the port) differs from ``marked``, the service-wide one. Empty,
+    at the cost of one pass, when every usable endpoint lists the same ports: each port's
+    candidates are then all of them or none. A port listed by every usable endpoint is
+    never marked (docs/bus.md promises it: the renderer looks for marks only otherwise)."""
+    if len(usable) < 2:
+        return {}
+    if [*map(_PORTS, usable)].count(usable[0].ports) == len(usable):  # (C loops: fastest)
+        return {}
+    internal, external = marked
+    out: dict[str, list[PortMarks]] = {}
+    seen: set[tuple[str, str]] = set()
+    for sp in service.ports:
+        if (sp.name, sp.protocol) in seen:
+            continue  # the API server refuses two ports of one name: the first one decides
+        seen.add((sp.name, sp.protocol))
+        having = [e for e in usable if endpoint_port(sp, e)]
+        if not having or len(having) == len(usable):
+            continue
+        own_internal, own_external = _selection(service, having, node, zone)
+        for e in having:
+            mine = (e.ip in own_internal, e.ip in own_external)
+            if mine != (e.ip in internal, e.ip in external):
+                out.setdefault(e.ip, []).append(PortMarks(sp.name, sp.protocol, *mine))
+    return {ip: tuple(marks) for ip, marks in out.items()}
+
+
+def service_view(
+    service: Service, endpoints: tuple[Endpoint, ...], node: str, zone: str
+) -> tuple[ViewEndpoint, ...]:
+    """The service's usable endpoints as this node sees them, each marked for the traffic
+    it may carry: ``internal`` (cluster IPs) and ``external`` (NodePorts, LB IPs, external
+    IPs), per service port (``port_marks``: see :func:`port_marks`). Endpoints neither
+    ready nor serving-and-terminating are left out; a usable endpoint with both marks off
+    for a port tells the dataplane that the port has endpoints elsewhere (Local policy:
+    drop, rather than reject)."""
+    internal, external = marked = _selection(service, endpoints, node, zone)
+    view = tuple(
         ViewEndpoint(
             ip=e.ip,
             ports=e.ports,
@@ -164,6 +225,13 @@ def service_view(
         for e in endpoints
         if e.usable
     )
+    if len(view) < 2 or [*map(_PORTS, view)].count(view[0].ports) == len(view):
+        return view  # every endpoint lists the same ports: no port marks (C loops: fastest)
+    usable = [e for e in endpoints if e.usable]
+    overrides = port_marks(service, usable, marked, node, zone)
+    if not overrides:
+        return view
+    return tuple(e.with_port_marks(overrides[e.ip]) if e.ip in overrides else e for e in view)
 
 
 def view_variant(

@@ -4,8 +4,8 @@
 name, a destination (address, protocol, port), optionally the packet's source and the cluster
 (pod) CIDRs, and says which endpoints the packet may reach, whether it is masqueraded, or
 whether it is rejected or dropped, and why. It follows ``shared/reference/kube-proxy.md`` and
-the node-view contract of ``docs/bus.md`` (``internal``/``external`` flags): it never
-re-selects endpoints.
+the node-view contract of ``docs/bus.md`` (``internal``/``external`` flags, per service
+port with ``port_marks``): it never re-selects endpoints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kpng.diff import View
-from kpng.model import Service, ServicePort, TrafficPolicy, TransportProtocol, ViewEndpoint
+from kpng.model import (
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    TransportProtocol,
+    ViewEndpoint,
+    endpoint_port,
+)
 
 Verdict = Literal["forward", "reject", "drop", "pass"]
 Match = Literal["clusterIP", "nodePort", "externalIP", "loadBalancerIP"]
@@ -195,19 +202,22 @@ class _Rules:
         return self.view.endpoints_of(self.service.key)
 
     def targets(self, flag: Literal["internal", "external", "usable"]) -> tuple[DnatEndpoint, ...]:
-        assert self.port is not None
-        eps = self.endpoints().values()
-        if flag == "usable":  # the cluster-wide set: ready ones, else serving-terminating ones
-            ready = [e for e in eps if e.ready]
-            chosen = ready or [e for e in eps if e.serving and e.terminating]
+        """The endpoints of the service port (those that list it) marked for ``flag`` on
+        this port, or (``usable``) the port's cluster-wide set: its ready endpoints, else
+        its serving-terminating ones."""
+        sp = self.port
+        assert sp is not None
+        eps = [(e, p) for e in self.endpoints().values() if (p := _target_port(sp, e))]
+        if flag == "usable":
+            ready = [(e, p) for e, p in eps if e.ready]
+            chosen = ready or [(e, p) for e, p in eps if e.serving and e.terminating]
         else:
-            chosen = [e for e in eps if getattr(e, flag)]
-        out = []
-        for e in sorted(chosen, key=lambda e: ipaddress.ip_address(e.ip)):
-            port = _target_port(self.port, e)
-            if port is not None:
-                out.append(DnatEndpoint(e.ip, port, e.node, e.node == self.node, e.terminating))
-        return tuple(out)
+            k = flag == "external"
+            chosen = [(e, p) for e, p in eps if e.marks(sp.name, sp.protocol)[k]]
+        chosen.sort(key=lambda ep: ipaddress.ip_address(ep[0].ip))
+        return tuple(
+            DnatEndpoint(e.ip, p, e.node, e.node == self.node, e.terminating) for e, p in chosen
+        )
 
     def no_targets(
         self, match: Match, kind: str, policy: TrafficPolicy, reasons: list[str]
@@ -349,12 +359,7 @@ _MATCH_NAMES: dict[Match, str] = {
 
 def _target_port(port: ServicePort, endpoint: ViewEndpoint) -> int | None:
     """The endpoint port for a service port: same name and protocol (EndpointSlice rules)."""
-    for p in endpoint.ports:
-        if p.name == port.name and p.protocol == port.protocol:
-            return p.port
-    if isinstance(port.target_port, int) and not endpoint.ports:
-        return port.target_port
-    return None
+    return endpoint_port(port, endpoint) or None
 
 
 def _spread(kind: str, policy: TrafficPolicy, targets: Sequence[DnatEndpoint]) -> str:

@@ -71,7 +71,7 @@ def register_collectors(
     registry.register(
         LabelledGaugeCollector(
             "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
-            "Services with a Local traffic policy and no endpoint on this node",
+            "Service ports with a Local traffic policy and no endpoint on this node",
             "traffic_policy",
             lambda: no_local_endpoints(client.view, node),
         )

@@ -98,6 +98,12 @@ class Endpoint(Body):
     terminating: bool
     internal: bool | None = Field(None, description="node views only")
     external: bool | None = Field(None, description="node views only")
+    port_marks: list[tuple[str, str, int]] | None = Field(
+        None,
+        description="node views only, rare: [port name, protocol, flags] for the service"
+        " ports whose own endpoint selection marks this endpoint otherwise (flags: 8"
+        " internal, 16 external)",
+    )
     zone_hints: list[str] = Field(default_factory=list, description="global view only")
     node_hints: list[str] = Field(default_factory=list, description="global view only")
 

@@ -76,7 +76,8 @@ def render_service(
     eps = list(endpoints.values())
     if v6 or ":" in "".join(map(_IP, eps)):  # (an IPv4 address has no colon)
         eps = [e for e in eps if (":" in e.ip) is v6]  # as _fam, inlined
-    eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton)
+    whole = len(eps) == len(endpoints)  # every endpoint of the service is of this family
+    eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton, whole)
     out: list[Planned] = []
     for sp in svc.ports:
         _render_port(out, svc, sp, eps_, r, id_of, lost)
@@ -98,24 +99,25 @@ def _reached(svc: Service, v6: bool) -> bool:
     return any(p.node_port for p in svc.ports)
 
 
-def endpoint_port(sp: ServicePort, e: ViewEndpoint) -> int:
-    """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
-    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
-    target port."""
-    for p in e.ports:
-        if p.protocol == sp.protocol and p.name == sp.name:
-            return p.port
-    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
-
-
 class _Endpoints:
     """A service's endpoints of the family, sorted by address, with their addresses packed
-    once for all its ports and targets."""
+    once for all its ports and targets.
 
-    __slots__ = ("addrs", "eps", "ips", "unique")
+    Port marks (:class:`ViewEndpoint`) are looked for only where a view can hold some: it
+    gives a port marks only when some endpoint of the service does not list the port
+    (:func:`kpng.fanout.views.port_marks`). :meth:`ports` notes such an endpoint in the
+    branch it takes for it anyway, so when every endpoint of the service is of this family
+    and lists every port, as nearly always, ``lacking`` stays False at no cost."""
 
-    def __init__(self, eps: list[ViewEndpoint], aton: Callable[[str], bytes]) -> None:
+    __slots__ = ("addrs", "eps", "ips", "lacking", "unique")
+
+    def __init__(
+        self, eps: list[ViewEndpoint], aton: Callable[[str], bytes], whole: bool = True
+    ) -> None:
+        """``whole``: False when the service has endpoints of the other family too, whose
+        missing ports this family's endpoints may carry marks for."""
         self.eps = eps
+        self.lacking = not whole  # some endpoint lacked some port (see ports())
         self.ips = ips = list(map(_IP, eps))
         self.addrs: Sequence[bytes]
         try:
@@ -126,7 +128,7 @@ class _Endpoints:
         self.unique = len(ips) < 2 or len(set(ips)) == len(ips)
 
     def ports(self, sp: ServicePort) -> list[int]:
-        """:func:`endpoint_port` of each endpoint, in one loop."""
+        """:func:`kpng.model.endpoint_port` of each endpoint, in one loop."""
         proto, name = sp.protocol, sp.name
         fallback = sp.target_port if isinstance(sp.target_port, int) else 0
         out = []
@@ -137,7 +139,12 @@ class _Endpoints:
                     break
             else:
                 out.append(0 if e.ports else fallback)
+                self.lacking = True  # (or has no ports at all: a numeric target may serve it)
         return out
+
+    def marked(self) -> bool:
+        """Whether some endpoint has port marks (looked for once ``lacking``)."""
+        return any(map(_PORT_MARKS, self.eps))
 
     def select(self, ports: list[int], external: bool) -> list[int]:
         """Indices of the endpoints flagged for a target's traffic that have the port: its
@@ -147,11 +154,18 @@ class _Endpoints:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
         else:
             sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
-        if not self.unique and len(sel) > 1:
-            ips = self.ips
-            by = {(ips[j], ports[j]): j for j in sel}
-            sel = [by[k] for k in sorted(by)]
-        return sel
+        return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
+
+    def select_marked(self, ports: list[int], external: bool, sp: ServicePort) -> list[int]:
+        """:meth:`select`, where an endpoint's marks for ``sp`` may be its own."""
+        eps, name, proto, k = self.eps, sp.name, sp.protocol, int(external)
+        sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
+        return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
+
+    def _ordered(self, sel: list[int], ports: list[int]) -> list[int]:
+        ips = self.ips
+        by = {(ips[j], ports[j]): j for j in sel}
+        return [by[k] for k in sorted(by)]
 
 
 class _Addresses(Sequence[bytes]):
@@ -168,6 +182,7 @@ class _Addresses(Sequence[bytes]):
 
 
 _IP: Callable[[ViewEndpoint], str] = attrgetter("ip")
+_PORT_MARKS: Callable[[ViewEndpoint], tuple[object, ...]] = attrgetter("port_marks")
 
 
 class _Fasts:
@@ -220,7 +235,8 @@ def _render_port(
     c = r.c
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
-    sel = eps.select(ports, False)
+    marked = eps.lacking and eps.marked()
+    sel = eps.select_marked(ports, False, sp) if marked else eps.select(ports, False)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
     has_any = any(ports)
@@ -239,7 +255,10 @@ def _render_port(
         else:
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if svc.externally_accessible:
-        ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
+        if marked:
+            ext = eps.select_marked(ports, True, sp)
+        else:
+            ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
         out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
 
 
