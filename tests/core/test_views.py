@@ -577,3 +577,51 @@ def test_merge_slices_is_order_independent(slices: list[EndpointSlice]) -> None:
         assert merge_slices(order) == merged
     assert len({e.ip for e in merged}) == len(merged)
     assert {e.ip for e in merged} == {e.ip for s in slices for e in s.endpoints}
+
+
+# -- per address family (kube-proxy: a proxier per family, each seeing its own slices) -----
+def dual(**changes: Any) -> Service:
+    return nodeport(cluster_ips=("10.96.0.10", "fd00:96::10"), **changes)
+
+
+def test_each_family_falls_back_to_its_own_terminating_endpoints() -> None:
+    endpoints = (
+        ep("10.244.1.6", "node-a1", **TERMINATING),  # IPv4: none ready
+        ep("fd00:244:1::6", "node-a1", **READY),
+        ep("fd00:244:2::6", "node-b1", **TERMINATING),  # IPv6 has a ready one: not this
+    )
+    assert marks(dual(), endpoints, "node-a1") == {
+        "10.244.1.6": (True, True),
+        "fd00:244:1::6": (True, True),
+        "fd00:244:2::6": (False, False),
+    }
+
+
+def test_local_policy_falls_back_within_each_family() -> None:
+    endpoints = (
+        ep("10.244.1.6", "node-a1", **TERMINATING),
+        ep("10.244.2.6", "node-b1", **READY),
+        ep("fd00:244:1::6", "node-a1", **READY),
+    )
+    assert marks(dual(internal_traffic_policy=LOCAL), endpoints, "node-a1") == {
+        "10.244.1.6": (True, False),  # the node's only IPv4 one, terminating
+        "10.244.2.6": (False, True),
+        "fd00:244:1::6": (True, True),
+    }
+
+
+def test_topology_hints_are_judged_within_each_family() -> None:
+    hinted = {"zone_hints": ("zone-a",)}
+    endpoints = (
+        ep("10.244.1.5", "node-a2", **READY, **hinted),
+        ep("10.244.2.5", "node-b1", **READY, zone_hints=("zone-b",)),
+        ep("fd00:244:1::5", "node-a2", **READY),  # IPv6 unhinted: no filter for IPv6 only
+        ep("fd00:244:2::5", "node-b1", **READY),
+    )
+    service = dual(traffic_distribution="PreferClose")
+    assert marks(service, endpoints, "node-a2") == {
+        "10.244.1.5": (True, True),
+        "10.244.2.5": (False, False),
+        "fd00:244:1::5": (True, True),
+        "fd00:244:2::5": (True, True),
+    }

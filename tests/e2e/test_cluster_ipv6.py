@@ -15,6 +15,7 @@ from kpng_netns.netns import sh
 from tests.e2e.cluster import (
     E2E,
     dual_stack,
+    endpoint,
     endpoints,
     endpoints6,
     eventually,
@@ -55,6 +56,23 @@ def test_a_dual_stack_service_reaches_each_family_its_own_endpoints(dual: E2E) -
     ns = dual.c.pod_ns(client.name)
     assert set(dual.answers(ns, "10.96.6.1", 80, 8)) == {f"{v4.name} {client.ip}"}
     assert set(dual.answers(ns, "fd00:96::1", 80, 8)) == {f"{v6.name} {client.ip6}"}
+
+
+def test_each_family_falls_back_to_its_own_terminating_endpoints(dual: E2E) -> None:
+    """kube-proxy runs a proxier per family, each with its own family's slices: the IPv4
+    endpoint, serving but terminating, still takes IPv4 traffic while the only ready
+    endpoint is IPv6 (the service as a whole has a ready endpoint: not a reason to reject)."""
+    v4, v6, client = dual.pod("pod-2-1"), dual.pod("pod-2-2"), dual.pod("pod-1-1")
+    going = endpoint(v4, ready=False, serving=True, terminating=True)
+    dual.apply_and_wait(
+        dual_stack("fallback", "10.96.6.2", "fd00:96::2"),
+        endpoints("fallback", [going]),
+        endpoints6("fallback", [v6]),
+    )
+    eventually("IPv4", lambda: dual.from_pod(client.name, "10.96.6.2", 80), starts(v4.name))
+    ns = dual.c.pod_ns(client.name)
+    assert set(dual.answers(ns, "10.96.6.2", 80, 4)) == {f"{v4.name} {client.ip}"}
+    assert set(dual.answers(ns, "fd00:96::2", 80, 4)) == {f"{v6.name} {client.ip6}"}
 
 
 def test_ipv6_cluster_ip_keeps_the_pod_source_and_hairpin_is_masqueraded(dual: E2E) -> None:

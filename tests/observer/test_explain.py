@@ -226,3 +226,39 @@ def test_cluster_policy_without_a_usable_endpoint_rejects() -> None:
     unflagged = ViewEndpoint("10.244.9.1", HTTP, node="node-y")
     result = explain(_view(svc, unflagged), "node-x", PacketQuery("10.96.7.1", TCP, 80), PODS)
     assert result.verdict == "reject"
+
+
+def dual_stack_view(node: str) -> dict[str, Explanation]:
+    """A dual-stack service whose IPv4 endpoints are all terminating and whose IPv6 ones are
+    ready: what ``node`` does with a packet to each of its cluster IPs."""
+    from tests.observer.cluster import objects, service, slice_
+
+    http = [{"name": "http", "port": 80, "targetPort": 8080}]
+    ports = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    svc = service("demo", "dual", "10.96.20.1", http, clusterIPs=["10.96.20.1", "fd00:96::20:1"])
+    svc["spec"]["ipFamilies"] = ["IPv4", "IPv6"]
+    svc["spec"]["ipFamilyPolicy"] = "RequireDualStack"
+    v4 = slice_("demo", "dual", ports, [("10.244.1.50", "node-a1", "terminating")])
+    v6 = slice_("demo", "dual", ports, [("fd00:244:3::50", "node-b1", "ready")])
+    v6["metadata"]["name"], v6["addressType"] = "dual-2", "IPv6"
+    view = node_view(node, [*objects(), svc, v4, v6])
+    return {
+        dst: explain(view, node, PacketQuery(dst, TCP, 80, "10.244.1.7"), PODS)
+        for dst in ("10.96.20.1", "fd00:96::20:1")
+    }
+
+
+def test_dual_stack_each_family_has_its_own_endpoints_and_fallback() -> None:
+    """An IPv4 packet goes to IPv4 endpoints only (each family has its own table), and the
+    IPv4 family falls back to its serving-terminating endpoint although IPv6 has a ready
+    one, as kube-proxy's IPv4 proxier does."""
+    by_dst = dual_stack_view("node-a2")
+    assert (by_dst["10.96.20.1"].verdict, ips(by_dst["10.96.20.1"])) == (
+        "forward",
+        ["10.244.1.50:8080"],
+    )
+    assert any("terminating endpoints: the fallback" in r for r in by_dst["10.96.20.1"].reasons)
+    assert (by_dst["fd00:96::20:1"].verdict, ips(by_dst["fd00:96::20:1"])) == (
+        "forward",
+        ["fd00:244:3::50:8080"],
+    )

@@ -13,6 +13,11 @@ endpoint with the service-wide selection and adds :class:`~kpng.model.PortMarks`
 for the ports whose own selection marks it otherwise, which happens only when the
 endpoints list different ports (a rollout that drops a named port: the new pods are
 ready without it, the old ones serve it while terminating, and take its traffic).
+
+And like kube-proxy's, whose two proxiers (IPv4, IPv6) each see only the EndpointSlices of
+their family, the selection is **per address family**: a dual-stack service whose ready
+endpoints are all IPv6 keeps sending its IPv4 traffic to its serving-terminating IPv4
+endpoints, and topology hints and Local policy are judged within each family.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from kpng.model import (
 )
 
 _PORTS: Callable[[Endpoint | ViewEndpoint], tuple[EndpointPort, ...]] = attrgetter("ports")
+_IP: Callable[[Endpoint], str] = attrgetter("ip")
 TOPOLOGY_NONE = ""
 TOPOLOGY_NODE = "PreferSameNode"
 TOPOLOGY_ZONE = "PreferSameZone"
@@ -153,7 +159,20 @@ def _selection(
     service: Service, endpoints: Sequence[Endpoint], node: str, zone: str
 ) -> tuple[set[str], set[str]]:
     """The addresses that may carry internal, and external, traffic: kube-proxy's
-    ``CategorizeEndpoints`` over ``endpoints``."""
+    ``CategorizeEndpoints`` over ``endpoints`` of each address family."""
+    if ":" in "".join(map(_IP, endpoints)):  # some IPv6 (an IPv4 address has no colon)
+        v6 = [e for e in endpoints if ":" in e.ip]
+        if len(v6) < len(endpoints):  # and some IPv4: each family on its own
+            v4 = [e for e in endpoints if ":" not in e.ip]
+            internal4, external4 = _family_selection(service, v4, node, zone)
+            internal6, external6 = _family_selection(service, v6, node, zone)
+            return internal4 | internal6, external4 | external6
+    return _family_selection(service, endpoints, node, zone)
+
+
+def _family_selection(
+    service: Service, endpoints: Sequence[Endpoint], node: str, zone: str
+) -> tuple[set[str], set[str]]:
     cluster: set[str] = set()
     if uses_cluster_endpoints(service):
         mode = topology_mode(service, endpoints, node, zone)

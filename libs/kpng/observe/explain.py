@@ -199,7 +199,11 @@ class _Rules:
 
     # -- endpoints ---------------------------------------------------------------------------
     def endpoints(self) -> Mapping[str, ViewEndpoint]:
-        return self.view.endpoints_of(self.service.key)
+        """The service's endpoints of the destination's family: each family has a table of
+        its own (kube-proxy: a proxier of its own) that knows only that family's."""
+        v6 = ":" in self.packet.destination
+        eps = self.view.endpoints_of(self.service.key)
+        return {ip: e for ip, e in eps.items() if (":" in ip) is v6}
 
     def targets(self, flag: Literal["internal", "external", "usable"]) -> tuple[DnatEndpoint, ...]:
         """The endpoints of the service port (those that list it) marked for ``flag`` on
