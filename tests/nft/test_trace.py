@@ -335,9 +335,10 @@ def test_a_port_marks_own_topology_narrows_it() -> None:
     }
 
 
-def test_a_port_marked_because_of_the_other_familys_endpoints() -> None:
-    """Every IPv4 endpoint lists metrics, an IPv6 one does not: the IPv4 table must still
-    read the IPv4 endpoints' port marks (the view selects over both families)."""
+def test_the_other_familys_endpoints_neither_mark_nor_hide_a_port() -> None:
+    """Every IPv4 endpoint lists metrics, an IPv6 one does not and is the only ready one:
+    the IPv4 family selects on its own (its serving-terminating endpoint, for every port),
+    so it needs no port marks, and the IPv4 table sends both ports to it."""
     gone = {"ready": False, "serving": True, "terminating": True}
     endpoints = (
         Endpoint("10.244.2.2", (HTTP_PORT, METRICS_PORT), "node-b", **gone),
@@ -345,7 +346,11 @@ def test_a_port_marked_because_of_the_other_familys_endpoints() -> None:
     )
     service = replace(_rollout(), cluster_ips=("10.96.0.10", "fd00::10"))
     marked = service_view(service, endpoints, NODE, "")
-    assert marked[0].port_marks == (PortMarks("metrics", TransportProtocol.TCP, True, True),)
+    assert [(e.internal, e.external, e.port_marks) for e in marked] == [
+        (True, True, ()),
+        (True, True, ()),
+    ]
     h = Harness()
     h.full(view((service, list(marked))))
     assert h.trace(POD, "10.96.0.10", 9090).endpoints == {("10.244.2.2", 9091)}
+    assert h.trace(POD, "10.96.0.10", 80).endpoints == {("10.244.2.2", 8080)}

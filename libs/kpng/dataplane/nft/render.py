@@ -114,8 +114,9 @@ class _Endpoints:
     def __init__(
         self, eps: list[ViewEndpoint], aton: Callable[[str], bytes], whole: bool = True
     ) -> None:
-        """``whole``: False when the service has endpoints of the other family too, whose
-        missing ports this family's endpoints may carry marks for."""
+        """``whole``: False when the service has endpoints of the other family too: the
+        view promises no marks for a port that *every* usable endpoint of the service lists
+        (docs/bus.md), so where the other family's lack one, marks are looked for."""
         self.eps = eps
         self.lacking = not whole  # some endpoint lacked some port (see ports())
         self.ips = ips = list(map(_IP, eps))
