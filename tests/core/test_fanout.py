@@ -618,13 +618,18 @@ def test_the_watcher_rebases_only_a_view_with_its_digest() -> None:
     assert (chunk.epoch, chunk.base, chunk.base_epoch, chunk.ops) == ("e2", 3, "e1", ())
 
 
-def test_the_watcher_ticks_at_once_a_node_that_reports_a_view_it_did_not_publish() -> None:
+def served_one_node() -> tuple[Fanout, str]:
+    """A fan-out of epoch e2 serving node n1 a one-service view, and that view's digest."""
     cluster = ClusterState()
     cluster.replace([make_service(1, False, False, False)])
     fanout = Fanout("e2")
     fanout.load(cluster)
     fanout.serve("n1")
-    digest = fanout.node_digest("n1")
+    return fanout, fanout.node_digest("n1")
+
+
+def test_the_watcher_ticks_at_once_a_node_that_reports_a_view_it_did_not_publish() -> None:
+    fanout, digest = served_one_node()
     assert fanout.check("n1", "e2", 0, digest, 1.0) is None  # in sync
     assert fanout.check("n1", "", -1, "", 1.0) is None  # nothing programmed yet
     for epoch, seq, other in (("e2", 0, "0123456789abcdef"), ("e2", 1, ""), ("e1", 7, digest)):
@@ -637,12 +642,7 @@ def test_a_consumer_without_port_marks_gets_ticks_without_digest_and_is_not_chec
     never be the watcher's, and each check would resync it (thousands of full snapshots a
     second, seen over NATS). Asking without "marks" turns the node's digests off; a
     consumer asking with it turns them on again."""
-    cluster = ClusterState()
-    cluster.replace([make_service(1, False, False, False)])
-    fanout = Fanout("e2")
-    fanout.load(cluster)
-    fanout.serve("n1")
-    digest = fanout.node_digest("n1")
+    fanout, digest = served_one_node()
     fanout.holds_marks("n1", False)
     assert fanout.check("n1", "e2", 0, "0123456789abcdef", 1.0) is None
     assert decode(fanout.check("n1", "e1", 7, digest, 1.0) or b"") == Tick("e2", 0, 1.0, "")
