@@ -126,10 +126,9 @@ def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
         )
     )
     if isinstance(e, ViewEndpoint):
-        marks = e.port_marks
-        if marks:  # absent from the common case, so the encoding is the same as before them
-            return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external] + _port_marks(marks)
-        return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external]
+        # port marks are absent from the common case, whose encoding is as before them
+        marks = _port_marks(e.port_marks) if e.port_marks else b""
+        return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external] + marks
     return b"G" + common + _strs(sorted(e.zone_hints)) + _strs(sorted(e.node_hints))
 
 

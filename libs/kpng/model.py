@@ -212,10 +212,8 @@ class ViewEndpoint(_EndpointAddress):
     port_marks: ClassVar[tuple[PortMarks, ...]] = ()
 
     def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
-        """(internal, external) for the service port of this name and protocol."""
-        for m in self.port_marks:
-            if m.name == name and m.protocol == protocol:
-                return m.internal, m.external
+        """(internal, external) for the service port of this name and protocol (the same for
+        every port here; a :class:`MarkedViewEndpoint` has its own for some)."""
         return self.internal, self.external
 
     def with_port_marks(self, marks: tuple[PortMarks, ...]) -> ViewEndpoint:

@@ -193,14 +193,11 @@ def port_marks(
     zone: str,
 ) -> dict[str, tuple[PortMarks, ...]]:
     """Address -> its marks for the service ports whose own selection (over the usable
-    endpoints that list the port) differs from ``marked``, the service-wide one. Empty,
-    at the cost of one pass, when every usable endpoint lists the same ports: each port's
-    candidates are then all of them or none. A port listed by every usable endpoint is
-    never marked (docs/bus.md promises it: the renderer looks for marks only otherwise)."""
-    if len(usable) < 2:
-        return {}
-    if [*map(_PORTS, usable)].count(usable[0].ports) == len(usable):  # (C loops: fastest)
-        return {}
+    endpoints that list the port) differs from ``marked``, the service-wide one. Empty
+    when every usable endpoint lists the same ports (each port's candidates are then all
+    of them or none: :func:`service_view` does not ask then). A port listed by every usable
+    endpoint is never marked (docs/bus.md promises it: the renderer looks for marks only
+    otherwise)."""
     internal, external = marked
     out: dict[str, list[PortMarks]] = {}
     seen: set[tuple[str, str]] = set()
