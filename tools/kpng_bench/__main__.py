@@ -314,6 +314,11 @@ def _ratio(r: dict[str, Any]) -> str:
     return f"{base / full['seconds']:.1f}x ({r['kube_proxy_shape_cpu'] / full['cpu']:.1f}x)"
 
 
+def _sizes(text: str) -> list[int]:
+    """``"100,10000"`` as sizes; ``none`` (or nothing): none."""
+    return [int(s) for s in text.split(",") if s and s != "none"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="kpng_bench")
     p.add_argument("--sizes", default="100,1000,10000", help="IPv4 cluster sizes")
@@ -350,8 +355,7 @@ def main() -> int:
     runs = [("ipv4", int(s)) for s in args.sizes.split(",") if s]
     stacks = [s for s in args.stacks.split(",") if s and s != "none"]
     runs += [(st, int(s)) for st in stacks for s in args.stack_sizes.split(",") if s]
-    cold_sizes = [int(s) for s in args.cold_start.split(",") if s and s != "none"]
-    dual_sizes = [int(s) for s in args.cold_start_dual.split(",") if s and s != "none"]
+    cold_sizes, dual_sizes = _sizes(args.cold_start), _sizes(args.cold_start_dual)
     results = []
     starts = []
     with namespace() as ns:
