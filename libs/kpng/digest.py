@@ -108,10 +108,11 @@ def encode_service(s: Service) -> bytes:
 
 def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
     """A node view's endpoint: ``E``, then the service key, IP, ports (each: name,
-    protocol, port), node, zone, ready, serving, terminating, internal, external, and only
-    when it has port marks: ``P`` and their list (each: name, protocol, internal,
-    external). A global view's: ``G``, then the same up to terminating, then zone hints and
-    node hints (sorted)."""
+    protocol, port), node, zone, ready, serving, terminating, internal, external, then
+    ``S`` only when it is marked ``shortcut``, and only when it has port marks: ``P`` and
+    their list (each: name, protocol, internal, external), or ``Q`` and their list with
+    shortcut too when one has it. A global view's: ``G``, then the same up to terminating,
+    then zone hints and node hints (sorted)."""
     ip = e.ip.encode()
     flags = _FLAGS[e.ready] + _FLAGS[e.serving] + _FLAGS[e.terminating]
     common = b"".join(
@@ -128,14 +129,20 @@ def encode_endpoint(key: str, e: Endpoint | ViewEndpoint) -> bytes:
     if isinstance(e, ViewEndpoint):
         # port marks are absent from the common case, whose encoding is as before them
         marks = _port_marks(e.port_marks) if e.port_marks else b""
-        return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external] + marks
+        shortcut = b"S" if e.shortcut else b""
+        return b"E" + common + _FLAGS[e.internal] + _FLAGS[e.external] + shortcut + marks
     return b"G" + common + _strs(sorted(e.zone_hints)) + _strs(sorted(e.node_hints))
 
 
 def _port_marks(marks: tuple[PortMarks, ...]) -> bytes:
-    out = [b"P", _U32.pack(len(marks))]
+    shortcut = any(m.shortcut for m in marks)  # (as before shortcut marks, when none has one)
+    out = [b"Q" if shortcut else b"P", _U32.pack(len(marks))]
     out += [
-        _str(m.name) + _str(m.protocol.value) + _FLAGS[m.internal] + _FLAGS[m.external]
+        _str(m.name)
+        + _str(m.protocol.value)
+        + _FLAGS[m.internal]
+        + _FLAGS[m.external]
+        + (_FLAGS[m.shortcut] if shortcut else b"")
         for m in marks
     ]
     return b"".join(out)

@@ -118,6 +118,18 @@ class Service:
         )
 
     @property
+    def short_circuits(self) -> bool:
+        """True when pods' and the node's traffic to the service's external addresses goes
+        to endpoints that neither of its traffic policies selects: both policies are Local
+        (kube-proxy sends it to the cluster-wide endpoints, its "cluster policy chain"; with
+        internalTrafficPolicy Cluster those are the internal ones)."""
+        return (
+            self.external_traffic_policy is TrafficPolicy.LOCAL
+            and self.internal_traffic_policy is TrafficPolicy.LOCAL
+            and self.externally_accessible
+        )
+
+    @property
     def topology_enabled(self) -> bool:
         """Whether topology hints may be used (trafficDistribution or topology-mode gating)."""
         if self.traffic_distribution in ("PreferClose", "PreferSameZone", "PreferSameNode"):
@@ -184,6 +196,9 @@ class Node:
     region: str = ""
 
 
+Marks = tuple[bool, bool, bool]  # (internal, external, shortcut): see ViewEndpoint
+
+
 @dataclass(frozen=True, slots=True)
 class PortMarks:
     """A view endpoint's marks for one service port (name, protocol) where they differ from
@@ -193,11 +208,15 @@ class PortMarks:
     protocol: TransportProtocol
     internal: bool
     external: bool
+    shortcut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ViewEndpoint(_EndpointAddress):
-    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external traffic.
+    """An endpoint as one node sees it: may it carry cluster-IP (internal) and external
+    traffic, and (``shortcut``, only for a service whose traffic policies are both Local:
+    :attr:`Service.short_circuits`) the traffic that pods and the node send to the
+    service's external addresses, which goes to the cluster-wide endpoints.
 
     Endpoints are selected per service port, as kube-proxy does: ``internal``/``external``
     hold for every port of the service, except the ports named in ``port_marks``, which
@@ -209,12 +228,17 @@ class ViewEndpoint(_EndpointAddress):
 
     internal: bool = False
     external: bool = False
+    shortcut: bool = False  # (a slot that costs no memory: the object's size class is the same)
     port_marks: ClassVar[tuple[PortMarks, ...]] = ()
 
     def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
         """(internal, external) for the service port of this name and protocol (the same for
         every port here; a :class:`MarkedViewEndpoint` has its own for some)."""
         return self.internal, self.external
+
+    def all_marks(self, name: str, protocol: TransportProtocol) -> Marks:
+        """:meth:`marks` and the port's shortcut mark: (internal, external, shortcut)."""
+        return self.internal, self.external, self.shortcut
 
     def with_port_marks(self, marks: tuple[PortMarks, ...]) -> ViewEndpoint:
         """This endpoint with these port marks: a :class:`MarkedViewEndpoint`, or a plain
@@ -229,6 +253,7 @@ class ViewEndpoint(_EndpointAddress):
             self.terminating,
             self.internal,
             self.external,
+            self.shortcut,
         )
         if marks:
             return MarkedViewEndpoint(*fields, marks)
@@ -241,16 +266,23 @@ class MarkedViewEndpoint(ViewEndpoint):
 
     port_marks: tuple[PortMarks, ...] = ()  # type: ignore[misc]  # (a field here, see above)
     # the marks by (name, protocol): one lookup per port, however many marks a message gave
-    _by_port: dict[tuple[str, str], tuple[bool, bool]] = field(
+    _by_port: dict[tuple[str, str], Marks] = field(
         default_factory=dict, init=False, compare=False, hash=False, repr=False
     )
 
     def __post_init__(self) -> None:
-        by_port = {(m.name, m.protocol.value): (m.internal, m.external) for m in self.port_marks}
+        by_port = {
+            (m.name, m.protocol.value): (m.internal, m.external, m.shortcut)
+            for m in self.port_marks
+        }
         object.__setattr__(self, "_by_port", by_port)
 
     def marks(self, name: str, protocol: TransportProtocol) -> tuple[bool, bool]:
-        return self._by_port.get((name, protocol.value), (self.internal, self.external))
+        return self.all_marks(name, protocol)[:2]
+
+    def all_marks(self, name: str, protocol: TransportProtocol) -> Marks:
+        own = self._by_port.get((name, protocol.value))
+        return (self.internal, self.external, self.shortcut) if own is None else own
 
 
 def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:

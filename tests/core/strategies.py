@@ -200,6 +200,7 @@ def view_endpoints(ip: str | None = None) -> st.SearchStrategy[ViewEndpoint]:
         terminating=st.booleans(),
         internal=st.booleans(),
         external=st.booleans(),
+        shortcut=st.booleans(),
     )
     # mostly none, as in real views; at most one per (name, protocol), as a view gives
     marks = st.one_of(
@@ -215,6 +216,7 @@ port_marks = st.builds(
     protocol=st.sampled_from(list(TransportProtocol)),
     internal=st.booleans(),
     external=st.booleans(),
+    shortcut=st.booleans(),
 )
 
 

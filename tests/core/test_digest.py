@@ -46,6 +46,7 @@ EP = ViewEndpoint(
 )
 NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
 MARKED = EP.with_port_marks((PortMarks("metrics", TCP, False, True),))
+SHORTCUT = dataclasses.replace(EP, internal=False, external=False, shortcut=True)
 
 # (encoding, hash) of each item, and the view's digest: also in docs/bus.md
 VECTORS = {
@@ -72,6 +73,13 @@ VECTORS = {
         "01",
         "27d93d11ab739942",
     ),
+    # the endpoint elsewhere, marked shortcut only (both policies Local: see kpng.fanout.views)
+    "endpoint marked shortcut": (
+        "450000000b64656661756c742f7765620000000a31302e3234342e312e3100000001000000"
+        "0468747470000000035443500000000000001f90000000066e6f64652d61000000067a6f6e"
+        "652d31010100000053",
+        "54bca9d8888f71a0",
+    ),
     "node": (
         "4e000000066e6f64652d61000000010000000c3139322e3136382e302e3130000000067a6f"
         "6e652d3100000000",
@@ -88,6 +96,10 @@ def test_the_vectors_of_the_contract() -> None:
         "endpoint with port marks": (
             encode_endpoint(WEB.key, MARKED),
             endpoint_hash(WEB.key, MARKED),
+        ),
+        "endpoint marked shortcut": (
+            encode_endpoint(WEB.key, SHORTCUT),
+            endpoint_hash(WEB.key, SHORTCUT),
         ),
         "node": (encode_node(NODE), node_hash(NODE)),
     }

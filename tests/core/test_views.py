@@ -253,7 +253,12 @@ def test_uses_local_and_cluster_endpoints() -> None:
     assert uses_cluster_endpoints(nodeport(external_traffic_policy=LOCAL))
     local_both = nodeport(internal_traffic_policy=LOCAL, external_traffic_policy=LOCAL)
     assert uses_local_endpoints(local_both)
-    assert not uses_cluster_endpoints(local_both)
+    # pods and the node reach its external addresses cluster-wide (kube-proxy's
+    # UsesClusterEndpoints is true for any externally accessible port)
+    assert uses_cluster_endpoints(local_both)
+    assert not uses_cluster_endpoints(
+        svc(internal_traffic_policy=LOCAL, external_traffic_policy=LOCAL)
+    )
     assert uses_cluster_endpoints(nodeport(internal_traffic_policy=LOCAL))
 
 

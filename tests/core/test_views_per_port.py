@@ -182,12 +182,14 @@ def test_each_port_is_selected_as_kube_proxy_does(
         having = tuple(e for e in endpoints if endpoint_port(sp, e))
         alone = service_view(_restricted(service, sp), having, node, zone)
         assert all(e.port_marks == () for e in alone)
-        assert per_port(view, sp) == {e.ip: (e.internal, e.external) for e in alone}, sp
+        own = {e.ip: e.all_marks(sp.name, sp.protocol) for e in view if endpoint_port(sp, e)}
+        assert own == {e.ip: (e.internal, e.external, e.shortcut) for e in alone}, sp
     for e in view:
         names = [(m.name, m.protocol) for m in e.port_marks]
         assert len(names) == len(set(names))
         # a mark is only there when it says something else than the endpoint's own
-        assert all((m.internal, m.external) != (e.internal, e.external) for m in e.port_marks)
+        mine = (e.internal, e.external, e.shortcut)
+        assert all((m.internal, m.external, m.shortcut) != mine for m in e.port_marks)
         # and only for a port some endpoint of the view does not list (docs/bus.md: the
         # renderer relies on it)
         for m in e.port_marks:
@@ -203,6 +205,7 @@ def test_a_marked_endpoint_answers_each_port_with_one_lookup() -> None:
     assert e.marks("p19998", TCP) == (True, False)
     assert e.marks("p19999", TCP) == (False, False)
     assert e.marks("http", TCP) == (False, True)  # no mark: the endpoint's own
+    assert e.all_marks("p19998", TCP) == (True, False, False)
     assert e == dataclasses.replace(e)  # the lookup table is no part of the value
     started = time.process_time()
     for i in range(20_000):

@@ -90,6 +90,7 @@ def _ports_to_wire(ports: Sequence[EndpointPort]) -> list[list[Any]]:
 
 # flag bits of an endpoint in an "eps" operation
 EP_READY, EP_SERVING, EP_TERMINATING, EP_INTERNAL, EP_EXTERNAL = 1, 2, 4, 8, 16
+EP_SHORTCUT = 32  # ViewEndpoint.shortcut (an older consumer ignores the bit)
 COMPACT_ENDPOINTS = "eps"  # the snapshot-request feature that allows "eps" operations
 COMPRESSED_OPS = "zstd"  # the snapshot-request feature that allows "zops" (kpng.bus.compression)
 # the snapshot-request feature that lets a node snapshot's zone part come as a cast: published
@@ -99,16 +100,20 @@ CAST = "cast"
 # so that its digests cover them: only such consumers of a node get digests in its ticks
 # (an older one could never match a view with port marks: docs/bus.md, section 5.2)
 PORT_MARKS = "marks"
-_FLAGS: list[tuple[bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
-    # internal, external) of each flags value
+# the snapshot-request feature that says the consumer holds shortcut marks (ViewEndpoint's
+# ``shortcut``), so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.2)
+SHORTCUT_MARKS = "shortcut"
+_FLAGS: list[tuple[bool, bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
+    # internal, external, shortcut) of each flags value
     (
         bool(f & EP_READY),
         bool(f & EP_SERVING),
         bool(f & EP_TERMINATING),
         bool(f & EP_INTERNAL),
         bool(f & EP_EXTERNAL),
+        bool(f & EP_SHORTCUT),
     )
-    for f in range(32)
+    for f in range(64)
 ]
 
 
@@ -126,6 +131,7 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
             | (EP_TERMINATING if e.terminating else 0)
             | (EP_INTERNAL if e.internal else 0)
             | (EP_EXTERNAL if e.external else 0)
+            | (EP_SHORTCUT if e.shortcut else 0)
         )
         row: list[Any] = [e.ip, flags, tables.setdefault(e.ports, len(tables))]
         if e.zone:
@@ -142,12 +148,15 @@ def endpoints_to_wire(key: str, endpoints: Sequence[ViewEndpoint]) -> dict[str, 
 
 
 def _port_marks_to_wire(marks: Sequence[PortMarks]) -> list[list[Any]]:
-    """``[name, protocol, flags]`` per port mark; flags: EP_INTERNAL | EP_EXTERNAL bits."""
+    """``[name, protocol, flags]`` per port mark; flags: EP_INTERNAL, EP_EXTERNAL and
+    EP_SHORTCUT bits."""
     return [
         [
             m.name,
             m.protocol.value,
-            (EP_INTERNAL if m.internal else 0) | (EP_EXTERNAL if m.external else 0),
+            (EP_INTERNAL if m.internal else 0)
+            | (EP_EXTERNAL if m.external else 0)
+            | (EP_SHORTCUT if m.shortcut else 0),
         ]
         for m in marks
     ]
@@ -166,6 +175,8 @@ def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
     if isinstance(e, ViewEndpoint):
         d["internal"] = e.internal
         d["external"] = e.external
+        if e.shortcut:  # (only where both traffic policies are Local)
+            d["shortcut"] = True
         if e.port_marks:
             d["port_marks"] = _port_marks_to_wire(e.port_marks)
     else:
@@ -422,7 +433,7 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
         checked_ip(ip, f"{r.where('eps')}[{i}][0]")
         if node:
             checked_node(node, f"{r.where('eps')}[{i}][3]")
-        endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 31])
+        endpoint = ViewEndpoint(ip, tables[index], node, zone, *_FLAGS[flags & 63])
         out.append(SetEndpoint(key, endpoint))
     if "port_marks" in r.data:  # rare: the rows' own marks are patched after, not looked up
         for i, marks in _row_marks(r, len(out)).items():
@@ -430,7 +441,7 @@ def endpoints_from_wire(r: Reader, scope: Scope) -> tuple[SetEndpoint[ViewEndpoi
     return tuple(out)
 
 
-_MARKS = EP_INTERNAL | EP_EXTERNAL
+_MARKS = EP_INTERNAL | EP_EXTERNAL | EP_SHORTCUT
 
 
 def _row_marks(r: Reader, rows: int) -> dict[int, tuple[PortMarks, ...]]:
@@ -469,7 +480,13 @@ def _add_mark(
     flags &= _MARKS
     mark = interned.get((name, proto, flags))
     if mark is None:
-        mark = PortMarks(name, proto, bool(flags & EP_INTERNAL), bool(flags & EP_EXTERNAL))
+        mark = PortMarks(
+            name,
+            proto,
+            bool(flags & EP_INTERNAL),
+            bool(flags & EP_EXTERNAL),
+            bool(flags & EP_SHORTCUT),
+        )
         interned[(name, proto, flags)] = mark
     marks[(name, proto)] = mark
 
@@ -498,7 +515,10 @@ def endpoint_from_wire(r: Reader, scope: Scope) -> Endpoint | ViewEndpoint:
     }
     if scope == "node":
         e = ViewEndpoint(
-            **common, internal=r.get("internal", bool), external=r.get("external", bool)
+            **common,
+            internal=r.get("internal", bool),
+            external=r.get("external", bool),
+            shortcut=r.get("shortcut", bool, False),
         )
         return e.with_port_marks(_endpoint_marks(r)) if "port_marks" in r.data else e
     return Endpoint(

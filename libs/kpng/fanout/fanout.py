@@ -139,10 +139,11 @@ class Fanout:
     # -- digests -----------------------------------------------------------------------------
     def holds_marks(self, node: str, accepted: bool) -> None:
         """Whether the consumer of ``node`` that asked for a snapshot accepts port marks
-        (``"marks"``). One that does not (an agent of before port marks) ignores them, so
-        its digest of a view with port marks can never be the watcher's: checking it would
-        resync it again and again. Until a consumer that accepts them asks, the node's
-        ticks carry no digest (as an older watcher's) and its statuses are not checked."""
+        and shortcut marks (``"marks"``, ``"shortcut"``). One that does not (an agent of
+        before them) ignores them, so its digest of a view with such marks can never be the
+        watcher's: checking it would resync it again and again. Until a consumer that accepts
+        them asks, the node's ticks carry no digest (as an older watcher's) and its statuses
+        are not checked."""
         if accepted:
             self.without_marks.discard(node)
         else:

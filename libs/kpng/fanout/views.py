@@ -94,9 +94,10 @@ def uses_local_endpoints(service: Service) -> bool:
 
 
 def uses_cluster_endpoints(service: Service) -> bool:
-    return service.internal_traffic_policy is TrafficPolicy.CLUSTER or (
-        service.externally_accessible and service.external_traffic_policy is TrafficPolicy.CLUSTER
-    )
+    """True when some traffic of this service goes to the cluster-wide endpoints: a Cluster
+    policy, or any external address (kube-proxy's ``UsesClusterEndpoints``: with both
+    policies Local, pods and the node still reach the external addresses cluster-wide)."""
+    return service.internal_traffic_policy is TrafficPolicy.CLUSTER or service.externally_accessible
 
 
 def topology_mode(service: Service, endpoints: Iterable[Endpoint], node: str, zone: str) -> str:
@@ -155,24 +156,27 @@ def _local_endpoints(endpoints: Sequence[Endpoint], node: str) -> set[str]:
     return {e.ip for e in local if e.serving and e.terminating}
 
 
-def _selection(
-    service: Service, endpoints: Sequence[Endpoint], node: str, zone: str
-) -> tuple[set[str], set[str]]:
-    """The addresses that may carry internal, and external, traffic: kube-proxy's
-    ``CategorizeEndpoints`` over ``endpoints`` of each address family."""
+Selection = tuple[set[str], set[str], set[str]]  # internal, external, shortcut addresses
+
+
+def _selection(service: Service, endpoints: Sequence[Endpoint], node: str, zone: str) -> Selection:
+    """The addresses that may carry internal, external and short-circuited traffic:
+    kube-proxy's ``CategorizeEndpoints`` over ``endpoints`` of each address family."""
     if ":" in "".join(map(_IP, endpoints)):  # some IPv6 (an IPv4 address has no colon)
         v6 = [e for e in endpoints if ":" in e.ip]
         if len(v6) < len(endpoints):  # and some IPv4: each family on its own
             v4 = [e for e in endpoints if ":" not in e.ip]
-            internal4, external4 = _family_selection(service, v4, node, zone)
-            internal6, external6 = _family_selection(service, v6, node, zone)
-            return internal4 | internal6, external4 | external6
+            four = _family_selection(service, v4, node, zone)
+            six = _family_selection(service, v6, node, zone)
+            return four[0] | six[0], four[1] | six[1], four[2] | six[2]
     return _family_selection(service, endpoints, node, zone)
 
 
 def _family_selection(
     service: Service, endpoints: Sequence[Endpoint], node: str, zone: str
-) -> tuple[set[str], set[str]]:
+) -> Selection:
+    """``shortcut``: the cluster-wide endpoints, only where neither policy selects them
+    (:attr:`~kpng.model.Service.short_circuits`); empty otherwise."""
     cluster: set[str] = set()
     if uses_cluster_endpoints(service):
         mode = topology_mode(service, endpoints, node, zone)
@@ -182,13 +186,13 @@ def _family_selection(
     external: set[str] = set()
     if service.externally_accessible:
         external = local if service.external_traffic_policy is TrafficPolicy.LOCAL else cluster
-    return internal, external
+    return internal, external, cluster if service.short_circuits else set()
 
 
 def port_marks(
     service: Service,
     usable: Sequence[Endpoint],
-    marked: tuple[set[str], set[str]],
+    marked: Selection,
     node: str,
     zone: str,
 ) -> dict[str, tuple[PortMarks, ...]]:
@@ -198,7 +202,7 @@ def port_marks(
     of them or none: :func:`service_view` does not ask then). A port listed by every usable
     endpoint is never marked (docs/bus.md promises it: the renderer looks for marks only
     otherwise)."""
-    internal, external = marked
+    internal, external, shortcut = marked
     out: dict[str, list[PortMarks]] = {}
     seen: set[tuple[str, str]] = set()
     for sp in service.ports:
@@ -208,10 +212,11 @@ def port_marks(
         having = [e for e in usable if endpoint_port(sp, e)]
         if not having or len(having) == len(usable):
             continue
-        own_internal, own_external = _selection(service, having, node, zone)
+        own_internal, own_external, own_shortcut = _selection(service, having, node, zone)
         for e in having:
-            mine = (e.ip in own_internal, e.ip in own_external)
-            if mine != (e.ip in internal, e.ip in external):
+            ip = e.ip
+            mine = (ip in own_internal, ip in own_external, ip in own_shortcut)
+            if mine != (ip in internal, ip in external, ip in shortcut):
                 out.setdefault(e.ip, []).append(PortMarks(sp.name, sp.protocol, *mine))
     return {ip: tuple(marks) for ip, marks in out.items()}
 
@@ -221,11 +226,13 @@ def service_view(
 ) -> tuple[ViewEndpoint, ...]:
     """The service's usable endpoints as this node sees them, each marked for the traffic
     it may carry: ``internal`` (cluster IPs) and ``external`` (NodePorts, LB IPs, external
-    IPs), per service port (``port_marks``: see :func:`port_marks`). Endpoints neither
+    IPs) and, where both policies are Local, ``shortcut`` (pods' and the node's traffic to
+    the external addresses), per service port (``port_marks``: see :func:`port_marks`).
+    Endpoints neither
     ready nor serving-and-terminating are left out; a usable endpoint with both marks off
     for a port tells the dataplane that the port has endpoints elsewhere (Local policy:
     drop, rather than reject)."""
-    internal, external = marked = _selection(service, endpoints, node, zone)
+    internal, external, shortcut = marked = _selection(service, endpoints, node, zone)
     view = tuple(
         ViewEndpoint(
             ip=e.ip,
@@ -237,6 +244,7 @@ def service_view(
             terminating=e.terminating,
             internal=e.ip in internal,
             external=e.ip in external,
+            shortcut=e.ip in shortcut,
         )
         for e in endpoints
         if e.usable

@@ -98,11 +98,17 @@ class Endpoint(Body):
     terminating: bool
     internal: bool | None = Field(None, description="node views only")
     external: bool | None = Field(None, description="node views only")
+    shortcut: bool | None = Field(
+        None,
+        description="node views only, present when true: a service with both traffic policies"
+        " Local sends pods' and the node's traffic to its external addresses to this endpoint"
+        " (one of its cluster-wide endpoints)",
+    )
     port_marks: list[tuple[str, str, int]] | None = Field(
         None,
         description="node views only, rare: [port name, protocol, flags] for the service"
         " ports whose own endpoint selection marks this endpoint otherwise (flags: 8"
-        " internal, 16 external)",
+        " internal, 16 external, 32 shortcut)",
     )
     zone_hints: list[str] = Field(default_factory=list, description="global view only")
     node_hints: list[str] = Field(default_factory=list, description="global view only")
