@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,27 +171,10 @@ def verdicts(
     return traced, explained
 
 
-def both_local_short_circuit(view: View[ViewEndpoint], src: str, dst: str) -> bool:
-    """A pod's or the node's packet to an external address of a service whose traffic
-    policies are both Local: where explain and the dataplane knowingly differ (see
-    :func:`test_known_divergence_both_policies_local_short_circuit`)."""
-    if origin(src) == "outside":
-        return False
-    for svc in view.services.values():
-        external = (*svc.external_ips, *svc.load_balancer_ips)
-        node_port = dst == NODE_IP and any(p.node_port for p in svc.ports)
-        both_local = svc.internal_traffic_policy == svc.external_traffic_policy == "Local"
-        if both_local and (dst in external or node_port):
-            return True
-    return False
-
-
 def agree(view: View[ViewEndpoint]) -> None:
     _, tracer = program(view)
     for dst, proto, port in destinations(view):
         for src in sources(view):
-            if both_local_short_circuit(view, src, dst):
-                continue
             traced, explained = verdicts(view, tracer, src, dst, proto, port)
             assert traced == explained, (
                 f"{src} -> {dst} {proto}/{port}: tracer {traced.text()}, explain {explained.text()}"
@@ -253,14 +237,12 @@ def test_the_rollouts_carry_port_marks() -> None:
     assert len(marked) >= len(views) // 2, (len(marked), len(views))
 
 
-def test_known_divergence_both_policies_local_short_circuit() -> None:
+def test_both_policies_local_short_circuit_to_the_cluster_wide_endpoints() -> None:
     """eTP Local short-circuits pods and the node to the service's *cluster-wide* endpoints
-    (kube-proxy: ``UsesClusterEndpoints`` is true for any externally accessible port).
-    With iTP Local too, the node view carries only the local set (``internal`` and
-    ``external`` are both local, see :mod:`kpng.fanout.views`), so the dataplane
-    short-circuits to local endpoints only (here none: drop) while explain, as documented
-    in docs/observer.md, uses every usable endpoint of the view. Closing this needs the
-    cluster-wide set in the node view. This test pins both answers until then."""
+    (kube-proxy: ``UsesClusterEndpoints`` is true for any externally accessible port), also
+    with iTP Local: the node view marks them ``shortcut``. Here the only endpoint is on
+    another node: an outside client is dropped, a pod and the node reach it (the node
+    masqueraded), and explain says the same as the dataplane."""
     svc = Service(
         "default",
         "both-local",
@@ -276,8 +258,41 @@ def test_known_divergence_both_policies_local_short_circuit() -> None:
     view.services[svc.key] = svc
     view.endpoints[svc.key] = {e.ip: e for e in service_view(svc, (remote,), NODE, ZONE)}
     _, tracer = program(view)
-    pod = f"{POD_NET[NODE]}.9"
-    traced, explained = verdicts(view, tracer, pod, NODE_IP, "tcp", 30001)
-    assert traced == Verdict("drop")
-    assert explained == Verdict("dnat", ("10.244.2.1:8080",))
+    pod, outside = f"{POD_NET[NODE]}.9", "192.0.2.7"
+    for src, verdict in [
+        (pod, Verdict("dnat", ("10.244.2.1:8080",))),
+        (NODE_IP, Verdict("dnat", ("10.244.2.1:8080",), masquerade=True)),
+        (outside, Verdict("drop")),
+    ]:
+        traced, explained = verdicts(view, tracer, src, NODE_IP, "tcp", 30001)
+        assert traced == explained == verdict, src
+    # the cluster IP stays Local: no local endpoint, dropped for everyone
+    for src in (pod, NODE_IP):
+        traced, explained = verdicts(view, tracer, src, "10.96.0.1", "tcp", 80)
+        assert traced == explained == Verdict("drop"), src
+    gc.unfreeze()
+
+
+def test_a_view_without_shortcut_marks_short_circuits_to_the_local_endpoints() -> None:
+    """A view from a watcher of before shortcut marks: pods still reach the local
+    endpoints through the node port, as they did then, and explain says so too."""
+    svc = Service(
+        "default",
+        "both-local",
+        ServiceType.NODE_PORT,
+        ("10.96.0.1",),
+        (http_port(node_port=30001),),
+        internal_traffic_policy=TrafficPolicy.LOCAL,
+        external_traffic_policy=TrafficPolicy.LOCAL,
+    )
+    here = Endpoint("10.244.1.1", HTTP, NODE)
+    there = Endpoint("10.244.2.1", HTTP, "node-b")
+    view: View[ViewEndpoint] = View()
+    view.nodes[NODE] = Node(NODE, (NODE_IP,), ZONE)
+    view.services[svc.key] = svc
+    old = {e.ip: replace(e, shortcut=False) for e in service_view(svc, (here, there), NODE, ZONE)}
+    view.endpoints[svc.key] = old
+    _, tracer = program(view)
+    traced, explained = verdicts(view, tracer, f"{POD_NET[NODE]}.9", NODE_IP, "tcp", 30001)
+    assert traced == explained == Verdict("dnat", ("10.244.1.1:8080",))
     gc.unfreeze()

@@ -1,6 +1,7 @@
 """Real traffic for what the tracer alone covered: multiport and named target ports,
 external and load-balancer IPs (Cluster policy masqueraded, Local keeping the source),
-loadBalancerSourceRanges, the eTP Local short-circuit for pods and the node, PreferSameNode,
+loadBalancerSourceRanges, the eTP Local short-circuit for pods and the node (with iTP Local
+too), PreferSameNode,
 ExternalName and headless services programming nothing, and (agent restarted with flags)
 ``--masquerade-all`` and ``--nodeport-addresses``. The outside client routes 203.0.113.0/24
 (external and LB IPs) to node-1."""
@@ -92,6 +93,31 @@ def test_etp_local_lb_ip_short_circuits_for_pods_and_the_node(ext: E2E) -> None:
     assert ext.from_pod(pod.name, "203.0.113.15", 80) == f"pod-2-1 {pod.ip}"
     node = ext.c.request(ext.c.node_ns("node-1"), "203.0.113.15", 80)
     assert node.split()[0] == "pod-2-1"
+
+
+def test_both_policies_local_short_circuit_pods_and_the_node_cluster_wide(ext: E2E) -> None:
+    """iTP Local too: pods and the node still reach the LB IP and the node port on a node
+    with no endpoint of the service (kube-proxy's short-circuit to its cluster-wide
+    endpoints), while its cluster IP keeps its Local policy."""
+    ext.apply_and_wait(
+        lb(
+            "both",
+            "10.96.7.17",
+            "203.0.113.16",
+            nodePort=30716,
+            externalTrafficPolicy="Local",
+            internalTrafficPolicy="Local",
+        ),
+        endpoints("both", [ext.pod("pod-2-1")]),
+    )
+    assert ext.from_client("203.0.113.16", 80) == "timeout"  # node-1 has no local endpoint
+    pod = ext.pod("pod-1-1")
+    assert ext.from_pod(pod.name, "203.0.113.16", 80) == f"pod-2-1 {pod.ip}"
+    node_ns, node_ip = ext.c.node_ns("node-1"), ext.node_ip("node-1")
+    assert ext.c.request(node_ns, "203.0.113.16", 80).split()[0] == "pod-2-1"
+    assert ext.from_pod(pod.name, node_ip, 30716) == f"pod-2-1 {pod.ip}"
+    assert ext.c.request(node_ns, node_ip, 30716).split()[0] == "pod-2-1"
+    assert ext.from_pod(pod.name, "10.96.7.17", 80) == "timeout"  # iTP Local: none here
 
 
 def test_prefer_same_node_keeps_traffic_on_the_node(ext: E2E) -> None:

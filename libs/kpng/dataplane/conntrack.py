@@ -38,7 +38,7 @@ class UdpPort:
 
 
 def udp_ports(svc: Service, endpoints: Mapping[str, ViewEndpoint]) -> tuple[UdpPort, ...]:
-    serving = frozenset(e.ip for e in endpoints.values() if e.internal or e.external)
+    serving = frozenset(e.ip for e in endpoints.values() if e.internal or e.external or e.shortcut)
     marked = any(e.port_marks for e in endpoints.values())
     ips = (*svc.cluster_ips, *svc.external_ips, *svc.load_balancer_ips)
     return tuple(
@@ -54,7 +54,7 @@ def udp_ports(svc: Service, endpoints: Mapping[str, ViewEndpoint]) -> tuple[UdpP
 
 def _serving(sp: ServicePort, endpoints: Mapping[str, ViewEndpoint]) -> frozenset[str]:
     """The endpoints marked for some traffic of the service port ``sp`` (its own marks)."""
-    return frozenset(e.ip for e in endpoints.values() if any(e.marks(sp.name, sp.protocol)))
+    return frozenset(e.ip for e in endpoints.values() if any(e.all_marks(sp.name, sp.protocol)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@
 name, a destination (address, protocol, port), optionally the packet's source and the cluster
 (pod) CIDRs, and says which endpoints the packet may reach, whether it is masqueraded, or
 whether it is rejected or dropped, and why. It follows ``shared/reference/kube-proxy.md`` and
-the node-view contract of ``docs/bus.md`` (``internal``/``external`` flags, per service
-port with ``port_marks``): it never re-selects endpoints.
+the node-view contract of ``docs/bus.md`` (``internal``/``external``/``shortcut`` flags,
+per service port with ``port_marks``): it never re-selects endpoints.
 """
 
 from __future__ import annotations
@@ -205,19 +205,17 @@ class _Rules:
         eps = self.view.endpoints_of(self.service.key)
         return {ip: e for ip, e in eps.items() if (":" in ip) is v6}
 
-    def targets(self, flag: Literal["internal", "external", "usable"]) -> tuple[DnatEndpoint, ...]:
+    def targets(
+        self, flag: Literal["internal", "external", "shortcut"]
+    ) -> tuple[DnatEndpoint, ...]:
         """The endpoints of the service port (those that list it) marked for ``flag`` on
-        this port, or (``usable``) the port's cluster-wide set: its ready endpoints, else
-        its serving-terminating ones."""
+        this port (``shortcut``: pods' and the node's traffic to an external address when
+        both traffic policies are Local)."""
         sp = self.port
         assert sp is not None
         eps = [(e, p) for e in self.endpoints().values() if (p := _target_port(sp, e))]
-        if flag == "usable":
-            ready = [(e, p) for e, p in eps if e.ready]
-            chosen = ready or [(e, p) for e, p in eps if e.serving and e.terminating]
-        else:
-            k = flag == "external"
-            chosen = [(e, p) for e, p in eps if e.marks(sp.name, sp.protocol)[k]]
+        k = _MARK_INDEX[flag]
+        chosen = [(e, p) for e, p in eps if e.all_marks(sp.name, sp.protocol)[k]]
         chosen.sort(key=lambda ep: ipaddress.ip_address(ep[0].ip))
         return tuple(
             DnatEndpoint(e.ip, p, e.node, e.node == self.node, e.terminating) for e, p in chosen
@@ -334,8 +332,8 @@ class _Rules:
     ) -> Explanation:
         if self.service.internal_traffic_policy == "Cluster":
             targets = self.targets("internal")
-        else:
-            targets = self.targets("usable")
+        else:  # both policies Local: the view marks the cluster-wide endpoints for it
+            targets = self.targets("shortcut") or self.targets("internal")
         who = "this node" if inside == "node" else "a pod"
         reasons.append(
             f"externalTrafficPolicy Local, but the source is {who}:"
@@ -353,6 +351,7 @@ class _Rules:
         return self.result("forward", match, reasons, targets, masquerade)
 
 
+_MARK_INDEX = {"internal": 0, "external": 1, "shortcut": 2}  # in ViewEndpoint.all_marks()
 _MATCH_NAMES: dict[Match, str] = {
     "clusterIP": "cluster IP",
     "nodePort": "node port",

@@ -48,7 +48,7 @@ IdOf = Callable[[str], int]
 class TrafficTarget:
     """One endpoint set of a service port: where its internal or external traffic goes."""
 
-    key: str  # "namespace/name|port|PROTO|i" or "...|e"
+    key: str  # "namespace/name|port|PROTO|i", "...|e" or "...|s" (short-circuit)
     id: int
     backends: tuple[tuple[str, int], ...]  # (ip, port), sorted
     affinity: bool = False
@@ -147,20 +147,23 @@ class _Endpoints:
         """Whether some endpoint has port marks (looked for once ``lacking``)."""
         return any(map(_PORT_MARKS, self.eps))
 
-    def select(self, ports: list[int], external: bool) -> list[int]:
-        """Indices of the endpoints flagged for a target's traffic that have the port: its
-        backends, in the order of their (ip, port) pairs, each pair once."""
+    def select(self, ports: list[int], k: int) -> list[int]:
+        """Indices of the endpoints flagged for a target's traffic (``k``: INTERNAL,
+        EXTERNAL or SHORTCUT) that have the port: its backends, in the order of their (ip,
+        port) pairs, each pair once."""
         eps = self.eps
-        if external:
+        if k == EXTERNAL_TRAFFIC:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
+        elif k == SHORTCUT_TRAFFIC:
+            sel = [j for j, port in enumerate(ports) if port and eps[j].shortcut]
         else:
             sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
         return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
 
-    def select_marked(self, ports: list[int], external: bool, sp: ServicePort) -> list[int]:
+    def select_marked(self, ports: list[int], k: int, sp: ServicePort) -> list[int]:
         """:meth:`select`, where an endpoint's marks for ``sp`` may be its own."""
-        eps, name, proto, k = self.eps, sp.name, sp.protocol, int(external)
-        sel = [j for j, port in enumerate(ports) if port and eps[j].marks(name, proto)[k]]
+        eps, name, proto = self.eps, sp.name, sp.protocol
+        sel = [j for j, port in enumerate(ports) if port and eps[j].all_marks(name, proto)[k]]
         return sel if self.unique or len(sel) < 2 else self._ordered(sel, ports)
 
     def _ordered(self, sel: list[int], ports: list[int]) -> list[int]:
@@ -182,6 +185,8 @@ class _Addresses(Sequence[bytes]):
         return len(self.ips)
 
 
+# which traffic a target carries: the index of its mark in ViewEndpoint.all_marks()
+INTERNAL_TRAFFIC, EXTERNAL_TRAFFIC, SHORTCUT_TRAFFIC = 0, 1, 2
 _IP: Callable[[ViewEndpoint], str] = attrgetter("ip")
 _PORT_MARKS: Callable[[ViewEndpoint], tuple[object, ...]] = attrgetter("port_marks")
 
@@ -237,7 +242,8 @@ def _render_port(
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
     marked = eps.lacking and eps.marked()
-    sel = eps.select_marked(ports, False, sp) if marked else eps.select(ports, False)
+    k = INTERNAL_TRAFFIC
+    sel = eps.select_marked(ports, k, sp) if marked else eps.select(ports, k)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
     has_any = any(ports)
@@ -255,12 +261,20 @@ def _render_port(
             out.append(_service_ip(r, addr, proto, sp.port, mark | CLUSTER))
         else:
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
-    if svc.externally_accessible:
-        if marked:
-            ext = eps.select_marked(ports, True, sp)
-        else:
-            ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, True)
-        out.extend(_render_external(svc, sp, c, r, id_of, (mark, bool(sel)), ext, eps, ports, lost))
+    if not svc.externally_accessible:
+        return
+    k = EXTERNAL_TRAFFIC
+    if marked:
+        ext = eps.select_marked(ports, k, sp)
+    else:
+        ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, k)
+    shortcut = (mark, bool(sel))  # eTP Local: pods and the node reach the internal target
+    if svc.short_circuits:  # unless iTP is Local too: then the cluster-wide one, of its own
+        k = SHORTCUT_TRAFFIC
+        short = eps.select_marked(ports, k, sp) if marked else eps.select(ports, k)
+        if short:  # (none: no usable endpoint of the port, or a view of before the marks)
+            shortcut = (_target_objects(out, r, svc, f"{base}|s", id_of, short, eps, ports), True)
+    out.extend(_render_external(svc, sp, c, r, id_of, shortcut, ext, eps, ports, lost))
 
 
 def _render_external(
@@ -269,28 +283,30 @@ def _render_external(
     c: Config,
     r: _Fasts,
     id_of: IdOf,
-    internal: tuple[int, bool],
+    shortcut: tuple[int, bool],
     sel: list[int],
     eps: _Endpoints,
     ports: list[int],
     lost: AbstractSet[Lost],
 ) -> list[Planned]:
-    """``internal``: the internal target's mark, and whether it has backends."""
+    """``shortcut``: the mark of the target that pods' and the node's traffic to an eTP
+    Local port takes (the internal one, or with iTP Local too the cluster-wide one), and
+    whether it has backends."""
     proto, port = sp.protocol.lower(), str(sp.port)
     ext_key = f"{svc.key}|{sp.name}|{sp.protocol}|e"
     has_any = any(ports)
     out: list[Planned] = []
     ext_mark = _target_objects(out, r, svc, ext_key, id_of, sel, eps, ports)
-    internal_mark, internal_backends = internal
+    short_mark, short_backends = shortcut
     local = svc.external_traffic_policy is TrafficPolicy.LOCAL
     mark = ext_mark | (LOCAL_EXT if local else MASQ)
     none = DROP if local and has_any else REJECT
     pack = r.pk.pack
     if local:
         ext_id = ext_mark & ID_MASK
-        out.append(pack(Element("shortcuts", (str(ext_id),), (str(internal_mark | CLUSTER),))))
+        out.append(pack(Element("shortcuts", (str(ext_id),), (str(short_mark | CLUSTER),))))
     # an eTP Local target without local endpoints still dispatches, for the short-circuit
-    dispatch = bool(sel) or (local and internal_backends)
+    dispatch = bool(sel) or (local and short_backends)
     key: tuple[str, ...]
     won = _won(lost, sp)
     for ip in won(_family(svc.external_ips + svc.load_balancer_ips, c)):

@@ -7,7 +7,8 @@ Packet path (one family; ``A`` is the address type):
   (daddr . proto . dport, for cluster, external and load-balancer IPs) or, for local
   addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). It holds
   a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
-  node are swapped for the service's internal target (``shortcuts``). The masquerade bit
+  node are swapped for the service's internal target, or its cluster-wide one when iTP is
+  Local too (``shortcuts``). The masquerade bit
   (one bit of the packet mark, ``Config.masquerade_bit``: OR-ed in, every other bit of the
   packet mark left as it was) is set by the flags; then ``pick_static`` (by the endpoint
   count the register carries, for 1 to
