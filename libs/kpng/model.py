@@ -287,12 +287,12 @@ class MarkedViewEndpoint(ViewEndpoint):
 
 def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:
     """The endpoint's port of the same name and protocol (0: none, so not an endpoint of
-    this service port, as kube-proxy reads EndpointSlices); with no ports at all, a numeric
-    target port."""
+    this service port, as kube-proxy reads EndpointSlices: an endpoint whose slice lists no
+    ports serves no port, whatever the service's target port)."""
     for p in e.ports:
         if p.protocol == sp.protocol and p.name == sp.name:
             return p.port
-    return sp.target_port if not e.ports and isinstance(sp.target_port, int) else 0
+    return 0
 
 
 def ip_family(ip: str) -> int:

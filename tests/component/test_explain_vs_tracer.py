@@ -296,3 +296,19 @@ def test_a_view_without_shortcut_marks_short_circuits_to_the_local_endpoints() -
     traced, explained = verdicts(view, tracer, f"{POD_NET[NODE]}.9", NODE_IP, "tcp", 30001)
     assert traced == explained == Verdict("dnat", ("10.244.1.1:8080",))
     gc.unfreeze()
+
+
+def test_an_endpoint_whose_slice_lists_no_ports_serves_none() -> None:
+    """kube-proxy builds a service port's endpoints from the slice ports of that name and
+    protocol: a slice without ports gives none, even for a numeric target port. A service
+    whose only endpoint is such is rejected, by the dataplane and by explain."""
+    svc = Service("default", "portless", ServiceType.CLUSTER_IP, ("10.96.0.1",), (http_port(),))
+    view: View[ViewEndpoint] = View()
+    view.nodes[NODE] = Node(NODE, (NODE_IP,), ZONE)
+    view.services[svc.key] = svc
+    bare = Endpoint("10.244.2.1", (), "node-b")
+    view.endpoints[svc.key] = {e.ip: e for e in service_view(svc, (bare,), NODE, ZONE)}
+    _, tracer = program(view)
+    traced, explained = verdicts(view, tracer, f"{POD_NET[NODE]}.9", "10.96.0.1", "tcp", 80)
+    assert traced == explained == Verdict("reject")
+    gc.unfreeze()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from kpng.bus.codec import encode_op
 from kpng.diff import SetEndpoint, SetService
 from kpng.fanout.cluster import ServiceState
-from kpng.model import Endpoint, Service
+from kpng.model import Endpoint
 
 # what a node view's variant of an operation may add to the global one (internal/external);
 # its port marks are bounded per endpoint (_marks_bound)
@@ -38,17 +38,17 @@ def oversize_op(state: ServiceState, limit: int) -> int:
         return size
     several = len(state.endpoints) > 1  # port marks need endpoints listing different ports
     for e in state.endpoints:
-        marks = _marks_bound(spec, e) if several else 0
+        marks = _marks_bound(e) if several else 0
         bound = _endpoint_bound(spec.key, e) + marks
         if bound > room and (size := _encoded(spec.key, e) + marks) > room:
             return size
     return 0
 
 
-def _marks_bound(spec: Service, e: Endpoint) -> int:
+def _marks_bound(e: Endpoint) -> int:
     """At least the size of the port marks a node view may give the endpoint (one per
     service port it serves, see kpng.fanout.views): ``[row, name, protocol, flags]``."""
-    names = [p.name for p in e.ports] if e.ports else [p.name for p in spec.ports]
+    names = [p.name for p in e.ports]
     return _MARKS_FIXED + sum(4 * len(name) + _MARK_FIXED for name in names) if names else 0
 
 

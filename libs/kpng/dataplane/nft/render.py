@@ -131,7 +131,6 @@ class _Endpoints:
     def ports(self, sp: ServicePort) -> list[int]:
         """:func:`kpng.model.endpoint_port` of each endpoint, in one loop."""
         proto, name = sp.protocol, sp.name
-        fallback = sp.target_port if isinstance(sp.target_port, int) else 0
         out = []
         for e in self.eps:
             for p in e.ports:
@@ -139,8 +138,8 @@ class _Endpoints:
                     out.append(p.port)
                     break
             else:
-                out.append(0 if e.ports else fallback)
-                self.lacking = True  # (or has no ports at all: a numeric target may serve it)
+                out.append(0)
+                self.lacking = True
         return out
 
     def marked(self) -> bool:
