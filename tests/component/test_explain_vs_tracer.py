@@ -237,12 +237,8 @@ def test_the_rollouts_carry_port_marks() -> None:
     assert len(marked) >= len(views) // 2, (len(marked), len(views))
 
 
-def test_both_policies_local_short_circuit_to_the_cluster_wide_endpoints() -> None:
-    """eTP Local short-circuits pods and the node to the service's *cluster-wide* endpoints
-    (kube-proxy: ``UsesClusterEndpoints`` is true for any externally accessible port), also
-    with iTP Local: the node view marks them ``shortcut``. Here the only endpoint is on
-    another node: an outside client is dropped, a pod and the node reach it (the node
-    masqueraded), and explain says the same as the dataplane."""
+def both_local_view(*endpoints: Endpoint) -> View[ViewEndpoint]:
+    """node-a's view of a NodePort service whose traffic policies are both Local."""
     svc = Service(
         "default",
         "both-local",
@@ -252,11 +248,20 @@ def test_both_policies_local_short_circuit_to_the_cluster_wide_endpoints() -> No
         internal_traffic_policy=TrafficPolicy.LOCAL,
         external_traffic_policy=TrafficPolicy.LOCAL,
     )
-    remote = Endpoint("10.244.2.1", HTTP, "node-b")
     view: View[ViewEndpoint] = View()
     view.nodes[NODE] = Node(NODE, (NODE_IP,), ZONE)
     view.services[svc.key] = svc
-    view.endpoints[svc.key] = {e.ip: e for e in service_view(svc, (remote,), NODE, ZONE)}
+    view.endpoints[svc.key] = {e.ip: e for e in service_view(svc, endpoints, NODE, ZONE)}
+    return view
+
+
+def test_both_policies_local_short_circuit_to_the_cluster_wide_endpoints() -> None:
+    """eTP Local short-circuits pods and the node to the service's *cluster-wide* endpoints
+    (kube-proxy: ``UsesClusterEndpoints`` is true for any externally accessible port), also
+    with iTP Local: the node view marks them ``shortcut``. Here the only endpoint is on
+    another node: an outside client is dropped, a pod and the node reach it (the node
+    masqueraded), and explain says the same as the dataplane."""
+    view = both_local_view(Endpoint("10.244.2.1", HTTP, "node-b"))
     _, tracer = program(view)
     pod, outside = f"{POD_NET[NODE]}.9", "192.0.2.7"
     for src, verdict in [
@@ -276,22 +281,11 @@ def test_both_policies_local_short_circuit_to_the_cluster_wide_endpoints() -> No
 def test_a_view_without_shortcut_marks_short_circuits_to_the_local_endpoints() -> None:
     """A view from a watcher of before shortcut marks: pods still reach the local
     endpoints through the node port, as they did then, and explain says so too."""
-    svc = Service(
-        "default",
-        "both-local",
-        ServiceType.NODE_PORT,
-        ("10.96.0.1",),
-        (http_port(node_port=30001),),
-        internal_traffic_policy=TrafficPolicy.LOCAL,
-        external_traffic_policy=TrafficPolicy.LOCAL,
+    view = both_local_view(
+        Endpoint("10.244.1.1", HTTP, NODE), Endpoint("10.244.2.1", HTTP, "node-b")
     )
-    here = Endpoint("10.244.1.1", HTTP, NODE)
-    there = Endpoint("10.244.2.1", HTTP, "node-b")
-    view: View[ViewEndpoint] = View()
-    view.nodes[NODE] = Node(NODE, (NODE_IP,), ZONE)
-    view.services[svc.key] = svc
-    old = {e.ip: replace(e, shortcut=False) for e in service_view(svc, (here, there), NODE, ZONE)}
-    view.endpoints[svc.key] = old
+    for key, endpoints in view.endpoints.items():
+        view.endpoints[key] = {ip: replace(e, shortcut=False) for ip, e in endpoints.items()}
     _, tracer = program(view)
     traced, explained = verdicts(view, tracer, f"{POD_NET[NODE]}.9", NODE_IP, "tcp", 30001)
     assert traced == explained == Verdict("dnat", ("10.244.1.1:8080",))
