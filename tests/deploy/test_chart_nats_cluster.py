@@ -137,9 +137,11 @@ def test_without_the_option_one_server_as_before() -> None:
 # the rendered configuration, run
 
 
-def _server_conf(tmp_path: Path, ports: list[tuple[int, int]]) -> Path:
+def server_conf(tmp_path: Path, ports: list[tuple[int, int]], values: str = "nats-cluster") -> Path:
+    """The chart's nats.conf for ``values``, run here: its TLS files made for 127.0.0.1, its
+    routes to the (client, route) ``ports`` of three local servers."""
     tls = make_tls(tmp_path / "tls", ["127.0.0.1"], routes=True)
-    text = nats_conf("nats-cluster")
+    text = nats_conf(values)
     text = text.replace("/etc/nats/tls/tls.crt", str(tls.cert))
     text = text.replace("/etc/nats/tls/tls.key", str(tls.key))
     text = text.replace("/etc/nats/tls/ca.crt", str(tls.ca))
@@ -156,7 +158,7 @@ async def test_three_servers_from_the_rendered_config_carry_a_delta_across(
 ) -> None:
     prefix = "kpng"
     ports = [(free_port(), free_port()) for _ in HOSTS]
-    conf = _server_conf(tmp_path, ports)
+    conf = server_conf(tmp_path, ports)
     for role in ("watcher", "agent", "observer"):
         monkeypatch.setenv(f"KPNG_{role.upper()}_PASSWORD", f"{role}-pw")
         (tmp_path / f"{role}.password").write_text(f"{role}-pw\n")
