@@ -218,6 +218,16 @@ async def test_kpng_auth_down_keeps_running_agents_and_new_ones_wait(
         await running.close()
 
 
+async def test_a_connection_the_callout_has_not_answered_is_not_returned(bus: CalloutBus) -> None:
+    """nats-server sends its first PING to a client 2 to 2.4 s after accepting it, admitted
+    or not; nats-py's connect() ended on it as on a PONG and gave back a connection that was
+    never made (the one-time failure of the test above, whose connect waits 2 s for a PONG)."""
+    await bus.stop_responder()
+    token = bus.agent_token("node-b")
+    with pytest.raises(BusError, match="not admitted"):
+        await bus.connect(token, "node-b", timeout=5)  # kpng's default: outwaits that PING
+
+
 async def test_a_storm_of_agents_is_authorized_quickly(bus: CalloutBus) -> None:
     seconds, conns = await storm(bus, 50)
     try:

@@ -341,6 +341,15 @@ async def connect(
     return bus
 
 
+# nats-py's connect() returns once the first line after its CONNECT and PING is anything but
+# -ERR, not only PONG. nats-server sends a client its first PING some 2 to 2.4 s after
+# accepting it, authorized or not: a connection whose auth callout has not answered by then
+# (kpng-auth down, or slow) comes back from connect() not connected, and nats-py never makes
+# it so: what is published or subscribed stays in its buffer, and a refusal closes it without
+# a callback (so without a reopen). Not admitted (yet): close it and say so; connect() retries.
+NOT_ADMITTED = "the server has not admitted this connection (no PONG to CONNECT: auth undecided)"
+
+
 async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: list[str]) -> NATS:
     servers = split_urls(url)
     secured = {**options, **credential_options(auth), **tls_options(auth, servers)}
@@ -349,6 +358,8 @@ async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: 
     nc = NATS()
     try:
         await asyncio.wait_for(nc.connect(servers=servers, **secured), limit)
+        if not nc.is_connected:
+            raise NatsError(NOT_ADMITTED)
     except (TimeoutError, NatsError, OSError) as exc:
         if not nc.is_closed:  # cut short (e.g. an auth callout that does not answer)
             with contextlib.suppress(NatsError, OSError, TimeoutError):
