@@ -228,6 +228,29 @@ async def test_a_connection_the_callout_has_not_answered_is_not_returned(bus: Ca
         await bus.connect(token, "node-b", timeout=5)  # kpng's default: outwaits that PING
 
 
+async def test_a_renewal_refused_while_kpng_auth_is_down_leaves_the_connection_alone(
+    bus: CalloutBus,
+) -> None:
+    """The candidate connection of a failed renewal is closed as nats-py closes a client:
+    with its callbacks, which are not news for the bus. They told the listeners of a
+    disconnection and started a reopen that later replaced the sound connection without
+    closing it (each message then came twice)."""
+    conn = await bus.connect(bus.agent_token("node-a"), "node-a", retry_forever=True)  # an agent's
+    heard: list[str] = []
+    conn.listeners.disconnected.append(lambda: heard.append("disconnected"))
+    conn.listeners.reconnected.append(lambda: heard.append("reconnected"))
+    try:
+        await bus.stop_responder()
+        with pytest.raises(BusError):
+            await conn.renew()
+        assert heard == [] and conn.connected
+        await bus.start_responder()
+        await conn.renew()  # with a reopen under way, renew() does nothing
+        assert conn.renewals == 1 and conn.reopens == 0 and heard == []
+    finally:
+        await conn.close()
+
+
 async def test_a_storm_of_agents_is_authorized_quickly(bus: CalloutBus) -> None:
     seconds, conns = await storm(bus, 50)
     try:
