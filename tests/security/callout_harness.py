@@ -27,6 +27,7 @@ from kpng_auth.kube import KubeReviewer, api_client
 from kpng_auth.natsjwt import Signer, new_seed
 from kpng_auth.respond import Responder
 from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+from tests.integration.harness import until
 
 AGENT_SA = "kube-system/kpng-agent"
 WATCHER_SA = "kube-system/kpng-watcher"
@@ -58,7 +59,7 @@ class CalloutBus:
                 await responder.run()
 
         self.responder_task = asyncio.create_task(serve())
-        await asyncio.sleep(0.2)  # subscribed and flushed
+        await until(lambda: responder.readiness.check().ready)  # the server has its SUB
         return responder
 
     async def stop_responder(self) -> None:
