@@ -234,8 +234,11 @@ async def test_a_renewal_refused_while_kpng_auth_is_down_leaves_the_connection_a
     """The candidate connection of a failed renewal is closed as nats-py closes a client:
     with its callbacks, which are not news for the bus. They told the listeners of a
     disconnection and started a reopen that later replaced the sound connection without
-    closing it (each message then came twice)."""
-    conn = await bus.connect(bus.agent_token("node-a"), "node-a", retry_forever=True)  # an agent's
+    closing it (each message then came twice). And the candidate the server had not
+    admitted was taken (nats-py's flush() succeeds on it without a PONG): the renewal
+    swapped the sound connection for a dead one."""
+    token = bus.agent_token("node-a")
+    conn = await bus.connect(token, "node-a", retry_forever=True, timeout=5)  # as an agent's
     heard: list[str] = []
     conn.listeners.disconnected.append(lambda: heard.append("disconnected"))
     conn.listeners.reconnected.append(lambda: heard.append("reconnected"))
