@@ -218,6 +218,42 @@ async def test_kpng_auth_down_keeps_running_agents_and_new_ones_wait(
         await running.close()
 
 
+async def test_a_connection_the_callout_has_not_answered_is_not_returned(bus: CalloutBus) -> None:
+    """nats-server sends its first PING to a client 2 to 2.4 s after accepting it, admitted
+    or not; nats-py's connect() ended on it as on a PONG and gave back a connection that was
+    never made (the one-time failure of the test above, whose connect waits 2 s for a PONG)."""
+    await bus.stop_responder()
+    token = bus.agent_token("node-b")
+    with pytest.raises(BusError, match="not admitted"):
+        await bus.connect(token, "node-b", timeout=5)  # kpng's default: outwaits that PING
+
+
+async def test_a_renewal_refused_while_kpng_auth_is_down_leaves_the_connection_alone(
+    bus: CalloutBus,
+) -> None:
+    """The candidate connection of a failed renewal is closed as nats-py closes a client:
+    with its callbacks, which are not news for the bus. They told the listeners of a
+    disconnection and started a reopen that later replaced the sound connection without
+    closing it (each message then came twice). And the candidate the server had not
+    admitted was taken (nats-py's flush() succeeds on it without a PONG): the renewal
+    swapped the sound connection for a dead one."""
+    token = bus.agent_token("node-a")
+    conn = await bus.connect(token, "node-a", retry_forever=True, timeout=5)  # as an agent's
+    heard: list[str] = []
+    conn.listeners.disconnected.append(lambda: heard.append("disconnected"))
+    conn.listeners.reconnected.append(lambda: heard.append("reconnected"))
+    try:
+        await bus.stop_responder()
+        with pytest.raises(BusError):
+            await conn.renew()
+        assert heard == [] and conn.connected
+        await bus.start_responder()
+        await conn.renew()  # with a reopen under way, renew() does nothing
+        assert conn.renewals == 1 and conn.reopens == 0 and heard == []
+    finally:
+        await conn.close()
+
+
 async def test_a_storm_of_agents_is_authorized_quickly(bus: CalloutBus) -> None:
     seconds, conns = await storm(bus, 50)
     try:

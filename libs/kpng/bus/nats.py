@@ -77,7 +77,6 @@ class NatsBus:
         self.permission_violations = 0
         self.reopens = 0  # connections made anew after nats-py closed one for good
         self.renewals = 0  # connections swapped for one with fresh credentials (renew)
-        self.renewing = False  # the old connection's close is not news to the listeners
         self._reopen = reopen
         self._fresh = fresh or reopen  # a new connection with freshly read credentials (renew)
         self._closing = False
@@ -151,14 +150,11 @@ class NatsBus:
         old, self.nc = self.nc, nc
         for sub, new in moved:
             sub._sub = new
-        self.renewing = True
         try:
-            await old.drain()
+            await old.drain()  # no longer self.nc: its close is no news to the listeners
         except (TimeoutError, NatsError) as exc:
             log.debug("drain of the renewed connection: %s", exc)
             await old.close()
-        finally:
-            self.renewing = False
         self.renewals += 1
         log.info("nats connection renewed with fresh credentials (%d subscriptions)", len(moved))
 
@@ -291,28 +287,37 @@ async def connect(
             return
         log.warning("nats error: %s", explain(exc))
 
-    async def on_reconnected() -> None:
-        log.info("reconnected to nats")
-        for listener in holder[0].listeners.reconnected if holder else []:
-            listener()
+    def lifecycle(nc: NATS) -> dict[str, Any]:
+        """nats-py's callbacks for ``nc``: news for the bus only while ``nc`` is its
+        connection. A candidate (of a renewal, a reopen) that fails and is closed, or the
+        connection a renewal retired, says nothing: the bus's connection is not affected."""
 
-    async def on_disconnected() -> None:
-        if holder and holder[0].renewing:
-            return
-        log.info("disconnected from nats")
-        for listener in holder[0].listeners.disconnected if holder else []:
-            listener()
+        def bus_of_nc() -> NatsBus | None:
+            return holder[0] if holder and holder[0].nc is nc else None
 
-    async def on_closed() -> None:
-        if holder and not holder[0].renewing:
-            holder[0].closed_for_good()
+        async def on_reconnected() -> None:
+            if bus := bus_of_nc():
+                log.info("reconnected to nats")
+                for listener in bus.listeners.reconnected:
+                    listener()
+
+        async def on_disconnected() -> None:
+            if bus := bus_of_nc():
+                log.info("disconnected from nats")
+                for listener in bus.listeners.disconnected:
+                    listener()
+
+        async def on_closed() -> None:
+            if bus := bus_of_nc():
+                bus.closed_for_good()
+
+        return dict(
+            reconnected_cb=on_reconnected, disconnected_cb=on_disconnected, closed_cb=on_closed
+        )
 
     options: dict[str, Any] = dict(
         name=name,
         error_cb=on_error,
-        reconnected_cb=on_reconnected,
-        disconnected_cb=on_disconnected,
-        closed_cb=on_closed,
         connect_timeout=int(max(connect_timeout, 1)),
         reconnect_time_wait=1,
         max_reconnect_attempts=-1 if retry_forever else 3,
@@ -324,7 +329,7 @@ async def connect(
     while True:
         try:
             seen.clear()
-            nc = await _connect_once(url, options, auth, seen)
+            nc = await _connect_once(url, options, auth, seen, lifecycle)
             break
         except BusError as exc:
             if not retry_forever:
@@ -334,21 +339,38 @@ async def connect(
             delay = min(delay * 2, 10.0)
 
     async def reopen() -> NATS:
-        return await _connect_once(url, options, auth, [])
+        return await _connect_once(url, options, auth, [], lifecycle)
 
     bus = NatsBus(nc, Subjects(prefix), reopen if retry_forever else None, fresh=reopen)
     holder.append(bus)
     return bus
 
 
-async def _connect_once(url: str, options: dict[str, Any], auth: BusAuth, seen: list[str]) -> NATS:
+# nats-py's connect() returns once the first line after its CONNECT and PING is anything but
+# -ERR, not only PONG. nats-server sends a client its first PING some 2 to 2.4 s after
+# accepting it, authorized or not: a connection whose auth callout has not answered by then
+# (kpng-auth down, or slow) comes back from connect() not connected, and nats-py never makes
+# it so: what is published or subscribed stays in its buffer, and a refusal closes it without
+# a callback (so without a reopen). Not admitted (yet): close it and say so; connect() retries.
+NOT_ADMITTED = "the server has not admitted this connection (no PONG to CONNECT: auth undecided)"
+
+
+async def _connect_once(
+    url: str,
+    options: dict[str, Any],
+    auth: BusAuth,
+    seen: list[str],
+    lifecycle: Callable[[NATS], dict[str, Any]],
+) -> NATS:
     servers = split_urls(url)
-    secured = {**options, **credential_options(auth), **tls_options(auth, servers)}
+    nc = NATS()
+    secured = {**options, **lifecycle(nc), **credential_options(auth), **tls_options(auth, servers)}
     # nats-py retries a failing TLS handshake without end and without a word: bound it
     limit = options["connect_timeout"] * 2 + 1
-    nc = NATS()
     try:
         await asyncio.wait_for(nc.connect(servers=servers, **secured), limit)
+        if not nc.is_connected:
+            raise NatsError(NOT_ADMITTED)
     except (TimeoutError, NatsError, OSError) as exc:
         if not nc.is_closed:  # cut short (e.g. an auth callout that does not answer)
             with contextlib.suppress(NatsError, OSError, TimeoutError):
