@@ -214,6 +214,18 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("logLevel=loud", "/logLevel"),
         ("nats.url=http://nats:4222", "/nats/url"),
         ("agent.tableName=no spaces", "/agent/tableName"),
+        ("agent.detectLocalMode=NodeCIDR", "/agent/detectLocalMode"),
+        ("agent.detectLocalMode=BridgeInterface", "/agent/podBridgeInterface"),
+        ("agent.podInterfaceNamePrefix=cali", "/agent/podInterfaceNamePrefix"),
+        (
+            "agent.detectLocalMode=InterfaceNamePrefix,"
+            "agent.podInterfaceNamePrefix=fifteen-bytes-x",
+            "/agent/podInterfaceNamePrefix",
+        ),
+        (
+            "agent.detectLocalMode=BridgeInterface,agent.podBridgeInterface=br/0",
+            "/agent/podBridgeInterface",
+        ),
         ("agent.typo=1", "/agent"),
         ("monitoring.podMonitor.interval=often", "/monitoring/podMonitor/interval"),
         ("securityContext.runAsUser=0", "/securityContext/runAsUser"),
@@ -530,6 +542,34 @@ def test_ports_and_addresses_are_values() -> None:
             r"(?:containerPort|port|runAsUser|fsGroup): [1-9]\d*", template_file.read_text()
         )
         assert not hard, (template_file.name, hard)
+
+
+def test_the_detect_local_mode_reaches_the_agent_flags() -> None:
+    """The chart's values become the agent's flags (the interface ones only when set)."""
+
+    def args(*settings: str) -> list[str]:
+        out = template(*values_args("nftables"), *(x for s in settings for x in ("--set", s)))
+        (ds,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "DaemonSet"]
+        (agent,) = pod_spec(ds)["containers"]
+        given: list[str] = agent["args"]
+        return given[given.index("--detect-local-mode") :]
+
+    assert args()[:2] == ["--detect-local-mode", "ClusterCIDR"]
+    assert "--pod-bridge-interface" not in args() and "--pod-interface-name-prefix" not in args()
+    prefix = args("agent.detectLocalMode=InterfaceNamePrefix", "agent.podInterfaceNamePrefix=cali")
+    assert prefix[:4] == [
+        "--detect-local-mode",
+        "InterfaceNamePrefix",
+        "--pod-interface-name-prefix",
+        "cali",
+    ]
+    bridge = args("agent.detectLocalMode=BridgeInterface", "agent.podBridgeInterface=cbr0")
+    assert bridge[:4] == [
+        "--detect-local-mode",
+        "BridgeInterface",
+        "--pod-bridge-interface",
+        "cbr0",
+    ]
 
 
 def test_priority_class_quota_for_gke() -> None:

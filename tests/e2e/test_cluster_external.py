@@ -3,16 +3,19 @@ external and load-balancer IPs (Cluster policy masqueraded, Local keeping the so
 loadBalancerSourceRanges, the eTP Local short-circuit for pods and the node (with iTP Local
 too), PreferSameNode,
 ExternalName and headless services programming nothing, and (agent restarted with flags)
-``--masquerade-all`` and ``--nodeport-addresses``. The outside client routes 203.0.113.0/24
-(external and LB IPs) to node-1."""
+``--masquerade-all`` and ``--nodeport-addresses``, and ``--detect-local-mode`` by input
+interface without ``--cluster-cidr``. The outside client routes 203.0.113.0/24 (external and
+LB IPs) to node-1."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from kpng_netns import netns
 from kpng_netns.netns import sh
 from tests.e2e.cluster import E2E, endpoint, endpoints, eventually, service
 
@@ -206,3 +209,86 @@ def test_4_mib_through_nodeport_over_an_underlay_of_mtu_1400(ext: E2E) -> None:
     finally:
         for ns, link in links:
             sh("ip", "link", "set", link, "mtu", "1500", ns=ns)
+
+
+ROUTED_POD_IP = "10.244.1.200"  # in node-1's pod CIDR, on a veth of its own
+
+
+@pytest.fixture
+def routed_pod(ext: E2E) -> Iterator[str]:
+    """A pod on node-1 wired as Calico wires its pods: its own veth (node side ``pod9``,
+    routed, no bridge), the node answering ARP for the gateway. The topology's pods are
+    bridge ports of ``cbr0``: their packets come in on ``cbr0``, whatever their port."""
+    ns, node_ns = ext.c.prefix + "vpod", ext.c.node_ns("node-1")
+    gateway = ext.topology.node("node-1").gateway
+    netns.add(ns)
+    try:
+        netns.veth(node_ns, "pod9", ns, "eth0")
+        sh("ip", "route", "add", f"{ROUTED_POD_IP}/32", "dev", "pod9", ns=node_ns)
+        sh("ip", "addr", "add", f"{ROUTED_POD_IP}/32", "dev", "eth0", ns=ns)
+        sh("ip", "route", "add", gateway, "dev", "eth0", ns=ns)
+        sh("ip", "route", "add", "default", "via", gateway, ns=ns)
+        yield ns
+    finally:
+        sh("ip", "netns", "del", ns, check=False)  # its veth goes with it
+
+
+@pytest.mark.parametrize(
+    ("mode", "flag", "value", "pods_are"),
+    [
+        ("InterfaceNamePrefix", "--pod-interface-name-prefix", "pod", "routed"),
+        ("BridgeInterface", "--pod-bridge-interface", "cbr0", "bridged"),
+    ],
+)
+def test_pod_traffic_told_by_input_interface(
+    ext: E2E, routed_pod: str, mode: str, flag: str, value: str, pods_are: str
+) -> None:
+    """node-1's agent restarted with ``--detect-local-mode MODE`` and without
+    ``--cluster-cidr`` (restored after, pass or fail): a packet that comes in on a pod
+    interface (the routed pod's ``pod9`` for prefix ``pod``; ``cbr0`` for the bridge) is a
+    pod's: to a cluster IP it keeps its source, to an eTP Local LB IP with no local endpoint
+    it short-circuits; one from the other kind of pod is masqueraded, or dropped; the node's
+    own connection to a cluster IP is masqueraded."""
+    ext.apply_and_wait(
+        service("there", "10.96.7.20"),
+        endpoints("there", [ext.pod("pod-2-1")]),
+        service("here", "10.96.7.21"),
+        endpoints("here", [ext.pod("pod-1-2")]),
+        lb("lbi", "10.96.7.22", "203.0.113.20", nodePort=30720, externalTrafficPolicy="Local"),
+        endpoints("lbi", [ext.pod("pod-2-1")]),
+    )
+    node_ns, node_ip = ext.c.node_ns("node-1"), ext.node_ip("node-1")
+    gateway = ext.topology.node("node-1").gateway
+    bridged = ext.pod("pod-1-1")
+    clients = {"routed": (routed_pod, ROUTED_POD_IP), "bridged": (bridged.name, bridged.ip)}
+    pod_ns, pod_ip = clients[pods_are]
+    other_ns, _ = clients["bridged" if pods_are == "routed" else "routed"]
+    if pods_are == "bridged":
+        pod_ns = ext.c.pod_ns(pod_ns)
+    else:
+        other_ns = ext.c.pod_ns(other_ns)
+    pattern = f'"{value}*"' if mode == "InterfaceNamePrefix" else f'"{value}"'
+    ext.c.stop_agent("node-1")
+    try:
+        ext.c.start_agent(
+            "node-1",
+            *("--sync-period", "5", "--detect-local-mode", mode, flag, value),
+            cluster_cidr=False,
+        )
+        eventually(  # the restarted agent has rewritten the chains the last one left
+            "local_ext matching the input interface",
+            lambda: sh("nft", "list", "chain", "ip", "kpng", "local_ext", ns=node_ns),
+            lambda listed: f"iifname {pattern}" in listed and "pod_cidrs" not in listed,
+        )
+        assert ext.c.request(pod_ns, "10.96.7.20", 80) == f"pod-2-1 {pod_ip}"
+        assert ext.c.request(pod_ns, "203.0.113.20", 80) == f"pod-2-1 {pod_ip}"
+        assert ext.c.request(other_ns, "10.96.7.20", 80) == f"pod-2-1 {node_ip}"
+        assert ext.c.request(other_ns, "203.0.113.20", 80) == "timeout"
+        assert ext.from_client("203.0.113.20", 80) == "timeout"
+        # the node's connection to its local endpoint: unmasqueraded, its source would be
+        # the underlay address (routed to the cluster IP); masqueraded out of cbr0, the
+        # bridge's
+        assert ext.c.request(node_ns, "10.96.7.21", 80) == f"pod-1-2 {gateway}"
+    finally:
+        ext.c.stop_agent("node-1")
+        ext.c.start_agent("node-1", "--sync-period", "5", *ext.agent_args)

@@ -1,8 +1,8 @@
 """What ``nft -f`` sends for a script: its netlink batch, captured with ``strace``.
 
-``python -m tests.nft.capture FAMILY`` (root, nft 1.0.6, strace) rewrites
-``tests/nft/data/skeleton-FAMILY.hex``: the batch nft sends for the skeleton of
-:data:`CONFIGS` (in a network namespace made for it), one netlink message a line as hex. The
+``python -m tests.nft.capture NAME`` (root, nft 1.0.6, strace) rewrites
+``tests/nft/data/skeleton-NAME.hex``: the batch nft sends for the skeleton of
+``CONFIGS[NAME]`` (in a network namespace made for it), one netlink message a line as hex. The
 pure tests compare kpng's own encoding of the same objects with it (``test_netlink_skeleton``).
 """
 
@@ -24,6 +24,17 @@ CONFIGS = {
         4, node="node-a", pod_cidrs=("10.244.0.0/16",), nodeport_cidrs=("192.168.0.10/32",)
     ),
     "ip6": Config(6, node="node-a", pod_cidrs=("fd00:244::/64",), nodeport_cidrs=("fd00::10/128",)),
+    # pod traffic by input interface (--detect-local-mode): a bridge's name, a name prefix
+    "ip-bridge": Config(
+        4, node="node-a", nodeport_cidrs=("192.168.0.10/32",), pod_interface="cbr0"
+    ),
+    "ip6-prefix": Config(
+        6,
+        node="node-a",
+        pod_cidrs=("fd00:244::/64",),
+        nodeport_cidrs=("fd00::10/128",),
+        pod_interface="pod*",
+    ),
 }
 _ROW = re.compile(r"^ \| [0-9a-f]{5}  ((?:[0-9a-f]{2} {1,2}){1,16})")
 
@@ -74,8 +85,8 @@ def main() -> int:
     from kpng.dataplane.nft.planner import Planner
     from kpng.diff import View
 
-    family = sys.argv[1]
-    c = CONFIGS[family]
+    name = sys.argv[1]
+    c = CONFIGS[name]
     tx = Planner(c).plan_full(View(), None)
     ns = f"kpng-capture-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -84,7 +95,7 @@ def main() -> int:
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     text = "\n".join(m.hex() for m in messages(batch)) + "\n"
-    (DATA / f"skeleton-{family}.hex").write_text(text)
+    (DATA / f"skeleton-{name}.hex").write_text(text)
     return 0
 
 

@@ -78,7 +78,8 @@ class Harness:
         origin: str = "outside",
         mark: int = 0,
         ct_mark: int = 0,
+        iif: str = "",
     ) -> Trace:
         tracer = Tracer(self.nft, self.config, (NODE_IP,))
-        packet = TracedPacket(src, dst, proto, dport, origin, mark, ct_mark)  # type: ignore[arg-type]
+        packet = TracedPacket(src, dst, proto, dport, origin, mark, ct_mark, iif)  # type: ignore[arg-type]
         return tracer.trace(packet)

@@ -1,7 +1,7 @@
 """The skeleton over netlink is what nft 1.0.6 sends for it, message by message.
 
-``tests/nft/data/skeleton-<family>.hex`` is the batch ``nft -f`` sent for the skeleton of
-:data:`tests.nft.capture.CONFIGS` (``python -m tests.nft.capture <family>`` rewrites it). Each
+``tests/nft/data/skeleton-<name>.hex`` is the batch ``nft -f`` sent for the skeleton of
+:data:`tests.nft.capture.CONFIGS` (``python -m tests.nft.capture <name>`` rewrites it). Each
 table, set, chain, rule and interval-element message kpng encodes must equal nft's, less the
 set ids nft gives lookups and element lists (kpng names the set; see
 :mod:`kpng.dataplane.nft.netlink.exprs`).
@@ -81,10 +81,12 @@ def _named(t: Tree, kind: int) -> str:
     return ""
 
 
-@pytest.mark.parametrize("family", ["ip", "ip6"])
-def test_table_sets_chains_and_rules_are_what_nft_sends(family: str) -> None:
-    c = CONFIGS[family]
-    sent = _nft(family)
+@pytest.mark.parametrize("name", ["ip", "ip6", "ip-bridge", "ip6-prefix"])
+def test_table_sets_chains_and_rules_are_what_nft_sends(name: str) -> None:
+    """Also with pod traffic told by input interface (``iifname "cbr0"``, ``"pod*"``)."""
+    c = CONFIGS[name]
+    family = c.nft_family
+    sent = _nft(name)
     kind, flags, attrs = sent[1]
     mine = table_message("kpng")
     assert (kind, flags & ~1, attrs) == (mine[0], mine[1], _tree(mine[2]))

@@ -197,18 +197,20 @@ class NetnsCluster:
         watcher += [*self.bus_flags("watcher"), "--tick-interval", str(tick_interval)]
         self.group.start("watcher", exec_argv(self.infra, watcher))
 
-    def agent_argv(self, node: str, *extra: str) -> list[str]:
+    def agent_argv(self, node: str, *extra: str, cluster_cidr: bool = True) -> list[str]:
+        """The agent's command line; ``cluster_cidr`` False leaves ``--cluster-cidr`` out."""
+        cidrs = ("--cluster-cidr", ",".join(self.topology.cluster_cidrs)) if cluster_cidr else ()
         return [
             venv_bin("kpng-agent"),
             *("--backend", "nftables", "--node", node, *self.bus_flags("agent")),
-            *("--cluster-cidr", ",".join(self.topology.cluster_cidrs)),
+            *cidrs,
             *("--status-interval", "1"),
             *extra,
         ]
 
-    def start_agent(self, node: str, *extra: str) -> Child:
-        argv = exec_argv(self.node_ns(node), self.agent_argv(node, *extra))
-        return self.group.start(f"agent-{node}", argv)
+    def start_agent(self, node: str, *extra: str, cluster_cidr: bool = True) -> Child:
+        argv = self.agent_argv(node, *extra, cluster_cidr=cluster_cidr)
+        return self.group.start(f"agent-{node}", exec_argv(self.node_ns(node), argv))
 
     def stop_agent(self, node: str) -> None:
         self.group.children[f"agent-{node}"].stop()

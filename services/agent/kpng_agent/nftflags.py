@@ -12,7 +12,8 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
-from kpng.dataplane.plugin import KUBE_PROXY, BackendPlugin, Plugin
+from kpng.dataplane import detectlocal
+from kpng.dataplane.plugin import KUBE_PROXY, BackendArgumentError, BackendPlugin, Plugin
 
 if TYPE_CHECKING:
     from kpng_agent.backends.nftables import NftablesBackend
@@ -43,6 +44,30 @@ def mark_bit(text: str) -> int:
     return bit
 
 
+def detect_local_mode(text: str) -> str:
+    """``--detect-local-mode``: kube-proxy's spelling, NodeCIDR refused with the reason."""
+    try:
+        return detectlocal.parse_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def bridge_interface(text: str) -> str:
+    """``--pod-bridge-interface``: a Linux interface name."""
+    try:
+        return detectlocal.interface(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def interface_prefix(text: str) -> str:
+    """``--pod-interface-name-prefix``: the start of a Linux interface name."""
+    try:
+        return detectlocal.interface(text, prefix=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def services_count(text: str) -> int:
     """``--parallel-families-above``: a number of services, 0 or more."""
     try:
@@ -67,6 +92,29 @@ def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--masquerade-all", action="store_true", help="SNAT all service traffic")
     g.add_argument(
+        "--detect-local-mode",
+        type=detect_local_mode,
+        default=detectlocal.CLUSTER_CIDR,
+        metavar="MODE",
+        help="how traffic from this node's pods is told (not masqueraded to a cluster IP, "
+        "short-circuited to an eTP Local service's external IPs): ClusterCIDR (source in "
+        "--cluster-cidr; default), BridgeInterface (--pod-bridge-interface) or "
+        "InterfaceNamePrefix (--pod-interface-name-prefix)",
+    )
+    g.add_argument(
+        detectlocal.BRIDGE_FLAG,
+        type=bridge_interface,
+        metavar="NAME",
+        help="the pod bridge, for --detect-local-mode BridgeInterface",
+    )
+    g.add_argument(
+        detectlocal.PREFIX_FLAG,
+        type=interface_prefix,
+        metavar="PREFIX",
+        help="the start of the pods' host-side interface names (such as veth or cali), for "
+        "--detect-local-mode InterfaceNamePrefix",
+    )
+    g.add_argument(
         "--masquerade-bit",
         type=mark_bit,
         default=14,
@@ -89,12 +137,21 @@ def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBacken
     from kpng_agent.backends.nftables import NftablesBackend, Settings
     from kpng_agent.netlink import local_addresses
 
+    try:
+        pod_interface = detectlocal.pod_interface(
+            args.detect_local_mode,
+            args.pod_bridge_interface or "",
+            args.pod_interface_name_prefix or "",
+        )
+    except ValueError as exc:
+        raise BackendArgumentError(str(exc)) from None
     settings = Settings(
         node=node or args.node,
         table=args.table_name,
         cluster_cidrs=args.cluster_cidr,
         nodeport_addresses=args.nodeport_addresses,
         masquerade_all=args.masquerade_all,
+        pod_interface=pod_interface,
         masquerade_bit=args.masquerade_bit,
         fork_above=args.parallel_families_above,
     )

@@ -8,7 +8,8 @@ Packet path (one family; ``A`` is the address type):
   addresses in ``nodeport_addrs``, from ``service_nodeports`` (proto . dport). It holds
   a *target* id (an endpoint set) and flags. eTP Local targets reached from a pod or from the
   node are swapped for the service's internal target, or its cluster-wide one when iTP is
-  Local too (``shortcuts``). The masquerade bit
+  Local too (``shortcuts``). A pod is told by its source address (in ``pod_cidrs``) or, with
+  ``Config.pod_interface``, by the interface the packet came in on (``iifname``). The masquerade bit
   (one bit of the packet mark, ``Config.masquerade_bit``: OR-ed in, every other bit of the
   packet mark left as it was) is set by the flags; then ``pick_static`` (by the endpoint
   count the register carries, for 1 to
@@ -32,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kpng.dataplane.detectlocal import pattern_problem
 from kpng.dataplane.nft.objects import Chain, Element, Hook, Set, Table
 
 ID_MASK = 0x00FFFFFF
@@ -62,10 +64,23 @@ class Config:
     nodeport_cidrs: tuple[str, ...] = ()
     masquerade_all: bool = False
     masquerade_bit: int = 14  # the one packet-mark bit kpng owns, as kube-proxy's default
+    # an ``iifname`` pattern (``cbr0``, ``veth*``) that tells pod traffic instead of
+    # ``pod_cidrs`` (:mod:`kpng.dataplane.detectlocal`); "": by source address
+    pod_interface: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.masquerade_bit <= 31:
             raise ValueError(f"masquerade bit {self.masquerade_bit} is not in 0..31")
+        if self.pod_interface and (problem := pattern_problem(self.pod_interface)):
+            raise ValueError(problem)
+
+    def from_pod(self, negated: bool = False) -> str:
+        """The match of traffic from this node's pods (``negated``: of any other), as nft lists
+        it: by input interface, or by source in ``pod_cidrs``; "" when there is neither."""
+        op = "!= " if negated else ""
+        if self.pod_interface:
+            return f'iifname {op}"{self.pod_interface}"'
+        return f"{self.nft_family} saddr {op}@pod_cidrs" if self.pod_cidrs else ""
 
     @property
     def masq_mark(self) -> int:
@@ -188,14 +203,13 @@ def _dispatch(c: Config) -> tuple[str, ...]:
 
 
 def _dispatch_service(c: Config) -> tuple[str, ...]:
-    f, bit = c.nft_family, c.masq_mark
-    mark_masq = f"meta mark set meta mark | {bit:#x}"
+    mark_masq = f"meta mark set meta mark | {c.masq_mark:#x}"
     rules = [
         f"ct mark & {LOCAL_EXT:#x} != 0x0 jump local_ext",
         f"ct mark & {MASQ:#x} != 0x0 {mark_masq}",
     ]
-    if c.pod_cidrs:
-        rules.append(f"ct mark & {CLUSTER:#x} != 0x0 {f} saddr != @pod_cidrs {mark_masq}")
+    if not_pod := c.from_pod(negated=True):
+        rules.append(f"ct mark & {CLUSTER:#x} != 0x0 {not_pod} {mark_masq}")
     if c.masquerade_all:
         rules.append(f"ct mark & {ID_MASK:#x} != 0x0 {mark_masq}")
     picked = PICK_BITS | (SHARDS - 1)
@@ -206,10 +220,8 @@ def _dispatch_service(c: Config) -> tuple[str, ...]:
 
 def _local_ext(c: Config) -> tuple[str, ...]:
     rules = ["fib saddr type local goto local_ext_node"]
-    if c.pod_cidrs:
-        rules.append(
-            f"{c.nft_family} saddr @pod_cidrs ct mark set ct mark & {ID_MASK:#x} map @shortcuts"
-        )
+    if pod := c.from_pod():
+        rules.append(f"{pod} ct mark set ct mark & {ID_MASK:#x} map @shortcuts")
     return tuple(rules)
 
 

@@ -5,6 +5,11 @@ It follows a new connection's first packet through the skeleton's chains (see
 short-circuit, masquerade flags, endpoint choice (every endpoint ``numgen`` may pick),
 the filter checks and hairpin. Tests trace kube-proxy's behaviours without root.
 
+Traffic from this node's pods is told as the table's rules tell it (``dispatch_service``'s
+masquerade of cluster-IP traffic from elsewhere, ``local_ext``'s short-circuit): by source
+address in ``pod_cidrs``, or by the packet's input interface (``TracedPacket.iif``) when the
+table matches ``iifname`` (``--detect-local-mode``).
+
 As the rules do, it keeps kpng's register (the connection's ``ct mark``) apart from the
 packet mark, of which it sets, tests and clears only the masquerade bit: the packet mark a
 trace ends with is the one the packet came with (``TracedPacket.mark``) without that bit.
@@ -17,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from kpng.dataplane.detectlocal import matches
 from kpng.dataplane.nft.fake import FakeNftables
 from kpng.dataplane.nft.objects import Element, Key
 from kpng.dataplane.nft.skeleton import CLUSTER, ID_MASK, LOCAL_EXT, MASQ, PICK_BITS, SHARDS, Config
@@ -25,6 +31,10 @@ Origin = Literal["pod", "node", "outside"]
 
 
 _PICK = re.compile(r"mod (\d+) map @(\w+)$")
+# the match that tells pod traffic (kpng.dataplane.nft.skeleton.Config.from_pod)
+_FROM_POD = re.compile(
+    r'ip6? saddr (?P<not_in>!= )?@pod_cidrs|iifname (?P<not_on>!= )?"(?P<iifname>[^"]+)"'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,7 @@ class TracedPacket:
     origin: Origin = "outside"
     mark: int = 0  # the packet mark before kpng's chains (another component's bits)
     ct_mark: int = 0  # the conntrack mark another component gave the new connection
+    iif: str = ""  # the input interface ("": sent by the node itself, or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,7 @@ class Tracer:
 
     def _masquerade(self, p: TracedPacket, reg: int) -> bool:
         """dispatch's rules that set the masquerade bit from the register's flags."""
-        if reg & CLUSTER and self.config.pod_cidrs and not self._in("pod_cidrs", p.src):
+        if reg & CLUSTER and self._passes(p, "dispatch_service", f"{CLUSTER:#x} != 0x0"):
             return True
         return bool(reg & ID_MASK and self.config.masquerade_all)
 
@@ -136,9 +147,21 @@ class Tracer:
             return mark
         if p.origin == "node" or p.src in self.local_addresses:
             return int(internal[0]) | MASQ
-        if self.config.pod_cidrs and self._in("pod_cidrs", p.src):
+        if self._passes(p, "local_ext", "map @shortcuts"):
             return int(internal[0])
         return mark
+
+    def _passes(self, p: TracedPacket, chain: str, marker: str) -> bool:
+        """Whether ``p`` passes the pod match (by source or by input interface, as written)
+        of ``chain``'s rule with ``marker``; False when there is no such rule."""
+        for rule in self.nft.state(self.config.nft_table).chains[chain].rules:
+            m = _FROM_POD.search(rule)
+            if marker not in rule or m is None:
+                continue
+            if m["iifname"]:
+                return matches(m["iifname"], p.iif) != bool(m["not_on"])
+            return self._in("pod_cidrs", p.src) != bool(m["not_in"])
+        return False
 
     def _endpoints(self, tid: int, verdict: str) -> list[tuple[str, int]]:
         if verdict.startswith("goto aff_"):

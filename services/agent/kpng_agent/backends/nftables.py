@@ -51,6 +51,8 @@ class Settings:
     cluster_cidrs: tuple[str, ...] = ()
     nodeport_addresses: tuple[str, ...] = (PRIMARY,)
     masquerade_all: bool = False
+    # --detect-local-mode: the iifname pattern of pod traffic ("": by --cluster-cidr)
+    pod_interface: str = ""
     masquerade_bit: int = 14  # the packet-mark bit that asks for masquerade
     families: tuple[int, ...] = (4, 6)
     netlink: bool = True  # elements over netlink (nft only for the skeleton)
@@ -89,6 +91,7 @@ def config_for(
         nodeport_cidrs=nodeport_cidrs(s, view, family, local),
         masquerade_all=s.masquerade_all,
         masquerade_bit=s.masquerade_bit,
+        pod_interface=s.pod_interface,
     )
 
 

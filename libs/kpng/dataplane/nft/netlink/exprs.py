@@ -25,7 +25,8 @@ from kpng.dataplane.nft.netlink.codec import VERDICTS, name_attr, nest, nla, u32
 NFTA_LIST_ELEM, NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 1, 2
 NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
 NFT_REG_VERDICT, NFT_REG_1, NFT_REG32_00 = 0, 1, 8
-NFT_META_MARK, NFT_META_L4PROTO = 3, 16
+NFT_META_MARK, NFT_META_IIFNAME, NFT_META_L4PROTO = 3, 6, 16
+IFNAMSIZ = 16
 NFT_CT_STATE, NFT_CT_STATUS, NFT_CT_MARK = 0, 2, 3
 NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER = 1, 2
 NFT_CMP_EQ, NFT_CMP_NEQ = 0, 1
@@ -46,6 +47,7 @@ FIELDS = {
 }
 HEX = r"0x[0-9a-f]+"
 NAME = r"[A-Za-z0-9_]+"
+IFNAME = r"[^\s\"'*\\/:]{1,15}\*?"  # as kpng.dataplane.detectlocal allows
 FIELD = r"(?:ip6? [sd]addr|meta l4proto|th dport)"
 CONCAT = rf"{FIELD}(?: \. {FIELD})*"
 
@@ -200,6 +202,14 @@ def _set_or(m: re.Match[str], what: str, operator: str) -> list[Expr]:
     return [meta_load(NFT_META_MARK), bitwise(mask, xor), meta_set(NFT_META_MARK)]
 
 
+def iifname(pattern: str, negated: bool) -> list[Expr]:
+    """``iifname "cbr0"``: the name NUL-padded to ``IFNAMSIZ``; ``iifname "veth*"``: the
+    prefix's bytes alone (``cmp`` compares as many bytes as its value has)."""
+    name = pattern.encode()
+    value = name[:-1] if name.endswith(b"*") else name.ljust(IFNAMSIZ, b"\0")
+    return [meta_load(NFT_META_IIFNAME), cmp(NFT_CMP_NEQ if negated else NFT_CMP_EQ, value)]
+
+
 def _match(m: re.Match[str], c: Context) -> list[Expr]:
     name = m["set"]
     return [*concat(m["key"], name in c.swapped), lookup(name, invert=bool(m["neg"]))]
@@ -213,6 +223,10 @@ STATEMENTS: tuple[tuple[re.Pattern[str], Compiled], ...] = tuple(
             lambda m, c: [*_masked(m["what"], m["mask"]), cmp(NFT_CMP_NEQ, bytes(4))],
         ),
         ("ct state new", lambda m, c: _flag(NFT_CT_STATE, IP_CT_NEW)),
+        (
+            rf'iifname (?P<neg>!= )?"(?P<name>{IFNAME})"',
+            lambda m, c: iifname(m["name"], bool(m["neg"])),
+        ),
         ("ct status dnat", lambda m, c: _flag(NFT_CT_STATUS, IPS_DST_NAT)),
         (r"fib (?P<addr>[sd]addr) type local", lambda m, c: fib_local(m["addr"])),
         (
