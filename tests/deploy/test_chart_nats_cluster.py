@@ -152,6 +152,16 @@ def server_conf(tmp_path: Path, ports: list[tuple[int, int]], values: str = "nat
     return conf
 
 
+def start_three(group: ProcessGroup, conf: Path, ports: list[tuple[int, int]]) -> None:
+    """Three nats-servers of ``conf`` on their (client, route) ``ports``, accepting clients."""
+    for i, (client, route) in enumerate(ports):
+        argv = [*nats_server_argv(client, conf), "-p", str(client), "-m", "0"]
+        argv += ["--name", f"kpng-nats-{i}", "--cluster", f"nats://127.0.0.1:{route}"]
+        group.start(f"nats-{i}", argv)
+    for client, _ in ports:
+        wait_for_port("127.0.0.1", client)
+
+
 @pytest.mark.integration
 async def test_three_servers_from_the_rendered_config_carry_a_delta_across(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -170,12 +180,7 @@ async def test_three_servers_from_the_rendered_config_carry_a_delta_across(
         )
 
     with ProcessGroup(tmp_path / "logs") as group:
-        for i, (client, route) in enumerate(ports):
-            argv = [*nats_server_argv(client, conf), "-p", str(client), "-m", "0"]
-            argv += ["--name", f"kpng-nats-{i}", "--cluster", f"nats://127.0.0.1:{route}"]
-            group.start(f"nats-{i}", argv)
-        for client, _ in ports:
-            wait_for_port("127.0.0.1", client)
+        start_three(group, conf, ports)
         urls = [f"tls://127.0.0.1:{client}" for client, _ in ports]
         subjects = Subjects(prefix)
         agent = await connect(urls[2], retry_forever=False, auth=auth("agent"), prefix=prefix)

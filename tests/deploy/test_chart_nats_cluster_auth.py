@@ -24,10 +24,10 @@ from kpng_auth.decide import Policy
 from kpng_auth.kube import KubeReviewer, api_client
 from kpng_auth.natsjwt import Signer, new_seed
 from kpng_auth.respond import Responder
-from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+from kpng_devrun.procs import ProcessGroup, free_port
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
-from tests.deploy.test_chart_nats_cluster import HOSTS, server_conf
+from tests.deploy.test_chart_nats_cluster import HOSTS, server_conf, start_three
 from tests.integration.harness import until
 from tests.leaks import cancel_all
 from tests.security.callout_harness import AGENT_SA, WATCHER_SA
@@ -55,12 +55,7 @@ async def test_agents_are_authorized_and_served_across_a_cluster_of_three(
     cluster = tmp_path / "cluster.yaml"
     write_cluster(cluster)
     with ProcessGroup(tmp_path / "logs") as group:
-        for i, (client, route) in enumerate(ports):
-            argv = [*nats_server_argv(client, conf), "-p", str(client), "-m", "0"]
-            argv += ["--name", f"kpng-nats-{i}", "--cluster", f"nats://127.0.0.1:{route}"]
-            group.start(f"nats-{i}", argv)
-        for client, _ in ports:
-            wait_for_port("127.0.0.1", client)
+        start_three(group, conf, ports)
         async with ApiSimulator(kubeconfig_path=tmp_path / "kubeconfig") as sim:
             tokens = 0
 
