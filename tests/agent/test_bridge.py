@@ -115,3 +115,28 @@ def test_the_warning_travels_in_the_status_to_the_observer() -> None:
     observer.note_status(decoded, now=1.0)
     node = observer.node_json("n1", 1.0)
     assert node["applied"]["warnings"] == list(state.warnings)
+
+
+def test_a_named_pod_bridge_is_judged_alone_whatever_its_addresses() -> None:
+    """--detect-local-mode BridgeInterface names the pod bridge: it is checked even with
+    addresses outside --cluster-cidr (or none), and no other bridge is."""
+    off = {V4: "0", V6: "0"}
+    bridges = {"cbr0": ("192.168.50.1",), "docker0": ("10.244.1.1",), "l2": ()}
+    finding = bridge_finding(bridges, off, PODS, pod_bridge="cbr0")
+    assert finding is not None and finding.bridges == ("cbr0",)
+    assert finding.sysctls == ("net.bridge.bridge-nf-call-iptables=0",)
+    bare = bridge_finding(bridges, off, PODS, pod_bridge="l2")  # no address: IPv4 assumed
+    assert bare is not None and bare.bridges == ("l2",)
+    assert bridge_finding(bridges, {V4: "1", V6: "0"}, PODS, pod_bridge="cbr0") is None
+    assert bridge_finding(bridges, off, PODS, pod_bridge="absent") is None
+
+
+def test_the_start_check_takes_the_named_pod_bridge(tmp_path: Path) -> None:
+    (tmp_path / "net/bridge").mkdir(parents=True)
+    (tmp_path / V4).write_text("0\n")
+    read = lambda: {"cbr0": ("192.168.50.1",)}  # noqa: E731  (outside --cluster-cidr)
+    assert check_bridge_netfilter("n1", PODS, CollectorRegistry(), read, tmp_path) == ()
+    (warning,) = check_bridge_netfilter(
+        "n1", PODS, CollectorRegistry(), read, tmp_path, pod_bridge="cbr0"
+    )
+    assert "cbr0" in warning

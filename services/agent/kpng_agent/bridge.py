@@ -55,14 +55,23 @@ def bridge_finding(
     bridges: Mapping[str, Sequence[str]],
     sysctls: Mapping[str, str | None],
     pod_cidrs: Sequence[str] = (),
+    pod_bridge: str = "",
 ) -> BridgeFinding | None:
     """``bridges``: each bridge's addresses; ``sysctls``: the values of :data:`SYSCTL`'s
-    names (None: absent); ``pod_cidrs``: the cluster CIDRs if known. None when no bridge with
+    names (None: absent); ``pod_cidrs``: the cluster CIDRs if known; ``pod_bridge``: the pod
+    bridge when it is named (``--detect-local-mode BridgeInterface``): then it alone is
+    judged, for the families of its addresses (IPv4 if it has none). None when no bridge with
     pod addresses is left outside netfilter."""
     names: list[str] = []
     off: set[str] = set()
     for name in sorted(bridges):
-        for family in sorted(_pod_families(bridges[name], pod_cidrs)):
+        if pod_bridge:
+            if name != pod_bridge:
+                continue
+            families = _pod_families(bridges[name], ()) or {4}
+        else:
+            families = _pod_families(bridges[name], pod_cidrs)
+        for family in sorted(families):
             sysctl = SYSCTL[family]
             value = sysctls.get(sysctl)
             if value is None or value.strip() != "1":

@@ -13,6 +13,7 @@ from kpng.bus.protocol import BusError
 from kpng.bus.rotation import renewing
 from kpng.bus.subjects import Subjects
 from kpng.dataplane.backend import Backend
+from kpng.dataplane.detectlocal import BRIDGE_INTERFACE
 from kpng.dataplane.plugin import BackendArgumentError
 from kpng.model import name_problem, shown_name
 from kpng.runtime.clock import SYSTEM
@@ -24,7 +25,7 @@ from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.imports import import_bus
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
-from kpng_agent.startcheck import check_bridge_netfilter
+from kpng_agent.startcheck import PROC_SYS, check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
 
 log = logging.getLogger(__name__)
@@ -121,12 +122,16 @@ def main(argv: list[str] | None = None) -> int:
             from kpng_agent.netlink import bridge_addresses  # pyroute2: not for dump agents
 
             # pyroute2's IPRoute runs an event loop of its own: not in this one's thread
+            bridged = getattr(args, "detect_local_mode", "") == BRIDGE_INTERFACE
+            pod_bridge = (getattr(args, "pod_bridge_interface", None) or "") if bridged else ""
             agent.state.warnings = await asyncio.to_thread(
                 check_bridge_netfilter,
                 args.node,
                 getattr(args, "cluster_cidr", ()),
                 parts.registry,
                 bridge_addresses,
+                PROC_SYS,
+                pod_bridge,
             )
         try:
             # a rotated --nats-token-file: a fresh connection before the old token expires

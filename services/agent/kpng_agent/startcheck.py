@@ -53,14 +53,18 @@ def check_bridge_netfilter(
     registry: CollectorRegistry,
     read_bridges: BridgeReader,
     sysctl_root: Path = PROC_SYS,
+    pod_bridge: str = "",
 ) -> tuple[str, ...]:
     """The start-up check: the status' warnings (empty when all is well). A node that cannot
-    be read is logged and counts as well, since the check only advises."""
+    be read is logged and counts as well, since the check only advises. ``pod_bridge``: the
+    pod bridge, when ``--detect-local-mode BridgeInterface`` names it."""
     try:
         bridges = read_bridges()
     except OSError as exc:
         log.info("node %s: bridges not read (%s); bridge netfilter not checked", node, exc)
         bridges = {}
     return report_bridge_finding(
-        bridge_finding(bridges, read_sysctls(sysctl_root), pod_cidrs), registry, node
+        bridge_finding(bridges, read_sysctls(sysctl_root), pod_cidrs, pod_bridge),
+        registry,
+        node,
     )
