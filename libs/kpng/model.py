@@ -197,6 +197,7 @@ class Node:
 
 
 Marks = tuple[bool, bool, bool]  # (internal, external, shortcut): see ViewEndpoint
+INTERNAL_MARK, EXTERNAL_MARK, SHORTCUT_MARK = 0, 1, 2  # each traffic's index in Marks
 
 
 @dataclass(frozen=True, slots=True)

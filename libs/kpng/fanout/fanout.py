@@ -57,8 +57,9 @@ class Fanout:
         self.casts = CastStore(self.stats)
         self._digests = ViewDigests()
         self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
-        # nodes whose consumer's last snapshot request did not accept "marks" (an agent of
-        # before port marks): their ticks carry no digest, their statuses are not checked
+        # nodes whose consumer's last snapshot request did not accept "marks" and "shortcut"
+        # (an agent of before them): their ticks carry no digest, their statuses are not
+        # checked
         self.without_marks: set[str] = set()
         self._deltas = DeltaBuilder(
             epoch,

@@ -217,7 +217,7 @@ def port_marks(
             ip = e.ip
             mine = (ip in own_internal, ip in own_external, ip in own_shortcut)
             if mine != (ip in internal, ip in external, ip in shortcut):
-                out.setdefault(e.ip, []).append(PortMarks(sp.name, sp.protocol, *mine))
+                out.setdefault(ip, []).append(PortMarks(sp.name, sp.protocol, *mine))
     return {ip: tuple(marks) for ip, marks in out.items()}
 
 
@@ -228,10 +228,9 @@ def service_view(
     it may carry: ``internal`` (cluster IPs) and ``external`` (NodePorts, LB IPs, external
     IPs) and, where both policies are Local, ``shortcut`` (pods' and the node's traffic to
     the external addresses), per service port (``port_marks``: see :func:`port_marks`).
-    Endpoints neither
-    ready nor serving-and-terminating are left out; a usable endpoint with both marks off
-    for a port tells the dataplane that the port has endpoints elsewhere (Local policy:
-    drop, rather than reject)."""
+    Endpoints neither ready nor serving-and-terminating are left out; a usable endpoint with
+    both marks off for a port tells the dataplane that the port has endpoints elsewhere
+    (Local policy: drop, rather than reject)."""
     internal, external, shortcut = marked = _selection(service, endpoints, node, zone)
     view = tuple(
         ViewEndpoint(

@@ -17,6 +17,9 @@ from typing import Literal
 
 from kpng.diff import View
 from kpng.model import (
+    EXTERNAL_MARK,
+    INTERNAL_MARK,
+    SHORTCUT_MARK,
     Service,
     ServicePort,
     TrafficPolicy,
@@ -351,7 +354,7 @@ class _Rules:
         return self.result("forward", match, reasons, targets, masquerade)
 
 
-_MARK_INDEX = {"internal": 0, "external": 1, "shortcut": 2}  # in ViewEndpoint.all_marks()
+_MARK_INDEX = {"internal": INTERNAL_MARK, "external": EXTERNAL_MARK, "shortcut": SHORTCUT_MARK}
 _MATCH_NAMES: dict[Match, str] = {
     "clusterIP": "cluster IP",
     "nodePort": "node port",

@@ -39,7 +39,15 @@ from kpng.dataplane.nft.skeleton import (
     shard,
 )
 from kpng.dataplane.nft.transaction import digest_element
-from kpng.model import Service, ServicePort, TrafficPolicy, ViewEndpoint
+from kpng.model import (
+    EXTERNAL_MARK,
+    INTERNAL_MARK,
+    SHORTCUT_MARK,
+    Service,
+    ServicePort,
+    TrafficPolicy,
+    ViewEndpoint,
+)
 
 IdOf = Callable[[str], int]
 
@@ -147,13 +155,13 @@ class _Endpoints:
         return any(map(_PORT_MARKS, self.eps))
 
     def select(self, ports: list[int], k: int) -> list[int]:
-        """Indices of the endpoints flagged for a target's traffic (``k``: INTERNAL,
-        EXTERNAL or SHORTCUT) that have the port: its backends, in the order of their (ip,
+        """Indices of the endpoints flagged for a target's traffic (``k``: INTERNAL_MARK,
+        EXTERNAL_MARK or SHORTCUT_MARK) that have the port: its backends, in the order of their (ip,
         port) pairs, each pair once."""
         eps = self.eps
-        if k == EXTERNAL_TRAFFIC:
+        if k == EXTERNAL_MARK:
             sel = [j for j, port in enumerate(ports) if port and eps[j].external]
-        elif k == SHORTCUT_TRAFFIC:
+        elif k == SHORTCUT_MARK:
             sel = [j for j, port in enumerate(ports) if port and eps[j].shortcut]
         else:
             sel = [j for j, port in enumerate(ports) if port and eps[j].internal]
@@ -184,8 +192,6 @@ class _Addresses(Sequence[bytes]):
         return len(self.ips)
 
 
-# which traffic a target carries: the index of its mark in ViewEndpoint.all_marks()
-INTERNAL_TRAFFIC, EXTERNAL_TRAFFIC, SHORTCUT_TRAFFIC = 0, 1, 2
 _IP: Callable[[ViewEndpoint], str] = attrgetter("ip")
 _PORT_MARKS: Callable[[ViewEndpoint], tuple[object, ...]] = attrgetter("port_marks")
 
@@ -241,7 +247,7 @@ def _render_port(
     proto = sp.protocol.lower()
     ports = eps.ports(sp)
     marked = eps.lacking and eps.marked()
-    k = INTERNAL_TRAFFIC
+    k = INTERNAL_MARK
     sel = eps.select_marked(ports, k, sp) if marked else eps.select(ports, k)
     base = f"{svc.key}|{sp.name}|{sp.protocol}"
     mark = _target_objects(out, r, svc, f"{base}|i", id_of, sel, eps, ports)
@@ -262,14 +268,14 @@ def _render_port(
             out.append(r.pk.pack(Element("no_endpoint_ips", (ip, proto, str(sp.port)), (none,))))
     if not svc.externally_accessible:
         return
-    k = EXTERNAL_TRAFFIC
+    k = EXTERNAL_MARK
     if marked:
         ext = eps.select_marked(ports, k, sp)
     else:
         ext = sel if all(e.external is e.internal for e in eps.eps) else eps.select(ports, k)
     shortcut = (mark, bool(sel))  # eTP Local: pods and the node reach the internal target
     if svc.short_circuits:  # unless iTP is Local too: then the cluster-wide one, of its own
-        k = SHORTCUT_TRAFFIC
+        k = SHORTCUT_MARK
         short = eps.select_marked(ports, k, sp) if marked else eps.select(ports, k)
         if short:  # (none: no usable endpoint of the port, or a view of before the marks)
             shortcut = (_target_objects(out, r, svc, f"{base}|s", id_of, short, eps, ports), True)
