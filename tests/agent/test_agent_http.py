@@ -7,7 +7,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kpng_devrun.procs import free_port, venv_bin, wait_for_port
+from kpng_devrun.procs import free_ports, venv_bin, wait_for_port
 from tests.integration.harness import Deployment, node, service, slice_, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     deployment: Deployment,
 ) -> None:
     d = deployment
-    hc, healthz, metrics = free_port(), free_port(), free_port()
+    hc, healthz, metrics = free_ports(3)
     lb = service(
         "shop",
         "10.96.0.20",

@@ -15,7 +15,7 @@ from kpng.bus.auth import BusAuth
 from kpng.bus.nats import connect
 from kpng.bus.subjects import Subjects
 from kpng_auth.pki import make_tls
-from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+from kpng_devrun.procs import ProcessGroup, free_ports, nats_server_argv, wait_for_port
 from tests.deploy.helm import manifests, split_sources, template, values_args
 from tests.deploy.test_chart import components, nats_conf, of, pod_spec, volume_path
 
@@ -167,7 +167,8 @@ async def test_three_servers_from_the_rendered_config_carry_a_delta_across(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prefix = "kpng"
-    ports = [(free_port(), free_port()) for _ in HOSTS]
+    picked = free_ports(2 * len(HOSTS))
+    ports = list(zip(picked[::2], picked[1::2], strict=True))
     conf = server_conf(tmp_path, ports)
     for role in ("watcher", "agent", "observer"):
         monkeypatch.setenv(f"KPNG_{role.upper()}_PASSWORD", f"{role}-pw")

@@ -24,7 +24,7 @@ from kpng_auth.decide import Policy
 from kpng_auth.kube import KubeReviewer, api_client
 from kpng_auth.natsjwt import Signer, new_seed
 from kpng_auth.respond import Responder
-from kpng_devrun.procs import ProcessGroup, free_port
+from kpng_devrun.procs import ProcessGroup, free_ports
 from kpng_watcher.file_source import FileSource
 from kpng_watcher.publisher import Publisher, PublisherSettings
 from tests.deploy.test_chart_nats_cluster import HOSTS, server_conf, start_three
@@ -41,7 +41,8 @@ ISSUER = "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"  # the value
 async def test_agents_are_authorized_and_served_across_a_cluster_of_three(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ports = [(free_port(), free_port()) for _ in HOSTS]
+    picked = free_ports(2 * len(HOSTS))
+    ports = list(zip(picked[::2], picked[1::2], strict=True))
     signer = Signer(new_seed())
     conf = server_conf(tmp_path, ports, VALUES)
     text = conf.read_text()

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from kpng_devrun.procs import port_is_free
+from kpng_devrun.procs import free_ports, port_is_free
 
 
 def _listener(port: int = 0) -> socket.socket:
@@ -39,3 +39,12 @@ def test_a_port_whose_closed_connection_sits_in_time_wait_is_free() -> None:
     assert port_is_free("127.0.0.1", port)
     with _listener(port) as again:  # and a server does listen there: the check told the truth
         assert again.getsockname()[1] == port
+
+
+def test_ports_picked_together_are_all_different_and_free() -> None:
+    """A test that starts several servers takes their ports at once: one at a time, the
+    kernel may hand a just-closed port out again (two servers of a NATS cluster once got
+    the same one, and one of them exited)."""
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+    assert all(port_is_free("127.0.0.1", p) for p in ports)

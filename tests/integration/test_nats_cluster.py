@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kpng_devrun.procs import Child, ProcessGroup, free_port, nats_server_argv, wait_for_port
+from kpng_devrun.procs import Child, ProcessGroup, free_ports, nats_server_argv, wait_for_port
 from tests.integration.harness import Deployment, node, service, slice_
 
 pytestmark = pytest.mark.integration
@@ -37,9 +37,8 @@ class ClusterDeployment(Deployment):
         return ",".join(f"nats://127.0.0.1:{port}" for port in self.ports)
 
     def start_cluster(self) -> None:
-        self.ports = [free_port() for _ in range(3)]
-        routes = [free_port() for _ in range(3)]
-        self.monitors = [free_port() for _ in range(3)]
+        picked = free_ports(9)
+        self.ports, routes, self.monitors = picked[:3], picked[3:6], picked[6:]
         route_urls = ",".join(f"nats://127.0.0.1:{port}" for port in routes)
         for i, (port, route) in enumerate(zip(self.ports, routes, strict=True)):
             argv = nats_server_argv(port)

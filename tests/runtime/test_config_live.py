@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from kpng_devrun.procs import free_port, port_is_free, venv_bin, wait_for_port
+from kpng_devrun.procs import free_ports, port_is_free, venv_bin, wait_for_port
 from tests.integration.harness import Deployment
 from tests.observer.cluster import objects
 
@@ -58,7 +58,7 @@ def test_programs_run_from_config_files_and_the_environment_overrides(
     )
     deployment.wait_converged("node-a1", timeout=20)
 
-    in_file, in_env = free_port(), free_port()
+    in_file, in_env = free_ports(2)
     observer = _write(
         tmp_path / "observer.yaml",
         {"nats": deployment.url, "nats-insecure": True, "listen": f"127.0.0.1:{in_file}"},

@@ -20,7 +20,7 @@ from kpng.bus.subjects import Subjects
 from kpng_apisim import ApiSimulator
 from kpng_auth.main import init_issuer, main, read_users
 from kpng_auth.natsjwt import Signer
-from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+from kpng_devrun.procs import ProcessGroup, free_ports, nats_server_argv, wait_for_port
 from tests.integration.harness import until
 from tests.security.callout_harness import callout_files
 
@@ -72,7 +72,7 @@ async def test_kpng_auth_as_a_process_authorizes_an_agent(
 ) -> None:
     seed = tmp_path / "seed"
     conf = callout_files(tmp_path, init_issuer(seed))
-    port, metrics = free_port(), free_port()
+    port, metrics = free_ports(2)
     url = f"nats://127.0.0.1:{port}"
     token = tmp_path / "token"
     token.write_text(sim.tokens.issue("kube-system/kpng-agent", "node-a") + "\n")

@@ -28,7 +28,7 @@ from kpng_auth.natsjwt import Signer, new_seed
 from kpng_auth.readiness import CalloutReadiness, Phase, ReadyCheck, readyz
 from kpng_auth.respond import CONFIRM_RETRY, AuthMetrics, Responder
 from kpng_auth.reviewer import FakeReviewer
-from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv, wait_for_port
+from kpng_devrun.procs import ProcessGroup, free_ports, nats_server_argv, wait_for_port
 from tests.integration.harness import until
 from tests.security.callout_harness import callout_files
 
@@ -251,7 +251,7 @@ def scrape(url: str) -> str:
 async def test_readyz_follows_the_nats_connection(tmp_path: Path) -> None:
     seed = tmp_path / "seed"
     conf = callout_files(tmp_path, init_issuer(seed))
-    port, metrics = free_port(), free_port()
+    port, metrics = free_ports(2)
     readyz_url = f"http://127.0.0.1:{metrics}/readyz"
 
     async def status() -> tuple[int, str]:

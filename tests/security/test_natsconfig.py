@@ -14,7 +14,7 @@ import yaml
 from kpng.bus.permissions import role_permissions
 from kpng.bus.subjects import Subjects
 from kpng_auth.natsconfig import SettingsError, main, parse_settings
-from kpng_devrun.procs import ProcessGroup, free_port, nats_server_argv
+from kpng_devrun.procs import ProcessGroup, free_ports, nats_server_argv
 from tests.integration.harness import wait_until
 
 GOOD: dict[str, Any] = {
@@ -79,7 +79,8 @@ def test_a_broken_settings_file_is_a_clear_error(
 @pytest.mark.integration
 def test_a_cluster_block_makes_three_servers_route_over_tls(tmp_path: Path) -> None:
     """One generated file for every server; routes authenticate and verify each other."""
-    cluster_ports = [free_port() for _ in range(3)]
+    picked = free_ports(9)  # routes, monitors, clients: all different
+    cluster_ports, monitors, clients = picked[:3], picked[3:6], picked[6:]
     routes = [f"127.0.0.1:{p}" for p in cluster_ports]
     settings = tmp_path / "bus.yaml"
     settings.write_text(yaml.safe_dump({**GOOD, "cluster": {"name": "kpng", "routes": routes}}))
@@ -88,10 +89,11 @@ def test_a_cluster_block_makes_three_servers_route_over_tls(tmp_path: Path) -> N
     password = (tmp_path / "out/cluster.password").read_text().strip()
     assert f"nats-route://route:{password}@127.0.0.1:{cluster_ports[0]}" in conf
     assert stat.S_IMODE((tmp_path / "out/cluster.password").stat().st_mode) == 0o600
-    monitors = [free_port() for _ in range(3)]
     with ProcessGroup(tmp_path / "logs") as group:
-        for i, (route, monitor) in enumerate(zip(cluster_ports, monitors, strict=True)):
-            argv = nats_server_argv(free_port(), tmp_path / "out/nats.conf")
+        for i, (route, monitor, client) in enumerate(
+            zip(cluster_ports, monitors, clients, strict=True)
+        ):
+            argv = nats_server_argv(client, tmp_path / "out/nats.conf")
             argv += ["--cluster", f"nats://127.0.0.1:{route}", "-n", f"s{i}", "-m", str(monitor)]
             group.start(f"nats-{i}", argv)
 

@@ -23,6 +23,7 @@ from kpng_devrun.netns_run import can_run, run_netns
 from kpng_devrun.procs import (
     ProcessGroup,
     free_port,
+    free_ports,
     nats_server_argv,
     port_is_free,
     venv_bin,
@@ -61,7 +62,7 @@ def start_all(args: argparse.Namespace, group: ProcessGroup) -> dict[str, str]:
     where["watcher"] = f"watching {args.cluster}"
     for node in nodes:
         dump = args.workdir / "dumps" / f"{node.name}.json"
-        healthz, metrics = free_port(), free_port()
+        healthz, metrics = free_ports(2)
         group.start(
             f"agent-{node.name}",
             [
