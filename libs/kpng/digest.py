@@ -149,8 +149,10 @@ def _port_marks(marks: tuple[PortMarks, ...]) -> bytes:
 
 
 def encode_node(n: Node) -> bytes:
-    """``N``, then name, addresses, zone, region."""
-    return b"N" + _str(n.name) + _strs(n.addresses) + _str(n.zone) + _str(n.region)
+    """``N``, then name, addresses, zone, region; then, only when it has pod CIDRs, ``P``
+    and their list (a node without encodes as before they were added)."""
+    out = b"N" + _str(n.name) + _strs(n.addresses) + _str(n.zone) + _str(n.region)
+    return out + b"P" + _strs(n.pod_cidrs) if n.pod_cidrs else out
 
 
 def _hash(data: bytes) -> int:

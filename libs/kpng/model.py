@@ -194,6 +194,9 @@ class Node:
     addresses: tuple[str, ...] = ()
     zone: str = ""
     region: str = ""
+    # spec.podCIDRs: the pod address ranges given to the node, at most one per family
+    # (kube-proxy's --detect-local-mode NodeCIDR tells this node's pods by them)
+    pod_cidrs: tuple[str, ...] = ()
 
 
 Marks = tuple[bool, bool, bool]  # (internal, external, shortcut): see ViewEndpoint

@@ -437,4 +437,24 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
         addresses=tuple(addresses),
         zone=f.string(labels.get(LABEL_ZONE), f"metadata.labels[{LABEL_ZONE}]"),
         region=f.string(labels.get(LABEL_REGION), f"metadata.labels[{LABEL_REGION}]"),
+        pod_cidrs=_pod_cidrs(f, f.mapping(obj.get("spec"), "spec")),
     )
+
+
+def _pod_cidrs(f: _Fields, spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """``spec.podCIDRs`` (else the older ``spec.podCIDR``): at most one per family, as the
+    API server allows."""
+    path, raw = "spec.podCIDRs", spec.get("podCIDRs")
+    if not raw and spec.get("podCIDR"):
+        path, raw = "spec.podCIDR", [spec["podCIDR"]]
+    out: list[str] = []
+    families: set[int] = set()
+    for i, item in enumerate(f.items(raw, path)):
+        where = f"{path}[{i}]" if path.endswith("s") else path
+        cidr = f.cidr(item, where)
+        family = ipaddress.ip_network(cidr).version
+        if family in families:
+            raise f.fail(where, f"a second IPv{family} pod CIDR ({cidr}): one per family")
+        families.add(family)
+        out.append(cidr)
+    return tuple(out)

@@ -61,6 +61,10 @@ protocols = st.sampled_from(list(TransportProtocol))
 ports = st.integers(1, 65535)
 
 
+# a Node's spec.podCIDRs: none, one family, both
+POD_CIDR_CHOICES = ((), ("10.244.1.0/24",), ("10.244.2.0/24", "fd00:2::/64"))
+
+
 def _pod_ip(n: int) -> str:
     return f"10.244.{n // 10}.{n % 10 + 1}"
 
@@ -299,7 +303,11 @@ def _views(draw: st.DrawFn, make: Any) -> View[Any]:
             view.endpoints[key] = {ip: make(ip, draw(_choices)) for ip in addresses}
     for name in draw(st.lists(st.sampled_from(NODES), unique=True, max_size=3)):
         view.nodes[name] = Node(
-            name, ("192.168.1.1",), zone_of(name), draw(st.sampled_from(("", "r1")))
+            name,
+            ("192.168.1.1",),
+            zone_of(name),
+            draw(st.sampled_from(("", "r1"))),
+            draw(st.sampled_from(POD_CIDR_CHOICES)),
         )
     return view
 

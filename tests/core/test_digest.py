@@ -45,6 +45,7 @@ EP = ViewEndpoint(
     external=True,
 )
 NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
+NODE_WITH_PODS = dataclasses.replace(NODE, pod_cidrs=("10.244.1.0/24",))
 MARKED = EP.with_port_marks((PortMarks("metrics", TCP, False, True),))
 SHORTCUT = dataclasses.replace(EP, internal=False, external=False, shortcut=True)
 
@@ -85,6 +86,12 @@ VECTORS = {
         "6e652d3100000000",
         "bee21c445f107353",
     ),
+    # the node with its spec.podCIDRs (a node without encodes as above)
+    "node with pod CIDRs": (
+        "4e000000066e6f64652d61000000010000000c3139322e3136382e302e3130000000067a6f"
+        "6e652d310000000050000000010000000d31302e3234342e312e302f3234",
+        "6829ef3251b8d4e7",
+    ),
 }
 VIEW_DIGEST = "5e3d5d4f82e2c582"
 
@@ -102,6 +109,7 @@ def test_the_vectors_of_the_contract() -> None:
             endpoint_hash(WEB.key, SHORTCUT),
         ),
         "node": (encode_node(NODE), node_hash(NODE)),
+        "node with pod CIDRs": (encode_node(NODE_WITH_PODS), node_hash(NODE_WITH_PODS)),
     }
     for name, (encoding, digest) in items.items():
         assert (encoding.hex(), to_hex(digest)) == VECTORS[name], name

@@ -506,6 +506,18 @@ def test_node_every_field() -> None:
     )
 
 
+def test_node_pod_cidrs() -> None:
+    """spec.podCIDRs, else the older spec.podCIDR alone, normalised as the API server
+    stores them."""
+    obj = node_obj()
+    obj["spec"] = {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd00:1::5/64"]}
+    assert parse_node(obj).pod_cidrs == ("10.244.1.0/24", "fd00:1::/64")
+    obj["spec"] = {"podCIDR": "10.244.2.0/24"}
+    assert parse_node(obj).pod_cidrs == ("10.244.2.0/24",)
+    obj["spec"] = {"podCIDRs": [], "providerID": "kind://x"}
+    assert parse_node(obj).pod_cidrs == ()
+
+
 def test_node_defaults() -> None:
     node = parse_node({"kind": "Node", "metadata": {"name": "bare"}})
     assert node == Node("bare", (), "", "")
@@ -662,6 +674,11 @@ NODE_ERRORS = [
     ("status.addresses", {"type": "InternalIP"}, "status.addresses"),
     ("metadata.labels", {"topology.kubernetes.io/zone": 1}, "metadata.labels[topology."),
     ("status", "Ready", "status"),
+    ("spec", {"podCIDRs": ["10.244.1.0/33"]}, "spec.podCIDRs[0]"),
+    ("spec", {"podCIDRs": ["10.244.1.0/24", "10.244.9.0/24"]}, "spec.podCIDRs[1]"),
+    ("spec", {"podCIDRs": "10.244.1.0/24"}, "spec.podCIDRs"),
+    ("spec", {"podCIDR": "node-a"}, "spec.podCIDR"),
+    ("spec", [], "spec"),
 ]
 
 

@@ -177,3 +177,20 @@ async def test_malformed_objects_are_skipped_and_the_rest_flows(
     log = kube.watcher_log()
     assert "kube EndpointSlice default/bad: endpoints[0].addresses[0]: '10.244.1.999'" in log
     assert "kube Service default/bad-port: spec.ports[0].port: 70000 is out of range" in log
+
+
+async def test_a_nodes_pod_cidrs_reach_its_agent(
+    sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment
+) -> None:
+    """spec.podCIDRs, read by kubernetes-asyncio's watch of a Node kubectl changed, reach
+    the node's view (what --detect-local-mode NodeCIDR tells pods by)."""
+    await serving_web(sim, kube)
+    given = node("n1")
+    given["spec"] = {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24", "fd00:7::/64"]}
+    await kubectl("apply", "-f", "-", stdin=manifest(given))
+
+    def pod_cidrs() -> list[str]:
+        return ((kube.dump("n1") or {}).get("nodeInfo") or {}).get("pod_cidrs", [])
+
+    await eventually("pod CIDRs", lambda: pod_cidrs() == ["10.244.7.0/24", "fd00:7::/64"])
+    await kube.wait_converged("n1")

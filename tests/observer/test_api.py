@@ -187,4 +187,5 @@ async def test_a_node_path_that_is_no_node_name_is_404_before_any_fetch() -> Non
                 assert r.status_code == 404, (path[:40], r.status_code)
                 assert len(r.text) < 400
         assert asked == []
-        assert (await http.get("/api/v1/nodes/node-a1/view")).status_code == 200
+        info = (await http.get("/api/v1/nodes/node-a1/view")).json()["nodeInfo"]
+        assert info["pod_cidrs"] == ["10.244.1.0/24"]  # a field of the response schema

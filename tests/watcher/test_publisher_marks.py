@@ -1,5 +1,6 @@
 """The Publisher checks a node's digests only for a consumer that holds every mark a view
-can carry (port marks and shortcut marks): one that ignores some could never match."""
+can carry (port marks and shortcut marks) and its Node's pod CIDRs: one that ignores some
+could never match."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ async def test_digests_only_for_a_consumer_that_holds_every_mark() -> None:
     await bus.subscribe(subject, publisher._on_snapshot_request)
     try:
         for accept, digests in [
-            (("eps", "marks", "shortcut"), True),
-            (("eps", "marks"), False),  # an agent of before shortcut marks
+            (("eps", "marks", "shortcut", "podcidrs"), True),
+            (("eps", "marks", "shortcut"), False),  # an agent of before pod CIDRs
+            (("eps", "marks"), False),  # of before shortcut marks
             (("eps",), False),  # of before port marks
-            (("eps", "shortcut", "marks", "zstd"), True),
+            (("eps", "shortcut", "podcidrs", "marks", "zstd"), True),
         ]:
             request = encode(SnapshotRequest(accept=accept))
             assert await agent.request(subject, request, timeout=2.0)

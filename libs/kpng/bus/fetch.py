@@ -14,8 +14,7 @@ from kpng.bus.codec import (
     CAST,
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
-    PORT_MARKS,
-    SHORTCUT_MARKS,
+    DIGEST_FEATURES,
     CastChunk,
     CastRef,
     CastRequest,
@@ -82,9 +81,7 @@ class SnapshotFetcher:
         sub = await self.bus.subscribe(inbox, lambda data, s, r: replies.put_nowait(data))
         try:
             node = self.scope == "node"
-            accept: tuple[str, ...] = (
-                (COMPACT_ENDPOINTS, PORT_MARKS, SHORTCUT_MARKS) if node else ()
-            )
+            accept: tuple[str, ...] = (COMPACT_ENDPOINTS, *sorted(DIGEST_FEATURES)) if node else ()
             accept += (COMPRESSED_OPS,) if self.compressed else ()
             cast, self._cast_next = self.casts is not None and self._cast_next, True
             accept += (CAST,) if cast else ()

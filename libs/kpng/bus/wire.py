@@ -103,6 +103,12 @@ PORT_MARKS = "marks"
 # the snapshot-request feature that says the consumer holds shortcut marks (ViewEndpoint's
 # ``shortcut``), so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.2)
 SHORTCUT_MARKS = "shortcut"
+# the snapshot-request feature that says the consumer holds a Node's pod CIDRs (Node's
+# ``pod_cidrs``), so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.3)
+POD_CIDRS = "podcidrs"
+# what a node's consumer must accept for the watcher to check its digests: one that lacks
+# any holds a view the watcher's digest does not describe (docs/bus.md, section 7b)
+DIGEST_FEATURES = frozenset((PORT_MARKS, SHORTCUT_MARKS, POD_CIDRS))
 _FLAGS: list[tuple[bool, bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
     # internal, external, shortcut) of each flags value
     (
@@ -188,7 +194,10 @@ def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
 
 
 def node_to_wire(n: Node) -> dict[str, Any]:
-    return {"name": n.name, "addresses": list(n.addresses), "zone": n.zone, "region": n.region}
+    d = {"name": n.name, "addresses": list(n.addresses), "zone": n.zone, "region": n.region}
+    if n.pod_cidrs:
+        d["pod_cidrs"] = list(n.pod_cidrs)
+    return d
 
 
 def op_to_wire(op: Op[Any]) -> dict[str, Any]:
@@ -534,7 +543,16 @@ def node_from_wire(r: Reader) -> Node:
         addresses=r.ips("addresses"),
         zone=r.get("zone", str, ""),
         region=r.get("region", str, ""),
+        pod_cidrs=_pod_cidrs(r),
     )
+
+
+def _pod_cidrs(r: Reader) -> tuple[str, ...]:
+    """A Node's ``pod_cidrs``: CIDRs, at most one per family (as the API server allows)."""
+    cidrs = r.cidrs("pod_cidrs")
+    if len({ipaddress.ip_network(c, strict=False).version for c in cidrs}) < len(cidrs):
+        raise MalformedMessage(r.where("pod_cidrs"), "more than one CIDR of a family")
+    return cidrs
 
 
 def ops_from_wire(raw: Any, path: str, scope: Scope) -> tuple[Op[Any], ...]:

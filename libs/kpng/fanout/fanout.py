@@ -57,8 +57,8 @@ class Fanout:
         self.casts = CastStore(self.stats)
         self._digests = ViewDigests()
         self._global_chunks: dict[bool, list[bytes]] = {}  # by zstd
-        # nodes whose consumer's last snapshot request did not accept "marks" and "shortcut"
-        # (an agent of before them): their ticks carry no digest, their statuses are not
+        # nodes whose consumer's last snapshot request did not accept every digest feature
+        # (an agent of before one of them): their ticks carry no digest, their statuses are not
         # checked
         self.without_marks: set[str] = set()
         self._deltas = DeltaBuilder(
@@ -139,9 +139,10 @@ class Fanout:
 
     # -- digests -----------------------------------------------------------------------------
     def holds_marks(self, node: str, accepted: bool) -> None:
-        """Whether the consumer of ``node`` that asked for a snapshot accepts port marks
-        and shortcut marks (``"marks"``, ``"shortcut"``). One that does not (an agent of
-        before them) ignores them, so its digest of a view with such marks can never be the
+        """Whether the consumer of ``node`` that asked for a snapshot accepts port marks,
+        shortcut marks and pod CIDRs (``"marks"``, ``"shortcut"``, ``"podcidrs"``:
+        ``kpng.bus.wire.DIGEST_FEATURES``). One that does not (an agent of before one of
+        them) ignores them, so its digest of a view with such marks can never be the
         watcher's: checking it would resync it again and again. Until a consumer that accepts
         them asks, the node's ticks carry no digest (as an older watcher's) and its statuses
         are not checked."""

@@ -205,6 +205,9 @@ class NodeInfo(Body):
     addresses: list[str]
     zone: str
     region: str
+    pod_cidrs: list[str] | None = Field(
+        None, description="the Node's spec.podCIDRs (bus.md 5.3); absent when it has none"
+    )
 
 
 class NodeView(Body):

@@ -21,8 +21,7 @@ from kpng.bus.codec import (
     CAST,
     COMPACT_ENDPOINTS,
     COMPRESSED_OPS,
-    PORT_MARKS,
-    SHORTCUT_MARKS,
+    DIGEST_FEATURES,
     CastRequest,
     ErrorReply,
     MalformedMessage,
@@ -375,7 +374,7 @@ class Publisher:
         """A catch-up when the consumer has a view the history reaches back to, else full."""
         now = self.clock.time()
         zstd = COMPRESSED_OPS in request.accept
-        self.fanout.holds_marks(node, {PORT_MARKS, SHORTCUT_MARKS} <= set(request.accept))
+        self.fanout.holds_marks(node, set(request.accept) >= DIGEST_FEATURES)
         if request.seq >= 0 and node in self.fanout.seq:
             chunks = self.fanout.catch_up(node, request.epoch, request.seq, now, zstd)
             if chunks is not None:
