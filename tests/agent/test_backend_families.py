@@ -8,7 +8,7 @@ from kpng.dataplane.nft.fake import FakeNftables
 from kpng.dataplane.nft.objects import Table
 from kpng.dataplane.nft.planner import serves
 from kpng.dataplane.nft.skeleton import Config
-from kpng.diff import SetService, View
+from kpng.diff import SetNode, SetService, View
 from kpng.model import Node, Service, ServicePort, ServiceType, TransportProtocol, ViewEndpoint
 from kpng_agent.backends.nftables import NftablesBackend, Settings
 from tests.objects import view
@@ -65,3 +65,28 @@ async def test_a_full_sync_removes_a_table_no_longer_used_and_a_node_address_kee
     v = on_node(view((web("a", "10.96.0.1"), [])), "192.168.0.10", "fd00:77::1")
     await backend.program(Applied("snapshot", "e1", 3, v, ()), full=True)
     assert set(nft.tables) == {IP4, IP6}  # the node's IPv6 address takes node ports
+
+
+async def test_node_cidr_mode_writes_the_nodes_pod_cidrs_when_they_come_and_change() -> None:
+    """--detect-local-mode NodeCIDR: a Node's pod CIDRs that come (or change) in a delta are
+    a new configuration: the family's table is written again with them, each family's own;
+    --cluster-cidr is not what tells pods then."""
+    nft = FakeNftables()
+    settings = Settings(NODE, cluster_cidrs=("10.0.0.0/8",), detect_local="NodeCIDR")
+    backend = NftablesBackend(settings, nft, list)
+    v = on_node(view((web("a", "10.96.0.1", "fd00:96::1"), [])), "192.168.0.10")
+    await backend.program(Applied("snapshot", "e1", 1, v, ()), full=True)
+    assert "@pod_cidrs" not in nft.dump(IP4)  # no pod CIDRs yet: no rule reads the set
+    assert backend.without_pod_cidrs
+    for seq, cidrs in enumerate((("10.244.3.0/24", "fd00:3::/64"), ("10.244.4.0/24",)), 2):
+        node = Node(NODE, ("192.168.0.10",), pod_cidrs=cidrs)
+        v.nodes[NODE] = node
+        await backend.program(Applied("delta", "e1", seq, v, (SetNode(node),)), full=False)
+        for table, family in ((IP4, 4), (IP6, 6)):
+            config = backend.planners[family].config
+            assert config.pod_cidrs == tuple(c for c in cidrs if (":" in c) == (family == 6))
+            dump = nft.dump(table)
+            written = [line for line in dump.splitlines() if line.startswith("element pod_cidrs")]
+            assert [w.split()[2] for w in written] == list(config.pod_cidrs), (table, written)
+            assert ("saddr @pod_cidrs" in dump) == bool(config.pod_cidrs)
+    assert not backend.without_pod_cidrs

@@ -3,6 +3,7 @@ passed down to the rendered rules (kpng.dataplane.detectlocal)."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from kpng.dataplane.nft.skeleton import chains
 from kpng.dataplane.plugin import BackendArgumentError
 from kpng.diff import View
-from kpng.model import ViewEndpoint
+from kpng.model import Node, ViewEndpoint
 from kpng.runtime.config import parse_args
 from kpng_agent import kubeproxyconfig
 from kpng_agent.backends.nftables import config_for
@@ -23,10 +24,15 @@ AGENT = Path(sys.executable).parent / "kpng-agent"
 BASE = ["--node", "n1", "--backend", "nftables"]
 
 
-def _config(*flags: str, family: int = 4) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """(pod_interface, pod_cidrs, the dispatch_service and local_ext rules) of the flags."""
+def _config(
+    *flags: str, family: int = 4, node: Node | None = None
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(pod_interface, pod_cidrs, the dispatch_service and local_ext rules) of the flags,
+    with ``node`` as the view's Node n1."""
     backend = nftables_backend(agent_parser().parse_args([*BASE, *flags]))
     view: View[ViewEndpoint] = View()
+    if node is not None:
+        view.nodes[node.name] = node
     c = config_for(backend.settings, view, family, lambda: ["192.168.0.10"])
     rules = tuple(
         r for ch in chains(c) if ch.name in ("dispatch_service", "local_ext") for r in ch.rules
@@ -37,11 +43,7 @@ def _config(*flags: str, family: int = 4) -> tuple[str, tuple[str, ...], tuple[s
 @pytest.mark.parametrize(
     ("flags", "why"),
     [
-        (
-            ["--detect-local-mode", "NodeCIDR"],
-            "argument --detect-local-mode: NodeCIDR is not supported: the agent does not "
-            "receive the Node's podCIDRs over the bus",
-        ),
+        (["--detect-local-mode", "NodeCIDRs"], "'NodeCIDRs' is not a detect-local mode"),
         (["--detect-local-mode", "clustercidr"], "'clustercidr' is not a detect-local mode"),
         (["--detect-local-mode", "Bridge"], "'Bridge' is not a detect-local mode"),
         (["--pod-bridge-interface", ""], "argument --pod-bridge-interface: '' is empty"),
@@ -142,6 +144,40 @@ def test_each_mode_reaches_the_rendered_rules() -> None:
         assert any(r.startswith('iifname "pod*" ct mark set') for r in rules)
 
 
+def test_node_cidr_tells_pods_by_the_nodes_own_pod_cidrs() -> None:
+    """NodeCIDR: the rules match the source against the Node's spec.podCIDRs of each family
+    (--cluster-cidr is not read); without them (no Node yet, or none given) neither rule."""
+    mode = ["--detect-local-mode", "NodeCIDR", "--cluster-cidr", "10.244.0.0/16,fd00::/48"]
+    node = Node("n1", ("192.168.0.10",), pod_cidrs=("10.244.3.0/24", "fd00:0:0:3::/64"))
+    pod, cidrs, rules = _config(*mode, node=node)
+    assert (pod, cidrs) == ("", ("10.244.3.0/24",))
+    assert any("ip saddr != @pod_cidrs meta mark set" in r for r in rules)
+    assert any(r.startswith("ip saddr @pod_cidrs ct mark set") for r in rules)
+    assert _config(*mode, node=node, family=6)[1] == ("fd00:0:0:3::/64",)
+    single = Node("n1", pod_cidrs=("10.244.3.0/24",))  # an IPv4 node: nothing for IPv6
+    assert _config(*mode, node=single, family=6)[1:] == ((), _config()[2])
+    for missing in (None, Node("n1", ("192.168.0.10",))):
+        _, cidrs, rules = _config(*mode, node=missing)
+        assert cidrs == () and rules == _config()[2]
+        assert not any("pod_cidrs" in r for r in rules)
+
+
+def test_node_cidr_warns_while_the_node_has_no_pod_cidrs(caplog: pytest.LogCaptureFixture) -> None:
+    backend = nftables_backend(
+        agent_parser().parse_args([*BASE, "--detect-local-mode", "NodeCIDR"])
+    )
+    view: View[ViewEndpoint] = View()
+    with caplog.at_level(logging.INFO, "kpng_agent.backends.nftables"):
+        backend._note_pod_cidrs(view)
+        backend._note_pod_cidrs(view)  # said once
+        view.nodes["n1"] = Node("n1", pod_cidrs=("10.244.3.0/24",))
+        backend._note_pod_cidrs(view)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith("--detect-local-mode NodeCIDR: node n1 is not known yet"), said
+    assert said[1] == "--detect-local-mode NodeCIDR: pods told by 10.244.3.0/24"
+
+
 def test_the_config_files_set_the_mode(tmp_path: Path) -> None:
     flags = tmp_path / "agent.yaml"
     flags.write_text(
@@ -166,12 +202,26 @@ def test_the_config_files_set_the_mode(tmp_path: Path) -> None:
     assert nftables_backend(args).settings.pod_interface == "cbr0"
 
 
-def test_a_config_file_with_node_cidr_is_refused_naming_the_file(
+def test_a_config_file_with_a_bad_mode_is_refused_naming_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "agent.yaml"
-    path.write_text("detect-local-mode: NodeCIDR\n")
+    path.write_text("detect-local-mode: PodCIDR\n")
     with pytest.raises(SystemExit):
         parse_args(agent_parser(), [*BASE, "--config", str(path)], environ={})
     err = capsys.readouterr().err
-    assert f"--config {path}: --detect-local-mode: NodeCIDR is not supported" in err, err
+    assert f"--config {path}: --detect-local-mode: 'PodCIDR' is not a detect-local mode" in err
+
+
+def test_a_kube_proxy_configuration_sets_node_cidr(tmp_path: Path) -> None:
+    kube = tmp_path / "kube-proxy.yaml"
+    kube.write_text(
+        f"apiVersion: {kubeproxyconfig.API_VERSION}\nkind: {kubeproxyconfig.KIND}\n"
+        "hostnameOverride: n1\nmode: nftables\ndetectLocalMode: NodeCIDR\n"
+    )
+    translations = {kubeproxyconfig.KIND: kubeproxyconfig.translate}
+    args = parse_args(
+        agent_parser(), ["--config", str(kube)], environ={}, translations=translations
+    )
+    settings = nftables_backend(args).settings
+    assert (settings.detect_local, settings.pod_interface) == ("NodeCIDR", "")

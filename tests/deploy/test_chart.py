@@ -214,7 +214,7 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("logLevel=loud", "/logLevel"),
         ("nats.url=http://nats:4222", "/nats/url"),
         ("agent.tableName=no spaces", "/agent/tableName"),
-        ("agent.detectLocalMode=NodeCIDR", "/agent/detectLocalMode"),
+        ("agent.detectLocalMode=NodeCIDRs", "/agent/detectLocalMode"),
         ("agent.detectLocalMode=BridgeInterface", "/agent/podBridgeInterface"),
         ("agent.podInterfaceNamePrefix=cali", "/agent/podInterfaceNamePrefix"),
         (
@@ -570,6 +570,9 @@ def test_the_detect_local_mode_reaches_the_agent_flags() -> None:
         "--pod-bridge-interface",
         "cbr0",
     ]
+    node = args("agent.detectLocalMode=NodeCIDR")
+    assert node[:2] == ["--detect-local-mode", "NodeCIDR"]
+    assert "--pod-bridge-interface" not in node and "--pod-interface-name-prefix" not in node
 
 
 def test_priority_class_quota_for_gke() -> None:

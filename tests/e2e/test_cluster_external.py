@@ -4,12 +4,13 @@ loadBalancerSourceRanges, the eTP Local short-circuit for pods and the node (wit
 too), PreferSameNode,
 ExternalName and headless services programming nothing, and (agent restarted with flags)
 ``--masquerade-all`` and ``--nodeport-addresses``, and ``--detect-local-mode`` by input
-interface without ``--cluster-cidr``. The outside client routes 203.0.113.0/24 (external and
-LB IPs) to node-1."""
+interface and by the node's pod CIDR without ``--cluster-cidr``. The outside client routes
+203.0.113.0/24 (external and LB IPs) to node-1."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -214,23 +215,31 @@ def test_4_mib_through_nodeport_over_an_underlay_of_mtu_1400(ext: E2E) -> None:
 ROUTED_POD_IP = "10.244.1.200"  # in node-1's pod CIDR, on a veth of its own
 
 
-@pytest.fixture
-def routed_pod(ext: E2E) -> Iterator[str]:
-    """A pod on node-1 wired as Calico wires its pods: its own veth (node side ``pod9``,
-    routed, no bridge), the node answering ARP for the gateway. The topology's pods are
-    bridge ports of ``cbr0``: their packets come in on ``cbr0``, whatever their port."""
-    ns, node_ns = ext.c.prefix + "vpod", ext.c.node_ns("node-1")
+@contextmanager
+def veth_pod(ext: E2E, name: str, ip: str, link: str) -> Iterator[str]:
+    """A pod namespace ``name`` on node-1 with address ``ip``, wired as Calico wires its
+    pods: its own veth (node side ``link``, routed, no bridge), the node answering ARP for
+    the gateway; removed after, pass or fail."""
+    ns, node_ns = ext.c.prefix + name, ext.c.node_ns("node-1")
     gateway = ext.topology.node("node-1").gateway
     netns.add(ns)
     try:
-        netns.veth(node_ns, "pod9", ns, "eth0")
-        sh("ip", "route", "add", f"{ROUTED_POD_IP}/32", "dev", "pod9", ns=node_ns)
-        sh("ip", "addr", "add", f"{ROUTED_POD_IP}/32", "dev", "eth0", ns=ns)
+        netns.veth(node_ns, link, ns, "eth0")
+        sh("ip", "route", "add", f"{ip}/32", "dev", link, ns=node_ns)
+        sh("ip", "addr", "add", f"{ip}/32", "dev", "eth0", ns=ns)
         sh("ip", "route", "add", gateway, "dev", "eth0", ns=ns)
         sh("ip", "route", "add", "default", "via", gateway, ns=ns)
         yield ns
     finally:
         sh("ip", "netns", "del", ns, check=False)  # its veth goes with it
+
+
+@pytest.fixture
+def routed_pod(ext: E2E) -> Iterator[str]:
+    """A pod on node-1 on a veth of its own (``pod9``). The topology's pods are bridge ports
+    of ``cbr0``: their packets come in on ``cbr0``, whatever their port."""
+    with veth_pod(ext, "vpod", ROUTED_POD_IP, "pod9") as ns:
+        yield ns
 
 
 @pytest.mark.parametrize(
@@ -292,3 +301,54 @@ def test_pod_traffic_told_by_input_interface(
     finally:
         ext.c.stop_agent("node-1")
         ext.c.start_agent("node-1", "--sync-period", "5", *ext.agent_args)
+
+
+STRAY_IP = "10.244.2.200"  # in the cluster CIDR and node-2's pod CIDR, on a veth of node-1
+
+
+def test_pod_traffic_told_by_the_nodes_pod_cidr(ext: E2E) -> None:
+    """node-1's agent restarted with ``--detect-local-mode NodeCIDR`` and without
+    ``--cluster-cidr`` (restored after, pass or fail): a pod is told by node-1's own
+    ``spec.podCIDRs`` (10.244.1.0/24, from its Node through the watcher). A bridged pod
+    keeps its source to a cluster IP and short-circuits an eTP Local LB IP; a sender on
+    node-1 with an address of node-2's pod CIDR (a pod in ClusterCIDR mode) is masqueraded,
+    so its answer comes back through node-1, and is dropped at the LB IP; the node's own
+    connection is masqueraded."""
+    ext.apply_and_wait(
+        service("there", "10.96.7.30"),
+        endpoints("there", [ext.pod("pod-2-1")]),
+        service("here", "10.96.7.31"),
+        endpoints("here", [ext.pod("pod-1-2")]),
+        lb("lbn", "10.96.7.32", "203.0.113.30", nodePort=30730, externalTrafficPolicy="Local"),
+        endpoints("lbn", [ext.pod("pod-2-1")]),
+    )
+    node_ns, node_ip = ext.c.node_ns("node-1"), ext.node_ip("node-1")
+    own = ext.topology.node("node-1")
+    pod = ext.pod("pod-1-1")
+    pod_ns = ext.c.pod_ns(pod.name)
+    with veth_pod(ext, "stray", STRAY_IP, "pod8") as stray:
+        ext.c.stop_agent("node-1")
+        try:
+            ext.c.start_agent(
+                "node-1",
+                "--sync-period",
+                "5",
+                "--detect-local-mode",
+                "NodeCIDR",
+                cluster_cidr=False,
+            )
+            eventually(  # the restarted agent has written the node's pod CIDR
+                "pod_cidrs holding node-1's pod CIDR alone",
+                lambda: sh("nft", "list", "set", "ip", "kpng", "pod_cidrs", ns=node_ns),
+                lambda listed: own.pod_cidr in listed and "10.244.0.0/16" not in listed,
+            )
+            local_ext = sh("nft", "list", "chain", "ip", "kpng", "local_ext", ns=node_ns)
+            assert "ip saddr @pod_cidrs" in local_ext and "iifname" not in local_ext
+            assert ext.c.request(pod_ns, "10.96.7.30", 80) == f"pod-2-1 {pod.ip}"
+            assert ext.c.request(pod_ns, "203.0.113.30", 80) == f"pod-2-1 {pod.ip}"
+            assert ext.c.request(stray, "10.96.7.30", 80) == f"pod-2-1 {node_ip}"
+            assert ext.c.request(stray, "203.0.113.30", 80) == "timeout"
+            assert ext.c.request(node_ns, "10.96.7.31", 80) == f"pod-1-2 {own.gateway}"
+        finally:
+            ext.c.stop_agent("node-1")
+            ext.c.start_agent("node-1", "--sync-period", "5", *ext.agent_args)

@@ -7,10 +7,9 @@ short-circuited. The modes:
 - ``ClusterCIDR`` (the default): the source address is in ``--cluster-cidr``;
 - ``BridgeInterface``: the packet came in on the pod bridge (``--pod-bridge-interface``);
 - ``InterfaceNamePrefix``: it came in on an interface whose name starts with
-  ``--pod-interface-name-prefix`` (the pods' host-side veths, such as Calico's ``cali``).
-
-kube-proxy's ``NodeCIDR`` (the Node's ``spec.podCIDRs``) is refused: the agent does not
-receive its Node's pod CIDRs over the bus.
+  ``--pod-interface-name-prefix`` (the pods' host-side veths, such as Calico's ``cali``);
+- ``NodeCIDR``: the source address is in the node's own pod CIDRs (its Node's
+  ``spec.podCIDRs``, which the node's view carries: :attr:`kpng.model.Node.pod_cidrs`).
 
 The interface modes come down to one pattern, as nft spells an ``iifname`` match: the bridge's
 name, or the prefix followed by ``*`` (:func:`pod_interface`).
@@ -18,11 +17,16 @@ name, or the prefix followed by ``*`` (:func:`pod_interface`).
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
+from kpng.model import Node
+
 CLUSTER_CIDR = "ClusterCIDR"
 BRIDGE_INTERFACE = "BridgeInterface"
 INTERFACE_NAME_PREFIX = "InterfaceNamePrefix"
 NODE_CIDR = "NodeCIDR"
-MODES = (CLUSTER_CIDR, BRIDGE_INTERFACE, INTERFACE_NAME_PREFIX)
+MODES = (CLUSTER_CIDR, NODE_CIDR, BRIDGE_INTERFACE, INTERFACE_NAME_PREFIX)
 BRIDGE_FLAG = "--pod-bridge-interface"
 PREFIX_FLAG = "--pod-interface-name-prefix"
 IFNAMSIZ = 16  # the kernel's buffer for an interface name, its terminating NUL included
@@ -35,11 +39,6 @@ def parse_mode(text: str) -> str:
     """A ``--detect-local-mode`` value, as kube-proxy spells it (empty: the default); a
     ValueError saying why one cannot be used."""
     mode = text.strip() or CLUSTER_CIDR
-    if mode == NODE_CIDR:
-        raise ValueError(
-            f"{NODE_CIDR} is not supported: the agent does not receive the Node's podCIDRs "
-            f"over the bus (use {', '.join(MODES)})"
-        )
     if mode not in MODES:
         raise ValueError(f"{mode!r} is not a detect-local mode (use {', '.join(MODES)})")
     return mode
@@ -73,7 +72,8 @@ def interface(text: str, prefix: bool = False) -> str:
 
 def pod_interface(mode: str, bridge: str = "", prefix: str = "") -> str:
     """The ``iifname`` pattern of a mode and its flags (``cbr0``, ``veth*``); empty for
-    ``ClusterCIDR``. A ValueError naming the flag a mode needs, or one given without it."""
+    ``ClusterCIDR`` and ``NodeCIDR``. A ValueError naming the flag a mode needs, or one
+    given without it."""
     need = {BRIDGE_INTERFACE: BRIDGE_FLAG, INTERFACE_NAME_PREFIX: PREFIX_FLAG}.get(mode)
     for flag, value in ((BRIDGE_FLAG, bridge), (PREFIX_FLAG, prefix)):
         if value and flag != need:
@@ -104,3 +104,14 @@ def matches(pattern: str, iif: str) -> bool:
     if pattern.endswith("*"):
         return iif.startswith(pattern[:-1])
     return iif == pattern
+
+
+def pod_cidrs(
+    mode: str, family: int, cluster_cidrs: Sequence[str], node: Node | None
+) -> tuple[str, ...]:
+    """The CIDRs of ``family`` that tell a pod's traffic by its source: in ``NodeCIDR`` mode
+    those of the node's own ``spec.podCIDRs`` (none while its Node is not known or has
+    none), else ``--cluster-cidr``'s (in an interface mode they are kept for the start
+    check and explain, the rules match the interface)."""
+    cidrs = (node.pod_cidrs if node is not None else ()) if mode == NODE_CIDR else cluster_cidrs
+    return tuple(c for c in cidrs if ipaddress.ip_network(c, strict=False).version == family)

@@ -45,7 +45,7 @@ def mark_bit(text: str) -> int:
 
 
 def detect_local_mode(text: str) -> str:
-    """``--detect-local-mode``: kube-proxy's spelling, NodeCIDR refused with the reason."""
+    """``--detect-local-mode``: kube-proxy's spelling."""
     try:
         return detectlocal.parse_mode(text)
     except ValueError as exc:
@@ -98,8 +98,9 @@ def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="MODE",
         help="how traffic from this node's pods is told (not masqueraded to a cluster IP, "
         "short-circuited to an eTP Local service's external IPs): ClusterCIDR (source in "
-        "--cluster-cidr; default), BridgeInterface (--pod-bridge-interface) or "
-        "InterfaceNamePrefix (--pod-interface-name-prefix)",
+        "--cluster-cidr; default), NodeCIDR (source in the node's spec.podCIDRs), "
+        "BridgeInterface (--pod-bridge-interface) or InterfaceNamePrefix "
+        "(--pod-interface-name-prefix)",
     )
     g.add_argument(
         detectlocal.BRIDGE_FLAG,
@@ -152,6 +153,7 @@ def nftables_backend(args: argparse.Namespace, node: str = "") -> NftablesBacken
         nodeport_addresses=args.nodeport_addresses,
         masquerade_all=args.masquerade_all,
         pod_interface=pod_interface,
+        detect_local=args.detect_local_mode,
         masquerade_bit=args.masquerade_bit,
         fork_above=args.parallel_families_above,
     )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from kpng.bus.consumer import Applied
+from kpng.dataplane import detectlocal
 from kpng.dataplane.claims import Conflict
 from kpng.dataplane.nft.kernel.execnft import NftCommand
 from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
@@ -51,8 +52,11 @@ class Settings:
     cluster_cidrs: tuple[str, ...] = ()
     nodeport_addresses: tuple[str, ...] = (PRIMARY,)
     masquerade_all: bool = False
-    # --detect-local-mode: the iifname pattern of pod traffic ("": by --cluster-cidr)
+    # --detect-local-mode: the iifname pattern of pod traffic ("": by source address)
     pod_interface: str = ""
+    # --detect-local-mode: NodeCIDR tells pods by the Node's spec.podCIDRs, any other mode
+    # by --cluster-cidr (kpng.dataplane.detectlocal.pod_cidrs)
+    detect_local: str = detectlocal.CLUSTER_CIDR
     masquerade_bit: int = 14  # the packet-mark bit that asks for masquerade
     families: tuple[int, ...] = (4, 6)
     netlink: bool = True  # elements over netlink (nft only for the skeleton)
@@ -85,8 +89,8 @@ def config_for(
         family=family,
         table=s.table,
         node=s.node,
-        pod_cidrs=tuple(
-            c for c in s.cluster_cidrs if ipaddress.ip_network(c, strict=False).version == family
+        pod_cidrs=detectlocal.pod_cidrs(
+            s.detect_local, family, s.cluster_cidrs, view.nodes.get(s.node)
         ),
         nodeport_cidrs=nodeport_cidrs(s, view, family, local),
         masquerade_all=s.masquerade_all,
@@ -118,9 +122,12 @@ class NftablesBackend:
         self.last_ops = 0  # operations written by the last program()
         # IP:ports that several services claim, as programmed (see kpng.dataplane.claims)
         self.conflicts: tuple[Conflict, ...] = ()
+        self.without_pod_cidrs = False  # NodeCIDR mode: the node's pod CIDRs not known
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
         started = time.perf_counter()
+        if self.settings.detect_local == detectlocal.NODE_CIDR:
+            self._note_pod_cidrs(event.view)
         # concurrently: one family's nft (the skeleton of a new table) runs while the other
         # is planned; the netlink socket serialises its own users
         forked = self._to_fork(event, full)
@@ -147,6 +154,23 @@ class NftablesBackend:
             self.last_ops,
             (time.perf_counter() - started) * 1000,
         )
+
+    def _note_pod_cidrs(self, view: View[ViewEndpoint]) -> None:
+        """NodeCIDR mode: say when the node's pod CIDRs are missing and when they come (the
+        tables are written with them by then: a new pod CIDR is a new configuration)."""
+        node = view.nodes.get(self.settings.node)
+        cidrs = node.pod_cidrs if node is not None else ()
+        if not cidrs and not self.without_pod_cidrs:
+            log.warning(
+                "--detect-local-mode NodeCIDR: node %s %s no spec.podCIDRs: no traffic is "
+                "told a pod's (nothing is masqueraded for coming from outside the pods, "
+                "nothing short-circuited) until it has",
+                self.settings.node,
+                "is not known yet, so" if node is None else "has",
+            )
+        elif cidrs and self.without_pod_cidrs:
+            log.info("--detect-local-mode NodeCIDR: pods told by %s", ", ".join(cidrs))
+        self.without_pod_cidrs = not cidrs
 
     def _report_conflicts(self) -> None:
         """Log each conflict when it appears and when it clears (node ports: once for both
