@@ -574,6 +574,21 @@ def test_the_detect_local_mode_reaches_the_agent_flags() -> None:
     assert node[:2] == ["--detect-local-mode", "NodeCIDR"]
     assert "--pod-bridge-interface" not in node and "--pod-interface-name-prefix" not in node
 
+    def observer_args(*settings: str) -> list[str]:
+        out = template(*values_args("nftables"), *(x for s in settings for x in ("--set", s)))
+        (dep,) = [
+            d
+            for d in yaml.safe_load_all(out)
+            if d and d["kind"] == "Deployment" and "observer" in d["metadata"]["name"]
+        ]
+        (observer,) = pod_spec(dep)["containers"]
+        return list(observer["args"])
+
+    assert "--detect-local-mode" not in observer_args()
+    node_args = observer_args("agent.detectLocalMode=NodeCIDR")
+    i = node_args.index("--detect-local-mode")
+    assert node_args[i : i + 2] == ["--detect-local-mode", "NodeCIDR"]
+
 
 def test_priority_class_quota_for_gke() -> None:
     (quota,) = of("nftables", "ResourceQuota")

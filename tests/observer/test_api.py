@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -43,11 +44,11 @@ async def fetch(node: str) -> tuple[str, int, View[ViewEndpoint]]:
     return "e1", 2, node_view(node)
 
 
-def client(token: str | None = None) -> httpx.AsyncClient:
+def client(token: str | None = None, node_cidr: bool = False) -> httpx.AsyncClient:
     state = observer_state()
     metrics = ObserverMetrics(state, ClientStats, clock=lambda: NOW)
     metrics.observe_latency("node-a1", [0.05, 0.15])
-    settings = Settings(token=token, cluster_cidrs=parse_cidrs(CLUSTER_CIDR))
+    settings = Settings(token=token, cluster_cidrs=parse_cidrs(CLUSTER_CIDR), node_cidr=node_cidr)
     app = create_app(state, fetch, lambda: True, metrics.registry, settings, clock=lambda: NOW)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://observer")
 
@@ -121,6 +122,26 @@ async def test_explain_endpoint(http: httpx.AsyncClient) -> None:
         "/api/v1/nodes/missing/explain", params={"destination": "10.0.0.1", "port": 1}
     )
     assert gone.status_code == 503
+
+
+async def test_explain_tells_pods_by_the_nodes_pod_cidrs_with_node_cidr() -> None:
+    """--detect-local-mode NodeCIDR: a pod is a source in the node's own spec.podCIDRs
+    (node-a1: 10.244.1.0/24), not in --cluster-cidr (10.244.0.0/16); a node without pod
+    CIDRs tells none; a clusterCIDR in the query still decides."""
+
+    async def masquerade(http: httpx.AsyncClient, node: str, source: str, **more: str) -> Any:
+        params = {"destination": "10.96.10.1", "port": "80", "source": source, **more}
+        body = (await http.get(f"/api/v1/nodes/{node}/explain", params=params)).json()
+        assert body["verdict"] == "forward", body
+        return body["masquerade"]
+
+    async with client(node_cidr=True) as http:
+        assert await masquerade(http, "node-a1", "10.244.1.5") is False
+        assert await masquerade(http, "node-a1", "10.244.2.5") is True
+        assert await masquerade(http, "node-a2", "10.244.2.5") is None
+        assert await masquerade(http, "node-a1", "10.244.2.5", clusterCIDR=CLUSTER_CIDR) is False
+    async with client() as http:  # ClusterCIDR: any pod of the cluster
+        assert await masquerade(http, "node-a1", "10.244.2.5") is False
 
 
 async def test_openapi_documents_every_route(http: httpx.AsyncClient) -> None:

@@ -39,3 +39,13 @@ def test_cluster_cidr_flag_is_parsed() -> None:
     assert [str(c) for c in args.cluster_cidr] == ["10.244.0.0/16", "fd00::/48"]
     with pytest.raises(SystemExit):
         parser().parse_args(["--cluster-cidr", "nope"])
+
+
+def test_detect_local_mode_flag_takes_the_modes_explain_can_tell(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parser().parse_args([]).detect_local_mode == "ClusterCIDR"
+    assert parser().parse_args(["--detect-local-mode", "NodeCIDR"]).detect_local_mode == "NodeCIDR"
+    with pytest.raises(SystemExit):  # explain sees no input interface
+        parser().parse_args(["--detect-local-mode", "BridgeInterface"])
+    assert "invalid choice: 'BridgeInterface'" in capsys.readouterr().err

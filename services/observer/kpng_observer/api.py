@@ -46,6 +46,7 @@ class Settings:
     cluster_cidrs: tuple[Network, ...] = ()
     latency_window: float = 300.0
     sse_keepalive: float = 15.0
+    node_cidr: bool = False  # --detect-local-mode NodeCIDR: a node's pods by its podCIDRs
 
 
 def create_app(
@@ -257,11 +258,18 @@ def _explain(
     ) -> JSON:
         """Which endpoints a packet to ``destination:port/protocol`` arriving on ``node``
         could reach, whether it is masqueraded, or whether it is rejected or dropped, and why.
-        Without ``clusterCIDR`` the observer's ``--cluster-cidr`` is used."""
+        Without ``clusterCIDR`` the observer's ``--cluster-cidr`` is used, or with
+        ``--detect-local-mode NodeCIDR`` the node's own pod CIDRs."""
         try:
-            cidrs = parse_cidrs(cluster_cidr) if cluster_cidr else settings.cluster_cidrs
             packet = PacketQuery(destination, protocol, port, source)
             epoch, seq, view = await _view_of(fetch_node_view, node)
+            if cluster_cidr:
+                cidrs = parse_cidrs(cluster_cidr)
+            elif settings.node_cidr:
+                known = view.nodes.get(node)
+                cidrs = parse_cidrs(",".join(known.pod_cidrs)) if known is not None else ()
+            else:
+                cidrs = settings.cluster_cidrs
             result = explain(view, node, packet, cidrs)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None

@@ -16,6 +16,7 @@ from kpng.bus.consumer import Consumer
 from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus, BusError
+from kpng.dataplane.detectlocal import CLUSTER_CIDR, NODE_CIDR
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.observe.explain import Network, parse_cidrs
@@ -74,6 +75,13 @@ def parser() -> argparse.ArgumentParser:
         default=(),
         help="pod network CIDR(s), comma-separated: lets explain tell pod sources (masquerade)",
     )
+    p.add_argument(
+        "--detect-local-mode",
+        choices=(CLUSTER_CIDR, NODE_CIDR),
+        default=CLUSTER_CIDR,
+        help="the agents' --detect-local-mode, for explain: ClusterCIDR (a pod's source is in "
+        "--cluster-cidr; default) or NodeCIDR (in the node's own spec.podCIDRs)",
+    )
     p.add_argument("--token", help="bearer token required by /api and /metrics")
     p.add_argument("--token-file", type=Path, help="read the bearer token from this file")
     p.add_argument(
@@ -114,7 +122,9 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
     feed = Feed(bus, state, clock=SYSTEM)
     register_process_metrics(feed.metrics.registry)
     await feed.start()
-    settings = Settings(token, args.cluster_cidr, args.latency_window)
+    settings = Settings(
+        token, args.cluster_cidr, args.latency_window, node_cidr=args.detect_local_mode == NODE_CIDR
+    )
     app = create_app(
         state,
         lambda node: fetch_node_view(bus, node),
