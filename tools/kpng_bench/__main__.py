@@ -335,6 +335,13 @@ def main() -> int:
         help="sizes at which to time a dual-stack agent's cold start, with the second family "
         "written by a child and without (--parallel-families-above 0); none: skip",
     )
+    p.add_argument(
+        "--pair-floor",
+        default="10000",
+        help="sizes at which to time one IPv4 and one IPv6 process writing at once, nothing "
+        "shared (the machine's floor for a dual-stack sync), beside kpng's own, all in fresh "
+        "processes (kpng_bench.pairfloor); none: skip",
+    )
     p.add_argument("--cap", type=float, default=60.0, help="seconds before the baseline gives up")
     p.add_argument("--out", default="kpng-bench.json")
     p.add_argument(
@@ -370,6 +377,12 @@ def main() -> int:
                 for extra in ((), ("--parallel-families-above", "0")):
                     starts.append(cold_start(ns, size, Path(work), stack="dual", agent_args=extra))
                     print(f"done dual cold start {size} {extra}", file=sys.stderr, flush=True)
+    floors = []
+    for size in _sizes(args.pair_floor):
+        from kpng_bench import pairfloor
+
+        floors.append(pairfloor.measure(size))
+        print(f"done pair floor {size}", file=sys.stderr, flush=True)
     load = os.getloadavg()[0]
     # after the dataplane's figures: its heap (~20 MB kept) is not what an agent holds
     _decoding()
@@ -377,6 +390,10 @@ def main() -> int:
     print(table(results))
     for line in stack_ratios(results):
         print(line)
+    for f in floors:
+        from kpng_bench import pairfloor
+
+        print(pairfloor.line(f))
     for c in starts:
         what = "" if c["stack"] == "ipv4" else f", {c['stack']}"
         what += f" ({' '.join(c['agent_args'])})" if c["agent_args"] else ""
@@ -386,7 +403,8 @@ def main() -> int:
             f" {c['peak_rss_mb']:.0f} MB (medians of {len(c['runs_s'])}; of it the first full"
             f" sync {c['first_sync_s']:.2f} s)"
         )
-    Path(args.out).write_text(json.dumps({"sizes": results, "cold_start": starts}, indent=1) + "\n")
+    document = {"sizes": results, "cold_start": starts, "pair_floor": floors}
+    Path(args.out).write_text(json.dumps(document, indent=1) + "\n")
     print(f"results written to {args.out}")
     return 0
 
