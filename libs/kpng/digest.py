@@ -150,9 +150,11 @@ def _port_marks(marks: tuple[PortMarks, ...]) -> bytes:
 
 def encode_node(n: Node) -> bytes:
     """``N``, then name, addresses, zone, region; then, only when it has pod CIDRs, ``P``
-    and their list (a node without encodes as before they were added)."""
+    and their list; then ``D`` only when it is deleting (a node with neither encodes as
+    before they were added)."""
     out = b"N" + _str(n.name) + _strs(n.addresses) + _str(n.zone) + _str(n.region)
-    return out + b"P" + _strs(n.pod_cidrs) if n.pod_cidrs else out
+    out += b"P" + _strs(n.pod_cidrs) if n.pod_cidrs else b""
+    return out + b"D" if n.deleting else out
 
 
 def _hash(data: bytes) -> int:

@@ -17,6 +17,9 @@ LABEL_SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
 LABEL_HEADLESS = "service.kubernetes.io/headless"
 LABEL_ZONE = "topology.kubernetes.io/zone"
 LABEL_REGION = "topology.kubernetes.io/region"
+# the cluster autoscaler's taint on a node it is about to delete (kube-proxy's health server
+# reads it as the node going away)
+TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
 ANNOTATION_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"
 ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -197,6 +200,9 @@ class Node:
     # spec.podCIDRs: the pod address ranges given to the node, at most one per family
     # (kube-proxy's --detect-local-mode NodeCIDR tells this node's pods by them)
     pod_cidrs: tuple[str, ...] = ()
+    # going away: a deletionTimestamp, or the cluster autoscaler's ToBeDeletedByClusterAutoscaler
+    # taint (kube-proxy's /healthz then fails, so load balancers drain the node)
+    deleting: bool = False
 
 
 Marks = tuple[bool, bool, bool]  # (internal, external, shortcut): see ViewEndpoint

@@ -23,6 +23,7 @@ from kpng.model import (
     LABEL_SERVICE_NAME,
     LABEL_SERVICE_PROXY_NAME,
     LABEL_ZONE,
+    TO_BE_DELETED_TAINT,
     Endpoint,
     EndpointPort,
     EndpointSlice,
@@ -427,6 +428,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
         raise InvalidObject("Node", shown_name(name), "metadata.name", problem)
     labels = _labels(f, obj["metadata"])
     status = f.mapping(obj.get("status"), "status")
+    spec = f.mapping(obj.get("spec"), "spec")
     addresses = []
     for i, raw in enumerate(f.items(status.get("addresses"), "status.addresses")):
         address = f.mapping(raw, f"status.addresses[{i}]")
@@ -437,8 +439,23 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
         addresses=tuple(addresses),
         zone=f.string(labels.get(LABEL_ZONE), f"metadata.labels[{LABEL_ZONE}]"),
         region=f.string(labels.get(LABEL_REGION), f"metadata.labels[{LABEL_REGION}]"),
-        pod_cidrs=_pod_cidrs(f, f.mapping(obj.get("spec"), "spec")),
+        pod_cidrs=_pod_cidrs(f, spec),
+        deleting=_deleting(f, obj["metadata"], spec),
     )
+
+
+def _deleting(f: _Fields, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether the Node is going away, as kube-proxy's health server judges it: it has a
+    ``metadata.deletionTimestamp``, or the cluster autoscaler's ``ToBeDeletedByClusterAutoscaler``
+    taint."""
+    if meta.get("deletionTimestamp"):
+        f.string(meta["deletionTimestamp"], "metadata.deletionTimestamp")
+        return True
+    for i, raw in enumerate(f.items(spec.get("taints"), "spec.taints")):
+        taint = f.mapping(raw, f"spec.taints[{i}]")
+        if f.string(taint.get("key"), f"spec.taints[{i}].key") == TO_BE_DELETED_TAINT:
+            return True
+    return False
 
 
 def _pod_cidrs(f: _Fields, spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -67,6 +67,26 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     assert {"kpng_agent_bus_snapshots", "kpng_agent_bus_resyncs"} <= names
     assert "kpng_agent_bus_malformed" in names
 
+    # the cluster autoscaler is about to delete node-a: kube-proxy's /healthz fails so that
+    # load balancers drain it, and passes again when the taint goes
+    tainted = node("node-a", "z", "192.168.0.10")
+    tainted["spec"] = {
+        "taints": [{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]
+    }
+    d.write_cluster([tainted, lb, slice_("shop", [("10.244.0.2", "node-a")])])
+
+    def healthz_says(status: int) -> bool:
+        r = get(f"http://127.0.0.1:{healthz}/healthz")
+        return r is not None and r.status_code == status
+
+    wait_until("healthz to fail while the node is to be deleted", lambda: healthz_says(503))
+    h = get(f"http://127.0.0.1:{healthz}/healthz")
+    assert h is not None and h.json()["nodeEligible"] is False
+    d.write_cluster(
+        [node("node-a", "z", "192.168.0.10"), lb, slice_("shop", [("10.244.0.2", "node-a")])]
+    )
+    wait_until("healthz to pass once the taint is gone", lambda: healthz_says(200))
+
     d.write_cluster([lb, slice_("shop", [("10.244.0.2", "node-b")])])  # node-a deleted
     wait_until(
         "healthz to fail while the node is gone",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -51,6 +52,24 @@ def test_healthz_json_and_livez_ignores_the_node() -> None:
     assert healthz(h, 10).status == 503
     assert json.loads(healthz(h, 10).body)["nodeEligible"] is False
     assert healthz(h, 10, check_node=False).status == 200
+
+
+def test_a_node_going_away_is_not_eligible_until_it_is_not() -> None:
+    """kube-proxy's SyncNode: a Node with a deletionTimestamp or the cluster autoscaler's
+    taint (Node.deleting) fails /healthz (not /livez), and passes again when the taint goes."""
+    h = ProxyHealth(timeout=60)
+    h.updated(0)
+    v = view()
+    h.saw_view(v, NODE)
+    assert healthz(h, 10).status == 200
+    v.nodes[NODE] = replace(v.nodes[NODE], deleting=True)
+    h.saw_view(v, NODE)
+    r = healthz(h, 10)
+    assert r.status == 503 and json.loads(r.body)["nodeEligible"] is False
+    assert healthz(h, 10, check_node=False).status == 200
+    v.nodes[NODE] = replace(v.nodes[NODE], deleting=False)  # the autoscaler changed its mind
+    h.saw_view(v, NODE)
+    assert healthz(h, 10).status == 200
 
 
 def test_a_view_without_any_node_object_keeps_the_node_eligible() -> None:

@@ -308,6 +308,7 @@ def _views(draw: st.DrawFn, make: Any) -> View[Any]:
             zone_of(name),
             draw(st.sampled_from(("", "r1"))),
             draw(st.sampled_from(POD_CIDR_CHOICES)),
+            draw(st.booleans()),
         )
     return view
 

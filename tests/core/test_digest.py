@@ -46,6 +46,7 @@ EP = ViewEndpoint(
 )
 NODE = Node("node-a", ("192.168.0.10",), "zone-1", "")
 NODE_WITH_PODS = dataclasses.replace(NODE, pod_cidrs=("10.244.1.0/24",))
+NODE_DELETING = dataclasses.replace(NODE, deleting=True)
 MARKED = EP.with_port_marks((PortMarks("metrics", TCP, False, True),))
 SHORTCUT = dataclasses.replace(EP, internal=False, external=False, shortcut=True)
 
@@ -92,6 +93,12 @@ VECTORS = {
         "6e652d310000000050000000010000000d31302e3234342e312e302f3234",
         "6829ef3251b8d4e7",
     ),
+    # the node going away (a deletionTimestamp or the autoscaler's taint)
+    "node deleting": (
+        "4e000000066e6f64652d61000000010000000c3139322e3136382e302e3130000000067a6f"
+        "6e652d310000000044",
+        "dec509c03510c795",
+    ),
 }
 VIEW_DIGEST = "5e3d5d4f82e2c582"
 
@@ -110,6 +117,7 @@ def test_the_vectors_of_the_contract() -> None:
         ),
         "node": (encode_node(NODE), node_hash(NODE)),
         "node with pod CIDRs": (encode_node(NODE_WITH_PODS), node_hash(NODE_WITH_PODS)),
+        "node deleting": (encode_node(NODE_DELETING), node_hash(NODE_DELETING)),
     }
     for name, (encoding, digest) in items.items():
         assert (encoding.hex(), to_hex(digest)) == VECTORS[name], name

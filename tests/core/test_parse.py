@@ -518,6 +518,26 @@ def test_node_pod_cidrs() -> None:
     assert parse_node(obj).pod_cidrs == ()
 
 
+@pytest.mark.parametrize(
+    ("change", "deleting"),
+    [
+        ({"metadata.deletionTimestamp": "2026-12-07T10:00:00Z"}, True),
+        ({"spec": {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "value": "1"}]}}, True),
+        ({"spec": {"taints": [{"key": "DeletionCandidateOfClusterAutoscaler"}]}}, False),
+        ({"spec": {"taints": [{"key": "node.kubernetes.io/unschedulable"}]}}, False),
+        ({}, False),
+    ],
+)
+def test_node_deleting(change: dict[str, Any], deleting: bool) -> None:
+    """Going away as kube-proxy's health server judges it: a deletionTimestamp, or the
+    cluster autoscaler's ToBeDeletedByClusterAutoscaler taint (not its softer candidate
+    taint, nor cordoning)."""
+    obj = node_obj()
+    for path, value in change.items():
+        obj = _set(obj, path, value)
+    assert parse_node(obj).deleting is deleting
+
+
 def test_node_defaults() -> None:
     node = parse_node({"kind": "Node", "metadata": {"name": "bare"}})
     assert node == Node("bare", (), "", "")
@@ -679,6 +699,9 @@ NODE_ERRORS = [
     ("spec", {"podCIDRs": "10.244.1.0/24"}, "spec.podCIDRs"),
     ("spec", {"podCIDR": "node-a"}, "spec.podCIDR"),
     ("spec", [], "spec"),
+    ("spec", {"taints": [{"key": 7}]}, "spec.taints[0].key"),
+    ("spec", {"taints": ["ToBeDeletedByClusterAutoscaler"]}, "spec.taints[0]"),
+    ("metadata.deletionTimestamp", 1733565600, "metadata.deletionTimestamp"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -179,18 +180,28 @@ async def test_malformed_objects_are_skipped_and_the_rest_flows(
     assert "kube Service default/bad-port: spec.ports[0].port: 70000 is out of range" in log
 
 
-async def test_a_nodes_pod_cidrs_reach_its_agent(
+async def test_a_nodes_pod_cidrs_and_deletion_reach_its_agent(
     sim: ApiSimulator, kubectl: Kubectl, kube: KubeDeployment
 ) -> None:
-    """spec.podCIDRs, read by kubernetes-asyncio's watch of a Node kubectl changed, reach
-    the node's view (what --detect-local-mode NodeCIDR tells pods by)."""
+    """spec.podCIDRs, and the cluster autoscaler's taint or a deletionTimestamp, read by
+    kubernetes-asyncio's watch of a Node kubectl changed, reach the node's view (what
+    --detect-local-mode NodeCIDR tells pods by; what fails its /healthz)."""
     await serving_web(sim, kube)
+
+    def info() -> dict[str, Any]:
+        return dict((kube.dump("n1") or {}).get("nodeInfo") or {})
+
     given = node("n1")
     given["spec"] = {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24", "fd00:7::/64"]}
     await kubectl("apply", "-f", "-", stdin=manifest(given))
-
-    def pod_cidrs() -> list[str]:
-        return ((kube.dump("n1") or {}).get("nodeInfo") or {}).get("pod_cidrs", [])
-
-    await eventually("pod CIDRs", lambda: pod_cidrs() == ["10.244.7.0/24", "fd00:7::/64"])
+    await eventually(
+        "pod CIDRs", lambda: info().get("pod_cidrs") == ["10.244.7.0/24", "fd00:7::/64"]
+    )
+    assert "deleting" not in info()
+    given["spec"]["taints"] = [{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]
+    await kubectl("apply", "-f", "-", stdin=manifest(given))
+    await eventually("deleting", lambda: info().get("deleting") is True)
+    del given["spec"]["taints"]
+    await kubectl("apply", "-f", "-", stdin=manifest(given))
+    await eventually("not deleting", lambda: "deleting" not in info())
     await kube.wait_converged("n1")

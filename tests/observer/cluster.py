@@ -16,13 +16,18 @@ CLUSTER_CIDR = "10.244.0.0/16"
 
 
 def node(name: str, ip: str) -> dict[str, Any]:
-    """A Node; node-a1 with a pod CIDR (spec.podCIDRs), the others without."""
+    """A Node; node-a1 with a pod CIDR (spec.podCIDRs), node-b1 going away (the cluster
+    autoscaler's taint), the others with neither."""
     zone = "zone-a" if name.startswith("node-a") else "zone-b"
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}},
-        "spec": {"podCIDRs": ["10.244.1.0/24"]} if name == "node-a1" else {},
+        "spec": {"podCIDRs": ["10.244.1.0/24"]}
+        if name == "node-a1"
+        else {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]}
+        if name == "node-b1"
+        else {},
         "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
     }
 

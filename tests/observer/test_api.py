@@ -210,3 +210,6 @@ async def test_a_node_path_that_is_no_node_name_is_404_before_any_fetch() -> Non
         assert asked == []
         info = (await http.get("/api/v1/nodes/node-a1/view")).json()["nodeInfo"]
         assert info["pod_cidrs"] == ["10.244.1.0/24"]  # a field of the response schema
+        assert "deleting" not in info
+        going = (await http.get("/api/v1/nodes/node-b1/view")).json()["nodeInfo"]
+        assert going["deleting"] is True and "pod_cidrs" not in going

@@ -23,11 +23,11 @@ async def test_digests_only_for_a_consumer_that_holds_every_mark() -> None:
     await bus.subscribe(subject, publisher._on_snapshot_request)
     try:
         for accept, digests in [
-            (("eps", "marks", "shortcut", "podcidrs"), True),
-            (("eps", "marks", "shortcut"), False),  # an agent of before pod CIDRs
+            (("eps", "marks", "shortcut", "nodefields"), True),
+            (("eps", "marks", "shortcut"), False),  # an agent of before pod CIDRs and deleting
             (("eps", "marks"), False),  # of before shortcut marks
             (("eps",), False),  # of before port marks
-            (("eps", "shortcut", "podcidrs", "marks", "zstd"), True),
+            (("eps", "shortcut", "nodefields", "marks", "zstd"), True),
         ]:
             request = encode(SnapshotRequest(accept=accept))
             assert await agent.request(subject, request, timeout=2.0)

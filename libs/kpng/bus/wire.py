@@ -103,12 +103,12 @@ PORT_MARKS = "marks"
 # the snapshot-request feature that says the consumer holds shortcut marks (ViewEndpoint's
 # ``shortcut``), so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.2)
 SHORTCUT_MARKS = "shortcut"
-# the snapshot-request feature that says the consumer holds a Node's pod CIDRs (Node's
-# ``pod_cidrs``), so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.3)
-POD_CIDRS = "podcidrs"
+# the snapshot-request feature that says the consumer holds a Node's ``pod_cidrs`` and
+# ``deleting``, so that its digests cover them (as PORT_MARKS: docs/bus.md, section 5.3)
+NODE_FIELDS = "nodefields"
 # what a node's consumer must accept for the watcher to check its digests: one that lacks
 # any holds a view the watcher's digest does not describe (docs/bus.md, section 7b)
-DIGEST_FEATURES = frozenset((PORT_MARKS, SHORTCUT_MARKS, POD_CIDRS))
+DIGEST_FEATURES = frozenset((PORT_MARKS, SHORTCUT_MARKS, NODE_FIELDS))
 _FLAGS: list[tuple[bool, bool, bool, bool, bool, bool]] = [  # (ready, serving, terminating,
     # internal, external, shortcut) of each flags value
     (
@@ -194,9 +194,16 @@ def endpoint_to_wire(e: Endpoint | ViewEndpoint) -> dict[str, Any]:
 
 
 def node_to_wire(n: Node) -> dict[str, Any]:
-    d = {"name": n.name, "addresses": list(n.addresses), "zone": n.zone, "region": n.region}
+    d: dict[str, Any] = {
+        "name": n.name,
+        "addresses": list(n.addresses),
+        "zone": n.zone,
+        "region": n.region,
+    }
     if n.pod_cidrs:
         d["pod_cidrs"] = list(n.pod_cidrs)
+    if n.deleting:
+        d["deleting"] = True
     return d
 
 
@@ -544,6 +551,7 @@ def node_from_wire(r: Reader) -> Node:
         zone=r.get("zone", str, ""),
         region=r.get("region", str, ""),
         pod_cidrs=_pod_cidrs(r),
+        deleting=r.get("deleting", bool, False),
     )
 
 

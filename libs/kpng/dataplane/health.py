@@ -49,6 +49,7 @@ class ProxyHealth:
     oldest_queued: float | None = None
     node_seen: bool = False
     node_gone: bool = False
+    node_deleting: bool = False  # its Node is marked as going away (Node.deleting)
 
     def queued(self, now: float) -> None:
         """An update arrived (or failed and waits for a retry)."""
@@ -61,17 +62,20 @@ class ProxyHealth:
         self.oldest_queued = None
 
     def saw_view(self, view: View[ViewEndpoint], node: str) -> None:
-        """Track whether this node's Node object is (still) in the programmed view."""
-        present = node in view.nodes
+        """Track whether this node's Node object is (still) in the programmed view, and
+        whether it is marked as going away."""
+        known = view.nodes.get(node)
+        present = known is not None
         self.node_gone = self.node_seen and not present
         self.node_seen = self.node_seen or present
+        self.node_deleting = known is not None and known.deleting
 
     def healthy(self, now: float) -> bool:
         return self.oldest_queued is None or now - self.oldest_queued <= self.timeout
 
     @property
     def node_eligible(self) -> bool:
-        return not self.node_gone
+        return not (self.node_gone or self.node_deleting)
 
 
 def _stamp(t: float | None) -> str:

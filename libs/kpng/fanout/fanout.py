@@ -140,7 +140,7 @@ class Fanout:
     # -- digests -----------------------------------------------------------------------------
     def holds_marks(self, node: str, accepted: bool) -> None:
         """Whether the consumer of ``node`` that asked for a snapshot accepts port marks,
-        shortcut marks and pod CIDRs (``"marks"``, ``"shortcut"``, ``"podcidrs"``:
+        shortcut marks and the Node's newer fields (``"marks"``, ``"shortcut"``, ``"nodefields"``:
         ``kpng.bus.wire.DIGEST_FEATURES``). One that does not (an agent of before one of
         them) ignores them, so its digest of a view with such marks can never be the
         watcher's: checking it would resync it again and again. Until a consumer that accepts

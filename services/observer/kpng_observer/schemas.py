@@ -208,6 +208,11 @@ class NodeInfo(Body):
     pod_cidrs: list[str] | None = Field(
         None, description="the Node's spec.podCIDRs (bus.md 5.3); absent when it has none"
     )
+    deleting: bool | None = Field(
+        None,
+        description="present and true when the Node is going away (a deletionTimestamp or the"
+        " ToBeDeletedByClusterAutoscaler taint; bus.md 5.3)",
+    )
 
 
 class NodeView(Body):
