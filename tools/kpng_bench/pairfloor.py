@@ -25,7 +25,7 @@ LOOP = 3_000_000  # iterations of the CPU-bound loop (~0.3 s on this project's C
 
 
 def _child(stack: str, size: int) -> int:
-    from kpng_bench.__main__ import close, full_sync, namespace
+    from kpng_bench.fullsync import close, full_sync, namespace
     from kpng_bench.workload import node_view
 
     view = node_view(size, 10, stack)
