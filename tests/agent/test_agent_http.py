@@ -66,6 +66,7 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     assert "kubeproxy_sync_proxy_rules_endpoint_changes" in names  # _total is the sample
     assert {"kpng_agent_bus_snapshots", "kpng_agent_bus_resyncs"} <= names
     assert "kpng_agent_bus_malformed" in names
+    assert {"kubeproxy_proxy_healthz", "kubeproxy_proxy_livez"} <= names
 
     # the cluster autoscaler is about to delete node-a: kube-proxy's /healthz fails so that
     # load balancers drain it, and passes again when the taint goes

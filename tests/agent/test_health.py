@@ -8,6 +8,7 @@ from dataclasses import replace
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from kpng.dataplane.health import (
     WEIGHT_HEADER,
@@ -20,6 +21,7 @@ from kpng.dataplane.health import (
 from kpng.fanout.views import service_view
 from kpng.model import Endpoint, Service, ServiceType, TrafficPolicy
 from kpng.runtime.clock import FakeClock
+from kpng.runtime.metrics import ProxyMetrics
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 from kpng_agent.main import parser as agent_parser
@@ -161,8 +163,9 @@ def test_split_address() -> None:
 async def test_proxy_and_metrics_servers_answer_over_http() -> None:
     h = ProxyHealth(timeout=60)
     registry = CollectorRegistry()
+    proxy = ProxyMetrics(registry)
     servers = [
-        HttpServer("127.0.0.1", 0, proxy_handler(h, FakeClock(epoch=100.0))),
+        HttpServer("127.0.0.1", 0, proxy_handler(h, FakeClock(epoch=100.0), proxy)),
         HttpServer("127.0.0.1", 0, metrics_handler(registry, "nftables")),
     ]
     for s in servers:
@@ -176,6 +179,24 @@ async def test_proxy_and_metrics_servers_answer_over_http() -> None:
             assert (await client.post(f"{base}/healthz")).status_code == 405
             assert (await client.get(f"{metrics}/proxyMode")).text == "nftables"
             assert (await client.get(f"{metrics}/metrics")).status_code == 200
+            h.saw_view(view(), NODE)
+            h.saw_view(view(node=False), NODE)  # the node went away: /healthz fails
+            assert (await client.get(f"{base}/healthz")).status_code == 503
+            assert (await client.get(f"{base}/livez")).status_code == 200
+            text = (await client.get(f"{metrics}/metrics")).text
+            samples = {
+                (s.name, s.labels["code"]): s.value
+                for f in text_string_to_metric_families(text)
+                if f.name in ("kubeproxy_proxy_healthz", "kubeproxy_proxy_livez")
+                for s in f.samples
+                if s.name.endswith("_total")
+            }
+            assert samples == {
+                ("kubeproxy_proxy_healthz_total", "200"): 1,
+                ("kubeproxy_proxy_healthz_total", "503"): 1,
+                ("kubeproxy_proxy_livez_total", "200"): 2,
+                ("kubeproxy_proxy_livez_total", "503"): 0,
+            }
     finally:
         for s in servers:
             await s.close()

@@ -242,6 +242,26 @@ def routed_pod(ext: E2E) -> Iterator[str]:
         yield ns
 
 
+def _pod_traffic_services(ext: E2E, n: int) -> None:
+    """What the detect-local tests send to: ``there`` (10.96.7.n) served by pod-2-1,
+    ``here`` (.n+1) by node-1's pod-1-2, and an eTP Local LB IP 203.0.113.n (.n+2, node port
+    30700+n) served by pod-2-1 only, so node-1 has no local endpoint for it."""
+    ext.apply_and_wait(
+        service("there", f"10.96.7.{n}"),
+        endpoints("there", [ext.pod("pod-2-1")]),
+        service("here", f"10.96.7.{n + 1}"),
+        endpoints("here", [ext.pod("pod-1-2")]),
+        lb(
+            "lbl",
+            f"10.96.7.{n + 2}",
+            f"203.0.113.{n}",
+            nodePort=30700 + n,
+            externalTrafficPolicy="Local",
+        ),
+        endpoints("lbl", [ext.pod("pod-2-1")]),
+    )
+
+
 @pytest.mark.parametrize(
     ("mode", "flag", "value", "pods_are"),
     [
@@ -258,14 +278,7 @@ def test_pod_traffic_told_by_input_interface(
     pod's: to a cluster IP it keeps its source, to an eTP Local LB IP with no local endpoint
     it short-circuits; one from the other kind of pod is masqueraded, or dropped; the node's
     own connection to a cluster IP is masqueraded."""
-    ext.apply_and_wait(
-        service("there", "10.96.7.20"),
-        endpoints("there", [ext.pod("pod-2-1")]),
-        service("here", "10.96.7.21"),
-        endpoints("here", [ext.pod("pod-1-2")]),
-        lb("lbi", "10.96.7.22", "203.0.113.20", nodePort=30720, externalTrafficPolicy="Local"),
-        endpoints("lbi", [ext.pod("pod-2-1")]),
-    )
+    _pod_traffic_services(ext, 20)
     node_ns, node_ip = ext.c.node_ns("node-1"), ext.node_ip("node-1")
     gateway = ext.topology.node("node-1").gateway
     bridged = ext.pod("pod-1-1")
@@ -314,14 +327,7 @@ def test_pod_traffic_told_by_the_nodes_pod_cidr(ext: E2E) -> None:
     node-1 with an address of node-2's pod CIDR (a pod in ClusterCIDR mode) is masqueraded,
     so its answer comes back through node-1, and is dropped at the LB IP; the node's own
     connection is masqueraded."""
-    ext.apply_and_wait(
-        service("there", "10.96.7.30"),
-        endpoints("there", [ext.pod("pod-2-1")]),
-        service("here", "10.96.7.31"),
-        endpoints("here", [ext.pod("pod-1-2")]),
-        lb("lbn", "10.96.7.32", "203.0.113.30", nodePort=30730, externalTrafficPolicy="Local"),
-        endpoints("lbn", [ext.pod("pod-2-1")]),
-    )
+    _pod_traffic_services(ext, 30)
     node_ns, node_ip = ext.c.node_ns("node-1"), ext.node_ip("node-1")
     own = ext.topology.node("node-1")
     pod = ext.pod("pod-1-1")

@@ -149,6 +149,22 @@ class ProxyMetrics:
             "Stale UDP conntrack entries deleted after a sync",
             registry=registry,
         )
+        # kube-proxy's way to watch its readiness (/healthz) and liveness (/livez) answers
+        self.healthz = Counter(
+            "kubeproxy_proxy_healthz_total",
+            "/healthz answers by HTTP status",
+            ["code"],
+            registry=registry,
+        )
+        self.livez = Counter(
+            "kubeproxy_proxy_livez_total",
+            "/livez answers by HTTP status",
+            ["code"],
+            registry=registry,
+        )
+        for counter in (self.healthz, self.livez):
+            for code in ("200", "503"):  # both series from the start, as kube-proxy's
+                counter.labels(code)
 
     def synced(self, now: float, seconds: float, trigger_time: float | None) -> None:
         self.sync_duration.observe(seconds)

@@ -21,20 +21,26 @@ from kpng.dataplane.health import (
 from kpng.diff import service_keys
 from kpng.model import ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
-from kpng.runtime.metrics import render
+from kpng.runtime.metrics import ProxyMetrics, render
 from kpng_agent.httpserve import NOT_FOUND, HttpServer
 
 log = logging.getLogger(__name__)
 NOT_HEALTHY = Response(503, b"{}")
 
 
-def proxy_handler(health: ProxyHealth, clock: Clock) -> Callable[[str], Response]:
+def proxy_handler(
+    health: ProxyHealth, clock: Clock, metrics: ProxyMetrics | None = None
+) -> Callable[[str], Response]:
+    """``/healthz`` and ``/livez``, each answer counted by status (``metrics``)."""
+
     def handle(path: str) -> Response:
-        if path == "/healthz":
-            return healthz(health, clock.time())
-        if path == "/livez":
-            return healthz(health, clock.time(), check_node=False)
-        return NOT_FOUND
+        if path not in ("/healthz", "/livez"):
+            return NOT_FOUND
+        answer = healthz(health, clock.time(), check_node=path == "/healthz")
+        if metrics is not None:
+            counter = metrics.healthz if path == "/healthz" else metrics.livez
+            counter.labels(str(answer.status)).inc()
+        return answer
 
     return handle
 

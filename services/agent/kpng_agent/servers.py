@@ -113,7 +113,12 @@ async def serving(args: argparse.Namespace, parts: Parts) -> AsyncIterator[list[
     """The healthz and metrics servers, while the agent runs."""
     servers: list[HttpServer] = []
     wanted = (
-        ("healthz", "healthz_bind_address", 10256, proxy_handler(parts.health, parts.clock)),
+        (
+            "healthz",
+            "healthz_bind_address",
+            10256,
+            proxy_handler(parts.health, parts.clock, parts.metrics),
+        ),
         ("metrics", "metrics_bind_address", 10249, metrics_handler(parts.registry, args.backend)),
     )
     try:
