@@ -23,7 +23,13 @@ EXAMPLE = ROOT / "examples" / "cluster.yaml"
 ARTIFACT = ROOT / "artifacts" / "observer-dashboard.png"
 NODES_JS = "[...document.querySelectorAll('#nodes tbody tr')].map(r => r.dataset.node)"
 SERVICES_JS = "[...document.querySelectorAll('#services tbody tr')].map(r => r.dataset.service)"
-STATES_JS = "[...document.querySelectorAll('#nodes tbody .pill')].map(p => p.textContent)"
+STATES_JS = (
+    "[...document.querySelectorAll('#nodes tbody .pill:not(.deleting)')].map(p => p.textContent)"
+)
+GOING_JS = (
+    "[...document.querySelectorAll('#nodes tbody tr')]"
+    ".filter(r => r.querySelector('.pill.deleting')).map(r => r.dataset.node)"
+)
 EVENTS_JS = "document.getElementById('events').innerText"
 GRID_JS = (
     "[...document.querySelectorAll('#node-grid .tile')].map(t => [t.dataset.node, t.dataset.state])"
@@ -68,6 +74,8 @@ def test_dashboard_shows_the_cluster_and_follows_changes(
     browser.evaluate("window.notReloaded = true")
 
     changed = copy.deepcopy(objs)
+    (going,) = [o for o in changed if o["kind"] == "Node" and o["metadata"]["name"] == nodes[-1]]
+    going.setdefault("spec", {})["taints"] = [{"key": "ToBeDeletedByClusterAutoscaler"}]
     changed.append(service("demo", "fresh", "10.96.10.77", [{"name": "http", "port": 80}]))
     changed.append(
         slice_("demo", "fresh", [{"name": "http", "port": 80, "protocol": "TCP"}],
@@ -80,6 +88,7 @@ def test_dashboard_shows_the_cluster_and_follows_changes(
         timeout=4,  # under the page's 5 s fallback refresh: the event stream did it
     )
     assert "demo/fresh" in browser.evaluate(EVENTS_JS)
+    wait_until("the tainted node going away", lambda: browser.evaluate(GOING_JS) == [nodes[-1]])
     assert browser.evaluate("window.notReloaded") is True
     wait_until(
         "every node ok again", lambda: set(browser.evaluate(STATES_JS)) == {"ok"}, timeout=15

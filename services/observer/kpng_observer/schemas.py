@@ -198,6 +198,11 @@ class NodeStatus(Body):
     zone: str
     addresses: list[str]
     inCluster: bool
+    podCIDRs: list[str] = Field(description="the Node's spec.podCIDRs (bus.md 5.3)")
+    deleting: bool = Field(
+        description="the Node is going away (a deletionTimestamp or the cluster autoscaler's"
+        " taint): its agent's /healthz fails so that load balancers drain it"
+    )
 
 
 class NodeInfo(Body):

@@ -352,6 +352,8 @@ class ObserverState:
         entry["zone"] = known.zone if known is not None else ""
         entry["addresses"] = list(known.addresses) if known is not None else []
         entry["inCluster"] = known is not None
+        entry["podCIDRs"] = list(known.pod_cidrs) if known is not None else []
+        entry["deleting"] = known is not None and known.deleting
         return entry
 
 

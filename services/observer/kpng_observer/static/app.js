@@ -41,7 +41,9 @@ function renderNodes(nodes, latency) {
     const lag = n.lag ? `${n.lag.seqs ?? "?"} seq · ${n.lag.seconds.toFixed(1)} s` : "–";
     const errors = applied && applied.errors.length ? ` ${applied.errors[0]}` : "";
     body.append(el("tr", { "data-node": n.name },
-      el("td", {}, n.name), el("td", {}, n.zone || "–"),
+      el("td", {}, n.name,
+        ...(n.deleting ? [" ", el("span", { class: "pill deleting" }, "going away")] : [])),
+      el("td", {}, n.zone || "–"),
       el("td", {}, el("span", { class: `pill ${n.state}` }, n.state), errors),
       el("td", {}, `${applied ? applied.seq : "–"} / ${n.published.seq}`),
       el("td", {}, lag),
