@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from kpng.dataplane.ctsysctl import ConntrackSettings
 from kpng.runtime.config import ConfigError, parse_args
 from kpng_agent import kubeproxyconfig
 from kpng_agent.kubeproxyconfig import duration_seconds, translate
 from kpng_agent.main import parser
+from kpng_agent.nftflags import conntrack_settings
 
 HEADER = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
 KPC = {kubeproxyconfig.KIND: translate}
@@ -45,6 +47,30 @@ def test_the_fields_that_apply_become_the_agents_flags(tmp_path: Path) -> None:
     assert {k: vars(args)[k] for k in expected} == expected
 
 
+def test_the_conntrack_fields_become_the_conntrack_flags(tmp_path: Path) -> None:
+    """kube-proxy's conntrack block, as kubeadm writes it (nulls: kube-proxy's defaults; 0s:
+    leave the node's value) and as an operator tunes it."""
+    kubeadm = _args(
+        tmp_path,
+        "hostnameOverride: a\nconntrack: {maxPerCore: null, min: null, tcpCloseWaitTimeout: "
+        "null, tcpEstablishedTimeout: null, udpStreamTimeout: 0s, udpTimeout: 0s}\n",
+    )
+    assert conntrack_settings(kubeadm) == ConntrackSettings()
+    tuned = _args(
+        tmp_path,
+        "hostnameOverride: a\nconntrack: {maxPerCore: 0, min: 500000, tcpBeLiberal: true,\n"
+        "  tcpEstablishedTimeout: 2h0m0s, tcpCloseWaitTimeout: 30m, udpTimeout: 45s}\n",
+    )
+    assert conntrack_settings(tuned) == ConntrackSettings(
+        max_per_core=0,
+        min=500000,
+        tcp_established=7200,
+        tcp_close_wait=1800,
+        tcp_be_liberal=True,
+        udp=45,
+    )
+
+
 def test_flags_override_the_kube_proxy_file(tmp_path: Path) -> None:
     args = _args(
         tmp_path, "hostnameOverride: a\nnftables: {masqueradeBit: 15}\n", "--masquerade-bit", "3"
@@ -57,16 +83,16 @@ def test_each_unsupported_field_is_named() -> None:
         "apiVersion": kubeproxyconfig.API_VERSION,
         "kind": kubeproxyconfig.KIND,
         "bindAddress": "0.0.0.0",
-        "conntrack": {"maxPerCore": 32768, "min": None},
+        "ipvs": {"scheduler": "rr", "minSyncPeriod": None},
         "mode": "ipvs",
         "clusterCIDR": "10.0.0.0/8",
     }
     with pytest.raises(ConfigError) as err:
         translate(doc)
     message = str(err.value)
-    for field in ("bindAddress", "conntrack.maxPerCore", "mode ('ipvs'"):
+    for field in ("bindAddress", "ipvs.scheduler", "mode ('ipvs'"):
         assert field in message
-    assert "conntrack.min" not in message and "clusterCIDR," not in message.split("(")[0]
+    assert "ipvs.minSyncPeriod" not in message and "clusterCIDR," not in message.split("(")[0]
 
 
 def test_a_bad_value_names_the_flag_and_file(

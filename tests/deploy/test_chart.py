@@ -215,6 +215,8 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("nats.url=http://nats:4222", "/nats/url"),
         ("agent.tableName=no spaces", "/agent/tableName"),
         ("agent.detectLocalMode=NodeCIDRs", "/agent/detectLocalMode"),
+        ("agent.conntrack.maxPerCore=-1", "/agent/conntrack/maxPerCore"),
+        ("agent.conntrack.tcpEstablishedTimeout=1day", "/agent/conntrack/tcpEstablishedTimeout"),
         ("agent.detectLocalMode=BridgeInterface", "/agent/podBridgeInterface"),
         ("agent.podInterfaceNamePrefix=cali", "/agent/podInterfaceNamePrefix"),
         (
@@ -588,6 +590,36 @@ def test_the_detect_local_mode_reaches_the_agent_flags() -> None:
     node_args = observer_args("agent.detectLocalMode=NodeCIDR")
     i = node_args.index("--detect-local-mode")
     assert node_args[i : i + 2] == ["--detect-local-mode", "NodeCIDR"]
+
+
+def test_the_conntrack_values_reach_the_agent_flags() -> None:
+    """By default the sysctls are left as the node has them (the container cannot write
+    /proc/sys); kube-proxy's values when given."""
+
+    def args(*settings: str) -> list[str]:
+        out = template(*values_args("nftables"), *(x for s in settings for x in ("--set", s)))
+        (ds,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "DaemonSet"]
+        (agent,) = pod_spec(ds)["containers"]
+        given: list[str] = agent["args"]
+        i = given.index("--conntrack-max-per-core")
+        return given[i : i + 8]
+
+    assert args() == [
+        "--conntrack-max-per-core",
+        "0",
+        "--conntrack-min",
+        "131072",
+        "--conntrack-tcp-timeout-established",
+        "0",
+        "--conntrack-tcp-timeout-close-wait",
+        "0",
+    ]
+    kube_proxy = args(
+        "agent.conntrack.maxPerCore=32768",
+        "agent.conntrack.tcpEstablishedTimeout=24h0m0s",
+        "agent.conntrack.tcpCloseWaitTimeout=1h0m0s",
+    )
+    assert kube_proxy[1::2] == ["32768", "131072", "24h0m0s", "1h0m0s"]
 
 
 def test_priority_class_quota_for_gke() -> None:

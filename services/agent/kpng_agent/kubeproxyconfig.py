@@ -34,6 +34,14 @@ FIELDS: dict[str, str] = {
     "syncPeriod": "sync-period",
     "iptables.syncPeriod": "sync-period",
     "nftables.syncPeriod": "sync-period",
+    # the conntrack sysctls set at start; timeouts stay Go durations, as the flags take them
+    "conntrack.maxPerCore": "conntrack-max-per-core",
+    "conntrack.min": "conntrack-min",
+    "conntrack.tcpEstablishedTimeout": "conntrack-tcp-timeout-established",
+    "conntrack.tcpCloseWaitTimeout": "conntrack-tcp-timeout-close-wait",
+    "conntrack.tcpBeLiberal": "conntrack-tcp-be-liberal",
+    "conntrack.udpTimeout": "conntrack-udp-timeout",
+    "conntrack.udpStreamTimeout": "conntrack-udp-timeout-stream",
 }
 DURATIONS = frozenset({"syncPeriod", "iptables.syncPeriod", "nftables.syncPeriod"})
 _HEADER = ("apiVersion", "kind")

@@ -133,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 PROC_SYS,
                 pod_bridge,
             )
+            if hasattr(args, "conntrack_max_per_core"):  # a backend with kube-proxy's flags
+                from kpng_agent import ctsysctl
+                from kpng_agent.nftflags import conntrack_settings
+
+                agent.state.warnings += ctsysctl.apply(conntrack_settings(args))
         try:
             # a rotated --nats-token-file: a fresh connection before the old token expires
             async with serving(args, parts), renewing(auth.token_file, bus.renew, SYSTEM):

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from kpng.dataplane import detectlocal
+from kpng.dataplane.ctsysctl import ConntrackSettings
 from kpng.dataplane.plugin import KUBE_PROXY, BackendArgumentError, BackendPlugin, Plugin
 
 if TYPE_CHECKING:
@@ -66,6 +67,47 @@ def interface_prefix(text: str) -> str:
         return detectlocal.interface(text, prefix=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def count(text: str) -> int:
+    """A conntrack count: an integer, 0 or more (0 leaves the node's value)."""
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative (0 leaves the node's value)")
+    return n
+
+
+def timeout(text: str) -> int:
+    """A conntrack timeout: a Go duration as kube-proxy takes it (``24h0m0s``, ``1h``, ``90s``),
+    whole seconds; 0 leaves the node's value."""
+    from kpng.runtime.config import ConfigError
+    from kpng_agent.kubeproxyconfig import duration_seconds
+
+    try:
+        seconds = duration_seconds(text.strip(), "timeout")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (such as 24h0m0s, 1h or 90s)"
+        ) from None
+    if seconds != int(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not whole seconds")
+    return int(seconds)
+
+
+def conntrack_settings(args: argparse.Namespace) -> ConntrackSettings:
+    """The ``--conntrack-*`` flags as the sysctls' settings."""
+    return ConntrackSettings(
+        max_per_core=args.conntrack_max_per_core,
+        min=args.conntrack_min,
+        tcp_established=args.conntrack_tcp_timeout_established,
+        tcp_close_wait=args.conntrack_tcp_timeout_close_wait,
+        tcp_be_liberal=args.conntrack_tcp_be_liberal,
+        udp=args.conntrack_udp_timeout,
+        udp_stream=args.conntrack_udp_timeout_stream,
+    )
 
 
 def services_count(text: str) -> int:
@@ -130,6 +172,33 @@ def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="N",
         help="a full sync of both families' tables for N services or more writes the second "
         "family from a forked child process, on another CPU (0: never; default 2000)",
+    )
+    add_conntrack_arguments(g)
+
+
+def add_conntrack_arguments(g: argparse._ArgumentGroup) -> None:
+    """kube-proxy's conntrack flags, with its defaults: the sysctls set at start."""
+    d = ConntrackSettings()
+    for flag, kind, default, what in (
+        ("max-per-core", count, d.max_per_core, "nf_conntrack_max per CPU (0: leave the limit)"),
+        ("min", count, d.min, "the least nf_conntrack_max given with --conntrack-max-per-core"),
+        ("tcp-timeout-established", timeout, d.tcp_established, "established TCP idle timeout"),
+        ("tcp-timeout-close-wait", timeout, d.tcp_close_wait, "TCP CLOSE_WAIT timeout"),
+        ("udp-timeout", timeout, d.udp, "UDP timeout (0: leave it)"),
+        ("udp-timeout-stream", timeout, d.udp_stream, "UDP stream timeout (0: leave it)"),
+    ):
+        g.add_argument(
+            f"--conntrack-{flag}",
+            type=kind,
+            default=default,
+            metavar="N" if kind is count else "DURATION",
+            help=f"{what}; set at start, as kube-proxy (default {default}"
+            f"{' s' if kind is timeout else ''}; 0 leaves the node's value)",
+        )
+    g.add_argument(
+        "--conntrack-tcp-be-liberal",
+        action="store_true",
+        help="set nf_conntrack_tcp_be_liberal at start (accept out-of-window TCP packets)",
     )
 
 
