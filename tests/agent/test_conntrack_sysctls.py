@@ -15,7 +15,7 @@ import pytest
 from kpng.dataplane.ctsysctl import MAX, ConntrackSettings, Write, conntrack_max, needed, writes
 from kpng_agent import ctsysctl
 from kpng_agent.main import parser as agent_parser
-from kpng_agent.nftflags import conntrack_settings
+from kpng_agent.nftflags import conntrack_settings, set_conntrack_sysctls
 
 NF = "net/netfilter"
 
@@ -169,3 +169,17 @@ def test_in_a_network_namespace_the_timeouts_are_set_and_the_limit_is_read_only(
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert {n: read(n) for n in host} == host
+
+
+def test_only_the_nftables_backend_sets_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another backend (a plugin, dump) owns its node as it sees fit: the agent leaves the
+    sysctls alone for it, though the flags are parsed for every backend."""
+    applied: list[ConntrackSettings] = []
+    monkeypatch.setattr(ctsysctl, "apply", lambda s: applied.append(s) or ("said",))
+    for backend in ("dump", "nftables"):
+        args = agent_parser().parse_args(["--node", "n1", "--backend", backend])
+        said = set_conntrack_sysctls(args)
+        assert said == (() if backend == "dump" else ("said",))
+    assert applied == [ConntrackSettings()]
+    args.backend = "counts"  # a plugin's name
+    assert set_conntrack_sysctls(args) == () and len(applied) == 1

@@ -99,6 +99,14 @@ def cluster(n1_endpoints: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def host_conntrack_sysctls() -> dict[str, str]:
+    """The conntrack sysctls the nftables backend sets, as this machine has them (read only)."""
+    root = Path("/proc/sys/net/netfilter")
+    names = ("nf_conntrack_max", "nf_conntrack_tcp_timeout_established")
+    names += ("nf_conntrack_tcp_timeout_close_wait",)
+    return {n: (root / n).read_text() if (root / n).exists() else "" for n in names}
+
+
 def test_an_installed_plugin_backend_programs_the_nodes_view(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -117,6 +125,7 @@ def test_an_installed_plugin_backend_programs_the_nodes_view(
     assert "{counts,dump,nftables}" in listed.stdout and "--counts-file" in listed.stdout
     assert sorted(p.name for p in shared.iterdir()) == before, "the project venv was changed"
 
+    sysctls = host_conntrack_sysctls()
     deployment.write_cluster(cluster(["10.244.1.5"]))
     deployment.start_nats()
     deployment.start_watcher()
@@ -154,3 +163,5 @@ def test_an_installed_plugin_backend_programs_the_nodes_view(
     second = read(counts)
     assert second is not None and second["full"] is False and second["seq"] > first["seq"]
     assert (second["services"], second["endpoints"]) == (2, 4)
+    # the plugin's agent runs on this machine: it must leave the node's conntrack alone
+    assert host_conntrack_sysctls() == sysctls

@@ -24,6 +24,7 @@ from kpng_agent import kubeproxyconfig
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.imports import import_bus
+from kpng_agent.nftflags import set_conntrack_sysctls
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
 from kpng_agent.startcheck import PROC_SYS, check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
@@ -133,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 PROC_SYS,
                 pod_bridge,
             )
-            if hasattr(args, "conntrack_max_per_core"):  # a backend with kube-proxy's flags
-                from kpng_agent import ctsysctl
-                from kpng_agent.nftflags import conntrack_settings
-
-                agent.state.warnings += ctsysctl.apply(conntrack_settings(args))
+            agent.state.warnings += set_conntrack_sysctls(args)
         try:
             # a rotated --nats-token-file: a fresh connection before the old token expires
             async with serving(args, parts), renewing(auth.token_file, bus.renew, SYSTEM):

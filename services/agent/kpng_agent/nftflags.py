@@ -110,6 +110,16 @@ def conntrack_settings(args: argparse.Namespace) -> ConntrackSettings:
     )
 
 
+def set_conntrack_sysctls(args: argparse.Namespace) -> tuple[str, ...]:
+    """At start, for the nftables backend only (the flags are its own; another backend
+    owns its node as it sees fit): the conntrack sysctls, and the warnings."""
+    if args.backend != "nftables":
+        return ()
+    from kpng_agent import ctsysctl
+
+    return ctsysctl.apply(conntrack_settings(args))
+
+
 def services_count(text: str) -> int:
     """``--parallel-families-above``: a number of services, 0 or more."""
     try:
