@@ -69,15 +69,20 @@ def interface_prefix(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def count(text: str) -> int:
-    """A conntrack count: an integer, 0 or more (0 leaves the node's value)."""
+def _whole(text: str, what: str, zero: str) -> int:
+    """An integer flag value, 0 or more; ``what`` it is and what ``zero`` does, for errors."""
     try:
         n = int(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is negative (0 leaves the node's value)")
+        raise argparse.ArgumentTypeError(f"{n} is negative (0 {zero})")
     return n
+
+
+def count(text: str) -> int:
+    """A conntrack count: an integer, 0 or more (0 leaves the node's value)."""
+    return _whole(text, "a whole number", "leaves the node's value")
 
 
 def timeout(text: str) -> int:
@@ -122,13 +127,7 @@ def set_conntrack_sysctls(args: argparse.Namespace) -> tuple[str, ...]:
 
 def services_count(text: str) -> int:
     """``--parallel-families-above``: a number of services, 0 or more."""
-    try:
-        n = int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of services") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is negative (0 turns the child off)")
-    return n
+    return _whole(text, "a number of services", "turns the child off")
 
 
 def add_nftables_arguments(g: argparse._ArgumentGroup) -> None:
