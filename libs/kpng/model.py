@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar
@@ -308,6 +309,28 @@ def endpoint_port(sp: ServicePort, e: _EndpointAddress) -> int:
 def ip_family(ip: str) -> int:
     """4 or 6; raises ValueError for something that is not an IP address."""
     return ipaddress.ip_address(ip).version
+
+
+def cidr_family(cidr: str) -> int:
+    """4 or 6 (host bits allowed); raises ValueError for something that is not a CIDR."""
+    return ipaddress.ip_network(cidr, strict=False).version
+
+
+def of_family(cidrs: Iterable[str], family: int) -> tuple[str, ...]:
+    """The CIDRs of ``family``, in order."""
+    return tuple(c for c in cidrs if cidr_family(c) == family)
+
+
+def second_of_a_family(cidrs: Sequence[str]) -> int | None:
+    """The index of the first CIDR whose family an earlier one has (a Node's pod CIDRs are
+    one per family); None when there is none."""
+    seen: set[int] = set()
+    for i, cidr in enumerate(cidrs):
+        family = cidr_family(cidr)
+        if family in seen:
+            return i
+        seen.add(family)
+    return None
 
 
 Object = Service | EndpointSlice | Node  # what a source reports

@@ -33,7 +33,9 @@ from kpng.model import (
     ServiceType,
     TrafficPolicy,
     TransportProtocol,
+    cidr_family,
     name_problem,
+    second_of_a_family,
     shown_name,
 )
 
@@ -464,14 +466,10 @@ def _pod_cidrs(f: _Fields, spec: Mapping[str, Any]) -> tuple[str, ...]:
     path, raw = "spec.podCIDRs", spec.get("podCIDRs")
     if not raw and spec.get("podCIDR"):
         path, raw = "spec.podCIDR", [spec["podCIDR"]]
-    out: list[str] = []
-    families: set[int] = set()
-    for i, item in enumerate(f.items(raw, path)):
-        where = f"{path}[{i}]" if path.endswith("s") else path
-        cidr = f.cidr(item, where)
-        family = ipaddress.ip_network(cidr).version
-        if family in families:
-            raise f.fail(where, f"a second IPv{family} pod CIDR ({cidr}): one per family")
-        families.add(family)
-        out.append(cidr)
-    return tuple(out)
+    items = f.items(raw, path)
+    wheres = [f"{path}[{i}]" if path.endswith("s") else path for i in range(len(items))]
+    out = tuple(f.cidr(item, where) for item, where in zip(items, wheres, strict=True))
+    if (i := second_of_a_family(out)) is not None:
+        family = cidr_family(out[i])
+        raise f.fail(wheres[i], f"a second IPv{family} pod CIDR ({out[i]}): one per family")
+    return out

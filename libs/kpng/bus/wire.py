@@ -34,6 +34,7 @@ from kpng.model import (
     TransportProtocol,
     ViewEndpoint,
     name_problem,
+    second_of_a_family,
 )
 
 SCHEMA_VERSION = 1
@@ -558,7 +559,7 @@ def node_from_wire(r: Reader) -> Node:
 def _pod_cidrs(r: Reader) -> tuple[str, ...]:
     """A Node's ``pod_cidrs``: CIDRs, at most one per family (as the API server allows)."""
     cidrs = r.cidrs("pod_cidrs")
-    if len({ipaddress.ip_network(c, strict=False).version for c in cidrs}) < len(cidrs):
+    if second_of_a_family(cidrs) is not None:
         raise MalformedMessage(r.where("pod_cidrs"), "more than one CIDR of a family")
     return cidrs
 

@@ -17,10 +17,9 @@ name, or the prefix followed by ``*`` (:func:`pod_interface`).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
-from kpng.model import Node
+from kpng.model import Node, of_family
 
 CLUSTER_CIDR = "ClusterCIDR"
 BRIDGE_INTERFACE = "BridgeInterface"
@@ -114,4 +113,4 @@ def pod_cidrs(
     none), else ``--cluster-cidr``'s (in an interface mode they are kept for the start
     check and explain, the rules match the interface)."""
     cidrs = (node.pod_cidrs if node is not None else ()) if mode == NODE_CIDR else cluster_cidrs
-    return tuple(c for c in cidrs if ipaddress.ip_network(c, strict=False).version == family)
+    return of_family(cidrs, family)

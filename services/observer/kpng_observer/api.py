@@ -267,7 +267,7 @@ def _explain(
                 cidrs = parse_cidrs(cluster_cidr)
             elif settings.node_cidr:
                 known = view.nodes.get(node)
-                cidrs = parse_cidrs(",".join(known.pod_cidrs)) if known is not None else ()
+                cidrs = parse_cidrs(known.pod_cidrs) if known is not None else ()
             else:
                 cidrs = settings.cluster_cidrs
             result = explain(view, node, packet, cidrs)

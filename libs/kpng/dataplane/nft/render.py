@@ -10,7 +10,6 @@ the caller counts references.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from kpng.model import (
     ServicePort,
     TrafficPolicy,
     ViewEndpoint,
+    cidr_family,
 )
 
 IdOf = Callable[[str], int]
@@ -453,6 +453,6 @@ def _firewall(svc: Service, key: tuple[str, ...], c: Config) -> list[Object]:
         return []
     out: list[Object] = [Element("firewall_ips", key)]
     for cidr in svc.load_balancer_source_ranges:
-        if ipaddress.ip_network(cidr.strip(), strict=False).version == c.family:
+        if cidr_family(cidr.strip()) == c.family:
             out.append(Element("firewall_allow", (*key, cidr_token(cidr))))
     return out

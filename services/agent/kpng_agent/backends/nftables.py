@@ -36,7 +36,7 @@ from kpng.dataplane.nft.planner import Planner, serves
 from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
 from kpng.diff import View, service_keys
-from kpng.model import ViewEndpoint
+from kpng.model import ViewEndpoint, of_family
 from kpng_agent.backends.parallel import ParallelFamilies
 from kpng_agent.backends.pipeline import apply_steps
 from kpng_agent.backends.trim import trim
@@ -73,8 +73,7 @@ def nodeport_cidrs(
     out: list[str] = []
     for item in s.nodeport_addresses:
         if item != PRIMARY:
-            if ipaddress.ip_network(item, strict=False).version == family:
-                out.append(item)
+            out += of_family((item,), family)
             continue
         node = view.nodes.get(s.node)
         found = list(node.addresses) if node and node.addresses else list(local())
