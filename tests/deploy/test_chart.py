@@ -217,6 +217,7 @@ def test_values_schema_is_json_schema_and_accepts_the_defaults() -> None:
         ("agent.detectLocalMode=NodeCIDRs", "/agent/detectLocalMode"),
         ("agent.conntrack.maxPerCore=-1", "/agent/conntrack/maxPerCore"),
         ("agent.conntrack.tcpEstablishedTimeout=1day", "/agent/conntrack/tcpEstablishedTimeout"),
+        ("agent.conntrack.tcpCloseWaitTimeout=-5", "/agent/conntrack/tcpCloseWaitTimeout"),
         ("agent.detectLocalMode=BridgeInterface", "/agent/podBridgeInterface"),
         ("agent.podInterfaceNamePrefix=cali", "/agent/podInterfaceNamePrefix"),
         (
@@ -620,6 +621,11 @@ def test_the_conntrack_values_reach_the_agent_flags() -> None:
         "agent.conntrack.tcpCloseWaitTimeout=1h0m0s",
     )
     assert kube_proxy[1::2] == ["32768", "131072", "24h0m0s", "1h0m0s"]
+    # a number, as --set gives one, is whole seconds
+    seconds = args(
+        "agent.conntrack.tcpEstablishedTimeout=86400", "agent.conntrack.tcpCloseWaitTimeout=0"
+    )
+    assert seconds[5::2] == ["86400s", "0s"]
 
 
 def test_priority_class_quota_for_gke() -> None:

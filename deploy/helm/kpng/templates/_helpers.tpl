@@ -97,3 +97,13 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* a timeout value as the agent's flag takes it: a Go duration as given, whole seconds
+(a number, as --set gives one) as "<n>s" */}}
+{{- define "kpng.duration" -}}
+{{- if kindIs "string" . -}}
+{{- . -}}
+{{- else -}}
+{{- printf "%ds" (int64 .) -}}
+{{- end -}}
+{{- end -}}
