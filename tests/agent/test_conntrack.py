@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from kpng.dataplane.conntrack import ConntrackPlan, UdpEntry
-from kpng.runtime.metrics import ProxyMetrics
+from kpng.runtime.proxymetrics import ProxyMetrics
 from kpng_agent.conntrack import ConntrackCleaner, FakeConntrack
 from tests.agent.helpers import ep, event, lb, udp, view
 
@@ -59,7 +59,12 @@ async def test_cleaner_deletes_stale_entries_after_a_sync_and_counts_them() -> N
     await cleaner.synced(event(second, first, 2), False)
     assert table.entries == [entry("10.96.0.10", 53, NEW), entry("1.1.1.1", 53, OLD)]
     name = "kubeproxy_conntrack_reconciler_deleted_entries_total"
-    assert registry.get_sample_value(name) == 1
+    assert registry.get_sample_value(name, {"ip_family": "IPv4"}) == 1
+    assert registry.get_sample_value(name, {"ip_family": "IPv6"}) == 0
+    # each family's pass timed on its own, after each of the two syncs
+    passes = "kubeproxy_conntrack_reconciler_sync_duration_seconds_count"
+    for family in ("IPv4", "IPv6"):
+        assert registry.get_sample_value(passes, {"ip_family": family}) == 2
     table.entries.append(entry("10.96.0.10", 53, OLD))
     await cleaner.synced(event(second, second, 3), False)  # no UDP change: no work
     assert len(table.entries) == 3

@@ -21,7 +21,7 @@ from kpng.dataplane.health import (
 from kpng.fanout.views import service_view
 from kpng.model import Endpoint, Service, ServiceType, TrafficPolicy
 from kpng.runtime.clock import FakeClock
-from kpng.runtime.metrics import ProxyMetrics
+from kpng.runtime.proxymetrics import ProxyMetrics
 from kpng_agent.health_server import HealthCheckServers, metrics_handler, proxy_handler
 from kpng_agent.httpserve import HttpServer, split_address
 from kpng_agent.main import parser as agent_parser
@@ -109,7 +109,12 @@ def test_no_local_endpoints_per_traffic_policy() -> None:
         (udp("cache", internal_traffic_policy=TrafficPolicy.LOCAL), remote),
         (udp("here", ip="10.96.0.11", internal_traffic_policy=TrafficPolicy.LOCAL), [ep("x")]),
     )
-    assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 1}
+    assert no_local_endpoints(v, NODE) == {
+        (4, "internal"): 1,
+        (4, "external"): 1,
+        (6, "internal"): 0,
+        (6, "external"): 0,
+    }
 
 
 def test_no_local_endpoints_counts_service_ports_as_kube_proxy() -> None:
@@ -126,10 +131,32 @@ def test_no_local_endpoints_counts_service_ports_as_kube_proxy() -> None:
     here = Endpoint("10.244.0.7", (HTTP_ENDPOINT_PORT,), NODE)
     there = Endpoint("10.244.1.7", (HTTP_ENDPOINT_PORT, DNS_ENDPOINT_PORT), "node-b")
     v = view((service, list(service_view(service, (here, there), NODE, ""))))
-    assert no_local_endpoints(v, NODE) == {"internal": 1, "external": 0}
+    assert no_local_endpoints(v, NODE, (4,)) == {(4, "internal"): 1, (4, "external"): 0}
     # two ports without a local endpoint count twice, as kube-proxy's gauge does
     v = view((service, list(service_view(service, (there,), NODE, ""))))
-    assert no_local_endpoints(v, NODE) == {"internal": 2, "external": 0}
+    assert no_local_endpoints(v, NODE, (4,)) == {(4, "internal"): 2, (4, "external"): 0}
+
+
+def test_no_local_endpoints_per_ip_family() -> None:
+    """kube-proxy's proxier of each family sees that family's endpoints only: a dual-stack
+    service with a local IPv4 endpoint and only a remote IPv6 one drops IPv6 traffic."""
+    service = Service(
+        "default",
+        "dual",
+        ServiceType.CLUSTER_IP,
+        ("10.96.0.13", "fd00:96::13"),
+        (http_port(),),
+        internal_traffic_policy=TrafficPolicy.LOCAL,
+    )
+    here = Endpoint("10.244.0.8", (HTTP_ENDPOINT_PORT,), NODE)
+    there = Endpoint("fd00:244:1::8", (HTTP_ENDPOINT_PORT,), "node-b")
+    v = view((service, list(service_view(service, (here, there), NODE, ""))))
+    counts = no_local_endpoints(v, NODE)
+    assert counts[4, "internal"] == 0 and counts[6, "internal"] == 1
+    # an IPv4-only service counts under IPv4 alone, whatever endpoints it has
+    v4 = replace(service, cluster_ips=("10.96.0.13",))
+    v = view((v4, list(service_view(v4, (there,), NODE, ""))))
+    assert no_local_endpoints(v, NODE)[6, "internal"] == 0
 
 
 def test_health_check_node_port_counts_local_ready_endpoints_of_any_port() -> None:

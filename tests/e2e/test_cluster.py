@@ -196,6 +196,15 @@ def test_healthz_health_check_node_port_metrics_and_proxy_mode(kube: E2E) -> Non
         "kpng_process_children_cpu_seconds",
     ):
         assert name in names, name
+    # as kube-proxy 1.34: each family's syncs counted on their own, the nftables backend's
+    syncs = {
+        s.labels["ip_family"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "kubeproxy_sync_proxy_rules_duration_seconds"
+        for s in f.samples
+        if s.name.endswith("_count")
+    }
+    assert set(syncs) == {"IPv4", "IPv6"} and all(n >= 1 for n in syncs.values()), syncs
     s["spec"]["healthCheckNodePort"] = 32086
     kube.apply(s, endpoints("lb", [kube.pod("pod-1-1")]))
     eventually(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.claims import Conflict
@@ -21,3 +22,28 @@ class Backend(Protocol):
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PerFamily(Protocol):
+    """A backend that says what each IP family's part of its last ``program`` did (kube-proxy's
+    metrics are per family, :mod:`kpng.runtime.proxymetrics`). Optional: without it, the
+    whole sync counts for every family."""
+
+    # seconds from the start of the last program() to the end of each family's part
+    family_seconds: Mapping[int, float]
+    failed_families: tuple[int, ...]  # the families whose part of it failed
+
+
+def family_seconds(backend: Backend, seconds: float, families: Iterable[int]) -> dict[int, float]:
+    """Each family's part of the sync that took ``seconds``, as the backend timed them."""
+    if isinstance(backend, PerFamily) and backend.family_seconds:
+        return dict(backend.family_seconds)
+    return dict.fromkeys(families, seconds)
+
+
+def failed_families(backend: Backend, families: Iterable[int]) -> tuple[int, ...]:
+    """The families a failed sync failed for, as the backend says (else all of them)."""
+    if isinstance(backend, PerFamily) and backend.failed_families:
+        return backend.failed_families
+    return tuple(families)

@@ -150,24 +150,30 @@ def service_health(hs: HealthService, proxy_healthy: bool) -> Response:
     )
 
 
-def no_local_endpoints(view: View[ViewEndpoint], node: str) -> dict[str, int]:
-    """kube-proxy's ``sync_proxy_rules_no_local_endpoints_total`` gauge: the service ports
-    with a Local policy (per "internal"/"external" traffic) that have endpoints (usable
-    ones that list the port), none of them marked for that traffic on this node (the
-    view's per-port marks: the node drops it)."""
-    counts = {"internal": 0, "external": 0}
+def no_local_endpoints(
+    view: View[ViewEndpoint], node: str, families: tuple[int, ...] = (4, 6)
+) -> dict[tuple[int, str], int]:
+    """kube-proxy's ``sync_proxy_rules_no_local_endpoints_total`` gauge, by (IP family,
+    "internal"/"external" traffic): the service ports of the family (a cluster IP of it)
+    with a Local policy for that traffic that have endpoints of the family (usable ones
+    that list the port), none of them marked for that traffic on this node (the view's
+    per-port marks: the node drops it)."""
+    counts = {(f, policy): 0 for f in families for policy in ("internal", "external")}
     for key, svc in view.services.items():
         internal = svc.internal_traffic_policy is TrafficPolicy.LOCAL
         external = svc.externally_accessible and svc.external_traffic_policy is TrafficPolicy.LOCAL
         eps = view.endpoints_of(key)
         if not eps or not (internal or external):
             continue
-        for sp in svc.ports:
-            marks = [e.marks(sp.name, sp.protocol) for e in eps.values() if endpoint_port(sp, e)]
-            if not marks:
-                continue  # no endpoint of this port: rejected, not dropped
-            if internal and not any(i for i, _ in marks):
-                counts["internal"] += 1
-            if external and not any(x for _, x in marks):
-                counts["external"] += 1
+        for family in {6 if ":" in ip else 4 for ip in svc.cluster_ips} & set(families):
+            v6 = family == 6  # an IPv6 address has a colon, an IPv4 one never
+            of_family = [e for e in eps.values() if (":" in e.ip) == v6]
+            for sp in svc.ports:
+                marks = [e.marks(sp.name, sp.protocol) for e in of_family if endpoint_port(sp, e)]
+                if not marks:
+                    continue  # no endpoint of this port: rejected, not dropped
+                if internal and not any(i for i, _ in marks):
+                    counts[family, "internal"] += 1
+                if external and not any(x for _, x in marks):
+                    counts[family, "external"] += 1
     return counts

@@ -1,5 +1,5 @@
-"""Prometheus metrics shared by kpng's services: ``kpng_*`` names for the bus and the fan-out,
-kube-proxy's names for what an agent programs.
+"""Prometheus metrics shared by kpng's services: ``kpng_*`` names for the bus and the fan-out
+(kube-proxy's names for what an agent programs: :mod:`kpng.runtime.proxymetrics`).
 
 Every metric lives in a :class:`~prometheus_client.CollectorRegistry` the caller owns (never
 the global registry), so tests and several components in one process do not collide.
@@ -31,8 +31,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
     generate_latest,
     make_wsgi_app,
 )
@@ -91,98 +89,6 @@ class BusMetrics:
         self.bytes.labels("out", kind).inc(size)
 
 
-class ProxyMetrics:
-    """kube-proxy's metric names that dashboards already know, for the agent."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.sync_duration = Histogram(
-            "kubeproxy_sync_proxy_rules_duration_seconds",
-            "Time to program the dataplane",
-            buckets=SYNC_BUCKETS,
-            registry=registry,
-        )
-        self.network_programming = Histogram(
-            "kubeproxy_network_programming_duration_seconds",
-            "From the Kubernetes change (trigger time) to the rules being applied",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.last_sync = Gauge(
-            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-            "When the dataplane was last programmed",
-            registry=registry,
-        )
-        self.sync_failures = Counter(
-            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
-            "Failed programmings",
-            registry=registry,
-        )
-        self.sync_full_duration = Histogram(
-            "kubeproxy_sync_full_proxy_rules_duration_seconds",
-            "Time to program the whole view (snapshot, retry, resync)",
-            buckets=SYNC_BUCKETS,
-            registry=registry,
-        )
-        self.sync_partial_duration = Histogram(
-            "kubeproxy_sync_partial_proxy_rules_duration_seconds",
-            "Time to program one delta",
-            buckets=SYNC_BUCKETS,
-            registry=registry,
-        )
-        self.last_queued = Gauge(
-            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
-            "When the last change to program arrived",
-            registry=registry,
-        )
-        self.endpoint_changes = Counter(
-            "kubeproxy_sync_proxy_rules_endpoint_changes_total",
-            "Endpoint changes programmed",
-            registry=registry,
-        )
-        self.service_changes = Counter(
-            "kubeproxy_sync_proxy_rules_service_changes_total",
-            "Service changes programmed",
-            registry=registry,
-        )
-        self.conntrack_deleted = Counter(
-            "kubeproxy_conntrack_reconciler_deleted_entries_total",
-            "Stale UDP conntrack entries deleted after a sync",
-            registry=registry,
-        )
-        # kube-proxy's way to watch its readiness (/healthz) and liveness (/livez) answers
-        self.healthz = Counter(
-            "kubeproxy_proxy_healthz_total",
-            "/healthz answers by HTTP status",
-            ["code"],
-            registry=registry,
-        )
-        self.livez = Counter(
-            "kubeproxy_proxy_livez_total",
-            "/livez answers by HTTP status",
-            ["code"],
-            registry=registry,
-        )
-        for counter in (self.healthz, self.livez):
-            for code in ("200", "503"):  # both series from the start, as kube-proxy's
-                counter.labels(code)
-
-    def synced(self, now: float, seconds: float, trigger_time: float | None) -> None:
-        self.sync_duration.observe(seconds)
-        self.last_sync.set(now)
-        if trigger_time is not None and now >= trigger_time:
-            self.network_programming.observe(now - trigger_time)
-
-    def queued(self, now: float) -> None:
-        self.last_queued.set(now)
-
-    def changes(self, services: int, endpoints: int) -> None:
-        self.service_changes.inc(services)
-        self.endpoint_changes.inc(endpoints)
-
-    def full_or_partial(self, full: bool, seconds: float) -> None:
-        (self.sync_full_duration if full else self.sync_partial_duration).observe(seconds)
-
-
 class StatsCollector(Collector):
     """Exports a stats dataclass at scrape time: each numeric field ``f`` of ``read()`` becomes
     ``<prefix>_<f>_total`` (a counter) or, if listed in ``gauges``, ``<prefix>_<f>``."""
@@ -217,19 +123,24 @@ class StatsCollector(Collector):
 
 
 class LabelledGaugeCollector(Collector):
-    """A gauge computed at scrape time, one sample per label value of ``read()`` (e.g.
-    kube-proxy's ``sync_proxy_rules_no_local_endpoints_total{traffic_policy}``), so that
-    nothing is computed per sync."""
+    """A gauge computed at scrape time, one sample per key of ``read()`` (e.g. kube-proxy's
+    ``sync_proxy_rules_no_local_endpoints_total{ip_family,traffic_policy}``), so that nothing
+    is computed per sync. With one label a key is its value; with several, a tuple of them."""
 
     def __init__(
-        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+        self,
+        name: str,
+        documentation: str,
+        label: str | tuple[str, ...],
+        read: Callable[[], Mapping[Any, float]],
     ) -> None:
-        self.name, self.documentation, self.label, self.read = name, documentation, label, read
+        self.name, self.documentation, self.read = name, documentation, read
+        self.labels = [label] if isinstance(label, str) else list(label)
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
-        for value, sample in sorted(self.read().items()):
-            family.add_metric([value], sample)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, sample in sorted(self.read().items()):
+            family.add_metric([key] if isinstance(key, str) else list(key), sample)
         yield family
 
 

@@ -20,12 +20,12 @@ from kpng.bus.client import NodeViewClient
 from kpng.bus.codec import Status, encode
 from kpng.bus.consumer import Applied
 from kpng.bus.protocol import Bus, BusError
-from kpng.dataplane.backend import Backend
+from kpng.dataplane.backend import Backend, failed_families, family_seconds
 from kpng.dataplane.health import ProxyHealth
 from kpng.model import ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
-from kpng.runtime.metrics import ProxyMetrics
-from kpng_agent.state import AgentState, count_changes
+from kpng.runtime.proxymetrics import ProxyMetrics
+from kpng_agent.state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class Agent:
             now = self.clock.time()
             self.health.queued(now)
             self.metrics.queued(now)
+            self.metrics.pending(*self.state.unprogrammed)
             if not self.state.retrying:
                 await self._program(event, full)
 
@@ -92,15 +93,15 @@ class Agent:
             await self.backend.program(event, full)
         except Exception as exc:  # a backend failure must never stop the agent
             self.state.failed(f"{type(exc).__name__}: {exc}")
-            self.metrics.sync_failures.inc()
+            self.metrics.failed(failed_families(self.backend, self.metrics.families))
             log.error("programming seq %d failed (%s); will retry", event.seq, exc)
             self._retry.set()
             await self.publish_status()
             return False
         duration = self.clock.monotonic() - started
-        self.state.succeeded(event, self.clock.time(), duration)
+        changes = self.state.succeeded(event, self.clock.time(), duration)
         self._retry.clear()
-        self._record(event, full)
+        self._record(event, full, changes)
         if full:
             # the view and the dataplane's plan (10^6 objects at 10k services) live until the
             # next full sync: keep the cyclic collector from walking them on every full pass
@@ -111,14 +112,16 @@ class Agent:
         await self.publish_status()
         return True
 
-    def _record(self, event: Applied[ViewEndpoint], full: bool) -> None:
+    def _record(self, event: Applied[ViewEndpoint], full: bool, changes: tuple[int, int]) -> None:
         now = self.state.last_sync or self.clock.time()
         self.health.updated(now)
         self.health.saw_view(event.view, self.node)
-        seconds = self.state.sync_duration or 0.0
-        self.metrics.synced(now, seconds, event.trigger_time)
-        self.metrics.full_or_partial(full, seconds)
-        self.metrics.changes(*count_changes(event.ops))
+        seconds = family_seconds(
+            self.backend, self.state.sync_duration or 0.0, self.metrics.families
+        )
+        self.metrics.synced(now, seconds, full, event.trigger_time)
+        self.metrics.changes(*changes)
+        self.metrics.pending(0, 0)
 
     async def _run_hooks(self, event: Applied[ViewEndpoint], full: bool) -> None:
         for hook in self.hooks:

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any, Protocol
 
 from kpng.bus.consumer import Applied
 from kpng.dataplane.conntrack import ConntrackPlan, Index, UdpEntry
 from kpng.diff import service_keys
 from kpng.model import ViewEndpoint
-from kpng.runtime.metrics import ProxyMetrics
+from kpng.runtime.proxymetrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
-FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 6}
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 class UdpConntrack(Protocol):
-    def udp_entries(self) -> list[tuple[UdpEntry, Any]]:
-        """Every UDP entry, with a handle that :meth:`delete` takes."""
+    def udp_entries(self, family: int) -> list[tuple[UdpEntry, Any]]:
+        """Every UDP entry of the IP family (4 or 6), with a handle that :meth:`delete` takes."""
         ...
 
     def delete(self, handle: Any) -> None: ...
@@ -29,18 +30,18 @@ class UdpConntrack(Protocol):
 class PyrouteConntrack:
     """The kernel's conntrack table of this namespace, through pyroute2."""
 
-    def udp_entries(self) -> list[tuple[UdpEntry, Any]]:
+    def udp_entries(self, family: int) -> list[tuple[UdpEntry, Any]]:
         from pyroute2 import Conntrack
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
         out: list[tuple[UdpEntry, Any]] = []
-        for af, family in FAMILIES.items():
-            # a dump lists the family of its request's header only (pyroute2: AF_INET)
-            with Conntrack(nfgen_family=af) as ct:
-                wanted = NFCTAttrTuple(family=af, proto=socket.IPPROTO_UDP)
-                for e in ct.dump_entries(tuple_orig=wanted):
-                    o, r = e.tuple_orig, e.tuple_reply
-                    out.append((UdpEntry(family, str(o.daddr), int(o.dport), str(r.saddr)), o))
+        af = FAMILIES[family]
+        # a dump lists the family of its request's header only (pyroute2: AF_INET)
+        with Conntrack(nfgen_family=af) as ct:
+            wanted = NFCTAttrTuple(family=af, proto=socket.IPPROTO_UDP)
+            for e in ct.dump_entries(tuple_orig=wanted):
+                o, r = e.tuple_orig, e.tuple_reply
+                out.append((UdpEntry(family, str(o.daddr), int(o.dport), str(r.saddr)), o))
         return out
 
     def delete(self, handle: Any) -> None:
@@ -56,18 +57,18 @@ class FakeConntrack:
     def __init__(self, entries: list[UdpEntry] | None = None) -> None:
         self.entries = list(entries or [])
 
-    def udp_entries(self) -> list[tuple[UdpEntry, Any]]:
-        return [(e, e) for e in self.entries]
+    def udp_entries(self, family: int) -> list[tuple[UdpEntry, Any]]:
+        return [(e, e) for e in self.entries if e.family == family]
 
     def delete(self, handle: Any) -> None:
         self.entries.remove(handle)
 
 
-def clean(table: UdpConntrack, index: Index) -> int:
-    """Delete the stale entries; returns how many went (an entry that vanished meanwhile
-    is not an error)."""
+def clean(table: UdpConntrack, index: Index, family: int) -> int:
+    """Delete the stale entries of the IP family; returns how many went (an entry that
+    vanished meanwhile is not an error)."""
     deleted = 0
-    for entry, handle in table.udp_entries():
+    for entry, handle in table.udp_entries(family):
         if not index.stale(entry):
             continue
         try:
@@ -92,9 +93,13 @@ class ConntrackCleaner:
         keys = None if full else service_keys(event.ops)
         if not self.plan.update(event.view, keys) and not full:
             return
-        deleted = await asyncio.to_thread(clean, self.table, self.plan.index())
+        index, deleted = self.plan.index(), 0
+        for family in FAMILIES:  # as kube-proxy's reconciler, one family at a time
+            started = time.perf_counter()
+            gone = await asyncio.to_thread(clean, self.table, index, family)
+            if self.metrics is not None:
+                self.metrics.conntrack(family, gone, time.perf_counter() - started)
+            deleted += gone
         self.deleted += deleted
-        if self.metrics is not None:
-            self.metrics.conntrack_deleted.inc(deleted)
         if deleted:
             log.info("deleted %d stale UDP conntrack entries (seq %d)", deleted, event.seq)

@@ -21,7 +21,8 @@ from kpng.dataplane.health import (
 from kpng.diff import service_keys
 from kpng.model import ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
-from kpng.runtime.metrics import ProxyMetrics, render
+from kpng.runtime.metrics import render
+from kpng.runtime.proxymetrics import ProxyMetrics
 from kpng_agent.httpserve import NOT_FOUND, HttpServer
 
 log = logging.getLogger(__name__)

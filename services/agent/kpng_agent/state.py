@@ -50,6 +50,9 @@ class AgentState:
     )
     retry_delay: float | None = None  # seconds to wait before the next retry; None: none due
     warnings: tuple[str, ...] = ()  # found at start (kpng_agent.bridge), reported in the status
+    # (service, endpoint) changes received and not programmed yet: kube-proxy's
+    # sync_proxy_rules_*_changes_pending; counted as programmed once a sync takes them
+    unprogrammed: tuple[int, int] = (0, 0)
 
     @property
     def retrying(self) -> bool:
@@ -61,10 +64,16 @@ class AgentState:
         or a delta on top of a view that was not programmed)."""
         full = event.kind == "snapshot" or self.pending is not None
         self.pending = event
+        services, endpoints = count_changes(event.ops)
+        self.unprogrammed = (self.unprogrammed[0] + services, self.unprogrammed[1] + endpoints)
         return full
 
-    def succeeded(self, event: Applied[ViewEndpoint], now: float, duration: float) -> None:
-        """``event`` is programmed (at wall-clock ``now``, in ``duration`` seconds)."""
+    def succeeded(
+        self, event: Applied[ViewEndpoint], now: float, duration: float
+    ) -> tuple[int, int]:
+        """``event`` is programmed (at wall-clock ``now``, in ``duration`` seconds), and with
+        it every change received so far: their (service, endpoint) counts."""
+        changes, self.unprogrammed = self.unprogrammed, (0, 0)
         self.pending = None
         self.epoch, self.seq = event.epoch, event.seq
         self.last_sync = now
@@ -74,6 +83,7 @@ class AgentState:
         self.programmed += 1
         self.errors = ()
         self.retry_delay = None
+        return changes
 
     def failed(self, error: str) -> None:
         """Programming the pending event failed: a retry is due, later each time."""

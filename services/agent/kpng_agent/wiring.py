@@ -18,12 +18,8 @@ from kpng.bus.protocol import Bus
 from kpng.dataplane.backend import Backend
 from kpng.dataplane.health import ProxyHealth, no_local_endpoints
 from kpng.runtime.clock import SYSTEM, Clock
-from kpng.runtime.metrics import (
-    LabelledGaugeCollector,
-    PermissionViolations,
-    ProxyMetrics,
-    StatsCollector,
-)
+from kpng.runtime.metrics import LabelledGaugeCollector, PermissionViolations, StatsCollector
+from kpng.runtime.proxymetrics import ProxyMetrics, family_label
 from kpng_agent.agent import DEFAULT_SETTINGS, Agent, AgentSettings, SyncHook
 
 
@@ -72,8 +68,11 @@ def register_collectors(
         LabelledGaugeCollector(
             "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
             "Service ports with a Local traffic policy and no endpoint on this node",
-            "traffic_policy",
-            lambda: no_local_endpoints(client.view, node),
+            ("ip_family", "traffic_policy"),
+            lambda: {
+                (family_label(f), policy): n
+                for (f, policy), n in no_local_endpoints(client.view, node).items()
+            },
         )
     )
     conflicts = Gauge(

@@ -122,9 +122,13 @@ class NftablesBackend:
         # IP:ports that several services claim, as programmed (see kpng.dataplane.claims)
         self.conflicts: tuple[Conflict, ...] = ()
         self.without_pod_cidrs = False  # NodeCIDR mode: the node's pod CIDRs not known
+        # kpng.dataplane.backend.PerFamily: the last program()'s families, for the metrics
+        self.family_seconds: dict[int, float] = {}
+        self.failed_families: tuple[int, ...] = ()
 
     async def program(self, event: Applied[ViewEndpoint], full: bool) -> None:
         started = time.perf_counter()
+        self.family_seconds, self.failed_families = {}, ()
         if self.settings.detect_local == detectlocal.NODE_CIDR:
             self._note_pod_cidrs(event.view)
         # concurrently: one family's nft (the skeleton of a new table) runs while the other
@@ -132,13 +136,20 @@ class NftablesBackend:
         forked = self._to_fork(event, full)
         # a forked family first: its child starts before the parent plans its own first step
         families = sorted(self.settings.families, key=lambda f: f != forked)
+
+        async def timed(family: int) -> int:
+            try:
+                return await self._program_family(event, full, family, family == forked)
+            finally:
+                self.family_seconds[family] = time.perf_counter() - started
+
         try:
-            done = await asyncio.gather(
-                *(self._program_family(event, full, f, f == forked) for f in families),
-                return_exceptions=True,
-            )
+            done = await asyncio.gather(*map(timed, families), return_exceptions=True)
         finally:  # a child's plan is taken once the parent's own work is done
             self.parallel.adopt(self._report_conflicts)
+        self.failed_families = tuple(
+            f for f, outcome in zip(families, done, strict=True) if isinstance(outcome, Exception)
+        )
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
