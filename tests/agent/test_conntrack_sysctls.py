@@ -138,18 +138,19 @@ print("\\n".join(said))
 """
 
 
+def read(name: str, where: str | None = None) -> str:
+    """A netfilter sysctl, on the host or in the network namespace ``where``."""
+    cmd = ["cat", f"/proc/sys/{NF}/{name}"]
+    run = ["ip", "netns", "exec", where, *cmd] if where else cmd
+    return subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
+
+
 @pytest.mark.netns
 def test_in_a_network_namespace_the_timeouts_are_set_and_the_limit_is_read_only() -> None:
     """For real, in a namespace of the test's own: the per-namespace timeouts are written;
     nf_conntrack_max, the node's, is read-only there: a warning, and the node's value is
     untouched (as the host's timeouts)."""
     ns = f"kpng-ct-{uuid.uuid4().hex[:8]}"
-
-    def read(name: str, where: str | None = None) -> str:
-        cmd = ["cat", f"/proc/sys/{NF}/{name}"]
-        run = ["ip", "netns", "exec", where, *cmd] if where else cmd
-        return subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
-
     host = {n: read(n) for n in ("nf_conntrack_max", "nf_conntrack_tcp_timeout_established")}
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
@@ -183,3 +184,50 @@ def test_only_the_nftables_backend_sets_them(monkeypatch: pytest.MonkeyPatch) ->
     assert applied == [ConntrackSettings()]
     args.backend = "counts"  # a plugin's name
     assert set_conntrack_sysctls(args) == () and len(applied) == 1
+
+
+def test_init_only_sets_them_and_exits_without_the_bus(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kube-proxy's --init-only: the privileged step, then exit; no bus credentials asked for
+    (the init container has none), no connection tried."""
+    from kpng_agent import main as agent_main
+
+    applied: list[ConntrackSettings] = []
+    monkeypatch.setattr(ctsysctl, "apply", lambda s: applied.append(s) or ("no room",))
+    monkeypatch.setattr(agent_main, "bus_auth", lambda *a: pytest.fail("the bus was asked for"))
+    caplog.set_level(logging.INFO)
+    flags = ["--node", "n1", "--backend", "nftables", "--conntrack-max-per-core", "0"]
+    assert agent_main.main(["--init-only", *flags]) == 0
+    assert applied == [ConntrackSettings(max_per_core=0)]
+    assert "--init-only: initialization done for the nftables backend, with 1 warning" in (
+        caplog.text
+    )
+    assert agent_main.main(["--init-only", "--node", "n1", "--backend", "dump"]) == 0
+    assert len(applied) == 1  # another backend's node is its own
+
+
+@pytest.mark.netns
+def test_init_only_for_real_in_a_network_namespace() -> None:
+    """The agent's command as a privileged init container runs it: the timeouts written in
+    the namespace, the limit it cannot write a warning, and exit 0."""
+    ns = f"kpng-ci-{uuid.uuid4().hex[:8]}"
+    agent = Path(sys.executable).with_name("kpng-agent")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, str(agent), "--init-only", "--node", "n1"]
+            + ["--backend", "nftables", "--conntrack-max-per-core", str(1 << 28)]
+            + ["--conntrack-tcp-timeout-established", "1h2m3s"]
+            + ["--conntrack-tcp-timeout-close-wait", "77s"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "nf_conntrack_max" in done.stderr and "read-only here" in done.stderr
+        assert "initialization done" in done.stderr
+        assert read("nf_conntrack_tcp_timeout_established", ns) == str(3600 + 120 + 3)
+        assert read("nf_conntrack_tcp_timeout_close_wait", ns) == "77"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -628,6 +628,43 @@ def test_the_conntrack_values_reach_the_agent_flags() -> None:
     assert seconds[5::2] == ["86400s", "0s"]
 
 
+def test_a_privileged_init_container_sets_the_conntrack_sysctls_when_asked() -> None:
+    """kube-proxy's --init-only: the sysctls need a writable /proc/sys, so a privileged init
+    container sets them and exits, and the agent stays as unprivileged as without it."""
+
+    def daemonset(*settings: str) -> dict[str, Any]:
+        out = template(*values_args("nftables"), *(x for s in settings for x in ("--set", s)))
+        (ds,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "DaemonSet"]
+        return ds
+
+    plain = pod_spec(daemonset())
+    assert "initContainers" not in plain
+    kube_proxy = (
+        "agent.conntrack.privilegedInit=true",
+        "agent.conntrack.maxPerCore=32768",
+        "agent.conntrack.tcpEstablishedTimeout=24h0m0s",
+        "agent.conntrack.tcpCloseWaitTimeout=1h0m0s",
+    )
+    ds = daemonset(*kube_proxy)
+    kubernetes_validate.validate(ds, KUBERNETES[1], strict=True)
+    spec = pod_spec(ds)
+    (init,) = spec["initContainers"]
+    (agent,) = spec["containers"]
+    assert init["args"][:5] == ["--init-only", "--node", "$(NODE_NAME)", "--backend", "nftables"]
+    i = agent["args"].index("--conntrack-max-per-core")
+    assert init["args"][5:] == agent["args"][i : i + 8]  # the same values, then checked again
+    assert init["args"][6::2] == ["32768", "131072", "24h0m0s", "1h0m0s"]
+    assert init["securityContext"]["privileged"] is True
+    assert agent["securityContext"] == plain["containers"][0]["securityContext"]
+    assert agent["securityContext"]["privileged"] is False
+    # what the init container runs is a valid agent command line
+    argv = [a.replace("$(NODE_NAME)", "node-a") for a in init["args"]]
+    assert program_parser("agent").parse_args(argv).init_only
+    # another backend's node is its own: no init container for it
+    dump = pod_spec(daemonset(*kube_proxy, "agent.backend=dump"))
+    assert "initContainers" not in dump
+
+
 def test_priority_class_quota_for_gke() -> None:
     (quota,) = of("nftables", "ResourceQuota")
     (expr,) = quota["spec"]["scopeSelector"]["matchExpressions"]

@@ -64,6 +64,13 @@ def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
     backends.add_arguments(p)
     add_health_arguments(p)
     p.add_argument(
+        "--init-only",
+        action="store_true",
+        help="do the start's steps that need full root privileges (the nftables backend's "
+        "conntrack sysctls) and exit, as kube-proxy's --init-only: run so in a privileged init "
+        "container, and the agent itself needs only NET_ADMIN",
+    )
+    p.add_argument(
         "--status-interval",
         type=positive_float,
         default=5.0,
@@ -91,6 +98,19 @@ def make_backend(
         p.exit(1, f"{p.prog}: error: {exc}\n")
 
 
+def init_only(args: argparse.Namespace) -> int:
+    """``--init-only``: the privileged steps of a start, then exit (no bus, no backend). A
+    step that cannot be done is a warning, as at an agent's start: the agent started next
+    tries again and reports it in its status, and a node never loses its proxy over it."""
+    warnings = set_conntrack_sysctls(args)
+    log.info(
+        "--init-only: initialization done for the %s backend%s; start the agent without it",
+        args.backend,
+        f", with {len(warnings)} warning(s)" if warnings else "",
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     backends = discover()
@@ -99,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(backends)
     args = parse_args(p, argv, translations={kubeproxyconfig.KIND: kubeproxyconfig.translate})
     setup_logging(args.log_level)
+    if args.init_only:
+        return init_only(args)
     auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
 

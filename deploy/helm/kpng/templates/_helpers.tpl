@@ -107,3 +107,15 @@ seccompProfile:
 {{- printf "%ds" (int64 .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* kube-proxy's conntrack sysctls as the agent's flags (0: leave the node's value) */}}
+{{- define "kpng.conntrackArgs" -}}
+- --conntrack-max-per-core
+- {{ .Values.agent.conntrack.maxPerCore | quote }}
+- --conntrack-min
+- {{ .Values.agent.conntrack.min | quote }}
+- --conntrack-tcp-timeout-established
+- {{ include "kpng.duration" .Values.agent.conntrack.tcpEstablishedTimeout | quote }}
+- --conntrack-tcp-timeout-close-wait
+- {{ include "kpng.duration" .Values.agent.conntrack.tcpCloseWaitTimeout | quote }}
+{{- end -}}
