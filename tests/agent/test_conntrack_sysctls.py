@@ -213,13 +213,14 @@ def test_init_only_for_real_in_a_network_namespace() -> None:
     the namespace, the limit it cannot write a warning, and exit 0."""
     ns = f"kpng-ci-{uuid.uuid4().hex[:8]}"
     agent = Path(sys.executable).with_name("kpng-agent")
+    argv = [str(agent), "--init-only", "--node", "n1", "--backend", "nftables"]
+    argv += ["--conntrack-max-per-core", str(1 << 28)]
+    argv += ["--conntrack-tcp-timeout-established", "1h2m3s"]
+    argv += ["--conntrack-tcp-timeout-close-wait", "77s"]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         done = subprocess.run(
-            ["ip", "netns", "exec", ns, str(agent), "--init-only", "--node", "n1"]
-            + ["--backend", "nftables", "--conntrack-max-per-core", str(1 << 28)]
-            + ["--conntrack-tcp-timeout-established", "1h2m3s"]
-            + ["--conntrack-tcp-timeout-close-wait", "77s"],
+            ["ip", "netns", "exec", ns, *argv],
             capture_output=True,
             text=True,
             timeout=60,
