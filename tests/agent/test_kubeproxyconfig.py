@@ -82,17 +82,116 @@ def test_each_unsupported_field_is_named() -> None:
     doc = {
         "apiVersion": kubeproxyconfig.API_VERSION,
         "kind": kubeproxyconfig.KIND,
-        "bindAddress": "0.0.0.0",
+        "bindAddress": "192.168.0.10",
         "ipvs": {"scheduler": "rr", "minSyncPeriod": None},
+        "iptables": {"localhostNodePorts": True},
+        "portRange": "30000-32767",
+        "oomScoreAdj": -999,
+        "featureGates": {"SomeGate": True},
         "mode": "ipvs",
         "clusterCIDR": "10.0.0.0/8",
     }
     with pytest.raises(ConfigError) as err:
         translate(doc)
-    message = str(err.value)
-    for field in ("bindAddress", "ipvs.scheduler", "mode ('ipvs'"):
+    message = str(err.value).split(" (kpng reads")[0]
+    for field in (
+        "bindAddress",
+        "mode ('ipvs'",
+        "iptables.localhostNodePorts",
+        "portRange",
+        "oomScoreAdj",
+        "featureGates.SomeGate",
+    ):
         assert field in message
-    assert "ipvs.minSyncPeriod" not in message and "clusterCIDR," not in message.split("(")[0]
+    # the ipvs mode's settings are not used outside it, by kube-proxy either (and that mode
+    # is refused by name)
+    assert "ipvs." not in message and "clusterCIDR" not in message
+
+
+# the ConfigMap kubeadm writes for kube-proxy (v1.31), as `kubeadm init` makes it
+KUBEADM = """bindAddress: 0.0.0.0
+bindAddressHardFail: false
+clientConnection:
+  acceptContentTypes: ""
+  burst: 0
+  contentType: ""
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+configSyncPeriod: 0s
+conntrack:
+  maxPerCore: null
+  min: null
+  tcpBeLiberal: false
+  tcpCloseWaitTimeout: null
+  tcpEstablishedTimeout: null
+  udpStreamTimeout: 0s
+  udpTimeout: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: ""
+detectLocalMode: ""
+enableProfiling: false
+healthzBindAddress: ""
+hostnameOverride: ""
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: ""
+  strictARP: false
+  syncPeriod: 0s
+  tcpFinTimeout: 0s
+  tcpTimeout: 0s
+  udpTimeout: 0s
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+metricsBindAddress: ""
+mode: ""
+nftables:
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+nodePortAddresses: null
+oomScoreAdj: null
+portRange: ""
+showHiddenMetricsForVersion: ""
+winkernel:
+  enableDSR: false
+  forwardHealthCheckVip: false
+  networkName: ""
+  rootHnsEndpointName: ""
+  sourceVip: ""
+"""
+
+
+def test_the_file_kubeadm_writes_for_kube_proxy_is_read_as_it_is(tmp_path: Path) -> None:
+    """Replacing kube-proxy with its own ConfigMap: what kubeadm writes is read unchanged,
+    its defaults and zeros unset, what kpng has no use for (the API server's connection,
+    log buffers, Windows, ipvs, minSyncPeriod) not used."""
+    args = _args(tmp_path, KUBEADM, "--node", "node-a")
+    assert vars(args)["cluster_cidr"] == ("10.244.0.0/16",)
+    assert conntrack_settings(args) == ConntrackSettings()
+    assert vars(args)["sync_period"] == parser().parse_args(["--node", "x"]).sync_period
+    # a tuned one: what applies is taken, and a minSyncPeriod is still not used
+    tuned = KUBEADM.replace(
+        "  minSyncPeriod: 0s\n  syncPeriod: 0s", "  minSyncPeriod: 1s\n  syncPeriod: 45s"
+    )
+    tuned = tuned.replace('mode: ""', "mode: nftables")
+    args = _args(tmp_path, tuned, "--node", "node-a")
+    assert (vars(args)["backend"], vars(args)["sync_period"]) == ("nftables", 45.0)
 
 
 def test_a_bad_value_names_the_flag_and_file(

@@ -1,8 +1,12 @@
 """kube-proxy's ``KubeProxyConfiguration`` (kubeproxy.config.k8s.io/v1alpha1) as agent flags.
 
-The fields that mean the same thing for kpng become the agent's flag keys; every other field
-that is set (not null, empty or zero) is an error naming it, so that a setting is never
-silently dropped. Pure: a document in, flag keys out.
+The fields that mean the same thing for kpng become the agent's flag keys. The fields that
+say nothing of where packets go and that kpng has no use for (how kube-proxy reaches the API
+server, its profiling and log buffers, the settings of other platforms and of the ipvs mode,
+the minimum interval between syncs) are accepted and not used, so that the file kubeadm
+writes for kube-proxy is read as it is. Every other field that is set (not null, empty, zero
+or kube-proxy's default) is an error naming it, so that a setting is never silently dropped.
+Pure: a document in, flag keys out.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ FIELDS: dict[str, str] = {
     "conntrack.udpStreamTimeout": "conntrack-udp-timeout-stream",
 }
 DURATIONS = frozenset({"syncPeriod", "iptables.syncPeriod", "nftables.syncPeriod"})
+# accepted and not used: nothing of where packets go (a field path, or a prefix ending in ".")
+NOT_USED = (
+    "clientConnection.",  # the agent reads the bus, not the API server
+    "configSyncPeriod",  # the same: no informers
+    "enableProfiling",
+    "logging.",  # kpng's own --log-level
+    "showHiddenMetricsForVersion",
+    "winkernel.",  # Windows
+    "ipvs.",  # the ipvs mode's, unused by kube-proxy in other modes (mode: ipvs is refused)
+    "iptables.minSyncPeriod",  # kpng programs each change as it comes, in milliseconds
+    "nftables.minSyncPeriod",
+    "bindAddressHardFail",
+)
+# kube-proxy's defaults, as kubeadm writes them: the same as unset
+DEFAULTS = {"bindAddress": ("0.0.0.0", "::")}
 _HEADER = ("apiVersion", "kind")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
@@ -67,7 +86,7 @@ def translate(doc: Mapping[str, Any]) -> dict[str, Any]:
             continue
         flag = FIELDS.get(path)
         if flag is None:
-            if _is_set(value):
+            if _is_set(value) and not _not_used(path) and value not in DEFAULTS.get(path, ()):
                 unsupported.append(path)
             continue
         if value is None or value is False or value == "":
@@ -96,7 +115,17 @@ def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _not_used(path: str) -> bool:
+    return any(path == f or (f.endswith(".") and path.startswith(f)) for f in NOT_USED)
+
+
 def _is_set(value: Any) -> bool:
+    """Not null, empty, zero or false; a string zero (``"0"``, a ``0s`` duration) is zero."""
+    if isinstance(value, str) and value:
+        try:
+            return duration_seconds(value, "") != 0
+        except ConfigError:
+            return True  # not a duration: a value
     return value not in (None, "", 0, False, [], {})
 
 
