@@ -16,10 +16,28 @@ from kpng.runtime.config import add_config_arguments
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOGGING_FORMATS = ("text", "json")
+# --logging-format json: one object a line, as log pipelines take them (Loki, Elasticsearch)
+JSON_FIELDS = {"created": "ts", "levelname": "level", "name": "logger", "message": "msg"}
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Logs to stderr at ``level``, as text (``LOG_FORMAT``) or JSON lines (``ts`` in Unix
+    seconds, as kube-proxy's JSON logs, ``level``, ``logger``, ``msg``, and ``exc_info``
+    with an exception's traceback)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_formatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+def _formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only when asked for
+
+        return JsonFormatter(
+            "{created}{levelname}{name}{message}", style="{", rename_fields=JSON_FIELDS
+        )
+    return logging.Formatter(LOG_FORMAT)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +46,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--logging-format",
+        default="text",
+        choices=LOGGING_FORMATS,
+        help="log lines as text or as JSON objects, as kube-proxy's flag (default: %(default)s)",
     )
     add_config_arguments(parser)
 

@@ -32,6 +32,7 @@ FIELDS: dict[str, str] = {
     "iptables.masqueradeBit": "masquerade-bit",
     "nftables.masqueradeAll": "masquerade-all",
     "nftables.masqueradeBit": "masquerade-bit",
+    "logging.format": "logging-format",
     "detectLocalMode": "detect-local-mode",
     "detectLocal.bridgeInterface": "pod-bridge-interface",
     "detectLocal.interfaceNamePrefix": "pod-interface-name-prefix",
@@ -53,7 +54,7 @@ NOT_USED = (
     "clientConnection.",  # the agent reads the bus, not the API server
     "configSyncPeriod",  # the same: no informers
     "enableProfiling",
-    "logging.",  # kpng's own --log-level
+    "logging.",  # but logging.format: kpng's own --log-level
     "showHiddenMetricsForVersion",
     "winkernel.",  # Windows
     "ipvs.",  # the ipvs mode's, unused by kube-proxy in other modes (mode: ipvs is refused)

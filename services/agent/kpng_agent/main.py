@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return cleanup(argv[1:], backends)
     p = parser(backends)
     args = parse_args(p, argv, translations={kubeproxyconfig.KIND: kubeproxyconfig.translate})
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.logging_format)
     if args.init_only:
         return init_only(args)
     auth = bus_auth(args, p)

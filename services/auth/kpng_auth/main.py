@@ -128,7 +128,7 @@ def policy_of(args: argparse.Namespace, p: argparse.ArgumentParser) -> Policy:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.logging_format)
     readiness = CalloutReadiness()
     try:
         if args.init_issuer:

@@ -150,7 +150,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.logging_format)
     auth = bus_auth(args, p)
     try:
         token = read_token(args.token, args.token_file)

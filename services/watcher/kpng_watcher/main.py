@@ -236,7 +236,7 @@ async def run_publisher(
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.logging_format)
     auth = bus_auth(args, p)
     source = make_source(args, p)
     timing = election_timing(args, p)

@@ -67,6 +67,8 @@ name, comma-separated; clients then reconnect to any of them), or nats.url. */}}
 - {{ .Values.prefix | quote }}
 - --log-level
 - {{ .Values.logLevel | quote }}
+- --logging-format
+- {{ .Values.logFormat | quote }}
 {{- if or .Values.nats.insecure (not .Values.nats.tls.enabled) }}
 - --nats-insecure
 {{- end }}
