@@ -188,6 +188,45 @@ def test_explain_and_the_tracer_agree(view: View[ViewEndpoint]) -> None:
     agree(view)
 
 
+def agree_by_interface(view: View[ViewEndpoint]) -> None:
+    """--detect-local-mode InterfaceNamePrefix: pods are told by their interface, not their
+    address. Packets from a pod's interface (some with a source outside the pod network) and
+    from the outside interface (some with a source inside it): explain, told fromPod, and
+    the table the backend writes agree."""
+    nft = FakeNftables()
+    settings_ = Settings(
+        NODE, cluster_cidrs=(POD_CIDR,), pod_interface="kpod*", families=(4,), netlink=False
+    )
+    backend = NftablesBackend(settings_, nft, lambda: (NODE_IP,))
+    asyncio.run(backend.program(Applied("snapshot", "e", 0, view, ()), full=True))
+    tracer = Tracer(nft, backend.planners[4].config, (NODE_IP,))
+    for dst, proto, port in destinations(view):
+        for src in sources(view):
+            if src == NODE_IP:
+                continue  # the node's own traffic has no input interface (told by address)
+            for from_pod in (True, False):
+                iif = "kpod7" if from_pod else "eth0"
+                where: Origin = "pod" if from_pod else "outside"
+                packet = TracedPacket(src, dst, proto, port, where, iif=iif)
+                traced = from_trace(tracer.trace(packet), src)
+                question = Question(dst, TransportProtocol(proto.upper()), port, src, from_pod)
+                answer = explain(view, NODE, question, by_interface=True)
+                explained = from_explanation(answer)
+                assert traced == explained, (
+                    f"{src} on {iif} -> {dst} {proto}/{port}: tracer {traced.text()}, "
+                    f"explain {explained.text()}"
+                )
+    gc.unfreeze()
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters())
+def test_explain_and_the_tracer_agree_where_pods_are_told_by_their_interface(
+    view: View[ViewEndpoint],
+) -> None:
+    agree_by_interface(view)
+
+
 @st.composite
 def rollouts(draw: st.DrawFn) -> View[ViewEndpoint]:
     """A node view of node-a with one service in the middle of a rollout that drops its

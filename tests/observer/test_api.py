@@ -44,11 +44,12 @@ async def fetch(node: str) -> tuple[str, int, View[ViewEndpoint]]:
     return "e1", 2, node_view(node)
 
 
-def client(token: str | None = None, node_cidr: bool = False) -> httpx.AsyncClient:
+def client(token: str | None = None, detect_local: str = "ClusterCIDR") -> httpx.AsyncClient:
     state = observer_state()
     metrics = ObserverMetrics(state, ClientStats, clock=lambda: NOW)
     metrics.observe_latency("node-a1", [0.05, 0.15])
-    settings = Settings(token=token, cluster_cidrs=parse_cidrs(CLUSTER_CIDR), node_cidr=node_cidr)
+    pods = parse_cidrs(CLUSTER_CIDR)
+    settings = Settings(token=token, cluster_cidrs=pods, detect_local=detect_local)
     app = create_app(state, fetch, lambda: True, metrics.registry, settings, clock=lambda: NOW)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://observer")
 
@@ -135,13 +136,34 @@ async def test_explain_tells_pods_by_the_nodes_pod_cidrs_with_node_cidr() -> Non
         assert body["verdict"] == "forward", body
         return body["masquerade"]
 
-    async with client(node_cidr=True) as http:
+    async with client(detect_local="NodeCIDR") as http:
         assert await masquerade(http, "node-a1", "10.244.1.5") is False
         assert await masquerade(http, "node-a1", "10.244.2.5") is True
         assert await masquerade(http, "node-a2", "10.244.2.5") is None
         assert await masquerade(http, "node-a1", "10.244.2.5", clusterCIDR=CLUSTER_CIDR) is False
     async with client() as http:  # ClusterCIDR: any pod of the cluster
         assert await masquerade(http, "node-a1", "10.244.2.5") is False
+
+
+async def test_explain_takes_from_pod_where_pods_are_told_by_their_interface() -> None:
+    """--detect-local-mode InterfaceNamePrefix: the query says whether the packet comes in on
+    a pod's interface; in a mode that tells pods by address, fromPod is refused by name."""
+    params = {"destination": "10.96.10.1", "port": "80", "source": "10.244.2.5"}
+    url = "/api/v1/nodes/node-a1/explain"
+    async with client(detect_local="InterfaceNamePrefix") as http:
+        pod = (await http.get(url, params={**params, "fromPod": "true"})).json()
+        other = (await http.get(url, params={**params, "fromPod": "false"})).json()
+        unsaid = (await http.get(url, params=params)).json()
+        assert (pod["masquerade"], other["masquerade"], unsaid["masquerade"]) == (
+            False,
+            True,
+            None,
+        )
+        assert any("fromPod" in r for r in unsaid["reasons"])
+    async with client() as http:
+        refused = await http.get(url, params={**params, "fromPod": "true"})
+        assert refused.status_code == 422
+        assert "fromPod" in refused.json()["detail"] and "ClusterCIDR" in refused.json()["detail"]
 
 
 async def test_openapi_documents_every_route(http: httpx.AsyncClient) -> None:

@@ -148,6 +148,32 @@ def test_etp_local_from_the_node_itself_short_circuits_with_snat() -> None:
     assert forwarding(result) == ("forward", ["10.244.1.30:8443"], True)
 
 
+def test_pods_told_by_their_interface() -> None:
+    """--detect-local-mode BridgeInterface / InterfaceNamePrefix: a packet is a pod's when it
+    comes in on a pod's interface, whatever its source address; not said, masquerading is
+    unknown; the cluster CIDRs tell nothing then."""
+
+    def by_interface(dst: str, port: int, src: str | None, from_pod: bool | None) -> Explanation:
+        packet = PacketQuery(dst, TCP, port, src, from_pod)
+        return explain(node_view("node-a2"), "node-a2", packet, PODS, by_interface=True)
+
+    # a cluster IP: a pod's packet keeps its source, another's is masqueraded
+    assert by_interface("10.96.10.1", 80, "172.16.0.9", True).masquerade is False
+    assert by_interface("10.96.10.1", 80, "10.244.2.5", False).masquerade is True
+    unknown = by_interface("10.96.10.1", 80, "10.244.2.5", None)
+    assert unknown.verdict == "forward" and unknown.masquerade is None
+    assert any("fromPod" in r for r in unknown.reasons)
+    # externalTrafficPolicy Local: a pod's packet is short-circuited to every endpoint
+    short = by_interface("203.0.113.10", 443, "172.16.0.9", True)
+    assert forwarding(short) == ("forward", ["10.244.1.30:8443"], False)
+    assert any("the source is a pod" in r for r in short.reasons)
+    outside = by_interface("203.0.113.10", 443, "10.244.2.9", False)
+    assert outside.verdict == "drop"  # no local endpoint on node-a2 for external traffic
+    # the node itself is told by its address in every mode
+    node = by_interface(NODES["node-a2"], 30443, NODES["node-a2"], None)
+    assert forwarding(node) == ("forward", ["10.244.1.30:8443"], True)
+
+
 def test_lb_ip_source_outside_ranges_is_dropped() -> None:
     result = run("node-a1", "198.51.100.10", 443, src="172.16.0.1")
     assert (result.verdict, result.match) == ("drop", "loadBalancerIP")

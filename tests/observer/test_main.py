@@ -41,11 +41,12 @@ def test_cluster_cidr_flag_is_parsed() -> None:
         parser().parse_args(["--cluster-cidr", "nope"])
 
 
-def test_detect_local_mode_flag_takes_the_modes_explain_can_tell(
+def test_detect_local_mode_flag_takes_the_agents_modes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert parser().parse_args([]).detect_local_mode == "ClusterCIDR"
-    assert parser().parse_args(["--detect-local-mode", "NodeCIDR"]).detect_local_mode == "NodeCIDR"
-    with pytest.raises(SystemExit):  # explain sees no input interface
-        parser().parse_args(["--detect-local-mode", "BridgeInterface"])
-    assert "invalid choice: 'BridgeInterface'" in capsys.readouterr().err
+    for mode in ("NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"):
+        assert parser().parse_args(["--detect-local-mode", mode]).detect_local_mode == mode
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--detect-local-mode", "Bridge"])
+    assert "invalid choice: 'Bridge'" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 :func:`explain` is pure: it takes a node view (what the node's agent programs), the node's
 name, a destination (address, protocol, port), optionally the packet's source and the cluster
-(pod) CIDRs, and says which endpoints the packet may reach, whether it is masqueraded, or
+(pod) CIDRs (or, where pods are told by their interface, whether it comes in on one), and
+says which endpoints the packet may reach, whether it is masqueraded, or
 whether it is rejected or dropped, and why. It follows ``shared/reference/kube-proxy.md`` and
 the node-view contract of ``docs/bus.md`` (``internal``/``external``/``shortcut`` flags,
 per service port with ``port_marks``): it never re-selects endpoints.
@@ -66,6 +67,9 @@ class PacketQuery:
     protocol: TransportProtocol
     port: int
     source: str | None = None
+    # it comes in on a pod's interface: how a node whose agent tells pods by their interface
+    # (--detect-local-mode BridgeInterface, InterfaceNamePrefix) knows; None: not said
+    from_pod: bool | None = None
 
 
 def parse_cidrs(text: str | Sequence[str]) -> tuple[Network, ...]:
@@ -88,8 +92,11 @@ def explain(
     node: str,
     packet: PacketQuery,
     cluster_cidrs: Sequence[Network] = (),
+    by_interface: bool = False,
 ) -> Explanation:
-    """What ``node`` does with ``packet``. Raises ValueError for addresses that are not IPs."""
+    """What ``node`` does with ``packet``; pods are told by ``cluster_cidrs`` (a source in
+    them), or ``by_interface``: by the packet's ``from_pod``. Raises ValueError for
+    addresses that are not IPs."""
     ipaddress.ip_address(packet.destination)
     if packet.source is not None:
         ipaddress.ip_address(packet.source)
@@ -99,7 +106,9 @@ def explain(
         found = _match(view.services[key], packet, node_ips)
         if found is not None:
             match, port = found
-            rules = _Rules(view, node, packet, view.services[key], port, cluster_cidrs, node_ips)
+            rules = _Rules(
+                view, node, packet, view.services[key], port, cluster_cidrs, node_ips, by_interface
+            )
             return rules.run(match)
     return _unmatched(view, packet, node_ips, node_info is None)
 
@@ -160,6 +169,7 @@ class _Rules:
     port: ServicePort | None
     cluster_cidrs: Sequence[Network]
     node_ips: Sequence[str]
+    by_interface: bool = False  # pods told by their interface: the packet's from_pod
 
     def result(
         self,
@@ -256,6 +266,8 @@ class _Rules:
 
     def cluster_ip_masquerade(self, reasons: list[str]) -> bool | None:
         source = self.packet.source
+        if self.by_interface:
+            return self.interface_masquerade(reasons)
         if not self.cluster_cidrs:
             reasons.append(
                 "masquerade: only from outside the pod network, unknown without clusterCIDR"
@@ -268,6 +280,20 @@ class _Rules:
             reasons.append(f"no masquerade: {source} is in the pod network (source IP kept)")
             return False
         reasons.append(f"masquerade: {source} is outside the pod network")
+        return True
+
+    def interface_masquerade(self, reasons: list[str]) -> bool | None:
+        from_pod = self.packet.from_pod
+        if from_pod is None:
+            reasons.append(
+                "masquerade: only from outside the pods, told here by their interface:"
+                " unknown without fromPod"
+            )
+            return None
+        if from_pod:
+            reasons.append("no masquerade: it comes in on a pod's interface (source IP kept)")
+            return False
+        reasons.append("masquerade: it does not come in on a pod's interface")
         return True
 
     def hairpin(
@@ -298,10 +324,12 @@ class _Rules:
 
     def from_inside(self) -> Literal["node", "pod"] | None:
         source = self.packet.source
+        if source is not None and any(_same_ip(source, ip) for ip in self.node_ips):
+            return "node"
+        if self.by_interface:
+            return "pod" if self.packet.from_pod else None
         if source is None:
             return None
-        if any(_same_ip(source, ip) for ip in self.node_ips):
-            return "node"
         if self.cluster_cidrs and _in(source, self.cluster_cidrs):
             return "pod"
         return None

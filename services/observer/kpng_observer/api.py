@@ -21,6 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from kpng import __version__
+from kpng.dataplane.detectlocal import (
+    BRIDGE_INTERFACE,
+    CLUSTER_CIDR,
+    INTERFACE_NAME_PREFIX,
+    NODE_CIDR,
+)
 from kpng.diff import View
 from kpng.labels import InvalidSelector, parse_label_selector
 from kpng.model import ServiceType, TransportProtocol, ViewEndpoint, name_problem, shown_name
@@ -46,7 +52,9 @@ class Settings:
     cluster_cidrs: tuple[Network, ...] = ()
     latency_window: float = 300.0
     sse_keepalive: float = 15.0
-    node_cidr: bool = False  # --detect-local-mode NodeCIDR: a node's pods by its podCIDRs
+    # the agents' --detect-local-mode, for explain: pods by --cluster-cidr, by a node's
+    # podCIDRs (NodeCIDR), or by their interface (the query's fromPod)
+    detect_local: str = CLUSTER_CIDR
 
 
 def create_app(
@@ -255,22 +263,39 @@ def _explain(
             str | None,
             Query(alias="clusterCIDR", description="pod network CIDRs, comma-separated"),
         ] = None,
+        from_pod: Annotated[
+            bool | None,
+            Query(
+                alias="fromPod",
+                description="whether it comes in on a pod's interface (only where the agents "
+                "tell pods by their interface: --detect-local-mode BridgeInterface or "
+                "InterfaceNamePrefix)",
+            ),
+        ] = None,
     ) -> JSON:
         """Which endpoints a packet to ``destination:port/protocol`` arriving on ``node``
         could reach, whether it is masqueraded, or whether it is rejected or dropped, and why.
-        Without ``clusterCIDR`` the observer's ``--cluster-cidr`` is used, or with
-        ``--detect-local-mode NodeCIDR`` the node's own pod CIDRs."""
+        Pods are told as the agents tell them (the observer's ``--detect-local-mode``): by
+        ``clusterCIDR``, else the observer's ``--cluster-cidr``; with NodeCIDR by the node's
+        own pod CIDRs; with BridgeInterface or InterfaceNamePrefix by ``fromPod``."""
+        by_interface = settings.detect_local in (BRIDGE_INTERFACE, INTERFACE_NAME_PREFIX)
+        if from_pod is not None and not by_interface:
+            raise HTTPException(
+                422,
+                f"fromPod: pods are told by their source address here (--detect-local-mode "
+                f"{settings.detect_local}); give source, or clusterCIDR",
+            )
         try:
-            packet = PacketQuery(destination, protocol, port, source)
+            packet = PacketQuery(destination, protocol, port, source, from_pod)
             epoch, seq, view = await _view_of(fetch_node_view, node)
             if cluster_cidr:
                 cidrs = parse_cidrs(cluster_cidr)
-            elif settings.node_cidr:
+            elif settings.detect_local == NODE_CIDR:
                 known = view.nodes.get(node)
                 cidrs = parse_cidrs(known.pod_cidrs) if known is not None else ()
             else:
                 cidrs = settings.cluster_cidrs
-            result = explain(view, node, packet, cidrs)
+            result = explain(view, node, packet, cidrs, by_interface and not cluster_cidr)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"node": node, "epoch": epoch, "seq": seq, **explanation_json(result)}

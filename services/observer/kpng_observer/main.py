@@ -16,7 +16,7 @@ from kpng.bus.consumer import Consumer
 from kpng.bus.flags import add_bus_arguments, bus_auth
 from kpng.bus.nats import connect
 from kpng.bus.protocol import Bus, BusError
-from kpng.dataplane.detectlocal import CLUSTER_CIDR, NODE_CIDR
+from kpng.dataplane.detectlocal import CLUSTER_CIDR, MODES
 from kpng.diff import View
 from kpng.model import ViewEndpoint
 from kpng.observe.explain import Network, parse_cidrs
@@ -77,10 +77,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--detect-local-mode",
-        choices=(CLUSTER_CIDR, NODE_CIDR),
+        choices=MODES,
         default=CLUSTER_CIDR,
         help="the agents' --detect-local-mode, for explain: ClusterCIDR (a pod's source is in "
-        "--cluster-cidr; default) or NodeCIDR (in the node's own spec.podCIDRs)",
+        "--cluster-cidr; default), NodeCIDR (in the node's own spec.podCIDRs), or "
+        "BridgeInterface, InterfaceNamePrefix (by its interface: explain's fromPod)",
     )
     p.add_argument("--token", help="bearer token required by /api and /metrics")
     p.add_argument("--token-file", type=Path, help="read the bearer token from this file")
@@ -123,7 +124,7 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
     register_process_metrics(feed.metrics.registry)
     await feed.start()
     settings = Settings(
-        token, args.cluster_cidr, args.latency_window, node_cidr=args.detect_local_mode == NODE_CIDR
+        token, args.cluster_cidr, args.latency_window, detect_local=args.detect_local_mode
     )
     app = create_app(
         state,
