@@ -95,3 +95,7 @@ def test_a_missing_or_wrong_token_is_an_error_naming_the_request(
     code, _ = kpng(observer, "explain", "node-a1", "tcp", "10.96.10.1:80", "--from", "nowhere")
     err = capsys.readouterr().err
     assert code == 1 and "422" in err and "nowhere" in err  # the observer's own reason
+    # fromPod reaches the observer, which tells pods by address here: refused by name
+    code, _ = kpng(observer, "explain", "node-a1", "tcp", "10.96.10.1:80", "--from-pod")
+    err = capsys.readouterr().err
+    assert code == 1 and "422" in err and "fromPod" in err

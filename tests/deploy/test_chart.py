@@ -588,9 +588,16 @@ def test_the_detect_local_mode_reaches_the_agent_flags() -> None:
         return list(observer["args"])
 
     assert "--detect-local-mode" not in observer_args()
-    node_args = observer_args("agent.detectLocalMode=NodeCIDR")
-    i = node_args.index("--detect-local-mode")
-    assert node_args[i : i + 2] == ["--detect-local-mode", "NodeCIDR"]
+    for mode, extra in (
+        ("NodeCIDR", ()),
+        ("InterfaceNamePrefix", ("agent.podInterfaceNamePrefix=cali",)),
+        ("BridgeInterface", ("agent.podBridgeInterface=cbr0",)),
+    ):
+        given = observer_args(f"agent.detectLocalMode={mode}", *extra)
+        i = given.index("--detect-local-mode")
+        assert given[i : i + 2] == ["--detect-local-mode", mode]  # explain tells pods so too
+        observer = program_parser("observer").parse_args(given)
+        assert observer.detect_local_mode == mode
 
 
 def test_the_conntrack_values_reach_the_agent_flags() -> None:

@@ -2,7 +2,8 @@
 
     kpng status                          nodes: state, applied and published seq, lag, errors
     kpng services                        services, their ports and usable endpoints
-    kpng explain NODE PROTO DST:PORT [--from SRC]   where a packet to DST:PORT would go
+    kpng explain NODE PROTO DST:PORT [--from SRC] [--from-pod | --no-from-pod]
+                                         where a packet to DST:PORT would go
     kpng watch                           the observer's event stream, one line per event
 
 ``-o json`` prints the observer's JSON instead of tables. The observer is ``--observer URL``
@@ -65,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("proto", type=str.lower, choices=PROTOCOLS)
     explain.add_argument("dst", type=destination, metavar="DST:PORT")
     explain.add_argument("--from", dest="source", metavar="SRC", help="the packet's source IP")
+    explain.add_argument(
+        "--from-pod",
+        action=argparse.BooleanOptionalAction,
+        help="it comes (or not) in on a pod's interface: where agents tell pods by interface "
+        "(--detect-local-mode BridgeInterface, InterfaceNamePrefix)",
+    )
     watch = commands.add_parser("watch", help="the event stream (Ctrl-C to stop)")
     watch.add_argument("--after", type=int, metavar="ID", help="resume after this event id")
     watch.add_argument(
@@ -110,6 +117,8 @@ def explain(client: ObserverClient, args: argparse.Namespace, out: TextIO) -> in
     host, port = args.dst
     params = {"destination": host, "port": port, "protocol": args.proto.upper()}
     params["source"] = args.source
+    if args.from_pod is not None:
+        params["fromPod"] = "true" if args.from_pod else "false"
     result = client.get(f"/nodes/{urllib.parse.quote(args.node, safe='')}/explain", params)
     if args.output == "json":
         _print_json(out, result)
