@@ -36,6 +36,7 @@ COMMON = {
     "--nats",
     "--prefix",
     "--log-level",
+    "--logging-format",
     "--config",
     "--version",
     "--nats-creds",

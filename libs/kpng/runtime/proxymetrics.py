@@ -40,6 +40,9 @@ class ProxyMetrics:
         def counter(name: str, doc: str, labels: Iterable[str] = IP_FAMILY) -> Counter:
             return Counter(name, doc, list(labels), registry=registry)
 
+        def gauge(name: str, doc: str, labels: Iterable[str] = IP_FAMILY) -> Gauge:
+            return Gauge(name, doc, list(labels), registry=registry)
+
         self.sync_duration = histogram(
             "kubeproxy_sync_proxy_rules_duration_seconds", "Time to program the dataplane"
         )
@@ -55,17 +58,13 @@ class ProxyMetrics:
             "From the Kubernetes change (trigger time) to the rules being applied",
             LATENCY_BUCKETS,
         )
-        self.last_sync = Gauge(
+        self.last_sync = gauge(
             "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
             "When the dataplane was last programmed",
-            IP_FAMILY,
-            registry=registry,
         )
-        self.last_queued = Gauge(
+        self.last_queued = gauge(
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
             "When the last change to program arrived",
-            IP_FAMILY,
-            registry=registry,
         )
         self.sync_failures = counter(
             "kubeproxy_sync_proxy_rules_nftables_sync_failures_total", "Failed programmings"
@@ -84,15 +83,15 @@ class ProxyMetrics:
         self.service_changes = counter(
             "kubeproxy_sync_proxy_rules_service_changes_total", "Service changes programmed", ()
         )
-        self.endpoint_changes_pending = Gauge(
+        self.endpoint_changes_pending = gauge(
             "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
             "Endpoint changes received and not programmed yet",
-            registry=registry,
+            (),
         )
-        self.service_changes_pending = Gauge(
+        self.service_changes_pending = gauge(
             "kubeproxy_sync_proxy_rules_service_changes_pending",
             "Service changes received and not programmed yet",
-            registry=registry,
+            (),
         )
         # kube-proxy's way to watch its readiness (/healthz) and liveness (/livez) answers
         self.healthz = counter(
