@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Deployment, wait_until
 from tests.observer.cluster import NODES, objects, slice_
-from tests.observer.conftest import SILENT_AFTER
+from tests.observer.conftest import SILENT_AFTER, start_observer
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +166,27 @@ def test_metrics_parse(observer: str) -> None:
     assert "kpng_network_programming_duration_seconds" in families
     assert families["process_resident_memory_bytes"].samples[0].value > 0
     assert "kpng_process_children_cpu_seconds" in families
+
+
+def test_json_logs_carry_the_http_servers_lines_too(deployment: Deployment) -> None:
+    """--logging-format json: uvicorn's own warnings (a request that is no HTTP) come out as
+    JSON lines through the service's logging, not in uvicorn's text format."""
+    deployment.start_nats()
+    base = start_observer(deployment, "--logging-format", "json")
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        s.recv(1024)
+
+    def lines() -> list[dict[str, object]]:
+        text = deployment.group.children["observer"].log()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    wait_until(
+        "uvicorn's warning in the log",
+        lambda: any("Invalid HTTP request" in str(x["msg"]) for x in lines()),
+    )
+    said = lines()
+    assert any(x["logger"] == "kpng_observer.main" for x in said)
+    (invalid,) = [x for x in said if "Invalid HTTP request" in str(x["msg"])]
+    assert invalid["logger"] == "uvicorn.error" and invalid["level"] == "WARNING"

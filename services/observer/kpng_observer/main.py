@@ -135,7 +135,10 @@ async def serve(args: argparse.Namespace, token: str | None, auth: BusAuth) -> N
         clock=SYSTEM.time,
     )
     host, port = args.listen
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    # log_config=None: uvicorn's loggers go through ours (--logging-format), not its own
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", log_config=None
+    )
     server = uvicorn.Server(config)
     log.info("observer listening on http://%s:%d", host, port)
     try:
