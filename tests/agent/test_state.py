@@ -8,6 +8,7 @@ from typing import Any
 from kpng.bus.client import ClientStats
 from kpng.bus.codec import Status
 from kpng.bus.consumer import Applied
+from kpng.diff import DeleteEndpoint, DeleteService, SetEndpoint, SetService
 from kpng.model import ViewEndpoint
 from kpng_agent.state import FIRST_RETRY, LATENCY_SAMPLES, AgentState, count_changes
 from tests.agent.helpers import NODE, ep, event, udp, view
@@ -126,6 +127,9 @@ def test_count_changes_counts_service_and_endpoint_operations() -> None:
     assert count_changes(event(both, BASE).ops) == (1, 0)
     assert count_changes(delta().ops) == (0, 1)
     assert count_changes(()) == (0, 0)
+    # counted by exact type: a subclass of an operation would go uncounted
+    for op in (SetService, DeleteService, SetEndpoint, DeleteEndpoint):
+        assert not op.__subclasses__(), op
 
 
 def test_the_status_carries_the_warnings_found_at_start() -> None:
