@@ -47,6 +47,7 @@ CRDS = {
     ("cert-manager.io/v1", "Certificate"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 ROLES = ("watcher", "agent", "observer")
 COMPONENT_PROGRAMS = {"kpng-watcher": "watcher", "kpng-agent": "agent", "kpng-observer": "observer"}
@@ -498,6 +499,7 @@ def test_monitoring_objects_only_when_enabled() -> None:
     for name in matrix():
         if name != "monitoring":
             assert not of(name, "ServiceMonitor") and not of(name, "PodMonitor"), name
+            assert not of(name, "PrometheusRule"), name
     monitors = {o["metadata"]["name"]: o["spec"] for o in of("monitoring", "ServiceMonitor")}
     (watcher_svc,) = of("monitoring", "Service", "watcher")
     assert (
@@ -514,7 +516,7 @@ def test_monitoring_objects_only_when_enabled() -> None:
         "name": "kpng-observer-token",
         "key": "token",
     }
-    for o in of("monitoring", "ServiceMonitor"):
+    for o in [*of("monitoring", "ServiceMonitor"), *of("monitoring", "PrometheusRule")]:
         assert o["metadata"]["labels"]["release"] == "prometheus"
     (pm,) = of("monitoring", "PodMonitor")
     (ds,) = of("monitoring", "DaemonSet", "agent")
