@@ -160,6 +160,12 @@ async def test_explain_takes_from_pod_where_pods_are_told_by_their_interface() -
             None,
         )
         assert any("fromPod" in r for r in unsaid["reasons"])
+        both = await http.get(
+            url, params={**params, "fromPod": "true", "clusterCIDR": "10.0.0.0/8"}
+        )
+        assert both.status_code == 422 and "give one" in both.json()["detail"]
+        by_address = (await http.get(url, params={**params, "clusterCIDR": CLUSTER_CIDR})).json()
+        assert by_address["masquerade"] is False  # a clusterCIDR still decides, by address
     async with client() as http:
         refused = await http.get(url, params={**params, "fromPod": "true"})
         assert refused.status_code == 422

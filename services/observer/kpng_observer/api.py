@@ -285,6 +285,10 @@ def _explain(
                 f"fromPod: pods are told by their source address here (--detect-local-mode "
                 f"{settings.detect_local}); give source, or clusterCIDR",
             )
+        if from_pod is not None and cluster_cidr:
+            raise HTTPException(
+                422, "fromPod and clusterCIDR: give one (a pod by its interface, or by address)"
+            )
         try:
             packet = PacketQuery(destination, protocol, port, source, from_pod)
             epoch, seq, view = await _view_of(fetch_node_view, node)
