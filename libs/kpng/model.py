@@ -311,6 +311,12 @@ def ip_family(ip: str) -> int:
     return ipaddress.ip_address(ip).version
 
 
+def address_family(ip: str) -> int:
+    """4 or 6 for an address already checked valid, cheaply: an IPv6 address has a colon,
+    an IPv4 one never (``ipaddress`` dominated large syncs)."""
+    return 6 if ":" in ip else 4
+
+
 def cidr_family(cidr: str) -> int:
     """4 or 6 (host bits allowed); raises ValueError for something that is not a CIDR."""
     return ipaddress.ip_network(cidr, strict=False).version

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from kpng.model import Service
+from kpng.model import Service, address_family
 
 CLUSTER_IP = 0
 EXTERNAL = 1  # an external IP, a load-balancer IP, or a node port
@@ -41,18 +41,14 @@ def service_claims(svc: Service, family: int) -> frozenset[tuple[Claim, Claimant
     for sp in svc.ports:
         proto, port = str(sp.protocol), sp.port
         for ip in svc.cluster_ips:
-            if _fam(ip) == family:
+            if address_family(ip) == family:
                 out.add(((ip, proto, port), (CLUSTER_IP, ns, name, sp.name)))
         for ip in ext:
-            if _fam(ip) == family:
+            if address_family(ip) == family:
                 out.add(((ip, proto, port), (EXTERNAL, ns, name, sp.name)))
         if sp.node_port and svc.externally_accessible:
             out.add((("", proto, sp.node_port), (EXTERNAL, ns, name, sp.name)))
     return frozenset(out)
-
-
-def _fam(ip: str) -> int:
-    return 6 if ":" in ip else 4
 
 
 def claim_text(claim: Claim) -> str:

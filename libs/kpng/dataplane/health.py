@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kpng.diff import View
-from kpng.model import ServiceType, TrafficPolicy, ViewEndpoint, endpoint_port
+from kpng.model import ServiceType, TrafficPolicy, ViewEndpoint, address_family, endpoint_port
 
 WEIGHT_HEADER = "X-Load-Balancing-Endpoint-Weight"
 
@@ -165,9 +165,8 @@ def no_local_endpoints(
         eps = view.endpoints_of(key)
         if not eps or not (internal or external):
             continue
-        for family in {6 if ":" in ip else 4 for ip in svc.cluster_ips} & set(families):
-            v6 = family == 6  # an IPv6 address has a colon, an IPv4 one never
-            of_family = [e for e in eps.values() if (":" in e.ip) == v6]
+        for family in set(map(address_family, svc.cluster_ips)) & set(families):
+            of_family = [e for e in eps.values() if address_family(e.ip) == family]
             for sp in svc.ports:
                 marks = [e.marks(sp.name, sp.protocol) for e in of_family if endpoint_port(sp, e)]
                 if not marks:

@@ -26,6 +26,7 @@ from kpng.model import (
     TrafficPolicy,
     TransportProtocol,
     ViewEndpoint,
+    address_family,
     endpoint_port,
 )
 
@@ -214,9 +215,9 @@ class _Rules:
     def endpoints(self) -> Mapping[str, ViewEndpoint]:
         """The service's endpoints of the destination's family: each family has a table of
         its own (kube-proxy: a proxier of its own) that knows only that family's."""
-        v6 = ":" in self.packet.destination
+        family = address_family(self.packet.destination)
         eps = self.view.endpoints_of(self.service.key)
-        return {ip: e for ip, e in eps.items() if (":" in ip) is v6}
+        return {ip: e for ip, e in eps.items() if address_family(ip) == family}
 
     def targets(
         self, flag: Literal["internal", "external", "shortcut"]

@@ -46,6 +46,7 @@ from kpng.model import (
     ServicePort,
     TrafficPolicy,
     ViewEndpoint,
+    address_family,
     cidr_family,
 )
 
@@ -83,7 +84,7 @@ def render_service(
         return ()  # nothing of this family reaches it (the other family's table serves it)
     eps = list(endpoints.values())
     if v6 or ":" in "".join(map(_IP, eps)):  # (an IPv4 address has no colon)
-        eps = [e for e in eps if (":" in e.ip) is v6]  # as _fam, inlined
+        eps = [e for e in eps if (":" in e.ip) is v6]  # as address_family, inlined
     whole = len(eps) == len(endpoints)  # every endpoint of the service is of this family
     eps_ = _Endpoints(sorted(eps, key=_IP) if len(eps) > 1 else eps, r.aton, whole)
     out: list[Planned] = []
@@ -439,13 +440,8 @@ def _affinity(t: TrafficTarget, c: Config, timeout: int) -> list[Object]:
     ]
 
 
-def _fam(ip: str) -> int:
-    """The family of a valid address, cheaply (``ipaddress`` dominated large syncs)."""
-    return 6 if ":" in ip else 4
-
-
 def _family(ips: Iterable[str], c: Config) -> list[str]:
-    return [ip for ip in ips if _fam(ip) == c.family]
+    return [ip for ip in ips if address_family(ip) == c.family]
 
 
 def _firewall(svc: Service, key: tuple[str, ...], c: Config) -> list[Object]:
