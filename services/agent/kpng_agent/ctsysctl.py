@@ -11,7 +11,15 @@ import logging
 import os
 from pathlib import Path
 
-from kpng.dataplane.ctsysctl import HASHSIZE, MAX, ConntrackSettings, hashsize_for, needed, writes
+from kpng.dataplane.ctsysctl import (
+    HASHSIZE,
+    MAX,
+    ConntrackSettings,
+    Write,
+    hashsize_for,
+    needed,
+    writes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +75,11 @@ def apply(
             continue
         problem = _write(path, shown, w.value, current)
         if not problem and w.name == MAX:  # the hash table grows with the limit
-            size = hashsize_for(w.value)
+            grow = Write(HASHSIZE, hashsize_for(w.value), raise_only=True)
             hashsize = sys_module / HASHSIZE
             now = _read(hashsize)
-            if now is None or now < size:
-                problem = _write(hashsize, "nf_conntrack hashsize", size, now)
+            if needed(grow, now):
+                problem = _write(hashsize, "nf_conntrack hashsize", grow.value, now)
         if problem:
             log.warning("%s", problem)
             warnings.append(problem)
