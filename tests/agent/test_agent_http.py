@@ -3,6 +3,8 @@ healthCheckNodePort endpoints."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,9 +43,13 @@ def test_agent_serves_healthz_metrics_proxy_mode_and_health_check_node_ports(
     argv = [venv_bin("kpng-agent"), "--node", "node-a", "--nats", d.url, "--nats-insecure"]
     argv += ["--dump-file", str(d.dump_path("node-a")), "--health-check-bind-host", "127.0.0.1"]
     argv += ["--healthz-bind-address", f"127.0.0.1:{healthz}"]
-    argv += ["--metrics-bind-address", f"127.0.0.1:{metrics}"]
-    d.group.start("agent", argv)
+    argv += ["--metrics-bind-address", f"127.0.0.1:{metrics}", "--oom-score-adj", "500"]
+    agent = d.group.start("agent", argv)
     d.wait_converged("node-a")
+    # kube-proxy's --oom-score-adj: the agent's own (raised here: lowering it would need
+    # CAP_SYS_RESOURCE, which the test has but an unprivileged pod has not)
+    assert agent.process is not None
+    assert Path(f"/proc/{agent.process.pid}/oom_score_adj").read_text() == "500\n"
     wait_for_port("127.0.0.1", hc)
     r = get(f"http://127.0.0.1:{hc}/")
     assert r is not None and r.status_code == 200

@@ -205,6 +205,9 @@ def test_init_only_sets_them_and_exits_without_the_bus(
     )
     assert agent_main.main(["--init-only", "--node", "n1", "--backend", "dump"]) == 0
     assert len(applied) == 1  # another backend's node is its own
+    # as kube-proxy's: no node name needed to set a node's sysctls
+    assert agent_main.main(["--init-only", "--backend", "nftables"]) == 0
+    assert len(applied) == 2
 
 
 @pytest.mark.netns

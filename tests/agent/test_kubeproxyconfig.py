@@ -85,9 +85,12 @@ def test_each_unsupported_field_is_named() -> None:
         "bindAddress": "192.168.0.10",
         "ipvs": {"scheduler": "rr", "minSyncPeriod": None},
         "iptables": {"localhostNodePorts": True},
-        "portRange": "30000-32767",
-        "oomScoreAdj": -999,
-        "featureGates": {"SomeGate": True},
+        "featureGates": {
+            "SomeGate": True,
+            "ServiceTrafficDistribution": False,
+            "TopologyAwareHints": "yes",
+            "NFTablesProxyMode": True,
+        },
         "mode": "ipvs",
         "clusterCIDR": "10.0.0.0/8",
     }
@@ -98,14 +101,31 @@ def test_each_unsupported_field_is_named() -> None:
         "bindAddress",
         "mode ('ipvs'",
         "iptables.localhostNodePorts",
-        "portRange",
-        "oomScoreAdj",
-        "featureGates.SomeGate",
+        "featureGates.SomeGate (a gate kpng does not know)",
+        "featureGates.ServiceTrafficDistribution (false: kpng always honours a Service's "
+        "trafficDistribution)",
+        "featureGates.TopologyAwareHints ('yes': a gate is true or false)",
     ):
         assert field in message
     # the ipvs mode's settings are not used outside it, by kube-proxy either (and that mode
-    # is refused by name)
+    # is refused by name); a gate for what kpng does is accepted
     assert "ipvs." not in message and "clusterCIDR" not in message
+    assert "NFTablesProxyMode" not in message
+
+
+def test_what_kpng_has_or_has_no_use_for_is_accepted(tmp_path: Path) -> None:
+    """kube-proxy's own OOM score; its unused portRange, Windows' service flag; the gates of
+    features kpng always has, switched on, and the logging gates either way."""
+    args = _args(
+        tmp_path,
+        "hostnameOverride: a\noomScoreAdj: -999\nportRange: 30000-32767\n"
+        "windowsRunAsService: true\nfeatureGates: {NFTablesProxyMode: true, "
+        "PreferSameTrafficDistribution: true, KubeProxyDrainingTerminatingNodes: true, "
+        "ContextualLogging: false, LoggingBetaOptions: true}\n",
+    )
+    assert vars(args)["oom_score_adj"] == -999
+    kubeadm = _args(tmp_path, "hostnameOverride: a\noomScoreAdj: null\nfeatureGates: {}\n")
+    assert vars(kubeadm)["oom_score_adj"] is None
 
 
 # the ConfigMap kubeadm writes for kube-proxy (v1.31), as `kubeadm init` makes it

@@ -155,7 +155,7 @@ def _settable(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def convert(action: argparse.Action, value: Any, where: str) -> Any:
     """``value`` (from YAML or the environment) as the command line would give it."""
-    flag = action.option_strings[-1]
+    flag = next(o for o in action.option_strings if o.startswith("--"))  # its first long name
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         on = _switch(value, where, flag)
         return on if isinstance(action, argparse._StoreTrueAction) else not on

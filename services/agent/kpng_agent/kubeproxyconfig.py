@@ -5,7 +5,9 @@ say nothing of where packets go and that kpng has no use for (how kube-proxy rea
 server, its profiling and log buffers, the settings of other platforms and of the ipvs mode,
 the minimum interval between syncs) are accepted and not used, so that the file kubeadm
 writes for kube-proxy is read as it is. Every other field that is set (not null, empty, zero
-or kube-proxy's default) is an error naming it, so that a setting is never silently dropped.
+or kube-proxy's default) is an error naming it, so that a setting is never silently dropped;
+so is a feature gate that kpng does not know, or one switched off whose feature kpng always
+has.
 Pure: a document in, flag keys out.
 """
 
@@ -47,6 +49,7 @@ FIELDS: dict[str, str] = {
     "conntrack.tcpBeLiberal": "conntrack-tcp-be-liberal",
     "conntrack.udpTimeout": "conntrack-udp-timeout",
     "conntrack.udpStreamTimeout": "conntrack-udp-timeout-stream",
+    "oomScoreAdj": "oom-score-adj",
 }
 DURATIONS = frozenset({"syncPeriod", "iptables.syncPeriod", "nftables.syncPeriod"})
 # accepted and not used: nothing of where packets go (a field path, or a prefix ending in ".")
@@ -61,7 +64,23 @@ NOT_USED = (
     "iptables.minSyncPeriod",  # kpng programs each change as it comes, in milliseconds
     "nftables.minSyncPeriod",
     "bindAddressHardFail",
+    "portRange",  # kube-proxy's own documentation: "now unused"
+    "windowsRunAsService",
 )
+# kube-proxy's feature gates for what kpng always does: true is accepted; false (kube-proxy
+# without the feature) is refused by name, as kpng cannot do without it
+GATES_KPNG_HAS = {
+    "NFTablesProxyMode": "programs nftables",
+    "ServiceTrafficDistribution": "honours a Service's trafficDistribution",
+    "PreferSameTrafficDistribution": "honours trafficDistribution PreferSameZone and "
+    "PreferSameNode",
+    "TopologyAwareHints": "honours topology hints",
+    "KubeProxyDrainingTerminatingNodes": "fails /healthz on a node being deleted",
+    "LoadBalancerIPMode": "leaves load-balancer IPs of ipMode Proxy alone",
+}
+# gates of how kube-proxy logs: nothing of where packets go, whatever their value
+GATES_NOT_USED = frozenset({"ContextualLogging", "LoggingAlphaOptions", "LoggingBetaOptions"})
+GATES = "featureGates."
 # kube-proxy's defaults, as kubeadm writes them: the same as unset
 DEFAULTS = {"bindAddress": ("0.0.0.0", "::")}
 _HEADER = ("apiVersion", "kind")
@@ -78,6 +97,11 @@ def translate(doc: Mapping[str, Any]) -> dict[str, Any]:
     unsupported: list[str] = []
     for path, value in _leaves(doc):
         if path in _HEADER:
+            continue
+        if path.startswith(GATES):
+            problem = _gate_problem(path, value)
+            if problem:
+                unsupported.append(problem)
             continue
         if path == "mode":
             if value not in ("", "nftables"):
@@ -103,6 +127,18 @@ def translate(doc: Mapping[str, Any]) -> dict[str, Any]:
             f"{', '.join(FIELDS)}, mode)"
         )
     return out
+
+
+def _gate_problem(path: str, value: Any) -> str:
+    """What is wrong with a feature gate's setting, or "" (accepted)."""
+    name = path[len(GATES) :]
+    if type(value) is not bool:
+        return f"{path} ({value!r}: a gate is true or false)"
+    if name in GATES_NOT_USED:
+        return ""
+    if name in GATES_KPNG_HAS:
+        return "" if value else f"{path} (false: kpng always {GATES_KPNG_HAS[name]})"
+    return f"{path} (a gate kpng does not know)"
 
 
 def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -20,11 +20,12 @@ from kpng.runtime.clock import SYSTEM
 from kpng.runtime.config import parse_args
 from kpng.runtime.process import add_common_arguments, positive_float, run, setup_logging
 from kpng.runtime.procmetrics import register_process_metrics
-from kpng_agent import kubeproxyconfig
+from kpng_agent import kubeproxyconfig, oomscore
 from kpng_agent.agent import AgentSettings
 from kpng_agent.backends.registry import Backends, PluginError, cleanup, discover
 from kpng_agent.imports import import_bus
 from kpng_agent.nftflags import set_conntrack_sysctls
+from kpng_agent.oomscore import oom_score_adj
 from kpng_agent.servers import add_health_arguments, apply_defaults, hooks_for, serving
 from kpng_agent.startcheck import PROC_SYS, check_bridge_netfilter
 from kpng_agent.wiring import build_agent, build_parts
@@ -51,9 +52,10 @@ def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--node",
-        required=True,
+        "--hostname-override",  # kube-proxy's name for it
+        dest="node",
         type=node_name,
-        help="the name of this node (as in its Node object)",
+        help="the name of this node (as in its Node object); required but with --init-only",
     )
     p.add_argument(
         "--backend",
@@ -63,6 +65,15 @@ def parser(backends: Backends | None = None) -> argparse.ArgumentParser:
     )
     backends.add_arguments(p)
     add_health_arguments(p)
+    p.add_argument(
+        "--oom-score-adj",
+        type=oom_score_adj,
+        default=None,
+        metavar="N",
+        help="set the agent's own OOM score adjustment (-1000..1000; kube-proxy's flag, whose "
+        "default is -999) at start; lowering it needs CAP_SYS_RESOURCE, and failing to is a "
+        "warning (default: leave it to the kubelet)",
+    )
     p.add_argument(
         "--init-only",
         action="store_true",
@@ -121,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.logging_format)
     if args.init_only:
         return init_only(args)
+    if args.node is None:
+        p.error("the following arguments are required: --node")
+    warnings = oomscore.apply(args.oom_score_adj)
     auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
 
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 pod_bridge,
             )
             agent.state.warnings += set_conntrack_sysctls(args)
+        agent.state.warnings += warnings
         try:
             # a rotated --nats-token-file: a fresh connection before the old token expires
             async with serving(args, parts), renewing(auth.token_file, bus.renew, SYSTEM):
