@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from kpng.iptext import canonical_ip
 from kpng.model import (
     ANNOTATION_TOPOLOGY_HINTS,
     ANNOTATION_TOPOLOGY_MODE,
@@ -116,12 +117,12 @@ class _Fields:
     def ip(self, value: Any, path: str, family: int = 0) -> str:
         text = self.string(value, path)
         try:
-            address = ipaddress.ip_address(text.strip())
+            address, version = canonical_ip(text.strip())
         except ValueError:
             raise self.fail(path, f"{text!r} is not a valid IP address") from None
-        if family and address.version != family:
+        if family and version != family:
             raise self.fail(path, f"{text!r} is not an IPv{family} address")
-        return str(address)
+        return address
 
     def cidr(self, value: Any, path: str) -> str:
         text = self.string(value, path).strip()

@@ -10,9 +10,10 @@ contract that keeps ``socket`` out of the pure core allows this module by name.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 from collections.abc import Callable
+
+from kpng.iptext import ipv6_text
 
 inet_aton: Callable[[str], bytes] = socket.inet_aton
 """``"10.0.0.1"`` -> 4 bytes."""
@@ -27,9 +28,8 @@ htons: Callable[[int], int] = socket.htons
 """A 16-bit port between host and network byte order (the same function both ways)."""
 
 
-def inet6_ntoa(b: bytes) -> str:
-    """16 bytes -> ``"fd00::1"``, in the compressed form :mod:`ipaddress` writes (as ``nft``)."""
-    return str(ipaddress.IPv6Address(b))
+inet6_ntoa: Callable[[bytes], str] = ipv6_text
+"""16 bytes -> ``"fd00::1"``, in the compressed form :mod:`ipaddress` writes (as ``nft``)."""
 
 
 def aton(family: int) -> Callable[[str], bytes]:
