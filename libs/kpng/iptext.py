@@ -29,7 +29,7 @@ def canonical_ip(text: str) -> tuple[str, int]:
         try:
             if _ntop(family, _pton(family, text)) == text:
                 return text, version
-        except OSError:
+        except (OSError, ValueError):  # not an address; or a NUL, or not ASCII
             pass
     address = ipaddress.ip_address(text)
     return str(address), address.version
@@ -41,7 +41,7 @@ def is_canonical_ipv6(text: str) -> bool:
         try:
             if _ntop(_INET6, _pton(_INET6, text)) == text:
                 return True
-        except OSError:
+        except (OSError, ValueError):  # not an address; or a NUL, or not ASCII
             pass
     try:
         return str(ipaddress.IPv6Address(text)) == text

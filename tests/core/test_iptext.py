@@ -33,6 +33,10 @@ ODD = st.sampled_from(
         "",
         ":",
         ":::",
+        "fd00::1\x00",  # from the bus: anything
+        "1.2.3.4\x00",
+        "fd00::\uff11",
+        "\uff11.2.3.4",
     ]
 )
 TEXTS = st.one_of(
@@ -41,7 +45,7 @@ TEXTS = st.one_of(
     V6.map(lambda n: ipaddress.IPv6Address(n).exploded),  # the same, spelt otherwise
     V6.map(lambda n: str(ipaddress.IPv6Address(n)).upper()),
     st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
-    st.text(alphabet="0123456789abcdefABCDEF:.%x", max_size=45),
+    st.text(alphabet="0123456789abcdefABCDEF:.%x\x00\uff11 ", max_size=45),
     ODD,
 )
 

@@ -142,6 +142,14 @@ def test_good_fields_decode(op: dict[str, Any]) -> None:
 
 def test_ipv6_must_be_canonical_as_kpng_writes_it() -> None:
     assert checked_ip("fd00::1", "x") == "fd00::1"
-    for bad in ["FD00::1", "fd00:0::1", "1.2.3.04", "::ffff:1.2.3.4x", 5]:
+    for bad in [
+        "FD00::1",
+        "fd00:0::1",
+        "1.2.3.04",
+        "::ffff:1.2.3.4x",
+        5,
+        "fd00::1\x00",
+        "fd00::\uff11",
+    ]:
         with pytest.raises(MalformedMessage):
             checked_ip(bad, "x")
