@@ -64,6 +64,25 @@ def service_keys(ops: Iterable[Op[Any]]) -> set[str]:
     return keys
 
 
+def families_touched(ops: Iterable[Op[Any]]) -> frozenset[int]:
+    """The IP families (4, 6) whose rules ``ops`` may change. An endpoint's change is its own
+    address family's alone, as kube-proxy gives an EndpointSlice only to its family's proxier
+    (a change to another endpoint's marks comes as that endpoint's own operation); any other
+    operation (a service, a node) may change both."""
+    families: set[int] = set()
+    for op in ops:
+        if type(op) is SetEndpoint:
+            families.add(6 if ":" in op.endpoint.ip else 4)  # as address_family, inlined
+        elif type(op) is DeleteEndpoint:
+            families.add(6 if ":" in op.ip else 4)
+        else:
+            return BOTH_FAMILIES
+    return frozenset(families)
+
+
+BOTH_FAMILIES = frozenset({4, 6})
+
+
 class InconsistentOp(ValueError):
     """An operation that does not fit the view it is applied to (the stream lost something)."""
 

@@ -15,7 +15,7 @@ from kpng.bus.fake import FakeBus, FakeServer
 from kpng.dataplane.backend import PerFamily
 from kpng.dataplane.claims import Conflict
 from kpng.dataplane.nft.fake import FakeNftables
-from kpng.dataplane.nft.objects import NftError
+from kpng.dataplane.nft.objects import NftError, Table
 from kpng.dataplane.nft.transaction import Transaction
 from kpng.model import ViewEndpoint
 from kpng.runtime.clock import FakeClock
@@ -142,6 +142,45 @@ async def test_changes_are_pending_until_a_sync_programs_them(bus: FakeBus) -> N
     assert value(registry, pending) == 0
     assert value(registry, "kubeproxy_sync_proxy_rules_service_changes_pending") == 0
     assert value(registry, "kubeproxy_sync_proxy_rules_endpoint_changes_total") == 2
+
+
+async def test_a_delta_syncs_and_queues_only_the_families_it_touches(bus: FakeBus) -> None:
+    """kube-proxy gives an EndpointSlice to its own family's proxier: an IPv4 endpoint's
+    change is an IPv4 sync alone. IPv6's series stay as they were, its last change queued
+    too, so no stale-rules alert waits for an IPv6 sync that has nothing to do; a service's
+    change syncs both."""
+    clock, registry = FakeClock(epoch=5000.0), CollectorRegistry()
+    nft = FakeNftables()
+    backend = NftablesBackend(Settings(NODE), nft, list)
+    agent = make_agent(bus, backend, clock=clock, registry=registry)
+    svc = web("a", "10.96.0.1", "fd00:96::1")
+    base = on_node(view((svc, [ep("10.244.1.5"), ep("fd00:244::5")])), "192.168.0.10")
+    snapshot = event(base)
+    assert await agent._program(snapshot, full=agent._queue(snapshot))
+    clock.advance(10)
+    more = [ep("10.244.1.5"), ep("10.244.1.6"), ep("fd00:244::5")]
+    grown = on_node(view((svc, more)), "192.168.0.10")
+    delta = event(grown, base, 2)
+    assert not agent._queue(delta)
+    before = nft.transactions
+    assert await agent._program(delta, full=False)
+    assert set(backend.family_seconds) == {4}
+    partial = "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"
+    assert (value(registry, partial, V4), value(registry, partial, V6)) == (1, 0)
+    stamp = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+    queued = "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"
+    assert (value(registry, stamp, V4), value(registry, stamp, V6)) == (5010.0, 5000.0)
+    assert (value(registry, queued, V4), value(registry, queued, V6)) == (5010.0, 5000.0)
+    # one transaction, the IPv4 table's: the IPv6 one was not planned again
+    assert nft.transactions == before + 1 and "10.244.1.6" in nft.dump(Table("ip", "kpng"))
+    clock.advance(10)
+    renamed = on_node(view((web("a", "10.96.0.2", "fd00:96::2"), more)), "192.168.0.10")
+    both = event(renamed, grown, 3)
+    assert not agent._queue(both)
+    assert await agent._program(both, full=False)
+    assert set(backend.family_seconds) == {4, 6}
+    assert (value(registry, partial, V4), value(registry, partial, V6)) == (2, 1)
+    assert (value(registry, queued, V4), value(registry, queued, V6)) == (5020.0, 5020.0)
 
 
 class RefusingIp6(FakeNftables):

@@ -25,6 +25,7 @@ from kpng.diff import (
     diff,
     diff_nodes,
     diff_service,
+    families_touched,
 )
 from kpng.model import Endpoint, Node, Service, ServiceType, ViewEndpoint
 from kpng.sharedviews import SharedOps, SnapshotPrefixes, apply_snapshot
@@ -272,3 +273,17 @@ def test_apply_returns_a_view_that_changes_in_place_without_touching_its_input(
     new = apply(diff(a, b), a)  # shares the tables it did not change with a
     apply_in_place(diff(b, c), new)
     assert (new, a) == (c, before)
+
+
+def test_an_endpoints_change_touches_its_own_family_alone() -> None:
+    """As kube-proxy gives an EndpointSlice to its family's proxier; a service's or a node's
+    change may touch both families."""
+    v4 = ViewEndpoint("10.244.0.1", ())
+    v6 = ViewEndpoint("fd00::1", ())
+    assert families_touched([]) == frozenset()
+    assert families_touched([SetEndpoint("ns/a", v4), DeleteEndpoint("ns/a", "10.244.0.2")]) == {4}
+    assert families_touched([DeleteEndpoint("ns/a", "fd00::2")]) == {6}
+    assert families_touched([SetEndpoint("ns/a", v4), SetEndpoint("ns/b", v6)]) == {4, 6}
+    svc = Service("ns", "a", ServiceType.CLUSTER_IP, ("10.96.0.1",), ())
+    for op in (SetService(svc), DeleteService("ns/a"), SetNode(Node("n1")), DeleteNode("n1")):
+        assert families_touched([SetEndpoint("ns/a", v4), op]) == {4, 6}

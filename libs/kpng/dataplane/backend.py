@@ -30,14 +30,16 @@ class PerFamily(Protocol):
     metrics are per family, :mod:`kpng.runtime.proxymetrics`). Optional: without it, the
     whole sync counts for every family."""
 
-    # seconds from the start of the last program() to the end of each family's part
+    # seconds from the start of the last program() to the end of each family's part, for
+    # the families it synced: a delta that touches one family's endpoints syncs that family
+    # alone, as kube-proxy's proxiers do (none: nothing synced, nothing counted)
     family_seconds: Mapping[int, float]
     failed_families: tuple[int, ...]  # the families whose part of it failed
 
 
 def family_seconds(backend: Backend, seconds: float, families: Iterable[int]) -> dict[int, float]:
     """Each family's part of the sync that took ``seconds``, as the backend timed them."""
-    if isinstance(backend, PerFamily) and backend.family_seconds:
+    if isinstance(backend, PerFamily):  # only the families it synced (a delta: maybe none)
         return dict(backend.family_seconds)
     return dict.fromkeys(families, seconds)
 

@@ -2,9 +2,11 @@
 
 As kube-proxy exports them since 1.34: what a sync does is per IP family (label
 ``ip_family``, ``IPv4`` or ``IPv6``), as kube-proxy runs one proxier per family; the change
-counts are not. A kpng sync programs the families together, each family's part timed on its
-own (the backend says how long each took, :func:`kpng.dataplane.backend.family_seconds`);
-every family's series exists from the start, as kube-proxy's on a dual-stack node.
+counts are not. A kpng full sync programs the families together, each family's part timed
+on its own (the backend says how long each took, :func:`kpng.dataplane.backend.family_seconds`);
+a delta is queued for, and syncs, the families it touches (an endpoint's change is its own
+address family's: :func:`kpng.diff.families_touched`). Every family's series exists from the
+start, as kube-proxy's on a dual-stack node.
 
 kube-proxy's ``sync_proxy_rules_nftables_cleanup_failures_total`` is not exported: kpng has no
 cleanup pass after the sync (what a sync removes is in its own transaction, so its failure
@@ -133,9 +135,9 @@ class ProxyMetrics:
             if trigger_time is not None and applied >= trigger_time:
                 self.network_programming.labels(label).observe(applied - trigger_time)
 
-    def queued(self, now: float) -> None:
-        """A change arrived: it is queued for every family's sync."""
-        for f in self.families:
+    def queued(self, now: float, families: Iterable[int] | None = None) -> None:
+        """A change arrived: it is queued for the sync of ``families`` (default: each)."""
+        for f in self.families if families is None else families:
             self.last_queued.labels(family_label(f)).set(now)
 
     def failed(self, families: Iterable[int]) -> None:

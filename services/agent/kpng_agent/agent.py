@@ -22,6 +22,7 @@ from kpng.bus.consumer import Applied
 from kpng.bus.protocol import Bus, BusError
 from kpng.dataplane.backend import Backend, failed_families, family_seconds
 from kpng.dataplane.health import ProxyHealth
+from kpng.diff import families_touched
 from kpng.model import ViewEndpoint
 from kpng.runtime.clock import SYSTEM, Clock
 from kpng.runtime.proxymetrics import ProxyMetrics
@@ -79,13 +80,22 @@ class Agent:
 
     async def _consume(self) -> None:
         async for event in self.client:
-            full = self.state.received(event)
-            now = self.clock.time()
-            self.health.queued(now)
-            self.metrics.queued(now)
-            self.metrics.pending(*self.state.unprogrammed)
+            full = self._queue(event)
             if not self.state.retrying:
                 await self._program(event, full)
+
+    def _queue(self, event: Applied[ViewEndpoint]) -> bool:
+        """A change has come: pending until programmed (health, metrics). Whether it needs a
+        full sync."""
+        full = self.state.received(event)
+        now = self.clock.time()
+        self.health.queued(now)
+        # a delta is queued for the families it touches, as kube-proxy's proxiers
+        # (kpng.diff.families_touched): another's has nothing pending then, and its last
+        # sync may stay as it was without a stale-rules alert
+        self.metrics.queued(now, None if full else families_touched(event.ops))
+        self.metrics.pending(*self.state.unprogrammed)
+        return full
 
     async def _program(self, event: Applied[ViewEndpoint], full: bool) -> bool:
         started = self.clock.monotonic()

@@ -35,7 +35,7 @@ from kpng.dataplane.nft.kernel.nlnft import NetlinkNftables
 from kpng.dataplane.nft.planner import Planner, serves
 from kpng.dataplane.nft.skeleton import Config
 from kpng.dataplane.nft.transaction import Nftables, Transaction
-from kpng.diff import View, service_keys
+from kpng.diff import View, families_touched, service_keys
 from kpng.model import ViewEndpoint, of_family
 from kpng_agent.backends.parallel import ParallelFamilies
 from kpng_agent.backends.pipeline import apply_steps
@@ -136,6 +136,9 @@ class NftablesBackend:
         forked = self._to_fork(event, full)
         # a forked family first: its child starts before the parent plans its own first step
         families = sorted(self.settings.families, key=lambda f: f != forked)
+        if not full:  # only the families the changes may touch sync, as kube-proxy's proxiers
+            touched = families_touched(event.ops)
+            families = [f for f in families if f in touched]
 
         async def timed(family: int) -> int:
             try:
