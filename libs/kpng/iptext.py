@@ -2,7 +2,8 @@
 at the speed of the C library.
 
 A dual-stack view of 10,000 services holds 100,000 IPv6 endpoint addresses; the watcher parses
-each, the agent checks each on decode, and reads each back from the kernel on a restart.
+each, and the agent checks each as it decodes a view (and an element read back from the kernel
+as text is written by it too).
 :mod:`ipaddress` takes ~6 us for an IPv6 address, ``socket``'s pure C converters (no socket is
 opened) ~0.4 us. The C library writes an address as :mod:`ipaddress` does (lower case, no
 leading zeros, the first longest run of two or more zero groups as ``::``), except an IPv6

@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return init_only(args)
     if args.node is None:
         p.error("the following arguments are required: --node")
-    warnings = oomscore.apply(args.oom_score_adj)
     auth = bus_auth(args, p)
     backend = make_backend(args, p, backends)
+    warnings = oomscore.apply(args.oom_score_adj)  # once the flags are known to be good
 
     async def serve() -> None:
         import_bus(args.nats)  # nats-py, without its websocket client unless a URL needs it
