@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from kpng.digest import PartialDigest, endpoint_hash, node_hash, service_hash, table_hash
-from kpng.model import Endpoint, Node, Service, ViewEndpoint
+from kpng.model import Endpoint, Node, Service, ViewEndpoint, address_family
 
 E = TypeVar("E", Endpoint, ViewEndpoint)
 
@@ -64,6 +64,9 @@ def service_keys(ops: Iterable[Op[Any]]) -> set[str]:
     return keys
 
 
+BOTH_FAMILIES = frozenset({4, 6})
+
+
 def families_touched(ops: Iterable[Op[Any]]) -> frozenset[int]:
     """The IP families (4, 6) whose rules ``ops`` may change. An endpoint's change is its own
     address family's alone, as kube-proxy gives an EndpointSlice only to its family's proxier
@@ -72,15 +75,12 @@ def families_touched(ops: Iterable[Op[Any]]) -> frozenset[int]:
     families: set[int] = set()
     for op in ops:
         if type(op) is SetEndpoint:
-            families.add(6 if ":" in op.endpoint.ip else 4)  # as address_family, inlined
+            families.add(address_family(op.endpoint.ip))
         elif type(op) is DeleteEndpoint:
-            families.add(6 if ":" in op.ip else 4)
+            families.add(address_family(op.ip))
         else:
             return BOTH_FAMILIES
     return frozenset(families)
-
-
-BOTH_FAMILIES = frozenset({4, 6})
 
 
 class InconsistentOp(ValueError):

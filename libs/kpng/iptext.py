@@ -38,14 +38,8 @@ def canonical_ip(text: str) -> tuple[str, int]:
 
 def is_canonical_ipv6(text: str) -> bool:
     """``text`` is an IPv6 address written as :mod:`ipaddress` writes it."""
-    if "." not in text:
-        try:
-            if _ntop(_INET6, _pton(_INET6, text)) == text:
-                return True
-        except (OSError, ValueError):  # not an address; or a NUL, or not ASCII
-            pass
     try:
-        return str(ipaddress.IPv6Address(text)) == text
+        return canonical_ip(text) == (text, 6)
     except ValueError:
         return False
 
